@@ -1,0 +1,105 @@
+import { ApplicationFailure } from '@temporalio/activity';
+import { findAuthorization, markAuthorizationExchanged } from '../db/queries/authorizations';
+import { findConnection, readConnectionSecrets, storeTokensIfVersion, transitionConnectionStatus, recordConnectionError } from '../db/queries/connections';
+import { ProviderError } from '../platform/providers/provider-error';
+import { FailureType } from './failure-types';
+import {
+  currentTokenState,
+  authorizationColumn,
+  connectionColumn,
+  providerAdapter,
+  retryableProviderFailure,
+  type ActivityDependencies,
+  type TokenState,
+} from './dependencies';
+
+export function createAuthorizationActivities({ db, crypto, providers, audit, clock }: ActivityDependencies) {
+  return {
+    /**
+     * Trades the stored authorization code for tokens and stores them encrypted. Idempotent: once the
+     * authorization is marked exchanged, a retry answers from the database instead of spending the code twice.
+     */
+    async exchangeAuthorizationCode(input: { connectionId: string; authorizationId: string }): Promise<TokenState> {
+      const authorization = await findAuthorization(db, input.authorizationId);
+      if (!authorization || authorization.connectionId !== input.connectionId) {
+        throw ApplicationFailure.nonRetryable('authorization does not belong to this connection', FailureType.authorizationRejected);
+      }
+      const connection = await readConnectionSecrets(db, input.connectionId);
+      if (authorization.exchangedAt !== null) return currentTokenState(db, input.connectionId);
+      if (!authorization.codeEnc || !authorization.codeVerifierEnc) {
+        throw ApplicationFailure.nonRetryable('authorization holds no code to exchange', FailureType.authorizationRejected);
+      }
+
+      const adapter = providerAdapter(providers, authorization.provider);
+      const code = crypto.decrypt(authorization.codeEnc, authorizationColumn(authorization.id, 'code_enc'));
+      const codeVerifier = crypto.decrypt(authorization.codeVerifierEnc, authorizationColumn(authorization.id, 'code_verifier_enc'));
+      let tokens;
+      try {
+        tokens = await adapter.exchangeCode({ code, codeVerifier, redirectUri: authorization.redirectUri });
+      } catch (error) {
+        if (error instanceof ProviderError && (error.kind === 'invalid_grant' || error.kind === 'protocol')) {
+          await recordConnectionError(db, input.connectionId, error.kind, error.message, clock());
+          throw ApplicationFailure.nonRetryable(error.message, FailureType.authorizationRejected);
+        }
+        throw retryableProviderFailure(error);
+      }
+      if (!tokens.refreshToken) {
+        throw ApplicationFailure.nonRetryable(`${authorization.provider} issued no refresh token`, FailureType.authorizationRejected);
+      }
+
+      const now = clock();
+      const accessTokenExpiresAt = new Date(now.getTime() + tokens.expiresInSeconds * 1000);
+      return db.transaction(async (transaction) => {
+        const tokenVersion = await storeTokensIfVersion(
+          transaction,
+          input.connectionId,
+          connection.tokenVersion,
+          {
+            accessTokenEnc: crypto.encrypt(tokens.accessToken, connectionColumn(input.connectionId, 'access_token_enc')),
+            refreshTokenEnc: crypto.encrypt(tokens.refreshToken!, connectionColumn(input.connectionId, 'refresh_token_enc')),
+            previousRefreshTokenEnc: null,
+            accessTokenExpiresAt,
+            scopes: tokens.scopes ?? adapter.scopes,
+          },
+          now,
+        );
+        if (tokenVersion === null) throw ApplicationFailure.nonRetryable('connection was disconnected during authorization', FailureType.connectionGone);
+        await markAuthorizationExchanged(transaction, authorization.id);
+        await audit.record(
+          {
+            action: 'IntegrationConnect',
+            outcome: 'success',
+            actor: { type: 'user', id: authorization.userId },
+            userId: authorization.userId,
+            provider: authorization.provider,
+            connectionId: input.connectionId,
+            details: { scopes: tokens.scopes ?? adapter.scopes, reauthorization: connection.status !== 'pending' },
+          },
+          transaction,
+        );
+        return { tokenVersion, accessTokenExpiresAt: accessTokenExpiresAt.getTime() };
+      });
+    },
+
+    /** A first authorization that could not be completed leaves a failed connection; the user starts again. */
+    async markConnectionFailed(input: { connectionId: string; reason: string }): Promise<void> {
+      const connection = await findConnection(db, input.connectionId);
+      if (!connection) return;
+      await db.transaction(async (transaction) => {
+        if (!(await transitionConnectionStatus(transaction, input.connectionId, 'failed', ['pending']))) return;
+        await audit.record(
+          {
+            action: 'IntegrationConnect',
+            outcome: 'failure',
+            actor: { type: 'system' },
+            userId: connection.userId,
+            provider: connection.provider,
+            connectionId: input.connectionId,
+            details: { reason: input.reason },
+          },
+          transaction,
+        );
+      });
+    },
+  };
+}

@@ -1,0 +1,62 @@
+import { findConnection, readConnectionSecrets, transitionConnectionStatus, wipeConnectionTokens } from '../db/queries/connections';
+import type { RevocationOutcome } from '../platform/providers/provider';
+import { connectionColumn, providerAdapter, retryableProviderFailure, type ActivityDependencies } from './dependencies';
+
+/** `failed` is decided by the workflow once revocation has run out of attempts. */
+export type DisconnectRevocationOutcome = RevocationOutcome | 'nothing_to_revoke' | 'failed';
+
+export interface DisconnectRequest {
+  connectionId: string;
+  requestedBy: { type: 'user' | 'operator' | 'system'; id?: string };
+}
+
+export function createDisconnectActivities({ db, crypto, providers, audit }: ActivityDependencies) {
+  return {
+    /** Asks the provider to revoke the grant (design invariant 5); every outcome is audited. */
+    async revokeConnectionUpstream(request: DisconnectRequest): Promise<DisconnectRevocationOutcome> {
+      await transitionConnectionStatus(db, request.connectionId, 'disconnecting', ['pending', 'active', 'needs_reauth']);
+      const connection = await findConnection(db, request.connectionId);
+      if (!connection) return 'nothing_to_revoke';
+      const secrets = await readConnectionSecrets(db, request.connectionId);
+      const sealed = secrets.refreshTokenEnc
+        ? { value: secrets.refreshTokenEnc, column: 'refresh_token_enc' }
+        : secrets.accessTokenEnc
+          ? { value: secrets.accessTokenEnc, column: 'access_token_enc' }
+          : undefined;
+      if (!sealed) return 'nothing_to_revoke';
+
+      let outcome: RevocationOutcome;
+      try {
+        outcome = await providerAdapter(providers, connection.provider).revoke(
+          crypto.decrypt(sealed.value, connectionColumn(request.connectionId, sealed.column)),
+        );
+      } catch (error) {
+        throw retryableProviderFailure(error);
+      }
+      await audit.record({
+        action: 'OAuthRevoke',
+        outcome: 'success',
+        actor: request.requestedBy,
+        userId: connection.userId,
+        provider: connection.provider,
+        connectionId: request.connectionId,
+        details: { revocation: outcome, revokedTokenKind: sealed.column === 'refresh_token_enc' ? 'refresh' : 'access' },
+      });
+      return outcome;
+    },
+
+    /** Disconnect's last step, whatever revocation achieved: no token survives in our database. */
+    async wipeDisconnectedConnection(request: DisconnectRequest & { revocation: DisconnectRevocationOutcome; revocationError?: string }): Promise<void> {
+      const connection = await findConnection(db, request.connectionId);
+      if (!connection) return;
+      await db.transaction(async (transaction) => {
+        if (!(await wipeConnectionTokens(transaction, request.connectionId, request.revocation))) return;
+        const entry = { actor: request.requestedBy, userId: connection.userId, provider: connection.provider, connectionId: request.connectionId };
+        if (request.revocation === 'failed') {
+          await audit.record({ ...entry, action: 'OAuthRevoke', outcome: 'failure', details: { reason: request.revocationError ?? 'unknown' } }, transaction);
+        }
+        await audit.record({ ...entry, action: 'IntegrationDisconnect', outcome: 'success', details: { revocation: request.revocation } }, transaction);
+      });
+    },
+  };
+}

@@ -1,0 +1,58 @@
+import type { DatabasePool } from 'slonik';
+import type { AuditLog } from '../platform/audit';
+import type { IntegrationCrypto } from '../platform/integration-crypto';
+import type { OAuthProviderAdapter, ProviderRegistry } from '../platform/providers/provider';
+import { ApplicationFailure } from '@temporalio/activity';
+import { findConnection } from '../db/queries/connections';
+import { FailureType } from './failure-types';
+import { ProviderError } from '../platform/providers/provider-error';
+
+/** Everything activities touch, handed in so tests can pass fakes (a simulated clock, a test database). */
+export interface ActivityDependencies {
+  db: DatabasePool;
+  crypto: IntegrationCrypto;
+  providers: ProviderRegistry;
+  audit: AuditLog;
+  clock: () => Date;
+}
+
+/** What workflows learn about a connection's tokens: versions and times, never the tokens. */
+export interface TokenState {
+  tokenVersion: number;
+  accessTokenExpiresAt: number;
+}
+
+export function providerAdapter(providers: ProviderRegistry, provider: string): OAuthProviderAdapter {
+  const adapter = providers[provider as keyof ProviderRegistry];
+  // A worker without credentials for a provider cannot help; another worker (or a fixed deployment) can.
+  if (!adapter) throw ApplicationFailure.retryable(`provider ${provider} is not configured on this worker`, FailureType.providerUnavailable);
+  return adapter;
+}
+
+/** Turns a provider failure that is not final into a retryable activity failure with a readable message. */
+export function retryableProviderFailure(error: unknown): ApplicationFailure {
+  const message = error instanceof Error ? error.message : String(error);
+  const kind = error instanceof ProviderError ? error.kind : 'unknown';
+  return ApplicationFailure.create({ message, type: FailureType.providerUnavailable, details: [{ kind }] });
+}
+
+export const connectionColumn = (connectionId: string, column: string) => ({
+  table: 'integration_connections',
+  column,
+  rowId: connectionId,
+});
+
+export const authorizationColumn = (authorizationId: string, column: string) => ({
+  table: 'integration_authorizations',
+  column,
+  rowId: authorizationId,
+});
+
+/** The token state already stored: what a retried activity answers when its first attempt had finished the work. */
+export async function currentTokenState(db: DatabasePool, connectionId: string): Promise<TokenState> {
+  const connection = await findConnection(db, connectionId);
+  if (!connection || connection.accessTokenExpiresAt === null || connection.status === 'disconnected') {
+    throw ApplicationFailure.nonRetryable('connection holds no tokens', FailureType.connectionGone);
+  }
+  return { tokenVersion: connection.tokenVersion, accessTokenExpiresAt: connection.accessTokenExpiresAt };
+}

@@ -1,0 +1,16 @@
+/**
+ * ApplicationFailure types that activities throw and the connection workflow tells apart.
+ * Kept free of imports: the workflow bundle includes this file.
+ */
+export const FailureType = {
+  /** The provider refused the grant for good (invalid_grant and its twins). Never retried. */
+  grantRevoked: 'GrantRevoked',
+  /** The authorization code could not be exchanged (expired, reused, wrong verifier). Never retried. */
+  authorizationRejected: 'AuthorizationRejected',
+  /** The connection was disconnected or removed while the activity was under way. Never retried. */
+  connectionGone: 'ConnectionGone',
+  /** Provider unavailable, rate limited, unreachable, or answering something we cannot read. Retried. */
+  providerUnavailable: 'ProviderUnavailable',
+} as const;
+
+export const NON_RETRYABLE_FAILURES = [FailureType.grantRevoked, FailureType.authorizationRejected, FailureType.connectionGone];

@@ -1,0 +1,17 @@
+import { createAuthorizationActivities } from './connection-authorization';
+import { createDisconnectActivities } from './connection-disconnect';
+import { createRefreshActivities } from './connection-refresh';
+import type { ActivityDependencies } from './dependencies';
+
+export type { ActivityDependencies, TokenState } from './dependencies';
+
+/** Every activity the worker registers, built from injected dependencies (Temporal's sample style). */
+export function createActivities(dependencies: ActivityDependencies) {
+  return {
+    ...createAuthorizationActivities(dependencies),
+    ...createRefreshActivities(dependencies),
+    ...createDisconnectActivities(dependencies),
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;

@@ -1,0 +1,20 @@
+import { loadConfig } from '../platform/config';
+import { createPlatformServices } from '../platform/services';
+import { connectTemporalClient } from '../platform/temporal';
+import { runUntilSignalled } from '../platform/process';
+import { buildApiServer } from './app';
+
+/** Production entry of the api-server: configured only by environment variables. */
+await runUntilSignalled('api-server', async () => {
+  const config = loadConfig();
+  const services = await createPlatformServices(config);
+  const temporal = await connectTemporalClient(config.temporal);
+  const app = await buildApiServer({ ...services, config, temporal });
+  await app.listen({ host: config.http.host, port: config.http.port });
+  return async () => {
+    // Fastify's close drains in-flight requests before the pools go away.
+    await app.close();
+    await temporal.connection.close();
+    await services.db.end();
+  };
+});

@@ -1,0 +1,12 @@
+/**
+ * Every column that holds an IntegrationCrypto envelope. The associated data of each value is
+ * (table, column, id), so this list is also what the re-encryption command walks.
+ */
+export const ENCRYPTED_COLUMNS = {
+  integration_connections: ['access_token_enc', 'refresh_token_enc', 'previous_refresh_token_enc'],
+  integration_authorizations: ['code_verifier_enc', 'code_enc'],
+  webhook_subscriptions: ['verification_enc'],
+} as const;
+
+export type EncryptedTable = keyof typeof ENCRYPTED_COLUMNS;
+export type EncryptedColumn<T extends EncryptedTable> = (typeof ENCRYPTED_COLUMNS)[T][number];

@@ -1,0 +1,57 @@
+import { sql, type CommonQueryMethods } from 'slonik';
+import { z } from 'zod';
+
+const authorizationRow = z.object({
+  id: z.string().uuid(),
+  userId: z.string().uuid(),
+  provider: z.string(),
+  redirectUri: z.string(),
+  connectionId: z.string().uuid().nullable(),
+  expiresAt: z.number(),
+  consumedAt: z.number().nullable(),
+  exchangedAt: z.number().nullable(),
+  codeEnc: z.string().nullable(),
+  codeVerifierEnc: z.string().nullable(),
+});
+export type AuthorizationRow = z.infer<typeof authorizationRow>;
+
+const AUTHORIZATION_COLUMNS = sql.fragment`
+  id, user_id AS "userId", provider, redirect_uri AS "redirectUri", connection_id AS "connectionId",
+  expires_at AS "expiresAt", consumed_at AS "consumedAt", exchanged_at AS "exchangedAt",
+  code_enc AS "codeEnc", code_verifier_enc AS "codeVerifierEnc"`;
+
+export async function insertAuthorization(
+  db: CommonQueryMethods,
+  row: { id: string; userId: string; provider: string; stateHash: string; codeVerifierEnc: string; redirectUri: string; expiresAt: Date },
+): Promise<void> {
+  await db.query(sql.unsafe`
+    INSERT INTO integration_authorizations (id, user_id, provider, state_hash, code_verifier_enc, redirect_uri, expires_at)
+    VALUES (${row.id}, ${row.userId}, ${row.provider}, ${row.stateHash}, ${row.codeVerifierEnc}, ${row.redirectUri}, ${sql.timestamp(row.expiresAt)})`);
+}
+
+export function findAuthorizationByStateHash(db: CommonQueryMethods, stateHash: string): Promise<AuthorizationRow | null> {
+  return db.maybeOne(sql.type(authorizationRow)`SELECT ${AUTHORIZATION_COLUMNS} FROM integration_authorizations WHERE state_hash = ${stateHash}`);
+}
+
+export function findAuthorization(db: CommonQueryMethods, id: string): Promise<AuthorizationRow | null> {
+  return db.maybeOne(sql.type(authorizationRow)`SELECT ${AUTHORIZATION_COLUMNS} FROM integration_authorizations WHERE id = ${id}`);
+}
+
+/** Single use even under concurrent callbacks: only one UPDATE can see consumed_at still empty. */
+export async function consumeAuthorization(db: CommonQueryMethods, id: string): Promise<boolean> {
+  const result = await db.query(sql.unsafe`
+    UPDATE integration_authorizations SET consumed_at = now()
+    WHERE id = ${id} AND consumed_at IS NULL AND expires_at > now()`);
+  return result.rowCount === 1;
+}
+
+export async function attachCodeToAuthorization(db: CommonQueryMethods, id: string, codeEnc: string, connectionId: string): Promise<void> {
+  await db.query(sql.unsafe`UPDATE integration_authorizations SET code_enc = ${codeEnc}, connection_id = ${connectionId} WHERE id = ${id}`);
+}
+
+/** Once exchanged, the code and verifier have no further use: they are wiped, not kept encrypted. */
+export async function markAuthorizationExchanged(db: CommonQueryMethods, id: string): Promise<void> {
+  await db.query(sql.unsafe`
+    UPDATE integration_authorizations SET exchanged_at = now(), code_enc = NULL, code_verifier_enc = NULL
+    WHERE id = ${id}`);
+}

@@ -1,0 +1,146 @@
+import { randomUUID } from 'node:crypto';
+import { sql, type CommonQueryMethods } from 'slonik';
+import { z } from 'zod';
+
+export const connectionStatus = z.enum(['pending', 'active', 'needs_reauth', 'disconnecting', 'disconnected', 'failed']);
+export type ConnectionStatus = z.infer<typeof connectionStatus>;
+
+const connectionRow = z.object({
+  id: z.string().uuid(),
+  userId: z.string().uuid(),
+  provider: z.string(),
+  status: connectionStatus,
+  workflowId: z.string(),
+  scopes: z.array(z.string()),
+  tokenVersion: z.number().int(),
+  accessTokenExpiresAt: z.number().nullable(),
+  lastRefreshedAt: z.number().nullable(),
+  lastErrorKind: z.string().nullable(),
+  lastErrorMessage: z.string().nullable(),
+  lastErrorAt: z.number().nullable(),
+  revocationOutcome: z.string().nullable(),
+  createdAt: z.number(),
+  disconnectedAt: z.number().nullable(),
+});
+export type ConnectionRow = z.infer<typeof connectionRow>;
+
+const connectionSecrets = z.object({
+  id: z.string().uuid(),
+  status: connectionStatus,
+  tokenVersion: z.number().int(),
+  accessTokenEnc: z.string().nullable(),
+  refreshTokenEnc: z.string().nullable(),
+  previousRefreshTokenEnc: z.string().nullable(),
+});
+export type ConnectionSecrets = z.infer<typeof connectionSecrets>;
+
+const CONNECTION_COLUMNS = sql.fragment`
+  id, user_id AS "userId", provider, status, workflow_id AS "workflowId", scopes, token_version AS "tokenVersion",
+  access_token_expires_at AS "accessTokenExpiresAt", last_refreshed_at AS "lastRefreshedAt",
+  last_error_kind AS "lastErrorKind", last_error_message AS "lastErrorMessage", last_error_at AS "lastErrorAt",
+  revocation_outcome AS "revocationOutcome", created_at AS "createdAt", disconnected_at AS "disconnectedAt"`;
+
+export function connectionWorkflowId(provider: string, connectionId: string): string {
+  return `connection:${provider}:${connectionId}`;
+}
+
+export function findConnection(db: CommonQueryMethods, connectionId: string): Promise<ConnectionRow | null> {
+  return db.maybeOne(sql.type(connectionRow)`SELECT ${CONNECTION_COLUMNS} FROM integration_connections WHERE id = ${connectionId}`);
+}
+
+/** The user's connection to a provider that is not over yet, else the most recent one. */
+export function findLatestConnection(db: CommonQueryMethods, userId: string, provider: string): Promise<ConnectionRow | null> {
+  return db.maybeOne(sql.type(connectionRow)`
+    SELECT ${CONNECTION_COLUMNS} FROM integration_connections
+    WHERE user_id = ${userId} AND provider = ${provider}
+    ORDER BY status NOT IN ('disconnected', 'failed') DESC, created_at DESC
+    LIMIT 1`);
+}
+
+/** Reuses the live connection (a re-authorisation) or creates a pending one; race-safe on the live-connection index. */
+export async function findOrCreateLiveConnection(db: CommonQueryMethods, userId: string, provider: string): Promise<ConnectionRow> {
+  const id = randomUUID();
+  const inserted = await db.maybeOne(sql.type(connectionRow)`
+    INSERT INTO integration_connections (id, user_id, provider, workflow_id)
+    VALUES (${id}, ${userId}, ${provider}, ${connectionWorkflowId(provider, id)})
+    ON CONFLICT (user_id, provider) WHERE status NOT IN ('disconnected', 'failed') DO NOTHING
+    RETURNING ${CONNECTION_COLUMNS}`);
+  if (inserted) return inserted;
+  return db.one(sql.type(connectionRow)`
+    SELECT ${CONNECTION_COLUMNS} FROM integration_connections
+    WHERE user_id = ${userId} AND provider = ${provider} AND status NOT IN ('disconnected', 'failed')`);
+}
+
+export function readConnectionSecrets(db: CommonQueryMethods, connectionId: string): Promise<ConnectionSecrets> {
+  return db.one(sql.type(connectionSecrets)`
+    SELECT id, status, token_version AS "tokenVersion", access_token_enc AS "accessTokenEnc",
+           refresh_token_enc AS "refreshTokenEnc", previous_refresh_token_enc AS "previousRefreshTokenEnc"
+    FROM integration_connections WHERE id = ${connectionId}`);
+}
+
+export interface StoredTokens {
+  accessTokenEnc: string;
+  refreshTokenEnc: string;
+  previousRefreshTokenEnc: string | null;
+  accessTokenExpiresAt: Date;
+  scopes: string[] | undefined;
+}
+
+/**
+ * Compare-and-set on the token version (design invariant 3): a write based on a stale read, or one
+ * that lands after a disconnect, changes nothing. Returns the new version, or null when the set lost.
+ */
+export function storeTokensIfVersion(
+  db: CommonQueryMethods,
+  connectionId: string,
+  expectedVersion: number,
+  tokens: StoredTokens,
+  refreshedAt: Date,
+): Promise<number | null> {
+  return db.maybeOneFirst(sql.type(z.object({ tokenVersion: z.number().int() }))`
+    UPDATE integration_connections SET
+      access_token_enc = ${tokens.accessTokenEnc},
+      refresh_token_enc = ${tokens.refreshTokenEnc},
+      previous_refresh_token_enc = ${tokens.previousRefreshTokenEnc},
+      access_token_expires_at = ${sql.timestamp(tokens.accessTokenExpiresAt)},
+      scopes = COALESCE(${tokens.scopes ? sql.array(tokens.scopes, 'text') : null}, scopes),
+      token_version = token_version + 1,
+      status = 'active',
+      last_refreshed_at = ${sql.timestamp(refreshedAt)},
+      last_error_kind = NULL, last_error_message = NULL, last_error_at = NULL,
+      updated_at = now()
+    WHERE id = ${connectionId} AND token_version = ${expectedVersion}
+      AND status IN ('pending', 'active', 'needs_reauth')
+    RETURNING token_version AS "tokenVersion"`);
+}
+
+export async function recordConnectionError(db: CommonQueryMethods, connectionId: string, kind: string, message: string, at: Date): Promise<void> {
+  await db.query(sql.unsafe`
+    UPDATE integration_connections
+    SET last_error_kind = ${kind}, last_error_message = ${message}, last_error_at = ${sql.timestamp(at)}, updated_at = now()
+    WHERE id = ${connectionId}`);
+}
+
+/** Returns true only for the call that made the transition, so its caller audits it exactly once. */
+export async function transitionConnectionStatus(
+  db: CommonQueryMethods,
+  connectionId: string,
+  to: ConnectionStatus,
+  from: ConnectionStatus[],
+): Promise<boolean> {
+  const result = await db.query(sql.unsafe`
+    UPDATE integration_connections SET status = ${to}, updated_at = now()
+    WHERE id = ${connectionId} AND status = ANY(${sql.array(from, 'connection_status')})`);
+  return result.rowCount === 1;
+}
+
+/** Disconnect's last step: no token survives, and the version moves so an in-flight refresh cannot write back. */
+export async function wipeConnectionTokens(db: CommonQueryMethods, connectionId: string, revocationOutcome: string): Promise<boolean> {
+  const result = await db.query(sql.unsafe`
+    UPDATE integration_connections SET
+      access_token_enc = NULL, refresh_token_enc = NULL, previous_refresh_token_enc = NULL,
+      token_version = token_version + 1, status = 'disconnected', revocation_outcome = ${revocationOutcome},
+      disconnected_at = now(), updated_at = now()
+    WHERE id = ${connectionId} AND status <> 'disconnected'`);
+  return result.rowCount === 1;
+}

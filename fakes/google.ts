@@ -1,0 +1,279 @@
+// A fake Google OAuth + Calendar server for tests and sandbox mode. Binds to 127.0.0.1 only.
+// Status codes and error bodies mirror real Google so client code is exercised as in production.
+import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
+import formbody from '@fastify/formbody';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { GoogleTokenStore, type IssuedTokens } from './google-tokens';
+
+export interface FakeGoogleOptions {
+  clientId: string;
+  clientSecret: string;
+  port?: number;
+  clock?: () => number;
+  accessTokenLifetimeSeconds?: number;
+  logger?: boolean;
+}
+
+export interface FakeGoogleCall {
+  endpoint: 'authorize' | 'token' | 'revoke' | 'calendarList';
+  at: number;
+  status: number;
+  grantType?: string;
+  error?: string;
+  accessTokenExpired?: boolean;
+}
+
+export interface FakeGoogleSwitches {
+  invalidGrant: boolean;
+  rotateRefreshTokens: boolean;
+  delayMs: number;
+  failNext(count: number, status?: number): void;
+}
+
+export interface FakeGoogle {
+  url: string;
+  authorizeUrl: string;
+  tokenUrl: string;
+  revokeUrl: string;
+  calendarApiUrl: string;
+  switches: FakeGoogleSwitches;
+  calls: FakeGoogleCall[];
+  issuedSecrets(): string[];
+  liveRefreshTokens(): string[];
+  isRevoked(token: string): boolean;
+  revokeAllGrants(): void;
+  reset(): void;
+  close(): Promise<void>;
+}
+
+interface Answer {
+  status: number;
+  body: object;
+  error?: string;
+}
+
+type Params = Record<string, string | undefined>;
+
+const EXPIRED_OR_REVOKED = 'Token has been expired or revoked.';
+
+function oauthError(status: number, error: string, description?: string): Answer {
+  return { status, error, body: description === undefined ? { error } : { error, error_description: description } };
+}
+
+// Repeated or non-string parameters count as missing, which is what a strict server makes of them.
+function paramsOf(value: unknown): Params {
+  const params: Params = {};
+  if (typeof value !== 'object' || value === null) return params;
+  for (const [key, entry] of Object.entries(value)) {
+    if (typeof entry === 'string') params[key] = entry;
+  }
+  return params;
+}
+
+// RFC 6749 §2.3.1: Basic credentials are form-urlencoded before base64.
+function formDecode(text: string): string {
+  try {
+    return decodeURIComponent(text.replace(/\+/g, ' '));
+  } catch {
+    return text;
+  }
+}
+
+function clientCredentials(request: FastifyRequest, body: Params): { id?: string; secret?: string } {
+  const header = request.headers.authorization;
+  if (header === undefined || !/^basic /i.test(header)) return { id: body.client_id, secret: body.client_secret };
+  const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) return { id: formDecode(decoded) };
+  return { id: formDecode(decoded.slice(0, colon)), secret: formDecode(decoded.slice(colon + 1)) };
+}
+
+function tokenBody(tokens: IssuedTokens): object {
+  return {
+    access_token: tokens.accessToken,
+    expires_in: tokens.expiresIn,
+    ...(tokens.refreshToken === undefined ? {} : { refresh_token: tokens.refreshToken }),
+    scope: tokens.scope,
+    token_type: 'Bearer',
+  };
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function errorPage(error: string, detail: string): string {
+  return `<!doctype html><html><head><title>Error 400 (${error})</title></head>` +
+    `<body><h1>Access blocked: authorization error</h1><p>Error 400: ${escapeHtml(error)}</p>` +
+    `<p>${escapeHtml(detail)}</p></body></html>`;
+}
+
+export async function startFakeGoogle(options: FakeGoogleOptions): Promise<FakeGoogle> {
+  const clock = options.clock ?? Date.now;
+  const tokens = new GoogleTokenStore(clock, options.accessTokenLifetimeSeconds ?? 3599);
+  const calls: FakeGoogleCall[] = [];
+  let pendingFailures = { count: 0, status: 503 };
+
+  const switches: FakeGoogleSwitches = {
+    invalidGrant: false,
+    rotateRefreshTokens: false,
+    delayMs: 0,
+    failNext(count: number, status = 503) {
+      if (!Number.isInteger(count) || count < 0) throw new RangeError('failNext count must be a non-negative integer');
+      if (status !== 429 && (status < 500 || status > 599)) throw new RangeError('failNext status must be 429 or 5xx');
+      pendingFailures = { count, status };
+    },
+  };
+
+  // Request logs carry only method and path: query strings and headers may hold codes or tokens.
+  const app = Fastify({
+    logger: options.logger ? { serializers: { req: (req) => ({ method: req.method, path: req.url.split('?')[0] }) } } : false,
+  });
+  await app.register(formbody);
+
+  function validateAuthorize(q: Params): { error: string; detail: string } | undefined {
+    if (q.client_id !== options.clientId) return { error: 'invalid_client', detail: 'The OAuth client was not found.' };
+    if (q.redirect_uri === undefined || !URL.canParse(q.redirect_uri)) {
+      return { error: 'invalid_request', detail: 'Missing or invalid required parameter: redirect_uri' };
+    }
+    if (q.response_type !== 'code') return { error: 'unsupported_response_type', detail: 'Only response_type=code is supported.' };
+    if (q.scope === undefined || q.scope.trim() === '') return { error: 'invalid_request', detail: 'Missing required parameter: scope' };
+    // RFC 7636 makes "plain" the default method, so a challenge without a method is refused too.
+    if (q.code_challenge !== undefined && q.code_challenge_method !== 'S256') {
+      return { error: 'invalid_request', detail: 'Invalid code_challenge_method.' };
+    }
+    return undefined;
+  }
+
+  app.get('/o/oauth2/v2/auth', async (request, reply) => {
+    const at = clock();
+    const q = paramsOf(request.query);
+    const problem = validateAuthorize(q);
+    if (problem) {
+      calls.push({ endpoint: 'authorize', at, status: 400, error: problem.error });
+      return reply.code(400).type('text/html; charset=utf-8').send(errorPage(problem.error, problem.detail));
+    }
+    const redirectUri = q.redirect_uri as string;
+    const scope = q.scope as string;
+    const code = tokens.issueCode({
+      redirectUri,
+      scope,
+      ...(q.code_challenge === undefined ? {} : { challenge: q.code_challenge }),
+      offline: q.access_type === 'offline',
+    });
+    const target = new URL(redirectUri);
+    if (q.state !== undefined) target.searchParams.set('state', q.state);
+    target.searchParams.set('code', code);
+    target.searchParams.set('scope', scope);
+    calls.push({ endpoint: 'authorize', at, status: 302 });
+    return reply.redirect(target.toString(), 302);
+  });
+
+  function tokenAnswer(request: FastifyRequest, body: Params): Answer {
+    const client = clientCredentials(request, body);
+    if (client.id === undefined) return oauthError(400, 'invalid_request', 'Could not determine client ID from request.');
+    if (client.id !== options.clientId) return oauthError(401, 'invalid_client', 'The OAuth client was not found.');
+    if (client.secret === undefined) return oauthError(400, 'invalid_request', 'client_secret is missing.');
+    if (client.secret !== options.clientSecret) return oauthError(401, 'invalid_client', 'Unauthorized');
+
+    switch (body.grant_type) {
+      case undefined:
+        return oauthError(400, 'invalid_request', 'Missing required parameter: grant_type');
+      case 'authorization_code': {
+        if (body.code === undefined) return oauthError(400, 'invalid_request', 'Missing required parameter: code');
+        if (body.redirect_uri === undefined) return oauthError(400, 'invalid_request', 'Missing required parameter: redirect_uri');
+        const issued = tokens.redeemCode(body.code, body.redirect_uri, body.code_verifier);
+        return issued ? { status: 200, body: tokenBody(issued) } : oauthError(400, 'invalid_grant', 'Bad Request');
+      }
+      case 'refresh_token': {
+        if (body.refresh_token === undefined) return oauthError(400, 'invalid_request', 'Missing required parameter: refresh_token');
+        const issued = switches.invalidGrant ? undefined : tokens.refresh(body.refresh_token, switches.rotateRefreshTokens);
+        return issued ? { status: 200, body: tokenBody(issued) } : oauthError(400, 'invalid_grant', EXPIRED_OR_REVOKED);
+      }
+      default:
+        return oauthError(400, 'unsupported_grant_type', `Invalid grant_type: ${body.grant_type}`);
+    }
+  }
+
+  function revokeAnswer(request: FastifyRequest, body: Params): Answer {
+    // Google takes the token from the form body or, for older clients, the query string.
+    const token = body.token ?? paramsOf(request.query).token;
+    if (token === undefined) return oauthError(400, 'invalid_request', 'Bad Request');
+    return tokens.revoke(token) ? { status: 200, body: {} } : oauthError(400, 'invalid_token', 'Token expired or revoked');
+  }
+
+  // Shared by /token and /revoke: scripted failures and delays apply before any real work.
+  async function oauthEndpoint(
+    endpoint: 'token' | 'revoke',
+    request: FastifyRequest,
+    reply: FastifyReply,
+    handle: (request: FastifyRequest, body: Params) => Answer,
+  ): Promise<FastifyReply> {
+    const at = clock();
+    const body = paramsOf(request.body);
+    let answer: Answer;
+    if (pendingFailures.count > 0) {
+      pendingFailures.count -= 1;
+      const status = pendingFailures.status;
+      answer = oauthError(status, status === 429 ? 'rate_limit_exceeded' : 'backend_error');
+    } else {
+      answer = handle(request, body);
+    }
+    if (switches.delayMs > 0) await sleep(switches.delayMs);
+    calls.push({
+      endpoint,
+      at,
+      status: answer.status,
+      ...(endpoint === 'token' && body.grant_type !== undefined ? { grantType: body.grant_type } : {}),
+      ...(answer.error === undefined ? {} : { error: answer.error }),
+    });
+    return reply.code(answer.status).header('cache-control', 'no-store').send(answer.body);
+  }
+
+  app.post('/token', (request, reply) => oauthEndpoint('token', request, reply, tokenAnswer));
+  app.post('/revoke', (request, reply) => oauthEndpoint('revoke', request, reply, revokeAnswer));
+
+  app.get('/calendar/v3/users/me/calendarList', async (request, reply) => {
+    const at = clock();
+    const match = /^Bearer (\S+)$/i.exec(request.headers.authorization ?? '');
+    const state = match?.[1] === undefined ? undefined : tokens.accessTokenState(match[1]);
+    const accessTokenExpired = state?.expired ?? false;
+    if (!state || state.revoked || state.expired) {
+      calls.push({ endpoint: 'calendarList', at, status: 401, accessTokenExpired });
+      return reply
+        .code(401)
+        .header('www-authenticate', 'Bearer realm="https://accounts.google.com/", error="invalid_token"')
+        .send({ error: { code: 401, message: 'Request had invalid authentication credentials.', status: 'UNAUTHENTICATED' } });
+    }
+    calls.push({ endpoint: 'calendarList', at, status: 200, accessTokenExpired });
+    return { kind: 'calendar#calendarList', items: [{ id: 'primary', summary: 'Primary' }] };
+  });
+
+  await app.listen({ host: '127.0.0.1', port: options.port ?? 0 });
+  const { port } = app.server.address() as AddressInfo;
+  const url = `http://127.0.0.1:${port}`;
+
+  return {
+    url,
+    authorizeUrl: `${url}/o/oauth2/v2/auth`,
+    tokenUrl: `${url}/token`,
+    revokeUrl: `${url}/revoke`,
+    calendarApiUrl: `${url}/calendar/v3`,
+    switches,
+    calls,
+    issuedSecrets: () => [...tokens.issuedSecrets(), options.clientSecret],
+    liveRefreshTokens: () => tokens.liveRefreshTokens(),
+    isRevoked: (token) => tokens.isRevoked(token),
+    revokeAllGrants: () => tokens.revokeAll(),
+    reset() {
+      // Mutate in place: callers may hold references to `calls` and `switches`.
+      calls.length = 0;
+      switches.invalidGrant = false;
+      switches.rotateRefreshTokens = false;
+      switches.delayMs = 0;
+      pendingFailures = { count: 0, status: 503 };
+    },
+    close: () => app.close(),
+  };
+}

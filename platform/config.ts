@@ -1,0 +1,173 @@
+import { z } from 'zod';
+
+/**
+ * Every environment variable the platform reads, parsed and validated once at start.
+ * README.md lists them with the same defaults; keep the two in step.
+ */
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const seconds = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
+const httpUrl = z
+  .string()
+  .url()
+  .refine((value) => /^https?:$/.test(new URL(value).protocol), 'must be an http(s) URL')
+  .transform((value) => value.replace(/\/+$/, ''));
+const flag = z.enum(['true', 'false', '1', '0']).transform((value) => value === 'true' || value === '1');
+
+const environmentSchema = z.object({
+  APP_ENV: z.enum(['development', 'test', 'production']).default('production'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+
+  DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
+
+  TEMPORAL_ADDRESS: z.string().regex(/^[^\s:]+:\d+$/, 'must be host:port').default('localhost:7233'),
+  TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  TEMPORAL_TASK_QUEUE: z.string().min(1).default('oauth-integrations'),
+
+  API_HOST: z.string().min(1).default('0.0.0.0'),
+  API_PORT: port(3000),
+  WORKER_HEALTH_PORT: port(3001),
+  PUBLIC_BASE_URL: httpUrl.optional(),
+  SESSION_COOKIE_SECURE: flag.optional(),
+
+  INTEGRATION_ENCRYPTION_KEY: z.string().min(1).optional(),
+  INTEGRATION_ENCRYPTION_PREVIOUS_KEYS: z.string().default(''),
+
+  GOOGLE_CLIENT_ID: z.string().min(1).optional(),
+  GOOGLE_CLIENT_SECRET: z.string().min(1).optional(),
+  GOOGLE_AUTHORIZE_URL: httpUrl.default('https://accounts.google.com/o/oauth2/v2/auth'),
+  GOOGLE_TOKEN_URL: httpUrl.default('https://oauth2.googleapis.com/token'),
+  GOOGLE_REVOKE_URL: httpUrl.default('https://oauth2.googleapis.com/revoke'),
+  GOOGLE_CALENDAR_SCOPES: z.string().default('https://www.googleapis.com/auth/calendar.readonly'),
+  MICROSOFT_CLIENT_ID: z.string().min(1).optional(),
+  MICROSOFT_CLIENT_SECRET: z.string().min(1).optional(),
+  AIRBNB_CLIENT_ID: z.string().min(1).optional(),
+  AIRBNB_CLIENT_SECRET: z.string().min(1).optional(),
+
+  TOKEN_REFRESH_MARGIN_SECONDS: seconds(300),
+  TOKEN_REFRESH_JITTER_SECONDS: z.coerce.number().int().min(0).default(60),
+  OAUTH_STATE_TTL_SECONDS: seconds(600),
+  SESSION_TTL_SECONDS: seconds(12 * 3600),
+  ACCESS_TOKEN_TTL_SECONDS: seconds(15 * 60),
+  REFRESH_TOKEN_TTL_SECONDS: seconds(7 * 24 * 3600),
+  DEVICE_REFRESH_TOKEN_TTL_SECONDS: seconds(365 * 24 * 3600),
+  AUTHORIZATION_CODE_TTL_SECONDS: seconds(60),
+});
+
+type Environment = z.infer<typeof environmentSchema>;
+
+export interface OAuthClientCredentials {
+  clientId: string;
+  clientSecret: string;
+}
+
+export interface GoogleSettings {
+  credentials: OAuthClientCredentials | undefined;
+  authorizeUrl: string;
+  tokenUrl: string;
+  revokeUrl: string;
+  scopes: string[];
+}
+
+export interface Config {
+  appEnv: Environment['APP_ENV'];
+  logLevel: Environment['LOG_LEVEL'];
+  databaseUrl: string | undefined;
+  temporal: { address: string; namespace: string; taskQueue: string };
+  http: { host: string; port: number; publicBaseUrl: string; secureCookies: boolean };
+  workerHealthPort: number;
+  encryption: { activeKey: string | undefined; previousKeys: string[] };
+  google: GoogleSettings;
+  microsoft: OAuthClientCredentials | undefined;
+  airbnb: OAuthClientCredentials | undefined;
+  tokenRefresh: { marginSeconds: number; jitterSeconds: number };
+  lifetimes: {
+    oauthStateSeconds: number;
+    sessionSeconds: number;
+    accessTokenSeconds: number;
+    refreshTokenSeconds: number;
+    deviceRefreshTokenSeconds: number;
+    authorizationCodeSeconds: number;
+  };
+}
+
+function credentialPair(
+  env: Environment,
+  idName: 'GOOGLE_CLIENT_ID' | 'MICROSOFT_CLIENT_ID' | 'AIRBNB_CLIENT_ID',
+  secretName: 'GOOGLE_CLIENT_SECRET' | 'MICROSOFT_CLIENT_SECRET' | 'AIRBNB_CLIENT_SECRET',
+  problems: string[],
+): OAuthClientCredentials | undefined {
+  const clientId = env[idName];
+  const clientSecret = env[secretName];
+  if (clientId && clientSecret) return { clientId, clientSecret };
+  if (clientId || clientSecret) problems.push(`${clientId ? secretName : idName}: is required when ${clientId ? idName : secretName} is set`);
+  return undefined;
+}
+
+/**
+ * Parses the environment. Throws a ConfigError naming every wrong variable, so a bad deployment
+ * stops at start rather than at the first request that needs the value.
+ */
+export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
+  const present = Object.fromEntries(Object.entries(source).filter(([, value]) => value !== undefined && value !== ''));
+  const parsed = environmentSchema.safeParse(present);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`));
+  }
+  const env = parsed.data;
+  const problems: string[] = [];
+  const production = env.APP_ENV === 'production';
+  if (production && !env.DATABASE_URL) problems.push('DATABASE_URL: is required in production');
+  if (production && !env.PUBLIC_BASE_URL) problems.push('PUBLIC_BASE_URL: is required in production');
+  if (production && !env.INTEGRATION_ENCRYPTION_KEY) problems.push('INTEGRATION_ENCRYPTION_KEY: is required in production');
+  const google = credentialPair(env, 'GOOGLE_CLIENT_ID', 'GOOGLE_CLIENT_SECRET', problems);
+  const microsoft = credentialPair(env, 'MICROSOFT_CLIENT_ID', 'MICROSOFT_CLIENT_SECRET', problems);
+  const airbnb = credentialPair(env, 'AIRBNB_CLIENT_ID', 'AIRBNB_CLIENT_SECRET', problems);
+  if (env.TOKEN_REFRESH_JITTER_SECONDS >= env.TOKEN_REFRESH_MARGIN_SECONDS) {
+    problems.push('TOKEN_REFRESH_JITTER_SECONDS: must be smaller than TOKEN_REFRESH_MARGIN_SECONDS');
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  return {
+    appEnv: env.APP_ENV,
+    logLevel: env.LOG_LEVEL,
+    databaseUrl: env.DATABASE_URL,
+    temporal: { address: env.TEMPORAL_ADDRESS, namespace: env.TEMPORAL_NAMESPACE, taskQueue: env.TEMPORAL_TASK_QUEUE },
+    http: {
+      host: env.API_HOST,
+      port: env.API_PORT,
+      publicBaseUrl: env.PUBLIC_BASE_URL ?? `http://localhost:${env.API_PORT}`,
+      secureCookies: env.SESSION_COOKIE_SECURE ?? production,
+    },
+    workerHealthPort: env.WORKER_HEALTH_PORT,
+    encryption: {
+      activeKey: env.INTEGRATION_ENCRYPTION_KEY,
+      previousKeys: env.INTEGRATION_ENCRYPTION_PREVIOUS_KEYS.split(',').map((key) => key.trim()).filter(Boolean),
+    },
+    google: {
+      credentials: google,
+      authorizeUrl: env.GOOGLE_AUTHORIZE_URL,
+      tokenUrl: env.GOOGLE_TOKEN_URL,
+      revokeUrl: env.GOOGLE_REVOKE_URL,
+      scopes: env.GOOGLE_CALENDAR_SCOPES.split(/[\s,]+/).filter(Boolean),
+    },
+    microsoft,
+    airbnb,
+    tokenRefresh: { marginSeconds: env.TOKEN_REFRESH_MARGIN_SECONDS, jitterSeconds: env.TOKEN_REFRESH_JITTER_SECONDS },
+    lifetimes: {
+      oauthStateSeconds: env.OAUTH_STATE_TTL_SECONDS,
+      sessionSeconds: env.SESSION_TTL_SECONDS,
+      accessTokenSeconds: env.ACCESS_TOKEN_TTL_SECONDS,
+      refreshTokenSeconds: env.REFRESH_TOKEN_TTL_SECONDS,
+      deviceRefreshTokenSeconds: env.DEVICE_REFRESH_TOKEN_TTL_SECONDS,
+      authorizationCodeSeconds: env.AUTHORIZATION_CODE_TTL_SECONDS,
+    },
+  };
+}

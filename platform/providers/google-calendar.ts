@@ -1,0 +1,84 @@
+import type { GoogleSettings, OAuthClientCredentials } from '../config';
+import { classifyOAuthErrorResponse, providerFetch, ProviderError } from './provider-error';
+import { readStandardTokenResponse, type ProviderTokens } from './oauth-tokens';
+import type { AuthorizationRequest, OAuthProviderAdapter, RevocationOutcome } from './provider';
+
+const PROVIDER = 'Google';
+const REQUEST_TIMEOUT_MS = 15_000;
+
+/** Google's OAuth 2.0 endpoints, as described in shared/protocols.md. */
+export class GoogleCalendarAdapter implements OAuthProviderAdapter {
+  readonly id = 'google-calendar' as const;
+
+  constructor(
+    private readonly settings: GoogleSettings,
+    private readonly credentials: OAuthClientCredentials,
+  ) {}
+
+  get scopes(): string[] {
+    return this.settings.scopes;
+  }
+
+  authorizationUrl(request: AuthorizationRequest): string {
+    const url = new URL(this.settings.authorizeUrl);
+    url.search = new URLSearchParams({
+      client_id: this.credentials.clientId,
+      redirect_uri: request.redirectUri,
+      response_type: 'code',
+      scope: this.settings.scopes.join(' '),
+      state: request.state,
+      code_challenge: request.codeChallenge,
+      code_challenge_method: 'S256',
+      // offline + consent: without both, a returning user gets no refresh token.
+      access_type: 'offline',
+      prompt: 'consent',
+      include_granted_scopes: 'true',
+    }).toString();
+    return url.toString();
+  }
+
+  exchangeCode(input: { code: string; codeVerifier: string; redirectUri: string }): Promise<ProviderTokens> {
+    return this.tokenRequest({
+      grant_type: 'authorization_code',
+      code: input.code,
+      code_verifier: input.codeVerifier,
+      redirect_uri: input.redirectUri,
+    });
+  }
+
+  refresh(refreshToken: string): Promise<ProviderTokens> {
+    return this.tokenRequest({ grant_type: 'refresh_token', refresh_token: refreshToken });
+  }
+
+  /** Revoking the refresh token ends the whole grant, access tokens included. */
+  async revoke(token: string): Promise<RevocationOutcome> {
+    const response = await providerFetch(PROVIDER, this.settings.revokeUrl, this.formPost({ token }), REQUEST_TIMEOUT_MS);
+    if (response.ok) return 'revoked';
+    // Google answers 400 invalid_token for a token that is already dead: the goal is reached.
+    if (response.status === 400) return 'already_invalid';
+    throw await classifyOAuthErrorResponse(PROVIDER, response);
+  }
+
+  private async tokenRequest(grant: Record<string, string>): Promise<ProviderTokens> {
+    const response = await providerFetch(
+      PROVIDER,
+      this.settings.tokenUrl,
+      this.formPost({ ...grant, client_id: this.credentials.clientId, client_secret: this.credentials.clientSecret }),
+      REQUEST_TIMEOUT_MS,
+    );
+    if (!response.ok) throw await classifyOAuthErrorResponse(PROVIDER, response);
+    const tokens = await readStandardTokenResponse(PROVIDER, response);
+    if (grant.grant_type === 'authorization_code' && !tokens.refreshToken) {
+      throw new ProviderError('protocol', `${PROVIDER} issued no refresh token: access_type=offline was not honoured`);
+    }
+    return tokens;
+  }
+
+  private formPost(fields: Record<string, string>): RequestInit {
+    return {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+      body: new URLSearchParams(fields).toString(),
+    };
+  }
+}

@@ -1,0 +1,33 @@
+import { z } from 'zod';
+import { ProviderError } from './provider-error';
+
+/** What a token endpoint gave us. Secrets live here only on their way into IntegrationCrypto. */
+export interface ProviderTokens {
+  accessToken: string;
+  /** Absent when the provider did not rotate it: the stored one stays valid. */
+  refreshToken: string | undefined;
+  expiresInSeconds: number;
+  scopes: string[] | undefined;
+}
+
+const standardTokenResponse = z.object({
+  access_token: z.string().min(1),
+  refresh_token: z.string().min(1).optional(),
+  expires_in: z.coerce.number().int().positive(),
+  scope: z.string().optional(),
+  token_type: z.string().regex(/^bearer$/i),
+});
+
+/** Parses an RFC 6749 section 5.1 token response. */
+export async function readStandardTokenResponse(provider: string, response: Response): Promise<ProviderTokens> {
+  const parsed = standardTokenResponse.safeParse(await response.json().catch(() => undefined));
+  if (!parsed.success) {
+    throw new ProviderError('protocol', `${provider} token response is malformed: ${parsed.error.issues.map((issue) => issue.path.join('.') || issue.message).join(', ')}`);
+  }
+  return {
+    accessToken: parsed.data.access_token,
+    refreshToken: parsed.data.refresh_token,
+    expiresInSeconds: parsed.data.expires_in,
+    scopes: parsed.data.scope?.split(' ').filter(Boolean),
+  };
+}

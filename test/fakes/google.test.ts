@@ -1,0 +1,304 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { startFakeGoogle, type FakeGoogle } from '../../fakes/google';
+
+const CLIENT_ID = 'test-client.apps.googleusercontent.com';
+const CLIENT_SECRET = 'GOCSPX-test-secret';
+const REDIRECT_URI = 'http://127.0.0.1:9/oauth/google/callback';
+const SCOPE = 'https://www.googleapis.com/auth/calendar.readonly';
+
+let now = Date.parse('2030-01-01T00:00:00Z');
+let google: FakeGoogle;
+
+beforeAll(async () => {
+  google = await startFakeGoogle({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, clock: () => now });
+});
+afterAll(() => google.close());
+beforeEach(() => google.reset());
+
+function pkce(): { verifier: string; challenge: string } {
+  const verifier = randomBytes(32).toString('base64url');
+  return { verifier, challenge: createHash('sha256').update(verifier).digest('base64url') };
+}
+
+function authorize(params: Record<string, string>): Promise<Response> {
+  return fetch(`${google.authorizeUrl}?${new URLSearchParams(params)}`, { redirect: 'manual' });
+}
+
+async function getCode(challenge: string, offline = true): Promise<string> {
+  const response = await authorize({
+    client_id: CLIENT_ID,
+    redirect_uri: REDIRECT_URI,
+    response_type: 'code',
+    scope: SCOPE,
+    state: 'state-123',
+    code_challenge: challenge,
+    code_challenge_method: 'S256',
+    ...(offline ? { access_type: 'offline', prompt: 'consent' } : {}),
+  });
+  expect(response.status).toBe(302);
+  const code = new URL(response.headers.get('location') ?? '').searchParams.get('code');
+  expect(code).toMatch(/^4\//);
+  return code as string;
+}
+
+interface TokenResponse {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+async function post(url: string, form: Record<string, string>): Promise<TokenResponse> {
+  const response = await fetch(url, { method: 'POST', body: new URLSearchParams(form) });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+function exchange(code: string, verifier: string, secret = CLIENT_SECRET): Promise<TokenResponse> {
+  return post(google.tokenUrl, {
+    grant_type: 'authorization_code',
+    code,
+    code_verifier: verifier,
+    redirect_uri: REDIRECT_URI,
+    client_id: CLIENT_ID,
+    client_secret: secret,
+  });
+}
+
+function refresh(refreshToken: string): Promise<TokenResponse> {
+  return post(google.tokenUrl, {
+    grant_type: 'refresh_token',
+    refresh_token: refreshToken,
+    client_id: CLIENT_ID,
+    client_secret: CLIENT_SECRET,
+  });
+}
+
+async function connect(): Promise<{ accessToken: string; refreshToken: string }> {
+  const { verifier, challenge } = pkce();
+  const { status, body } = await exchange(await getCode(challenge), verifier);
+  expect(status).toBe(200);
+  return { accessToken: body.access_token as string, refreshToken: body.refresh_token as string };
+}
+
+function calendarList(accessToken: string): Promise<Response> {
+  return fetch(`${google.calendarApiUrl}/users/me/calendarList`, { headers: { authorization: `Bearer ${accessToken}` } });
+}
+
+describe('fake Google', () => {
+  it('listens on 127.0.0.1 only', () => {
+    expect(new URL(google.url).hostname).toBe('127.0.0.1');
+  });
+
+  it('runs the full authorization code flow with PKCE S256', async () => {
+    const { verifier, challenge } = pkce();
+    const response = await authorize({
+      client_id: CLIENT_ID,
+      redirect_uri: REDIRECT_URI,
+      response_type: 'code',
+      scope: SCOPE,
+      state: 'opaque state/+=',
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
+      access_type: 'offline',
+      prompt: 'consent',
+    });
+    expect(response.status).toBe(302);
+    const location = new URL(response.headers.get('location') ?? '');
+    expect(location.origin + location.pathname).toBe(REDIRECT_URI);
+    expect(location.searchParams.get('state')).toBe('opaque state/+=');
+    expect(location.searchParams.get('scope')).toBe(SCOPE);
+
+    const { status, body } = await exchange(location.searchParams.get('code') ?? '', verifier);
+    expect(status).toBe(200);
+    expect(body).toMatchObject({ expires_in: 3599, scope: SCOPE, token_type: 'Bearer' });
+    expect(body.access_token).toMatch(/^ya29\./);
+    expect(body.refresh_token).toMatch(/^1\/\//);
+    expect(google.liveRefreshTokens()).toContain(body.refresh_token);
+    expect(google.issuedSecrets()).toEqual(expect.arrayContaining([body.access_token, body.refresh_token, CLIENT_SECRET]));
+
+    const list = await calendarList(body.access_token as string);
+    expect(list.status).toBe(200);
+    expect(await list.json()).toEqual({ kind: 'calendar#calendarList', items: [{ id: 'primary', summary: 'Primary' }] });
+    expect(google.calls.map((c) => [c.endpoint, c.status])).toEqual([
+      ['authorize', 302],
+      ['token', 200],
+      ['calendarList', 200],
+    ]);
+  });
+
+  it('issues no refresh token without access_type=offline', async () => {
+    const { verifier, challenge } = pkce();
+    const { status, body } = await exchange(await getCode(challenge, false), verifier);
+    expect(status).toBe(200);
+    expect(body.refresh_token).toBeUndefined();
+  });
+
+  it('answers invalid_grant for a wrong code verifier', async () => {
+    const { challenge } = pkce();
+    const { status, body } = await exchange(await getCode(challenge), pkce().verifier);
+    expect(status).toBe(400);
+    expect(body).toEqual({ error: 'invalid_grant', error_description: 'Bad Request' });
+  });
+
+  it('answers invalid_grant when a code is reused', async () => {
+    const { verifier, challenge } = pkce();
+    const code = await getCode(challenge);
+    expect((await exchange(code, verifier)).status).toBe(200);
+    const again = await exchange(code, verifier);
+    expect(again.status).toBe(400);
+    expect(again.body.error).toBe('invalid_grant');
+  });
+
+  it('refreshes without a new refresh token by default', async () => {
+    const { refreshToken } = await connect();
+    const { status, body } = await refresh(refreshToken);
+    expect(status).toBe(200);
+    expect(body).toMatchObject({ expires_in: 3599, scope: SCOPE, token_type: 'Bearer' });
+    expect(body.refresh_token).toBeUndefined();
+    expect((await refresh(refreshToken)).status).toBe(200);
+    expect(google.calls.at(-1)?.grantType).toBe('refresh_token');
+  });
+
+  it('rotates refresh tokens when asked and rejects the old one', async () => {
+    const { refreshToken } = await connect();
+    google.switches.rotateRefreshTokens = true;
+    const { status, body } = await refresh(refreshToken);
+    expect(status).toBe(200);
+    expect(body.refresh_token).toMatch(/^1\/\//);
+    expect(body.refresh_token).not.toBe(refreshToken);
+    expect(google.liveRefreshTokens()).not.toContain(refreshToken);
+
+    const old = await refresh(refreshToken);
+    expect(old.status).toBe(400);
+    expect(old.body).toEqual({ error: 'invalid_grant', error_description: 'Token has been expired or revoked.' });
+    expect((await refresh(body.refresh_token as string)).status).toBe(200);
+  });
+
+  it('answers invalid_grant for every refresh while the invalidGrant switch is on', async () => {
+    const { refreshToken } = await connect();
+    google.switches.invalidGrant = true;
+    const { status, body } = await refresh(refreshToken);
+    expect(status).toBe(400);
+    expect(body.error).toBe('invalid_grant');
+    expect(google.calls.at(-1)).toMatchObject({ endpoint: 'token', status: 400, error: 'invalid_grant' });
+    google.reset();
+    expect((await refresh(refreshToken)).status).toBe(200);
+  });
+
+  it('fails the next calls as told, then succeeds', async () => {
+    const { refreshToken } = await connect();
+    google.switches.failNext(2, 503);
+    const first = await refresh(refreshToken);
+    const second = await refresh(refreshToken);
+    const third = await refresh(refreshToken);
+    expect([first.status, second.status, third.status]).toEqual([503, 503, 200]);
+    expect(first.body).toEqual({ error: 'backend_error' });
+
+    google.switches.failNext(1, 429);
+    const limited = await refresh(refreshToken);
+    expect(limited.status).toBe(429);
+    expect(limited.body).toEqual({ error: 'rate_limit_exceeded' });
+    expect(() => google.switches.failNext(1, 400)).toThrow(RangeError);
+  });
+
+  it('delays token answers by delayMs', async () => {
+    const { refreshToken } = await connect();
+    google.switches.delayMs = 150;
+    const started = performance.now();
+    expect((await refresh(refreshToken)).status).toBe(200);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(140);
+  });
+
+  it('revoking a refresh token kills the access tokens issued from it', async () => {
+    const { accessToken, refreshToken } = await connect();
+    const revoked = await post(google.revokeUrl, { token: refreshToken });
+    expect(revoked).toEqual({ status: 200, body: {} });
+    expect(google.isRevoked(refreshToken)).toBe(true);
+    expect(google.isRevoked(accessToken)).toBe(true);
+
+    const list = await calendarList(accessToken);
+    expect(list.status).toBe(401);
+    expect(await list.json()).toMatchObject({ error: { code: 401, message: 'Request had invalid authentication credentials.' } });
+    expect(google.calls.at(-1)).toMatchObject({ endpoint: 'calendarList', status: 401, accessTokenExpired: false });
+    expect((await refresh(refreshToken)).body.error).toBe('invalid_grant');
+  });
+
+  it('revoking an access token revokes its refresh token too', async () => {
+    const { accessToken, refreshToken } = await connect();
+    expect((await post(google.revokeUrl, { token: accessToken })).status).toBe(200);
+    expect(google.liveRefreshTokens()).not.toContain(refreshToken);
+    expect((await refresh(refreshToken)).status).toBe(400);
+  });
+
+  it('answers 400 invalid_token when revoking an unknown or already revoked token', async () => {
+    const unknown = await post(google.revokeUrl, { token: 'ya29.never-issued' });
+    expect(unknown).toEqual({ status: 400, body: { error: 'invalid_token', error_description: 'Token expired or revoked' } });
+
+    const { refreshToken } = await connect();
+    expect((await post(google.revokeUrl, { token: refreshToken })).status).toBe(200);
+    expect((await post(google.revokeUrl, { token: refreshToken })).status).toBe(400);
+  });
+
+  it('rejects an access token that expired by the fake clock', async () => {
+    const { accessToken } = await connect();
+    expect((await calendarList(accessToken)).status).toBe(200);
+    now += 3599 * 1000;
+    expect((await calendarList(accessToken)).status).toBe(401);
+    expect(google.calls.filter((c) => c.endpoint === 'calendarList')).toEqual([
+      expect.objectContaining({ status: 200, accessTokenExpired: false }),
+      expect.objectContaining({ status: 401, accessTokenExpired: true, at: now }),
+    ]);
+  });
+
+  it('rejects a bad client secret with 401 invalid_client', async () => {
+    const { verifier, challenge } = pkce();
+    const { status, body } = await exchange(await getCode(challenge), verifier, 'wrong-secret');
+    expect(status).toBe(401);
+    expect(body.error).toBe('invalid_client');
+  });
+
+  it('accepts client credentials by HTTP Basic', async () => {
+    const { refreshToken } = await connect();
+    const basic = Buffer.from(`${encodeURIComponent(CLIENT_ID)}:${encodeURIComponent(CLIENT_SECRET)}`).toString('base64');
+    const response = await fetch(google.tokenUrl, {
+      method: 'POST',
+      headers: { authorization: `Basic ${basic}` },
+      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken }),
+    });
+    expect(response.status).toBe(200);
+  });
+
+  it('rejects other grant types and missing parameters', async () => {
+    const creds = { client_id: CLIENT_ID, client_secret: CLIENT_SECRET };
+    expect((await post(google.tokenUrl, { ...creds, grant_type: 'password' })).body.error).toBe('unsupported_grant_type');
+    expect((await post(google.tokenUrl, { ...creds, grant_type: 'refresh_token' })).body.error).toBe('invalid_request');
+  });
+
+  it('refuses a plain code challenge with an error page, never a redirect', async () => {
+    const response = await authorize({
+      client_id: CLIENT_ID,
+      redirect_uri: REDIRECT_URI,
+      response_type: 'code',
+      scope: SCOPE,
+      code_challenge: 'plain-challenge-plain-challenge-plain-challenge',
+      code_challenge_method: 'plain',
+    });
+    expect(response.status).toBe(400);
+    expect(response.headers.get('location')).toBeNull();
+    expect(response.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(google.calls.at(-1)).toMatchObject({ endpoint: 'authorize', status: 400 });
+  });
+
+  it('refuses an unknown client_id at authorize', async () => {
+    const response = await authorize({ client_id: 'someone-else', redirect_uri: REDIRECT_URI, response_type: 'code', scope: SCOPE });
+    expect(response.status).toBe(400);
+    expect(response.headers.get('location')).toBeNull();
+  });
+
+  it('revokeAllGrants kills every token', async () => {
+    const { accessToken, refreshToken } = await connect();
+    google.revokeAllGrants();
+    expect(google.liveRefreshTokens()).toEqual([]);
+    expect((await refresh(refreshToken)).body.error).toBe('invalid_grant');
+    expect((await calendarList(accessToken)).status).toBe(401);
+  });
+});

@@ -1,0 +1,180 @@
+import { createServer } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { bundleWorkflowCode, DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
+import { inject } from 'vitest';
+import { sql } from 'slonik';
+import { z } from 'zod';
+import { hashBearerValue } from '../../platform/secrets';
+import { buildApiServer } from '../../api/app';
+import { migrate } from '../../db/migrate';
+import { createDatabasePool, type DatabasePool } from '../../db/pool';
+import type { FakeGoogle } from '../../fakes/google';
+import { loadConfig, type Config } from '../../platform/config';
+import { generateEncryptionKey } from '../../platform/integration-crypto';
+import { createPlatformServices, type PlatformServices } from '../../platform/services';
+import { createConnectionWorker, WORKFLOWS_PATH } from '../../platform/worker';
+import { createUser } from '../../platform/users';
+import { statusQuery, type ConnectionState } from '../../workflows/connection-messages';
+import { createTestDatabase } from './database';
+
+export const GOOGLE_TEST_CLIENT = { clientId: 'test-client.apps.googleusercontent.com', clientSecret: 'GOCSPX-test-client-secret-value' };
+export const TEST_PASSWORD = 'correct horse battery staple';
+
+export interface TestPlatform extends PlatformServices {
+  config: Config;
+  api: FastifyInstance;
+  apiUrl: string;
+  temporal: TestWorkflowEnvironment;
+  /** A signed-in PM user, as an API consumer would be. */
+  signUp(email: string): Promise<{ userId: string; sessionToken: string }>;
+  close(): Promise<void>;
+}
+
+// Worker state changes are not news in a test run; warnings and errors still show.
+try {
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+} catch {
+  // another test file in this process installed it already
+}
+
+let bundle: Promise<Awaited<ReturnType<typeof bundleWorkflowCode>>> | undefined;
+
+/** Bundling the workflows takes seconds; every platform in one test file shares the bundle. */
+function workflowBundle() {
+  bundle ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger });
+  return bundle;
+}
+
+const quietBundlerLogger = {
+  log: () => {},
+  trace: () => {},
+  debug: () => {},
+  info: () => {},
+  warn: () => {},
+  error: (message: string, meta?: Record<string, unknown>) => console.error(message, meta),
+};
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/**
+ * The whole platform as production wires it (real Postgres, real Temporal, the api-server over HTTP
+ * and a worker), pointed at the given fake Google. `clock` is what activities believe the time is.
+ */
+export async function startTestPlatform(options: {
+  temporal: TestWorkflowEnvironment;
+  google: FakeGoogle;
+  clock?: () => Date;
+  environment?: Record<string, string>;
+}): Promise<TestPlatform> {
+  const database = await createTestDatabase(inject('databaseUrl'));
+  const port = await freePort();
+  const config = loadConfig({
+    APP_ENV: 'test',
+    LOG_LEVEL: 'silent',
+    DATABASE_URL: database.url,
+    API_HOST: '127.0.0.1',
+    API_PORT: String(port),
+    PUBLIC_BASE_URL: `http://127.0.0.1:${port}`,
+    TEMPORAL_TASK_QUEUE: `test-${port}`,
+    INTEGRATION_ENCRYPTION_KEY: generateEncryptionKey(),
+    GOOGLE_CLIENT_ID: GOOGLE_TEST_CLIENT.clientId,
+    GOOGLE_CLIENT_SECRET: GOOGLE_TEST_CLIENT.clientSecret,
+    GOOGLE_AUTHORIZE_URL: options.google.authorizeUrl,
+    GOOGLE_TOKEN_URL: options.google.tokenUrl,
+    GOOGLE_REVOKE_URL: options.google.revokeUrl,
+    ...options.environment,
+  });
+  const services = await createPlatformServices(config);
+  await migrate(database.url);
+
+  const worker: Worker = await createConnectionWorker({
+    connection: options.temporal.nativeConnection,
+    namespace: config.temporal.namespace,
+    taskQueue: config.temporal.taskQueue,
+    dependencies: { ...services, clock: options.clock ?? (() => new Date()) },
+    workflowBundle: await workflowBundle(),
+  });
+  const workerRun = worker.run();
+
+  const api = await buildApiServer({ ...services, config, temporal: options.temporal.client });
+  await api.listen({ host: '127.0.0.1', port });
+
+  return {
+    ...services,
+    config,
+    api,
+    apiUrl: config.http.publicBaseUrl,
+    temporal: options.temporal,
+    async signUp(email) {
+      const user = await createUser(services.db, { email, displayName: email.split('@')[0]!, password: TEST_PASSWORD });
+      const response = await fetch(`${config.http.publicBaseUrl}/api/v1/auth/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ email, password: TEST_PASSWORD }),
+      });
+      if (response.status !== 200) throw new Error(`login failed: ${response.status} ${await response.text()}`);
+      const { sessionToken } = (await response.json()) as { sessionToken: string };
+      return { userId: user.id, sessionToken };
+    },
+    async close() {
+      await api.close();
+      worker.shutdown();
+      await workerRun;
+      await services.db.end();
+      await database.drop();
+    },
+  };
+}
+
+/**
+ * What a browser does: follow our redirect to (fake) Google, which approves at once and redirects back
+ * to our callback with the code and state. Returns the callback's answer.
+ */
+export async function connectGoogleCalendar(platform: TestPlatform, sessionToken: string) {
+  const auth = await fetch(`${platform.apiUrl}/api/v1/integrations/google-calendar/auth`, {
+    headers: { authorization: `Bearer ${sessionToken}` },
+    redirect: 'manual',
+  });
+  if (auth.status !== 302) throw new Error(`auth answered ${auth.status}: ${await auth.text()}`);
+  const authorizeUrl = new URL(auth.headers.get('location')!);
+  const codeVerifier = await readCodeVerifier(platform, authorizeUrl.searchParams.get('state')!);
+  const consent = await fetch(authorizeUrl, { redirect: 'manual' });
+  if (consent.status !== 302) throw new Error(`fake Google answered ${consent.status}: ${await consent.text()}`);
+  const callbackUrl = consent.headers.get('location')!;
+  const callback = await fetch(callbackUrl, { headers: { authorization: `Bearer ${sessionToken}` } });
+  return { callbackUrl, codeVerifier, status: callback.status, body: (await callback.json()) as Record<string, string> };
+}
+
+async function readCodeVerifier(platform: TestPlatform, state: string): Promise<string> {
+  const row = await platform.db.one(sql.type(z.object({ id: z.string(), codeVerifierEnc: z.string() }))`
+    SELECT id, code_verifier_enc AS "codeVerifierEnc" FROM integration_authorizations WHERE state_hash = ${hashBearerValue(state)}`);
+  return platform.crypto.decrypt(row.codeVerifierEnc, { table: 'integration_authorizations', column: 'code_verifier_enc', rowId: row.id });
+}
+
+/** Polls the workflow's status query until `predicate` holds (real time; fine for short waits). */
+export async function waitForConnectionState(
+  platform: TestPlatform,
+  workflowId: string,
+  predicate: (state: ConnectionState) => boolean,
+  timeoutMs = 30_000,
+): Promise<ConnectionState> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const state = await platform.temporal.client.workflow.getHandle(workflowId).query(statusQuery);
+    if (predicate(state)) return state;
+    if (Date.now() > deadline) throw new Error(`connection state never matched: ${JSON.stringify(state)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+export type { DatabasePool };
