@@ -33,6 +33,8 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
       const adapter = providerAdapter(providers, authorization.provider);
       const code = crypto.decrypt(authorization.codeEnc, authorizationColumn(authorization.id, 'code_enc'));
       const codeVerifier = crypto.decrypt(authorization.codeVerifierEnc, authorizationColumn(authorization.id, 'code_verifier_enc'));
+      // Expiry counts from before the request: the provider's clock started no earlier, so we err early.
+      const requestedAt = clock();
       let tokens;
       try {
         tokens = await adapter.exchangeCode({ code, codeVerifier, redirectUri: authorization.redirectUri });
@@ -47,8 +49,7 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
         throw ApplicationFailure.nonRetryable(`${authorization.provider} issued no refresh token`, FailureType.authorizationRejected);
       }
 
-      const now = clock();
-      const accessTokenExpiresAt = new Date(now.getTime() + tokens.expiresInSeconds * 1000);
+      const accessTokenExpiresAt = new Date(requestedAt.getTime() + tokens.expiresInSeconds * 1000);
       return db.transaction(async (transaction) => {
         const tokenVersion = await storeTokensIfVersion(
           transaction,
@@ -61,7 +62,7 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
             accessTokenExpiresAt,
             scopes: tokens.scopes ?? adapter.scopes,
           },
-          now,
+          requestedAt,
         );
         if (tokenVersion === null) throw ApplicationFailure.nonRetryable('connection was disconnected during authorization', FailureType.connectionGone);
         await markAuthorizationExchanged(transaction, authorization.id);

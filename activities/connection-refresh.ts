@@ -27,6 +27,8 @@ export function createRefreshActivities({ db, crypto, providers, audit, clock }:
         ? crypto.decrypt(secrets.previousRefreshTokenEnc, connectionColumn(input.connectionId, 'previous_refresh_token_enc'))
         : undefined;
 
+      // Expiry counts from before the request: the provider's clock started no earlier, so we err early.
+      const requestedAt = clock();
       let tokens: ProviderTokens;
       let usedRefreshToken = current;
       try {
@@ -42,8 +44,7 @@ export function createRefreshActivities({ db, crypto, providers, audit, clock }:
         }
       }
 
-      const now = clock();
-      const accessTokenExpiresAt = new Date(now.getTime() + tokens.expiresInSeconds * 1000);
+      const accessTokenExpiresAt = new Date(requestedAt.getTime() + tokens.expiresInSeconds * 1000);
       // Keep the token we used until its successor has worked once; a non-rotating provider leaves nothing to keep.
       const rotated = tokens.refreshToken !== undefined && tokens.refreshToken !== usedRefreshToken;
       return db.transaction(async (transaction) => {
@@ -60,7 +61,7 @@ export function createRefreshActivities({ db, crypto, providers, audit, clock }:
             accessTokenExpiresAt,
             scopes: tokens.scopes,
           },
-          now,
+          requestedAt,
         );
         if (tokenVersion === null) throw ApplicationFailure.nonRetryable('connection changed during refresh', FailureType.connectionGone);
         await audit.record(

@@ -16,8 +16,7 @@ const seconds = (fallback: number) => z.coerce.number().int().positive().default
 const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
 const httpUrl = z
   .string()
-  .url()
-  .refine((value) => /^https?:$/.test(new URL(value).protocol), 'must be an http(s) URL')
+  .refine((value) => URL.canParse(value) && /^https?:$/.test(new URL(value).protocol), 'must be an http(s) URL')
   .transform((value) => value.replace(/\/+$/, ''));
 const flag = z.enum(['true', 'false', '1', '0']).transform((value) => value === 'true' || value === '1');
 
@@ -98,42 +97,41 @@ export interface Config {
   };
 }
 
-function credentialPair(
-  env: Environment,
-  idName: 'GOOGLE_CLIENT_ID' | 'MICROSOFT_CLIENT_ID' | 'AIRBNB_CLIENT_ID',
-  secretName: 'GOOGLE_CLIENT_SECRET' | 'MICROSOFT_CLIENT_SECRET' | 'AIRBNB_CLIENT_SECRET',
-  problems: string[],
-): OAuthClientCredentials | undefined {
-  const clientId = env[idName];
-  const clientSecret = env[secretName];
-  if (clientId && clientSecret) return { clientId, clientSecret };
-  if (clientId || clientSecret) problems.push(`${clientId ? secretName : idName}: is required when ${clientId ? idName : secretName} is set`);
-  return undefined;
-}
+/** Variables that only some processes need: each entry point names what it needs. */
+export type ConfigNeed = 'DATABASE_URL' | 'INTEGRATION_ENCRYPTION_KEY' | 'PUBLIC_BASE_URL';
+const API_SERVER_NEEDS: ConfigNeed[] = ['DATABASE_URL', 'INTEGRATION_ENCRYPTION_KEY', 'PUBLIC_BASE_URL'];
 
 /**
- * Parses the environment. Throws a ConfigError naming every wrong variable, so a bad deployment
- * stops at start rather than at the first request that needs the value.
+ * Parses the environment. Throws one ConfigError naming every wrong or missing variable, so a bad
+ * deployment stops at start rather than at the first request that needs the value. In production the
+ * variables in `needs` must be set; elsewhere `npm run dev` and the tests provide them.
  */
-export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
-  const present = Object.fromEntries(Object.entries(source).filter(([, value]) => value !== undefined && value !== ''));
+export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: ConfigNeed[] = API_SERVER_NEEDS): Config {
+  const present: Record<string, string> = Object.fromEntries(
+    Object.entries(source).filter((entry): entry is [string, string] => entry[1] !== undefined && entry[1] !== ''),
+  );
   const parsed = environmentSchema.safeParse(present);
-  if (!parsed.success) {
-    throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`));
+  const problems = parsed.success ? [] : parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+  if ((present.APP_ENV ?? 'production') === 'production') {
+    for (const name of needs) if (!present[name]) problems.push(`${name}: is required in production`);
   }
-  const env = parsed.data;
-  const problems: string[] = [];
-  const production = env.APP_ENV === 'production';
-  if (production && !env.DATABASE_URL) problems.push('DATABASE_URL: is required in production');
-  if (production && !env.PUBLIC_BASE_URL) problems.push('PUBLIC_BASE_URL: is required in production');
-  if (production && !env.INTEGRATION_ENCRYPTION_KEY) problems.push('INTEGRATION_ENCRYPTION_KEY: is required in production');
-  const google = credentialPair(env, 'GOOGLE_CLIENT_ID', 'GOOGLE_CLIENT_SECRET', problems);
-  const microsoft = credentialPair(env, 'MICROSOFT_CLIENT_ID', 'MICROSOFT_CLIENT_SECRET', problems);
-  const airbnb = credentialPair(env, 'AIRBNB_CLIENT_ID', 'AIRBNB_CLIENT_SECRET', problems);
-  if (env.TOKEN_REFRESH_JITTER_SECONDS >= env.TOKEN_REFRESH_MARGIN_SECONDS) {
+  for (const provider of ['GOOGLE', 'MICROSOFT', 'AIRBNB']) {
+    const [idName, secretName] = [`${provider}_CLIENT_ID`, `${provider}_CLIENT_SECRET`];
+    if (Boolean(present[idName]) !== Boolean(present[secretName])) {
+      problems.push(`${present[idName] ? secretName : idName}: is required when ${present[idName] ? idName : secretName} is set`);
+    }
+  }
+  if (parsed.success && parsed.data.TOKEN_REFRESH_JITTER_SECONDS >= parsed.data.TOKEN_REFRESH_MARGIN_SECONDS) {
     problems.push('TOKEN_REFRESH_JITTER_SECONDS: must be smaller than TOKEN_REFRESH_MARGIN_SECONDS');
   }
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
+  const env = parsed.data;
+  const production = env.APP_ENV === 'production';
+  const credentials = (clientId: string | undefined, clientSecret: string | undefined) =>
+    clientId && clientSecret ? { clientId, clientSecret } : undefined;
+  const google = credentials(env.GOOGLE_CLIENT_ID, env.GOOGLE_CLIENT_SECRET);
+  const microsoft = credentials(env.MICROSOFT_CLIENT_ID, env.MICROSOFT_CLIENT_SECRET);
+  const airbnb = credentials(env.AIRBNB_CLIENT_ID, env.AIRBNB_CLIENT_SECRET);
 
   return {
     appEnv: env.APP_ENV,

@@ -10,6 +10,8 @@ import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:
 
 const ENVELOPE_VERSION = 'v1';
 const IV_BYTES = 12;
+// Node accepts GCM tags down to 4 bytes unless told otherwise; a short tag would be easy to forge.
+const TAG_BYTES = 16;
 const KEY_BYTES = 32;
 const KEY_ID_PATTERN = /^[A-Za-z0-9_-]{1,32}$/;
 const BASE64_KEY_PATTERN = /^[A-Za-z0-9+/]{43}=?$/;
@@ -95,10 +97,11 @@ export class IntegrationCrypto {
     if (version !== ENVELOPE_VERSION || !keyId || iv === undefined || ciphertext === undefined || !tag || rest.length > 0) {
       throw new DecryptionError(`${binding.table}.${binding.column}: not an encrypted value`);
     }
+    if (Buffer.from(iv, 'base64url').length !== IV_BYTES) throw new DecryptionError(`${binding.table}.${binding.column}: malformed IV`);
     const key = this.keys.get(keyId);
     if (!key) throw new DecryptionError(`${binding.table}.${binding.column}: encrypted with unknown key "${keyId}"`);
     try {
-      const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'));
+      const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'), { authTagLength: TAG_BYTES });
       decipher.setAAD(associatedData(binding));
       decipher.setAuthTag(Buffer.from(tag, 'base64url'));
       return Buffer.concat([decipher.update(Buffer.from(ciphertext, 'base64url')), decipher.final()]).toString('utf8');

@@ -10,7 +10,7 @@ import { createConnectionWorker } from './worker';
 
 /** Production entry of the Temporal worker, with /healthz and /readyz for the orchestrator. */
 await runUntilSignalled('worker', async () => {
-  const config = loadConfig();
+  const config = loadConfig(process.env, ['DATABASE_URL', 'INTEGRATION_ENCRYPTION_KEY']);
   const logger = pino(loggerOptions(config));
   Runtime.install({ telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'WARN' }) } }, shutdownSignals: [] });
   const services = await createPlatformServices(config);

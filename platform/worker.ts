@@ -11,6 +11,7 @@ export interface ConnectionWorkerOptions {
   dependencies: ActivityDependencies;
   /** Tests bundle the workflows once and hand the bundle to every worker they start. */
   workflowBundle?: WorkerOptions['workflowBundle'];
+  interceptors?: WorkerOptions['interceptors'];
 }
 
 export function createConnectionWorker(options: ConnectionWorkerOptions): Promise<Worker> {
@@ -19,6 +20,7 @@ export function createConnectionWorker(options: ConnectionWorkerOptions): Promis
     namespace: options.namespace,
     taskQueue: options.taskQueue,
     activities: createActivities(options.dependencies),
+    ...(options.interceptors ? { interceptors: options.interceptors } : {}),
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
   });
 }

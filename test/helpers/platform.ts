@@ -1,7 +1,7 @@
 import { createServer } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { bundleWorkflowCode, DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
+import { bundleWorkflowCode, DefaultLogger, Runtime, type ActivityExecuteInput, type ActivityInboundCallsInterceptor, type Next, type Worker } from '@temporalio/worker';
 import { inject } from 'vitest';
 import { sql } from 'slonik';
 import { z } from 'zod';
@@ -55,6 +55,20 @@ const quietBundlerLogger = {
   error: (message: string, meta?: Record<string, unknown>) => console.error(message, meta),
 };
 
+/** Holds time still while an activity runs (the test server counts locks, so concurrent activities are fine). */
+class TimeSkippingLock implements ActivityInboundCallsInterceptor {
+  constructor(private readonly testService: NonNullable<TestWorkflowEnvironment['connection']['testService']>) {}
+
+  async execute(input: ActivityExecuteInput, next: Next<ActivityInboundCallsInterceptor, 'execute'>): Promise<unknown> {
+    await this.testService.lockTimeSkipping({});
+    try {
+      return await next(input);
+    } finally {
+      await this.testService.unlockTimeSkipping({});
+    }
+  }
+}
+
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
@@ -76,6 +90,7 @@ export async function startTestPlatform(options: {
   clock?: () => Date;
   environment?: Record<string, string>;
 }): Promise<TestPlatform> {
+  const testService = options.temporal.connection.testService;
   const database = await createTestDatabase(inject('databaseUrl'));
   const port = await freePort();
   const config = loadConfig({
@@ -103,6 +118,8 @@ export async function startTestPlatform(options: {
     taskQueue: config.temporal.taskQueue,
     dependencies: { ...services, clock: options.clock ?? (() => new Date()) },
     workflowBundle: await workflowBundle(),
+    // The time-skipping server treats a running activity as idle time and would skip past its timeout.
+    ...(testService && options.temporal.supportsTimeSkipping ? { interceptors: { activity: [() => ({ inbound: new TimeSkippingLock(testService) })] } } : {}),
   });
   const workerRun = worker.run();
 

@@ -1,0 +1,211 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../platform/config';
+import { generateEncryptionKey } from '../../platform/integration-crypto';
+import { createIntegrationCrypto } from '../../platform/services';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+const MINIMAL_PRODUCTION = {
+  APP_ENV: 'production',
+  DATABASE_URL: 'postgresql://app@db.internal:5432/app',
+  PUBLIC_BASE_URL: 'https://pm.example.com/',
+  INTEGRATION_ENCRYPTION_KEY: `k2024:${generateEncryptionKey()}`,
+} satisfies NodeJS.ProcessEnv;
+
+/** Runs loadConfig and returns the ConfigError it throws (failing the test when it does not). */
+function configError(env: NodeJS.ProcessEnv): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return error as ConfigError;
+  }
+  throw new Error(`loadConfig accepted ${JSON.stringify(env)}`);
+}
+
+describe('loadConfig', () => {
+  it('accepts a minimal production environment and applies the documented defaults', () => {
+    const config = loadConfig({ ...MINIMAL_PRODUCTION });
+    expect(config.appEnv).toBe('production');
+    expect(config.logLevel).toBe('info');
+    expect(config.databaseUrl).toBe(MINIMAL_PRODUCTION.DATABASE_URL);
+    expect(config.temporal).toEqual({ address: 'localhost:7233', namespace: 'default', taskQueue: 'oauth-integrations' });
+    expect(config.http).toEqual({
+      host: '0.0.0.0',
+      port: 3000,
+      // The trailing slash is removed.
+      publicBaseUrl: 'https://pm.example.com',
+      // Secure cookies by default in production.
+      secureCookies: true,
+    });
+    expect(config.workerHealthPort).toBe(3001);
+    expect(config.encryption).toEqual({ activeKey: MINIMAL_PRODUCTION.INTEGRATION_ENCRYPTION_KEY, previousKeys: [] });
+    expect(config.google).toEqual({
+      credentials: undefined,
+      authorizeUrl: 'https://accounts.google.com/o/oauth2/v2/auth',
+      tokenUrl: 'https://oauth2.googleapis.com/token',
+      revokeUrl: 'https://oauth2.googleapis.com/revoke',
+      scopes: ['https://www.googleapis.com/auth/calendar.readonly'],
+    });
+    expect(config.microsoft).toBeUndefined();
+    expect(config.airbnb).toBeUndefined();
+    expect(config.tokenRefresh).toEqual({ marginSeconds: 300, jitterSeconds: 60 });
+    expect(config.lifetimes).toEqual({
+      oauthStateSeconds: 600,
+      sessionSeconds: 12 * 3600,
+      accessTokenSeconds: 15 * 60,
+      refreshTokenSeconds: 7 * 24 * 3600,
+      deviceRefreshTokenSeconds: 365 * 24 * 3600,
+      authorizationCodeSeconds: 60,
+    });
+  });
+
+  it('defaults APP_ENV to production', () => {
+    const withoutAppEnv: NodeJS.ProcessEnv = { ...MINIMAL_PRODUCTION };
+    delete withoutAppEnv.APP_ENV;
+    expect(loadConfig(withoutAppEnv).appEnv).toBe('production');
+    expect(configError({}).message).toContain('DATABASE_URL');
+  });
+
+  it('needs nothing in development, where cookies are not secure by default', () => {
+    const config = loadConfig({ APP_ENV: 'development' });
+    expect(config.databaseUrl).toBeUndefined();
+    expect(config.encryption.activeKey).toBeUndefined();
+    expect(config.http.publicBaseUrl).toBe('http://localhost:3000');
+    expect(config.http.secureCookies).toBe(false);
+  });
+
+  it('parses the optional values it is given', () => {
+    const config = loadConfig({
+      ...MINIMAL_PRODUCTION,
+      API_PORT: '8080',
+      TEMPORAL_ADDRESS: 'temporal:7233',
+      SESSION_COOKIE_SECURE: 'false',
+      INTEGRATION_ENCRYPTION_PREVIOUS_KEYS: ` old1:${generateEncryptionKey()} , old2:${generateEncryptionKey()},`,
+      GOOGLE_CLIENT_ID: 'id',
+      GOOGLE_CLIENT_SECRET: 'secret',
+      GOOGLE_CALENDAR_SCOPES: 'a b,c',
+    });
+    expect(config.http.port).toBe(8080);
+    expect(config.temporal.address).toBe('temporal:7233');
+    expect(config.http.secureCookies).toBe(false);
+    expect(config.encryption.previousKeys).toHaveLength(2);
+    expect(config.encryption.previousKeys.every((key) => /^old\d:/.test(key))).toBe(true);
+    expect(config.google.credentials).toEqual({ clientId: 'id', clientSecret: 'secret' });
+    expect(config.google.scopes).toEqual(['a', 'b', 'c']);
+  });
+
+  it.each([
+    ['DATABASE_URL is missing in production', { DATABASE_URL: undefined }, 'DATABASE_URL'],
+    ['PUBLIC_BASE_URL is missing in production', { PUBLIC_BASE_URL: undefined }, 'PUBLIC_BASE_URL'],
+    ['INTEGRATION_ENCRYPTION_KEY is missing in production', { INTEGRATION_ENCRYPTION_KEY: undefined }, 'INTEGRATION_ENCRYPTION_KEY'],
+    ['API_PORT is not a number', { API_PORT: 'abc' }, 'API_PORT'],
+    ['API_PORT is out of range', { API_PORT: '70000' }, 'API_PORT'],
+    ['TEMPORAL_ADDRESS has no port', { TEMPORAL_ADDRESS: 'temporal' }, 'TEMPORAL_ADDRESS'],
+    ['GOOGLE_CLIENT_ID comes without GOOGLE_CLIENT_SECRET', { GOOGLE_CLIENT_ID: 'id' }, 'GOOGLE_CLIENT_SECRET'],
+    ['GOOGLE_CLIENT_SECRET comes without GOOGLE_CLIENT_ID', { GOOGLE_CLIENT_SECRET: 'secret' }, 'GOOGLE_CLIENT_ID'],
+    ['GOOGLE_TOKEN_URL is not a URL', { GOOGLE_TOKEN_URL: 'not a url' }, 'GOOGLE_TOKEN_URL'],
+    ['APP_ENV is unknown', { APP_ENV: 'staging' }, 'APP_ENV'],
+    ['TOKEN_REFRESH_JITTER_SECONDS equals the margin', { TOKEN_REFRESH_JITTER_SECONDS: '300' }, 'TOKEN_REFRESH_JITTER_SECONDS'],
+    ['TOKEN_REFRESH_JITTER_SECONDS exceeds the margin', { TOKEN_REFRESH_MARGIN_SECONDS: '30', TOKEN_REFRESH_JITTER_SECONDS: '31' }, 'TOKEN_REFRESH_JITTER_SECONDS'],
+    ['SESSION_COOKIE_SECURE is not a flag', { SESSION_COOKIE_SECURE: 'yes' }, 'SESSION_COOKIE_SECURE'],
+  ] as const)('stops with a ConfigError naming the variable when %s', (_label, overrides, variable) => {
+    const env: NodeJS.ProcessEnv = { ...MINIMAL_PRODUCTION, ...overrides };
+    const error = configError(env);
+    expect(error.message).toContain(variable);
+    expect(error.problems.some((problem) => problem.startsWith(`${variable}:`))).toBe(true);
+  });
+
+  it('names every bad variable in one error', () => {
+    const error = configError({
+      ...MINIMAL_PRODUCTION,
+      API_PORT: '70000',
+      TEMPORAL_ADDRESS: 'temporal',
+      SESSION_COOKIE_SECURE: 'yes',
+      LOG_LEVEL: 'loud',
+    });
+    for (const variable of ['API_PORT', 'TEMPORAL_ADDRESS', 'SESSION_COOKIE_SECURE', 'LOG_LEVEL']) {
+      expect(error.message).toContain(variable);
+    }
+    expect(error.problems).toHaveLength(4);
+  });
+
+  it('names every missing production variable and every incomplete credential pair in one error', () => {
+    const error = configError({ APP_ENV: 'production', GOOGLE_CLIENT_ID: 'id', MICROSOFT_CLIENT_SECRET: 'secret' });
+    for (const variable of ['DATABASE_URL', 'PUBLIC_BASE_URL', 'INTEGRATION_ENCRYPTION_KEY', 'GOOGLE_CLIENT_SECRET', 'MICROSOFT_CLIENT_ID']) {
+      expect(error.message).toContain(variable);
+    }
+  });
+
+  it('names a malformed variable and a missing required one together', () => {
+    // A deployment with a typo and a forgotten variable must learn about both at once.
+    const error = configError({ APP_ENV: 'production', API_PORT: 'abc' });
+    expect(error.message).toContain('API_PORT');
+    expect(error.message).toContain('DATABASE_URL');
+  });
+
+  it('treats empty strings as unset', () => {
+    const config = loadConfig({ ...MINIMAL_PRODUCTION, API_PORT: '', TEMPORAL_ADDRESS: '', GOOGLE_CLIENT_ID: '', SESSION_COOKIE_SECURE: '' });
+    expect(config.http.port).toBe(3000);
+    expect(config.temporal.address).toBe('localhost:7233');
+    expect(config.google.credentials).toBeUndefined();
+    expect(config.http.secureCookies).toBe(true);
+    const error = configError({ ...MINIMAL_PRODUCTION, DATABASE_URL: '' });
+    expect(error.message).toContain('DATABASE_URL');
+  });
+});
+
+describe('createIntegrationCrypto', () => {
+  it('builds the crypto from a valid key', () => {
+    const crypto = createIntegrationCrypto(loadConfig({ ...MINIMAL_PRODUCTION }));
+    expect(crypto.activeKeyId).toBe('k2024');
+  });
+
+  it.each([
+    ['too short', Buffer.alloc(16).toString('base64')],
+    ['not base64', 'not-a-key'],
+    ['a bad key id', `bad id:${generateEncryptionKey()}`],
+  ])('stops with a ConfigError naming INTEGRATION_ENCRYPTION_KEY when the key is %s', (_label, key) => {
+    const config = loadConfig({ ...MINIMAL_PRODUCTION, INTEGRATION_ENCRYPTION_KEY: key });
+    expect(() => createIntegrationCrypto(config)).toThrow(ConfigError);
+    expect(() => createIntegrationCrypto(config)).toThrow(/INTEGRATION_ENCRYPTION_KEY/);
+  });
+
+  it('names INTEGRATION_ENCRYPTION_PREVIOUS_KEYS when a previous key is malformed', () => {
+    const config = loadConfig({ ...MINIMAL_PRODUCTION, INTEGRATION_ENCRYPTION_PREVIOUS_KEYS: 'old:short' });
+    expect(() => createIntegrationCrypto(config)).toThrow(/INTEGRATION_ENCRYPTION_PREVIOUS_KEYS/);
+  });
+
+  it('stops with a ConfigError when there is no key at all', () => {
+    const config = loadConfig({ APP_ENV: 'development' });
+    expect(() => createIntegrationCrypto(config)).toThrow(/INTEGRATION_ENCRYPTION_KEY/);
+  });
+});
+
+describe('a real process with a bad configuration', () => {
+  it(
+    'api/main.ts exits with code 2 and names the bad variables on stderr',
+    async () => {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'api/main.ts'], {
+        cwd: repoRoot,
+        env: { PATH: process.env.PATH ?? '', APP_ENV: 'production', API_PORT: 'abc' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+      child.stdout.resume();
+      const code = await new Promise<number | null>((resolve, reject) => {
+        child.once('error', reject);
+        child.once('exit', (exitCode) => resolve(exitCode));
+      });
+      expect(stderr).toContain('API_PORT');
+      expect(stderr).toContain('DATABASE_URL');
+      expect(stderr).not.toMatch(/\n\s+at /); // no stack trace
+      expect(code).toBe(2);
+    },
+    30_000,
+  );
+});
