@@ -1,0 +1,157 @@
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { NativeConnection, Runtime, DefaultLogger } from '@temporalio/worker';
+import { buildApiServer } from '../api/app';
+import { startEmbeddedPostgres } from '../db/embedded';
+import { migrate } from '../db/migrate';
+import { findUserCredentials } from '../db/queries/users';
+import { startFakeGoogle, type FakeGoogle } from '../fakes/google';
+import { loadConfig } from '../platform/config';
+import { generateEncryptionKey } from '../platform/integration-crypto';
+import { runUntilSignalled } from '../platform/process';
+import { randomToken } from '../platform/secrets';
+import { createPlatformServices } from '../platform/services';
+import { connectTemporalClient } from '../platform/temporal';
+import { createUser } from '../platform/users';
+import { createConnectionWorker } from '../platform/worker';
+import { ensureTemporalCli, repoRoot } from './temporal-binaries';
+
+/**
+ * `npm run dev`: the whole platform on one machine, nothing installed by hand. Uses DATABASE_URL and
+ * TEMPORAL_ADDRESS when they are set, else starts an embedded PostgreSQL and a Temporal dev server
+ * persisted under .data/dev. Without Google credentials, sandbox mode points Google at the fake.
+ */
+
+const DATA_DIR = path.join(repoRoot, '.data', 'dev');
+const SANDBOX_GOOGLE_PORT = 4010;
+const SANDBOX_CLIENT = { clientId: 'sandbox-client.apps.googleusercontent.com', clientSecret: 'sandbox-client-secret' };
+const DEMO_EMAIL = 'demo@example.com';
+const TEMPORAL_PORT = 7233;
+const TEMPORAL_UI_PORT = 8233;
+
+async function readOrCreate(file: string, create: () => string): Promise<{ value: string; created: boolean }> {
+  if (existsSync(file)) return { value: (await readFile(file, 'utf8')).trim(), created: false };
+  const value = create();
+  await writeFile(file, `${value}\n`, { mode: 0o600 });
+  await chmod(file, 0o600);
+  return { value, created: true };
+}
+
+await runUntilSignalled('dev', async () => {
+  await mkdir(DATA_DIR, { recursive: true });
+  const stops: Array<() => Promise<void>> = [];
+  const lines: string[] = [];
+  const environment: Record<string, string | undefined> = { API_HOST: '127.0.0.1', ...process.env, APP_ENV: 'development', SESSION_COOKIE_SECURE: 'false' };
+
+  if (!environment.DATABASE_URL) {
+    const postgres = await startEmbeddedPostgres({ dataDir: path.join(DATA_DIR, 'postgres'), port: 54329 });
+    stops.push(() => postgres.stop());
+    environment.DATABASE_URL = postgres.url;
+    lines.push(`PostgreSQL        embedded, ${postgres.url.replace(/:[^:@/]*@/, ':***@')} (data in .data/dev/postgres)`);
+  } else {
+    lines.push('PostgreSQL        DATABASE_URL');
+  }
+
+  if (!environment.INTEGRATION_ENCRYPTION_KEY) {
+    const key = await readOrCreate(path.join(DATA_DIR, 'integration-encryption-key'), generateEncryptionKey);
+    environment.INTEGRATION_ENCRYPTION_KEY = key.value;
+    lines.push(`Encryption key    ${key.created ? 'GENERATED for development and saved' : 'development key'} in .data/dev/integration-encryption-key`);
+  }
+
+  let sandboxGoogle: FakeGoogle | undefined;
+  if (!environment.GOOGLE_CLIENT_ID) {
+    sandboxGoogle = await startFakeGoogle({ ...SANDBOX_CLIENT, port: SANDBOX_GOOGLE_PORT });
+    stops.push(() => sandboxGoogle!.close());
+    Object.assign(environment, {
+      GOOGLE_CLIENT_ID: SANDBOX_CLIENT.clientId,
+      GOOGLE_CLIENT_SECRET: SANDBOX_CLIENT.clientSecret,
+      GOOGLE_AUTHORIZE_URL: sandboxGoogle.authorizeUrl,
+      GOOGLE_TOKEN_URL: sandboxGoogle.tokenUrl,
+      GOOGLE_REVOKE_URL: sandboxGoogle.revokeUrl,
+    });
+    lines.push(`Sandbox Google    ${sandboxGoogle.url} (fake: approves every authorization at once)`);
+  }
+
+  Runtime.install({ logger: new DefaultLogger('WARN'), shutdownSignals: [] });
+  let temporalEnvironment: TestWorkflowEnvironment | undefined;
+  if (!environment.TEMPORAL_ADDRESS) {
+    const cli = await ensureTemporalCli();
+    temporalEnvironment = await TestWorkflowEnvironment.createLocal({
+      server: {
+        ...(cli ? { executable: { type: 'existing-path', path: cli } } : {}),
+        ip: '127.0.0.1',
+        port: TEMPORAL_PORT,
+        ui: true,
+        uiPort: TEMPORAL_UI_PORT,
+        dbFilename: path.join(DATA_DIR, 'temporal.sqlite'),
+        log: { level: 'warn', format: 'pretty' },
+      },
+    });
+    stops.push(() => temporalEnvironment!.teardown());
+    environment.TEMPORAL_ADDRESS = `127.0.0.1:${TEMPORAL_PORT}`;
+    lines.push(`Temporal          dev server at ${environment.TEMPORAL_ADDRESS} (history in .data/dev/temporal.sqlite)`);
+    lines.push(`Temporal Web      http://localhost:${TEMPORAL_UI_PORT}`);
+  } else {
+    lines.push(`Temporal          ${environment.TEMPORAL_ADDRESS} (TEMPORAL_ADDRESS)`);
+  }
+
+  const config = loadConfig(environment);
+  await migrate(config.databaseUrl!);
+  const services = await createPlatformServices(config);
+  stops.push(() => services.db.end());
+
+  const demoPassword = await readOrCreate(path.join(DATA_DIR, 'demo-password'), () => randomToken().slice(0, 20));
+  if (!(await findUserCredentials(services.db, DEMO_EMAIL))) {
+    await createUser(services.db, { email: DEMO_EMAIL, displayName: 'Demo User', password: demoPassword.value });
+  }
+
+  const workerConnection = await NativeConnection.connect({ address: config.temporal.address });
+  const worker = await createConnectionWorker({
+    connection: workerConnection,
+    namespace: config.temporal.namespace,
+    taskQueue: config.temporal.taskQueue,
+    dependencies: { ...services, clock: () => new Date() },
+  });
+  const workerRun = worker.run();
+  stops.push(async () => {
+    worker.shutdown();
+    await workerRun;
+    await workerConnection.close();
+  });
+  lines.push(`Worker            task queue "${config.temporal.taskQueue}"`);
+
+  const temporal = await connectTemporalClient(config.temporal);
+  const app = await buildApiServer({ ...services, config, temporal });
+  await app.listen({ host: config.http.host, port: config.http.port });
+  stops.push(async () => {
+    await app.close();
+    await temporal.connection.close();
+  });
+  const api = config.http.publicBaseUrl;
+  lines.unshift(`api-server        ${api}`);
+
+  console.log(
+    [
+      '',
+      'OAuth integration platform (development)',
+      ...lines.map((line) => `  ${line}`),
+      '',
+      `  Demo user         ${DEMO_EMAIL} / ${demoPassword.value}`,
+      '',
+      '  Connect Google Calendar from a terminal (follows the redirects like a browser):',
+      `    curl -s -c .data/dev/cookies -H 'content-type: application/json' \\`,
+      `      -d '{"email":"${DEMO_EMAIL}","password":"${demoPassword.value}"}' ${api}/api/v1/auth/login`,
+      `    curl -s -b .data/dev/cookies -L ${api}/api/v1/integrations/google-calendar/auth`,
+      `    curl -s -b .data/dev/cookies ${api}/api/v1/integrations/google-calendar/status`,
+      '',
+      '  Ctrl-C stops everything.',
+      '',
+    ].join('\n'),
+  );
+
+  return async () => {
+    for (const stop of stops.reverse()) await stop();
+  };
+});
