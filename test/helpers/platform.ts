@@ -8,7 +8,6 @@ import { z } from 'zod';
 import { hashBearerValue } from '../../platform/secrets';
 import { buildApiServer } from '../../api/app';
 import { migrate } from '../../db/migrate';
-import { createDatabasePool, type DatabasePool } from '../../db/pool';
 import type { FakeGoogle } from '../../fakes/google';
 import { loadConfig, type Config } from '../../platform/config';
 import { generateEncryptionKey } from '../../platform/integration-crypto';
@@ -194,4 +193,3 @@ export async function waitForConnectionState(
   }
 }
 
-export type { DatabasePool };
