@@ -1,0 +1,126 @@
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const composeFile = path.join(repoRoot, 'docker-compose.yml');
+
+interface Service {
+  image?: string;
+  build?: unknown;
+  command?: string | string[];
+  ports?: string[];
+  environment?: Record<string, string> | string[];
+  healthcheck?: { test: string | string[] };
+  depends_on?: Record<string, { condition: string }>;
+}
+
+// `merge: true` resolves the `<<: *app-environment` merge keys the way Compose does.
+const compose = parse(readFileSync(composeFile, 'utf8'), { merge: true }) as { services: Record<string, Service> };
+const services = compose.services;
+
+function service(name: string): Service {
+  const found = services[name];
+  if (!found) throw new Error(`service ${name} missing from docker-compose.yml`);
+  return found;
+}
+
+function environment(name: string): Record<string, string> {
+  const env = service(name).environment ?? {};
+  if (Array.isArray(env)) {
+    return Object.fromEntries(env.map((entry) => [entry.split('=')[0], entry.split('=').slice(1).join('=')]));
+  }
+  return env;
+}
+
+function healthcheck(name: string): string {
+  const test = service(name).healthcheck?.test;
+  expect(test, `${name} has a healthcheck`).toBeDefined();
+  return Array.isArray(test) ? test.join(' ') : String(test);
+}
+
+function commandOf(name: string): string {
+  const command = service(name).command;
+  return Array.isArray(command) ? command.join(' ') : String(command);
+}
+
+const composeAvailable = spawnSync('docker', ['compose', 'version'], { stdio: 'ignore', timeout: 20_000 }).status === 0;
+
+describe('docker-compose.yml', () => {
+  it('defines every service', () => {
+    expect(Object.keys(services).sort()).toEqual(
+      ['api-server', 'migrate', 'postgres', 'temporal', 'temporal-ui', 'worker'].sort(),
+    );
+    expect(service('postgres').image).toBe('postgres:16');
+    expect(service('temporal').image).toMatch(/^temporalio\/auto-setup:1\.28/);
+    expect(service('temporal-ui').image).toMatch(/^temporalio\/ui/);
+    for (const name of ['api-server', 'worker', 'migrate']) expect(service(name).build).toBeDefined();
+  });
+
+  it('publishes the expected ports', () => {
+    expect(service('temporal').ports).toContain('7233:7233');
+    expect(service('temporal-ui').ports).toContain('8233:8080');
+    expect(service('api-server').ports).toContain('3000:3000');
+  });
+
+  it('runs the right commands', () => {
+    expect(commandOf('api-server')).toBe('npm start');
+    expect(commandOf('worker')).toBe('npm run worker');
+    expect(commandOf('migrate')).toBe('npm run migrate');
+  });
+
+  it('has health checks', () => {
+    expect(healthcheck('postgres')).toContain('pg_isready');
+    expect(healthcheck('temporal')).toMatch(/temporal operator cluster health|tctl/);
+    expect(healthcheck('api-server')).toContain('http://127.0.0.1:3000/readyz');
+    expect(healthcheck('worker')).toContain('http://127.0.0.1:3001/readyz');
+    expect(environment('worker').WORKER_HEALTH_PORT).toBe('3001');
+  });
+
+  it('points Temporal and its UI at the right places', () => {
+    const temporal = environment('temporal');
+    expect(temporal.DB).toBe('postgres12');
+    expect(temporal.DB_PORT).toBe('5432');
+    expect(temporal.POSTGRES_SEEDS).toBe('postgres');
+    expect(temporal.POSTGRES_USER).toBeTruthy();
+    expect(temporal.POSTGRES_PWD).toBeTruthy();
+    expect(environment('temporal-ui').TEMPORAL_ADDRESS).toBe('temporal:7233');
+  });
+
+  it('orders start-up with depends_on conditions', () => {
+    expect(service('temporal').depends_on?.postgres?.condition).toBe('service_healthy');
+    expect(service('migrate').depends_on?.postgres?.condition).toBe('service_healthy');
+    for (const name of ['api-server', 'worker']) {
+      const dependsOn = service(name).depends_on;
+      expect(dependsOn?.postgres?.condition, name).toBe('service_healthy');
+      expect(dependsOn?.temporal?.condition, name).toBe('service_healthy');
+      expect(dependsOn?.migrate?.condition, name).toBe('service_completed_successfully');
+    }
+  });
+
+  it('gives the application services their configuration', () => {
+    for (const name of ['api-server', 'worker', 'migrate']) {
+      const env = environment(name);
+      expect(env.APP_ENV, name).toBe('production');
+      expect(env.DATABASE_URL, name).toMatch(/^postgres(ql)?:\/\/.*@postgres:5432\//);
+      expect(env.TEMPORAL_ADDRESS, name).toBe('temporal:7233');
+      expect(env.INTEGRATION_ENCRYPTION_KEY, name).toMatch(/^\$\{INTEGRATION_ENCRYPTION_KEY:\?.+\}$/);
+      expect(env.PUBLIC_BASE_URL, name).toBeDefined();
+      expect(env.GOOGLE_CLIENT_ID, name).toContain('${GOOGLE_CLIENT_ID');
+      expect(env.GOOGLE_CLIENT_SECRET, name).toContain('${GOOGLE_CLIENT_SECRET');
+    }
+  });
+
+  it.skipIf(!composeAvailable)('is accepted by `docker compose config`', () => {
+    const result = spawnSync('docker', ['compose', '-f', composeFile, 'config', '-q'], {
+      cwd: repoRoot,
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { ...process.env, INTEGRATION_ENCRYPTION_KEY: 'dummy-key-for-config-check', PUBLIC_BASE_URL: 'http://localhost:3000' },
+    });
+    expect(result.status, result.stderr).toBe(0);
+  });
+});
