@@ -10,7 +10,7 @@ import type { ApiServices } from './services';
 
 /** The api-server: a thin HTTP layer that validates, authenticates, writes what must be written, and talks to workflows. */
 export async function buildApiServer(services: ApiServices): Promise<FastifyInstance> {
-  const app = Fastify({ logger: fastifyLoggerOptions(services.config), trustProxy: services.config.appEnv === 'production' });
+  const app = Fastify({ logger: fastifyLoggerOptions(services.config), trustProxy: services.config.http.trustProxy });
   app.decorate('services', services);
   await app.register(errorHandling);
   await app.register(formbody);

@@ -35,6 +35,7 @@ const environmentSchema = z.object({
   WORKER_HEALTH_PORT: port(3001),
   PUBLIC_BASE_URL: httpUrl.optional(),
   SESSION_COOKIE_SECURE: flag.optional(),
+  TRUST_PROXY: flag.default('false'),
 
   INTEGRATION_ENCRYPTION_KEY: z.string().min(1).optional(),
   INTEGRATION_ENCRYPTION_PREVIOUS_KEYS: z.string().default(''),
@@ -80,7 +81,7 @@ export interface Config {
   logLevel: Environment['LOG_LEVEL'];
   databaseUrl: string | undefined;
   temporal: { address: string; namespace: string; taskQueue: string };
-  http: { host: string; port: number; publicBaseUrl: string; secureCookies: boolean };
+  http: { host: string; port: number; publicBaseUrl: string; secureCookies: boolean; trustProxy: boolean };
   workerHealthPort: number;
   encryption: { activeKey: string | undefined; previousKeys: string[] };
   google: GoogleSettings;
@@ -143,6 +144,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
       port: env.API_PORT,
       publicBaseUrl: env.PUBLIC_BASE_URL ?? `http://localhost:${env.API_PORT}`,
       secureCookies: env.SESSION_COOKIE_SECURE ?? production,
+      trustProxy: env.TRUST_PROXY,
     },
     workerHealthPort: env.WORKER_HEALTH_PORT,
     encryption: {

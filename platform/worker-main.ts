@@ -24,13 +24,16 @@ await runUntilSignalled('worker', async () => {
   const running = worker.run();
 
   const health = createServer((request, response) => {
-    const ready = request.url === '/readyz'
-      ? services.db.oneFirst(sql.unsafe`SELECT 1`).then(() => worker.getState() === 'RUNNING', () => false)
-      : Promise.resolve(request.url === '/healthz');
-    void ready.then((ok) => {
-      response.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' });
-      response.end(JSON.stringify({ status: ok ? 'ok' : 'unavailable', worker: worker.getState() }));
-    });
+    const answer = (status: number, body: object) => {
+      response.writeHead(status, { 'content-type': 'application/json' });
+      response.end(JSON.stringify(body));
+    };
+    if (request.url === '/healthz') return answer(200, { status: 'ok', worker: worker.getState() });
+    if (request.url !== '/readyz') return answer(404, { error: 'not_found' });
+    void services.db
+      .oneFirst(sql.unsafe`SELECT 1`)
+      .then(() => worker.getState() === 'RUNNING', () => false)
+      .then((ready) => answer(ready ? 200 : 503, { status: ready ? 'ready' : 'not_ready', worker: worker.getState() }));
   });
   health.listen(config.workerHealthPort, config.http.host);
   logger.info({ taskQueue: config.temporal.taskQueue, temporal: config.temporal.address, healthPort: config.workerHealthPort }, 'worker started');
