@@ -3,6 +3,17 @@ import formbody from '@fastify/formbody';
 import { fastifyLoggerOptions } from '../platform/logger';
 import { PROVIDER_IDS } from '../platform/providers/provider';
 import connectionRoutes from './plugins/connections';
+import { authorizationServerServices } from './plugins/oauth/index';
+import adminClients from './plugins/oauth/admin-clients';
+import authorize from './plugins/oauth/authorize';
+import grants from './plugins/oauth/grants';
+import introspection from './plugins/oauth/introspection';
+import jwks from './plugins/oauth/jwks';
+import login from './plugins/oauth/login';
+import metadata from './plugins/oauth/metadata';
+import registration from './plugins/oauth/registration';
+import revocation from './plugins/oauth/revocation';
+import token from './plugins/oauth/token';
 import errorHandling from './plugins/errors';
 import health from './plugins/health';
 import sessions from './plugins/sessions';
@@ -16,6 +27,10 @@ export async function buildApiServer(services: ApiServices): Promise<FastifyInst
   await app.register(formbody);
   await app.register(sessions);
   await app.register(health);
+  await app.register(authorizationServerServices);
+  for (const plugin of [metadata, jwks, authorize, login, token, introspection, revocation, registration, adminClients, grants]) {
+    await app.register(plugin);
+  }
   for (const provider of PROVIDER_IDS) {
     await app.register(connectionRoutes, { prefix: `/api/v1/integrations/${provider}`, provider });
   }

@@ -6,6 +6,7 @@ export const ENCRYPTED_COLUMNS = {
   integration_connections: ['access_token_enc', 'refresh_token_enc', 'previous_refresh_token_enc'],
   integration_authorizations: ['code_verifier_enc', 'code_enc'],
   webhook_subscriptions: ['verification_enc'],
+  oauth_signing_keys: ['private_jwk_enc'],
 } as const;
 
 export type EncryptedTable = keyof typeof ENCRYPTED_COLUMNS;

@@ -11,7 +11,20 @@ export type AuditAction =
   | 'OAuthTokenRefresh'
   | 'IntegrationNeedsReauth'
   | 'OAuthRevoke'
-  | 'IntegrationDisconnect';
+  | 'IntegrationDisconnect'
+  | 'OAuthAuthorize'
+  | 'OAuthCodeExchange'
+  | 'OAuthCodeReplay'
+  | 'OAuthRefreshTokenReuse'
+  | 'OAuthClientCredentials'
+  | 'OAuthClientAuthFailed'
+  | 'OAuthClientCreate'
+  | 'OAuthClientUpdate'
+  | 'OAuthClientSecretRotate'
+  | 'OAuthClientRevoke'
+  | 'OAuthGrantRevoke'
+  | 'OAuthSigningKeyRotate'
+  | 'UserLoginLocked';
 
 export interface AuditEntry {
   action: AuditAction;

@@ -51,6 +51,13 @@ const environmentSchema = z.object({
   AIRBNB_CLIENT_ID: z.string().min(1).optional(),
   AIRBNB_CLIENT_SECRET: z.string().min(1).optional(),
 
+  OAUTH_ISSUER: httpUrl.optional(),
+  ADMIN_API_TOKEN: z.string().min(32, 'must have at least 32 characters').optional(),
+  OAUTH_INITIAL_ACCESS_TOKEN: z.string().min(32, 'must have at least 32 characters').optional(),
+  OAUTH_SIGNING_KEY_GRACE_SECONDS: seconds(24 * 3600),
+  LOGIN_MAX_FAILURES: z.coerce.number().int().positive().default(5),
+  LOGIN_LOCKOUT_SECONDS: seconds(15 * 60),
+
   TOKEN_REFRESH_MARGIN_SECONDS: seconds(300),
   TOKEN_REFRESH_JITTER_SECONDS: z.coerce.number().int().min(0).default(60),
   OAUTH_STATE_TTL_SECONDS: seconds(600),
@@ -88,6 +95,14 @@ export interface Config {
   microsoft: OAuthClientCredentials | undefined;
   airbnb: OAuthClientCredentials | undefined;
   tokenRefresh: { marginSeconds: number; jitterSeconds: number };
+  authorizationServer: {
+    issuer: string;
+    adminApiToken: string | undefined;
+    initialAccessToken: string | undefined;
+    signingKeyGraceSeconds: number;
+    loginMaxFailures: number;
+    loginLockoutSeconds: number;
+  };
   lifetimes: {
     oauthStateSeconds: number;
     sessionSeconds: number;
@@ -133,6 +148,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
   const google = credentials(env.GOOGLE_CLIENT_ID, env.GOOGLE_CLIENT_SECRET);
   const microsoft = credentials(env.MICROSOFT_CLIENT_ID, env.MICROSOFT_CLIENT_SECRET);
   const airbnb = credentials(env.AIRBNB_CLIENT_ID, env.AIRBNB_CLIENT_SECRET);
+  const publicBaseUrl = env.PUBLIC_BASE_URL ?? `http://localhost:${env.API_PORT}`;
 
   return {
     appEnv: env.APP_ENV,
@@ -142,7 +158,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
     http: {
       host: env.API_HOST,
       port: env.API_PORT,
-      publicBaseUrl: env.PUBLIC_BASE_URL ?? `http://localhost:${env.API_PORT}`,
+      publicBaseUrl,
       secureCookies: env.SESSION_COOKIE_SECURE ?? production,
       trustProxy: env.TRUST_PROXY,
     },
@@ -161,6 +177,14 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
     microsoft,
     airbnb,
     tokenRefresh: { marginSeconds: env.TOKEN_REFRESH_MARGIN_SECONDS, jitterSeconds: env.TOKEN_REFRESH_JITTER_SECONDS },
+    authorizationServer: {
+      issuer: env.OAUTH_ISSUER ?? publicBaseUrl,
+      adminApiToken: env.ADMIN_API_TOKEN,
+      initialAccessToken: env.OAUTH_INITIAL_ACCESS_TOKEN,
+      signingKeyGraceSeconds: env.OAUTH_SIGNING_KEY_GRACE_SECONDS,
+      loginMaxFailures: env.LOGIN_MAX_FAILURES,
+      loginLockoutSeconds: env.LOGIN_LOCKOUT_SECONDS,
+    },
     lifetimes: {
       oauthStateSeconds: env.OAUTH_STATE_TTL_SECONDS,
       sessionSeconds: env.SESSION_TTL_SECONDS,

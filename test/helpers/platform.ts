@@ -1,4 +1,3 @@
-import { createServer } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, type ActivityExecuteInput, type ActivityInboundCallsInterceptor, type Next, type Worker } from '@temporalio/worker';
@@ -16,6 +15,7 @@ import { createConnectionWorker, WORKFLOWS_PATH } from '../../platform/worker';
 import { createUser } from '../../platform/users';
 import { statusQuery, type ConnectionState } from '../../workflows/connection-messages';
 import { createTestDatabase } from './database';
+import { freePort } from './ports';
 
 export const GOOGLE_TEST_CLIENT = { clientId: 'test-client.apps.googleusercontent.com', clientSecret: 'GOCSPX-test-client-secret-value' };
 export const TEST_PASSWORD = 'correct horse battery staple';
@@ -66,17 +66,6 @@ class TimeSkippingLock implements ActivityInboundCallsInterceptor {
       await this.testService.unlockTimeSkipping({});
     }
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 /**

@@ -1,0 +1,4 @@
+import type { FastifyInstance } from 'fastify';
+
+/** Placeholder: filled in by the authorization-server work. */
+export default async function introspection(_app: FastifyInstance) {}

@@ -1,0 +1,119 @@
+import { sql, type CommonQueryMethods } from 'slonik';
+import { z } from 'zod';
+
+const refreshTokenRow = z.object({
+  id: z.string().uuid(),
+  familyId: z.string().uuid(),
+  clientId: z.string(),
+  userId: z.string().uuid(),
+  grantId: z.string().uuid(),
+  scopes: z.array(z.string()),
+  expiresAt: z.number(),
+  rotatedAt: z.number().nullable(),
+  revokedAt: z.number().nullable(),
+});
+export type RefreshTokenRow = z.infer<typeof refreshTokenRow>;
+
+const accessTokenRow = z.object({
+  jti: z.string().uuid(),
+  clientId: z.string(),
+  userId: z.string().uuid().nullable(),
+  grantId: z.string().uuid().nullable(),
+  familyId: z.string().uuid().nullable(),
+  scopes: z.array(z.string()),
+  issuedAt: z.number(),
+  expiresAt: z.number(),
+  revokedAt: z.number().nullable(),
+});
+export type AccessTokenRow = z.infer<typeof accessTokenRow>;
+
+export async function insertAccessToken(db: CommonQueryMethods, row: Omit<AccessTokenRow, 'revokedAt'>): Promise<void> {
+  await db.query(sql.unsafe`
+    INSERT INTO oauth_access_tokens (jti, client_id, user_id, grant_id, family_id, scopes, issued_at, expires_at)
+    VALUES (${row.jti}, ${row.clientId}, ${row.userId}, ${row.grantId}, ${row.familyId}, ${sql.array(row.scopes, 'text')},
+            ${sql.timestamp(new Date(row.issuedAt))}, ${sql.timestamp(new Date(row.expiresAt))})`);
+}
+
+export function findAccessToken(db: CommonQueryMethods, jti: string): Promise<AccessTokenRow | null> {
+  return db.maybeOne(sql.type(accessTokenRow)`
+    SELECT jti, client_id AS "clientId", user_id AS "userId", grant_id AS "grantId", family_id AS "familyId", scopes,
+           issued_at AS "issuedAt", expires_at AS "expiresAt", revoked_at AS "revokedAt"
+    FROM oauth_access_tokens WHERE jti = ${jti}`);
+}
+
+export async function insertRefreshToken(
+  db: CommonQueryMethods,
+  row: { tokenHash: string; familyId: string; clientId: string; userId: string; grantId: string; scopes: string[]; expiresAt: Date },
+): Promise<void> {
+  await db.query(sql.unsafe`
+    INSERT INTO oauth_refresh_tokens (token_hash, family_id, client_id, user_id, grant_id, scopes, expires_at)
+    VALUES (${row.tokenHash}, ${row.familyId}, ${row.clientId}, ${row.userId}, ${row.grantId}, ${sql.array(row.scopes, 'text')},
+            ${sql.timestamp(row.expiresAt)})`);
+}
+
+/** Locks the row: two concurrent uses of one refresh token are decided one after the other. */
+export function findRefreshTokenForUpdate(db: CommonQueryMethods, tokenHash: string): Promise<RefreshTokenRow | null> {
+  return db.maybeOne(sql.type(refreshTokenRow)`
+    SELECT id, family_id AS "familyId", client_id AS "clientId", user_id AS "userId", grant_id AS "grantId", scopes,
+           expires_at AS "expiresAt", rotated_at AS "rotatedAt", revoked_at AS "revokedAt"
+    FROM oauth_refresh_tokens WHERE token_hash = ${tokenHash} FOR UPDATE`);
+}
+
+export async function markRefreshTokenRotated(db: CommonQueryMethods, id: string): Promise<void> {
+  await db.query(sql.unsafe`UPDATE oauth_refresh_tokens SET rotated_at = now() WHERE id = ${id}`);
+}
+
+/** Revokes every refresh and access token of a family (one authorization code's descendants). */
+export async function revokeTokenFamily(db: CommonQueryMethods, familyId: string, reason: string): Promise<void> {
+  await db.query(sql.unsafe`
+    UPDATE oauth_refresh_tokens SET revoked_at = now(), revoked_reason = ${reason}
+    WHERE family_id = ${familyId} AND revoked_at IS NULL`);
+  await db.query(sql.unsafe`UPDATE oauth_access_tokens SET revoked_at = now() WHERE family_id = ${familyId} AND revoked_at IS NULL`);
+}
+
+export async function revokeGrantTokens(db: CommonQueryMethods, grantId: string, reason: string): Promise<void> {
+  await db.query(sql.unsafe`
+    UPDATE oauth_refresh_tokens SET revoked_at = now(), revoked_reason = ${reason}
+    WHERE grant_id = ${grantId} AND revoked_at IS NULL`);
+  await db.query(sql.unsafe`UPDATE oauth_access_tokens SET revoked_at = now() WHERE grant_id = ${grantId} AND revoked_at IS NULL`);
+}
+
+export async function revokeAccessToken(db: CommonQueryMethods, jti: string): Promise<void> {
+  await db.query(sql.unsafe`UPDATE oauth_access_tokens SET revoked_at = now() WHERE jti = ${jti} AND revoked_at IS NULL`);
+}
+
+const codeRow = z.object({
+  clientId: z.string(),
+  userId: z.string().uuid(),
+  grantId: z.string().uuid(),
+  familyId: z.string().uuid(),
+  redirectUri: z.string(),
+  scopes: z.array(z.string()),
+  codeChallenge: z.string(),
+  expiresAt: z.number(),
+  consumedAt: z.number().nullable(),
+});
+export type AuthorizationCodeRow = z.infer<typeof codeRow>;
+
+export async function insertAuthorizationCode(db: CommonQueryMethods, row: Omit<AuthorizationCodeRow, 'consumedAt' | 'expiresAt'> & { codeHash: string; expiresAt: Date }): Promise<void> {
+  await db.query(sql.unsafe`
+    INSERT INTO oauth_authorization_codes (code_hash, client_id, user_id, grant_id, family_id, redirect_uri, scopes, code_challenge, expires_at)
+    VALUES (${row.codeHash}, ${row.clientId}, ${row.userId}, ${row.grantId}, ${row.familyId}, ${row.redirectUri},
+            ${sql.array(row.scopes, 'text')}, ${row.codeChallenge}, ${sql.timestamp(row.expiresAt)})`);
+}
+
+/**
+ * Marks the code used and returns it with what it was before: a code whose `consumedAt` was
+ * already set is a replay. The row lock makes concurrent redemptions see each other.
+ */
+export function consumeAuthorizationCode(db: CommonQueryMethods, codeHash: string): Promise<AuthorizationCodeRow | null> {
+  return db.maybeOne(sql.type(codeRow)`
+    WITH previous AS (
+      SELECT code_hash, consumed_at FROM oauth_authorization_codes WHERE code_hash = ${codeHash} FOR UPDATE
+    )
+    UPDATE oauth_authorization_codes AS code SET consumed_at = COALESCE(code.consumed_at, now())
+    FROM previous WHERE code.code_hash = previous.code_hash
+    RETURNING code.client_id AS "clientId", code.user_id AS "userId", code.grant_id AS "grantId", code.family_id AS "familyId",
+              code.redirect_uri AS "redirectUri", code.scopes, code.code_challenge AS "codeChallenge",
+              code.expires_at AS "expiresAt", previous.consumed_at AS "consumedAt"`);
+}

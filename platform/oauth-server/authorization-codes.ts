@@ -1,0 +1,38 @@
+import type { CommonQueryMethods } from 'slonik';
+import { insertAuthorizationCode } from '../../db/queries/oauth-tokens';
+import { upsertGrant } from '../../db/queries/oauth-grants';
+import { hashBearerValue, randomToken } from '../secrets';
+import { newTokenFamily } from './token-grants';
+
+export interface ApprovedAuthorization {
+  clientId: string;
+  userId: string;
+  redirectUri: string;
+  scopes: string[];
+  codeChallenge: string;
+}
+
+/**
+ * Records the user's consent as a grant (widening an existing one) and issues a single-use
+ * authorization code for it. The code is returned once and stored only as its hash.
+ */
+export async function issueAuthorizationCode(
+  db: CommonQueryMethods,
+  approved: ApprovedAuthorization,
+  lifetimeSeconds: number,
+): Promise<{ code: string; grantId: string }> {
+  const grantId = await upsertGrant(db, approved.userId, approved.clientId, approved.scopes);
+  const code = randomToken();
+  await insertAuthorizationCode(db, {
+    codeHash: hashBearerValue(code),
+    clientId: approved.clientId,
+    userId: approved.userId,
+    grantId,
+    familyId: newTokenFamily(),
+    redirectUri: approved.redirectUri,
+    scopes: approved.scopes,
+    codeChallenge: approved.codeChallenge,
+    expiresAt: new Date(Date.now() + lifetimeSeconds * 1000),
+  });
+  return { code, grantId };
+}

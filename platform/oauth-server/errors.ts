@@ -1,0 +1,34 @@
+/** RFC 6749 section 5.2 error codes (plus RFC 7009's unsupported_token_type), the only ones the server answers. */
+export type OAuthErrorCode =
+  | 'invalid_request'
+  | 'invalid_client'
+  | 'invalid_grant'
+  | 'unauthorized_client'
+  | 'unsupported_grant_type'
+  | 'unsupported_response_type'
+  | 'invalid_scope'
+  | 'access_denied'
+  | 'invalid_client_metadata'
+  | 'invalid_redirect_uri'
+  | 'invalid_token'
+  | 'temporarily_unavailable'
+  | 'server_error';
+
+/** An OAuth error answered as `{ error, error_description }` with the status RFC 6749 asks for. */
+export class OAuthError extends Error {
+  override name = 'OAuthError';
+
+  constructor(
+    readonly code: OAuthErrorCode,
+    readonly description: string,
+    readonly statusCode = code === 'invalid_client' ? 401 : 400,
+  ) {
+    super(description);
+  }
+}
+
+export const oauthErrorSchema = {
+  type: 'object',
+  required: ['error'],
+  properties: { error: { type: 'string' }, error_description: { type: 'string' } },
+} as const;

@@ -1,0 +1,121 @@
+import { randomUUID } from 'node:crypto';
+import { createLocalJWKSet, errors as joseErrors, jwtVerify, SignJWT } from 'jose';
+import type { CommonQueryMethods } from 'slonik';
+import { insertAccessToken, insertRefreshToken } from '../../db/queries/oauth-tokens';
+import type { OAuthClientRow } from '../../db/queries/oauth-clients';
+import { hashBearerValue, randomToken } from '../secrets';
+import type { SigningKeys } from './signing-keys';
+
+/** RFC 6749 section 5.1. */
+export interface TokenResponse {
+  access_token: string;
+  token_type: 'Bearer';
+  expires_in: number;
+  refresh_token?: string;
+  scope: string;
+}
+
+/** The RFC 9068 claims of our JWT access tokens. */
+export interface AccessTokenClaims {
+  iss: string;
+  sub: string;
+  aud: string;
+  client_id: string;
+  scope: string;
+  jti: string;
+  iat: number;
+  exp: number;
+}
+
+export interface TokenIssuerSettings {
+  issuer: string;
+  audience: string;
+  accessTokenSeconds: number;
+  refreshTokenSeconds: number;
+  deviceRefreshTokenSeconds: number;
+}
+
+export interface TokenSubject {
+  client: OAuthClientRow;
+  /** The user, or null for client_credentials (the client acts for itself). */
+  userId: string | null;
+  grantId: string | null;
+  /** The authorization code's token family; null for client_credentials. */
+  familyId: string | null;
+  scopes: string[];
+}
+
+/**
+ * Mints access tokens (RS256 JWTs, RFC 9068 profile, each recorded by `jti` so revocation is seen at
+ * once) and opaque refresh tokens (random, stored only as hashes).
+ */
+export class TokenIssuer {
+  constructor(
+    private readonly keys: SigningKeys,
+    private readonly settings: TokenIssuerSettings,
+  ) {}
+
+  get audience(): string {
+    return this.settings.audience;
+  }
+
+  async issue(db: CommonQueryMethods, subject: TokenSubject, withRefreshToken: boolean): Promise<TokenResponse> {
+    const now = Math.floor(Date.now() / 1000);
+    const jti = randomUUID();
+    const key = await this.keys.activeKey();
+    const scope = subject.scopes.join(' ');
+    const accessToken = await new SignJWT({ client_id: subject.client.id, scope })
+      .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'at+jwt' })
+      .setIssuer(this.settings.issuer)
+      .setSubject(subject.userId ?? subject.client.id)
+      .setAudience(this.settings.audience)
+      .setJti(jti)
+      .setIssuedAt(now)
+      .setExpirationTime(now + this.settings.accessTokenSeconds)
+      .sign(key.privateKey);
+    await insertAccessToken(db, {
+      jti,
+      clientId: subject.client.id,
+      userId: subject.userId,
+      grantId: subject.grantId,
+      familyId: subject.familyId,
+      scopes: subject.scopes,
+      issuedAt: now * 1000,
+      expiresAt: (now + this.settings.accessTokenSeconds) * 1000,
+    });
+
+    const response: TokenResponse = { access_token: accessToken, token_type: 'Bearer', expires_in: this.settings.accessTokenSeconds, scope };
+    if (withRefreshToken && subject.userId && subject.grantId && subject.familyId) {
+      const refreshToken = randomToken();
+      const lifetime = subject.client.kind === 'voice' ? this.settings.deviceRefreshTokenSeconds : this.settings.refreshTokenSeconds;
+      await insertRefreshToken(db, {
+        tokenHash: hashBearerValue(refreshToken),
+        familyId: subject.familyId,
+        clientId: subject.client.id,
+        userId: subject.userId,
+        grantId: subject.grantId,
+        scopes: subject.scopes,
+        expiresAt: new Date((now + lifetime) * 1000),
+      });
+      response.refresh_token = refreshToken;
+    }
+    return response;
+  }
+
+  /** The claims of a well-formed, unexpired access token we signed; null for anything else. */
+  async verifyAccessToken(token: string): Promise<AccessTokenClaims | null> {
+    try {
+      const { payload } = await jwtVerify(token, createLocalJWKSet(await this.keys.publicKeySet()), {
+        issuer: this.settings.issuer,
+        audience: this.settings.audience,
+        typ: 'at+jwt',
+        algorithms: ['RS256'],
+        requiredClaims: ['sub', 'jti', 'exp', 'iat', 'client_id', 'scope'],
+      });
+      return payload as unknown as AccessTokenClaims;
+    } catch (error) {
+      if (error instanceof joseErrors.JOSEError) return null;
+      throw error;
+    }
+  }
+}
