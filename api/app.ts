@@ -1,5 +1,6 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import formbody from '@fastify/formbody';
+import rateLimit from '@fastify/rate-limit';
 import { fastifyLoggerOptions } from '../platform/logger';
 import { PROVIDER_IDS } from '../platform/providers/provider';
 import connectionRoutes from './plugins/connections';
@@ -25,6 +26,8 @@ export async function buildApiServer(services: ApiServices): Promise<FastifyInst
   app.decorate('services', services);
   await app.register(errorHandling);
   await app.register(formbody);
+  // Off by default: the OAuth endpoints that need it (token, introspection, login, registration) opt in per route.
+  await app.register(rateLimit, { global: false });
   await app.register(sessions);
   await app.register(health);
   await app.register(authorizationServerServices);
