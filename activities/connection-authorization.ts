@@ -1,12 +1,11 @@
 import { ApplicationFailure } from '@temporalio/activity';
-import { findAuthorization, markAuthorizationExchanged } from '../db/queries/authorizations';
-import { findConnection, readConnectionSecrets, storeTokensIfVersion, transitionConnectionStatus, recordConnectionError } from '../db/queries/connections';
+import { findAuthorization, markAuthorizationExchanged, wipeAuthorizationSecrets } from '../db/queries/authorizations';
+import { findConnection, storeTokensIfVersion, transitionConnectionStatus, recordConnectionError } from '../db/queries/connections';
 import { ProviderError } from '../platform/providers/provider-error';
 import { FailureType } from './failure-types';
+import { authorizationColumn, connectionColumn } from '../db/encrypted-columns';
 import {
   currentTokenState,
-  authorizationColumn,
-  connectionColumn,
   providerAdapter,
   retryableProviderFailure,
   type ActivityDependencies,
@@ -24,7 +23,8 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
       if (!authorization || authorization.connectionId !== input.connectionId) {
         throw ApplicationFailure.nonRetryable('authorization does not belong to this connection', FailureType.authorizationRejected);
       }
-      const connection = await readConnectionSecrets(db, input.connectionId);
+      const connection = await findConnection(db, input.connectionId);
+      if (!connection) throw ApplicationFailure.nonRetryable('connection does not exist', FailureType.connectionGone);
       if (authorization.exchangedAt !== null) return currentTokenState(db, input.connectionId);
       if (!authorization.codeEnc || !authorization.codeVerifierEnc) {
         throw ApplicationFailure.nonRetryable('authorization holds no code to exchange', FailureType.authorizationRejected);
@@ -39,17 +39,15 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
       try {
         tokens = await adapter.exchangeCode({ code, codeVerifier, redirectUri: authorization.redirectUri });
       } catch (error) {
-        if (error instanceof ProviderError && (error.kind === 'invalid_grant' || error.kind === 'protocol')) {
-          await recordConnectionError(db, input.connectionId, error.kind, error.message, clock());
-          throw ApplicationFailure.nonRetryable(error.message, FailureType.authorizationRejected);
-        }
+        if (error instanceof ProviderError && error.kind !== 'transient') throw await rejected(error.kind, error.message);
         throw retryableProviderFailure(error);
       }
-      if (!tokens.refreshToken) {
-        throw ApplicationFailure.nonRetryable(`${authorization.provider} issued no refresh token`, FailureType.authorizationRejected);
-      }
+      // With granular consent the user may untick a scope; a connection without it would fail later, and quietly.
+      const missingScopes = adapter.scopes.filter((scope) => tokens.scopes && !tokens.scopes.includes(scope));
+      if (missingScopes.length > 0) throw await rejected('insufficient_scope', `the user did not grant ${missingScopes.join(' ')}`);
 
       const accessTokenExpiresAt = new Date(requestedAt.getTime() + tokens.expiresInSeconds * 1000);
+      const { refreshToken } = tokens;
       return db.transaction(async (transaction) => {
         const tokenVersion = await storeTokensIfVersion(
           transaction,
@@ -57,12 +55,13 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
           connection.tokenVersion,
           {
             accessTokenEnc: crypto.encrypt(tokens.accessToken, connectionColumn(input.connectionId, 'access_token_enc')),
-            refreshTokenEnc: crypto.encrypt(tokens.refreshToken!, connectionColumn(input.connectionId, 'refresh_token_enc')),
+            refreshTokenEnc: crypto.encrypt(refreshToken, connectionColumn(input.connectionId, 'refresh_token_enc')),
             previousRefreshTokenEnc: null,
             accessTokenExpiresAt,
             scopes: tokens.scopes ?? adapter.scopes,
           },
           requestedAt,
+          ['pending', 'active', 'needs_reauth'],
         );
         if (tokenVersion === null) throw ApplicationFailure.nonRetryable('connection was disconnected during authorization', FailureType.connectionGone);
         await markAuthorizationExchanged(transaction, authorization.id);
@@ -80,6 +79,13 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
         );
         return { tokenVersion, accessTokenExpiresAt: accessTokenExpiresAt.getTime() };
       });
+
+      /** A code that could not be used is worth nothing: it and its verifier are wiped, the reason kept. */
+      async function rejected(kind: string, message: string): Promise<ApplicationFailure> {
+        await wipeAuthorizationSecrets(db, input.authorizationId);
+        await recordConnectionError(db, input.connectionId, kind, message, clock());
+        return ApplicationFailure.nonRetryable(message, FailureType.authorizationRejected);
+      }
     },
 
     /** A first authorization that could not be completed leaves a failed connection; the user starts again. */

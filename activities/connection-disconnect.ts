@@ -1,6 +1,8 @@
 import { findConnection, readConnectionSecrets, transitionConnectionStatus, wipeConnectionTokens } from '../db/queries/connections';
 import type { RevocationOutcome } from '../platform/providers/provider';
-import { connectionColumn, providerAdapter, retryableProviderFailure, type ActivityDependencies } from './dependencies';
+import { connectionColumn } from '../db/encrypted-columns';
+import { wipeConnectionAuthorizations } from '../db/queries/authorizations';
+import { providerAdapter, retryableProviderFailure, type ActivityDependencies } from './dependencies';
 
 /** `failed` is decided by the workflow once revocation has run out of attempts. */
 export type DisconnectRevocationOutcome = RevocationOutcome | 'nothing_to_revoke' | 'failed';
@@ -19,9 +21,9 @@ export function createDisconnectActivities({ db, crypto, providers, audit }: Act
       if (!connection) return 'nothing_to_revoke';
       const secrets = await readConnectionSecrets(db, request.connectionId);
       const sealed = secrets.refreshTokenEnc
-        ? { value: secrets.refreshTokenEnc, column: 'refresh_token_enc' }
+        ? ({ value: secrets.refreshTokenEnc, column: 'refresh_token_enc' } as const)
         : secrets.accessTokenEnc
-          ? { value: secrets.accessTokenEnc, column: 'access_token_enc' }
+          ? ({ value: secrets.accessTokenEnc, column: 'access_token_enc' } as const)
           : undefined;
       if (!sealed) return 'nothing_to_revoke';
 
@@ -51,6 +53,7 @@ export function createDisconnectActivities({ db, crypto, providers, audit }: Act
       if (!connection) return;
       await db.transaction(async (transaction) => {
         if (!(await wipeConnectionTokens(transaction, request.connectionId, request.revocation))) return;
+        await wipeConnectionAuthorizations(transaction, request.connectionId);
         const entry = { actor: request.requestedBy, userId: connection.userId, provider: connection.provider, connectionId: request.connectionId };
         if (request.revocation === 'failed') {
           await audit.record({ ...entry, action: 'OAuthRevoke', outcome: 'failure', details: { reason: request.revocationError ?? 'unknown' } }, transaction);

@@ -1,9 +1,24 @@
 import { ApplicationFailure } from '@temporalio/activity';
-import { findConnection, readConnectionSecrets, recordConnectionError, storeTokensIfVersion, transitionConnectionStatus } from '../db/queries/connections';
+import {
+  findConnection,
+  readConnectionSecrets,
+  recordConnectionError,
+  storeTokensIfVersion,
+  transitionConnectionStatus,
+  type ConnectionStatus,
+} from '../db/queries/connections';
 import { ProviderError } from '../platform/providers/provider-error';
 import type { ProviderTokens } from '../platform/providers/oauth-tokens';
 import { FailureType } from './failure-types';
-import { connectionColumn, currentTokenState, providerAdapter, retryableProviderFailure, type ActivityDependencies, type TokenState } from './dependencies';
+import { connectionColumn } from '../db/encrypted-columns';
+import { currentTokenState, providerAdapter, retryableProviderFailure, type ActivityDependencies, type TokenState } from './dependencies';
+
+/** Only an active connection is refreshed; a connection on its way out tells the workflow to finish it. */
+function assertRefreshable(status: ConnectionStatus): void {
+  if (status === 'active') return;
+  if (status === 'pending' || status === 'needs_reauth') throw ApplicationFailure.nonRetryable(`connection is ${status}`, FailureType.grantRevoked);
+  throw ApplicationFailure.nonRetryable(`connection is ${status}`, FailureType.connectionGone);
+}
 
 export function createRefreshActivities({ db, crypto, providers, audit, clock }: ActivityDependencies) {
   return {
@@ -14,18 +29,24 @@ export function createRefreshActivities({ db, crypto, providers, audit, clock }:
      */
     async refreshConnectionTokens(input: { connectionId: string; expectedVersion: number }): Promise<TokenState> {
       const secrets = await readConnectionSecrets(db, input.connectionId);
-      if (secrets.status === 'disconnected' || secrets.status === 'disconnecting' || secrets.status === 'failed') {
-        throw ApplicationFailure.nonRetryable(`connection is ${secrets.status}`, FailureType.connectionGone);
-      }
+      assertRefreshable(secrets.status);
       if (secrets.tokenVersion !== input.expectedVersion) return currentTokenState(db, input.connectionId);
       if (!secrets.refreshTokenEnc) throw ApplicationFailure.nonRetryable('connection holds no refresh token', FailureType.grantRevoked);
 
       const connection = (await findConnection(db, input.connectionId))!;
       const adapter = providerAdapter(providers, connection.provider);
-      const current = crypto.decrypt(secrets.refreshTokenEnc, connectionColumn(input.connectionId, 'refresh_token_enc'));
-      const previous = secrets.previousRefreshTokenEnc
-        ? crypto.decrypt(secrets.previousRefreshTokenEnc, connectionColumn(input.connectionId, 'previous_refresh_token_enc'))
-        : undefined;
+      let current: string;
+      let previous: string | undefined;
+      try {
+        current = crypto.decrypt(secrets.refreshTokenEnc, connectionColumn(input.connectionId, 'refresh_token_enc'));
+        previous = secrets.previousRefreshTokenEnc
+          ? crypto.decrypt(secrets.previousRefreshTokenEnc, connectionColumn(input.connectionId, 'previous_refresh_token_enc'))
+          : undefined;
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        await recordConnectionError(db, input.connectionId, 'credential_unreadable', message, clock());
+        throw ApplicationFailure.nonRetryable(message, FailureType.credentialUnreadable);
+      }
 
       // Expiry counts from before the request: the provider's clock started no earlier, so we err early.
       const requestedAt = clock();
@@ -62,8 +83,13 @@ export function createRefreshActivities({ db, crypto, providers, audit, clock }:
             scopes: tokens.scopes,
           },
           requestedAt,
+          ['active'],
         );
-        if (tokenVersion === null) throw ApplicationFailure.nonRetryable('connection changed during refresh', FailureType.connectionGone);
+        if (tokenVersion === null) {
+          // Someone else wrote first: a re-consent (its tokens stand) or a disconnect (it wins).
+          assertRefreshable((await readConnectionSecrets(transaction, input.connectionId)).status);
+          return currentTokenState(transaction, input.connectionId);
+        }
         await audit.record(
           {
             action: 'OAuthTokenRefresh',
@@ -84,6 +110,7 @@ export function createRefreshActivities({ db, crypto, providers, audit, clock }:
         const message = error instanceof Error ? error.message : String(error);
         await recordConnectionError(db, input.connectionId, kind, message, clock());
         if (kind === 'invalid_grant') return ApplicationFailure.nonRetryable(message, FailureType.grantRevoked);
+        if (kind === 'invalid_client' || kind === 'protocol') return ApplicationFailure.nonRetryable(message, FailureType.providerRejected);
         return retryableProviderFailure(error);
       }
     },

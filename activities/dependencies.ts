@@ -1,4 +1,4 @@
-import type { DatabasePool } from 'slonik';
+import type { CommonQueryMethods, DatabasePool } from 'slonik';
 import type { AuditLog } from '../platform/audit';
 import type { IntegrationCrypto } from '../platform/integration-crypto';
 import type { OAuthProviderAdapter, ProviderRegistry } from '../platform/providers/provider';
@@ -36,20 +36,8 @@ export function retryableProviderFailure(error: unknown): ApplicationFailure {
   return ApplicationFailure.create({ message, type: FailureType.providerUnavailable, details: [{ kind }] });
 }
 
-export const connectionColumn = (connectionId: string, column: string) => ({
-  table: 'integration_connections',
-  column,
-  rowId: connectionId,
-});
-
-export const authorizationColumn = (authorizationId: string, column: string) => ({
-  table: 'integration_authorizations',
-  column,
-  rowId: authorizationId,
-});
-
 /** The token state already stored: what a retried activity answers when its first attempt had finished the work. */
-export async function currentTokenState(db: DatabasePool, connectionId: string): Promise<TokenState> {
+export async function currentTokenState(db: CommonQueryMethods, connectionId: string): Promise<TokenState> {
   const connection = await findConnection(db, connectionId);
   if (!connection || connection.accessTokenExpiresAt === null || connection.status === 'disconnected') {
     throw ApplicationFailure.nonRetryable('connection holds no tokens', FailureType.connectionGone);

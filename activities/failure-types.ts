@@ -9,8 +9,18 @@ export const FailureType = {
   authorizationRejected: 'AuthorizationRejected',
   /** The connection was disconnected or removed while the activity was under way. Never retried. */
   connectionGone: 'ConnectionGone',
-  /** Provider unavailable, rate limited, unreachable, or answering something we cannot read. Retried. */
+  /** Provider unavailable, rate limited or unreachable. Retried. */
   providerUnavailable: 'ProviderUnavailable',
+  /** The provider refuses our client or answers what we cannot read: an operator must look. Not retried at once. */
+  providerRejected: 'ProviderRejected',
+  /** A stored secret cannot be decrypted (its key is gone): an operator must look. Not retried at once. */
+  credentialUnreadable: 'CredentialUnreadable',
 } as const;
 
-export const NON_RETRYABLE_FAILURES = [FailureType.grantRevoked, FailureType.authorizationRejected, FailureType.connectionGone];
+export const NON_RETRYABLE_FAILURES = [
+  FailureType.grantRevoked,
+  FailureType.authorizationRejected,
+  FailureType.connectionGone,
+  FailureType.providerRejected,
+  FailureType.credentialUnreadable,
+];

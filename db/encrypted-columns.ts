@@ -11,3 +11,14 @@ export const ENCRYPTED_COLUMNS = {
 
 export type EncryptedTable = keyof typeof ENCRYPTED_COLUMNS;
 export type EncryptedColumn<T extends EncryptedTable> = (typeof ENCRYPTED_COLUMNS)[T][number];
+
+/** The associated data of one encrypted value; typed so that a misspelt column cannot compile. */
+export function encryptedField<T extends EncryptedTable>(table: T, column: EncryptedColumn<T>, rowId: string) {
+  return { table, column, rowId };
+}
+
+export const connectionColumn = (connectionId: string, column: EncryptedColumn<'integration_connections'>) =>
+  encryptedField('integration_connections', column, connectionId);
+
+export const authorizationColumn = (authorizationId: string, column: EncryptedColumn<'integration_authorizations'>) =>
+  encryptedField('integration_authorizations', column, authorizationId);

@@ -26,7 +26,7 @@ import {
 
 /** Each run stays far below Temporal's history limits; the state carried over is a few ids and times. */
 const CYCLES_PER_RUN = 100;
-const UNEXPECTED_FAILURE_RETRY_MS = 5 * 60 * 1000;
+const SLOW_RETRY_MS = 5 * 60 * 1000;
 /** The update refuses to promise more validity than a fresh token of any provider has. */
 const MAX_REQUESTED_VALIDITY_SECONDS = 50 * 60;
 
@@ -44,8 +44,10 @@ const tokenRefresh = proxyActivities<Activities>({
 
 const revocation = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
-  // Disconnect must finish even when the provider is down; the failure is recorded instead.
-  retry: { initialInterval: '2 seconds', maximumInterval: '30 seconds', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE_FAILURES },
+  // Wiping our copy ends our only way to revoke, so a provider outage is waited out for a while;
+  // after that the disconnect finishes anyway and records that revocation failed.
+  scheduleToCloseTimeout: '2 hours',
+  retry: { initialInterval: '5 seconds', maximumInterval: '5 minutes', nonRetryableErrorTypes: NON_RETRYABLE_FAILURES },
 });
 
 const bookkeeping = proxyActivities<Activities>({
@@ -63,6 +65,7 @@ export async function connectionWorkflow(input: ConnectionWorkflowInput): Promis
   const state: ConnectionState = input.carriedState ?? { status: 'pending', tokenVersion: 0, refreshCount: 0 };
   let refreshInFlight: Promise<void> | undefined;
   let refreshScope: CancellationScope | undefined;
+  let tokenWriter: Promise<void> = Promise.resolve();
 
   setHandler(authorizeSignal, ({ authorizationId }) => {
     state.pendingAuthorizationId = authorizationId;
@@ -78,16 +81,19 @@ export async function connectionWorkflow(input: ConnectionWorkflowInput): Promis
   setHandler(
     freshTokenUpdate,
     async ({ minValiditySeconds }) => {
+      const validEnough = () => state.accessTokenExpiresAt! - Date.now() >= minValiditySeconds * 1000;
+      if (!validEnough()) await refreshOnce();
       assertActive();
-      if (state.accessTokenExpiresAt! - Date.now() < minValiditySeconds * 1000) await refreshOnce();
-      assertActive();
+      if (!validEnough()) throw ApplicationFailure.nonRetryable('the access token could not be renewed; see the last error', 'TokenNotRenewed');
       return { tokenVersion: state.tokenVersion, accessTokenExpiresAt: state.accessTokenExpiresAt! };
     },
     {
+      // Refused updates stay out of history.
       validator: ({ minValiditySeconds }) => {
         if (!Number.isInteger(minValiditySeconds) || minValiditySeconds < 0 || minValiditySeconds > MAX_REQUESTED_VALIDITY_SECONDS) {
           throw new Error(`minValiditySeconds must be an integer from 0 to ${MAX_REQUESTED_VALIDITY_SECONDS}`);
         }
+        assertActive();
       },
     },
   );
@@ -96,7 +102,8 @@ export async function connectionWorkflow(input: ConnectionWorkflowInput): Promis
     if (state.disconnectRequest) return disconnect();
     if (state.status === 'disconnected') return { status: 'disconnected' };
     if (state.pendingAuthorizationId) {
-      await authorize(state.pendingAuthorizationId);
+      const authorizationId = state.pendingAuthorizationId;
+      await exclusively(() => authorize(authorizationId));
       if (state.status === 'failed') return { status: 'failed' };
       continue;
     }
@@ -108,7 +115,8 @@ export async function connectionWorkflow(input: ConnectionWorkflowInput): Promis
 
     if (state.status === 'active') {
       const interrupted = await condition(somethingToDo, Math.max(1, state.refreshDueAt! - Date.now()));
-      if (!interrupted) await refreshOnce();
+      // The timer was armed before any refresh the update made meanwhile; only a due refresh runs.
+      if (!interrupted && Date.now() >= state.refreshDueAt!) await refreshOnce();
     } else {
       // pending or needs_reauth: nothing to keep alive until the user authorizes again or disconnects.
       await condition(somethingToDo);
@@ -158,15 +166,23 @@ export async function connectionWorkflow(input: ConnectionWorkflowInput): Promis
     }
   }
 
+  /** Code exchanges and refreshes write the same token version, so they run one after the other. */
+  function exclusively(work: () => Promise<void>): Promise<void> {
+    const run = tokenWriter.then(work);
+    tokenWriter = run.catch(() => undefined);
+    return run;
+  }
+
   /** Both the timer and the freshToken update come here, so two refreshes never run at once. */
   function refreshOnce(): Promise<void> {
-    refreshInFlight ??= refreshTokens().finally(() => {
+    refreshInFlight ??= exclusively(refreshTokens).finally(() => {
       refreshInFlight = undefined;
     });
     return refreshInFlight;
   }
 
   async function refreshTokens(): Promise<void> {
+    if (state.status !== 'active' || state.disconnectRequest) return;
     const scope = new CancellationScope();
     refreshScope = scope;
     try {
@@ -179,9 +195,10 @@ export async function connectionWorkflow(input: ConnectionWorkflowInput): Promis
       if (!(error instanceof ActivityFailure)) throw error;
       state.lastError = describeFailure(error);
       if (state.lastError.kind === FailureType.grantRevoked) await markNeedsReauth('invalid_grant', state.lastError.message);
-      else if (state.lastError.kind === FailureType.connectionGone) state.status = 'disconnected';
-      // Anything else is unexpected; failing the workflow would orphan the connection, so try again later.
-      else state.refreshDueAt = Date.now() + UNEXPECTED_FAILURE_RETRY_MS;
+      // Whatever removed the connection underneath us, finishing the disconnect leaves nothing behind.
+      else if (state.lastError.kind === FailureType.connectionGone) state.disconnectRequest ??= { requestedBy: { type: 'system' }, receivedAt: Date.now() };
+      // A refusal that needs an operator (our credentials, an unreadable secret): keep the grant, try again slowly.
+      else state.refreshDueAt = Date.now() + SLOW_RETRY_MS;
     } finally {
       refreshScope = undefined;
     }

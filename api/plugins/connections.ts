@@ -3,12 +3,20 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { attachCodeToAuthorization, consumeAuthorization, findAuthorizationByStateHash, insertAuthorization } from '../../db/queries/authorizations';
 import { findLatestConnection, findOrCreateLiveConnection, type ConnectionRow } from '../../db/queries/connections';
-import { authorizationColumn } from '../../activities/dependencies';
+import { authorizationColumn } from '../../db/encrypted-columns';
 import { createPkcePair } from '../../platform/pkce';
 import { redirectUriFor, type OAuthProviderAdapter, type ProviderId } from '../../platform/providers/provider';
 import { hashBearerValue, randomToken } from '../../platform/secrets';
-import { connectionWorkflow } from '../../workflows/connection';
-import { authorizeSignal, disconnectSignal, statusQuery, type ConnectionState, type ConnectionWorkflowInput } from '../../workflows/connection-messages';
+import type { connectionWorkflow } from '../../workflows/connection';
+import {
+  authorizeSignal,
+  disconnectSignal,
+  statusQuery,
+  type AuthorizeSignal,
+  type ConnectionState,
+  type ConnectionWorkflowInput,
+  type DisconnectSignal,
+} from '../../workflows/connection-messages';
 import { errorResponseSchema, HttpError } from '../errors';
 import { connectionStatusSchema, type ConnectionStatusResponse } from './connection-status-schema';
 
@@ -137,16 +145,10 @@ export default async function connectionRoutes(app: FastifyInstance, options: { 
       if (!connection) return reject(400, 'state_already_used', 'This authorization was already completed; start again');
       if (connection.status === 'disconnecting') return reject(409, 'disconnect_in_progress', 'The previous connection is still being disconnected; try again shortly');
 
-      const workflowInput: ConnectionWorkflowInput = {
-        connectionId: connection.id,
-        provider,
-        userId: user.id,
-        refreshPolicy: { marginSeconds: config.tokenRefresh.marginSeconds, jitterSeconds: config.tokenRefresh.jitterSeconds },
-      };
-      await temporal.workflow.signalWithStart(connectionWorkflow, {
+      await temporal.workflow.signalWithStart<typeof connectionWorkflow, [AuthorizeSignal]>('connectionWorkflow', {
         workflowId: connection.workflowId,
         taskQueue: config.temporal.taskQueue,
-        args: [workflowInput],
+        args: [workflowInput(connection)],
         signal: authorizeSignal,
         signalArgs: [{ authorizationId: authorization.id }],
       });
@@ -161,7 +163,8 @@ export default async function connectionRoutes(app: FastifyInstance, options: { 
     return {
       provider,
       configured: Boolean(providers[provider]),
-      connected: connection.status === 'active',
+      // Active with an expired token means refreshing is failing: not something to rely on.
+      connected: connection.status === 'active' && (connection.accessTokenExpiresAt ?? 0) > Date.now(),
       connection: {
         id: connection.id,
         status: connection.status,
@@ -188,7 +191,6 @@ export default async function connectionRoutes(app: FastifyInstance, options: { 
           202: { type: 'object', required: ['connectionId', 'status'], properties: { connectionId: { type: 'string' }, status: { type: 'string' } } },
           401: errorResponseSchema,
           404: errorResponseSchema,
-          409: errorResponseSchema,
         },
       },
     },
@@ -196,15 +198,26 @@ export default async function connectionRoutes(app: FastifyInstance, options: { 
       const user = request.user!;
       const connection = await findLatestConnection(db, user.id, provider);
       if (!connection || !LIVE_STATUSES.has(connection.status)) throw new HttpError(404, 'not_connected', `There is no ${provider} connection to disconnect`);
-      try {
-        await temporal.workflow.getHandle(connection.workflowId).signal(disconnectSignal, { requestedBy: { type: 'user', id: user.id } });
-      } catch (error) {
-        if (error instanceof WorkflowNotFoundError) throw new HttpError(409, 'workflow_not_running', 'The connection has no running workflow; an operator must repair it');
-        throw error;
-      }
+      // With start: a connection whose workflow is gone (never started, terminated) is still disconnected properly.
+      await temporal.workflow.signalWithStart<typeof connectionWorkflow, [DisconnectSignal]>('connectionWorkflow', {
+        workflowId: connection.workflowId,
+        taskQueue: config.temporal.taskQueue,
+        args: [workflowInput(connection)],
+        signal: disconnectSignal,
+        signalArgs: [{ requestedBy: { type: 'user', id: user.id } }],
+      });
       return reply.code(202).send({ connectionId: connection.id, status: 'disconnecting' });
     },
   );
+
+  function workflowInput(connection: ConnectionRow): ConnectionWorkflowInput {
+    return {
+      connectionId: connection.id,
+      provider,
+      userId: connection.userId,
+      refreshPolicy: { marginSeconds: config.tokenRefresh.marginSeconds, jitterSeconds: config.tokenRefresh.jitterSeconds },
+    };
+  }
 
   /** The workflow's own view (next refresh, refresh count); absent when it has ended or Temporal cannot answer. */
   async function workflowState(connection: ConnectionRow): Promise<ConnectionState | null> {

@@ -55,3 +55,14 @@ export async function markAuthorizationExchanged(db: CommonQueryMethods, id: str
     UPDATE integration_authorizations SET exchanged_at = now(), code_enc = NULL, code_verifier_enc = NULL
     WHERE id = ${id}`);
 }
+
+export async function wipeAuthorizationSecrets(db: CommonQueryMethods, id: string): Promise<void> {
+  await db.query(sql.unsafe`UPDATE integration_authorizations SET code_enc = NULL, code_verifier_enc = NULL WHERE id = ${id}`);
+}
+
+/** At disconnect: nothing the connection's authorizations held is needed any more. */
+export async function wipeConnectionAuthorizations(db: CommonQueryMethods, connectionId: string): Promise<void> {
+  await db.query(sql.unsafe`
+    UPDATE integration_authorizations SET code_enc = NULL, code_verifier_enc = NULL
+    WHERE connection_id = ${connectionId} AND (code_enc IS NOT NULL OR code_verifier_enc IS NOT NULL)`);
+}

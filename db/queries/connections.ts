@@ -96,6 +96,7 @@ export function storeTokensIfVersion(
   expectedVersion: number,
   tokens: StoredTokens,
   refreshedAt: Date,
+  fromStatuses: ConnectionStatus[],
 ): Promise<number | null> {
   return db.maybeOneFirst(sql.type(z.object({ tokenVersion: z.number().int() }))`
     UPDATE integration_connections SET
@@ -110,7 +111,7 @@ export function storeTokensIfVersion(
       last_error_kind = NULL, last_error_message = NULL, last_error_at = NULL,
       updated_at = now()
     WHERE id = ${connectionId} AND token_version = ${expectedVersion}
-      AND status IN ('pending', 'active', 'needs_reauth')
+      AND status = ANY(${sql.array(fromStatuses, 'connection_status')})
     RETURNING token_version AS "tokenVersion"`);
 }
 

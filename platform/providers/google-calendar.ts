@@ -37,13 +37,16 @@ export class GoogleCalendarAdapter implements OAuthProviderAdapter {
     return url.toString();
   }
 
-  exchangeCode(input: { code: string; codeVerifier: string; redirectUri: string }): Promise<ProviderTokens> {
-    return this.tokenRequest({
+  async exchangeCode(input: { code: string; codeVerifier: string; redirectUri: string }): Promise<ProviderTokens & { refreshToken: string }> {
+    const tokens = await this.tokenRequest({
       grant_type: 'authorization_code',
       code: input.code,
       code_verifier: input.codeVerifier,
       redirect_uri: input.redirectUri,
     });
+    const { refreshToken } = tokens;
+    if (!refreshToken) throw new ProviderError('protocol', `${PROVIDER} issued no refresh token: access_type=offline was not honoured`);
+    return { ...tokens, refreshToken };
   }
 
   refresh(refreshToken: string): Promise<ProviderTokens> {
@@ -54,9 +57,10 @@ export class GoogleCalendarAdapter implements OAuthProviderAdapter {
   async revoke(token: string): Promise<RevocationOutcome> {
     const response = await providerFetch(PROVIDER, this.settings.revokeUrl, this.formPost({ token }), REQUEST_TIMEOUT_MS);
     if (response.ok) return 'revoked';
+    const error = await classifyOAuthErrorResponse(PROVIDER, response);
     // Google answers 400 invalid_token for a token that is already dead: the goal is reached.
-    if (response.status === 400) return 'already_invalid';
-    throw await classifyOAuthErrorResponse(PROVIDER, response);
+    if (error.details.providerCode === 'invalid_token') return 'already_invalid';
+    throw error;
   }
 
   private async tokenRequest(grant: Record<string, string>): Promise<ProviderTokens> {
@@ -67,11 +71,7 @@ export class GoogleCalendarAdapter implements OAuthProviderAdapter {
       REQUEST_TIMEOUT_MS,
     );
     if (!response.ok) throw await classifyOAuthErrorResponse(PROVIDER, response);
-    const tokens = await readStandardTokenResponse(PROVIDER, response);
-    if (grant.grant_type === 'authorization_code' && !tokens.refreshToken) {
-      throw new ProviderError('protocol', `${PROVIDER} issued no refresh token: access_type=offline was not honoured`);
-    }
-    return tokens;
+    return readStandardTokenResponse(PROVIDER, response);
   }
 
   private formPost(fields: Record<string, string>): RequestInit {

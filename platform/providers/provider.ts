@@ -19,7 +19,8 @@ export interface OAuthProviderAdapter {
   readonly id: ProviderId;
   readonly scopes: string[];
   authorizationUrl(request: AuthorizationRequest): string;
-  exchangeCode(input: { code: string; codeVerifier: string; redirectUri: string }): Promise<ProviderTokens>;
+  /** Answers only with a refresh token: a grant we cannot keep alive is refused as a protocol error. */
+  exchangeCode(input: { code: string; codeVerifier: string; redirectUri: string }): Promise<ProviderTokens & { refreshToken: string }>;
   refresh(refreshToken: string): Promise<ProviderTokens>;
   revoke(token: string): Promise<RevocationOutcome>;
 }

@@ -6,6 +6,7 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { startFakeGoogle, type FakeGoogle } from '../../fakes/google';
 import { connectGoogleCalendar, GOOGLE_TEST_CLIENT, startTestPlatform, waitForConnectionState, type TestPlatform } from '../helpers/platform';
 import { historyPayloadTexts } from '../helpers/history';
+import { freshTokenUpdate } from '../../workflows/connection-messages';
 
 /**
  * The first vertical slice end to end, on a real Temporal dev server, real Postgres and the fake
@@ -19,8 +20,7 @@ describe('Google Calendar connection (dev server)', () => {
   beforeAll(async () => {
     const cli = inject('temporalCliPath');
     temporal = await TestWorkflowEnvironment.createLocal(cli ? { server: { executable: { type: 'existing-path', path: cli } } } : {});
-    // 50-minute tokens, so that asking the workflow for 50 minutes of validity forces a refresh.
-    google = await startFakeGoogle({ ...GOOGLE_TEST_CLIENT, accessTokenLifetimeSeconds: 3000 });
+    google = await startFakeGoogle(GOOGLE_TEST_CLIENT);
     platform = await startTestPlatform({ temporal, google });
   });
 
@@ -72,7 +72,7 @@ describe('Google Calendar connection (dev server)', () => {
     expect(workflowId).toBe(`connection:google-calendar:${connectionId}`);
 
     const state = await waitForConnectionState(platform, workflowId, (s) => s.status === 'active');
-    expect(state.accessTokenExpiresAt).toBeGreaterThan(Date.now() + 45 * 60 * 1000);
+    expect(state.accessTokenExpiresAt).toBeGreaterThan(Date.now() + 55 * 60 * 1000);
     expect(state.refreshDueAt).toBeLessThanOrEqual(state.accessTokenExpiresAt! - platform.config.tokenRefresh.marginSeconds * 1000);
 
     const stored = await readConnection(connectionId);
@@ -123,16 +123,68 @@ describe('Google Calendar connection (dev server)', () => {
     expect(await after.json()).toMatchObject({ connected: false, connection: { status: 'disconnected', revocation: 'revoked', workflow: { running: false } } });
   });
 
-  it('keeps every token, code, verifier and the client secret out of the workflow history', async () => {
-    const { sessionToken } = await platform.signUp('bob@example.com');
-    const connected = await connectGoogleCalendar(platform, sessionToken);
-    const { workflowId } = connected.body as { workflowId: string };
-    await waitForConnectionState(platform, workflowId, (s) => s.status === 'active');
-    const handle = temporal.client.workflow.getHandle(workflowId);
-    await handle.executeUpdate('freshToken', { args: [{ minValiditySeconds: 3000 }] });
-    await fetch(`${platform.apiUrl}/api/v1/integrations/google-calendar/disconnect`, { method: 'POST', headers: { authorization: `Bearer ${sessionToken}` } });
-    await handle.result();
+  it('re-authorizing an active connection keeps its workflow and stores the new grant', async () => {
+    const { sessionToken } = await platform.signUp('carol@example.com');
+    const first = await connectGoogleCalendar(platform, sessionToken);
+    const { connectionId, workflowId } = first.body as { connectionId: string; workflowId: string };
+    const before = await waitForConnectionState(platform, workflowId, (s) => s.status === 'active');
 
+    const again = await connectGoogleCalendar(platform, sessionToken);
+    expect(again.status).toBe(202);
+    expect(again.body).toMatchObject({ connectionId, workflowId });
+    const after = await waitForConnectionState(platform, workflowId, (s) => s.tokenVersion > before.tokenVersion);
+    expect(after.status).toBe('active');
+    const stored = await readConnection(connectionId);
+    const refreshToken = platform.crypto.decrypt(stored.refreshTokenEnc!, { table: 'integration_connections', column: 'refresh_token_enc', rowId: connectionId });
+    expect(google.liveRefreshTokens()).toContain(refreshToken);
+    expect(await auditActions(connectionId)).toEqual(['IntegrationConnect', 'IntegrationConnect']);
+  });
+
+  it('disconnects a connection whose workflow was terminated: a new run revokes and wipes', async () => {
+    const { sessionToken } = await platform.signUp('dave@example.com');
+    const connected = await connectGoogleCalendar(platform, sessionToken);
+    const { connectionId, workflowId } = connected.body as { connectionId: string; workflowId: string };
+    await waitForConnectionState(platform, workflowId, (s) => s.status === 'active');
+    const stored = await readConnection(connectionId);
+    const refreshToken = platform.crypto.decrypt(stored.refreshTokenEnc!, { table: 'integration_connections', column: 'refresh_token_enc', rowId: connectionId });
+    await temporal.client.workflow.getHandle(workflowId).terminate('operator mistake');
+
+    const disconnect = await fetch(`${platform.apiUrl}/api/v1/integrations/google-calendar/disconnect`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${sessionToken}` },
+    });
+    expect(disconnect.status).toBe(202);
+    expect(await temporal.client.workflow.getHandle(workflowId).result()).toEqual({ status: 'disconnected', revocation: 'revoked' });
+    expect(google.isRevoked(refreshToken)).toBe(true);
+    expect(await readConnection(connectionId)).toMatchObject({ status: 'disconnected', accessTokenEnc: null, refreshTokenEnc: null });
+  });
+
+  it('keeps every token, code, verifier and the client secret out of the workflow history', async () => {
+    // Tokens shorter than the refresh margin are refreshed at half their life, so the history holds real refreshes within seconds.
+    const shortLivedGoogle = await startFakeGoogle({ ...GOOGLE_TEST_CLIENT, accessTokenLifetimeSeconds: 4 });
+    const eager = await startTestPlatform({ temporal, google: shortLivedGoogle });
+    try {
+      const { sessionToken } = await eager.signUp('bob@example.com');
+      const connected = await connectGoogleCalendar(eager, sessionToken);
+      const { workflowId } = connected.body as { workflowId: string };
+      await waitForConnectionState(eager, workflowId, (s) => s.refreshCount >= 2);
+      const handle = temporal.client.workflow.getHandle(workflowId);
+      await handle.executeUpdate(freshTokenUpdate, { args: [{ minValiditySeconds: 3 }] });
+      await fetch(`${eager.apiUrl}/api/v1/integrations/google-calendar/disconnect`, { method: 'POST', headers: { authorization: `Bearer ${sessionToken}` } });
+      await handle.result();
+      await expectNoSecretInHistory(handle, connected, sessionToken, shortLivedGoogle);
+    } finally {
+      await eager.close();
+      await shortLivedGoogle.close();
+    }
+  });
+
+  async function expectNoSecretInHistory(
+    handle: ReturnType<typeof temporal.client.workflow.getHandle>,
+    connected: Awaited<ReturnType<typeof connectGoogleCalendar>>,
+    sessionToken: string,
+    google: FakeGoogle,
+  ): Promise<void> {
     const callback = new URL(connected.callbackUrl);
     const secrets = [
       ...google.issuedSecrets(),
@@ -150,5 +202,5 @@ describe('Google Calendar connection (dev server)', () => {
     for (const secret of secrets) {
       for (const text of texts) expect(text).not.toContain(secret);
     }
-  });
+  }
 });
