@@ -1,9 +1,11 @@
 import fp from 'fastify-plugin';
 import cookie from '@fastify/cookie';
-import type { FastifyRequest } from 'fastify';
-import { findUserBySession, insertSession, revokeSession } from '../../db/queries/users';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { CommonQueryMethods } from 'slonik';
+import { findUserBySession, insertSession, revokeSession, type UserRow } from '../../db/queries/users';
+import type { Config } from '../../platform/config';
+import { attemptLogin } from '../../platform/login';
 import { hashBearerValue, randomToken } from '../../platform/secrets';
-import { verifyUserPassword } from '../../platform/users';
 import { errorResponseSchema, HttpError } from '../errors';
 
 export const SESSION_COOKIE = 'pm_session';
@@ -14,8 +16,40 @@ const userSchema = {
   properties: { id: { type: 'string' }, email: { type: 'string' }, displayName: { type: 'string' } },
 } as const;
 
-function origin(request: FastifyRequest) {
+export function requestOrigin(request: FastifyRequest) {
   return { ip: request.ip, userAgent: request.headers['user-agent'] ?? '' };
+}
+const origin = requestOrigin;
+
+/** The lockout settings of every password login (JSON and the HTML login page). */
+export function loginSettings(config: Config) {
+  return { maxFailures: config.authorizationServer.loginMaxFailures, lockoutSeconds: config.authorizationServer.loginLockoutSeconds };
+}
+
+/** Creates a session for the user and sets the session cookie; the token is returned once and stored only as its hash. */
+export async function startSession(
+  db: CommonQueryMethods,
+  config: Config,
+  reply: FastifyReply,
+  userId: string,
+): Promise<{ token: string; expiresAt: Date }> {
+  const token = randomToken();
+  const expiresAt = new Date(Date.now() + config.lifetimes.sessionSeconds * 1000);
+  await insertSession(db, { userId, tokenHash: hashBearerValue(token), expiresAt });
+  reply.setCookie(SESSION_COOKIE, token, {
+    path: '/',
+    httpOnly: true,
+    sameSite: 'lax',
+    secure: config.http.secureCookies,
+    expires: expiresAt,
+  });
+  return { token, expiresAt };
+}
+
+/** The user of the session cookie only (browser pages: a Bearer header is not a browser sign-in). */
+export async function cookieSessionUser(db: CommonQueryMethods, request: FastifyRequest): Promise<UserRow | null> {
+  const token = request.cookies[SESSION_COOKIE];
+  return token ? findUserBySession(db, hashBearerValue(token)) : null;
 }
 
 /** The session token comes from the cookie (browsers) or an `Authorization: Bearer` header (API consumers). */
@@ -56,22 +90,11 @@ export default fp(async function sessions(app) {
       },
     },
     async (request, reply) => {
-      const user = await verifyUserPassword(db, request.body.email, request.body.password);
-      if (!user) {
-        await audit.record({ action: 'UserLoginFailed', outcome: 'failure', actor: { type: 'user' }, origin: origin(request), details: { email: request.body.email } });
-        throw new HttpError(401, 'invalid_credentials', 'Email or password is wrong');
-      }
-      const token = randomToken();
-      const expiresAt = new Date(Date.now() + config.lifetimes.sessionSeconds * 1000);
-      await insertSession(db, { userId: user.id, tokenHash: hashBearerValue(token), expiresAt });
-      await audit.record({ action: 'UserLogin', outcome: 'success', actor: { type: 'user', id: user.id }, userId: user.id, origin: origin(request) });
-      reply.setCookie(SESSION_COOKIE, token, {
-        path: '/',
-        httpOnly: true,
-        sameSite: 'lax',
-        secure: config.http.secureCookies,
-        expires: expiresAt,
-      });
+      const outcome = await attemptLogin(db, audit, loginSettings(config), { email: request.body.email, password: request.body.password, origin: origin(request) });
+      // A locked account gets the same answer as a wrong password.
+      if (!outcome.ok) throw new HttpError(401, 'invalid_credentials', 'Email or password is wrong');
+      const { user } = outcome;
+      const { token, expiresAt } = await startSession(db, config, reply, user.id);
       return { user, sessionToken: token, expiresAt: expiresAt.toISOString() };
     },
   );

@@ -117,3 +117,51 @@ export function consumeAuthorizationCode(db: CommonQueryMethods, codeHash: strin
               code.redirect_uri AS "redirectUri", code.scopes, code.code_challenge AS "codeChallenge",
               code.expires_at AS "expiresAt", previous.consumed_at AS "consumedAt"`);
 }
+
+const accessTokenStatusRow = accessTokenRow.extend({
+  grantRevokedAt: z.number().nullable(),
+  clientRevokedAt: z.number().nullable(),
+});
+export type AccessTokenStatusRow = z.infer<typeof accessTokenStatusRow>;
+
+/** The access token's row with the revocation state of its grant and client, read in one query (introspection). */
+export function findAccessTokenStatus(db: CommonQueryMethods, jti: string): Promise<AccessTokenStatusRow | null> {
+  return db.maybeOne(sql.type(accessTokenStatusRow)`
+    SELECT t.jti, t.client_id AS "clientId", t.user_id AS "userId", t.grant_id AS "grantId", t.family_id AS "familyId", t.scopes,
+           t.issued_at AS "issuedAt", t.expires_at AS "expiresAt", t.revoked_at AS "revokedAt",
+           g.revoked_at AS "grantRevokedAt", c.revoked_at AS "clientRevokedAt"
+    FROM oauth_access_tokens t
+    JOIN oauth_clients c ON c.id = t.client_id
+    LEFT JOIN oauth_grants g ON g.id = t.grant_id
+    WHERE t.jti = ${jti}`);
+}
+
+const refreshTokenStatusRow = refreshTokenRow.extend({
+  createdAt: z.number(),
+  grantRevokedAt: z.number().nullable(),
+  clientRevokedAt: z.number().nullable(),
+});
+export type RefreshTokenStatusRow = z.infer<typeof refreshTokenStatusRow>;
+
+/** A refresh token by its hash, without locking, with the revocation state of its grant and client. */
+export function findRefreshTokenStatus(db: CommonQueryMethods, tokenHash: string): Promise<RefreshTokenStatusRow | null> {
+  return db.maybeOne(sql.type(refreshTokenStatusRow)`
+    SELECT t.id, t.family_id AS "familyId", t.client_id AS "clientId", t.user_id AS "userId", t.grant_id AS "grantId", t.scopes,
+           t.created_at AS "createdAt", t.expires_at AS "expiresAt", t.rotated_at AS "rotatedAt", t.revoked_at AS "revokedAt",
+           g.revoked_at AS "grantRevokedAt", c.revoked_at AS "clientRevokedAt"
+    FROM oauth_refresh_tokens t
+    JOIN oauth_clients c ON c.id = t.client_id
+    JOIN oauth_grants g ON g.id = t.grant_id
+    WHERE t.token_hash = ${tokenHash}`);
+}
+
+/**
+ * revokeTokenFamily, safe against a refresh of the same family running at the same time. The first
+ * pass may wait for the refresh's row lock, but its snapshot was taken before the refresh inserted
+ * its new tokens; the second pass is a new statement with a new snapshot and revokes those too. A
+ * refresh that starts later waits for this transaction and then finds its token revoked.
+ */
+export async function revokeTokenFamilyConcurrently(db: CommonQueryMethods, familyId: string, reason: string): Promise<void> {
+  await revokeTokenFamily(db, familyId, reason);
+  await revokeTokenFamily(db, familyId, reason);
+}

@@ -95,12 +95,15 @@ function secretMatches(secret: string, storedHash: string): boolean {
  * Using more than one method at once is refused (RFC 6749 section 2.3).
  */
 export async function authenticateClient(db: CommonQueryMethods, presented: ClientCredentialsPresented): Promise<OAuthClientRow> {
-  const basic = presented.authorization?.startsWith('Basic ') ? parseBasic(presented.authorization) : undefined;
+  // The scheme name is case-insensitive (RFC 9110 section 11.1).
+  const basic = presented.authorization && /^basic /i.test(presented.authorization) ? parseBasic(presented.authorization) : undefined;
   if (basic && (presented.bodyClientSecret !== undefined || (presented.bodyClientId !== undefined && presented.bodyClientId !== basic.clientId))) {
     throw new OAuthError('invalid_request', 'use one client authentication method only');
   }
   const clientId = basic?.clientId ?? presented.bodyClientId;
   if (!clientId) throw new OAuthError('invalid_client', 'client authentication is required');
+  // Never a valid client id, and PostgreSQL text cannot hold it (a query would fail with a 500).
+  if (clientId.includes('\u0000')) throw new OAuthError('invalid_client', 'unknown or revoked client');
   const method = basic ? 'client_secret_basic' : presented.bodyClientSecret !== undefined ? 'client_secret_post' : 'none';
 
   const client = await findClient(db, clientId);

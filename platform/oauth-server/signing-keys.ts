@@ -57,13 +57,16 @@ export class SigningKeys {
     return kid;
   }
 
-  /** The key that signs now; the first call on an empty database creates one. */
-  async activeKey(): Promise<SigningKey> {
-    const newest = (db: CommonQueryMethods) =>
-      db.maybeOne(sql.type(keyRow)`${this.selectKeys()} WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1`);
+  /**
+   * The key that signs now; the first call on an empty database creates one. Pass the open
+   * transaction when there is one: slonik refuses pool queries inside a transaction's context.
+   */
+  async activeKey(db: CommonQueryMethods = this.db): Promise<SigningKey> {
+    const newest = (connection: CommonQueryMethods) =>
+      connection.maybeOne(sql.type(keyRow)`${this.selectKeys()} WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1`);
     const row =
-      (await newest(this.db)) ??
-      (await this.db.transaction(async (transaction) => {
+      (await newest(db)) ??
+      (await db.transaction(async (transaction) => {
         // Two processes starting on an empty database must not both create (and retire each other's) keys.
         await transaction.query(sql.unsafe`SELECT pg_advisory_xact_lock(${KEY_CREATION_LOCK})`);
         return (await newest(transaction)) ?? transaction.one(sql.type(keyRow)`${this.selectKeys()} WHERE id = ${await this.createKey(transaction)}`);

@@ -7,7 +7,7 @@ import {
   consumeAuthorizationCode,
   findRefreshTokenForUpdate,
   markRefreshTokenRotated,
-  revokeTokenFamily,
+  revokeTokenFamilyConcurrently,
 } from '../../db/queries/oauth-tokens';
 import { verifyPkce } from '../pkce';
 import { hashBearerValue } from '../secrets';
@@ -38,27 +38,29 @@ export class TokenGrants {
     if (!input.redirectUri) throw new OAuthError('invalid_request', 'redirect_uri is required');
     if (!input.codeVerifier) throw new OAuthError('invalid_grant', 'code_verifier is required (PKCE)');
 
-    // Consumed in its own transaction, so a failed redemption still burns the code.
-    const code = await this.db.transaction(async (transaction) => {
-      const found = await consumeAuthorizationCode(transaction, hashBearerValue(input.code!));
-      if (found && found.consumedAt !== null) {
-        await revokeTokenFamily(transaction, found.familyId, 'authorization code replayed');
-        await this.audit.record(this.entry(context, 'OAuthCodeReplay', 'failure', { userId: found.userId, details: { family: found.familyId } }), transaction);
+    type CodeOutcome = { tokens: TokenResponse } | { failure: OAuthError };
+    const invalid = (description: string): CodeOutcome => ({ failure: new OAuthError('invalid_grant', description) });
+    // One transaction from consumption to issuance: the code's row lock makes a concurrent redemption wait
+    // until this one has committed its tokens, so a replay always sees (and revokes) them. Failures are
+    // returned rather than thrown, so that a failed redemption still burns the code and its audit row commits.
+    const outcome = await this.db.transaction(async (transaction): Promise<CodeOutcome> => {
+      const code = await consumeAuthorizationCode(transaction, hashBearerValue(input.code!));
+      if (!code) return invalid('authorization code is invalid or was already used');
+      if (code.consumedAt !== null) {
+        await revokeTokenFamilyConcurrently(transaction, code.familyId, 'authorization code replayed');
+        await this.audit.record(this.entry(context, 'OAuthCodeReplay', 'failure', { userId: code.userId, details: { family: code.familyId } }), transaction);
+        return invalid('authorization code is invalid or was already used');
       }
-      return found;
-    });
-    if (!code || code.consumedAt !== null) throw new OAuthError('invalid_grant', 'authorization code is invalid or was already used');
-    if (code.clientId !== client.id) throw new OAuthError('invalid_grant', 'authorization code was issued to another client');
-    if (code.expiresAt <= Date.now()) throw new OAuthError('invalid_grant', 'authorization code has expired');
-    if (code.redirectUri !== input.redirectUri) throw new OAuthError('invalid_grant', 'redirect_uri does not match the authorization request');
-    if (!verifyPkce(input.codeVerifier, code.codeChallenge)) {
-      await this.audit.record(this.entry(context, 'OAuthCodeExchange', 'failure', { userId: code.userId, details: { reason: 'pkce_mismatch' } }));
-      throw new OAuthError('invalid_grant', 'code_verifier does not match the code_challenge');
-    }
-    const grant = await findGrant(this.db, code.grantId);
-    if (!grant || grant.revokedAt !== null) throw new OAuthError('invalid_grant', 'the grant behind this code was revoked');
+      if (code.clientId !== client.id) return invalid('authorization code was issued to another client');
+      if (code.expiresAt <= Date.now()) return invalid('authorization code has expired');
+      if (code.redirectUri !== input.redirectUri) return invalid('redirect_uri does not match the authorization request');
+      if (!verifyPkce(input.codeVerifier!, code.codeChallenge)) {
+        await this.audit.record(this.entry(context, 'OAuthCodeExchange', 'failure', { userId: code.userId, details: { reason: 'pkce_mismatch' } }), transaction);
+        return invalid('code_verifier does not match the code_challenge');
+      }
+      const grant = await findGrant(transaction, code.grantId);
+      if (!grant || grant.revokedAt !== null) return invalid('the grant behind this code was revoked');
 
-    return this.db.transaction(async (transaction) => {
       const tokens = await this.issuer.issue(
         transaction,
         { client, userId: code.userId, grantId: code.grantId, familyId: code.familyId, scopes: code.scopes },
@@ -66,8 +68,10 @@ export class TokenGrants {
       );
       await touchGrant(transaction, code.grantId);
       await this.audit.record(this.entry(context, 'OAuthCodeExchange', 'success', { userId: code.userId, details: { scopes: code.scopes } }), transaction);
-      return tokens;
+      return { tokens };
     });
+    if ('failure' in outcome) throw outcome.failure;
+    return outcome.tokens;
   }
 
   async refreshToken(context: GrantContext, input: { refreshToken?: string; scope?: string }): Promise<TokenResponse> {
@@ -84,7 +88,7 @@ export class TokenGrants {
       if (!token || token.clientId !== client.id || token.revokedAt !== null) return invalid('refresh token is invalid or revoked');
       if (token.rotatedAt !== null) {
         // RFC 9700 section 4.14.2: a rotated token used again means it leaked; end the whole family.
-        await revokeTokenFamily(transaction, token.familyId, 'refresh token reused after rotation');
+        await revokeTokenFamilyConcurrently(transaction, token.familyId, 'refresh token reused after rotation');
         await this.audit.record(this.entry(context, 'OAuthRefreshTokenReuse', 'failure', { userId: token.userId, details: { family: token.familyId } }), transaction);
         return invalid('refresh token was already used');
       }

@@ -62,7 +62,7 @@ export class TokenIssuer {
   async issue(db: CommonQueryMethods, subject: TokenSubject, withRefreshToken: boolean): Promise<TokenResponse> {
     const now = Math.floor(Date.now() / 1000);
     const jti = randomUUID();
-    const key = await this.keys.activeKey();
+    const key = await this.keys.activeKey(db);
     const scope = subject.scopes.join(' ');
     const accessToken = await new SignJWT({ client_id: subject.client.id, scope })
       .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'at+jwt' })

@@ -40,6 +40,7 @@ describe('loadConfig', () => {
       publicBaseUrl: 'https://pm.example.com',
       // Secure cookies by default in production.
       secureCookies: true,
+      trustProxy: false,
     });
     expect(config.workerHealthPort).toBe(3001);
     expect(config.encryption).toEqual({ activeKey: MINIMAL_PRODUCTION.INTEGRATION_ENCRYPTION_KEY, previousKeys: [] });
@@ -53,6 +54,14 @@ describe('loadConfig', () => {
     expect(config.microsoft).toBeUndefined();
     expect(config.airbnb).toBeUndefined();
     expect(config.tokenRefresh).toEqual({ marginSeconds: 300, jitterSeconds: 60 });
+    expect(config.authorizationServer).toEqual({
+      issuer: 'https://pm.example.com',
+      adminApiToken: undefined,
+      initialAccessToken: undefined,
+      signingKeyGraceSeconds: 24 * 3600,
+      loginMaxFailures: 5,
+      loginLockoutSeconds: 15 * 60,
+    });
     expect(config.lifetimes).toEqual({
       oauthStateSeconds: 600,
       sessionSeconds: 12 * 3600,

@@ -1,4 +1,99 @@
 import type { FastifyInstance } from 'fastify';
+import { findGrant, listUserGrants, markGrantRevoked } from '../../../db/queries/oauth-grants';
+import { revokeGrantTokens } from '../../../db/queries/oauth-tokens';
+import { errorResponseSchema, HttpError } from '../../errors';
+import { requestOrigin } from '../sessions';
 
-/** Placeholder: filled in by the authorization-server work. */
-export default async function grants(_app: FastifyInstance) {}
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+const grantSchema = {
+  type: 'object',
+  required: ['id', 'clientId', 'clientName', 'scopes', 'createdAt', 'firstUsedAt', 'lastUsedAt'],
+  properties: {
+    id: { type: 'string' },
+    clientId: { type: 'string' },
+    clientName: { type: 'string' },
+    scopes: { type: 'array', items: { type: 'string' } },
+    createdAt: { type: 'string', format: 'date-time' },
+    // The grant is created by the first authorization (consent), so its creation is its first use.
+    firstUsedAt: { type: 'string', format: 'date-time' },
+    lastUsedAt: { type: 'string', format: 'date-time' },
+  },
+} as const;
+
+/**
+ * The signed-in user's own view of the apps they authorized (session cookie or Bearer session token),
+ * and the way to take an authorization back: revoking a grant revokes every token issued under it.
+ */
+export default async function grants(app: FastifyInstance) {
+  const { db, audit } = app.services;
+
+  app.addHook('onSend', async (_request, reply) => {
+    reply.header('cache-control', 'no-store');
+  });
+
+  app.get(
+    '/oauth/grants',
+    {
+      preHandler: app.authenticate,
+      schema: {
+        response: {
+          200: { type: 'object', required: ['grants'], properties: { grants: { type: 'array', items: grantSchema } } },
+          401: errorResponseSchema,
+        },
+      },
+    },
+    async (request) => {
+      const rows = await listUserGrants(db, request.user!.id);
+      return {
+        grants: rows.map((grant) => ({
+          id: grant.id,
+          clientId: grant.clientId,
+          clientName: grant.clientName,
+          scopes: grant.scopes,
+          createdAt: new Date(grant.createdAt).toISOString(),
+          firstUsedAt: new Date(grant.createdAt).toISOString(),
+          lastUsedAt: new Date(grant.lastUsedAt).toISOString(),
+        })),
+      };
+    },
+  );
+
+  app.delete<{ Params: { id: string } }>(
+    '/oauth/grants/:id',
+    {
+      preHandler: app.authenticate,
+      schema: {
+        params: { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } },
+        response: { 204: { type: 'null' }, 401: errorResponseSchema, 404: errorResponseSchema },
+      },
+    },
+    async (request, reply) => {
+      const user = request.user!;
+      const notFound = new HttpError(404, 'not_found', 'No such grant');
+      // Someone else's grant looks exactly like one that does not exist.
+      if (!UUID.test(request.params.id)) throw notFound;
+      const grant = await findGrant(db, request.params.id);
+      if (!grant || grant.userId !== user.id || grant.revokedAt !== null) throw notFound;
+      const revoked = await db.transaction(async (transaction) => {
+        if (!(await markGrantRevoked(transaction, grant.id))) return false;
+        await revokeGrantTokens(transaction, grant.id, 'grant revoked by the user');
+        await audit.record(
+          {
+            action: 'OAuthGrantRevoke',
+            outcome: 'success',
+            actor: { type: 'user', id: user.id },
+            userId: user.id,
+            clientId: grant.clientId,
+            origin: requestOrigin(request),
+            details: { grantId: grant.id, scopes: grant.scopes },
+          },
+          transaction,
+        );
+        return true;
+      });
+      if (!revoked) throw notFound;
+      return reply.code(204).send();
+    },
+  );
+}

@@ -1,4 +1,67 @@
 import type { FastifyInstance } from 'fastify';
+import { OAuthError, oauthErrorSchema } from '../../../platform/oauth-server/errors';
+import { TokenIntrospection } from '../../../platform/oauth-server/introspection';
+import {
+  authenticateCaller,
+  CLIENT_REQUEST_BODY_LIMIT,
+  clientRateLimitKey,
+  requireFormParameters,
+  stringField,
+  type FormParameters,
+} from './client-request';
+import { answerOAuthErrors } from './index';
 
-/** Placeholder: filled in by the authorization-server work. */
-export default async function introspection(_app: FastifyInstance) {}
+const introspectionResponseSchema = {
+  type: 'object',
+  required: ['active'],
+  properties: {
+    active: { type: 'boolean' },
+    scope: { type: 'string' },
+    client_id: { type: 'string' },
+    sub: { type: 'string' },
+    aud: { type: 'string' },
+    iss: { type: 'string' },
+    exp: { type: 'integer' },
+    iat: { type: 'integer' },
+    jti: { type: 'string' },
+    token_type: { type: 'string' },
+  },
+} as const;
+
+/**
+ * POST /oauth/introspect (RFC 7662) for authenticated confidential clients. A token is active only
+ * for the client it was issued to; anything else, including tokens we never issued, is
+ * `{ "active": false }`. Nothing is cached: a revocation is seen by the next request.
+ */
+export default async function introspection(app: FastifyInstance) {
+  answerOAuthErrors(app);
+  const { tokens, issuer } = app.authorizationServer;
+  const introspector = new TokenIntrospection(app.services.db, tokens, issuer);
+
+  app.post<{ Body: FormParameters }>(
+    '/oauth/introspect',
+    {
+      bodyLimit: CLIENT_REQUEST_BODY_LIMIT,
+      config: { rateLimit: { max: 600, timeWindow: '1 minute', hook: 'preHandler', keyGenerator: clientRateLimitKey } },
+      preValidation: requireFormParameters,
+      schema: {
+        body: {
+          type: 'object',
+          properties: {
+            token: stringField(8192),
+            token_type_hint: stringField(64),
+            client_id: stringField(256),
+            client_secret: stringField(512),
+          },
+        },
+        response: { 200: introspectionResponseSchema, '4xx': oauthErrorSchema, '5xx': oauthErrorSchema },
+      },
+    },
+    async (request) => {
+      const parameters = request.body;
+      const client = await authenticateCaller(app, request, parameters, 'introspection', { requireSecret: true });
+      if (parameters.token === undefined) throw new OAuthError('invalid_request', 'token is required');
+      return introspector.introspect(client, parameters.token, parameters.token_type_hint);
+    },
+  );
+}

@@ -1,4 +1,64 @@
 import type { FastifyInstance } from 'fastify';
+import { SUPPORTED_GRANT_TYPES } from '../../../platform/oauth-server/clients';
+import { SUPPORTED_SCOPES } from '../../../platform/oauth-server/scopes';
 
-/** Placeholder: filled in by the authorization-server work. */
-export default async function metadata(_app: FastifyInstance) {}
+/** RFC 8414 authorization server metadata, built once from the configured issuer. */
+export function authorizationServerMetadata(issuer: string) {
+  const endpoint = (path: string) => new URL(path, issuer.endsWith('/') ? issuer : `${issuer}/`).toString();
+  return {
+    issuer,
+    authorization_endpoint: endpoint('oauth/authorize'),
+    token_endpoint: endpoint('oauth/token'),
+    introspection_endpoint: endpoint('oauth/introspect'),
+    revocation_endpoint: endpoint('oauth/revoke'),
+    registration_endpoint: endpoint('oauth/register'),
+    jwks_uri: endpoint('oauth/jwks'),
+    response_types_supported: ['code'],
+    response_modes_supported: ['query'],
+    grant_types_supported: [...SUPPORTED_GRANT_TYPES],
+    token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
+    introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
+    revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
+    code_challenge_methods_supported: ['S256'],
+    scopes_supported: [...SUPPORTED_SCOPES],
+    authorization_response_iss_parameter_supported: true,
+  };
+}
+
+const stringArray = { type: 'array', items: { type: 'string' } } as const;
+
+/** GET /.well-known/oauth-authorization-server (RFC 8414 section 3). */
+export default async function metadata(app: FastifyInstance) {
+  const document = authorizationServerMetadata(app.authorizationServer.issuer);
+  app.get(
+    '/.well-known/oauth-authorization-server',
+    {
+      schema: {
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              issuer: { type: 'string' },
+              authorization_endpoint: { type: 'string' },
+              token_endpoint: { type: 'string' },
+              introspection_endpoint: { type: 'string' },
+              revocation_endpoint: { type: 'string' },
+              registration_endpoint: { type: 'string' },
+              jwks_uri: { type: 'string' },
+              response_types_supported: stringArray,
+              response_modes_supported: stringArray,
+              grant_types_supported: stringArray,
+              token_endpoint_auth_methods_supported: stringArray,
+              introspection_endpoint_auth_methods_supported: stringArray,
+              revocation_endpoint_auth_methods_supported: stringArray,
+              code_challenge_methods_supported: stringArray,
+              scopes_supported: stringArray,
+              authorization_response_iss_parameter_supported: { type: 'boolean' },
+            },
+          },
+        },
+      },
+    },
+    async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(document),
+  );
+}

@@ -1,4 +1,83 @@
 import type { FastifyInstance } from 'fastify';
+import { OAuthError, oauthErrorSchema } from '../../../platform/oauth-server/errors';
+import { SUPPORTED_GRANT_TYPES } from '../../../platform/oauth-server/clients';
+import type { TokenResponse } from '../../../platform/oauth-server/token-issuer';
+import {
+  authenticateCaller,
+  CLIENT_REQUEST_BODY_LIMIT,
+  clientRateLimitKey,
+  requestOrigin,
+  requireFormParameters,
+  stringField,
+  type FormParameters,
+} from './client-request';
+import { answerOAuthErrors } from './index';
 
-/** Placeholder: filled in by the authorization-server work. */
-export default async function token(_app: FastifyInstance) {}
+const tokenResponseSchema = {
+  type: 'object',
+  required: ['access_token', 'token_type', 'expires_in', 'scope'],
+  properties: {
+    access_token: { type: 'string' },
+    token_type: { type: 'string' },
+    expires_in: { type: 'integer' },
+    refresh_token: { type: 'string' },
+    scope: { type: 'string' },
+  },
+} as const;
+
+/**
+ * POST /oauth/token (RFC 6749 section 3.2): authorization_code (with PKCE), refresh_token and
+ * client_credentials. Form-encoded only; the client authenticates as it registered.
+ */
+export default async function token(app: FastifyInstance) {
+  answerOAuthErrors(app);
+
+  app.post<{ Body: FormParameters }>(
+    '/oauth/token',
+    {
+      bodyLimit: CLIENT_REQUEST_BODY_LIMIT,
+      config: { rateLimit: { max: 300, timeWindow: '1 minute', hook: 'preHandler', keyGenerator: clientRateLimitKey } },
+      preValidation: requireFormParameters,
+      schema: {
+        body: {
+          type: 'object',
+          properties: {
+            grant_type: stringField(128),
+            code: stringField(512),
+            redirect_uri: stringField(2048),
+            code_verifier: stringField(128),
+            refresh_token: stringField(512),
+            scope: stringField(1024),
+            client_id: stringField(256),
+            client_secret: stringField(512),
+          },
+        },
+        response: { 200: tokenResponseSchema, '4xx': oauthErrorSchema, '5xx': oauthErrorSchema },
+      },
+    },
+    async (request, reply): Promise<TokenResponse> => {
+      const parameters = request.body;
+      const grantType = parameters.grant_type;
+      if (grantType === undefined) throw new OAuthError('invalid_request', 'grant_type is required');
+      if (!(SUPPORTED_GRANT_TYPES as readonly string[]).includes(grantType)) {
+        throw new OAuthError('unsupported_grant_type', `grant_type ${grantType.slice(0, 64)} is not supported`);
+      }
+      const client = await authenticateCaller(app, request, parameters, 'token');
+      const context = { client, origin: requestOrigin(request) };
+      const { grants } = app.authorizationServer;
+      reply.header('cache-control', 'no-store');
+      switch (grantType as (typeof SUPPORTED_GRANT_TYPES)[number]) {
+        case 'authorization_code':
+          return grants.authorizationCode(context, {
+            code: parameters.code,
+            redirectUri: parameters.redirect_uri,
+            codeVerifier: parameters.code_verifier,
+          });
+        case 'refresh_token':
+          return grants.refreshToken(context, { refreshToken: parameters.refresh_token, scope: parameters.scope });
+        case 'client_credentials':
+          return grants.clientCredentials(context, { scope: parameters.scope });
+      }
+    },
+  );
+}

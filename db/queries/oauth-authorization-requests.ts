@@ -1,0 +1,49 @@
+import { sql, type CommonQueryMethods } from 'slonik';
+import { z } from 'zod';
+
+const requestRow = z.object({
+  id: z.string().uuid(),
+  clientId: z.string(),
+  userId: z.string().uuid().nullable(),
+  redirectUri: z.string(),
+  scopes: z.array(z.string()),
+  state: z.string().nullable(),
+  codeChallenge: z.string(),
+  csrfHash: z.string(),
+  expiresAt: z.number(),
+  decidedAt: z.number().nullable(),
+});
+export type AuthorizationRequestRow = z.infer<typeof requestRow>;
+
+const REQUEST_COLUMNS = sql.fragment`
+  id, client_id AS "clientId", user_id AS "userId", redirect_uri AS "redirectUri", scopes, state,
+  code_challenge AS "codeChallenge", csrf_hash AS "csrfHash", expires_at AS "expiresAt", decided_at AS "decidedAt"`;
+
+export function insertAuthorizationRequest(
+  db: CommonQueryMethods,
+  row: Omit<AuthorizationRequestRow, 'id' | 'decidedAt' | 'expiresAt'> & { expiresAt: Date },
+): Promise<string> {
+  return db.oneFirst(sql.type(z.object({ id: z.string().uuid() }))`
+    INSERT INTO oauth_authorization_requests (client_id, user_id, redirect_uri, scopes, state, code_challenge, csrf_hash, expires_at)
+    VALUES (${row.clientId}, ${row.userId}, ${row.redirectUri}, ${sql.array(row.scopes, 'text')}, ${row.state}, ${row.codeChallenge},
+            ${row.csrfHash}, ${sql.timestamp(row.expiresAt)})
+    RETURNING id`);
+}
+
+export function findAuthorizationRequest(db: CommonQueryMethods, id: string): Promise<AuthorizationRequestRow | null> {
+  return db.maybeOne(sql.type(requestRow)`SELECT ${REQUEST_COLUMNS} FROM oauth_authorization_requests WHERE id = ${id}`);
+}
+
+/** Marks the request decided; true only for the one call that did it while the request was still open. */
+export async function markAuthorizationRequestDecided(db: CommonQueryMethods, id: string): Promise<boolean> {
+  const result = await db.query(sql.unsafe`
+    UPDATE oauth_authorization_requests SET decided_at = now()
+    WHERE id = ${id} AND decided_at IS NULL AND expires_at > now()`);
+  return result.rowCount === 1;
+}
+
+/** Housekeeping: requests nobody decided on stay only until they expire (plus a day for support questions). */
+export async function deleteStaleAuthorizationRequests(db: CommonQueryMethods): Promise<number> {
+  const result = await db.query(sql.unsafe`DELETE FROM oauth_authorization_requests WHERE expires_at < now() - interval '1 day'`);
+  return result.rowCount;
+}

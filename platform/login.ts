@@ -1,0 +1,54 @@
+import type { DatabasePool } from 'slonik';
+import { clearLoginFailures, isLoginLocked, recordLoginFailure } from '../db/queries/login-failures';
+import type { UserRow } from '../db/queries/users';
+import type { AuditEntry, AuditLog } from './audit';
+import { verifyUserPassword } from './users';
+
+export interface LoginAttempt {
+  email: string;
+  password: string;
+  origin: NonNullable<AuditEntry['origin']>;
+}
+
+export interface LoginSettings {
+  maxFailures: number;
+  lockoutSeconds: number;
+}
+
+export type LoginOutcome = { ok: true; user: UserRow } | { ok: false; reason: 'invalid_credentials' | 'locked' };
+
+/**
+ * Email + password sign-in with lockout, shared by the JSON login and the HTML login page.
+ * After `maxFailures` failures for one email (within `lockoutSeconds` of each other) the email is
+ * locked for `lockoutSeconds`: even the right password is refused, with the same answer as a wrong
+ * one. The password is always verified (also for unknown or locked emails), so timing tells nothing.
+ * Audits UserLogin, UserLoginFailed (every refusal) and UserLoginLocked (once, when the lock engages);
+ * never the password.
+ */
+export async function attemptLogin(db: DatabasePool, audit: AuditLog, settings: LoginSettings, attempt: LoginAttempt): Promise<LoginOutcome> {
+  const email = attempt.email.trim();
+  const [locked, user] = await Promise.all([isLoginLocked(db, email), verifyUserPassword(db, email, attempt.password)]);
+  const actor = { type: 'user' as const, ...(user ? { id: user.id } : {}) };
+  const userId = user ? { userId: user.id } : {};
+
+  if (locked) {
+    await audit.record({ action: 'UserLoginFailed', outcome: 'failure', actor, ...userId, origin: attempt.origin, details: { email, reason: 'locked' } });
+    return { ok: false, reason: 'locked' };
+  }
+  if (user) {
+    await clearLoginFailures(db, email);
+    await audit.record({ action: 'UserLogin', outcome: 'success', actor, userId: user.id, origin: attempt.origin });
+    return { ok: true, user };
+  }
+  await db.transaction(async (transaction) => {
+    const lockedNow = await recordLoginFailure(transaction, email, settings);
+    await audit.record({ action: 'UserLoginFailed', outcome: 'failure', actor, origin: attempt.origin, details: { email, reason: 'invalid_credentials' } }, transaction);
+    if (lockedNow) {
+      await audit.record(
+        { action: 'UserLoginLocked', outcome: 'failure', actor, origin: attempt.origin, details: { email, lockedForSeconds: settings.lockoutSeconds } },
+        transaction,
+      );
+    }
+  });
+  return { ok: false, reason: 'invalid_credentials' };
+}
