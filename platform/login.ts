@@ -25,6 +25,11 @@ export type LoginOutcome = { ok: true; user: UserRow } | { ok: false; reason: 'i
  * Audits UserLogin, UserLoginFailed (every refusal) and UserLoginLocked (once, when the lock engages);
  * never the password.
  */
+/** People type passwords into the email field: anything that is not shaped like an address is not recorded. */
+function auditableEmail(email: string): string {
+  return /^[^\s@]{1,64}@[^\s@]{1,255}$/.test(email) ? email : '[not an email address]';
+}
+
 export async function attemptLogin(db: DatabasePool, audit: AuditLog, settings: LoginSettings, attempt: LoginAttempt): Promise<LoginOutcome> {
   const email = attempt.email.trim();
   const [locked, user] = await Promise.all([isLoginLocked(db, email), verifyUserPassword(db, email, attempt.password)]);
@@ -32,7 +37,7 @@ export async function attemptLogin(db: DatabasePool, audit: AuditLog, settings: 
   const userId = user ? { userId: user.id } : {};
 
   if (locked) {
-    await audit.record({ action: 'UserLoginFailed', outcome: 'failure', actor, ...userId, origin: attempt.origin, details: { email, reason: 'locked' } });
+    await audit.record({ action: 'UserLoginFailed', outcome: 'failure', actor, ...userId, origin: attempt.origin, details: { email: auditableEmail(email), reason: 'locked' } });
     return { ok: false, reason: 'locked' };
   }
   if (user) {
@@ -42,10 +47,10 @@ export async function attemptLogin(db: DatabasePool, audit: AuditLog, settings: 
   }
   await db.transaction(async (transaction) => {
     const lockedNow = await recordLoginFailure(transaction, email, settings);
-    await audit.record({ action: 'UserLoginFailed', outcome: 'failure', actor, origin: attempt.origin, details: { email, reason: 'invalid_credentials' } }, transaction);
+    await audit.record({ action: 'UserLoginFailed', outcome: 'failure', actor, origin: attempt.origin, details: { email: auditableEmail(email), reason: 'invalid_credentials' } }, transaction);
     if (lockedNow) {
       await audit.record(
-        { action: 'UserLoginLocked', outcome: 'failure', actor, origin: attempt.origin, details: { email, lockedForSeconds: settings.lockoutSeconds } },
+        { action: 'UserLoginLocked', outcome: 'failure', actor, origin: attempt.origin, details: { email: auditableEmail(email), lockedForSeconds: settings.lockoutSeconds } },
         transaction,
       );
     }

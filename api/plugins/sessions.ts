@@ -81,12 +81,23 @@ export default fp(async function sessions(app) {
           type: 'object',
           required: ['email', 'password'],
           additionalProperties: false,
-          properties: { email: { type: 'string', minLength: 3, maxLength: 320 }, password: { type: 'string', minLength: 1, maxLength: 1024 } },
+          properties: {
+            // No NUL: PostgreSQL refuses it in text, which would otherwise surface as a 500.
+            email: { type: 'string', minLength: 3, maxLength: 320, pattern: '^[^\\u0000]*$' },
+            password: { type: 'string', minLength: 1, maxLength: 1024 },
+          },
         },
         response: {
           200: { type: 'object', required: ['user', 'sessionToken', 'expiresAt'], properties: { user: userSchema, sessionToken: { type: 'string' }, expiresAt: { type: 'string' } } },
           401: errorResponseSchema,
+          415: errorResponseSchema,
         },
+      },
+      // JSON only: a form-encoded login could be posted by any site, signing the victim into the attacker's account.
+      preValidation: async (request) => {
+        if (!request.headers['content-type']?.startsWith('application/json')) {
+          throw new HttpError(415, 'unsupported_media_type', 'Send the credentials as application/json');
+        }
       },
     },
     async (request, reply) => {

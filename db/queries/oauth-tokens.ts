@@ -71,11 +71,14 @@ export async function revokeTokenFamily(db: CommonQueryMethods, familyId: string
   await db.query(sql.unsafe`UPDATE oauth_access_tokens SET revoked_at = now() WHERE family_id = ${familyId} AND revoked_at IS NULL`);
 }
 
+/** Two passes for the reason given at revokeTokenFamilyConcurrently: a refresh racing the revocation. */
 export async function revokeGrantTokens(db: CommonQueryMethods, grantId: string, reason: string): Promise<void> {
-  await db.query(sql.unsafe`
-    UPDATE oauth_refresh_tokens SET revoked_at = now(), revoked_reason = ${reason}
-    WHERE grant_id = ${grantId} AND revoked_at IS NULL`);
-  await db.query(sql.unsafe`UPDATE oauth_access_tokens SET revoked_at = now() WHERE grant_id = ${grantId} AND revoked_at IS NULL`);
+  for (let pass = 0; pass < 2; pass++) {
+    await db.query(sql.unsafe`
+      UPDATE oauth_refresh_tokens SET revoked_at = now(), revoked_reason = ${reason}
+      WHERE grant_id = ${grantId} AND revoked_at IS NULL`);
+    await db.query(sql.unsafe`UPDATE oauth_access_tokens SET revoked_at = now() WHERE grant_id = ${grantId} AND revoked_at IS NULL`);
+  }
 }
 
 export async function revokeAccessToken(db: CommonQueryMethods, jti: string): Promise<void> {

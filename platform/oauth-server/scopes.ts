@@ -2,7 +2,8 @@ import { OAuthError } from './errors';
 
 /**
  * The scopes third parties can ask for, with the sentence the consent page shows for each.
- * `offline_access` asks for a refresh token; without it a client gets access tokens only.
+ * Refresh tokens go to every client registered for the refresh_token grant (voice platforms never
+ * ask for `offline_access`); the scope only tells the user that access outlives their visit.
  */
 export const SCOPE_DESCRIPTIONS: Record<string, string> = {
   'properties:read': 'See your properties and their details',
