@@ -1,11 +1,12 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { findAuthorization, markAuthorizationExchanged, wipeAuthorizationSecrets } from '../db/queries/authorizations';
-import { findConnection, storeTokensIfVersion, transitionConnectionStatus, recordConnectionError } from '../db/queries/connections';
+import { findConnection, storeTokensIfVersion, recordConnectionError } from '../db/queries/connections';
 import { ProviderError } from '../platform/providers/provider-error';
 import { FailureType } from './failure-types';
 import { authorizationColumn, connectionColumn } from '../db/encrypted-columns';
 import {
   currentTokenState,
+  transitionAndAudit,
   providerAdapter,
   retryableProviderFailure,
   type ActivityDependencies,
@@ -90,23 +91,7 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
 
     /** A first authorization that could not be completed leaves a failed connection; the user starts again. */
     async markConnectionFailed(input: { connectionId: string; reason: string }): Promise<void> {
-      const connection = await findConnection(db, input.connectionId);
-      if (!connection) return;
-      await db.transaction(async (transaction) => {
-        if (!(await transitionConnectionStatus(transaction, input.connectionId, 'failed', ['pending']))) return;
-        await audit.record(
-          {
-            action: 'IntegrationConnect',
-            outcome: 'failure',
-            actor: { type: 'system' },
-            userId: connection.userId,
-            provider: connection.provider,
-            connectionId: input.connectionId,
-            details: { reason: input.reason },
-          },
-          transaction,
-        );
-      });
+      await transitionAndAudit({ db, audit }, { ...input, to: 'failed', from: ['pending'], action: 'IntegrationConnect', outcome: 'failure' });
     },
   };
 }

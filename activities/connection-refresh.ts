@@ -4,14 +4,13 @@ import {
   readConnectionSecrets,
   recordConnectionError,
   storeTokensIfVersion,
-  transitionConnectionStatus,
   type ConnectionStatus,
 } from '../db/queries/connections';
 import { ProviderError } from '../platform/providers/provider-error';
 import type { ProviderTokens } from '../platform/providers/oauth-tokens';
 import { FailureType } from './failure-types';
 import { connectionColumn } from '../db/encrypted-columns';
-import { currentTokenState, providerAdapter, retryableProviderFailure, type ActivityDependencies, type TokenState } from './dependencies';
+import { currentTokenState, transitionAndAudit, providerAdapter, retryableProviderFailure, type ActivityDependencies, type TokenState } from './dependencies';
 
 /** Only an active connection is refreshed; a connection on its way out tells the workflow to finish it. */
 function assertRefreshable(status: ConnectionStatus): void {
@@ -117,23 +116,7 @@ export function createRefreshActivities({ db, crypto, providers, audit, clock }:
 
     /** Moves the connection to needs_reauth; only the call that makes the move writes the audit row. */
     async markConnectionNeedsReauth(input: { connectionId: string; reason: string }): Promise<void> {
-      const connection = await findConnection(db, input.connectionId);
-      if (!connection) return;
-      await db.transaction(async (transaction) => {
-        if (!(await transitionConnectionStatus(transaction, input.connectionId, 'needs_reauth', ['active', 'pending']))) return;
-        await audit.record(
-          {
-            action: 'IntegrationNeedsReauth',
-            outcome: 'success',
-            actor: { type: 'system' },
-            userId: connection.userId,
-            provider: connection.provider,
-            connectionId: input.connectionId,
-            details: { reason: input.reason },
-          },
-          transaction,
-        );
-      });
+      await transitionAndAudit({ db, audit }, { ...input, to: 'needs_reauth', from: ['active', 'pending'], action: 'IntegrationNeedsReauth', outcome: 'success' });
     },
   };
 }

@@ -1,9 +1,9 @@
 import type { CommonQueryMethods, DatabasePool } from 'slonik';
-import type { AuditLog } from '../platform/audit';
+import type { AuditAction, AuditLog } from '../platform/audit';
 import type { IntegrationCrypto } from '../platform/integration-crypto';
 import type { OAuthProviderAdapter, ProviderRegistry } from '../platform/providers/provider';
 import { ApplicationFailure } from '@temporalio/activity';
-import { findConnection } from '../db/queries/connections';
+import { findConnection, transitionConnectionStatus, type ConnectionStatus } from '../db/queries/connections';
 import { FailureType } from './failure-types';
 import { ProviderError } from '../platform/providers/provider-error';
 
@@ -43,4 +43,31 @@ export async function currentTokenState(db: CommonQueryMethods, connectionId: st
     throw ApplicationFailure.nonRetryable('connection holds no tokens', FailureType.connectionGone);
   }
   return { tokenVersion: connection.tokenVersion, accessTokenExpiresAt: connection.accessTokenExpiresAt };
+}
+
+/**
+ * Moves a connection between statuses and audits the move in the same transaction. Only the call that
+ * makes the move writes the audit row, so a retried activity never audits twice.
+ */
+export async function transitionAndAudit(
+  { db, audit }: Pick<ActivityDependencies, 'db' | 'audit'>,
+  move: { connectionId: string; to: ConnectionStatus; from: ConnectionStatus[]; action: AuditAction; outcome: 'success' | 'failure'; reason: string },
+): Promise<void> {
+  const connection = await findConnection(db, move.connectionId);
+  if (!connection) return;
+  await db.transaction(async (transaction) => {
+    if (!(await transitionConnectionStatus(transaction, move.connectionId, move.to, move.from))) return;
+    await audit.record(
+      {
+        action: move.action,
+        outcome: move.outcome,
+        actor: { type: 'system' },
+        userId: connection.userId,
+        provider: connection.provider,
+        connectionId: move.connectionId,
+        details: { reason: move.reason },
+      },
+      transaction,
+    );
+  });
 }

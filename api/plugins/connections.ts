@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { attachCodeToAuthorization, consumeAuthorization, findAuthorizationByStateHash, insertAuthorization } from '../../db/queries/authorizations';
 import { findLatestConnection, findOrCreateLiveConnection, type ConnectionRow } from '../../db/queries/connections';
@@ -18,15 +18,12 @@ import {
   type DisconnectSignal,
 } from '../../workflows/connection-messages';
 import { errorResponseSchema, HttpError } from '../errors';
+import { requestOrigin } from '../request-origin';
 import { connectionStatusSchema, type ConnectionStatusResponse } from './connection-status-schema';
 
 // The status endpoint answers from the database alone rather than wait long for a busy worker.
 const STATUS_QUERY_DEADLINE_MS = 3000;
 const LIVE_STATUSES = new Set(['pending', 'active', 'needs_reauth', 'disconnecting']);
-
-function origin(request: FastifyRequest) {
-  return { ip: request.ip, userAgent: request.headers['user-agent'] ?? '' };
-}
 
 /**
  * The four endpoints of one OAuth provider: start the authorization, receive the callback and hand
@@ -74,7 +71,7 @@ export default async function connectionRoutes(app: FastifyInstance, options: { 
         redirectUri,
         expiresAt,
       });
-      await audit.record({ action: 'IntegrationConnectStarted', outcome: 'success', actor: { type: 'user', id: user.id }, userId: user.id, provider, origin: origin(request) });
+      await audit.record({ action: 'IntegrationConnectStarted', outcome: 'success', actor: { type: 'user', id: user.id }, userId: user.id, provider, origin: requestOrigin(request) });
       const authorizationUrl = providerAdapter.authorizationUrl({ state, codeChallenge: pkce.challenge, redirectUri });
       // Single-page apps ask for JSON and navigate themselves; a plain browser link is redirected.
       if (request.headers.accept?.includes('application/json')) return { authorizationUrl, expiresAt: expiresAt.toISOString() };
@@ -117,7 +114,7 @@ export default async function connectionRoutes(app: FastifyInstance, options: { 
           actor: { type: 'user', id: user.id },
           userId: user.id,
           provider,
-          origin: origin(request),
+          origin: requestOrigin(request),
           details: { reason: errorCode },
         });
         throw new HttpError(status, errorCode, message);

@@ -7,6 +7,7 @@ import type { Config } from '../../platform/config';
 import { attemptLogin } from '../../platform/login';
 import { hashBearerValue, randomToken } from '../../platform/secrets';
 import { errorResponseSchema, HttpError } from '../errors';
+import { requestOrigin } from '../request-origin';
 
 export const SESSION_COOKIE = 'pm_session';
 
@@ -15,11 +16,6 @@ const userSchema = {
   required: ['id', 'email', 'displayName'],
   properties: { id: { type: 'string' }, email: { type: 'string' }, displayName: { type: 'string' } },
 } as const;
-
-export function requestOrigin(request: FastifyRequest) {
-  return { ip: request.ip, userAgent: request.headers['user-agent'] ?? '' };
-}
-const origin = requestOrigin;
 
 /** The lockout settings of every password login (JSON and the HTML login page). */
 export function loginSettings(config: Config) {
@@ -101,7 +97,7 @@ export default fp(async function sessions(app) {
       },
     },
     async (request, reply) => {
-      const outcome = await attemptLogin(db, audit, loginSettings(config), { email: request.body.email, password: request.body.password, origin: origin(request) });
+      const outcome = await attemptLogin(db, audit, loginSettings(config), { email: request.body.email, password: request.body.password, origin: requestOrigin(request) });
       // A locked account gets the same answer as a wrong password.
       if (!outcome.ok) throw new HttpError(401, 'invalid_credentials', 'Email or password is wrong');
       const { user } = outcome;
@@ -115,7 +111,7 @@ export default fp(async function sessions(app) {
     if (token) {
       const user = await findUserBySession(db, hashBearerValue(token));
       await revokeSession(db, hashBearerValue(token));
-      if (user) await audit.record({ action: 'UserLogout', outcome: 'success', actor: { type: 'user', id: user.id }, userId: user.id, origin: origin(request) });
+      if (user) await audit.record({ action: 'UserLogout', outcome: 'success', actor: { type: 'user', id: user.id }, userId: user.id, origin: requestOrigin(request) });
     }
     reply.clearCookie(SESSION_COOKIE, { path: '/' });
     return reply.code(204).send();

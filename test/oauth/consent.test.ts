@@ -121,11 +121,14 @@ describe('consent', () => {
     const { browser } = await signedInBrowser();
     const { page } = await consentPage(browser, client.id);
     const form = parseForm(page);
+    const csrf = form.fields.csrf_token!;
+    // One character off (never the character it already ends with, or the token would be the genuine one).
+    const almostCsrf = `${csrf.slice(0, -1)}${csrf.endsWith('A') ? 'B' : 'A'}`;
     const attempts: Record<string, string>[] = [
       { request_id: form.fields.request_id!, decision: 'approve' },
       { request_id: form.fields.request_id!, csrf_token: '', decision: 'approve' },
       { request_id: form.fields.request_id!, csrf_token: 'x'.repeat(43), decision: 'approve' },
-      { request_id: form.fields.request_id!, csrf_token: `${form.fields.csrf_token!.slice(0, -1)}A`, decision: 'approve' },
+      { request_id: form.fields.request_id!, csrf_token: almostCsrf, decision: 'approve' },
       { request_id: 'not-a-uuid', csrf_token: form.fields.csrf_token!, decision: 'approve' },
       { request_id: '00000000-0000-4000-8000-000000000000', csrf_token: form.fields.csrf_token!, decision: 'approve' },
     ];

@@ -11,7 +11,8 @@ import {
   type ValidAuthorizationRequest,
 } from '../../../platform/oauth-server/authorization-requests';
 import { SCOPE_DESCRIPTIONS } from '../../../platform/oauth-server/scopes';
-import { cookieSessionUser, requestOrigin } from '../sessions';
+import { cookieSessionUser } from '../sessions';
+import { requestOrigin } from '../../request-origin';
 
 const AUTHORIZE_PARAMETERS = ['response_type', 'client_id', 'redirect_uri', 'scope', 'state', 'code_challenge', 'code_challenge_method'] as const;
 

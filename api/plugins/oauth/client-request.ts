@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { AuditEntry } from '../../../platform/audit';
+import { requestOrigin } from '../../request-origin';
 import { authenticateClient, type OAuthClientRow } from '../../../platform/oauth-server/clients';
 import { OAuthError } from '../../../platform/oauth-server/errors';
 
@@ -67,11 +67,6 @@ export function clientRateLimitKey(request: FastifyRequest): string {
   return `${claimedClientId(request) ?? '-'}|${request.ip}`;
 }
 
-export function requestOrigin(request: FastifyRequest): AuditEntry['origin'] {
-  const userAgent = request.headers['user-agent'];
-  return { ip: request.ip, userAgent: userAgent ? userAgent.slice(0, 512) : undefined };
-}
-
 /**
  * Authenticates the calling client (client_secret_basic, client_secret_post or none) and audits
  * every failed attempt as OAuthClientAuthFailed with the claimed client id and the caller's
@@ -118,3 +113,14 @@ export async function authenticateCaller(
 export function stringField(maxLength: number) {
   return { type: 'string', maxLength } as const;
 }
+
+/** The body of introspection and revocation requests (RFC 7662 section 2.1, RFC 7009 section 2.1). */
+export const tokenParametersSchema = {
+  type: 'object',
+  properties: {
+    token: stringField(8192),
+    token_type_hint: stringField(64),
+    client_id: stringField(256),
+    client_secret: stringField(512),
+  },
+} as const;

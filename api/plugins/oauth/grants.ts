@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { findGrant, listUserGrants, markGrantRevoked } from '../../../db/queries/oauth-grants';
 import { revokeGrantTokens } from '../../../db/queries/oauth-tokens';
 import { errorResponseSchema, HttpError } from '../../errors';
-import { requestOrigin } from '../sessions';
+import { requestOrigin } from '../../request-origin';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 

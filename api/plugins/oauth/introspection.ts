@@ -6,7 +6,7 @@ import {
   CLIENT_REQUEST_BODY_LIMIT,
   clientRateLimitKey,
   requireFormParameters,
-  stringField,
+  tokenParametersSchema,
   type FormParameters,
 } from './client-request';
 import { answerOAuthErrors } from './index';
@@ -45,15 +45,7 @@ export default async function introspection(app: FastifyInstance) {
       config: { rateLimit: { max: 600, timeWindow: '1 minute', hook: 'preHandler', keyGenerator: clientRateLimitKey } },
       preValidation: requireFormParameters,
       schema: {
-        body: {
-          type: 'object',
-          properties: {
-            token: stringField(8192),
-            token_type_hint: stringField(64),
-            client_id: stringField(256),
-            client_secret: stringField(512),
-          },
-        },
+        body: tokenParametersSchema,
         response: { 200: introspectionResponseSchema, '4xx': oauthErrorSchema, '5xx': oauthErrorSchema },
       },
     },

@@ -3,7 +3,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { html, renderPage, sendHtml } from '../../../platform/html';
 import { attemptLogin } from '../../../platform/login';
 import { randomToken } from '../../../platform/secrets';
-import { loginSettings, requestOrigin, startSession } from '../sessions';
+import { loginSettings, startSession } from '../sessions';
+import { requestOrigin } from '../../request-origin';
 
 export const DEFAULT_RETURN_TO = '/oauth/grants';
 export const LOGIN_CSRF_COOKIE = 'pm_login_csrf';

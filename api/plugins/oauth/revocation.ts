@@ -1,3 +1,4 @@
+import { requestOrigin } from '../../request-origin';
 import type { FastifyInstance } from 'fastify';
 import { OAuthError, oauthErrorSchema } from '../../../platform/oauth-server/errors';
 import { TokenRevocation } from '../../../platform/oauth-server/revocation';
@@ -5,9 +6,8 @@ import {
   authenticateCaller,
   CLIENT_REQUEST_BODY_LIMIT,
   clientRateLimitKey,
-  requestOrigin,
   requireFormParameters,
-  stringField,
+  tokenParametersSchema,
   type FormParameters,
 } from './client-request';
 import { answerOAuthErrors } from './index';
@@ -28,15 +28,7 @@ export default async function revocation(app: FastifyInstance) {
       config: { rateLimit: { max: 600, timeWindow: '1 minute', hook: 'preHandler', keyGenerator: clientRateLimitKey } },
       preValidation: requireFormParameters,
       schema: {
-        body: {
-          type: 'object',
-          properties: {
-            token: stringField(8192),
-            token_type_hint: stringField(64),
-            client_id: stringField(256),
-            client_secret: stringField(512),
-          },
-        },
+        body: tokenParametersSchema,
         response: { '4xx': oauthErrorSchema, '5xx': oauthErrorSchema },
       },
     },

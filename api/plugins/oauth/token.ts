@@ -1,3 +1,4 @@
+import { requestOrigin } from '../../request-origin';
 import type { FastifyInstance } from 'fastify';
 import { OAuthError, oauthErrorSchema } from '../../../platform/oauth-server/errors';
 import { SUPPORTED_GRANT_TYPES } from '../../../platform/oauth-server/clients';
@@ -6,7 +7,6 @@ import {
   authenticateCaller,
   CLIENT_REQUEST_BODY_LIMIT,
   clientRateLimitKey,
-  requestOrigin,
   requireFormParameters,
   stringField,
   type FormParameters,
