@@ -49,4 +49,15 @@ describe('authorization server metadata (RFC 8414)', () => {
     }
     expect((await fetch(metadata.jwks_uri!)).status).toBe(200);
   });
+
+  it('does not advertise dynamic registration when it is switched off', async () => {
+    const closed = await startOAuthTestServer({ OAUTH_INITIAL_ACCESS_TOKEN: '' });
+    try {
+      const metadata = (await (await fetch(`${closed.url}/.well-known/oauth-authorization-server`)).json()) as Record<string, unknown>;
+      expect(metadata).not.toHaveProperty('registration_endpoint');
+      expect(metadata.token_endpoint).toBe(`${closed.url}/oauth/token`);
+    } finally {
+      await closed.close();
+    }
+  });
 });

@@ -3,7 +3,7 @@ import { SUPPORTED_GRANT_TYPES } from '../../../platform/oauth-server/clients';
 import { SUPPORTED_SCOPES } from '../../../platform/oauth-server/scopes';
 
 /** RFC 8414 authorization server metadata, built once from the configured issuer. */
-export function authorizationServerMetadata(issuer: string) {
+export function authorizationServerMetadata(issuer: string, registrationEnabled: boolean) {
   const endpoint = (path: string) => new URL(path, issuer.endsWith('/') ? issuer : `${issuer}/`).toString();
   return {
     issuer,
@@ -11,7 +11,8 @@ export function authorizationServerMetadata(issuer: string) {
     token_endpoint: endpoint('oauth/token'),
     introspection_endpoint: endpoint('oauth/introspect'),
     revocation_endpoint: endpoint('oauth/revoke'),
-    registration_endpoint: endpoint('oauth/register'),
+    // Advertised only when dynamic registration is switched on (OAUTH_INITIAL_ACCESS_TOKEN).
+    ...(registrationEnabled ? { registration_endpoint: endpoint('oauth/register') } : {}),
     jwks_uri: endpoint('oauth/jwks'),
     response_types_supported: ['code'],
     response_modes_supported: ['query'],
@@ -29,7 +30,7 @@ const stringArray = { type: 'array', items: { type: 'string' } } as const;
 
 /** GET /.well-known/oauth-authorization-server (RFC 8414 section 3). */
 export default async function metadata(app: FastifyInstance) {
-  const document = authorizationServerMetadata(app.authorizationServer.issuer);
+  const document = authorizationServerMetadata(app.authorizationServer.issuer, Boolean(app.services.config.authorizationServer.initialAccessToken));
   app.get(
     '/.well-known/oauth-authorization-server',
     {
