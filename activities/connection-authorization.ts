@@ -26,6 +26,7 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
       }
       const connection = await findConnection(db, input.connectionId);
       if (!connection) throw ApplicationFailure.nonRetryable('connection does not exist', FailureType.connectionGone);
+      const { tokenVersion: versionBefore } = connection;
       if (authorization.exchangedAt !== null) return currentTokenState(db, input.connectionId);
       if (!authorization.codeEnc || !authorization.codeVerifierEnc) {
         throw ApplicationFailure.nonRetryable('authorization holds no code to exchange', FailureType.authorizationRejected);
@@ -84,7 +85,7 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
       /** A code that could not be used is worth nothing: it and its verifier are wiped, the reason kept. */
       async function rejected(kind: string, message: string): Promise<ApplicationFailure> {
         await wipeAuthorizationSecrets(db, input.authorizationId);
-        await recordConnectionError(db, input.connectionId, kind, message, clock());
+        await recordConnectionError(db, { connectionId: input.connectionId, tokenVersion: versionBefore, kind, message, at: clock() });
         return ApplicationFailure.nonRetryable(message, FailureType.authorizationRejected);
       }
     },

@@ -43,7 +43,7 @@ export function createRefreshActivities({ db, crypto, providers, audit, clock }:
           : undefined;
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
-        await recordConnectionError(db, input.connectionId, 'credential_unreadable', message, clock());
+        await recordConnectionError(db, { connectionId: input.connectionId, tokenVersion: input.expectedVersion, kind: 'credential_unreadable', message, at: clock() });
         throw ApplicationFailure.nonRetryable(message, FailureType.credentialUnreadable);
       }
 
@@ -107,7 +107,7 @@ export function createRefreshActivities({ db, crypto, providers, audit, clock }:
       async function failed(error: unknown): Promise<ApplicationFailure> {
         const kind = error instanceof ProviderError ? error.kind : 'unknown';
         const message = error instanceof Error ? error.message : String(error);
-        await recordConnectionError(db, input.connectionId, kind, message, clock());
+        await recordConnectionError(db, { connectionId: input.connectionId, tokenVersion: input.expectedVersion, kind, message, at: clock() });
         if (kind === 'invalid_grant') return ApplicationFailure.nonRetryable(message, FailureType.grantRevoked);
         if (kind === 'invalid_client' || kind === 'protocol') return ApplicationFailure.nonRetryable(message, FailureType.providerRejected);
         return retryableProviderFailure(error);

@@ -115,11 +115,18 @@ export function storeTokensIfVersion(
     RETURNING token_version AS "tokenVersion"`);
 }
 
-export async function recordConnectionError(db: CommonQueryMethods, connectionId: string, kind: string, message: string, at: Date): Promise<void> {
+/**
+ * Records why the last attempt failed, unless the tokens moved on since the failing attempt read them
+ * (a later success, a re-consent, a disconnect): a late failure must not paint over a good state.
+ */
+export async function recordConnectionError(
+  db: CommonQueryMethods,
+  failure: { connectionId: string; tokenVersion: number; kind: string; message: string; at: Date },
+): Promise<void> {
   await db.query(sql.unsafe`
     UPDATE integration_connections
-    SET last_error_kind = ${kind}, last_error_message = ${message}, last_error_at = ${sql.timestamp(at)}, updated_at = now()
-    WHERE id = ${connectionId}`);
+    SET last_error_kind = ${failure.kind}, last_error_message = ${failure.message}, last_error_at = ${sql.timestamp(failure.at)}, updated_at = now()
+    WHERE id = ${failure.connectionId} AND token_version = ${failure.tokenVersion} AND status <> 'disconnected'`);
 }
 
 /** Returns true only for the call that made the transition, so its caller audits it exactly once. */

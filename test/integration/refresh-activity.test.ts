@@ -10,7 +10,7 @@ import { createActivities, type Activities, type TokenState } from '../../activi
 import { FailureType, NON_RETRYABLE_FAILURES } from '../../activities/failure-types';
 import { migrate } from '../../db/migrate';
 import { insertAuthorization, attachCodeToAuthorization } from '../../db/queries/authorizations';
-import { findOrCreateLiveConnection } from '../../db/queries/connections';
+import { findOrCreateLiveConnection, recordConnectionError } from '../../db/queries/connections';
 import { insertUser } from '../../db/queries/users';
 import { startFakeGoogle, type FakeGoogle } from '../../fakes/google';
 import { loadConfig, type Config } from '../../platform/config';
@@ -273,6 +273,17 @@ describe('refreshConnectionTokens activity', () => {
     expect(refreshCalls()).toHaveLength(1);
     expect(await readStored(seeded.connectionId)).toEqual(afterFirst);
     expect(await refreshAuditRows(seeded.connectionId)).toHaveLength(1);
+  });
+
+  it('a failure reported late, for a version already superseded, does not paint over the good state', async () => {
+    const seeded = await seedActiveConnection();
+    const v = seeded.state.tokenVersion;
+    await refresh(seeded.connectionId, v);
+    await recordConnectionError(services.db, { connectionId: seeded.connectionId, tokenVersion: v, kind: 'transient', message: 'late', at: new Date() });
+    expect(await readStored(seeded.connectionId)).toMatchObject({ tokenVersion: v + 1, lastErrorKind: null, lastErrorMessage: null });
+
+    await recordConnectionError(services.db, { connectionId: seeded.connectionId, tokenVersion: v + 1, kind: 'transient', message: 'current', at: new Date() });
+    expect(await readStored(seeded.connectionId)).toMatchObject({ lastErrorKind: 'transient', lastErrorMessage: 'current' });
   });
 
   it('keeps the stored refresh token when Google answers without one (its default), and keeps no previous token', async () => {
