@@ -55,19 +55,7 @@ describe('interoperability with oauth4webapi', () => {
     expect(as.code_challenge_methods_supported).toEqual(['S256']);
     expect(as.authorization_response_iss_parameter_supported).toBe(true);
 
-    const codeVerifier = oauth.generateRandomCodeVerifier();
-    const codeChallenge = await oauth.calculatePKCECodeChallenge(codeVerifier);
-    const state = oauth.generateRandomState();
-    const authorizationUrl = new URL(as.authorization_endpoint!);
-    authorizationUrl.search = new URLSearchParams({
-      client_id: client.client_id,
-      redirect_uri: redirectUri,
-      response_type: 'code',
-      scope: 'properties:read offline_access',
-      state,
-      code_challenge: codeChallenge,
-      code_challenge_method: 'S256',
-    }).toString();
+    const { codeVerifier, state, authorizationUrl } = await authorizationRequest(client.client_id, redirectUri);
 
     const callback = await authorizeInBrowser(authorizationUrl);
     expect(`${callback.origin}${callback.pathname}`).toBe(redirectUri);
@@ -141,19 +129,25 @@ describe('interoperability with oauth4webapi', () => {
     ).rejects.toMatchObject({ error: 'invalid_grant' });
   });
 
-  async function authorizeAgain(): Promise<oauth.TokenEndpointResponse> {
+  /** What oauth4webapi's documentation has a client build: a fresh verifier and state, and the URL to send the user to. */
+  async function authorizationRequest(clientId: string, redirect: string) {
     const codeVerifier = oauth.generateRandomCodeVerifier();
     const state = oauth.generateRandomState();
     const authorizationUrl = new URL(as.authorization_endpoint!);
     authorizationUrl.search = new URLSearchParams({
-      client_id: client.client_id,
-      redirect_uri: redirectUri,
+      client_id: clientId,
+      redirect_uri: redirect,
       response_type: 'code',
       scope: 'properties:read offline_access',
       state,
       code_challenge: await oauth.calculatePKCECodeChallenge(codeVerifier),
       code_challenge_method: 'S256',
     }).toString();
+    return { codeVerifier, state, authorizationUrl };
+  }
+
+  async function authorizeAgain(): Promise<oauth.TokenEndpointResponse> {
+    const { codeVerifier, state, authorizationUrl } = await authorizationRequest(client.client_id, redirectUri);
     const callbackParameters = oauth.validateAuthResponse(as, client, await authorizeInBrowser(authorizationUrl), state);
     return oauth.processAuthorizationCodeResponse(
       as,
@@ -165,19 +159,8 @@ describe('interoperability with oauth4webapi', () => {
   it('a public client (no secret) completes code + PKCE and refresh with client_secret none', async () => {
     const native = await server.createClient({ name: 'Native app', tokenEndpointAuthMethod: 'none', redirectUris: ['http://127.0.0.1/callback'] });
     const publicClient: oauth.Client = { client_id: native.client.id };
-    const codeVerifier = oauth.generateRandomCodeVerifier();
-    const state = oauth.generateRandomState();
     const nativeRedirect = 'http://127.0.0.1:53123/callback';
-    const authorizationUrl = new URL(as.authorization_endpoint!);
-    authorizationUrl.search = new URLSearchParams({
-      client_id: publicClient.client_id,
-      redirect_uri: nativeRedirect,
-      response_type: 'code',
-      scope: 'properties:read offline_access',
-      state,
-      code_challenge: await oauth.calculatePKCECodeChallenge(codeVerifier),
-      code_challenge_method: 'S256',
-    }).toString();
+    const { codeVerifier, state, authorizationUrl } = await authorizationRequest(publicClient.client_id, nativeRedirect);
     const callbackParameters = oauth.validateAuthResponse(as, publicClient, await authorizeInBrowser(authorizationUrl), state);
     const tokens = await oauth.processAuthorizationCodeResponse(
       as,
