@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import { createPkcePair, type PkcePair } from '../../platform/pkce';
+import type { OAuthTestServer } from './oauth-server';
 
 /** Undoes the HTML escaping of attribute values (platform/html.ts escapes with numeric entities). */
 export function unescapeHtml(value: string): string {
@@ -132,4 +134,13 @@ export function authorizePath(params: AuthorizeParams): { path: string; pkce: Pk
   };
   const search = new URLSearchParams(Object.entries(query).filter((entry): entry is [string, string] => entry[1] !== undefined));
   return { path: `/oauth/authorize?${search}`, pkce, state };
+}
+
+/** A new PM user, signed in through the login page of `server` in a fresh browser. */
+export async function signedInBrowser(server: OAuthTestServer) {
+  const user = await server.createUser(`user-${randomUUID()}@example.com`);
+  const browser = new TestBrowser(server.url);
+  const response = await browser.signIn(user.email, user.password);
+  if (response.status !== 303) throw new Error(`sign-in answered ${response.status}`);
+  return { browser, user };
 }

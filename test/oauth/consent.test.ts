@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { hashBearerValue } from '../../platform/secrets';
 import { SCOPE_DESCRIPTIONS } from '../../platform/oauth-server/scopes';
 import { startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
-import { authorizePath, parseForm, TestBrowser } from '../helpers/oauth-browser';
+import { authorizePath, parseForm, TestBrowser, signedInBrowser } from '../helpers/oauth-browser';
 
 /** The consent page and its decision POST, driven by parsing and submitting the HTML form. */
 describe('consent', () => {
@@ -18,15 +18,6 @@ describe('consent', () => {
     await server?.close();
   });
 
-  let userCount = 0;
-  async function signedInBrowser() {
-    userCount += 1;
-    const user = await server.createUser(`consent-${userCount}@example.com`);
-    const browser = new TestBrowser(server.url);
-    expect((await browser.signIn(user.email, user.password)).status).toBe(303);
-    return { browser, user };
-  }
-
   async function consentPage(browser: TestBrowser, clientId: string, scope = 'properties:read reservations:read') {
     const request = authorizePath({ clientId, scope });
     const response = await browser.get(request.path);
@@ -39,7 +30,7 @@ describe('consent', () => {
 
   it('shows the client name and a sentence per scope, with framing and caching headers and no script', async () => {
     const { client } = await server.createClient({ name: 'Acme <Bookings> & "Co"' });
-    const { browser } = await signedInBrowser();
+    const { browser } = await signedInBrowser(server);
     const { response, page } = await consentPage(browser, client.id);
     expect(page).toContain('Acme &#60;Bookings&#62; &#38; &#34;Co&#34;');
     expect(page).not.toContain('<Bookings>');
@@ -67,7 +58,7 @@ describe('consent', () => {
 
   it('tells the user that a voice client links the account to the voice assistant', async () => {
     const { client } = await server.createClient({ name: 'Google Home', kind: 'voice', scopes: ['devices:control', 'offline_access'] });
-    const { browser } = await signedInBrowser();
+    const { browser } = await signedInBrowser(server);
     const { page } = await consentPage(browser, client.id, 'devices:control offline_access');
     expect(page).toContain('Your account will be linked to Google Home');
     expect(page).toContain('voice assistant');
@@ -76,7 +67,7 @@ describe('consent', () => {
 
   it('approve redirects (303) with code, state and iss; the code is stored only as a hash; audited', async () => {
     const { client } = await server.createClient();
-    const { browser, user } = await signedInBrowser();
+    const { browser, user } = await signedInBrowser(server);
     const { page, state } = await consentPage(browser, client.id);
     const response = await browser.submit(page, {}, 'approve');
     expect(response.status).toBe(303);
@@ -106,7 +97,7 @@ describe('consent', () => {
 
   it('deny redirects (303) with access_denied, state and iss, and issues nothing', async () => {
     const { client } = await server.createClient();
-    const { browser } = await signedInBrowser();
+    const { browser } = await signedInBrowser(server);
     const { page, state } = await consentPage(browser, client.id);
     const response = await browser.submit(page, {}, 'deny');
     expect(response.status).toBe(303);
@@ -118,7 +109,7 @@ describe('consent', () => {
 
   it('refuses a decision without the CSRF token or with a wrong one (403), and issues no code', async () => {
     const { client } = await server.createClient();
-    const { browser } = await signedInBrowser();
+    const { browser } = await signedInBrowser(server);
     const { page } = await consentPage(browser, client.id);
     const form = parseForm(page);
     const csrf = form.fields.csrf_token!;
@@ -147,8 +138,8 @@ describe('consent', () => {
 
   it("refuses another user's decision on a request, even with its CSRF token", async () => {
     const { client } = await server.createClient();
-    const victim = await signedInBrowser();
-    const attacker = await signedInBrowser();
+    const victim = await signedInBrowser(server);
+    const attacker = await signedInBrowser(server);
     const { page } = await consentPage(victim.browser, client.id);
     expect((await attacker.browser.submit(page, {}, 'approve')).status).toBe(403);
     expect((await new TestBrowser(server.url).submit(page, {}, 'approve')).status).toBe(403);
@@ -157,7 +148,7 @@ describe('consent', () => {
 
   it('refuses a replayed decision', async () => {
     const { client } = await server.createClient();
-    const { browser } = await signedInBrowser();
+    const { browser } = await signedInBrowser(server);
     const { page } = await consentPage(browser, client.id);
     expect((await browser.submit(page, {}, 'approve')).status).toBe(303);
     for (const decision of ['approve', 'deny']) {
@@ -170,7 +161,7 @@ describe('consent', () => {
 
   it('refuses an expired request', async () => {
     const { client } = await server.createClient();
-    const { browser } = await signedInBrowser();
+    const { browser } = await signedInBrowser(server);
     const { page } = await consentPage(browser, client.id);
     const requestId = parseForm(page).fields.request_id!;
     await server.db.query(sql.unsafe`UPDATE oauth_authorization_requests SET expires_at = now() - interval '1 second' WHERE id = ${requestId}`);
@@ -180,7 +171,7 @@ describe('consent', () => {
 
   it('stores the pending request for ten minutes with only a hash of the CSRF token', async () => {
     const { client } = await server.createClient();
-    const { browser } = await signedInBrowser();
+    const { browser } = await signedInBrowser(server);
     const { page } = await consentPage(browser, client.id);
     const { request_id: requestId, csrf_token: csrfToken } = parseForm(page).fields;
     const row = await server.db.one(sql.type(z.object({ csrfHash: z.string(), seconds: z.number() }))`
@@ -191,7 +182,7 @@ describe('consent', () => {
 
   it('skips consent when an active grant covers the scopes, and asks again for a wider scope', async () => {
     const { client } = await server.createClient();
-    const { browser } = await signedInBrowser();
+    const { browser } = await signedInBrowser(server);
     const first = await consentPage(browser, client.id, 'properties:read reservations:read');
     expect((await browser.submit(first.page, {}, 'approve')).status).toBe(303);
 
@@ -217,7 +208,7 @@ describe('consent', () => {
 
   it('asks again after the grant was revoked', async () => {
     const { client } = await server.createClient();
-    const { browser } = await signedInBrowser();
+    const { browser } = await signedInBrowser(server);
     const first = await consentPage(browser, client.id);
     expect((await browser.submit(first.page, {}, 'approve')).status).toBe(303);
     await server.db.query(sql.unsafe`UPDATE oauth_grants SET revoked_at = now() WHERE client_id = ${client.id}`);
@@ -226,7 +217,7 @@ describe('consent', () => {
 
   it('issues a code the token endpoint logic redeems with the PKCE verifier', async () => {
     const { client } = await server.createClient();
-    const { browser } = await signedInBrowser();
+    const { browser } = await signedInBrowser(server);
     const { page, pkce } = await consentPage(browser, client.id);
     const location = new URL((await browser.submit(page, {}, 'approve')).headers.get('location')!);
     const tokens = await server.app.authorizationServer.grants.authorizationCode(

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'slonik';
 import { z } from 'zod';
 import { startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
-import { authorizePath, TestBrowser } from '../helpers/oauth-browser';
+import { authorizePath, TestBrowser, signedInBrowser } from '../helpers/oauth-browser';
 import type { OAuthClientRow } from '../../platform/oauth-server/clients';
 
 interface GrantView {
@@ -26,15 +26,6 @@ describe('user grants', () => {
   afterAll(async () => {
     await server?.close();
   });
-
-  let userCount = 0;
-  async function signedIn() {
-    userCount += 1;
-    const user = await server.createUser(`grants-${userCount}@example.com`);
-    const browser = new TestBrowser(server.url);
-    expect((await browser.signIn(user.email, user.password)).status).toBe(303);
-    return { user, browser };
-  }
 
   /** Consents in the browser and redeems the code, so the grant has real refresh and access tokens. */
   async function authorizeAndRedeem(browser: TestBrowser, client: OAuthClientRow, scope: string) {
@@ -72,8 +63,8 @@ describe('user grants', () => {
   it("lists only the signed-in user's own active grants", async () => {
     const { client: calendar } = await server.createClient({ name: 'Calendar app' });
     const { client: reports } = await server.createClient({ name: 'Reports app' });
-    const alice = await signedIn();
-    const bob = await signedIn();
+    const alice = await signedInBrowser(server);
+    const bob = await signedInBrowser(server);
     await authorizeAndRedeem(alice.browser, calendar, 'properties:read offline_access');
     await authorizeAndRedeem(alice.browser, reports, 'reservations:read');
     await authorizeAndRedeem(bob.browser, calendar, 'properties:read');
@@ -103,7 +94,7 @@ describe('user grants', () => {
 
   it('DELETE revokes the grant and every token issued under it, audited, then asks for consent again', async () => {
     const { client } = await server.createClient();
-    const { user, browser } = await signedIn();
+    const { user, browser } = await signedInBrowser(server);
     const tokens = await authorizeAndRedeem(browser, client, 'properties:read offline_access');
     expect(tokens.refresh_token).toBeTruthy();
     const [grant] = await listGrants(browser);
@@ -133,8 +124,8 @@ describe('user grants', () => {
 
   it("answers 404 for someone else's grant and leaves it alone", async () => {
     const { client } = await server.createClient();
-    const owner = await signedIn();
-    const other = await signedIn();
+    const owner = await signedInBrowser(server);
+    const other = await signedInBrowser(server);
     await authorizeAndRedeem(owner.browser, client, 'properties:read offline_access');
     const [grant] = await listGrants(owner.browser);
     const cookie = { cookie: `pm_session=${other.browser.cookies.get('pm_session')}` };
