@@ -1,6 +1,7 @@
 import { createAuthorizationActivities } from './connection-authorization';
 import { createDisconnectActivities } from './connection-disconnect';
 import { createRefreshActivities } from './connection-refresh';
+import { createHousekeepingActivities } from './housekeeping';
 import type { ActivityDependencies } from './dependencies';
 
 export type { ActivityDependencies, TokenState } from './dependencies';
@@ -11,6 +12,7 @@ export function createActivities(dependencies: ActivityDependencies) {
     ...createAuthorizationActivities(dependencies),
     ...createRefreshActivities(dependencies),
     ...createDisconnectActivities(dependencies),
+    ...createHousekeepingActivities(dependencies),
   };
 }
 

@@ -7,6 +7,8 @@ import { loggerOptions } from './logger';
 import { runUntilSignalled } from './process';
 import { createPlatformServices } from './services';
 import { createConnectionWorker } from './worker';
+import { ensureHousekeepingSchedule } from './schedules';
+import { connectTemporalClient } from './temporal';
 
 /** Production entry of the Temporal worker, with /healthz and /readyz for the orchestrator. */
 await runUntilSignalled('worker', async () => {
@@ -22,6 +24,8 @@ await runUntilSignalled('worker', async () => {
     dependencies: { ...services, clock: () => new Date() },
   });
   const running = worker.run();
+  const client = await connectTemporalClient(config.temporal);
+  await ensureHousekeepingSchedule(client, config.temporal.taskQueue);
 
   const health = createServer((request, response) => {
     const answer = (status: number, body: object) => {
@@ -43,6 +47,7 @@ await runUntilSignalled('worker', async () => {
     // shutdown() lets running activities finish (up to the worker's grace time) before run() resolves.
     worker.shutdown();
     await running;
+    await client.connection.close();
     await connection.close();
     await services.db.end();
   };

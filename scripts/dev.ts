@@ -16,6 +16,7 @@ import { createPlatformServices } from '../platform/services';
 import { connectTemporalClient } from '../platform/temporal';
 import { createUser } from '../platform/users';
 import { createConnectionWorker } from '../platform/worker';
+import { ensureHousekeepingSchedule } from '../platform/schedules';
 import { ensureTemporalCli, repoRoot } from './temporal-binaries';
 
 /**
@@ -123,6 +124,7 @@ await runUntilSignalled('dev', async () => {
   lines.push(`Worker            task queue "${config.temporal.taskQueue}"`);
 
   const temporal = await connectTemporalClient(config.temporal);
+  await ensureHousekeepingSchedule(temporal, config.temporal.taskQueue);
   const app = await buildApiServer({ ...services, config, temporal });
   await app.listen({ host: config.http.host, port: config.http.port });
   stops.push(async () => {

@@ -41,9 +41,3 @@ export async function markAuthorizationRequestDecided(db: CommonQueryMethods, id
     WHERE id = ${id} AND decided_at IS NULL AND expires_at > now()`);
   return result.rowCount === 1;
 }
-
-/** Housekeeping: requests nobody decided on stay only until they expire (plus a day for support questions). */
-export async function deleteStaleAuthorizationRequests(db: CommonQueryMethods): Promise<number> {
-  const result = await db.query(sql.unsafe`DELETE FROM oauth_authorization_requests WHERE expires_at < now() - interval '1 day'`);
-  return result.rowCount;
-}

@@ -1,0 +1,27 @@
+import { sql, type CommonQueryMethods } from 'slonik';
+
+/**
+ * Rows that no request can use any more, each with the condition that makes it so. They are kept a
+ * day past that point (for support questions and audits in progress), then deleted; the audit log
+ * keeps what happened. Deleting expired authorizations also drops their encrypted verifiers.
+ */
+const EXPIRED_RECORDS = {
+  integration_authorizations: sql.fragment`expires_at < now() - interval '1 day'`,
+  oauth_authorization_requests: sql.fragment`expires_at < now() - interval '1 day'`,
+  oauth_authorization_codes: sql.fragment`expires_at < now() - interval '1 day'`,
+  oauth_access_tokens: sql.fragment`expires_at < now() - interval '1 day'`,
+  oauth_refresh_tokens: sql.fragment`expires_at < now() - interval '1 day'`,
+  user_sessions: sql.fragment`expires_at < now() - interval '1 day' OR revoked_at < now() - interval '1 day'`,
+  user_login_failures: sql.fragment`last_failure < now() - interval '1 day' AND (locked_until IS NULL OR locked_until < now())`,
+} as const;
+
+export type HousekeepingCounts = Record<keyof typeof EXPIRED_RECORDS, number>;
+
+export async function deleteExpiredRecords(db: CommonQueryMethods): Promise<HousekeepingCounts> {
+  const counts = {} as HousekeepingCounts;
+  for (const table of Object.keys(EXPIRED_RECORDS) as Array<keyof typeof EXPIRED_RECORDS>) {
+    const result = await db.query(sql.unsafe`DELETE FROM ${sql.identifier([table])} WHERE ${EXPIRED_RECORDS[table]}`);
+    counts[table] = result.rowCount;
+  }
+  return counts;
+}
