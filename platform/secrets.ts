@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /** An unguessable bearer value (OAuth state, session token): 256 bits, URL-safe. */
 export function randomToken(): string {
@@ -11,4 +11,16 @@ export function randomToken(): string {
  */
 export function hashBearerValue(value: string): string {
   return createHash('sha256').update(value, 'utf8').digest('base64url');
+}
+
+/** Constant-time equality of two secrets (compared as their hashes, so lengths leak nothing either). */
+export function secretsEqual(presented: string, expected: string): boolean {
+  return timingSafeEqual(Buffer.from(hashBearerValue(presented)), Buffer.from(hashBearerValue(expected)));
+}
+
+/** Constant-time check of a presented secret against the hash we stored for it. */
+export function matchesStoredHash(presented: string, storedHash: string): boolean {
+  const candidate = Buffer.from(hashBearerValue(presented));
+  const stored = Buffer.from(storedHash);
+  return candidate.length === stored.length && timingSafeEqual(candidate, stored);
 }
