@@ -6,5 +6,3 @@ export function safeString(maxLength: number, extra: { minLength?: number } = {}
   return { type: 'string', maxLength, pattern: '^[^\\u0000]*$', ...extra } as const;
 }
 
-export const UUID_PATTERN = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$';
-export const UUID = new RegExp(UUID_PATTERN);

@@ -52,6 +52,7 @@ const environmentSchema = z.object({
   AIRBNB_CLIENT_SECRET: z.string().min(1).optional(),
 
   OAUTH_ISSUER: httpUrl.optional(),
+  OAUTH_ACCESS_TOKEN_AUDIENCE: z.string().min(1).optional(),
   ADMIN_API_TOKEN: z.string().min(32, 'must have at least 32 characters').optional(),
   OAUTH_INITIAL_ACCESS_TOKEN: z.string().min(32, 'must have at least 32 characters').optional(),
   OAUTH_SIGNING_KEY_GRACE_SECONDS: seconds(24 * 3600),
@@ -97,6 +98,8 @@ export interface Config {
   tokenRefresh: { marginSeconds: number; jitterSeconds: number };
   authorizationServer: {
     issuer: string;
+    /** `aud` of our access tokens (OAUTH_ACCESS_TOKEN_AUDIENCE, default the issuer). */
+    audience: string;
     adminApiToken: string | undefined;
     initialAccessToken: string | undefined;
     signingKeyGraceSeconds: number;
@@ -140,6 +143,10 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
   if (parsed.success && parsed.data.TOKEN_REFRESH_JITTER_SECONDS >= parsed.data.TOKEN_REFRESH_MARGIN_SECONDS) {
     problems.push('TOKEN_REFRESH_JITTER_SECONDS: must be smaller than TOKEN_REFRESH_MARGIN_SECONDS');
   }
+  if (parsed.success && parsed.data.OAUTH_SIGNING_KEY_GRACE_SECONDS < parsed.data.ACCESS_TOKEN_TTL_SECONDS) {
+    // A retired key must verify every token it signed until that token expires.
+    problems.push('OAUTH_SIGNING_KEY_GRACE_SECONDS: must be at least ACCESS_TOKEN_TTL_SECONDS');
+  }
   if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
   const env = parsed.data;
   const production = env.APP_ENV === 'production';
@@ -179,6 +186,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
     tokenRefresh: { marginSeconds: env.TOKEN_REFRESH_MARGIN_SECONDS, jitterSeconds: env.TOKEN_REFRESH_JITTER_SECONDS },
     authorizationServer: {
       issuer: env.OAUTH_ISSUER ?? publicBaseUrl,
+      audience: env.OAUTH_ACCESS_TOKEN_AUDIENCE ?? env.OAUTH_ISSUER ?? publicBaseUrl,
       adminApiToken: env.ADMIN_API_TOKEN,
       initialAccessToken: env.OAUTH_INITIAL_ACCESS_TOKEN,
       signingKeyGraceSeconds: env.OAUTH_SIGNING_KEY_GRACE_SECONDS,

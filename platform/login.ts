@@ -1,5 +1,5 @@
 import type { DatabasePool } from 'slonik';
-import { clearLoginFailures, isLoginLocked, recordLoginFailure } from '../db/queries/login-failures';
+import { clearLoginFailures, lockLogin, reserveLoginAttempt } from '../db/queries/login-failures';
 import type { UserRow } from '../db/queries/users';
 import type { AuditEntry, AuditLog } from './audit';
 import { verifyUserPassword } from './users';
@@ -17,26 +17,30 @@ export interface LoginSettings {
 
 export type LoginOutcome = { ok: true; user: UserRow } | { ok: false; reason: 'invalid_credentials' | 'locked' };
 
-/**
- * Email + password sign-in with lockout, shared by the JSON login and the HTML login page.
- * After `maxFailures` failures for one email (within `lockoutSeconds` of each other) the email is
- * locked for `lockoutSeconds`: even the right password is refused, with the same answer as a wrong
- * one. The password is always verified (also for unknown or locked emails), so timing tells nothing.
- * Audits UserLogin, UserLoginFailed (every refusal) and UserLoginLocked (once, when the lock engages);
- * never the password.
- */
 /** People type passwords into the email field: anything that is not shaped like an address is not recorded. */
 function auditableEmail(email: string): string {
   return /^[^\s@]{1,64}@[^\s@]{1,255}$/.test(email) ? email : '[not an email address]';
 }
 
+/**
+ * Email + password sign-in with lockout, shared by the JSON login and the HTML login page.
+ * After `maxFailures` failures for one email (within `lockoutSeconds` of each other) the email is
+ * locked for `lockoutSeconds`: even the right password is refused, with the same answer as a wrong
+ * one. The attempt is counted before its password is checked (reserveLoginAttempt), so parallel
+ * requests get no more than `maxFailures` guesses evaluated. The password is always verified (also
+ * for unknown or locked emails), so timing tells nothing.
+ * Audits UserLogin, UserLoginFailed (every refusal) and UserLoginLocked (once, when the lock engages);
+ * never the password.
+ */
 export async function attemptLogin(db: DatabasePool, audit: AuditLog, settings: LoginSettings, attempt: LoginAttempt): Promise<LoginOutcome> {
   const email = attempt.email.trim();
-  const [locked, user] = await Promise.all([isLoginLocked(db, email), verifyUserPassword(db, email, attempt.password)]);
+  const slot = await reserveLoginAttempt(db, email, settings);
+  // Verified even when refused: a locked email answers as slowly as any other.
+  const user = await verifyUserPassword(db, email, attempt.password);
   const actor = { type: 'user' as const, ...(user ? { id: user.id } : {}) };
   const userId = user ? { userId: user.id } : {};
 
-  if (locked) {
+  if (!slot.allowed) {
     await audit.record({ action: 'UserLoginFailed', outcome: 'failure', actor, ...userId, origin: attempt.origin, details: { email: auditableEmail(email), reason: 'locked' } });
     return { ok: false, reason: 'locked' };
   }
@@ -46,7 +50,8 @@ export async function attemptLogin(db: DatabasePool, audit: AuditLog, settings: 
     return { ok: true, user };
   }
   await db.transaction(async (transaction) => {
-    const lockedNow = await recordLoginFailure(transaction, email, settings);
+    // The failure itself was counted by the reservation; only the last slot's failure engages the lock.
+    const lockedNow = slot.last && (await lockLogin(transaction, email, settings));
     await audit.record({ action: 'UserLoginFailed', outcome: 'failure', actor, origin: attempt.origin, details: { email: auditableEmail(email), reason: 'invalid_credentials' } }, transaction);
     if (lockedNow) {
       await audit.record(

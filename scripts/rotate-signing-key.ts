@@ -1,7 +1,6 @@
 import { userInfo } from 'node:os';
 import { pathToFileURL } from 'node:url';
-import { sql, type DatabasePool } from 'slonik';
-import { z } from 'zod';
+import type { DatabasePool } from 'slonik';
 import { createDatabasePool } from '../db/pool';
 import { AuditLog } from '../platform/audit';
 import { ConfigError, loadConfig } from '../platform/config';
@@ -13,7 +12,8 @@ import { createIntegrationCrypto } from '../platform/services';
  * `npm run rotate-signing-key`: creates a new access-token signing key and retires the previous one.
  * The new key signs from now on; the previous key stays in the JWKS (so tokens it signed still
  * verify) for OAUTH_SIGNING_KEY_GRACE_SECONDS, which should be at least the access-token lifetime.
- * Running servers pick the new key up on their next signature (they read the newest key each time).
+ * Running servers pick the new key up on their next signature (they read the newest key's id each time)
+ * and verify with it within 30 s (their cached key set is refetched when a token names an unknown kid).
  */
 
 export interface RotationResult {
@@ -24,29 +24,26 @@ export interface RotationResult {
   previousLeavesJwksAt: Date | undefined;
 }
 
-const activeKidQuery = sql.type(z.object({ id: z.string() }))`
-  SELECT id FROM oauth_signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1`;
-
+/** Rotates the key and writes its audit row in one transaction: both happen, or neither. */
 export async function rotateSigningKey(db: DatabasePool, crypto: IntegrationCrypto, graceSeconds: number, actorId: string): Promise<RotationResult> {
-  const previousKid = (await db.maybeOne(activeKidQuery))?.id;
-  const kid = await new SigningKeys(db, crypto, graceSeconds).rotate();
-  const retiredAt = previousKid
-    ? await db.oneFirst(sql.type(z.object({ retiredAt: z.number() }))`
-        SELECT retired_at AS "retiredAt" FROM oauth_signing_keys WHERE id = ${previousKid}`)
-    : undefined;
-  const previousLeavesJwksAt = retiredAt === undefined ? undefined : new Date(retiredAt + graceSeconds * 1000);
-  await new AuditLog(db).record({
-    action: 'OAuthSigningKeyRotate',
-    outcome: 'success',
-    actor: { type: 'operator', id: actorId },
-    details: {
-      kid,
-      previous_kid: previousKid ?? null,
-      grace_seconds: graceSeconds,
-      previous_leaves_jwks_at: previousLeavesJwksAt?.toISOString() ?? null,
-    },
+  const leavesJwksAt = (retiredAt: Date | undefined) => (retiredAt ? new Date(retiredAt.getTime() + graceSeconds * 1000) : undefined);
+  const rotation = await new SigningKeys(db, crypto, graceSeconds).rotate(async ({ kid, previousKid, retiredAt }, transaction) => {
+    await new AuditLog(db).record(
+      {
+        action: 'OAuthSigningKeyRotate',
+        outcome: 'success',
+        actor: { type: 'operator', id: actorId },
+        details: {
+          kid,
+          previous_kid: previousKid ?? null,
+          grace_seconds: graceSeconds,
+          previous_leaves_jwks_at: leavesJwksAt(retiredAt)?.toISOString() ?? null,
+        },
+      },
+      transaction,
+    );
   });
-  return { kid, previousKid, previousLeavesJwksAt };
+  return { kid: rotation.kid, previousKid: rotation.previousKid, previousLeavesJwksAt: leavesJwksAt(rotation.retiredAt) };
 }
 
 function operatorName(): string {

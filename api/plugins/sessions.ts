@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin';
 import cookie from '@fastify/cookie';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { errorResponseBuilderContext } from '@fastify/rate-limit';
 import type { CommonQueryMethods } from 'slonik';
 import { findUserBySession, insertSession, revokeSession, type UserRow } from '../../db/queries/users';
 import type { Config } from '../../platform/config';
@@ -8,6 +9,7 @@ import { attemptLogin } from '../../platform/login';
 import { hashBearerValue, randomToken } from '../../platform/secrets';
 import { errorResponseSchema, HttpError } from '../errors';
 import { requestOrigin } from '../request-origin';
+import { safeString } from '../schemas';
 
 export const SESSION_COOKIE = 'pm_session';
 
@@ -21,6 +23,17 @@ const userSchema = {
 export function loginSettings(config: Config) {
   return { maxFailures: config.authorizationServer.loginMaxFailures, lockoutSeconds: config.authorizationServer.loginLockoutSeconds };
 }
+
+/**
+ * Per-IP limit of the password logins (JSON and the HTML page, counted per route): each attempt costs
+ * an Argon2 run. The 429 is an HttpError, so the API answers `{ error: 'rate_limited', message }`.
+ */
+export const LOGIN_RATE_LIMIT = {
+  max: 20,
+  timeWindow: '1 minute',
+  errorResponseBuilder: (_request: FastifyRequest, context: errorResponseBuilderContext) =>
+    new HttpError(context.statusCode, 'rate_limited', `Too many login attempts; retry in ${context.after}`),
+};
 
 /** Creates a session for the user and sets the session cookie; the token is returned once and stored only as its hash. */
 export async function startSession(
@@ -46,6 +59,15 @@ export async function startSession(
 export async function cookieSessionUser(db: CommonQueryMethods, request: FastifyRequest): Promise<UserRow | null> {
   const token = request.cookies[SESSION_COOKIE];
   return token ? findUserBySession(db, hashBearerValue(token)) : null;
+}
+
+/**
+ * Revokes the session the request presents, if any: a sign-in never keeps a session that existed
+ * before it (session fixation). Call it only once the login has succeeded.
+ */
+export async function revokePresentedSession(db: CommonQueryMethods, request: FastifyRequest): Promise<void> {
+  const token = sessionToken(request);
+  if (token) await revokeSession(db, hashBearerValue(token));
 }
 
 /** The session token comes from the cookie (browsers) or an `Authorization: Bearer` header (API consumers). */
@@ -79,16 +101,18 @@ export default fp(async function sessions(app) {
           additionalProperties: false,
           properties: {
             // No NUL: PostgreSQL refuses it in text, which would otherwise surface as a 500.
-            email: { type: 'string', minLength: 3, maxLength: 320, pattern: '^[^\\u0000]*$' },
-            password: { type: 'string', minLength: 1, maxLength: 1024 },
+            email: safeString(320, { minLength: 3 }),
+            password: safeString(1024, { minLength: 1 }),
           },
         },
         response: {
           200: { type: 'object', required: ['user', 'sessionToken', 'expiresAt'], properties: { user: userSchema, sessionToken: { type: 'string' }, expiresAt: { type: 'string' } } },
           401: errorResponseSchema,
           415: errorResponseSchema,
+          429: errorResponseSchema,
         },
       },
+      config: { rateLimit: LOGIN_RATE_LIMIT },
       // JSON only: a form-encoded login could be posted by any site, signing the victim into the attacker's account.
       preValidation: async (request) => {
         if (!request.headers['content-type']?.startsWith('application/json')) {
@@ -101,6 +125,7 @@ export default fp(async function sessions(app) {
       // A locked account gets the same answer as a wrong password.
       if (!outcome.ok) throw new HttpError(401, 'invalid_credentials', 'Email or password is wrong');
       const { user } = outcome;
+      await revokePresentedSession(db, request);
       const { token, expiresAt } = await startSession(db, config, reply, user.id);
       return { user, sessionToken: token, expiresAt: expiresAt.toISOString() };
     },

@@ -1,42 +1,49 @@
-import { sql, type CommonQueryMethods } from 'slonik';
+import { sql, type CommonQueryMethods, type DatabasePool } from 'slonik';
 import { z } from 'zod';
 
-/** True while the email is locked out (user_login_failures.locked_until in the future). */
-export async function isLoginLocked(db: CommonQueryMethods, email: string): Promise<boolean> {
-  const locked = await db.maybeOneFirst(sql.type(z.object({ locked: z.boolean() }))`
-    SELECT locked_until IS NOT NULL AND locked_until > now() AS locked FROM user_login_failures WHERE email = ${email}`);
-  return locked ?? false;
+export interface LoginFailureSettings {
+  maxFailures: number;
+  lockoutSeconds: number;
+}
+
+/** `allowed`: the password may be checked; `last`: this attempt took the final slot, so its failure engages the lock. */
+export type LoginAttemptSlot = { allowed: true; last: boolean } | { allowed: false };
+
+/**
+ * Counts a login attempt for the email before its password is checked, so parallel attempts cannot
+ * all slip past the lockout: the counter row is locked (upsert, then FOR UPDATE semantics of the
+ * ON CONFLICT path) and the attempt is refused while the email is locked or its counter is already
+ * at `maxFailures` (attempts still in flight count too). An allowed attempt counts as a failure
+ * until a success clears the row (clearLoginFailures). Attempts older than `lockoutSeconds`, or from
+ * before an expired lockout, no longer count.
+ */
+export async function reserveLoginAttempt(db: DatabasePool, email: string, settings: LoginFailureSettings): Promise<LoginAttemptSlot> {
+  return db.transaction(async (transaction) => {
+    // Creates the row or, when it exists, locks it (a no-op update) and returns its latest committed state.
+    const row = await transaction.one(sql.type(z.object({ failures: z.number(), stale: z.boolean(), locked: z.boolean() }))`
+      INSERT INTO user_login_failures AS f (email, failures) VALUES (${email}, 0)
+      ON CONFLICT (email) DO UPDATE SET failures = f.failures
+      RETURNING f.failures,
+        (f.locked_until IS NOT NULL AND f.locked_until <= now()) OR f.last_failure < now() - make_interval(secs => ${settings.lockoutSeconds}) AS stale,
+        f.locked_until IS NOT NULL AND f.locked_until > now() AS locked`);
+    if (row.locked || (!row.stale && row.failures >= settings.maxFailures)) return { allowed: false };
+    const failures = row.stale ? 1 : row.failures + 1;
+    await transaction.query(sql.unsafe`
+      UPDATE user_login_failures SET failures = ${failures}, last_failure = now(), locked_until = NULL WHERE email = ${email}`);
+    return { allowed: true, last: failures >= settings.maxFailures };
+  });
 }
 
 /**
- * Counts one failed login for the email. Failures older than `windowSeconds`, or from before an
- * expired lockout, no longer count. Returns true only for the call whose failure engaged the lock.
- * Run it inside a transaction: the row is locked so concurrent failures are counted one by one.
+ * Engages the lock after the failure of the attempt that took the last slot. Returns true only when
+ * this call engaged it (not when the row was cleared by a success meanwhile or is already locked).
  */
-export async function recordLoginFailure(
-  db: CommonQueryMethods,
-  email: string,
-  settings: { maxFailures: number; lockoutSeconds: number },
-): Promise<boolean> {
-  await db.query(sql.unsafe`INSERT INTO user_login_failures (email, failures) VALUES (${email}, 0) ON CONFLICT (email) DO NOTHING`);
-  const row = await db.one(sql.type(z.object({ failures: z.number(), locked: z.boolean() }))`
-    WITH previous AS (
-      SELECT email,
-             (locked_until IS NOT NULL AND locked_until <= now()) OR last_failure < now() - make_interval(secs => ${settings.lockoutSeconds}) AS stale,
-             locked_until IS NOT NULL AND locked_until > now() AS locked
-      FROM user_login_failures WHERE email = ${email} FOR UPDATE
-    )
-    UPDATE user_login_failures AS f SET
-      failures = CASE WHEN previous.stale THEN 1 ELSE f.failures + 1 END,
-      last_failure = now(),
-      locked_until = CASE
-        WHEN previous.locked THEN f.locked_until
-        WHEN (CASE WHEN previous.stale THEN 1 ELSE f.failures + 1 END) >= ${settings.maxFailures}
-          THEN now() + make_interval(secs => ${settings.lockoutSeconds})
-        ELSE NULL END
-    FROM previous WHERE f.email = previous.email
-    RETURNING f.failures, (NOT previous.locked AND f.locked_until IS NOT NULL) AS locked`);
-  return row.locked;
+export async function lockLogin(db: CommonQueryMethods, email: string, settings: LoginFailureSettings): Promise<boolean> {
+  const locked = await db.maybeOneFirst(sql.type(z.object({ locked: z.boolean() }))`
+    UPDATE user_login_failures SET locked_until = now() + make_interval(secs => ${settings.lockoutSeconds})
+    WHERE email = ${email} AND failures >= ${settings.maxFailures} AND (locked_until IS NULL OR locked_until <= now())
+    RETURNING true AS locked`);
+  return locked ?? false;
 }
 
 export async function clearLoginFailures(db: CommonQueryMethods, email: string): Promise<void> {

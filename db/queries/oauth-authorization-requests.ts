@@ -4,12 +4,13 @@ import { z } from 'zod';
 const requestRow = z.object({
   id: z.string().uuid(),
   clientId: z.string(),
+  /** NULL (with csrfHash) while the request waits for the user to sign in. */
   userId: z.string().uuid().nullable(),
   redirectUri: z.string(),
   scopes: z.array(z.string()),
   state: z.string().nullable(),
   codeChallenge: z.string(),
-  csrfHash: z.string(),
+  csrfHash: z.string().nullable(),
   expiresAt: z.number(),
   decidedAt: z.number().nullable(),
 });
@@ -19,15 +20,32 @@ const REQUEST_COLUMNS = sql.fragment`
   id, client_id AS "clientId", user_id AS "userId", redirect_uri AS "redirectUri", scopes, state,
   code_challenge AS "codeChallenge", csrf_hash AS "csrfHash", expires_at AS "expiresAt", decided_at AS "decidedAt"`;
 
-export function insertAuthorizationRequest(
-  db: CommonQueryMethods,
-  row: Omit<AuthorizationRequestRow, 'id' | 'decidedAt' | 'expiresAt'> & { expiresAt: Date },
-): Promise<string> {
+type NewRequest = Omit<AuthorizationRequestRow, 'id' | 'decidedAt' | 'expiresAt' | 'userId' | 'csrfHash'> & { expiresAt: Date };
+
+/** A request shown to a signed-in user on the consent page, with the hash of that page's CSRF token. */
+export function insertAuthorizationRequest(db: CommonQueryMethods, row: NewRequest & { userId: string; csrfHash: string }): Promise<string> {
   return db.oneFirst(sql.type(z.object({ id: z.string().uuid() }))`
     INSERT INTO oauth_authorization_requests (client_id, user_id, redirect_uri, scopes, state, code_challenge, csrf_hash, expires_at)
     VALUES (${row.clientId}, ${row.userId}, ${row.redirectUri}, ${sql.array(row.scopes, 'text')}, ${row.state}, ${row.codeChallenge},
             ${row.csrfHash}, ${sql.timestamp(row.expiresAt)})
     RETURNING id`);
+}
+
+/** A validated request kept while the user signs in (no user, no CSRF token yet). */
+export function insertPendingAuthorizationRequest(db: CommonQueryMethods, row: NewRequest): Promise<string> {
+  return db.oneFirst(sql.type(z.object({ id: z.string().uuid() }))`
+    INSERT INTO oauth_authorization_requests (client_id, user_id, redirect_uri, scopes, state, code_challenge, csrf_hash, expires_at)
+    VALUES (${row.clientId}, NULL, ${row.redirectUri}, ${sql.array(row.scopes, 'text')}, ${row.state}, ${row.codeChallenge},
+            NULL, ${sql.timestamp(row.expiresAt)})
+    RETURNING id`);
+}
+
+/** Uses up a pending request; only the one call that did it, while it was open, gets the row. */
+export function claimPendingAuthorizationRequest(db: CommonQueryMethods, id: string): Promise<AuthorizationRequestRow | null> {
+  return db.maybeOne(sql.type(requestRow)`
+    UPDATE oauth_authorization_requests SET decided_at = now()
+    WHERE id = ${id} AND user_id IS NULL AND decided_at IS NULL AND expires_at > now()
+    RETURNING ${REQUEST_COLUMNS}`);
 }
 
 export function findAuthorizationRequest(db: CommonQueryMethods, id: string): Promise<AuthorizationRequestRow | null> {

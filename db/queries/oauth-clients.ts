@@ -37,9 +37,10 @@ export function findClient(db: CommonQueryMethods, id: string): Promise<OAuthCli
   return db.maybeOne(sql.type(clientRow)`SELECT ${CLIENT_COLUMNS} FROM oauth_clients WHERE id = ${id}`);
 }
 
-export function findClientSecretHash(db: CommonQueryMethods, id: string): Promise<string | null> {
-  return db.maybeOneFirst(sql.type(z.object({ secretHash: z.string().nullable() }))`
-    SELECT secret_hash AS "secretHash" FROM oauth_clients WHERE id = ${id}`);
+/** The client with its secret hash, in one query (client authentication). */
+export function findClientWithSecretHash(db: CommonQueryMethods, id: string): Promise<(OAuthClientRow & { secretHash: string | null }) | null> {
+  return db.maybeOne(sql.type(clientRow.extend({ secretHash: z.string().nullable() }))`
+    SELECT ${CLIENT_COLUMNS}, secret_hash AS "secretHash" FROM oauth_clients WHERE id = ${id}`);
 }
 
 export function listClients(db: CommonQueryMethods): Promise<readonly OAuthClientRow[]> {

@@ -8,7 +8,8 @@ const grantRow = z.object({
   clientName: z.string(),
   scopes: z.array(z.string()),
   createdAt: z.number(),
-  lastUsedAt: z.number(),
+  /** The last token issuance under the grant; null until the client first redeems a code. */
+  lastUsedAt: z.number().nullable(),
   revokedAt: z.number().nullable(),
 });
 export type GrantRow = z.infer<typeof grantRow>;
@@ -30,15 +31,19 @@ export function listUserGrants(db: CommonQueryMethods, userId: string): Promise<
   return db.any(sql.type(grantRow)`${GRANT_SELECT} WHERE g.user_id = ${userId} AND g.revoked_at IS NULL ORDER BY g.created_at`);
 }
 
-/** The user's live grant to the client, widened to cover `scopes`; created when there is none. */
+/**
+ * The user's live grant to the client, widened to cover `scopes`; created when there is none.
+ * Consent is not use: last_used_at moves only when tokens are issued (touchGrant).
+ */
 export async function upsertGrant(db: CommonQueryMethods, userId: string, clientId: string, scopes: string[]): Promise<string> {
   return db.oneFirst(sql.type(z.object({ id: z.string().uuid() }))`
     INSERT INTO oauth_grants (user_id, client_id, scopes) VALUES (${userId}, ${clientId}, ${sql.array(scopes, 'text')})
     ON CONFLICT (user_id, client_id) WHERE revoked_at IS NULL
-    DO UPDATE SET scopes = ARRAY(SELECT DISTINCT unnest(oauth_grants.scopes || EXCLUDED.scopes)), last_used_at = now()
+    DO UPDATE SET scopes = ARRAY(SELECT DISTINCT unnest(oauth_grants.scopes || EXCLUDED.scopes))
     RETURNING id`);
 }
 
+/** Records a use of the grant: called when a token is issued under it. */
 export async function touchGrant(db: CommonQueryMethods, grantId: string): Promise<void> {
   await db.query(sql.unsafe`UPDATE oauth_grants SET last_used_at = now() WHERE id = ${grantId}`);
 }

@@ -34,13 +34,6 @@ export async function insertAccessToken(db: CommonQueryMethods, row: Omit<Access
             ${sql.timestamp(new Date(row.issuedAt))}, ${sql.timestamp(new Date(row.expiresAt))})`);
 }
 
-export function findAccessToken(db: CommonQueryMethods, jti: string): Promise<AccessTokenRow | null> {
-  return db.maybeOne(sql.type(accessTokenRow)`
-    SELECT jti, client_id AS "clientId", user_id AS "userId", grant_id AS "grantId", family_id AS "familyId", scopes,
-           issued_at AS "issuedAt", expires_at AS "expiresAt", revoked_at AS "revokedAt"
-    FROM oauth_access_tokens WHERE jti = ${jti}`);
-}
-
 export async function insertRefreshToken(
   db: CommonQueryMethods,
   row: { tokenHash: string; familyId: string; clientId: string; userId: string; grantId: string; scopes: string[]; expiresAt: Date },
@@ -51,7 +44,10 @@ export async function insertRefreshToken(
             ${sql.timestamp(row.expiresAt)})`);
 }
 
-/** Locks the row: two concurrent uses of one refresh token are decided one after the other. */
+/**
+ * Locks the row: two concurrent uses of one refresh token are decided one after the other. Lock the
+ * token's grant first (lockGrant): every writer takes the grant, then its tokens, so none deadlocks.
+ */
 export function findRefreshTokenForUpdate(db: CommonQueryMethods, tokenHash: string): Promise<RefreshTokenRow | null> {
   return db.maybeOne(sql.type(refreshTokenRow)`
     SELECT id, family_id AS "familyId", client_id AS "clientId", user_id AS "userId", grant_id AS "grantId", scopes,
@@ -63,22 +59,63 @@ export async function markRefreshTokenRotated(db: CommonQueryMethods, id: string
   await db.query(sql.unsafe`UPDATE oauth_refresh_tokens SET rotated_at = now() WHERE id = ${id}`);
 }
 
-/** Revokes every refresh and access token of a family (one authorization code's descendants). */
-export async function revokeTokenFamily(db: CommonQueryMethods, familyId: string, reason: string): Promise<void> {
-  await db.query(sql.unsafe`
-    UPDATE oauth_refresh_tokens SET revoked_at = now(), revoked_reason = ${reason}
-    WHERE family_id = ${familyId} AND revoked_at IS NULL`);
-  await db.query(sql.unsafe`UPDATE oauth_access_tokens SET revoked_at = now() WHERE family_id = ${familyId} AND revoked_at IS NULL`);
+/**
+ * Lock order of every transaction that writes tokens: the grant row first, then its codes and
+ * tokens. Refresh, code exchange, grant revocation and client revocation all follow it, so they
+ * never deadlock, and a revocation either waits for a refresh to commit (and then revokes what the
+ * refresh issued, in a later statement) or runs first (and the refresh then finds the grant or its
+ * token revoked). Returns whether the grant is still live. FOR NO KEY UPDATE leaves the FOR KEY
+ * SHARE locks of token inserts (foreign keys) unblocked.
+ */
+export async function lockGrant(db: CommonQueryMethods, grantId: string): Promise<{ live: boolean } | null> {
+  const row = await db.maybeOne(sql.type(z.object({ revokedAt: z.number().nullable() }))`
+    SELECT revoked_at AS "revokedAt" FROM oauth_grants WHERE id = ${grantId} FOR NO KEY UPDATE`);
+  return row ? { live: row.revokedAt === null } : null;
 }
 
-/** Two passes for the reason given at revokeTokenFamilyConcurrently: a refresh racing the revocation. */
+/**
+ * Revokes every refresh and access token of a family (one authorization code's descendants). Takes
+ * the family's grant lock first (re-entrant when the caller holds it already), so a refresh of the
+ * same family cannot commit new tokens behind this statement's snapshot.
+ */
+export async function revokeTokenFamily(db: CommonQueryMethods, family: { familyId: string; grantId: string }, reason: string): Promise<void> {
+  await lockGrant(db, family.grantId);
+  await db.query(sql.unsafe`
+    UPDATE oauth_refresh_tokens SET revoked_at = now(), revoked_reason = ${reason}
+    WHERE family_id = ${family.familyId} AND revoked_at IS NULL`);
+  await db.query(sql.unsafe`UPDATE oauth_access_tokens SET revoked_at = now() WHERE family_id = ${family.familyId} AND revoked_at IS NULL`);
+}
+
+/**
+ * Revokes every token of a grant. Run it after markGrantRevoked in the same transaction: that
+ * update holds the grant lock, so a racing refresh has either committed (its tokens are seen by
+ * these later statements) or waits and then finds the grant revoked.
+ */
 export async function revokeGrantTokens(db: CommonQueryMethods, grantId: string, reason: string): Promise<void> {
-  for (let pass = 0; pass < 2; pass++) {
-    await db.query(sql.unsafe`
-      UPDATE oauth_refresh_tokens SET revoked_at = now(), revoked_reason = ${reason}
-      WHERE grant_id = ${grantId} AND revoked_at IS NULL`);
-    await db.query(sql.unsafe`UPDATE oauth_access_tokens SET revoked_at = now() WHERE grant_id = ${grantId} AND revoked_at IS NULL`);
-  }
+  await lockGrant(db, grantId);
+  await db.query(sql.unsafe`
+    UPDATE oauth_refresh_tokens SET revoked_at = now(), revoked_reason = ${reason}
+    WHERE grant_id = ${grantId} AND revoked_at IS NULL`);
+  await db.query(sql.unsafe`UPDATE oauth_access_tokens SET revoked_at = now() WHERE grant_id = ${grantId} AND revoked_at IS NULL`);
+}
+
+/**
+ * Ends every token a client holds: all refresh and access tokens, and codes not yet redeemed
+ * (expired rather than marked used, so a late redemption is not mistaken for a replay). Run it,
+ * with revokeClientGrants, in the transaction that marks the client revoked, so the client and
+ * its tokens stop working together (access tokens are JWTs, but introspection reads their rows).
+ * The client's grants are locked first (the common lock order), so a refresh or code exchange
+ * racing it either commits before these statements run or waits and finds its grant revoked.
+ */
+export async function revokeClientTokens(db: CommonQueryMethods, clientId: string, reason: string): Promise<void> {
+  await db.query(sql.unsafe`SELECT id FROM oauth_grants WHERE client_id = ${clientId} ORDER BY id FOR NO KEY UPDATE`);
+  await db.query(sql.unsafe`
+    UPDATE oauth_refresh_tokens SET revoked_at = now(), revoked_reason = ${reason}
+    WHERE client_id = ${clientId} AND revoked_at IS NULL`);
+  await db.query(sql.unsafe`UPDATE oauth_access_tokens SET revoked_at = now() WHERE client_id = ${clientId} AND revoked_at IS NULL`);
+  await db.query(sql.unsafe`
+    UPDATE oauth_authorization_codes SET expires_at = now()
+    WHERE client_id = ${clientId} AND consumed_at IS NULL AND expires_at > now()`);
 }
 
 export async function revokeAccessToken(db: CommonQueryMethods, jti: string): Promise<void> {
@@ -105,6 +142,12 @@ export async function insertAuthorizationCode(db: CommonQueryMethods, row: Omit<
             ${sql.array(row.scopes, 'text')}, ${row.codeChallenge}, ${sql.timestamp(row.expiresAt)})`);
 }
 
+/** The grant behind a code, read without locking: lock that grant before consuming the code. */
+export function findAuthorizationCodeGrant(db: CommonQueryMethods, codeHash: string): Promise<string | null> {
+  return db.maybeOneFirst(sql.type(z.object({ grantId: z.string().uuid() }))`
+    SELECT grant_id AS "grantId" FROM oauth_authorization_codes WHERE code_hash = ${codeHash}`);
+}
+
 /**
  * Marks the code used and returns it with what it was before: a code whose `consumedAt` was
  * already set is a replay. The row lock makes concurrent redemptions see each other.
@@ -127,7 +170,7 @@ const accessTokenStatusRow = accessTokenRow.extend({
 });
 export type AccessTokenStatusRow = z.infer<typeof accessTokenStatusRow>;
 
-/** The access token's row with the revocation state of its grant and client, read in one query (introspection). */
+/** The access token's row with the revocation state of its grant and client, read in one query (introspection, revocation). */
 export function findAccessTokenStatus(db: CommonQueryMethods, jti: string): Promise<AccessTokenStatusRow | null> {
   return db.maybeOne(sql.type(accessTokenStatusRow)`
     SELECT t.jti, t.client_id AS "clientId", t.user_id AS "userId", t.grant_id AS "grantId", t.family_id AS "familyId", t.scopes,
@@ -156,15 +199,4 @@ export function findRefreshTokenStatus(db: CommonQueryMethods, tokenHash: string
     JOIN oauth_clients c ON c.id = t.client_id
     JOIN oauth_grants g ON g.id = t.grant_id
     WHERE t.token_hash = ${tokenHash}`);
-}
-
-/**
- * revokeTokenFamily, safe against a refresh of the same family running at the same time. The first
- * pass may wait for the refresh's row lock, but its snapshot was taken before the refresh inserted
- * its new tokens; the second pass is a new statement with a new snapshot and revokes those too. A
- * refresh that starts later waits for this transaction and then finds its token revoked.
- */
-export async function revokeTokenFamilyConcurrently(db: CommonQueryMethods, familyId: string, reason: string): Promise<void> {
-  await revokeTokenFamily(db, familyId, reason);
-  await revokeTokenFamily(db, familyId, reason);
 }

@@ -1,8 +1,13 @@
+import { randomUUID } from 'node:crypto';
 import type { CommonQueryMethods } from 'slonik';
 import { insertAuthorizationCode } from '../../db/queries/oauth-tokens';
 import { upsertGrant } from '../../db/queries/oauth-grants';
 import { hashBearerValue, randomToken } from '../secrets';
-import { newTokenFamily } from './token-grants';
+
+/** A new token family: every token one authorization code leads to shares it, so a replay can revoke them all. */
+export function newTokenFamily(): string {
+  return randomUUID();
+}
 
 export interface ApprovedAuthorization {
   clientId: string;

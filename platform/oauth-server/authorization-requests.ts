@@ -1,17 +1,19 @@
-import { timingSafeEqual } from 'node:crypto';
 import type { CommonQueryMethods, DatabasePool } from 'slonik';
+import { UUID } from '../uuid';
 import { findClient, type OAuthClientRow } from '../../db/queries/oauth-clients';
 import { findLiveGrantFor } from '../../db/queries/oauth-grants';
 import {
+  claimPendingAuthorizationRequest,
   findAuthorizationRequest,
   insertAuthorizationRequest,
+  insertPendingAuthorizationRequest,
   markAuthorizationRequestDecided,
   type AuthorizationRequestRow,
 } from '../../db/queries/oauth-authorization-requests';
 import type { AuditEntry, AuditLog } from '../audit';
-import { hashBearerValue, randomToken } from '../secrets';
+import { hashBearerValue, matchesStoredHash, randomToken } from '../secrets';
 import { issueAuthorizationCode } from './authorization-codes';
-import { redirectUriMatches } from './clients';
+import { redirectUriMatches, redirectUriProblem } from './clients';
 import { OAuthError, type OAuthErrorCode } from './errors';
 import { coversScopes, grantableScopes, parseScope } from './scopes';
 
@@ -20,7 +22,6 @@ export const AUTHORIZATION_REQUEST_TTL_SECONDS = 600;
 /** An S256 code challenge is the base64url SHA-256 of the verifier: exactly 43 characters. */
 const S256_CHALLENGE = /^[A-Za-z0-9_-]{43}$/;
 const MAX_STATE_LENGTH = 2048;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export interface AuthorizeQuery {
   response_type?: string;
@@ -47,42 +48,121 @@ export interface ValidAuthorizationRequest {
  * - `valid`: go on to login and consent.
  */
 export type AuthorizationRequestCheck =
-  | { kind: 'page'; message: string }
-  | { kind: 'redirect'; redirectUri: string; params: Record<string, string> }
+  | { kind: 'page'; message: string; rejection?: AuthorizeRejection }
+  | { kind: 'redirect'; redirectUri: string; params: Record<string, string>; rejection: AuthorizeRejection }
   | { kind: 'valid'; request: ValidAuthorizationRequest };
+
+/** Why a request of a known client was refused, for the OAuthAuthorizeRejected audit row. */
+export interface AuthorizeRejection {
+  clientId: string;
+  reason: string;
+  /** The redirect URI asked for, when it is the problem (bounded; never a secret). */
+  redirectUri?: string;
+}
+
+const MAX_AUDITED_URI_LENGTH = 512;
 
 export async function checkAuthorizationRequest(db: CommonQueryMethods, query: AuthorizeQuery): Promise<AuthorizationRequestCheck> {
   if (!query.client_id) return { kind: 'page', message: 'The request does not say which application is asking (client_id is missing).' };
   const client = await findClient(db, query.client_id);
   if (!client || client.revokedAt !== null) return { kind: 'page', message: 'The application that sent you here is unknown or no longer allowed.' };
-  if (!query.redirect_uri) return { kind: 'page', message: 'The request does not say where to send you back (redirect_uri is missing).' };
-  if (!redirectUriMatches(client.redirectUris, query.redirect_uri)) {
-    return { kind: 'page', message: 'The address the application wants to send you back to is not registered for it.' };
+  const rejected = (reason: string, uri?: string): AuthorizeRejection => ({
+    clientId: client.id,
+    reason,
+    ...(uri !== undefined ? { redirectUri: uri.slice(0, MAX_AUDITED_URI_LENGTH) } : {}),
+  });
+  if (!query.redirect_uri) {
+    return { kind: 'page', message: 'The request does not say where to send you back (redirect_uri is missing).', rejection: rejected('redirect_uri_missing') };
+  }
+  // A registered URI that no longer passes today's rules (e.g. a host that is not a DNS name) is not used either.
+  if (!redirectUriMatches(client.redirectUris, query.redirect_uri) || redirectUriProblem(query.redirect_uri) !== undefined) {
+    return {
+      kind: 'page',
+      message: 'The address the application wants to send you back to is not registered for it.',
+      rejection: rejected('redirect_uri_mismatch', query.redirect_uri),
+    };
   }
   const redirectUri = query.redirect_uri;
   const state = query.state !== undefined && query.state.length <= MAX_STATE_LENGTH ? query.state : undefined;
-  const fail = (error: OAuthErrorCode, description: string): AuthorizationRequestCheck => ({
+  const fail = (error: OAuthErrorCode, description: string, reason: string): AuthorizationRequestCheck => ({
     kind: 'redirect',
     redirectUri,
     params: { error, error_description: description, ...(state !== undefined ? { state } : {}) },
+    rejection: rejected(reason),
   });
 
-  if (query.state !== undefined && state === undefined) return fail('invalid_request', `state is longer than ${MAX_STATE_LENGTH} characters`);
-  if (!query.response_type) return fail('invalid_request', 'response_type is required');
-  if (query.response_type !== 'code') return fail('unsupported_response_type', 'only response_type=code is supported');
-  if (!client.grantTypes.includes('authorization_code')) return fail('unauthorized_client', 'this client may not use the authorization code grant');
-  if (!query.code_challenge) return fail('invalid_request', 'code_challenge is required (PKCE with S256)');
-  if (query.code_challenge_method !== 'S256') return fail('invalid_request', 'code_challenge_method must be S256');
-  if (!S256_CHALLENGE.test(query.code_challenge)) return fail('invalid_request', 'code_challenge is not a valid S256 challenge');
+  if (query.state !== undefined && state === undefined) return fail('invalid_request', `state is longer than ${MAX_STATE_LENGTH} characters`, 'state_too_long');
+  if (!query.response_type) return fail('invalid_request', 'response_type is required', 'response_type_missing');
+  if (query.response_type !== 'code') return fail('unsupported_response_type', 'only response_type=code is supported', 'response_type_unsupported');
+  if (!client.grantTypes.includes('authorization_code')) {
+    return fail('unauthorized_client', 'this client may not use the authorization code grant', 'grant_type_not_allowed');
+  }
+  if (!query.code_challenge) return fail('invalid_request', 'code_challenge is required (PKCE with S256)', 'pkce_missing');
+  if (query.code_challenge_method !== 'S256') {
+    // A missing method means plain (RFC 7636 section 4.3).
+    const plain = query.code_challenge_method === undefined || query.code_challenge_method === 'plain';
+    return fail('invalid_request', 'code_challenge_method must be S256', plain ? 'pkce_plain' : 'pkce_method_unsupported');
+  }
+  if (!S256_CHALLENGE.test(query.code_challenge)) return fail('invalid_request', 'code_challenge is not a valid S256 challenge', 'pkce_malformed');
   let scopes: string[];
   try {
     scopes = grantableScopes(parseScope(query.scope), client.scopes);
   } catch (error) {
-    if (error instanceof OAuthError) return fail(error.code, error.description);
+    if (error instanceof OAuthError) return fail(error.code, error.description, 'scope');
     throw error;
   }
-  if (scopes.length === 0) return fail('invalid_scope', 'no scope requested and the client has no default scope');
+  if (scopes.length === 0) return fail('invalid_scope', 'no scope requested and the client has no default scope', 'scope');
   return { kind: 'valid', request: { client, redirectUri, scopes, state, codeChallenge: query.code_challenge } };
+}
+
+/** Audits a refused authorization request of a known client (OAuthAuthorizeRejected); never a secret. */
+export async function recordAuthorizeRejection(
+  audit: AuditLog,
+  rejection: AuthorizeRejection,
+  userId: string | null,
+  origin: AuditEntry['origin'],
+): Promise<void> {
+  await audit.record({
+    action: 'OAuthAuthorizeRejected',
+    outcome: 'failure',
+    actor: userId ? { type: 'user', id: userId } : { type: 'user' },
+    ...(userId ? { userId } : {}),
+    clientId: rejection.clientId,
+    origin,
+    details: { reason: rejection.reason, ...(rejection.redirectUri !== undefined ? { redirect_uri: rejection.redirectUri } : {}) },
+  });
+}
+
+/**
+ * Keeps a validated request while the user signs in, so the login page's return URL stays short
+ * however long the request's state is. The id is not a secret: it stands for a request anyone
+ * could have sent, and resuming it checks the client again.
+ */
+export function storePendingRequest(db: CommonQueryMethods, request: ValidAuthorizationRequest): Promise<string> {
+  return insertPendingAuthorizationRequest(db, {
+    clientId: request.client.id,
+    redirectUri: request.redirectUri,
+    scopes: request.scopes,
+    state: request.state ?? null,
+    codeChallenge: request.codeChallenge,
+    expiresAt: new Date(Date.now() + AUTHORIZATION_REQUEST_TTL_SECONDS * 1000),
+  });
+}
+
+/**
+ * Uses up a pending request (once, before it expires) and checks it against the client as it is now:
+ * still live, still an authorization code client, the redirect URI and the scopes still registered.
+ * Null when any of that fails.
+ */
+export async function resumePendingRequest(db: CommonQueryMethods, requestId: string): Promise<ValidAuthorizationRequest | null> {
+  if (!UUID.test(requestId)) return null;
+  const row = await claimPendingAuthorizationRequest(db, requestId);
+  if (!row) return null;
+  const client = await findClient(db, row.clientId);
+  if (!client || client.revokedAt !== null || !client.grantTypes.includes('authorization_code')) return null;
+  if (!redirectUriMatches(client.redirectUris, row.redirectUri) || redirectUriProblem(row.redirectUri) !== undefined) return null;
+  if (!coversScopes(client.scopes, row.scopes)) return null;
+  return { client, redirectUri: row.redirectUri, scopes: row.scopes, state: row.state ?? undefined, codeChallenge: row.codeChallenge };
 }
 
 /** The redirect URI with the authorization response parameters added; `iss` always (RFC 9207). */
@@ -99,13 +179,18 @@ export interface AuthorizationContext {
   codeLifetimeSeconds: number;
 }
 
-/** Issues a code at once when the user's live grant to the client already covers the scopes; else null. */
+/**
+ * Issues a code at once when the user's live grant to a confidential client already covers the
+ * scopes; else null. A public client is always asked about again (RFC 6749 section 10.2, RFC 8252
+ * section 8.6): anyone can send its client_id, redirect URI port and their own PKCE challenge.
+ */
 export async function authorizeWithExistingGrant(
   context: AuthorizationContext,
   request: ValidAuthorizationRequest,
   userId: string,
   origin: AuditEntry['origin'],
 ): Promise<string | null> {
+  if (request.client.clientType !== 'confidential') return null;
   const grant = await findLiveGrantFor(context.db, userId, request.client.id);
   if (!grant || !coversScopes(grant.scopes, request.scopes)) return null;
   return issueCode(context, { ...request, clientId: request.client.id }, userId, origin, 'existing_grant');
@@ -167,12 +252,6 @@ export type DecisionOutcome =
   | { kind: 'refused'; message: string }
   | { kind: 'redirect'; location: string };
 
-function csrfMatches(presented: string, storedHash: string): boolean {
-  const a = Buffer.from(hashBearerValue(presented));
-  const b = Buffer.from(storedHash);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
-
 /**
  * The consent decision. Only the user the request was shown to, with the CSRF token of that page,
  * may decide, once, before the request expires. Approve issues a code (and records the grant);
@@ -184,10 +263,25 @@ export async function decideAuthorizationRequest(
   userId: string | null,
   origin: AuditEntry['origin'],
 ): Promise<DecisionOutcome> {
-  const forbidden: DecisionOutcome = { kind: 'forbidden', message: 'This form was not sent from the consent page we showed you. Nothing was authorized.' };
-  if (!input.requestId || !UUID.test(input.requestId) || !input.csrfToken) return forbidden;
+  const forbidden = async (reason: string, clientId?: string): Promise<DecisionOutcome> => {
+    await context.audit.record({
+      action: 'OAuthConsentCsrfRejected',
+      outcome: 'failure',
+      actor: userId ? { type: 'user', id: userId } : { type: 'user' },
+      ...(userId ? { userId } : {}),
+      ...(clientId ? { clientId } : {}),
+      origin,
+      details: { reason },
+    });
+    return { kind: 'forbidden', message: 'This form was not sent from the consent page we showed you. Nothing was authorized.' };
+  };
+  if (!input.requestId || !UUID.test(input.requestId)) return forbidden('request_id_malformed');
   const request: AuthorizationRequestRow | null = await findAuthorizationRequest(context.db, input.requestId);
-  if (!request || !userId || request.userId !== userId || !csrfMatches(input.csrfToken, request.csrfHash)) return forbidden;
+  if (!request) return forbidden('request_unknown');
+  if (!userId) return forbidden('not_signed_in', request.clientId);
+  if (request.userId !== userId || request.csrfHash === null) return forbidden('other_user', request.clientId);
+  if (!input.csrfToken) return forbidden('csrf_token_missing', request.clientId);
+  if (!matchesStoredHash(input.csrfToken, request.csrfHash)) return forbidden('csrf_token_wrong', request.clientId);
   if (input.decision !== 'approve' && input.decision !== 'deny') return { kind: 'refused', message: 'Choose Allow or Deny.' };
   if (request.decidedAt !== null) return { kind: 'refused', message: 'This request was already answered. Start again from the application.' };
   if (request.expiresAt <= Date.now()) return { kind: 'refused', message: 'This request has expired. Start again from the application.' };

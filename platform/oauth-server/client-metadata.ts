@@ -57,6 +57,10 @@ export interface ValidClientMetadata {
 // eslint-disable-next-line no-control-regex
 const UNSAFE_CHARACTERS = /[\u0000-\u0020\u007f-\u009f\u2028\u2029]/;
 
+// Bidirectional formatting characters (embeddings, overrides, isolates, marks): in a name they can make
+// the consent page show text in an order other than the one registered ("Trusted\u202Eppa" and the like).
+const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
+
 function unique<T>(values: readonly T[]): T[] {
   return [...new Set(values)];
 }
@@ -90,7 +94,7 @@ export function validateRedirectUris(redirectUris: readonly string[], grantTypes
 
 /**
  * Checks a whole client registration:
- * - name: non-empty, printable, at most MAX_CLIENT_NAME_LENGTH characters;
+ * - name: non-empty, printable (no bidirectional formatting characters), at most MAX_CLIENT_NAME_LENGTH characters;
  * - grant_types: a non-empty subset of SUPPORTED_GRANT_TYPES; refresh_token only with authorization_code;
  *   client_credentials only for confidential clients (public clients, auth method none, cannot have it);
  * - scopes: a subset of SUPPORTED_SCOPES;
@@ -105,6 +109,7 @@ export function validateClientMetadata(input: ClientMetadataInput): ValidClientM
   if (name.length === 0) throw invalid('the client name must not be empty');
   if (name.length > MAX_CLIENT_NAME_LENGTH) throw invalid(`the client name must be at most ${MAX_CLIENT_NAME_LENGTH} characters long`);
   if (UNSAFE_CHARACTERS.test(name.replace(/ /g, ''))) throw invalid('the client name must not contain control characters');
+  if (BIDI_CONTROLS.test(name)) throw invalid('the client name must not contain bidirectional formatting characters');
 
   if (!(TOKEN_ENDPOINT_AUTH_METHODS as readonly string[]).includes(input.tokenEndpointAuthMethod)) {
     throw invalid(`token_endpoint_auth_method must be one of ${TOKEN_ENDPOINT_AUTH_METHODS.join(', ')}`);
@@ -161,8 +166,6 @@ export function clientMetadataView(client: OAuthClientRow) {
     revoked_at: client.revokedAt === null ? null : new Date(client.revokedAt).toISOString(),
   };
 }
-
-export type ClientMetadataView = ReturnType<typeof clientMetadataView>;
 
 /** JSON schema of clientMetadataView, for response schemas. */
 export const clientMetadataViewSchema = {

@@ -1,5 +1,5 @@
 import type { DatabasePool } from 'slonik';
-import { revokeClientTokens } from '../../db/queries/oauth-client-tokens';
+import { revokeClientTokens } from '../../db/queries/oauth-tokens';
 import { findClient, markClientRevoked, updateRedirectUris, updateSecretHash, type OAuthClientRow } from '../../db/queries/oauth-clients';
 import { revokeClientGrants } from '../../db/queries/oauth-grants';
 import type { AuditEntry, AuditLog } from '../audit';

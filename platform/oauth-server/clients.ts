@@ -1,7 +1,7 @@
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { CommonQueryMethods } from 'slonik';
-import { findClient, findClientSecretHash, insertClient, type NewClient, type OAuthClientRow } from '../../db/queries/oauth-clients';
-import { hashBearerValue, randomToken } from '../secrets';
+import { findClientWithSecretHash, insertClient, type NewClient, type OAuthClientRow } from '../../db/queries/oauth-clients';
+import { hashBearerValue, matchesStoredHash, randomToken } from '../secrets';
 import { OAuthError } from './errors';
 
 export type { OAuthClientRow } from '../../db/queries/oauth-clients';
@@ -34,13 +34,21 @@ function hostIsLoopback(hostname: string): boolean {
 
 /**
  * A redirect URI a client may register: absolute, no fragment, https, or http on a loopback address
- * (native apps, RFC 8252 section 7.3).
+ * (native apps, RFC 8252 section 7.3). The host must be a DNS name (letters, digits, hyphens) or an
+ * IP literal: the URL parser lets through characters such as `;`, `,` or `'`, which would change the
+ * meaning of the Content-Security-Policy the origin is written into.
  */
 export function redirectUriProblem(uri: string): string | undefined {
   if (!URL.canParse(uri)) return 'is not an absolute URI';
   const url = new URL(uri);
   if (url.hash || uri.includes('#')) return 'must not contain a fragment';
   if (url.username || url.password) return 'must not contain credentials';
+  // The parser has already normalised IPv4 literals to dotted form and validated IPv6 ones.
+  const host = url.hostname;
+  const ipv6 = host.startsWith('[') && host.endsWith(']');
+  const dnsName =
+    host.length <= 253 && host.split('.').every((label) => /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(label));
+  if (!ipv6 && !dnsName) return 'must name its host as a DNS name or an IP address';
   if (url.protocol === 'https:') return undefined;
   if (url.protocol === 'http:' && hostIsLoopback(url.hostname)) return undefined;
   return 'must use https (or http on 127.0.0.1 or [::1])';
@@ -69,24 +77,23 @@ export interface ClientCredentialsPresented {
   bodyClientSecret: string | undefined;
 }
 
-function parseBasic(header: string): { clientId: string; clientSecret: string } {
+/** Whether an Authorization header uses the Basic scheme (the name is case-insensitive, RFC 9110 section 11.1). */
+export function isBasicAuthorization(header: string | undefined): header is string {
+  return header !== undefined && /^basic /i.test(header);
+}
+
+/** Client credentials of a Basic header; RFC 6749 section 2.3.1: both parts are form-urlencoded before base64. */
+export function parseBasicCredentials(header: string): { clientId: string; clientSecret: string } {
   const encoded = header.slice('Basic '.length).trim();
   const decoded = Buffer.from(encoded, 'base64').toString('utf8');
   const separator = decoded.indexOf(':');
   if (separator < 0) throw new OAuthError('invalid_client', 'malformed Basic credentials');
   try {
-    // RFC 6749 section 2.3.1: both parts are form-urlencoded before base64.
     const decode = (part: string) => decodeURIComponent(part.replace(/\+/g, ' '));
     return { clientId: decode(decoded.slice(0, separator)), clientSecret: decode(decoded.slice(separator + 1)) };
   } catch {
     throw new OAuthError('invalid_client', 'malformed Basic credentials');
   }
-}
-
-function secretMatches(secret: string, storedHash: string): boolean {
-  const presented = Buffer.from(hashBearerValue(secret));
-  const stored = Buffer.from(storedHash);
-  return presented.length === stored.length && timingSafeEqual(presented, stored);
 }
 
 /**
@@ -95,8 +102,7 @@ function secretMatches(secret: string, storedHash: string): boolean {
  * Using more than one method at once is refused (RFC 6749 section 2.3).
  */
 export async function authenticateClient(db: CommonQueryMethods, presented: ClientCredentialsPresented): Promise<OAuthClientRow> {
-  // The scheme name is case-insensitive (RFC 9110 section 11.1).
-  const basic = presented.authorization && /^basic /i.test(presented.authorization) ? parseBasic(presented.authorization) : undefined;
+  const basic = isBasicAuthorization(presented.authorization) ? parseBasicCredentials(presented.authorization) : undefined;
   if (basic && (presented.bodyClientSecret !== undefined || (presented.bodyClientId !== undefined && presented.bodyClientId !== basic.clientId))) {
     throw new OAuthError('invalid_request', 'use one client authentication method only');
   }
@@ -106,15 +112,15 @@ export async function authenticateClient(db: CommonQueryMethods, presented: Clie
   if (clientId.includes('\u0000')) throw new OAuthError('invalid_client', 'unknown or revoked client');
   const method = basic ? 'client_secret_basic' : presented.bodyClientSecret !== undefined ? 'client_secret_post' : 'none';
 
-  const client = await findClient(db, clientId);
+  const client = await findClientWithSecretHash(db, clientId);
   if (!client || client.revokedAt !== null) throw new OAuthError('invalid_client', 'unknown or revoked client');
   if (client.tokenEndpointAuthMethod !== method) {
     throw new OAuthError('invalid_client', `this client authenticates with ${client.tokenEndpointAuthMethod}`);
   }
   if (method !== 'none') {
-    const storedHash = await findClientSecretHash(db, clientId);
     const secret = basic?.clientSecret ?? presented.bodyClientSecret!;
-    if (!storedHash || !secretMatches(secret, storedHash)) throw new OAuthError('invalid_client', 'client authentication failed');
+    if (!client.secretHash || !matchesStoredHash(secret, client.secretHash)) throw new OAuthError('invalid_client', 'client authentication failed');
   }
-  return client;
+  const { secretHash: _secretHash, ...row } = client;
+  return row;
 }

@@ -1,8 +1,10 @@
 import type { CommonQueryMethods } from 'slonik';
-import { findAccessTokenStatus, findRefreshTokenStatus } from '../../db/queries/oauth-tokens';
+import { UUID } from '../uuid';
+import { findAccessTokenStatus, findRefreshTokenStatus, type AccessTokenStatusRow, type RefreshTokenStatusRow } from '../../db/queries/oauth-tokens';
 import type { OAuthClientRow } from '../../db/queries/oauth-clients';
+import type { AuditEntry, AuditLog } from '../audit';
 import { hashBearerValue } from '../secrets';
-import type { TokenIssuer } from './token-issuer';
+import type { AccessTokenClaims, TokenIssuer } from './token-issuer';
 
 /** RFC 7662 section 2.2. Inactive tokens say nothing else. */
 export type IntrospectionResponse =
@@ -23,7 +25,6 @@ export type IntrospectionResponse =
 export type TokenTypeHint = 'access_token' | 'refresh_token';
 
 const INACTIVE = { active: false } as const;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Lookup order: the hint first (RFC 7662 section 2.1 and RFC 7009 section 2.1), the other kind after it; the hint is never trusted. */
 export function lookupOrder(hint: string | undefined): TokenTypeHint[] {
@@ -35,68 +36,83 @@ function looksLikeJwt(token: string): boolean {
   return token.split('.').length === 3;
 }
 
+export type FoundToken =
+  | { kind: 'access_token'; claims: AccessTokenClaims; row: AccessTokenStatusRow }
+  | { kind: 'refresh_token'; row: RefreshTokenStatusRow };
+
 /**
- * Introspection for `requester`: a token is active only when it is ours, unexpired, unrevoked,
- * its grant and client are live, and it was issued to the requesting client (a client never
- * learns anything about another client's tokens). Every answer reads the database, so a
- * revocation is seen at once.
+ * The token's row when the token is ours, whatever its state: an access token is a JWT we signed
+ * (signature, issuer, audience, expiry) with a recorded `jti`; a refresh token is found by its hash.
+ * Tries the hinted kind first. Shared by introspection and revocation.
+ */
+export async function findToken(db: CommonQueryMethods, tokens: TokenIssuer, token: string, hint: string | undefined): Promise<FoundToken | undefined> {
+  for (const kind of lookupOrder(hint)) {
+    if (kind === 'access_token' && looksLikeJwt(token)) {
+      const claims = await tokens.verifyAccessToken(token);
+      if (!claims || typeof claims.jti !== 'string' || !UUID.test(claims.jti)) continue;
+      const row = await findAccessTokenStatus(db, claims.jti);
+      if (row) return { kind, claims, row };
+    } else if (kind === 'refresh_token' && !looksLikeJwt(token)) {
+      const row = await findRefreshTokenStatus(db, hashBearerValue(token));
+      if (row) return { kind, row };
+    }
+  }
+  return undefined;
+}
+
+/** Unexpired, unrevoked (and for a refresh token, unrotated), with a live grant and client. */
+function isLive(found: FoundToken): boolean {
+  const { row } = found;
+  if (found.kind === 'access_token' && found.claims.client_id !== row.clientId) return false;
+  if (found.kind === 'refresh_token' && found.row.rotatedAt !== null) return false;
+  return row.revokedAt === null && row.expiresAt > Date.now() && row.grantRevokedAt === null && row.clientRevokedAt === null;
+}
+
+/**
+ * Introspection for `requester`: a token is active only when it is ours, live (isLive), and was
+ * issued to the requesting client (a client never learns anything about another client's tokens;
+ * asking about one is audited as OAuthIntrospectionDenied). Every answer reads the token's row, so
+ * a revocation is seen at once.
  */
 export class TokenIntrospection {
   constructor(
     private readonly db: CommonQueryMethods,
     private readonly tokens: TokenIssuer,
     private readonly issuer: string,
+    private readonly audit: AuditLog,
   ) {}
 
-  async introspect(requester: OAuthClientRow, token: string, hint: string | undefined): Promise<IntrospectionResponse> {
-    for (const kind of lookupOrder(hint)) {
-      const answer = kind === 'access_token' ? await this.accessToken(requester, token) : await this.refreshToken(requester, token);
-      if (answer) return answer;
+  async introspect(requester: OAuthClientRow, token: string, hint: string | undefined, origin: AuditEntry['origin']): Promise<IntrospectionResponse> {
+    const found = await findToken(this.db, this.tokens, token, hint);
+    if (!found) return INACTIVE;
+    if (found.row.clientId !== requester.id) {
+      await this.audit.record({
+        action: 'OAuthIntrospectionDenied',
+        outcome: 'failure',
+        actor: { type: 'client', id: requester.id },
+        clientId: requester.id,
+        origin,
+        details: { reason: 'issued_to_another_client', kind: found.kind, issuedTo: found.row.clientId },
+      });
+      return INACTIVE;
     }
-    return INACTIVE;
-  }
-
-  /** undefined: not an access token of ours; INACTIVE: ours, but not active for this requester. */
-  private async accessToken(requester: OAuthClientRow, token: string): Promise<IntrospectionResponse | undefined> {
-    if (!looksLikeJwt(token)) return undefined;
-    const claims = await this.tokens.verifyAccessToken(token);
-    if (!claims || typeof claims.jti !== 'string' || !UUID.test(claims.jti)) return undefined;
-    const row = await findAccessTokenStatus(this.db, claims.jti);
-    if (!row) return undefined;
-    const live =
-      row.clientId === requester.id &&
-      claims.client_id === row.clientId &&
-      row.revokedAt === null &&
-      row.expiresAt > Date.now() &&
-      row.grantRevokedAt === null &&
-      row.clientRevokedAt === null;
-    if (!live) return INACTIVE;
-    return {
-      active: true,
-      scope: claims.scope,
-      client_id: claims.client_id,
-      sub: claims.sub,
-      aud: claims.aud,
-      iss: claims.iss,
-      exp: claims.exp,
-      iat: claims.iat,
-      jti: claims.jti,
-      token_type: 'Bearer',
-    };
-  }
-
-  private async refreshToken(requester: OAuthClientRow, token: string): Promise<IntrospectionResponse | undefined> {
-    if (looksLikeJwt(token)) return undefined;
-    const row = await findRefreshTokenStatus(this.db, hashBearerValue(token));
-    if (!row) return undefined;
-    const live =
-      row.clientId === requester.id &&
-      row.rotatedAt === null &&
-      row.revokedAt === null &&
-      row.expiresAt > Date.now() &&
-      row.grantRevokedAt === null &&
-      row.clientRevokedAt === null;
-    if (!live) return INACTIVE;
+    if (!isLive(found)) return INACTIVE;
+    if (found.kind === 'access_token') {
+      const { claims } = found;
+      return {
+        active: true,
+        scope: claims.scope,
+        client_id: claims.client_id,
+        sub: claims.sub,
+        aud: claims.aud,
+        iss: claims.iss,
+        exp: claims.exp,
+        iat: claims.iat,
+        jti: claims.jti,
+        token_type: 'Bearer',
+      };
+    }
+    const { row } = found;
     return {
       active: true,
       scope: row.scopes.join(' '),

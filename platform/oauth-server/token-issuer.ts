@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createLocalJWKSet, errors as joseErrors, jwtVerify, SignJWT } from 'jose';
+import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import type { CommonQueryMethods } from 'slonik';
 import { insertAccessToken, insertRefreshToken } from '../../db/queries/oauth-tokens';
 import type { OAuthClientRow } from '../../db/queries/oauth-clients';
@@ -42,7 +42,10 @@ export interface TokenSubject {
   grantId: string | null;
   /** The authorization code's token family; null for client_credentials. */
   familyId: string | null;
+  /** The access token's scopes. */
   scopes: string[];
+  /** The refresh token's scopes when they differ from the access token's (a narrowing refresh keeps the original scope, RFC 6749 section 6). */
+  refreshTokenScopes?: string[];
 }
 
 /**
@@ -54,10 +57,6 @@ export class TokenIssuer {
     private readonly keys: SigningKeys,
     private readonly settings: TokenIssuerSettings,
   ) {}
-
-  get audience(): string {
-    return this.settings.audience;
-  }
 
   async issue(db: CommonQueryMethods, subject: TokenSubject, withRefreshToken: boolean): Promise<TokenResponse> {
     const now = Math.floor(Date.now() / 1000);
@@ -94,7 +93,7 @@ export class TokenIssuer {
         clientId: subject.client.id,
         userId: subject.userId,
         grantId: subject.grantId,
-        scopes: subject.scopes,
+        scopes: subject.refreshTokenScopes ?? subject.scopes,
         expiresAt: new Date((now + lifetime) * 1000),
       });
       response.refresh_token = refreshToken;
@@ -104,15 +103,22 @@ export class TokenIssuer {
 
   /** The claims of a well-formed, unexpired access token we signed; null for anything else. */
   async verifyAccessToken(token: string): Promise<AccessTokenClaims | null> {
-    try {
-      const { payload } = await jwtVerify(token, createLocalJWKSet(await this.keys.publicKeySet()), {
+    const verify = async (fresh: boolean) =>
+      jwtVerify(token, await this.keys.verificationKeys({ fresh }), {
         issuer: this.settings.issuer,
         audience: this.settings.audience,
         typ: 'at+jwt',
         algorithms: ['RS256'],
         requiredClaims: ['sub', 'jti', 'exp', 'iat', 'client_id', 'scope'],
       });
-      return payload as unknown as AccessTokenClaims;
+    try {
+      try {
+        return (await verify(false)).payload as unknown as AccessTokenClaims;
+      } catch (error) {
+        // The key set is cached briefly: a key another process created since is fetched before giving up.
+        if (!(error instanceof joseErrors.JWKSNoMatchingKey)) throw error;
+        return (await verify(true)).payload as unknown as AccessTokenClaims;
+      }
     } catch (error) {
       if (error instanceof joseErrors.JOSEError) return null;
       throw error;

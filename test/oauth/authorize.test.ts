@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'slonik';
+import { z } from 'zod';
 import { startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
-import { authorizePath, TestBrowser } from '../helpers/oauth-browser';
+import { authorizePath, parseForm, TestBrowser } from '../helpers/oauth-browser';
+import { auditRows } from './token-helpers';
 
 /** GET /oauth/authorize: what is shown as a page, what is redirected, and what every answer carries. */
 describe('authorization endpoint', () => {
@@ -118,15 +120,121 @@ describe('authorization endpoint', () => {
     expect(params).toMatchObject({ tenant: 'a', state, iss: server.url, error: 'unsupported_response_type' });
   });
 
-  it('sends a visitor who is not signed in to the login page with a return URL', async () => {
-    const { path } = authorizePath({ clientId });
-    const response = await anonymous().get(path);
+  /** An anonymous visit: the login redirect and the short return URL it carries. */
+  async function loginRedirect(browser: TestBrowser, path: string): Promise<string> {
+    const response = await browser.get(path);
     expect(response.status).toBe(303);
     const location = new URL(response.headers.get('location')!, server.url);
     expect(location.origin).toBe(server.url);
     expect(location.pathname).toBe('/login');
-    expect(location.searchParams.get('return_to')).toBe(path);
     expect(response.headers.get('access-control-allow-origin')).toBeNull();
+    return location.searchParams.get('return_to')!;
+  }
+
+  it('sends a visitor who is not signed in to the login page with a short return URL to the stored request', async () => {
+    const { path } = authorizePath({ clientId });
+    const returnTo = await loginRedirect(anonymous(), path);
+    expect(returnTo).toMatch(/^\/oauth\/authorize\?resume=[0-9a-f-]{36}$/);
+    const requestId = new URL(returnTo, server.url).searchParams.get('resume')!;
+    const row = await server.db.one(sql.type(z.object({ clientId: z.string(), userId: z.string().nullable(), csrfHash: z.string().nullable() }))`
+      SELECT client_id AS "clientId", user_id AS "userId", csrf_hash AS "csrfHash" FROM oauth_authorization_requests WHERE id = ${requestId}`);
+    expect(row).toEqual({ clientId, userId: null, csrfHash: null });
+  });
+
+  it('resumes a request with a 2000-character state after sign-in, and returns the state unchanged', async () => {
+    const user = await server.createUser(`long-state-${Date.now()}@example.com`);
+    // 2000 characters that each need percent-encoding: the authorization URL is far longer than /login's 4096 cap.
+    const state = 'ü&'.repeat(1000);
+    expect(state).toHaveLength(2000);
+    const { path } = authorizePath({ clientId, state });
+    expect(path.length).toBeGreaterThan(4096);
+    const browser = anonymous();
+    const returnTo = await loginRedirect(browser, path);
+    // Still anonymous: the stored request sends the visitor back to the login page, unchanged.
+    expect(await loginRedirect(browser, returnTo)).toBe(returnTo);
+
+    const login = await browser.signIn(user.email, user.password, returnTo);
+    expect(login.status).toBe(303);
+    expect(login.headers.get('location')).toBe(returnTo);
+    const consent = await browser.get(returnTo);
+    expect(consent.status).toBe(200);
+    const decided = await browser.submit(await consent.text(), {}, 'approve');
+    expect(decided.status).toBe(303);
+    const params = new URL(decided.headers.get('location')!).searchParams;
+    expect(params.get('state')).toBe(state);
+    expect(params.get('code')).toMatch(/^[A-Za-z0-9_-]{43}$/);
+
+    // A stored request is used once.
+    const again = await browser.get(returnTo);
+    await expectErrorPage(again);
+  });
+
+  it('checks the client again when a stored request is resumed', async () => {
+    const { client } = await server.createClient({ redirectUris: ['https://client.example/callback', 'https://client.example/other'] });
+    const user = await server.createUser(`resume-${Date.now()}@example.com`);
+    const browser = anonymous();
+    const revokedLater = await loginRedirect(browser, authorizePath({ clientId: client.id }).path);
+    const movedLater = await loginRedirect(browser, authorizePath({ clientId: client.id, redirectUri: 'https://client.example/other' }).path);
+    expect((await browser.signIn(user.email, user.password)).status).toBe(303);
+
+    await server.db.query(sql.unsafe`UPDATE oauth_clients SET redirect_uris = '{https://client.example/callback}' WHERE id = ${client.id}`);
+    await expectErrorPage(await browser.get(movedLater));
+    await server.db.query(sql.unsafe`UPDATE oauth_clients SET revoked_at = now() WHERE id = ${client.id}`);
+    await expectErrorPage(await browser.get(revokedLater));
+    // Unknown, malformed or mixed with new parameters.
+    await expectErrorPage(await browser.get('/oauth/authorize?resume=00000000-0000-4000-8000-000000000000'));
+    await expectErrorPage(await browser.get('/oauth/authorize?resume=nope'));
+    await expectErrorPage(await browser.get(`${revokedLater}&client_id=${clientId}`));
+  });
+
+  it('refuses NUL in any parameter with an error page, never a 500', async () => {
+    for (const query of ['client_id=%00', `client_id=${clientId}&state=a%00b`, 'resume=%00']) {
+      for (const browser of [anonymous(), signedIn]) {
+        const response = await browser.get(`/oauth/authorize?${query}`);
+        const page = await expectErrorPage(response);
+        expect(page).not.toContain('[object Object]');
+      }
+    }
+    const { path } = authorizePath({ clientId, state: 'a\u0000b' });
+    await expectErrorPage(await signedIn.get(path));
+  });
+
+  it('audits PKCE and redirect URI attacks (OAuthAuthorizeRejected) with client, reason and address', async () => {
+    const { client } = await server.createClient({ name: 'Audited client' });
+    const cases: Array<[Record<string, string | undefined>, string]> = [
+      [{ code_challenge: undefined }, 'pkce_missing'],
+      [{ code_challenge_method: 'plain' }, 'pkce_plain'],
+      [{ code_challenge_method: undefined }, 'pkce_plain'],
+      [{ redirect_uri: 'https://client.example/callback/evil' }, 'redirect_uri_mismatch'],
+      [{ redirect_uri: 'https://CLIENT.example/callback' }, 'redirect_uri_mismatch'],
+      [{ redirect_uri: 'https://client.example/Callback' }, 'redirect_uri_mismatch'],
+    ];
+    for (const [extra] of cases) {
+      expect((await signedIn.get(authorizePath({ clientId: client.id, extra }).path)).status).not.toBe(200);
+    }
+    const rows = (await auditRows(server, 'OAuthAuthorizeRejected')).filter((row) => row.client_id === client.id);
+    expect(rows.map((row) => (row.details as { reason: string }).reason)).toEqual(cases.map(([, reason]) => reason));
+    for (const row of rows) expect(row).toMatchObject({ outcome: 'failure', ip_address: '127.0.0.1', actor_type: 'user' });
+    expect((rows[3]!.details as { redirect_uri: string }).redirect_uri).toBe('https://client.example/callback/evil');
+    expect(rows.every((row) => row.user_id !== null)).toBe(true);
+  });
+
+  it('never writes a host that is not a DNS name or an IP literal into the policy: such a redirect URI is refused', async () => {
+    // Registered before validation refused such hosts (registerClient does not validate).
+    for (const host of ["a;b.example", 'a,b.example', "a'b.example"]) {
+      const redirectUri = `https://${host}/callback`;
+      const { client } = await server.createClient({ redirectUris: [redirectUri] });
+      const response = await signedIn.get(authorizePath({ clientId: client.id, redirectUri }).path);
+      await expectErrorPage(response);
+      expect(response.headers.get('content-security-policy')).not.toContain(host);
+    }
+  });
+
+  it('puts the redirect URI origin into form-action on the consent page', async () => {
+    const response = await signedIn.get(authorizePath({ clientId }).path);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-security-policy')).toContain("form-action 'self' https://client.example;");
+    expect(parseForm(await response.text()).action).toBe('/oauth/authorize/decision');
   });
 
   it('shows the consent page to a signed-in user, without CORS headers even when asked cross-origin', async () => {

@@ -21,6 +21,22 @@ describe('authorization code grant', () => {
   });
   afterAll(() => server?.close());
 
+  /** The OAuthCodeRejected row of this code's refusal: who presented it, why, from where, and never the code. */
+  const expectCodeRejected = async (presentedBy: TestClient, reason: string, code: string) => {
+    const rows = await auditRows(server, 'OAuthCodeRejected');
+    expect(rows).toContainEqual(
+      expect.objectContaining({
+        outcome: 'failure',
+        actor_type: 'client',
+        client_id: presentedBy.client.id,
+        user_id: userId,
+        ip_address: '127.0.0.1',
+        details: expect.objectContaining({ reason }),
+      }),
+    );
+    expect(JSON.stringify(rows)).not.toContain(code);
+  };
+
   it('exchanges a code for an RFC 9068 access token and an opaque refresh token', async () => {
     const issued = await issueCode(server, clientA, userId, ['properties:read', 'offline_access']);
     const before = Math.floor(Date.now() / 1000);
@@ -97,17 +113,17 @@ describe('authorization code grant', () => {
     expect(JSON.stringify(replays)).not.toContain(issued.code);
   });
 
-  it('concurrent redemptions of one code: at most one succeeds, and the replay revokes what it issued', async () => {
+  it('concurrent redemptions of one code: exactly one succeeds, and the replay revokes what it issued', async () => {
     for (let round = 0; round < 5; round += 1) {
       const issued = await issueCode(server, clientA, userId);
       const responses = await Promise.all([0, 1, 2].map(() => exchangeCode(server, clientA, issued)));
       const winners = responses.filter((response) => response.status === 200);
-      expect(winners.length).toBeLessThanOrEqual(1);
-      expect(responses.filter((response) => response.status === 400)).toHaveLength(responses.length - winners.length);
-      for (const winner of winners) {
-        expect(await introspect(server, clientA, winner.body.access_token as string)).toEqual({ active: false });
-        expect(await introspect(server, clientA, winner.body.refresh_token as string)).toEqual({ active: false });
-      }
+      // The code is valid, so one redemption must win; the row lock makes the others replays.
+      expect(winners).toHaveLength(1);
+      expect(responses.filter((response) => response.status === 400 && response.body.error === 'invalid_grant')).toHaveLength(2);
+      const [winner] = winners;
+      expect(await introspect(server, clientA, winner!.body.access_token as string)).toEqual({ active: false });
+      expect(await introspect(server, clientA, winner!.body.refresh_token as string)).toEqual({ active: false });
     }
   });
 
@@ -118,6 +134,7 @@ describe('authorization code grant', () => {
     const response = await exchangeCode(server, clientA, issued);
     expect(response.status).toBe(400);
     expect(response.body).toMatchObject({ error: 'invalid_grant', error_description: expect.stringMatching(/expired/) });
+    await expectCodeRejected(clientA, 'expired', issued.code);
   });
 
   it('codes live 60 seconds', async () => {
@@ -162,6 +179,7 @@ describe('authorization code grant', () => {
     const response = await exchangeCode(server, clientA, { ...issued, redirectUri });
     expect(response.status).toBe(400);
     expect(response.body.error).toBe('invalid_grant');
+    await expectCodeRejected(clientA, 'redirect_uri_mismatch', issued.code);
   });
 
   it('refuses a missing redirect_uri', async () => {
@@ -176,6 +194,9 @@ describe('authorization code grant', () => {
     const response = await exchangeCode(server, clientB, issued);
     expect(response.status).toBe(400);
     expect(response.body.error).toBe('invalid_grant');
+    await expectCodeRejected(clientB, 'issued_to_another_client', issued.code);
+    const [row] = (await auditRows(server, 'OAuthCodeRejected')).filter((entry) => entry.client_id === clientB.client.id);
+    expect(row?.details).toMatchObject({ issuedTo: clientA.client.id });
   });
 
   it('refuses a client that may not use the grant type', async () => {

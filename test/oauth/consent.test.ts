@@ -5,6 +5,7 @@ import { hashBearerValue } from '../../platform/secrets';
 import { SCOPE_DESCRIPTIONS } from '../../platform/oauth-server/scopes';
 import { startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
 import { authorizePath, parseForm, TestBrowser, signedInBrowser } from '../helpers/oauth-browser';
+import { auditRows, postForm } from './token-helpers';
 
 /** The consent page and its decision POST, driven by parsing and submitting the HTML form. */
 describe('consent', () => {
@@ -123,6 +124,7 @@ describe('consent', () => {
       { request_id: 'not-a-uuid', csrf_token: form.fields.csrf_token!, decision: 'approve' },
       { request_id: '00000000-0000-4000-8000-000000000000', csrf_token: form.fields.csrf_token!, decision: 'approve' },
     ];
+    const auditedBefore = (await auditRows(server, 'OAuthConsentCsrfRejected')).length;
     for (const attempt of attempts) {
       const response = await browser.post('/oauth/authorize/decision', attempt);
       expect(response.status).toBe(403);
@@ -131,6 +133,20 @@ describe('consent', () => {
       expect(await response.text()).not.toContain('<script');
     }
     expect(await countCodes(client.id)).toBe(0);
+    // Each refusal is audited with the reason, the user and the address; never the token presented.
+    const audited = (await auditRows(server, 'OAuthConsentCsrfRejected')).slice(auditedBefore);
+    expect(audited.map((row) => (row.details as { reason: string }).reason)).toEqual([
+      'csrf_token_missing',
+      'csrf_token_missing',
+      'csrf_token_wrong',
+      'csrf_token_wrong',
+      'request_id_malformed',
+      'request_unknown',
+    ]);
+    for (const row of audited) expect(row).toMatchObject({ outcome: 'failure', actor_type: 'user', ip_address: '127.0.0.1', user_id: expect.any(String) });
+    expect(audited.slice(0, 4).map((row) => row.client_id)).toEqual(Array(4).fill(client.id));
+    expect(JSON.stringify(audited)).not.toContain(csrf);
+    expect(JSON.stringify(audited)).not.toContain(almostCsrf);
     // The genuine form still works afterwards.
     expect((await browser.submit(page, {}, 'approve')).status).toBe(303);
     expect(await countCodes(client.id)).toBe(1);
@@ -144,6 +160,11 @@ describe('consent', () => {
     expect((await attacker.browser.submit(page, {}, 'approve')).status).toBe(403);
     expect((await new TestBrowser(server.url).submit(page, {}, 'approve')).status).toBe(403);
     expect(await countCodes(client.id)).toBe(0);
+    const audited = (await auditRows(server, 'OAuthConsentCsrfRejected')).filter((row) => row.client_id === client.id);
+    expect(audited.map((row) => [(row.details as { reason: string }).reason, row.user_id])).toEqual([
+      ['other_user', attacker.user.id],
+      ['not_signed_in', null],
+    ]);
   });
 
   it('refuses a replayed decision', async () => {
@@ -215,16 +236,51 @@ describe('consent', () => {
     expect((await browser.get(authorizePath({ clientId: client.id, scope: 'properties:read reservations:read' }).path)).status).toBe(200);
   });
 
-  it('issues a code the token endpoint logic redeems with the PKCE verifier', async () => {
-    const { client } = await server.createClient();
+  it('issues a code the token endpoint redeems with the PKCE verifier', async () => {
+    const { client, clientSecret } = await server.createClient();
     const { browser } = await signedInBrowser(server);
     const { page, pkce } = await consentPage(browser, client.id);
     const location = new URL((await browser.submit(page, {}, 'approve')).headers.get('location')!);
-    const tokens = await server.app.authorizationServer.grants.authorizationCode(
-      { client, origin: { ip: '127.0.0.1' } },
-      { code: location.searchParams.get('code')!, redirectUri: 'https://client.example/callback', codeVerifier: pkce.verifier },
+    const response = await postForm(
+      server,
+      '/oauth/token',
+      { grant_type: 'authorization_code', code: location.searchParams.get('code')!, redirect_uri: 'https://client.example/callback', code_verifier: pkce.verifier },
+      { authorization: `Basic ${Buffer.from(`${client.id}:${clientSecret!}`).toString('base64')}` },
     );
-    expect(tokens.access_token).toBeTruthy();
-    expect(tokens.scope.split(' ').sort()).toEqual(['properties:read', 'reservations:read']);
+    expect(response.status, response.text).toBe(200);
+    expect(response.body.access_token).toBeTruthy();
+    expect((response.body.scope as string).split(' ').sort()).toEqual(['properties:read', 'reservations:read']);
+  });
+
+  it('always asks again for a public client, even with a grant: anyone can send its id, a loopback port and their own PKCE', async () => {
+    const { client } = await server.createClient({
+      tokenEndpointAuthMethod: 'none',
+      grantTypes: ['authorization_code'],
+      redirectUris: ['http://127.0.0.1/callback'],
+      scopes: ['properties:read'],
+    });
+    const { browser } = await signedInBrowser(server);
+    const first = await browser.get(authorizePath({ clientId: client.id, redirectUri: 'http://127.0.0.1:1111/callback' }).path);
+    expect(first.status).toBe(200);
+    const approved = await browser.submit(await first.text(), {}, 'approve');
+    expect(new URL(approved.headers.get('location')!).searchParams.get('code')).toMatch(/^[A-Za-z0-9_-]{43}$/);
+
+    // Another "instance" of the app (an attacker's listener on another port, with the attacker's PKCE).
+    const attack = await browser.get(authorizePath({ clientId: client.id, redirectUri: 'http://127.0.0.1:2222/callback' }).path);
+    expect(attack.status).toBe(200);
+    expect(attack.headers.get('location')).toBeNull();
+    expect(parseForm(await attack.text()).action).toBe('/oauth/authorize/decision');
+    expect(await countCodes(client.id)).toBe(1);
+  });
+
+  it('marks a self-registered client as unverified on the consent page', async () => {
+    const { client: dynamic } = await server.createClient({ name: 'Bank of Trust', registeredBy: 'dynamic' });
+    const { client: admin } = await server.createClient({ name: 'Vetted app' });
+    const { browser } = await signedInBrowser(server);
+    const dynamicPage = (await consentPage(browser, dynamic.id)).page;
+    expect(dynamicPage).toContain('<h1>Allow Bank of Trust (unverified) to use your account?</h1>');
+    expect(dynamicPage).toContain('Unverified application.');
+    const adminPage = (await consentPage(browser, admin.id)).page;
+    expect(adminPage).not.toMatch(/unverified/i);
   });
 });

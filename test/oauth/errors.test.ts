@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
+import { ADMIN_TOKEN, INITIAL_ACCESS_TOKEN, startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
+import { authorizePath, TestBrowser } from '../helpers/oauth-browser';
 import { auditRows, basicAuth, issueCode, postAsClient, postForm, type TestClient } from './token-helpers';
 
 const ENDPOINTS = ['/oauth/token', '/oauth/introspect', '/oauth/revoke'] as const;
+const ADMIN_PATH = '/api/v1/admin/oauth/clients';
 
 describe('RFC 6749 error answers', () => {
   let server: OAuthTestServer;
@@ -174,5 +176,123 @@ describe('RFC 6749 error answers', () => {
     } finally {
       await limited.close();
     }
+  });
+});
+
+/**
+ * The never-500 matrix for the browser and management endpoints: NUL bytes (PostgreSQL text cannot
+ * hold them), oversize values, repeated (array-valued) parameters and garbage bodies.
+ */
+describe('no 500 from authorize, decision, admin clients, registration or grants', () => {
+  let server: OAuthTestServer;
+  let clientId: string;
+  let cookie: string;
+
+  beforeAll(async () => {
+    server = await startOAuthTestServer();
+    clientId = (await server.createClient()).client.id;
+    const user = await server.createUser('never-500@example.com');
+    const browser = new TestBrowser(server.url);
+    expect((await browser.signIn(user.email, user.password)).status).toBe(303);
+    cookie = [...browser.cookies].map(([name, value]) => `${name}=${value}`).join('; ');
+  });
+  afterAll(() => server?.close());
+
+  const big = 'x'.repeat(10_000);
+  const form = { 'content-type': 'application/x-www-form-urlencoded' };
+  const json = { 'content-type': 'application/json' };
+  const admin = () => ({ authorization: `Bearer ${ADMIN_TOKEN}` });
+  const iat = () => ({ authorization: `Bearer ${INITIAL_ACCESS_TOKEN}` });
+
+  type Case = [string, () => { path: string; init?: RequestInit }];
+  const authorize = (query: string) => () => ({ path: `/oauth/authorize?${query}`, init: { headers: { cookie } } });
+  const valid = () => authorizePath({ clientId }).path.split('?')[1]!;
+  const decision = (body: string, headers: Record<string, string> = form) => () => ({
+    path: '/oauth/authorize/decision',
+    init: { method: 'POST', headers: { cookie, ...headers }, body },
+  });
+  const adminCall = (method: string, path: string, body?: unknown) => () => ({
+    path: `${ADMIN_PATH}${path}`,
+    init: { method, headers: { ...admin(), ...(body === undefined ? {} : json) }, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) },
+  });
+  const registration = (body: string) => () => ({ path: '/oauth/register', init: { method: 'POST', headers: { ...iat(), ...json }, body } });
+  const grants = (method: string, path: string) => () => ({ path: `/oauth/grants${path}`, init: { method, headers: { cookie } } });
+
+  const htmlCases: Case[] = [
+    ['authorize: NUL client_id', authorize('client_id=%00')],
+    ['authorize: NUL client_id, anonymous', () => ({ path: '/oauth/authorize?client_id=%00' })],
+    ['authorize: NUL state on the consent path', () => authorize(valid().replace(/state=[^&]*/, 'state=a%00b'))()],
+    ['authorize: NUL in every parameter', authorize('response_type=%00&client_id=%00&redirect_uri=%00&scope=%00&state=%00&code_challenge=%00&code_challenge_method=%00')],
+    ['authorize: oversize client_id', authorize(`client_id=${big}`)],
+    ['authorize: oversize state', () => authorize(valid().replace(/state=[^&]*/, `state=${big}`))()],
+    ['authorize: repeated client_id', () => authorize(`client_id=${clientId}&client_id=${clientId}`)()],
+    ['authorize: bracket parameters', authorize('client_id[]=x&state[a]=b&__proto__=x&constructor=y')],
+    ['authorize: broken percent-encoding', authorize('client_id=%E0%A4%A&state=%FF%FE')],
+    ['authorize: NUL resume', authorize('resume=%00')],
+    ['authorize: garbage resume', authorize(`resume=${encodeURIComponent("'; DROP TABLE x; --")}`)],
+    ['authorize: oversize resume', authorize(`resume=${big}`)],
+    ['authorize: repeated resume', authorize('resume=a&resume=b')],
+    ['decision: NUL request_id', decision('request_id=%00&csrf_token=x&decision=approve')],
+    ['decision: NUL csrf_token', decision('request_id=00000000-0000-4000-8000-000000000000&csrf_token=%00&decision=approve')],
+    ['decision: NUL decision', decision('request_id=00000000-0000-4000-8000-000000000000&csrf_token=x&decision=%00')],
+    ['decision: oversize values', decision(`request_id=${big}&csrf_token=${big}&decision=${big}`)],
+    ['decision: repeated request_id', decision('request_id=a&request_id=b&csrf_token=x&decision=approve')],
+    ['decision: bracket parameters', decision('request_id[]=a&csrf_token[x]=y&__proto__=z')],
+    ['decision: broken percent-encoding', decision('request_id=%E0%A4%A&csrf_token=%FF')],
+    ['decision: JSON body', decision(JSON.stringify({ request_id: ['a'], csrf_token: { a: 1 } }), json)],
+    ['decision: malformed JSON', decision('{"request_id":', json)],
+    ['decision: text/plain body', decision('request_id=x', { 'content-type': 'text/plain' })],
+    ['decision: empty body', decision('')],
+  ];
+
+  const jsonCases: Case[] = [
+    ['admin: GET a NUL id', adminCall('GET', '/%00')],
+    ['admin: GET an oversize id', adminCall('GET', `/${big}`)],
+    ['admin: GET a garbage id', adminCall('GET', `/${encodeURIComponent("%FF'\";--")}`)],
+    ['admin: PUT redirect URIs of a NUL id', adminCall('PUT', '/%00/redirect-uris', { redirect_uris: ['https://client.example/callback'] })],
+    ['admin: PUT NUL redirect URIs', () => adminCall('PUT', `/${clientId}/redirect-uris`, { redirect_uris: ['https://client.example/\u0000'] })()],
+    ['admin: PUT an object for the list', () => adminCall('PUT', `/${clientId}/redirect-uris`, { redirect_uris: { a: 1 } })()],
+    ['admin: rotate the secret of a NUL id', adminCall('POST', '/%00/secret')],
+    ['admin: revoke a NUL id', adminCall('DELETE', '/%00')],
+    ['admin: create with a NUL name', adminCall('POST', '', { name: 'a\u0000b', grant_types: ['authorization_code'], scopes: ['properties:read'], token_endpoint_auth_method: 'client_secret_basic', redirect_uris: ['https://a.example/cb'] })],
+    ['admin: create with NUL scopes and grant types', adminCall('POST', '', { name: 'x', grant_types: ['\u0000'], scopes: ['\u0000'], token_endpoint_auth_method: 'client_secret_basic' })],
+    ['admin: create with an oversize name', adminCall('POST', '', { name: big, grant_types: ['authorization_code'], scopes: ['properties:read'], token_endpoint_auth_method: 'client_secret_basic' })],
+    ['admin: create with arrays for strings', adminCall('POST', '', { name: ['a'], grant_types: [['x']], scopes: [{}], token_endpoint_auth_method: ['none'] })],
+    ['admin: create with garbage JSON', adminCall('POST', '', '{"name": [')],
+    ['registration: NUL client_name', registration(JSON.stringify({ client_name: 'a\u0000b', redirect_uris: ['https://a.example/cb'] }))],
+    ['registration: NUL scope and auth method', registration(JSON.stringify({ scope: '\u0000', token_endpoint_auth_method: '\u0000', redirect_uris: ['https://a.example/cb'] }))],
+    ['registration: NUL redirect URI and grant type', registration(JSON.stringify({ redirect_uris: ['https://a.example/\u0000'], grant_types: ['\u0000'] }))],
+    ['registration: oversize client_name', registration(JSON.stringify({ client_name: big, redirect_uris: ['https://a.example/cb'] }))],
+    ['registration: arrays for strings', registration(JSON.stringify({ client_name: ['a'], scope: ['b'], redirect_uris: [['c']] }))],
+    ['registration: garbage JSON', registration('{"client_name":')],
+    ['registration: not an object', registration('[1, "\\u0000"]')],
+    ['grants: list with garbage query', grants('GET', '?x=%00&y[]=z')],
+    ['grants: DELETE a NUL id', grants('DELETE', '/%00')],
+    ['grants: DELETE an oversize id', grants('DELETE', `/${big}`)],
+    ['grants: DELETE a garbage id', grants('DELETE', `/${encodeURIComponent("%FF'\";--")}`)],
+  ];
+
+  it.each(htmlCases)('%s: an HTML error page, never 500', async (_name, build) => {
+    const { path, init } = build();
+    const response = await fetch(`${server.url}${path}`, { redirect: 'manual', ...init });
+    const text = await response.text();
+    expect(response.status, text).toBeGreaterThanOrEqual(400);
+    expect(response.status, text).toBeLessThan(500);
+    expect(response.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(response.headers.get('x-frame-options')).toBe('DENY');
+    expect(text).not.toContain('[object Object]');
+  });
+
+  it.each(jsonCases)('%s: a JSON error, never 500', async (name, build) => {
+    const { path, init } = build();
+    const response = await fetch(`${server.url}${path}`, { redirect: 'manual', ...init });
+    const text = await response.text();
+    expect(response.status, text).not.toBe(500);
+    // Listing one's grants has no parameters: a stray query is ignored.
+    if (name.startsWith('grants: list')) return expect(response.status, text).toBe(200);
+    expect(response.status, text).toBeGreaterThanOrEqual(400);
+    expect(response.status, text).toBeLessThan(500);
+    expect(response.headers.get('content-type')).toMatch(/^application\/json/);
+    expect((JSON.parse(text) as { error?: unknown }).error).toEqual(expect.any(String));
   });
 });

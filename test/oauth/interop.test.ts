@@ -1,7 +1,7 @@
 import * as oauth from 'oauth4webapi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
-import { TestBrowser } from '../helpers/oauth-browser';
+import { parseForm, TestBrowser } from '../helpers/oauth-browser';
 import type { TestClient } from './token-helpers';
 
 /**
@@ -29,23 +29,36 @@ describe('interoperability with oauth4webapi', () => {
   });
   afterAll(() => server?.close());
 
-  /** Drives the real authorize endpoint, login page and consent page; returns the URL the browser lands on. */
-  async function authorizeInBrowser(authorizationUrl: URL): Promise<URL> {
+  /**
+   * Drives the real authorize endpoint, login page and consent page; returns the URL the browser lands on.
+   * A fresh browser always signs in; the consent page is shown unless the user's grant already covers
+   * the request (`consent: false`), and then it must be parsed and submitted, never skipped.
+   */
+  async function authorizeInBrowser(authorizationUrl: URL, expected: { consent: boolean } = { consent: true }): Promise<URL> {
     const browser = new TestBrowser(server.url);
     const path = `${authorizationUrl.pathname}${authorizationUrl.search}`;
     let response = await browser.get(path);
-    if (response.status === 303 && new URL(response.headers.get('location')!, server.url).pathname === '/login') {
-      const loginPage = await (await browser.get(response.headers.get('location')!)).text();
-      response = await browser.submit(loginPage, { email: user.email, password: user.password });
-      expect(response.status).toBe(303);
-      response = await browser.get(response.headers.get('location')!);
-    }
-    if (response.status === 200) {
+    expect(response.status).toBe(303);
+    expect(new URL(response.headers.get('location')!, server.url).pathname).toBe('/login');
+    const loginPage = await (await browser.get(response.headers.get('location')!)).text();
+    expect(parseForm(loginPage).fields).toHaveProperty('email');
+    response = await browser.submit(loginPage, { email: user.email, password: user.password });
+    expect(response.status).toBe(303);
+    response = await browser.get(response.headers.get('location')!);
+    if (expected.consent) {
+      expect(response.status).toBe(200);
       const consentPage = await response.text();
+      const form = parseForm(consentPage);
+      expect(form.method).toBe('post');
+      expect(form.fields).toEqual(expect.objectContaining({ request_id: expect.any(String), csrf_token: expect.any(String) }));
+      expect(form.fields.csrf_token!.length).toBeGreaterThan(20);
+      expect(form.buttons.map((button) => button.value)).toEqual(expect.arrayContaining(['approve', 'deny']));
       response = await browser.submit(consentPage, {}, 'approve');
     }
     expect(response.status).toBe(303);
-    return new URL(response.headers.get('location')!);
+    const location = new URL(response.headers.get('location')!);
+    expect(location.searchParams.get('code')).toEqual(expect.any(String));
+    return location;
   }
 
   it('discovers the server, completes code + PKCE, refreshes, introspects and revokes', async () => {
@@ -148,7 +161,8 @@ describe('interoperability with oauth4webapi', () => {
 
   async function authorizeAgain(): Promise<oauth.TokenEndpointResponse> {
     const { codeVerifier, state, authorizationUrl } = await authorizationRequest(client.client_id, redirectUri);
-    const callbackParameters = oauth.validateAuthResponse(as, client, await authorizeInBrowser(authorizationUrl), state);
+    // The user's grant already covers the request: the code comes without a consent page.
+    const callbackParameters = oauth.validateAuthResponse(as, client, await authorizeInBrowser(authorizationUrl, { consent: false }), state);
     return oauth.processAuthorizationCodeResponse(
       as,
       client,

@@ -1,7 +1,7 @@
 import { sql } from 'slonik';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
-import { basicAuth, introspect, obtainTokens, postAsClient, postForm, refresh, type TestClient } from './token-helpers';
+import { auditRows, basicAuth, introspect, obtainTokens, postAsClient, postForm, refresh, type TestClient } from './token-helpers';
 
 describe('token introspection (RFC 7662)', () => {
   let server: OAuthTestServer;
@@ -63,6 +63,24 @@ describe('token introspection (RFC 7662)', () => {
     const tokens = await obtainTokens(server, clientA, userId);
     expect(await introspect(server, clientB, tokens.access_token)).toEqual({ active: false });
     expect(await introspect(server, clientB, tokens.refresh_token)).toEqual({ active: false });
+    // Both attempts are audited, naming the asking client, the owner, why and from where, never the token.
+    const denied = await auditRows(server, 'OAuthIntrospectionDenied');
+    for (const kind of ['access_token', 'refresh_token']) {
+      expect(denied).toContainEqual(
+        expect.objectContaining({
+          outcome: 'failure',
+          actor_type: 'client',
+          client_id: clientB.client.id,
+          ip_address: '127.0.0.1',
+          details: { reason: 'issued_to_another_client', kind, issuedTo: clientA.client.id },
+        }),
+      );
+    }
+    expect(JSON.stringify(denied)).not.toContain(tokens.access_token);
+    expect(JSON.stringify(denied)).not.toContain(tokens.refresh_token);
+    // The owner's own introspection is not an attack.
+    expect(await introspect(server, clientA, tokens.access_token)).toMatchObject({ active: true });
+    expect((await auditRows(server, 'OAuthIntrospectionDenied')).filter((row) => row.client_id === clientA.client.id)).toEqual([]);
   });
 
   it('unknown, malformed and forged tokens are inactive', async () => {

@@ -1,6 +1,7 @@
-import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
+import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
 import { sql } from 'slonik';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SigningKeys } from '../../platform/oauth-server/signing-keys';
 import { startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
 import { introspect, obtainTokens, type TestClient } from './token-helpers';
 
@@ -44,8 +45,11 @@ describe('signing keys and JWKS', () => {
     const before = await obtainTokens(server, client, userId);
     const oldKid = decodeProtectedHeader(before.access_token).kid!;
 
-    const newKid = await server.app.authorizationServer.keys.rotate();
+    const rotation = await server.app.authorizationServer.keys.rotate();
+    const newKid = rotation.kid;
     expect(newKid).not.toBe(oldKid);
+    expect(rotation.previousKid).toBe(oldKid);
+    expect(rotation.retiredAt).toBeInstanceOf(Date);
     const after = await obtainTokens(server, client, userId);
     expect(decodeProtectedHeader(after.access_token).kid).toBe(newKid);
 
@@ -60,6 +64,8 @@ describe('signing keys and JWKS', () => {
     await server.db.query(sql.unsafe`
       UPDATE oauth_signing_keys SET retired_at = now() - make_interval(secs => ${server.config.authorizationServer.signingKeyGraceSeconds + 60})
       WHERE id = ${oldKid}`);
+    // The server caches its key set for up to 30 s; the clock jump above is invisible to that cache.
+    server.app.authorizationServer.keys.forgetVerificationKeys();
     const pruned = await fetchJwks();
     expect(pruned.keys.map((key) => key.kid)).not.toContain(oldKid);
     expect(pruned.keys.map((key) => key.kid)).toContain(newKid);
@@ -70,10 +76,54 @@ describe('signing keys and JWKS', () => {
 
   it('stores private keys only as encrypted envelopes', async () => {
     const { z } = await import('zod');
-    const rows = await server.db.any(sql.type(z.object({ enc: z.string() }))`SELECT private_jwk_enc AS enc FROM oauth_signing_keys`);
+    const rows = await server.db.any(sql.type(z.object({ id: z.string(), enc: z.string() }))`SELECT id, private_jwk_enc AS enc FROM oauth_signing_keys`);
+    expect(rows.length).toBeGreaterThan(0);
     for (const row of rows) {
+      // v1.<keyId>.<iv>.<ciphertext>.<tag>, base64url parts (platform/integration-crypto.ts).
+      expect(row.enc).toMatch(/^v1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/);
+      expect(() => JSON.parse(row.enc) as unknown).toThrow();
       expect(row.enc).not.toContain('"d"');
       expect(row.enc).not.toContain('RSA');
+      // And it is the private key: it decrypts to a JWK with the private exponent.
+      const jwk = JSON.parse(server.crypto.decrypt(row.enc, { table: 'oauth_signing_keys', column: 'private_jwk_enc', rowId: row.id })) as Record<string, unknown>;
+      expect(jwk).toMatchObject({ kty: 'RSA', kid: row.id });
+      expect(typeof jwk.d).toBe('string');
     }
+  });
+
+  it('imports each private key once per process', async () => {
+    const { keys } = server.app.authorizationServer;
+    const first = await keys.activeKey();
+    const second = await keys.activeKey();
+    expect(second.kid).toBe(first.kid);
+    expect(second.privateKey).toBe(first.privateKey);
+  });
+
+  it('verifies a token signed with a key another process created, although the key set is cached', async () => {
+    const warm = await obtainTokens(server, client, userId);
+    expect(await introspect(server, client, warm.access_token)).toMatchObject({ active: true });
+    // Another api-server instance rotates: this process's cached key set does not know the new kid.
+    const elsewhere = new SigningKeys(server.db, server.crypto, server.config.authorizationServer.signingKeyGraceSeconds);
+    const { kid } = await elsewhere.rotate();
+    const tokens = await obtainTokens(server, client, userId);
+    expect(decodeProtectedHeader(tokens.access_token).kid).toBe(kid);
+    expect(await introspect(server, client, tokens.access_token)).toMatchObject({ active: true });
+  });
+});
+
+describe('access-token audience', () => {
+  let server: OAuthTestServer;
+
+  beforeAll(async () => {
+    server = await startOAuthTestServer({ LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent', OAUTH_ACCESS_TOKEN_AUDIENCE: 'https://api.example.test' });
+  });
+  afterAll(() => server?.close());
+
+  it('is OAUTH_ACCESS_TOKEN_AUDIENCE when set, and such tokens introspect as active', async () => {
+    const client = await server.createClient();
+    const userId = (await server.createUser('audience@example.com')).id;
+    const tokens = await obtainTokens(server, client, userId);
+    expect(decodeJwt(tokens.access_token)).toMatchObject({ iss: server.url, aud: 'https://api.example.test' });
+    expect(await introspect(server, client, tokens.access_token)).toMatchObject({ active: true, aud: 'https://api.example.test', iss: server.url });
   });
 });

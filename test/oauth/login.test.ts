@@ -174,6 +174,84 @@ describe('login page', () => {
   });
 });
 
+describe('login hardening', () => {
+  let server: OAuthTestServer;
+
+  beforeAll(async () => {
+    server = await startOAuthTestServer({ LOGIN_MAX_FAILURES: String(MAX_FAILURES), LOGIN_LOCKOUT_SECONDS: '900' });
+  });
+
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  const jsonLogin = (email: string, password: string) =>
+    fetch(`${server.url}/api/v1/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email, password }) });
+
+  const failures = (email: string) =>
+    server.db.anyFirst(sql.type(z.object({ reason: z.string() }))`
+      SELECT details->>'reason' AS reason FROM audit_log WHERE action = 'UserLoginFailed' AND details->>'email' = ${email}`);
+
+  it(`evaluates no more than ${MAX_FAILURES} passwords of a parallel burst, and the right password after it is refused`, async () => {
+    const user = await server.createUser('login-burst@example.com');
+    const burst = 15;
+    const responses = await Promise.all(Array.from({ length: burst }, (_unused, attempt) => jsonLogin(user.email, `wrong guess ${attempt}`)));
+    expect(responses.map((response) => response.status)).toEqual(Array.from({ length: burst }, () => 401));
+
+    const reasons = await failures(user.email);
+    expect(reasons).toHaveLength(burst);
+    // Only the attempts that fit under the limit had their password checked; the others were refused as locked.
+    expect(reasons.filter((reason) => reason === 'invalid_credentials')).toHaveLength(MAX_FAILURES);
+    expect(reasons.filter((reason) => reason === 'locked')).toHaveLength(burst - MAX_FAILURES);
+    const lockedRows = await server.db.oneFirst(sql.type(z.object({ count: z.number() }))`
+      SELECT count(*)::int AS count FROM audit_log WHERE action = 'UserLoginLocked' AND details->>'email' = ${user.email}`);
+    expect(lockedRows).toBe(1);
+
+    const right = await jsonLogin(user.email, user.password);
+    expect(right.status).toBe(401);
+    expect(right.headers.get('set-cookie')).toBeNull();
+  });
+
+  it('answers 400, not 500, to a NUL character in any field of the login form or the return_to query', async () => {
+    const user = await server.createUser('login-nul@example.com');
+    for (const field of ['email', 'password', 'return_to', 'csrf_token']) {
+      const browser = new TestBrowser(server.url);
+      const page = await (await browser.get('/login')).text();
+      const inputs: Record<string, string> = { email: user.email, password: user.password };
+      inputs[field] = field === 'csrf_token' ? `${parseForm(page).fields.csrf_token}\u0000` : `${inputs[field] ?? '/oauth/grants'}\u0000`;
+      const response = await browser.submit(page, inputs);
+      expect(response.status, field).toBe(400);
+      expect(await response.text()).toContain('The form was malformed.');
+      expect(browser.cookies.has('pm_session')).toBe(false);
+    }
+    const query = await new TestBrowser(server.url).get('/login?return_to=%2Foauth%2Fgrants%00');
+    expect(query.status).toBe(400);
+  });
+
+  it('revokes the session the browser already had when it signs in again (session fixation)', async () => {
+    const user = await server.createUser('login-fixation@example.com');
+    const browser = new TestBrowser(server.url);
+    expect((await browser.signIn(user.email, user.password)).status).toBe(303);
+    const first = browser.cookies.get('pm_session')!;
+    expect((await browser.signIn(user.email, user.password)).status).toBe(303);
+    const second = browser.cookies.get('pm_session')!;
+    expect(second).not.toBe(first);
+
+    const me = (token: string) => fetch(`${server.url}/api/v1/auth/me`, { headers: { authorization: `Bearer ${token}` } });
+    expect((await me(first)).status).toBe(401);
+    expect((await me(second)).status).toBe(200);
+  });
+
+  it('a failed login leaves the session the browser already had alone', async () => {
+    const user = await server.createUser('login-keep@example.com');
+    const browser = new TestBrowser(server.url);
+    expect((await browser.signIn(user.email, user.password)).status).toBe(303);
+    const session = browser.cookies.get('pm_session')!;
+    expect((await browser.signIn(user.email, 'not the password')).status).toBe(401);
+    expect((await fetch(`${server.url}/api/v1/auth/me`, { headers: { authorization: `Bearer ${session}` } })).status).toBe(200);
+  });
+});
+
 describe('login rate limit', () => {
   let server: OAuthTestServer;
 

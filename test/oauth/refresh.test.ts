@@ -67,16 +67,31 @@ describe('refresh token grant', () => {
     expect(JSON.stringify(audited)).not.toContain(first.refresh_token);
   });
 
-  it('allows narrowing the scope and refuses widening it', async () => {
-    const first = await obtainTokens(server, client, userId, ['properties:read', 'offline_access']);
+  it('narrows only the access token: the new refresh token keeps the original scope (RFC 6749 section 6)', async () => {
+    const original = 'properties:read reservations:read offline_access';
+    const first = await obtainTokens(server, client, userId, original.split(' '));
     const narrowed = await refresh(server, client, first.refresh_token, { scope: 'properties:read' });
     expect(narrowed.status).toBe(200);
     expect(narrowed.body.scope).toBe('properties:read');
     expect(decodeJwt(narrowed.body.access_token as string).scope).toBe('properties:read');
+    expect(await introspect(server, client, narrowed.body.refresh_token as string)).toMatchObject({ active: true, scope: original });
 
-    const widened = await refresh(server, client, narrowed.body.refresh_token as string, { scope: 'properties:read reservations:read' });
+    // The narrowed refresh's refresh token may still ask for the whole original scope.
+    const restored = await refresh(server, client, narrowed.body.refresh_token as string, { scope: 'properties:read reservations:read' });
+    expect(restored.status).toBe(200);
+    expect(restored.body.scope).toBe('properties:read reservations:read');
+    const unnarrowed = await refresh(server, client, restored.body.refresh_token as string);
+    expect(unnarrowed.status).toBe(200);
+    expect(unnarrowed.body.scope).toBe(original);
+  });
+
+  it('refuses widening the scope beyond what was granted', async () => {
+    const first = await obtainTokens(server, client, userId, ['properties:read', 'offline_access']);
+    const widened = await refresh(server, client, first.refresh_token, { scope: 'properties:read reservations:read' });
     expect(widened.status).toBe(400);
     expect(widened.body.error).toBe('invalid_scope');
+    // Refused without harm: the token still works.
+    expect((await refresh(server, client, first.refresh_token)).status).toBe(200);
   });
 
   it("refuses another client's refresh token without harming it", async () => {
@@ -85,6 +100,16 @@ describe('refresh token grant', () => {
     expect(stolen.status).toBe(400);
     expect(stolen.body.error).toBe('invalid_grant');
     expect((await refresh(server, client, first.refresh_token)).status).toBe(200);
+    const audited = await auditRows(server, 'OAuthRefreshTokenRejected');
+    expect(audited).toContainEqual(
+      expect.objectContaining({
+        outcome: 'failure',
+        client_id: otherClient.client.id,
+        ip_address: '127.0.0.1',
+        details: expect.objectContaining({ reason: 'issued_to_another_client', issuedTo: client.client.id }),
+      }),
+    );
+    expect(JSON.stringify(audited)).not.toContain(first.refresh_token);
   });
 
   it('refuses an expired refresh token', async () => {

@@ -300,7 +300,7 @@ describe('client registration', () => {
         { clientId, userId: user.id, redirectUri: clientInput.redirect_uris[0]!, scopes: ['properties:read', 'offline_access'], codeChallenge: pkce.challenge },
         60,
       );
-      const tokens = await server.app.authorizationServer.grants.authorizationCode(
+      const tokens = await server.app.authorizationServer.tokenEndpoint.authorizationCode(
         { client, origin: { ip: '127.0.0.1' } },
         { code, redirectUri: clientInput.redirect_uris[0]!, codeVerifier: pkce.verifier },
       );
@@ -331,10 +331,10 @@ describe('client registration', () => {
       expect(await authenticatesWithBasic(server, clientId, secret)).toBe(false);
       // Even a caller that skipped client authentication gets nothing from the refresh token.
       await expect(
-        server.app.authorizationServer.grants.refreshToken({ client, origin: {} }, { refreshToken: tokens.refresh_token! }),
+        server.app.authorizationServer.tokenEndpoint.refreshToken({ client, origin: {} }, { refreshToken: tokens.refresh_token! }),
       ).rejects.toMatchObject({ code: 'invalid_grant' });
       await expect(
-        server.app.authorizationServer.grants.authorizationCode({ client, origin: {} }, { code: pending.code, redirectUri: clientInput.redirect_uris[0]!, codeVerifier: pkce.verifier }),
+        server.app.authorizationServer.tokenEndpoint.authorizationCode({ client, origin: {} }, { code: pending.code, redirectUri: clientInput.redirect_uris[0]!, codeVerifier: pkce.verifier }),
       ).rejects.toMatchObject({ code: 'invalid_grant' });
 
       // Introspection (by another, live client) sees the access and refresh tokens as inactive.
@@ -522,5 +522,63 @@ describe('client registration when the credentials are not configured', () => {
     }
     expect(limited?.body).toMatchObject({ error: 'temporarily_unavailable' });
     expect(await countClients(server)).toBe(0);
+  });
+});
+
+describe('client metadata that could mislead users or policies', () => {
+  let server: OAuthTestServer;
+
+  beforeAll(async () => {
+    server = await startOAuthTestServer({ LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  });
+  afterAll(() => server?.close());
+
+  const BIDI_NAMES = ['\u202a', '\u202b', '\u202c', '\u202d', '\u202e', '\u2066', '\u2067', '\u2068', '\u2069'].map((control) => `Trusted ${control}ppa Bank`);
+
+  it('refuses names with bidirectional override or isolate characters, from the admin API and dynamic registration', async () => {
+    const before = await countClients(server);
+    for (const name of BIDI_NAMES) {
+      const admin = await send(server, 'POST', ADMIN_PATH, { body: { ...clientInput, name } });
+      expect(admin.status, JSON.stringify(name)).toBe(400);
+      expect(admin.body).toMatchObject({ error: 'invalid_client_metadata' });
+    }
+    // Dynamic registration is rate-limited (10 a minute): two samples are enough, the check is shared.
+    for (const name of [BIDI_NAMES[4]!, BIDI_NAMES[7]!]) {
+      const dynamic = await register(server, { client_name: name, redirect_uris: ['https://planner.example/cb'] });
+      expect(dynamic.status, JSON.stringify(name)).toBe(400);
+      expect(dynamic.body).toMatchObject({ error: 'invalid_client_metadata' });
+    }
+    expect(await countClients(server)).toBe(before);
+  });
+
+  it.each([
+    ['a semicolon', 'https://a;b.example/cb'],
+    ['a comma', 'https://a,b.example/cb'],
+    ['a quote', "https://a'b.example/cb"],
+    ['a double quote', 'https://a"b.example/cb'],
+    ['an asterisk', 'https://*.example/cb'],
+    ['an underscore', 'https://a_b.example/cb'],
+    ['a trailing dot', 'https://client.example./cb'],
+  ])('refuses a redirect URI whose host contains %s', async (_label, uri) => {
+    const response = await send(server, 'POST', ADMIN_PATH, { body: { ...clientInput, redirect_uris: [uri] } });
+    expect(response.status).toBe(400);
+    expect(response.body).toMatchObject({ error: 'invalid_redirect_uri' });
+  });
+
+  it('still accepts DNS names, IDNs (as punycode) and IP literals', async () => {
+    for (const uri of ['https://client-1.example.com/cb', 'https://bücher.example/cb', 'https://192.0.2.1/cb', 'https://[2001:db8::1]/cb', 'http://127.0.0.1:8080/cb', 'http://[::1]/cb']) {
+      const response = await send(server, 'POST', ADMIN_PATH, { body: { ...clientInput, redirect_uris: [uri] } });
+      expect(response.status, `${uri}: ${JSON.stringify(response.body)}`).toBe(201);
+    }
+  });
+
+  it('answers dynamic registration from the same view as the admin API', async () => {
+    const response = await register(server, { client_name: 'Viewed app', redirect_uris: ['https://viewed.example/cb'] });
+    expect(response.status).toBe(201);
+    const admin = await send(server, 'GET', `${ADMIN_PATH}/${response.body.client_id as string}`);
+    const { client_secret: _secret, client_secret_expires_at: _expires, client_name: clientName, client_id_issued_at: issuedAt, ...view } = response.body;
+    expect(view).toEqual(admin.body);
+    expect(clientName).toBe('Viewed app');
+    expect(issuedAt).toBe(Math.floor(Date.parse(admin.body.created_at as string) / 1000));
   });
 });

@@ -1,6 +1,24 @@
+import { sql } from 'slonik';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ClientRegistry } from '../../platform/oauth-server/client-registry';
+import { hashBearerValue } from '../../platform/secrets';
 import { startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
-import { auditRows, basicAuth, introspect, obtainTokens, postAsClient, postForm, refresh, type TestClient } from './token-helpers';
+import {
+  auditRows,
+  basicAuth,
+  exchangeCode,
+  grantOfRefreshToken,
+  introspect,
+  issueCode,
+  obtainTokens,
+  postAsClient,
+  postForm,
+  refresh,
+  waitForLockWaiters,
+  withGrantLocked,
+  type FormResponse,
+  type TestClient,
+} from './token-helpers';
 
 describe('token revocation (RFC 7009)', () => {
   let server: OAuthTestServer;
@@ -40,29 +58,96 @@ describe('token revocation (RFC 7009)', () => {
     expect(JSON.stringify(audited)).not.toContain(second.refresh_token);
   });
 
+  /** Every token of the family is inactive: those of the first exchange and, when the refresh won, the ones it issued. */
+  const expectFamilyDead = async (client: TestClient, first: { access_token: string; refresh_token: string }, refreshed: FormResponse, label: string) => {
+    const tokens = [first.access_token, first.refresh_token];
+    if (refreshed.status === 200) tokens.push(refreshed.body.access_token as string, refreshed.body.refresh_token as string);
+    else expect(refreshed.body.error, label).toBe('invalid_grant');
+    for (const token of tokens) expect(await introspect(server, client, token), label).toEqual({ active: false });
+  };
+
   it('a refresh racing a revocation of the same family leaves nothing of the family alive', async () => {
+    const outcomes = { refreshWon: 0, revocationWon: 0 };
     for (let round = 0; round < 8; round += 1) {
       const first = await obtainTokens(server, clientA, userId);
-      const [refreshed] = await Promise.all([
+      const [refreshed, revoked] = await Promise.all([
         refresh(server, clientA, first.refresh_token),
         postAsClient(server, '/oauth/revoke', clientA, { token: first.refresh_token }),
       ]);
-      if (refreshed.status === 200) {
-        expect(await introspect(server, clientA, refreshed.body.refresh_token as string), `round ${round}`).toEqual({ active: false });
-        expect(await introspect(server, clientA, refreshed.body.access_token as string), `round ${round}`).toEqual({ active: false });
-      }
+      expect(revoked.status).toBe(200);
+      outcomes[refreshed.status === 200 ? 'refreshWon' : 'revocationWon'] += 1;
+      await expectFamilyDead(clientA, first, refreshed, `round ${round}`);
     }
+    expect(outcomes.refreshWon + outcomes.revocationWon).toBe(8);
+  });
+
+  it('a revocation that waits for a refresh in flight also revokes what the refresh issued', async () => {
+    // Deterministic version of the race above: the refresh is first in line for the grant lock, the revocation second.
+    const first = await obtainTokens(server, clientA, userId);
+    const requests = await withGrantLocked(server, await grantOfRefreshToken(server, first.refresh_token), async (holder) => {
+      const refreshing = refresh(server, clientA, first.refresh_token);
+      await waitForLockWaiters(holder, 1);
+      const revoking = postAsClient(server, '/oauth/revoke', clientA, { token: first.refresh_token });
+      await waitForLockWaiters(holder, 2);
+      return [refreshing, revoking] as const;
+    });
+    const [refreshed, revoked] = await Promise.all(requests);
+    expect(refreshed.status).toBe(200);
+    expect(revoked.status).toBe(200);
+    await expectFamilyDead(clientA, first, refreshed, 'refresh first');
   });
 
   it('reuse of a rotated token racing a refresh of the newest one leaves nothing of the family alive', async () => {
+    const outcomes = { refreshWon: 0, reuseWon: 0 };
     for (let round = 0; round < 8; round += 1) {
       const first = await obtainTokens(server, clientA, userId);
-      const second = (await refresh(server, clientA, first.refresh_token)).body as { refresh_token: string };
+      const second = (await refresh(server, clientA, first.refresh_token)).body as { access_token: string; refresh_token: string };
       const [reuse, refreshed] = await Promise.all([refresh(server, clientA, first.refresh_token), refresh(server, clientA, second.refresh_token)]);
       expect(reuse.status).toBe(400);
-      if (refreshed.status === 200) {
-        expect(await introspect(server, clientA, refreshed.body.refresh_token as string), `round ${round}`).toEqual({ active: false });
-      }
+      outcomes[refreshed.status === 200 ? 'refreshWon' : 'reuseWon'] += 1;
+      await expectFamilyDead(clientA, second, refreshed, `round ${round}`);
+      expect(await introspect(server, clientA, first.access_token), `round ${round}`).toEqual({ active: false });
+    }
+    expect(outcomes.refreshWon + outcomes.reuseWon).toBe(8);
+  });
+
+  it('refresh and code exchange lock the grant before the token or code (the lock order of grant and client revocation)', async () => {
+    // While the grant is locked, a refresh must wait for it without holding its token's row lock.
+    const tokens = await obtainTokens(server, clientA, userId);
+    const refreshing = await withGrantLocked(server, await grantOfRefreshToken(server, tokens.refresh_token), async (holder) => {
+      const request = refresh(server, clientA, tokens.refresh_token);
+      await waitForLockWaiters(holder, 1);
+      await holder.query(sql.unsafe`SELECT id FROM oauth_refresh_tokens WHERE token_hash = ${hashBearerValue(tokens.refresh_token)} FOR UPDATE NOWAIT`);
+      return [request] as const;
+    });
+    expect((await refreshing[0]).status).toBe(200);
+
+    const issued = await issueCode(server, clientA, userId);
+    const exchanging = await withGrantLocked(server, issued.grantId, async (holder) => {
+      const request = exchangeCode(server, clientA, issued);
+      await waitForLockWaiters(holder, 1);
+      await holder.query(sql.unsafe`SELECT code_hash FROM oauth_authorization_codes WHERE code_hash = ${hashBearerValue(issued.code)} FOR UPDATE NOWAIT`);
+      return [request] as const;
+    });
+    expect((await exchanging[0]).status).toBe(200);
+  });
+
+  it('a client revocation racing refreshes and code exchanges leaves none of its tokens alive', async () => {
+    const registry = new ClientRegistry(server.db, server.audit);
+    for (let round = 0; round < 4; round += 1) {
+      const doomed = await server.createClient({ name: `Doomed ${round}` });
+      const first = await obtainTokens(server, doomed, userId);
+      const issued = await issueCode(server, doomed, userId);
+      const [refreshed, exchanged] = await Promise.all([
+        refresh(server, doomed, first.refresh_token),
+        exchangeCode(server, doomed, issued),
+        registry.revoke(doomed.client.id, { actor: { type: 'operator', id: 'test' }, origin: {} }),
+      ]);
+      const { z } = await import('zod');
+      const live = await server.db.oneFirst(sql.type(z.object({ count: z.number() }))`
+        SELECT ((SELECT count(*) FROM oauth_refresh_tokens WHERE client_id = ${doomed.client.id} AND revoked_at IS NULL)
+              + (SELECT count(*) FROM oauth_access_tokens WHERE client_id = ${doomed.client.id} AND revoked_at IS NULL))::int AS count`);
+      expect(live, `round ${round}: refresh ${refreshed.status}, exchange ${exchanged.status}`).toBe(0);
     }
   });
 
@@ -96,6 +181,9 @@ describe('token revocation (RFC 7009)', () => {
     expect(await auditRows(server, 'OAuthRevoke')).toContainEqual(
       expect.objectContaining({ outcome: 'failure', client_id: clientB.client.id, details: expect.objectContaining({ revoked: false }) }),
     );
+    const audited = JSON.stringify(await auditRows(server, 'OAuthRevoke'));
+    expect(audited).not.toContain(tokens.refresh_token);
+    expect(audited).not.toContain(tokens.access_token);
   });
 
   it('answers 200 for unknown tokens and for tokens already revoked', async () => {

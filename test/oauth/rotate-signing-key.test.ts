@@ -4,6 +4,7 @@ import { promisify } from 'node:util';
 import { sql } from 'slonik';
 import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rotateSigningKey } from '../../scripts/rotate-signing-key';
 import { startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
 
 const run = promisify(execFile);
@@ -62,6 +63,32 @@ describe('the rotate-signing-key command', () => {
       SELECT actor_type AS "actorType", details FROM audit_log WHERE action = 'OAuthSigningKeyRotate'`);
     expect(audit).toMatchObject({ actorType: 'operator', details: { kid: active!.id, previous_kid: oldKey!.id, grace_seconds: 3600 } });
     expect(JSON.stringify(audit.details)).not.toMatch(/"d"|private/);
+  });
+
+  it('rotates and audits in one transaction: when the audit row cannot be written, no key changes', async () => {
+    const keysBefore = await keyRows(server);
+    expect(keysBefore.some((key) => key.retiredAt === null)).toBe(true);
+    await server.db.query(sql.unsafe`
+      CREATE FUNCTION refuse_rotation_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'audit_log is unavailable'; END $$`);
+    await server.db.query(sql.unsafe`
+      CREATE TRIGGER refuse_rotation_audit BEFORE INSERT ON audit_log
+      FOR EACH ROW WHEN (NEW.action = 'OAuthSigningKeyRotate') EXECUTE FUNCTION refuse_rotation_audit()`);
+    try {
+      await expect(rotateSigningKey(server.db, server.crypto, 3600, 'test')).rejects.toThrow(/audit_log is unavailable/);
+    } finally {
+      await server.db.query(sql.unsafe`DROP TRIGGER refuse_rotation_audit ON audit_log`);
+      await server.db.query(sql.unsafe`DROP FUNCTION refuse_rotation_audit()`);
+    }
+    expect(await keyRows(server)).toEqual(keysBefore);
+
+    // And with the audit log back, the function reports what the audit row says.
+    const result = await rotateSigningKey(server.db, server.crypto, 3600, 'test');
+    const active = keysBefore.find((key) => key.retiredAt === null)!;
+    expect(result.previousKid).toBe(active.id);
+    const [row] = await server.db.any(sql.type(z.object({ details: z.record(z.unknown()) }))`
+      SELECT details FROM audit_log WHERE action = 'OAuthSigningKeyRotate' AND details->>'kid' = ${result.kid}`);
+    expect(row?.details).toMatchObject({ previous_kid: active.id, previous_leaves_jwks_at: result.previousLeavesJwksAt!.toISOString() });
   });
 
   it('stops with exit code 2 and names what is missing when the configuration is incomplete', async () => {

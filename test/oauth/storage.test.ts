@@ -2,6 +2,7 @@ import { sql } from 'slonik';
 import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashBearerValue } from '../../platform/secrets';
+import { authorizePath, parseForm, TestBrowser } from '../helpers/oauth-browser';
 import { startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
 import { exchangeCode, introspect, issueCode, postAsClient, refresh, type TestClient } from './token-helpers';
 
@@ -10,18 +11,48 @@ describe('nothing stored in plaintext', () => {
   let server: OAuthTestServer;
   let client: TestClient;
   let userId: string;
+  let user: { id: string; email: string; password: string };
 
   beforeAll(async () => {
     server = await startOAuthTestServer();
     client = await server.createClient({ name: 'Storage test', tokenEndpointAuthMethod: 'client_secret_post' });
-    userId = (await server.createUser('storage@example.com')).id;
+    user = await server.createUser('storage@example.com');
+    userId = user.id;
   });
   afterAll(() => server?.close());
 
-  it('no code, refresh token, access token or client secret appears in any column of any table', async () => {
-    const secrets: string[] = [client.clientSecret!];
+  it('no code, refresh token, access token, client secret, password, session or CSRF token appears in any column of any table', async () => {
+    const secrets: string[] = [client.clientSecret!, user.password];
     const postClient = (parameters: Record<string, string>) =>
       postAsClient(server, '/oauth/token', { client: client.client, clientSecret: undefined }, { ...parameters, client_secret: client.clientSecret! });
+
+    // Sign in and consent over HTTP, as a browser would: the session cookie and the consent form's CSRF token are stored only hashed.
+    const browser = new TestBrowser(server.url);
+    const signedIn = await browser.signIn(user.email, user.password);
+    expect(signedIn.status).toBe(303);
+    expect(browser.cookies.size).toBeGreaterThan(0);
+    secrets.push(...[...browser.cookies.values()].filter((value) => value.length >= 16));
+    const authorization = authorizePath({ clientId: client.client.id, scope: 'properties:read offline_access' });
+    const consent = await browser.get(authorization.path);
+    expect(consent.status).toBe(200);
+    const consentPage = await consent.text();
+    const { fields } = parseForm(consentPage);
+    expect(fields.csrf_token).toEqual(expect.any(String));
+    secrets.push(fields.csrf_token!);
+    const approved = await browser.submit(consentPage, {}, 'approve');
+    expect(approved.status).toBe(303);
+    const browserCode = new URL(approved.headers.get('location')!).searchParams.get('code')!;
+    secrets.push(browserCode, authorization.pkce.verifier);
+    const browserTokens = await postClient({
+      grant_type: 'authorization_code',
+      code: browserCode,
+      redirect_uri: client.client.redirectUris[0]!,
+      code_verifier: authorization.pkce.verifier,
+    });
+    expect(browserTokens.status).toBe(200);
+    secrets.push(browserTokens.body.access_token as string, browserTokens.body.refresh_token as string);
+    // The session cookie is seen by the scan below only as its hash; make sure it was collected.
+    expect(secrets.length).toBeGreaterThanOrEqual(8);
 
     const issued = await issueCode(server, client, userId);
     secrets.push(issued.code, issued.verifier);

@@ -115,3 +115,52 @@ export async function auditRows(server: OAuthTestServer, action: string): Promis
     SELECT row_to_json(a) AS row FROM audit_log a WHERE action = ${action} ORDER BY id`);
   return rows.map((entry) => entry.row);
 }
+
+export async function grantOfRefreshToken(server: OAuthTestServer, refreshToken: string): Promise<string> {
+  const { sql } = await import('slonik');
+  const { z } = await import('zod');
+  const { hashBearerValue } = await import('../../platform/secrets');
+  return server.db.oneFirst(sql.type(z.object({ grantId: z.string() }))`
+    SELECT grant_id AS "grantId" FROM oauth_refresh_tokens WHERE token_hash = ${hashBearerValue(refreshToken)}`);
+}
+
+/** Sessions of this test database waiting for a lock (row locks show as Lock waits on a transaction id). */
+async function lockWaiters(db: import('slonik').CommonQueryMethods): Promise<number> {
+  const { sql } = await import('slonik');
+  const { z } = await import('zod');
+  // Inside a transaction pg_stat_activity is a snapshot taken at its first read; drop it to see the present.
+  await db.query(sql.unsafe`SELECT pg_stat_clear_snapshot()`);
+  return db.oneFirst(sql.type(z.object({ count: z.number() }))`
+    SELECT count(*)::int AS count FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
+}
+
+/** Polls, on `db` (the lock holder: slonik refuses pool queries inside a transaction), until `count` sessions of this test database wait for a lock. */
+export async function waitForLockWaiters(db: import('slonik').CommonQueryMethods, count: number, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while ((await lockWaiters(db)) < count) {
+    if (Date.now() > deadline) {
+      const { sql } = await import('slonik');
+      const { z } = await import('zod');
+      const activity = await db.any(sql.type(z.object({ state: z.string().nullable(), wait: z.string().nullable(), query: z.string() }))`
+        SELECT state, wait_event_type || ':' || wait_event AS wait, left(query, 120) AS query FROM pg_stat_activity WHERE datname = current_database()`);
+      throw new Error(`expected ${count} sessions waiting for a lock: ${JSON.stringify(activity)}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/**
+ * Holds the grant row locked (as a grant or client revocation would) while `during` runs, with the
+ * holding transaction as its argument; commits when `during` settles.
+ */
+export async function withGrantLocked<T>(
+  server: OAuthTestServer,
+  grantId: string,
+  during: (holder: import('slonik').DatabaseTransactionConnection) => Promise<T>,
+): Promise<T> {
+  const { sql } = await import('slonik');
+  return server.db.transaction(async (holder) => {
+    await holder.query(sql.unsafe`SELECT id FROM oauth_grants WHERE id = ${grantId} FOR UPDATE`);
+    return during(holder);
+  });
+}

@@ -56,6 +56,7 @@ describe('loadConfig', () => {
     expect(config.tokenRefresh).toEqual({ marginSeconds: 300, jitterSeconds: 60 });
     expect(config.authorizationServer).toEqual({
       issuer: 'https://pm.example.com',
+      audience: 'https://pm.example.com',
       adminApiToken: undefined,
       initialAccessToken: undefined,
       signingKeyGraceSeconds: 24 * 3600,
@@ -107,6 +108,17 @@ describe('loadConfig', () => {
     expect(config.google.scopes).toEqual(['a', 'b', 'c']);
   });
 
+  it('takes the access-token audience from OAUTH_ACCESS_TOKEN_AUDIENCE, defaulting to the issuer', () => {
+    expect(loadConfig({ ...MINIMAL_PRODUCTION, OAUTH_ACCESS_TOKEN_AUDIENCE: 'https://api.example.com' }).authorizationServer.audience).toBe(
+      'https://api.example.com',
+    );
+    expect(loadConfig({ ...MINIMAL_PRODUCTION, OAUTH_ISSUER: 'https://id.example.com' }).authorizationServer.audience).toBe('https://id.example.com');
+  });
+
+  it('accepts a grace period equal to the access-token lifetime', () => {
+    expect(loadConfig({ ...MINIMAL_PRODUCTION, OAUTH_SIGNING_KEY_GRACE_SECONDS: '900', ACCESS_TOKEN_TTL_SECONDS: '900' }).authorizationServer.signingKeyGraceSeconds).toBe(900);
+  });
+
   it.each([
     ['DATABASE_URL is missing in production', { DATABASE_URL: undefined }, 'DATABASE_URL'],
     ['PUBLIC_BASE_URL is missing in production', { PUBLIC_BASE_URL: undefined }, 'PUBLIC_BASE_URL'],
@@ -121,6 +133,11 @@ describe('loadConfig', () => {
     ['TOKEN_REFRESH_JITTER_SECONDS equals the margin', { TOKEN_REFRESH_JITTER_SECONDS: '300' }, 'TOKEN_REFRESH_JITTER_SECONDS'],
     ['TOKEN_REFRESH_JITTER_SECONDS exceeds the margin', { TOKEN_REFRESH_MARGIN_SECONDS: '30', TOKEN_REFRESH_JITTER_SECONDS: '31' }, 'TOKEN_REFRESH_JITTER_SECONDS'],
     ['SESSION_COOKIE_SECURE is not a flag', { SESSION_COOKIE_SECURE: 'yes' }, 'SESSION_COOKIE_SECURE'],
+    [
+      'OAUTH_SIGNING_KEY_GRACE_SECONDS is shorter than the access-token lifetime',
+      { OAUTH_SIGNING_KEY_GRACE_SECONDS: '600', ACCESS_TOKEN_TTL_SECONDS: '900' },
+      'OAUTH_SIGNING_KEY_GRACE_SECONDS',
+    ],
   ] as const)('stops with a ConfigError naming the variable when %s', (_label, overrides, variable) => {
     const env: NodeJS.ProcessEnv = { ...MINIMAL_PRODUCTION, ...overrides };
     const error = configError(env);

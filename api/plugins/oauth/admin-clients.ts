@@ -1,4 +1,3 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { findClient, listClients } from '../../../db/queries/oauth-clients';
 import type { AuditEntry } from '../../../platform/audit';
@@ -15,24 +14,16 @@ import {
 } from '../../../platform/oauth-server/client-metadata';
 import { ClientChangeError, ClientRegistry } from '../../../platform/oauth-server/client-registry';
 import { errorResponseSchema, HttpError } from '../../errors';
+import { requestOrigin } from '../../request-origin';
+import { safeString } from '../../schemas';
+import { checkConfiguredBearer } from './static-bearer';
 
 export const ADMIN_CLIENTS_PREFIX = '/api/v1/admin/oauth/clients';
 
 const ADMIN_ACTOR: AuditEntry['actor'] = { type: 'operator', id: 'admin-api' };
 
-function digest(value: string): Buffer {
-  return createHash('sha256').update(value, 'utf8').digest();
-}
-
-/** Compares hashes, so neither the length nor the content of the configured token leaks through timing. */
-function tokenMatches(presented: string, configuredDigest: Buffer): boolean {
-  return timingSafeEqual(digest(presented), configuredDigest);
-}
-
-function origin(request: FastifyRequest): AuditEntry['origin'] {
-  return { ip: request.ip, userAgent: request.headers['user-agent'] ?? '' };
-}
-
+// Redirect URIs are plain strings here on purpose: validateRedirectUris refuses NUL and every other
+// control character before a query runs, with the more precise invalid_redirect_uri.
 const redirectUrisSchema = {
   type: 'array',
   maxItems: MAX_REDIRECT_URIS,
@@ -44,10 +35,10 @@ const createBodySchema = {
   required: ['name', 'grant_types', 'scopes', 'token_endpoint_auth_method'],
   additionalProperties: false,
   properties: {
-    name: { type: 'string', minLength: 1, maxLength: MAX_CLIENT_NAME_LENGTH },
+    name: safeString(MAX_CLIENT_NAME_LENGTH, { minLength: 1 }),
     redirect_uris: redirectUrisSchema,
-    grant_types: { type: 'array', minItems: 1, maxItems: 10, items: { type: 'string', maxLength: 100 } },
-    scopes: { type: 'array', minItems: 1, maxItems: 50, items: { type: 'string', maxLength: 100 } },
+    grant_types: { type: 'array', minItems: 1, maxItems: 10, items: safeString(100) },
+    scopes: { type: 'array', minItems: 1, maxItems: 50, items: safeString(100) },
     token_endpoint_auth_method: { type: 'string', enum: [...TOKEN_ENDPOINT_AUTH_METHODS] },
     kind: { type: 'string', enum: [...CLIENT_KINDS] },
   },
@@ -65,7 +56,7 @@ interface CreateBody {
 const idParamsSchema = {
   type: 'object',
   required: ['id'],
-  properties: { id: { type: 'string', minLength: 1, maxLength: 200 } },
+  properties: { id: safeString(200, { minLength: 1 }) },
 } as const;
 
 const clientWithSecretSchema = {
@@ -107,18 +98,16 @@ export default async function adminClients(app: FastifyInstance) {
   const { db, audit, config } = app.services;
   const registry = new ClientRegistry(db, audit);
   const configured = config.authorizationServer.adminApiToken;
-  const configuredDigest = configured === undefined ? undefined : digest(configured);
 
   // Runs before the body is parsed or validated: an unauthenticated caller learns nothing about the API.
   async function requireAdmin(request: FastifyRequest, reply: FastifyReply) {
-    if (!configuredDigest) throw new HttpError(503, 'admin_disabled', 'The admin API is disabled: ADMIN_API_TOKEN is not set');
-    const header = request.headers.authorization;
-    const presented = header?.match(/^Bearer +(\S+) *$/i)?.[1];
-    if (!presented) {
+    if (configured === undefined) throw new HttpError(503, 'admin_disabled', 'The admin API is disabled: ADMIN_API_TOKEN is not set');
+    const check = checkConfiguredBearer(request, configured);
+    if (check === 'missing') {
       reply.header('www-authenticate', 'Bearer realm="admin"');
       throw new HttpError(401, 'unauthenticated', 'An admin bearer token is required');
     }
-    if (!tokenMatches(presented, configuredDigest)) {
+    if (check === 'wrong') {
       reply.header('www-authenticate', 'Bearer realm="admin", error="invalid_token"');
       throw new HttpError(401, 'invalid_token', 'The admin bearer token is wrong');
     }
@@ -143,7 +132,7 @@ export default async function adminClients(app: FastifyInstance) {
           tokenEndpointAuthMethod: body.token_endpoint_auth_method,
           kind: body.kind ?? 'third_party',
         });
-        return registry.create(metadata, 'admin', { actor: ADMIN_ACTOR, origin: origin(request) });
+        return registry.create(metadata, 'admin', { actor: ADMIN_ACTOR, origin: requestOrigin(request) });
       });
       const secret = clientSecret === undefined ? {} : { client_secret: clientSecret, client_secret_expires_at: 0 };
       return reply.code(201).send({ ...clientMetadataView(client), ...secret });
@@ -184,7 +173,7 @@ export default async function adminClients(app: FastifyInstance) {
     },
     async (request) =>
       clientMetadataView(
-        await mapErrors(() => registry.replaceRedirectUris(request.params.id, request.body.redirect_uris, { actor: ADMIN_ACTOR, origin: origin(request) })),
+        await mapErrors(() => registry.replaceRedirectUris(request.params.id, request.body.redirect_uris, { actor: ADMIN_ACTOR, origin: requestOrigin(request) })),
       ),
   );
 
@@ -192,7 +181,7 @@ export default async function adminClients(app: FastifyInstance) {
     `${ADMIN_CLIENTS_PREFIX}/:id/secret`,
     { schema: { params: idParamsSchema, response: { 200: clientWithSecretSchema, ...errorResponses } } },
     async (request) => {
-      const { client, clientSecret } = await mapErrors(() => registry.rotateSecret(request.params.id, { actor: ADMIN_ACTOR, origin: origin(request) }));
+      const { client, clientSecret } = await mapErrors(() => registry.rotateSecret(request.params.id, { actor: ADMIN_ACTOR, origin: requestOrigin(request) }));
       return { ...clientMetadataView(client), client_secret: clientSecret, client_secret_expires_at: 0 };
     },
   );
@@ -200,6 +189,6 @@ export default async function adminClients(app: FastifyInstance) {
   app.delete<{ Params: { id: string } }>(
     `${ADMIN_CLIENTS_PREFIX}/:id`,
     { schema: { params: idParamsSchema, response: { 200: clientMetadataViewSchema, ...errorResponses } } },
-    async (request) => clientMetadataView(await mapErrors(() => registry.revoke(request.params.id, { actor: ADMIN_ACTOR, origin: origin(request) }))),
+    async (request) => clientMetadataView(await mapErrors(() => registry.revoke(request.params.id, { actor: ADMIN_ACTOR, origin: requestOrigin(request) }))),
   );
 }

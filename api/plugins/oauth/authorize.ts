@@ -1,3 +1,4 @@
+import { isClientError } from '../../errors';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { errorPage, html, renderPage, sendHtml } from '../../../platform/html';
 import {
@@ -5,7 +6,10 @@ import {
   authorizeWithExistingGrant,
   checkAuthorizationRequest,
   decideAuthorizationRequest,
+  recordAuthorizeRejection,
+  resumePendingRequest,
   startConsent,
+  storePendingRequest,
   type AuthorizationContext,
   type AuthorizeQuery,
   type ValidAuthorizationRequest,
@@ -13,25 +17,37 @@ import {
 import { SCOPE_DESCRIPTIONS } from '../../../platform/oauth-server/scopes';
 import { cookieSessionUser } from '../sessions';
 import { requestOrigin } from '../../request-origin';
+import { safeString } from '../../schemas';
 
 const AUTHORIZE_PARAMETERS = ['response_type', 'client_id', 'redirect_uri', 'scope', 'state', 'code_challenge', 'code_challenge_method'] as const;
+
+/**
+ * `resume` names a request that was checked and stored while the user signed in (storePendingRequest):
+ * the login page's return URL is then `/oauth/authorize?resume=<id>`, short whatever the state's length.
+ */
+const RESUME_PARAMETER = 'resume';
 
 const querystringSchema = {
   type: 'object',
   // Each parameter at most once (RFC 6749 section 3.1): a repeated one arrives as an array and fails here.
-  properties: Object.fromEntries(AUTHORIZE_PARAMETERS.map((name) => [name, { type: 'string', maxLength: 4096 }])),
+  // No NUL either: PostgreSQL text cannot hold it.
+  properties: {
+    ...Object.fromEntries(AUTHORIZE_PARAMETERS.map((name) => [name, safeString(4096)])),
+    [RESUME_PARAMETER]: safeString(64),
+  },
 } as const;
 
 const decisionBodySchema = {
   type: 'object',
   properties: {
-    request_id: { type: 'string', maxLength: 64 },
-    csrf_token: { type: 'string', maxLength: 128 },
-    decision: { type: 'string', maxLength: 16 },
+    request_id: safeString(64),
+    csrf_token: safeString(128),
+    decision: safeString(16),
   },
 } as const;
 
-const htmlResponse = { 'default': { type: 'string' } } as const;
+// Only the page itself: errors are pages sent by sendHtml, and a schema for them would stringify objects.
+const htmlResponse = { 200: { type: 'string' } } as const;
 
 /** A 303 carrying the authorization response; never cached, never with a Referer. */
 function redirect(reply: FastifyReply, location: string): FastifyReply {
@@ -46,9 +62,13 @@ function consentPage(request: ValidAuthorizationRequest, user: { email: string }
   const { client } = request;
   const returnHost = new URL(request.redirectUri).host;
   const scopes = request.scopes.map((scope) => html`<li>${SCOPE_DESCRIPTIONS[scope] ?? scope}</li>`);
+  // A self-registered client chose its own name: say so, so the name is not taken as vouched for.
+  const unverified = client.registeredBy === 'dynamic';
+  const marker = unverified ? ' (unverified)' : '';
   return renderPage(
-    `Allow ${client.name}?`,
-    html`<h1>Allow ${client.name} to use your account?</h1>
+    `Allow ${client.name}${marker}?`,
+    html`<h1>Allow ${client.name}${marker} to use your account?</h1>
+${unverified ? html`<p class="error"><strong>Unverified application.</strong> This application registered itself and chose the name shown; we have not checked who runs it. Only continue if you started this from an application you trust.</p>` : ''}
 <p>${client.name} asks to:</p>
 <ul>${scopes}</ul>
 ${client.kind === 'voice' ? html`<p><strong>Your account will be linked to ${client.name}, so you can use it with your voice assistant.</strong></p>` : ''}
@@ -79,32 +99,60 @@ export default async function authorize(app: FastifyInstance) {
     codeLifetimeSeconds: config.lifetimes.authorizationCodeSeconds,
   };
 
-  app.get<{ Querystring: AuthorizeQuery }>(
+  const loginUrl = (returnTo: string) => `/login?${new URLSearchParams({ return_to: returnTo })}`;
+
+  /** A checked request and a signed-in user: a code at once for a covering grant, else the consent page. */
+  async function continueAsUser(reply: FastifyReply, request: ValidAuthorizationRequest, user: { id: string; email: string }, origin: ReturnType<typeof requestOrigin>) {
+    const location = await authorizeWithExistingGrant(context, request, user.id, origin);
+    if (location) return redirect(reply, location);
+
+    const { requestId, csrfToken } = await startConsent(db, request, user.id);
+    // The decision POST is answered with a redirect to the client, which the form-action must allow. The
+    // origin is safe to write into the policy: redirectUriProblem admits only DNS names and IP literals.
+    return sendHtml(reply, 200, consentPage(request, user, requestId, csrfToken), {
+      formAction: ["'self'", new URL(request.redirectUri).origin],
+    });
+  }
+
+  app.get<{ Querystring: AuthorizeQuery & { [RESUME_PARAMETER]?: string } }>(
     '/oauth/authorize',
     {
       schema: { querystring: querystringSchema, response: htmlResponse },
       // Malformed (e.g. repeated) parameters: nothing about the request can be trusted, so no redirect.
       errorHandler: (error, _request, reply) => {
-        if ((error as { validation?: unknown }).validation) return badRequestPage(reply, 'The request is malformed: each parameter may appear once.');
+        if (isClientError(error)) return badRequestPage(reply, 'The request is malformed: each parameter may appear once.');
         throw error;
       },
     },
     async (request, reply) => {
+      const origin = requestOrigin(request);
+      const resumeId = request.query[RESUME_PARAMETER];
+      if (resumeId !== undefined) {
+        // A stored request is resumed on its own; mixing it with new parameters is not a request we sent.
+        if (AUTHORIZE_PARAMETERS.some((name) => request.query[name] !== undefined)) return badRequestPage(reply, 'The request is malformed.');
+        const user = await cookieSessionUser(db, request);
+        if (!user) return redirect(reply, loginUrl(request.url));
+        const resumed = await resumePendingRequest(db, resumeId);
+        if (!resumed) return badRequestPage(reply, 'This sign-in link has expired or was already used. Start again from the application.');
+        return continueAsUser(reply, resumed, user, origin);
+      }
+
       const check = await checkAuthorizationRequest(db, request.query);
-      if (check.kind === 'page') return badRequestPage(reply, check.message);
-      if (check.kind === 'redirect') return redirect(reply, authorizationResponseUrl(check.redirectUri, check.params, context.issuer));
-
+      if (check.kind !== 'valid') {
+        if (check.rejection) {
+          const user = await cookieSessionUser(db, request);
+          await recordAuthorizeRejection(audit, check.rejection, user?.id ?? null, origin);
+        }
+        if (check.kind === 'page') return badRequestPage(reply, check.message);
+        return redirect(reply, authorizationResponseUrl(check.redirectUri, check.params, context.issuer));
+      }
       const user = await cookieSessionUser(db, request);
-      if (!user) return redirect(reply, `/login?${new URLSearchParams({ return_to: request.url })}`);
-
-      const location = await authorizeWithExistingGrant(context, check.request, user.id, requestOrigin(request));
-      if (location) return redirect(reply, location);
-
-      const { requestId, csrfToken } = await startConsent(db, check.request, user.id);
-      // The decision POST is answered with a redirect to the client, which the form-action must allow.
-      return sendHtml(reply, 200, consentPage(check.request, user, requestId, csrfToken), {
-        formAction: ["'self'", new URL(check.request.redirectUri).origin],
-      });
+      if (!user) {
+        // The request (whose state may be long) waits here; the login page gets a short return URL.
+        const pendingId = await storePendingRequest(db, check.request);
+        return redirect(reply, loginUrl(`/oauth/authorize?${new URLSearchParams({ [RESUME_PARAMETER]: pendingId })}`));
+      }
+      return continueAsUser(reply, check.request, user, origin);
     },
   );
 
@@ -113,8 +161,7 @@ export default async function authorize(app: FastifyInstance) {
     {
       schema: { body: decisionBodySchema, response: htmlResponse },
       errorHandler: (error, _request, reply) => {
-        const status = (error as { statusCode?: number }).statusCode;
-        if ((error as { validation?: unknown }).validation || (status && status >= 400 && status < 500)) {
+        if (isClientError(error)) {
           return sendHtml(reply, 400, errorPage('This answer cannot be used', 'The form was malformed. Nothing was authorized.'));
         }
         throw error;

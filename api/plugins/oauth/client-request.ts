@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { requestOrigin } from '../../request-origin';
-import { authenticateClient, type OAuthClientRow } from '../../../platform/oauth-server/clients';
+import { authenticateClient, isBasicAuthorization, parseBasicCredentials, type OAuthClientRow } from '../../../platform/oauth-server/clients';
 import { OAuthError } from '../../../platform/oauth-server/errors';
 
 /**
@@ -44,33 +44,90 @@ export async function requireFormParameters(request: FastifyRequest): Promise<vo
 
 /** The client id a request claims (Basic header or body), unauthenticated: for rate-limit keys and audit only. */
 export function claimedClientId(request: FastifyRequest): string | undefined {
+  const clean = (id: string) => id.replaceAll('\u0000', '').slice(0, 200) || undefined;
   const authorization = request.headers.authorization;
-  if (authorization && /^basic /i.test(authorization)) {
-    const decoded = Buffer.from(authorization.slice(6).trim(), 'base64').toString('utf8');
-    const separator = decoded.indexOf(':');
-    if (separator > 0) {
-      try {
-        return decodeURIComponent(decoded.slice(0, separator).replace(/\+/g, ' ')).replaceAll('\u0000', '').slice(0, 200);
-      } catch {
-        return undefined;
-      }
+  if (isBasicAuthorization(authorization)) {
+    try {
+      return clean(parseBasicCredentials(authorization).clientId);
+    } catch {
+      return undefined;
     }
-    return undefined;
   }
   const body = request.body as Record<string, unknown> | undefined;
   const bodyId = body && typeof body === 'object' ? body.client_id : undefined;
-  return typeof bodyId === 'string' ? bodyId.replaceAll('\u0000', '').slice(0, 200) : undefined;
+  return typeof bodyId === 'string' ? clean(bodyId) : undefined;
 }
 
-/** Rate-limit key: the claimed client and the caller's address, so one noisy client does not starve the others. */
+/**
+ * Rate-limit key: the claimed client and the caller's address, so one noisy client does not starve the
+ * others. The claimed id is the caller's choice, so this limit alone does not stop a caller rotating
+ * ids: failed authentications are also limited per address (FailedClientAuthentications).
+ */
 export function clientRateLimitKey(request: FastifyRequest): string {
   return `${claimedClientId(request) ?? '-'}|${request.ip}`;
 }
 
 /**
+ * The second limit of the client endpoints, keyed on the caller's address alone: failed client
+ * authentications per address in a fixed window. The per-route limit is keyed on the claimed client
+ * id too, which the caller chooses, so without this one a caller could rotate ids for fresh buckets
+ * and write an audit row with every guess. Once an address reaches `maxFailures` in a window, every
+ * client authentication from it is answered 429 without touching the database or the audit log
+ * until the window ends; the moment it is reached is audited once (OAuthClientAuthThrottled).
+ * Counters live in this process (one per api-server instance); the table is bounded, dropping the
+ * oldest windows first.
+ */
+export class FailedClientAuthentications {
+  private readonly windows = new Map<string, { startedAt: number; failures: number }>();
+
+  constructor(
+    readonly maxFailures = 30,
+    readonly windowMs = 60_000,
+    private readonly maxAddresses = 10_000,
+  ) {}
+
+  /** Whether the address may try to authenticate now. */
+  allowed(ip: string, now = Date.now()): boolean {
+    const window = this.current(ip, now);
+    return !window || window.failures < this.maxFailures;
+  }
+
+  /** Counts a failure; true when it is the one that reaches the limit (audit that one). */
+  recordFailure(ip: string, now = Date.now()): boolean {
+    let window = this.current(ip, now);
+    if (!window) {
+      if (this.windows.size >= this.maxAddresses) this.evict(now);
+      window = { startedAt: now, failures: 0 };
+      this.windows.set(ip, window);
+    }
+    window.failures += 1;
+    return window.failures === this.maxFailures;
+  }
+
+  private current(ip: string, now: number) {
+    const window = this.windows.get(ip);
+    if (window && now - window.startedAt >= this.windowMs) {
+      this.windows.delete(ip);
+      return undefined;
+    }
+    return window;
+  }
+
+  private evict(now: number): void {
+    for (const [ip, window] of this.windows) if (now - window.startedAt >= this.windowMs) this.windows.delete(ip);
+    // Still full: drop the oldest (Map keeps insertion order, and windows are inserted as they start).
+    for (const ip of this.windows.keys()) {
+      if (this.windows.size < this.maxAddresses) break;
+      this.windows.delete(ip);
+    }
+  }
+}
+
+/**
  * Authenticates the calling client (client_secret_basic, client_secret_post or none) and audits
  * every failed attempt as OAuthClientAuthFailed with the claimed client id and the caller's
- * address (never the secret). `requireSecret` refuses public clients (introspection).
+ * address (never the secret), up to the per-address limit of FailedClientAuthentications.
+ * `requireSecret` refuses public clients (introspection).
  */
 export async function authenticateCaller(
   app: FastifyInstance,
@@ -80,16 +137,22 @@ export async function authenticateCaller(
   options: { requireSecret?: boolean } = {},
 ): Promise<OAuthClientRow> {
   const { db, audit } = app.services;
+  const { failedClientAuthentications: limiter } = app.authorizationServer;
+  const throttled = () =>
+    new OAuthError('temporarily_unavailable', 'too many failed client authentications from this address; try again later', 429);
+  if (!limiter.allowed(request.ip)) throw throttled();
   const failed = async (error: OAuthError): Promise<never> => {
     const clientId = claimedClientId(request);
-    await audit.record({
-      action: 'OAuthClientAuthFailed',
-      outcome: 'failure',
-      actor: { type: 'client', id: clientId },
-      clientId,
-      origin: requestOrigin(request),
-      details: { endpoint, reason: error.description },
-    });
+    const entry = { actor: { type: 'client', id: clientId }, clientId, origin: requestOrigin(request) } as const;
+    await audit.record({ ...entry, action: 'OAuthClientAuthFailed', outcome: 'failure', details: { endpoint, reason: error.description } });
+    if (limiter.recordFailure(request.ip)) {
+      await audit.record({
+        ...entry,
+        action: 'OAuthClientAuthThrottled',
+        outcome: 'failure',
+        details: { endpoint, failures: limiter.maxFailures, window_seconds: limiter.windowMs / 1000 },
+      });
+    }
     throw error;
   };
   let client: OAuthClientRow;

@@ -3,21 +3,21 @@ import { findGrant, listUserGrants, markGrantRevoked } from '../../../db/queries
 import { revokeGrantTokens } from '../../../db/queries/oauth-tokens';
 import { errorResponseSchema, HttpError } from '../../errors';
 import { requestOrigin } from '../../request-origin';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+import { safeString } from '../../schemas';
+import { UUID } from '../../../platform/uuid';
 
 const grantSchema = {
   type: 'object',
-  required: ['id', 'clientId', 'clientName', 'scopes', 'createdAt', 'firstUsedAt', 'lastUsedAt'],
+  required: ['id', 'clientId', 'clientName', 'scopes', 'createdAt', 'lastUsedAt'],
   properties: {
     id: { type: 'string' },
     clientId: { type: 'string' },
     clientName: { type: 'string' },
     scopes: { type: 'array', items: { type: 'string' } },
+    // When the user first consented.
     createdAt: { type: 'string', format: 'date-time' },
-    // The grant is created by the first authorization (consent), so its creation is its first use.
-    firstUsedAt: { type: 'string', format: 'date-time' },
-    lastUsedAt: { type: 'string', format: 'date-time' },
+    // The last time tokens were issued under the grant; null until the client first redeems a code.
+    lastUsedAt: { type: ['string', 'null'], format: 'date-time' },
   },
 } as const;
 
@@ -52,8 +52,7 @@ export default async function grants(app: FastifyInstance) {
           clientName: grant.clientName,
           scopes: grant.scopes,
           createdAt: new Date(grant.createdAt).toISOString(),
-          firstUsedAt: new Date(grant.createdAt).toISOString(),
-          lastUsedAt: new Date(grant.lastUsedAt).toISOString(),
+          lastUsedAt: grant.lastUsedAt === null ? null : new Date(grant.lastUsedAt).toISOString(),
         })),
       };
     },
@@ -64,7 +63,7 @@ export default async function grants(app: FastifyInstance) {
     {
       preHandler: app.authenticate,
       schema: {
-        params: { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } },
+        params: { type: 'object', required: ['id'], properties: { id: safeString(64) } },
         response: { 204: { type: 'null' }, 401: errorResponseSchema, 404: errorResponseSchema },
       },
     },

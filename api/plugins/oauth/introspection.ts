@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { requestOrigin } from '../../request-origin';
 import { OAuthError, oauthErrorSchema } from '../../../platform/oauth-server/errors';
 import { TokenIntrospection } from '../../../platform/oauth-server/introspection';
 import {
@@ -9,7 +10,7 @@ import {
   tokenParametersSchema,
   type FormParameters,
 } from './client-request';
-import { answerOAuthErrors } from './index';
+import { answerOAuthErrors } from './oauth-errors';
 
 const introspectionResponseSchema = {
   type: 'object',
@@ -31,12 +32,12 @@ const introspectionResponseSchema = {
 /**
  * POST /oauth/introspect (RFC 7662) for authenticated confidential clients. A token is active only
  * for the client it was issued to; anything else, including tokens we never issued, is
- * `{ "active": false }`. Nothing is cached: a revocation is seen by the next request.
+ * `{ "active": false }`. Token state is never cached: a revocation is seen by the next request.
  */
 export default async function introspection(app: FastifyInstance) {
   answerOAuthErrors(app);
   const { tokens, issuer } = app.authorizationServer;
-  const introspector = new TokenIntrospection(app.services.db, tokens, issuer);
+  const introspector = new TokenIntrospection(app.services.db, tokens, issuer, app.services.audit);
 
   app.post<{ Body: FormParameters }>(
     '/oauth/introspect',
@@ -53,7 +54,7 @@ export default async function introspection(app: FastifyInstance) {
       const parameters = request.body;
       const client = await authenticateCaller(app, request, parameters, 'introspection', { requireSecret: true });
       if (parameters.token === undefined) throw new OAuthError('invalid_request', 'token is required');
-      return introspector.introspect(client, parameters.token, parameters.token_type_hint);
+      return introspector.introspect(client, parameters.token, parameters.token_type_hint, requestOrigin(request));
     },
   );
 }

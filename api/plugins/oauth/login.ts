@@ -1,10 +1,11 @@
-import { timingSafeEqual } from 'node:crypto';
+import { isClientError } from '../../errors';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { html, renderPage, sendHtml } from '../../../platform/html';
 import { attemptLogin } from '../../../platform/login';
-import { randomToken } from '../../../platform/secrets';
-import { loginSettings, startSession } from '../sessions';
+import { randomToken, secretsEqual } from '../../../platform/secrets';
+import { LOGIN_RATE_LIMIT, loginSettings, revokePresentedSession, startSession } from '../sessions';
 import { requestOrigin } from '../../request-origin';
+import { safeString } from '../../schemas';
 
 export const DEFAULT_RETURN_TO = '/oauth/grants';
 export const LOGIN_CSRF_COOKIE = 'pm_login_csrf';
@@ -46,15 +47,18 @@ ${options.error ? html`<p class="error" role="alert">${options.error}</p>` : ''}
   );
 }
 
+// No NUL in any field: PostgreSQL refuses it in text, which would otherwise surface as a 500.
 const loginBodySchema = {
   type: 'object',
   properties: {
-    email: { type: 'string', maxLength: 320 },
-    password: { type: 'string', maxLength: 1024 },
-    csrf_token: { type: 'string', maxLength: 128 },
-    return_to: { type: 'string', maxLength: 4096 },
+    email: safeString(320),
+    password: safeString(1024),
+    csrf_token: safeString(128),
+    return_to: safeString(4096),
   },
 } as const;
+
+const loginQuerySchema = { type: 'object', properties: { return_to: safeString(4096) } } as const;
 
 /**
  * The sign-in page of the authorization server (email + password, no JavaScript).
@@ -79,20 +83,17 @@ export default async function login(app: FastifyInstance) {
   };
 
   const htmlErrorHandler = (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
-    const status = (error as { statusCode?: number }).statusCode;
-    if (status === 429) {
+    if (!isClientError(error)) throw error;
+    if (error.statusCode === 429) {
       return sendHtml(reply, 429, loginPage({ returnTo: DEFAULT_RETURN_TO, csrfToken: csrfTokenFor(request, reply), error: 'Too many attempts. Wait a minute and try again.' }), { formAction: 'unrestricted' });
     }
-    if ((error as { validation?: unknown }).validation || (status && status >= 400 && status < 500)) {
-      return sendHtml(reply, 400, loginPage({ returnTo: DEFAULT_RETURN_TO, csrfToken: csrfTokenFor(request, reply), error: 'The form was malformed. Try again.' }), { formAction: 'unrestricted' });
-    }
-    throw error;
+    return sendHtml(reply, 400, loginPage({ returnTo: DEFAULT_RETURN_TO, csrfToken: csrfTokenFor(request, reply), error: 'The form was malformed. Try again.' }), { formAction: 'unrestricted' });
   };
 
   app.get<{ Querystring: { return_to?: string } }>(
     '/login',
     {
-      schema: { querystring: { type: 'object', properties: { return_to: { type: 'string', maxLength: 4096 } } }, response: { 200: { type: 'string' } } },
+      schema: { querystring: loginQuerySchema, response: { 200: { type: 'string' } } },
       errorHandler: htmlErrorHandler,
     },
     async (request, reply) => {
@@ -105,7 +106,7 @@ export default async function login(app: FastifyInstance) {
     '/login',
     {
       schema: { body: loginBodySchema, response: { '4xx': { type: 'string' } } },
-      config: { rateLimit: { max: 20, timeWindow: '1 minute' } },
+      config: { rateLimit: LOGIN_RATE_LIMIT },
       errorHandler: htmlErrorHandler,
     },
     async (request, reply) => {
@@ -113,8 +114,7 @@ export default async function login(app: FastifyInstance) {
       const returnTo = safeReturnTo(body.return_to, base);
       const cookieToken = request.cookies[LOGIN_CSRF_COOKIE];
       const formToken = body.csrf_token;
-      const csrfOk =
-        !!cookieToken && !!formToken && cookieToken.length === formToken.length && timingSafeEqual(Buffer.from(cookieToken), Buffer.from(formToken));
+      const csrfOk = Boolean(cookieToken && formToken && secretsEqual(formToken, cookieToken));
       if (!csrfOk) {
         // Fresh token: the page works when submitted again from this browser.
         const token = randomToken();
@@ -130,6 +130,8 @@ export default async function login(app: FastifyInstance) {
       if (!outcome.ok) {
         return sendHtml(reply, 401, loginPage({ returnTo, csrfToken: csrfTokenFor(request, reply), email, error: GENERIC_FAILURE }), { formAction: 'unrestricted' });
       }
+      // A session the browser already had (possibly planted) does not outlive the sign-in.
+      await revokePresentedSession(db, request);
       await startSession(db, config, reply, outcome.user.id);
       reply.clearCookie(LOGIN_CSRF_COOKIE, { path: '/login' });
       return reply.header('cache-control', 'no-store').redirect(returnTo, 303);

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { SUPPORTED_GRANT_TYPES } from '../../../platform/oauth-server/clients';
+import { TOKEN_ENDPOINT_AUTH_METHODS } from '../../../platform/oauth-server/client-metadata';
 import { SUPPORTED_SCOPES } from '../../../platform/oauth-server/scopes';
 
 /** RFC 8414 authorization server metadata, built once from the configured issuer. */
@@ -17,9 +18,10 @@ export function authorizationServerMetadata(issuer: string, registrationEnabled:
     response_types_supported: ['code'],
     response_modes_supported: ['query'],
     grant_types_supported: [...SUPPORTED_GRANT_TYPES],
-    token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
-    introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
-    revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
+    token_endpoint_auth_methods_supported: [...TOKEN_ENDPOINT_AUTH_METHODS],
+    // Introspection needs a confidential client.
+    introspection_endpoint_auth_methods_supported: TOKEN_ENDPOINT_AUTH_METHODS.filter((method) => method !== 'none'),
+    revocation_endpoint_auth_methods_supported: [...TOKEN_ENDPOINT_AUTH_METHODS],
     code_challenge_methods_supported: ['S256'],
     scopes_supported: [...SUPPORTED_SCOPES],
     authorization_response_iss_parameter_supported: true,

@@ -1,10 +1,19 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { OAuthClientRow } from '../../../db/queries/oauth-clients';
 import { SUPPORTED_SCOPES } from '../../../platform/oauth-server/scopes';
-import { ClientMetadataError, MAX_CLIENT_NAME_LENGTH, validateClientMetadata } from '../../../platform/oauth-server/client-metadata';
+import {
+  ClientMetadataError,
+  clientMetadataView,
+  clientMetadataViewSchema,
+  MAX_CLIENT_NAME_LENGTH,
+  validateClientMetadata,
+} from '../../../platform/oauth-server/client-metadata';
 import { ClientRegistry } from '../../../platform/oauth-server/client-registry';
 import { OAuthError, oauthErrorSchema } from '../../../platform/oauth-server/errors';
-import { answerOAuthErrors } from './index';
+import { requestOrigin } from '../../request-origin';
+import { safeString } from '../../schemas';
+import { answerOAuthErrors } from './oauth-errors';
+import { checkConfiguredBearer } from './static-bearer';
 
 export const REGISTRATION_PATH = '/oauth/register';
 /** Per client IP address. */
@@ -16,10 +25,6 @@ export const REGISTRATION_RATE_LIMIT = { max: 10, timeWindow: '1 minute' } as co
  */
 export function defaultDynamicScopes(grantTypes: readonly string[]): string[] {
   return SUPPORTED_SCOPES.filter((scope) => scope.endsWith(':read') || (scope === 'offline_access' && grantTypes.includes('refresh_token')));
-}
-
-function digest(value: string): Buffer {
-  return createHash('sha256').update(value, 'utf8').digest();
 }
 
 /**
@@ -35,34 +40,41 @@ interface RegistrationRequest {
   scope?: unknown;
 }
 
+// Redirect URIs stay plain strings: validateRedirectUris refuses NUL (and every control character)
+// with the more precise invalid_redirect_uri.
 const registrationBodySchema = {
   type: 'object',
   properties: {
     redirect_uris: { type: 'array', items: { type: 'string' } },
-    client_name: { type: 'string' },
-    grant_types: { type: 'array', items: { type: 'string' } },
-    response_types: { type: 'array', items: { type: 'string' } },
-    token_endpoint_auth_method: { type: 'string' },
-    scope: { type: 'string' },
+    client_name: safeString(4096),
+    grant_types: { type: 'array', maxItems: 10, items: safeString(100) },
+    response_types: { type: 'array', maxItems: 10, items: safeString(100) },
+    token_endpoint_auth_method: safeString(100),
+    scope: safeString(4096),
   },
 } as const;
 
+/** RFC 7591 section 3.2.1: the registered metadata (the admin API's view of the client) with the RFC's names. */
 const registrationResponseSchema = {
-  type: 'object',
+  ...clientMetadataViewSchema,
   required: ['client_id', 'client_id_issued_at', 'client_name', 'redirect_uris', 'grant_types', 'response_types', 'token_endpoint_auth_method', 'scope'],
   properties: {
-    client_id: { type: 'string' },
+    ...clientMetadataViewSchema.properties,
     client_secret: { type: 'string' },
     client_id_issued_at: { type: 'integer' },
     client_secret_expires_at: { type: 'integer' },
     client_name: { type: 'string' },
-    redirect_uris: { type: 'array', items: { type: 'string' } },
-    grant_types: { type: 'array', items: { type: 'string' } },
-    response_types: { type: 'array', items: { type: 'string' } },
-    token_endpoint_auth_method: { type: 'string' },
-    scope: { type: 'string' },
   },
 } as const;
+
+function registrationView(client: OAuthClientRow, clientSecret: string | undefined) {
+  return {
+    ...clientMetadataView(client),
+    client_name: client.name,
+    client_id_issued_at: Math.floor(client.createdAt / 1000),
+    ...(clientSecret === undefined ? {} : { client_secret: clientSecret, client_secret_expires_at: 0 }),
+  };
+}
 
 function invalidMetadata(description: string): OAuthError {
   return new OAuthError('invalid_client_metadata', description);
@@ -105,21 +117,20 @@ export default async function registration(app: FastifyInstance) {
   const { db, audit, config } = app.services;
   const registry = new ClientRegistry(db, audit);
   const configured = config.authorizationServer.initialAccessToken;
-  const configuredDigest = configured === undefined ? undefined : digest(configured);
 
   answerOAuthErrors(app);
 
   async function requireInitialAccessToken(request: FastifyRequest, reply: FastifyReply) {
-    if (!configuredDigest) {
+    if (configured === undefined) {
       return reply.code(404).send({ error: 'not_found', error_description: 'dynamic client registration is not enabled on this server' });
     }
-    const presented = request.headers.authorization?.match(/^Bearer +(\S+) *$/i)?.[1];
-    if (!presented || !timingSafeEqual(digest(presented), configuredDigest)) {
-      const challenge = presented ? 'Bearer realm="oauth", error="invalid_token"' : 'Bearer realm="oauth"';
+    const check = checkConfiguredBearer(request, configured);
+    if (check !== 'ok') {
+      const wrong = check === 'wrong';
       return reply
         .code(401)
-        .header('www-authenticate', challenge)
-        .send({ error: 'invalid_token', error_description: presented ? 'the initial access token is wrong' : 'an initial access token is required' });
+        .header('www-authenticate', wrong ? 'Bearer realm="oauth", error="invalid_token"' : 'Bearer realm="oauth"')
+        .send({ error: 'invalid_token', error_description: wrong ? 'the initial access token is wrong' : 'an initial access token is required' });
     }
   }
 
@@ -173,18 +184,8 @@ export default async function registration(app: FastifyInstance) {
         throw error;
       }
 
-      const { client, clientSecret } = await registry.create(metadata, 'dynamic', { actor: 'self', origin: { ip: request.ip, userAgent: request.headers['user-agent'] ?? '' } });
-      return reply.code(201).send({
-        client_id: client.id,
-        ...(clientSecret === undefined ? {} : { client_secret: clientSecret, client_secret_expires_at: 0 }),
-        client_id_issued_at: Math.floor(client.createdAt / 1000),
-        client_name: client.name,
-        redirect_uris: client.redirectUris,
-        grant_types: client.grantTypes,
-        response_types: client.grantTypes.includes('authorization_code') ? ['code'] : [],
-        token_endpoint_auth_method: client.tokenEndpointAuthMethod,
-        scope: client.scopes.join(' '),
-      });
+      const { client, clientSecret } = await registry.create(metadata, 'dynamic', { actor: 'self', origin: requestOrigin(request) });
+      return reply.code(201).send(registrationView(client, clientSecret));
     },
   );
 }

@@ -10,7 +10,7 @@ import {
   tokenParametersSchema,
   type FormParameters,
 } from './client-request';
-import { answerOAuthErrors } from './index';
+import { answerOAuthErrors } from './oauth-errors';
 
 /**
  * POST /oauth/revoke (RFC 7009) for authenticated clients (public clients identify themselves by

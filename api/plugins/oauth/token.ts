@@ -11,7 +11,7 @@ import {
   stringField,
   type FormParameters,
 } from './client-request';
-import { answerOAuthErrors } from './index';
+import { answerOAuthErrors } from './oauth-errors';
 
 const tokenResponseSchema = {
   type: 'object',
@@ -64,19 +64,19 @@ export default async function token(app: FastifyInstance) {
       }
       const client = await authenticateCaller(app, request, parameters, 'token');
       const context = { client, origin: requestOrigin(request) };
-      const { grants } = app.authorizationServer;
+      const { tokenEndpoint } = app.authorizationServer;
       reply.header('cache-control', 'no-store');
       switch (grantType as (typeof SUPPORTED_GRANT_TYPES)[number]) {
         case 'authorization_code':
-          return grants.authorizationCode(context, {
+          return tokenEndpoint.authorizationCode(context, {
             code: parameters.code,
             redirectUri: parameters.redirect_uri,
             codeVerifier: parameters.code_verifier,
           });
         case 'refresh_token':
-          return grants.refreshToken(context, { refreshToken: parameters.refresh_token, scope: parameters.scope });
+          return tokenEndpoint.refreshToken(context, { refreshToken: parameters.refresh_token, scope: parameters.scope });
         case 'client_credentials':
-          return grants.clientCredentials(context, { scope: parameters.scope });
+          return tokenEndpoint.clientCredentials(context, { scope: parameters.scope });
       }
     },
   );
