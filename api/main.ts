@@ -1,4 +1,5 @@
 import { loadConfig } from '../platform/config';
+import { createPayloadCodec } from '../platform/payload-codec';
 import { createPlatformServices } from '../platform/services';
 import { connectTemporalClient } from '../platform/temporal';
 import { runUntilSignalled } from '../platform/process';
@@ -7,8 +8,9 @@ import { buildApiServer } from './app';
 /** Production entry of the api-server: configured only by environment variables. */
 await runUntilSignalled('api-server', async () => {
   const config = loadConfig();
+  const payloadCodec = createPayloadCodec(config.payloadEncryption);
   const services = await createPlatformServices(config);
-  const temporal = await connectTemporalClient(config.temporal);
+  const temporal = await connectTemporalClient(config.temporal, payloadCodec);
   const app = await buildApiServer({ ...services, config, temporal });
   await app.listen({ host: config.http.host, port: config.http.port });
   return async () => {

@@ -39,6 +39,13 @@ const environmentSchema = z.object({
 
   INTEGRATION_ENCRYPTION_KEY: z.string().min(1).optional(),
   INTEGRATION_ENCRYPTION_PREVIOUS_KEYS: z.string().default(''),
+  TEMPORAL_PAYLOAD_KEY: z.string().min(1).optional(),
+  TEMPORAL_PAYLOAD_PREVIOUS_KEYS: z.string().default(''),
+
+  CODEC_SERVER_HOST: z.string().min(1).default('0.0.0.0'),
+  CODEC_SERVER_PORT: port(8234),
+  CODEC_SERVER_CORS_ORIGIN: httpUrl.default('http://localhost:8233'),
+  CODEC_SERVER_TOKEN: z.string().min(32, 'must have at least 32 characters').optional(),
 
   GOOGLE_CLIENT_ID: z.string().min(1).optional(),
   GOOGLE_CLIENT_SECRET: z.string().min(1).optional(),
@@ -92,6 +99,9 @@ export interface Config {
   http: { host: string; port: number; publicBaseUrl: string; secureCookies: boolean; trustProxy: boolean };
   workerHealthPort: number;
   encryption: { activeKey: string | undefined; previousKeys: string[] };
+  /** TEMPORAL_PAYLOAD_KEY: the payload codec's keys, separate from the integration keys. */
+  payloadEncryption: { activeKey: string | undefined; previousKeys: string[] };
+  codecServer: { host: string; port: number; corsOrigin: string; token: string | undefined };
   google: GoogleSettings;
   microsoft: OAuthClientCredentials | undefined;
   airbnb: OAuthClientCredentials | undefined;
@@ -117,8 +127,10 @@ export interface Config {
 }
 
 /** Variables that only some processes need: each entry point names what it needs. */
-export type ConfigNeed = 'DATABASE_URL' | 'INTEGRATION_ENCRYPTION_KEY' | 'PUBLIC_BASE_URL';
-const API_SERVER_NEEDS: ConfigNeed[] = ['DATABASE_URL', 'INTEGRATION_ENCRYPTION_KEY', 'PUBLIC_BASE_URL'];
+export type ConfigNeed = 'DATABASE_URL' | 'INTEGRATION_ENCRYPTION_KEY' | 'PUBLIC_BASE_URL' | 'TEMPORAL_PAYLOAD_KEY' | 'CODEC_SERVER_TOKEN';
+const API_SERVER_NEEDS: ConfigNeed[] = ['DATABASE_URL', 'INTEGRATION_ENCRYPTION_KEY', 'PUBLIC_BASE_URL', 'TEMPORAL_PAYLOAD_KEY'];
+export const WORKER_NEEDS: ConfigNeed[] = ['DATABASE_URL', 'INTEGRATION_ENCRYPTION_KEY', 'TEMPORAL_PAYLOAD_KEY'];
+export const CODEC_SERVER_NEEDS: ConfigNeed[] = ['TEMPORAL_PAYLOAD_KEY', 'CODEC_SERVER_TOKEN'];
 
 /**
  * Parses the environment. Throws one ConfigError naming every wrong or missing variable, so a bad
@@ -173,6 +185,16 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
     encryption: {
       activeKey: env.INTEGRATION_ENCRYPTION_KEY,
       previousKeys: env.INTEGRATION_ENCRYPTION_PREVIOUS_KEYS.split(',').map((key) => key.trim()).filter(Boolean),
+    },
+    payloadEncryption: {
+      activeKey: env.TEMPORAL_PAYLOAD_KEY,
+      previousKeys: env.TEMPORAL_PAYLOAD_PREVIOUS_KEYS.split(',').map((key) => key.trim()).filter(Boolean),
+    },
+    codecServer: {
+      host: env.CODEC_SERVER_HOST,
+      port: env.CODEC_SERVER_PORT,
+      corsOrigin: env.CODEC_SERVER_CORS_ORIGIN,
+      token: env.CODEC_SERVER_TOKEN,
     },
     google: {
       credentials: google,

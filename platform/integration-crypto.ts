@@ -30,9 +30,51 @@ export class DecryptionError extends Error {
   override name = 'DecryptionError';
 }
 
-interface EncryptionKey {
+export interface EncryptionKey {
   id: string;
   material: Buffer;
+}
+
+/** One AES-256-GCM encryption: a fresh random 96-bit IV, a 128-bit tag. Shared by IntegrationCrypto and the payload codec. */
+export interface SealedBytes {
+  iv: Buffer;
+  ciphertext: Buffer;
+  tag: Buffer;
+}
+
+export const AES_GCM_IV_BYTES = IV_BYTES;
+export const AES_GCM_TAG_BYTES = TAG_BYTES;
+
+export function sealAesGcm(key: Buffer, plaintext: Uint8Array, associated: Uint8Array): SealedBytes {
+  const iv = randomBytes(IV_BYTES);
+  const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
+  cipher.setAAD(associated);
+  const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+  return { iv, ciphertext, tag: cipher.getAuthTag() };
+}
+
+/** Throws when the tag does not verify (wrong key, altered bytes, other associated data). */
+export function openAesGcm(key: Buffer, sealed: SealedBytes, associated: Uint8Array): Buffer {
+  if (sealed.iv.length !== IV_BYTES) throw new DecryptionError('malformed IV');
+  if (sealed.tag.length !== TAG_BYTES) throw new DecryptionError('malformed authentication tag');
+  const decipher = createDecipheriv('aes-256-gcm', key, sealed.iv, { authTagLength: TAG_BYTES });
+  decipher.setAAD(associated);
+  decipher.setAuthTag(sealed.tag);
+  return Buffer.concat([decipher.update(sealed.ciphertext), decipher.final()]);
+}
+
+/** The active key (writes) and every readable key (reads), by id. */
+export class KeyRing {
+  private readonly keys: Map<string, Buffer>;
+
+  constructor(readonly active: EncryptionKey, readable: EncryptionKey[] = []) {
+    this.keys = new Map(readable.map((key) => [key.id, key.material]));
+    this.keys.set(active.id, active.material);
+  }
+
+  readable(keyId: string): Buffer | undefined {
+    return this.keys.get(keyId);
+  }
 }
 
 /**
@@ -64,11 +106,10 @@ function associatedData(binding: FieldBinding): Buffer {
 }
 
 export class IntegrationCrypto {
-  private readonly keys: Map<string, Buffer>;
+  private readonly ring: KeyRing;
 
   constructor(private readonly active: EncryptionKey, readable: EncryptionKey[] = []) {
-    this.keys = new Map(readable.map((key) => [key.id, key.material]));
-    this.keys.set(active.id, active.material);
+    this.ring = new KeyRing(active, readable);
   }
 
   static fromKeyTexts(activeKey: string, previousKeys: string[] = []): IntegrationCrypto {
@@ -83,11 +124,8 @@ export class IntegrationCrypto {
   }
 
   encrypt(plaintext: string, binding: FieldBinding): string {
-    const iv = randomBytes(IV_BYTES);
-    const cipher = createCipheriv('aes-256-gcm', this.active.material, iv);
-    cipher.setAAD(associatedData(binding));
-    const ciphertext = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
-    return [ENVELOPE_VERSION, this.active.id, iv, ciphertext, cipher.getAuthTag()]
+    const { iv, ciphertext, tag } = sealAesGcm(this.active.material, Buffer.from(plaintext, 'utf8'), associatedData(binding));
+    return [ENVELOPE_VERSION, this.active.id, iv, ciphertext, tag]
       .map((part) => (typeof part === 'string' ? part : part.toString('base64url')))
       .join('.');
   }
@@ -98,13 +136,11 @@ export class IntegrationCrypto {
       throw new DecryptionError(`${binding.table}.${binding.column}: not an encrypted value`);
     }
     if (Buffer.from(iv, 'base64url').length !== IV_BYTES) throw new DecryptionError(`${binding.table}.${binding.column}: malformed IV`);
-    const key = this.keys.get(keyId);
+    const key = this.ring.readable(keyId);
     if (!key) throw new DecryptionError(`${binding.table}.${binding.column}: encrypted with unknown key "${keyId}"`);
     try {
-      const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'), { authTagLength: TAG_BYTES });
-      decipher.setAAD(associatedData(binding));
-      decipher.setAuthTag(Buffer.from(tag, 'base64url'));
-      return Buffer.concat([decipher.update(Buffer.from(ciphertext, 'base64url')), decipher.final()]).toString('utf8');
+      const sealed = { iv: Buffer.from(iv, 'base64url'), ciphertext: Buffer.from(ciphertext, 'base64url'), tag: Buffer.from(tag, 'base64url') };
+      return openAesGcm(key, sealed, associatedData(binding)).toString('utf8');
     } catch {
       throw new DecryptionError(`${binding.table}.${binding.column}: value was altered, or belongs to another row or column`);
     }

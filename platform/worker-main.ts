@@ -2,9 +2,10 @@ import { createServer } from 'node:http';
 import { NativeConnection, Runtime, makeTelemetryFilterString } from '@temporalio/worker';
 import { sql } from 'slonik';
 import pino from 'pino';
-import { loadConfig } from './config';
+import { loadConfig, WORKER_NEEDS } from './config';
 import { loggerOptions } from './logger';
 import { runUntilSignalled } from './process';
+import { createPayloadCodec } from './payload-codec';
 import { createPlatformServices } from './services';
 import { createConnectionWorker } from './worker';
 import { ensureHousekeepingSchedule } from './schedules';
@@ -12,9 +13,10 @@ import { connectTemporalClient } from './temporal';
 
 /** Production entry of the Temporal worker, with /healthz and /readyz for the orchestrator. */
 await runUntilSignalled('worker', async () => {
-  const config = loadConfig(process.env, ['DATABASE_URL', 'INTEGRATION_ENCRYPTION_KEY']);
+  const config = loadConfig(process.env, WORKER_NEEDS);
   const logger = pino(loggerOptions(config));
   Runtime.install({ telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'WARN' }) } }, shutdownSignals: [] });
+  const payloadCodec = createPayloadCodec(config.payloadEncryption);
   const services = await createPlatformServices(config);
   const connection = await NativeConnection.connect({ address: config.temporal.address });
   const worker = await createConnectionWorker({
@@ -22,9 +24,10 @@ await runUntilSignalled('worker', async () => {
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.taskQueue,
     dependencies: { ...services, clock: () => new Date() },
+    payloadCodec,
   });
   const running = worker.run();
-  const client = await connectTemporalClient(config.temporal);
+  const client = await connectTemporalClient(config.temporal, payloadCodec);
   await ensureHousekeepingSchedule(client, config.temporal.taskQueue);
 
   const health = createServer((request, response) => {

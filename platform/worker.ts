@@ -1,4 +1,5 @@
 import { fileURLToPath } from 'node:url';
+import type { PayloadCodec } from '@temporalio/common';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDependencies } from '../activities';
 
@@ -9,6 +10,8 @@ export interface ConnectionWorkerOptions {
   namespace: string;
   taskQueue: string;
   dependencies: ActivityDependencies;
+  /** The payload encryption codec: every payload the worker sends to Temporal is encrypted with it. */
+  payloadCodec: PayloadCodec;
   /** Tests bundle the workflows once and hand the bundle to every worker they start. */
   workflowBundle?: WorkerOptions['workflowBundle'];
   interceptors?: WorkerOptions['interceptors'];
@@ -20,6 +23,7 @@ export function createConnectionWorker(options: ConnectionWorkerOptions): Promis
     namespace: options.namespace,
     taskQueue: options.taskQueue,
     activities: createActivities(options.dependencies),
+    dataConverter: { payloadCodecs: [options.payloadCodec] },
     ...(options.interceptors ? { interceptors: options.interceptors } : {}),
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
   });

@@ -1,15 +1,17 @@
-import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { NativeConnection, Runtime, DefaultLogger } from '@temporalio/worker';
 import { buildApiServer } from '../api/app';
+import { buildCodecServer } from '../api/codec-server';
 import { startEmbeddedPostgres } from '../db/embedded';
 import { migrate } from '../db/migrate';
 import { findUserCredentials } from '../db/queries/users';
 import { startFakeGoogle, type FakeGoogle } from '../fakes/google';
 import { loadConfig } from '../platform/config';
+import { DEV_DATA_DIR, readOrCreate } from '../platform/dev-secrets';
 import { generateEncryptionKey } from '../platform/integration-crypto';
+import { createPayloadCodec } from '../platform/payload-codec';
 import { runUntilSignalled } from '../platform/process';
 import { randomToken } from '../platform/secrets';
 import { createPlatformServices } from '../platform/services';
@@ -17,7 +19,7 @@ import { connectTemporalClient } from '../platform/temporal';
 import { createUser } from '../platform/users';
 import { createConnectionWorker } from '../platform/worker';
 import { ensureHousekeepingSchedule } from '../platform/schedules';
-import { ensureTemporalCli, repoRoot } from './temporal-binaries';
+import { ensureTemporalCli } from './temporal-binaries';
 
 /**
  * `npm run dev`: the whole platform on one machine, nothing installed by hand. Uses DATABASE_URL and
@@ -25,20 +27,12 @@ import { ensureTemporalCli, repoRoot } from './temporal-binaries';
  * persisted under .data/dev. Without Google credentials, sandbox mode points Google at the fake.
  */
 
-const DATA_DIR = path.join(repoRoot, '.data', 'dev');
+const DATA_DIR = DEV_DATA_DIR;
 const SANDBOX_GOOGLE_PORT = 4010;
 const SANDBOX_CLIENT = { clientId: 'sandbox-client.apps.googleusercontent.com', clientSecret: 'sandbox-client-secret' };
 const DEMO_EMAIL = 'demo@example.com';
 const TEMPORAL_PORT = 7233;
 const TEMPORAL_UI_PORT = 8233;
-
-async function readOrCreate(file: string, create: () => string): Promise<{ value: string; created: boolean }> {
-  if (existsSync(file)) return { value: (await readFile(file, 'utf8')).trim(), created: false };
-  const value = create();
-  await writeFile(file, `${value}\n`, { mode: 0o600 });
-  await chmod(file, 0o600);
-  return { value, created: true };
-}
 
 await runUntilSignalled('dev', async () => {
   await mkdir(DATA_DIR, { recursive: true });
@@ -60,6 +54,18 @@ await runUntilSignalled('dev', async () => {
     environment.INTEGRATION_ENCRYPTION_KEY = key.value;
     lines.push(`Encryption key    ${key.created ? 'GENERATED for development and saved' : 'development key'} in .data/dev/integration-encryption-key`);
   }
+
+  if (!environment.TEMPORAL_PAYLOAD_KEY) {
+    // Its own key, not the integration key: see README "Reading payloads in Temporal Web".
+    const key = await readOrCreate(path.join(DATA_DIR, 'temporal-payload-key'), generateEncryptionKey);
+    environment.TEMPORAL_PAYLOAD_KEY = key.value;
+    lines.push(`Payload key       ${key.created ? 'GENERATED for development and saved' : 'development key'} in .data/dev/temporal-payload-key`);
+  }
+  if (!environment.CODEC_SERVER_TOKEN) {
+    environment.CODEC_SERVER_TOKEN = (await readOrCreate(path.join(DATA_DIR, 'codec-server-token'), randomToken)).value;
+  }
+  const codecPort = environment.CODEC_SERVER_PORT ?? '8234';
+  const codecServerUrl = `http://localhost:${codecPort}`;
 
   let sandboxGoogle: FakeGoogle | undefined;
   if (!environment.GOOGLE_CLIENT_ID) {
@@ -86,6 +92,8 @@ await runUntilSignalled('dev', async () => {
         port: TEMPORAL_PORT,
         ui: true,
         uiPort: TEMPORAL_UI_PORT,
+        // Temporal Web asks the codec server to decode the payloads it shows.
+        extraArgs: ['--ui-codec-endpoint', codecServerUrl],
         dbFilename: path.join(DATA_DIR, 'temporal.sqlite'),
         log: { level: 'warn', format: 'pretty' },
       },
@@ -99,6 +107,7 @@ await runUntilSignalled('dev', async () => {
   }
 
   const config = loadConfig(environment);
+  const payloadCodec = createPayloadCodec(config.payloadEncryption);
   await migrate(config.databaseUrl!);
   const services = await createPlatformServices(config);
   stops.push(() => services.db.end());
@@ -114,6 +123,7 @@ await runUntilSignalled('dev', async () => {
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.taskQueue,
     dependencies: { ...services, clock: () => new Date() },
+    payloadCodec,
   });
   const workerRun = worker.run();
   stops.push(async () => {
@@ -123,7 +133,18 @@ await runUntilSignalled('dev', async () => {
   });
   lines.push(`Worker            task queue "${config.temporal.taskQueue}"`);
 
-  const temporal = await connectTemporalClient(config.temporal);
+  const codecServer = await buildCodecServer({
+    codec: payloadCodec,
+    token: config.codecServer.token!,
+    corsOrigin: config.codecServer.corsOrigin,
+    logLevel: config.logLevel,
+  });
+  await codecServer.listen({ host: '127.0.0.1', port: config.codecServer.port });
+  stops.push(() => codecServer.close());
+  lines.push(`Codec server      ${codecServerUrl} (key ${payloadCodec.activeKeyId}; Temporal Web is pointed at it, see README "Reading payloads in Temporal Web")`);
+  lines.push(`  operator token  ${config.codecServer.token} (.data/dev/codec-server-token)`);
+
+  const temporal = await connectTemporalClient(config.temporal, payloadCodec);
   await ensureHousekeepingSchedule(temporal, config.temporal.taskQueue);
   const app = await buildApiServer({ ...services, config, temporal });
   await app.listen({ host: config.http.host, port: config.http.port });

@@ -1,11 +1,20 @@
 import type { WorkflowHandle } from '@temporalio/client';
+import type { History } from '@temporalio/common/lib/proto-utils';
+import { decodeHistoryPayloads } from './payload-history';
 
 /**
  * Every piece of text in a workflow's history: payload bytes decoded as UTF-8 (inputs, results,
- * signals, updates, queries' recorded answers, failures) and every plain string field.
+ * signals, updates, queries' recorded answers, failures) and every plain string field. Payloads go
+ * through the payload codecs of the handle's client first, so a codec-aware client sees plaintext
+ * and a client without codecs sees what Temporal stores.
  */
 export async function historyPayloadTexts(handle: WorkflowHandle): Promise<string[]> {
-  const history = await handle.fetchHistory();
+  const codecs = handle.client.options.loadedDataConverter.payloadCodecs;
+  return historyTexts(await decodeHistoryPayloads(await handle.fetchHistory(), codecs));
+}
+
+/** The same for a history already fetched (or read back from JSON with `historyFromJSON`). */
+export function historyTexts(history: History): string[] {
   const texts: string[] = [];
   const visit = (value: unknown): void => {
     if (value instanceof Uint8Array) texts.push(Buffer.from(value).toString('utf8'));

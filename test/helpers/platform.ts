@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Client, type ClientOptions, type WorkflowClient } from '@temporalio/client';
+import { TimeSkippingWorkflowClient, type TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, type ActivityExecuteInput, type ActivityInboundCallsInterceptor, type Next, type Worker } from '@temporalio/worker';
 import { inject } from 'vitest';
 import { sql } from 'slonik';
@@ -10,6 +11,7 @@ import { migrate } from '../../db/migrate';
 import type { FakeGoogle } from '../../fakes/google';
 import { loadConfig, type Config } from '../../platform/config';
 import { generateEncryptionKey } from '../../platform/integration-crypto';
+import { createPayloadCodec, type PayloadEncryptionCodec } from '../../platform/payload-codec';
 import { createPlatformServices, type PlatformServices } from '../../platform/services';
 import { createConnectionWorker, WORKFLOWS_PATH } from '../../platform/worker';
 import { createUser } from '../../platform/users';
@@ -25,9 +27,25 @@ export interface TestPlatform extends PlatformServices {
   api: FastifyInstance;
   apiUrl: string;
   temporal: TestWorkflowEnvironment;
+  /** This platform's payload codec (its key is generated per platform, like production's TEMPORAL_PAYLOAD_KEY). */
+  payloadCodec: PayloadEncryptionCodec;
+  /**
+   * A client on the test environment's connection that encrypts and decrypts payloads with this
+   * platform's codec (`temporal.client` has no codec: it sees what Temporal stores). On the
+   * time-skipping server, waiting on a result lets time skip, like the environment's own client.
+   */
+  client: Client;
   /** A signed-in PM user, as an API consumer would be. */
   signUp(email: string): Promise<{ userId: string; sessionToken: string }>;
   close(): Promise<void>;
+}
+
+/** What TestWorkflowEnvironment's own client is, plus a data converter. */
+class CodecAwareTimeSkippingClient extends Client {
+  constructor(options: ClientOptions) {
+    super(options);
+    (this as { workflow: WorkflowClient }).workflow = new TimeSkippingWorkflowClient({ ...this.workflow.options, connection: options.connection });
+  }
 }
 
 // Worker state changes are not news in a test run; warnings and errors still show.
@@ -90,6 +108,7 @@ export async function startTestPlatform(options: {
     PUBLIC_BASE_URL: `http://127.0.0.1:${port}`,
     TEMPORAL_TASK_QUEUE: `test-${port}`,
     INTEGRATION_ENCRYPTION_KEY: generateEncryptionKey(),
+    TEMPORAL_PAYLOAD_KEY: generateEncryptionKey(),
     GOOGLE_CLIENT_ID: GOOGLE_TEST_CLIENT.clientId,
     GOOGLE_CLIENT_SECRET: GOOGLE_TEST_CLIENT.clientSecret,
     GOOGLE_AUTHORIZE_URL: options.google.authorizeUrl,
@@ -99,19 +118,27 @@ export async function startTestPlatform(options: {
   });
   const services = await createPlatformServices(config);
   await migrate(database.url);
+  const payloadCodec = createPayloadCodec(config.payloadEncryption);
+  const clientOptions: ClientOptions = {
+    connection: options.temporal.connection,
+    namespace: config.temporal.namespace,
+    dataConverter: { payloadCodecs: [payloadCodec] },
+  };
+  const client = options.temporal.supportsTimeSkipping ? new CodecAwareTimeSkippingClient(clientOptions) : new Client(clientOptions);
 
   const worker: Worker = await createConnectionWorker({
     connection: options.temporal.nativeConnection,
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.taskQueue,
     dependencies: { ...services, clock: options.clock ?? (() => new Date()) },
+    payloadCodec,
     workflowBundle: await workflowBundle(),
     // The time-skipping server treats a running activity as idle time and would skip past its timeout.
     ...(testService && options.temporal.supportsTimeSkipping ? { interceptors: { activity: [() => ({ inbound: new TimeSkippingLock(testService) })] } } : {}),
   });
   const workerRun = worker.run();
 
-  const api = await buildApiServer({ ...services, config, temporal: options.temporal.client });
+  const api = await buildApiServer({ ...services, config, temporal: client });
   await api.listen({ host: '127.0.0.1', port });
 
   return {
@@ -120,6 +147,8 @@ export async function startTestPlatform(options: {
     api,
     apiUrl: config.http.publicBaseUrl,
     temporal: options.temporal,
+    payloadCodec,
+    client,
     async signUp(email) {
       const user = await createUser(services.db, { email, displayName: email.split('@')[0]!, password: TEST_PASSWORD });
       const response = await fetch(`${config.http.publicBaseUrl}/api/v1/auth/login`, {
@@ -175,7 +204,7 @@ export async function waitForConnectionState(
 ): Promise<ConnectionState> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const state = await platform.temporal.client.workflow.getHandle(workflowId).query(statusQuery);
+    const state = await platform.client.workflow.getHandle(workflowId).query(statusQuery);
     if (predicate(state)) return state;
     if (Date.now() > deadline) throw new Error(`connection state never matched: ${JSON.stringify(state)}`);
     await new Promise((resolve) => setTimeout(resolve, 100));

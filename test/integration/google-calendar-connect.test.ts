@@ -100,7 +100,7 @@ describe('Google Calendar connection (dev server)', () => {
       headers: { authorization: `Bearer ${sessionToken}` },
     });
     expect(disconnect.status).toBe(202);
-    const outcome = await temporal.client.workflow.getHandle(workflowId).result();
+    const outcome = await platform.client.workflow.getHandle(workflowId).result();
     expect(outcome).toEqual({ status: 'disconnected', revocation: 'revoked' });
 
     expect(google.isRevoked(refreshToken!)).toBe(true);
@@ -112,7 +112,7 @@ describe('Google Calendar connection (dev server)', () => {
       previousRefreshTokenEnc: null,
       revocationOutcome: 'revoked',
     });
-    const description = await temporal.client.workflow.getHandle(workflowId).describe();
+    const description = await platform.client.workflow.getHandle(workflowId).describe();
     expect(description.status.name).toBe('COMPLETED');
     expect(await auditActions(connectionId)).toEqual(['IntegrationConnect', 'OAuthRevoke', 'IntegrationDisconnect']);
     const userActions = await platform.db.anyFirst(sql.type(z.object({ action: z.string() }))`
@@ -147,14 +147,14 @@ describe('Google Calendar connection (dev server)', () => {
     await waitForConnectionState(platform, workflowId, (s) => s.status === 'active');
     const stored = await readConnection(connectionId);
     const refreshToken = platform.crypto.decrypt(stored.refreshTokenEnc!, { table: 'integration_connections', column: 'refresh_token_enc', rowId: connectionId });
-    await temporal.client.workflow.getHandle(workflowId).terminate('operator mistake');
+    await platform.client.workflow.getHandle(workflowId).terminate('operator mistake');
 
     const disconnect = await fetch(`${platform.apiUrl}/api/v1/integrations/google-calendar/disconnect`, {
       method: 'POST',
       headers: { authorization: `Bearer ${sessionToken}` },
     });
     expect(disconnect.status).toBe(202);
-    expect(await temporal.client.workflow.getHandle(workflowId).result()).toEqual({ status: 'disconnected', revocation: 'revoked' });
+    expect(await platform.client.workflow.getHandle(workflowId).result()).toEqual({ status: 'disconnected', revocation: 'revoked' });
     expect(google.isRevoked(refreshToken)).toBe(true);
     expect(await readConnection(connectionId)).toMatchObject({ status: 'disconnected', accessTokenEnc: null, refreshTokenEnc: null });
   });
@@ -168,7 +168,7 @@ describe('Google Calendar connection (dev server)', () => {
       const connected = await connectGoogleCalendar(eager, sessionToken);
       const { workflowId } = connected.body as { workflowId: string };
       await waitForConnectionState(eager, workflowId, (s) => s.refreshCount >= 2);
-      const handle = temporal.client.workflow.getHandle(workflowId);
+      const handle = eager.client.workflow.getHandle(workflowId);
       await handle.executeUpdate(freshTokenUpdate, { args: [{ minValiditySeconds: 3 }] });
       await fetch(`${eager.apiUrl}/api/v1/integrations/google-calendar/disconnect`, { method: 'POST', headers: { authorization: `Bearer ${sessionToken}` } });
       await handle.result();

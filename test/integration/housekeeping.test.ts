@@ -84,7 +84,7 @@ describe('housekeeping', () => {
     ];
     const before = Object.fromEntries(await Promise.all(tables.map(async (table) => [table, await count(table)] as const)));
 
-    const deleted = await temporal.client.workflow.execute<typeof housekeepingWorkflow>('housekeepingWorkflow', {
+    const deleted = await platform.client.workflow.execute<typeof housekeepingWorkflow>('housekeepingWorkflow', {
       workflowId: `housekeeping-test-${randomUUID()}`,
       taskQueue: platform.config.temporal.taskQueue,
     });
@@ -96,9 +96,9 @@ describe('housekeeping', () => {
   });
 
   it('ensures one hourly schedule, however many workers start', async () => {
-    await ensureHousekeepingSchedule(temporal.client, platform.config.temporal.taskQueue);
-    await ensureHousekeepingSchedule(temporal.client, platform.config.temporal.taskQueue);
-    const schedule = await temporal.client.schedule.getHandle(HOUSEKEEPING_SCHEDULE_ID).describe();
+    await ensureHousekeepingSchedule(platform.client, platform.config.temporal.taskQueue);
+    await ensureHousekeepingSchedule(platform.client, platform.config.temporal.taskQueue);
+    const schedule = await platform.client.schedule.getHandle(HOUSEKEEPING_SCHEDULE_ID).describe();
     expect(schedule.spec.intervals).toHaveLength(1);
     expect(schedule.spec.intervals![0]!.every).toBe(3600 * 1000);
     expect(schedule.action).toMatchObject({ type: 'startWorkflow', workflowType: 'housekeepingWorkflow', taskQueue: platform.config.temporal.taskQueue });

@@ -54,7 +54,7 @@ describe('Google Calendar connection lifecycle (time-skipping)', () => {
     const connected = await connectGoogleCalendar(platform, sessionToken);
     const { workflowId, connectionId } = connected.body as { workflowId: string; connectionId: string };
     await waitForConnectionState(platform, workflowId, (state) => state.status === 'active');
-    const handle = temporal.client.workflow.getHandle(workflowId);
+    const handle = platform.client.workflow.getHandle(workflowId);
     return { sessionToken, workflowId, connectionId, handle, tokenCallsSince: () => tokenCalls(since) };
   }
 

@@ -13,6 +13,7 @@ const MINIMAL_PRODUCTION = {
   DATABASE_URL: 'postgresql://app@db.internal:5432/app',
   PUBLIC_BASE_URL: 'https://pm.example.com/',
   INTEGRATION_ENCRYPTION_KEY: `k2024:${generateEncryptionKey()}`,
+  TEMPORAL_PAYLOAD_KEY: `p2024:${generateEncryptionKey()}`,
 } satisfies NodeJS.ProcessEnv;
 
 /** Runs loadConfig and returns the ConfigError it throws (failing the test when it does not). */
@@ -44,6 +45,8 @@ describe('loadConfig', () => {
     });
     expect(config.workerHealthPort).toBe(3001);
     expect(config.encryption).toEqual({ activeKey: MINIMAL_PRODUCTION.INTEGRATION_ENCRYPTION_KEY, previousKeys: [] });
+    expect(config.payloadEncryption).toEqual({ activeKey: MINIMAL_PRODUCTION.TEMPORAL_PAYLOAD_KEY, previousKeys: [] });
+    expect(config.codecServer).toEqual({ host: '0.0.0.0', port: 8234, corsOrigin: 'http://localhost:8233', token: undefined });
     expect(config.google).toEqual({
       credentials: undefined,
       authorizeUrl: 'https://accounts.google.com/o/oauth2/v2/auth',
@@ -123,6 +126,9 @@ describe('loadConfig', () => {
     ['DATABASE_URL is missing in production', { DATABASE_URL: undefined }, 'DATABASE_URL'],
     ['PUBLIC_BASE_URL is missing in production', { PUBLIC_BASE_URL: undefined }, 'PUBLIC_BASE_URL'],
     ['INTEGRATION_ENCRYPTION_KEY is missing in production', { INTEGRATION_ENCRYPTION_KEY: undefined }, 'INTEGRATION_ENCRYPTION_KEY'],
+    ['TEMPORAL_PAYLOAD_KEY is missing in production', { TEMPORAL_PAYLOAD_KEY: undefined }, 'TEMPORAL_PAYLOAD_KEY'],
+    ['CODEC_SERVER_TOKEN is shorter than 32 characters', { CODEC_SERVER_TOKEN: 'short' }, 'CODEC_SERVER_TOKEN'],
+    ['CODEC_SERVER_CORS_ORIGIN is not a URL', { CODEC_SERVER_CORS_ORIGIN: 'localhost' }, 'CODEC_SERVER_CORS_ORIGIN'],
     ['API_PORT is not a number', { API_PORT: 'abc' }, 'API_PORT'],
     ['API_PORT is out of range', { API_PORT: '70000' }, 'API_PORT'],
     ['TEMPORAL_ADDRESS has no port', { TEMPORAL_ADDRESS: 'temporal' }, 'TEMPORAL_ADDRESS'],

@@ -52,24 +52,26 @@ const composeAvailable = spawnSync('docker', ['compose', 'version'], { stdio: 'i
 describe('docker-compose.yml', () => {
   it('defines every service', () => {
     expect(Object.keys(services).sort()).toEqual(
-      ['api-server', 'migrate', 'postgres', 'temporal', 'temporal-ui', 'worker'].sort(),
+      ['api-server', 'codec-server', 'migrate', 'postgres', 'temporal', 'temporal-ui', 'worker'].sort(),
     );
     expect(service('postgres').image).toBe('postgres:16');
     expect(service('temporal').image).toMatch(/^temporalio\/auto-setup:1\.28/);
     expect(service('temporal-ui').image).toMatch(/^temporalio\/ui/);
-    for (const name of ['api-server', 'worker', 'migrate']) expect(service(name).build).toBeDefined();
+    for (const name of ['api-server', 'worker', 'migrate', 'codec-server']) expect(service(name).build).toBeDefined();
   });
 
   it('publishes the expected ports', () => {
     expect(service('temporal').ports).toContain('7233:7233');
     expect(service('temporal-ui').ports).toContain('8233:8080');
     expect(service('api-server').ports).toContain('3000:3000');
+    expect(service('codec-server').ports).toContain('8234:8234');
   });
 
   it('runs the right commands', () => {
     expect(commandOf('api-server')).toBe('npm start');
     expect(commandOf('worker')).toBe('npm run worker');
     expect(commandOf('migrate')).toBe('npm run migrate');
+    expect(commandOf('codec-server')).toBe('npm run codec-server');
   });
 
   it('has health checks', () => {
@@ -108,10 +110,21 @@ describe('docker-compose.yml', () => {
       expect(env.DATABASE_URL, name).toMatch(/^postgres(ql)?:\/\/.*@postgres:5432\//);
       expect(env.TEMPORAL_ADDRESS, name).toBe('temporal:7233');
       expect(env.INTEGRATION_ENCRYPTION_KEY, name).toMatch(/^\$\{INTEGRATION_ENCRYPTION_KEY:\?.+\}$/);
+      expect(env.TEMPORAL_PAYLOAD_KEY, name).toMatch(/^\$\{TEMPORAL_PAYLOAD_KEY:\?.+\}$/);
       expect(env.PUBLIC_BASE_URL, name).toBeDefined();
       expect(env.GOOGLE_CLIENT_ID, name).toContain('${GOOGLE_CLIENT_ID');
       expect(env.GOOGLE_CLIENT_SECRET, name).toContain('${GOOGLE_CLIENT_SECRET');
     }
+  });
+
+  it('runs the codec server with the payload key and a required operator token, and nothing else secret', () => {
+    const env = environment('codec-server');
+    expect(env.APP_ENV).toBe('production');
+    expect(env.TEMPORAL_PAYLOAD_KEY).toMatch(/^\$\{TEMPORAL_PAYLOAD_KEY:\?.+\}$/);
+    expect(env.CODEC_SERVER_TOKEN).toMatch(/^\$\{CODEC_SERVER_TOKEN:\?.+\}$/);
+    expect(env.CODEC_SERVER_PORT).toBe('8234');
+    expect(env.CODEC_SERVER_CORS_ORIGIN).toContain('http://localhost:8233');
+    for (const secret of ['INTEGRATION_ENCRYPTION_KEY', 'DATABASE_URL', 'GOOGLE_CLIENT_SECRET']) expect(env[secret]).toBeUndefined();
   });
 
   it.skipIf(!composeAvailable)('is accepted by `docker compose config`', () => {
@@ -119,7 +132,13 @@ describe('docker-compose.yml', () => {
       cwd: repoRoot,
       encoding: 'utf8',
       timeout: 60_000,
-      env: { ...process.env, INTEGRATION_ENCRYPTION_KEY: 'dummy-key-for-config-check', PUBLIC_BASE_URL: 'http://localhost:3000' },
+      env: {
+        ...process.env,
+        INTEGRATION_ENCRYPTION_KEY: 'dummy-key-for-config-check',
+        TEMPORAL_PAYLOAD_KEY: 'dummy-payload-key-for-config-check',
+        CODEC_SERVER_TOKEN: 'dummy-codec-server-token-for-config-check',
+        PUBLIC_BASE_URL: 'http://localhost:3000',
+      },
     });
     expect(result.status, result.stderr).toBe(0);
   });

@@ -1,0 +1,260 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { Context } from '@temporalio/activity';
+import type { WorkflowHandle } from '@temporalio/client';
+import type { History } from '@temporalio/common/lib/proto-utils';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { startFakeGoogle, type FakeGoogle } from '../../fakes/google';
+import type { connectionWorkflow } from '../../workflows/connection';
+import { freshTokenUpdate, invalidatedSignal, statusQuery, type ConnectionState } from '../../workflows/connection-messages';
+import type { housekeepingWorkflow } from '../../workflows/housekeeping';
+import { historyTexts } from '../helpers/history';
+import { decodeHistoryPayloads } from '../helpers/payload-history';
+import { historyFromJsonObject, historyToJsonObject } from './history-json';
+import { connectGoogleCalendar, GOOGLE_TEST_CLIENT, startTestPlatform, TEST_PASSWORD, waitForConnectionState, type TestPlatform } from '../helpers/platform';
+
+/**
+ * Records the histories that test/replay/replay.test.ts replays: every workflow type, along the paths
+ * that matter, driven through the real platform (api-server over HTTP, worker, Postgres, fake Google)
+ * on the time-skipping server. Not a test (the name does not match `*.test.ts`): run it with
+ * `npm run record-histories`, which writes test/replay/histories/<scenario>.json (other files there are
+ * left alone: older histories that live runs may still follow stay replayed until they are deleted).
+ *
+ * The histories are committed, so every one is checked for every secret the run handled (tokens and
+ * codes the fake issued, verifiers, states, session tokens, the client secret, the encryption key).
+ */
+
+export const HISTORIES_DIR = fileURLToPath(new URL('./histories', import.meta.url));
+
+const MINUTE = 60 * 1000;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+
+type ConnectionHandle = WorkflowHandle<typeof connectionWorkflow>;
+
+describe('record replay histories (time-skipping)', { timeout: 10 * 60 * 1000 }, () => {
+  let temporal: TestWorkflowEnvironment;
+  let google: FakeGoogle;
+  let platform: TestPlatform;
+  let simulatedNow = Date.now();
+  const recorded = new Map<string, History>();
+  const secrets = new Set<string>([TEST_PASSWORD]);
+
+  function activityClock(): Date {
+    simulatedNow = Math.max(simulatedNow, Context.current().info.currentAttemptScheduledTimestampMs);
+    return new Date(simulatedNow);
+  }
+
+  async function catchUp(): Promise<void> {
+    simulatedNow = Math.max(simulatedNow, await temporal.currentTimeMs());
+  }
+
+  async function advance(ms: number): Promise<void> {
+    await temporal.sleep(ms);
+    await catchUp();
+  }
+
+  beforeAll(async () => {
+    const server = inject('temporalTestServerPath');
+    temporal = await TestWorkflowEnvironment.createTimeSkipping(server ? { server: { executable: { type: 'existing-path', path: server } } } : {});
+    simulatedNow = await temporal.currentTimeMs();
+    google = await startFakeGoogle({ ...GOOGLE_TEST_CLIENT, clock: () => simulatedNow });
+    platform = await startTestPlatform({ temporal, google, clock: activityClock });
+    for (const key of [platform.config.encryption.activeKey, platform.config.payloadEncryption.activeKey]) if (key) secrets.add(key);
+  });
+
+  afterAll(async () => {
+    await platform?.close();
+    await google?.close();
+    await temporal?.teardown();
+  });
+
+  async function signUp(name: string) {
+    const { sessionToken } = await platform.signUp(`${name}-${randomUUID()}@example.com`);
+    secrets.add(sessionToken);
+    return sessionToken;
+  }
+
+  /** The browser's round trip; every secret it handled is remembered for the scan. */
+  async function authorize(sessionToken: string) {
+    await catchUp();
+    const connected = await connectGoogleCalendar(platform, sessionToken);
+    const callback = new URL(connected.callbackUrl);
+    for (const secret of [connected.codeVerifier, callback.searchParams.get('code'), callback.searchParams.get('state')]) {
+      if (secret) secrets.add(secret);
+    }
+    expect(connected.status).toBe(202);
+    const { workflowId } = connected.body as { workflowId: string };
+    return platform.client.workflow.getHandle<typeof connectionWorkflow>(workflowId);
+  }
+
+  async function connect(name: string) {
+    const sessionToken = await signUp(name);
+    const handle = await authorize(sessionToken);
+    await waitFor(handle, (state) => state.status === 'active');
+    return { sessionToken, handle };
+  }
+
+  const waitFor = (handle: ConnectionHandle, predicate: (state: ConnectionState) => boolean) =>
+    waitForConnectionState(platform, handle.workflowId, predicate);
+
+  async function disconnect(sessionToken: string, handle: ConnectionHandle) {
+    const answer = await fetch(`${platform.apiUrl}/api/v1/integrations/google-calendar/disconnect`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${sessionToken}` },
+    });
+    expect(answer.status).toBe(202);
+    expect(await handle.result()).toEqual({ status: 'disconnected', revocation: 'revoked' });
+  }
+
+  async function record(name: string, handle: WorkflowHandle, runId?: string): Promise<void> {
+    const run = runId ? platform.client.workflow.getHandle(handle.workflowId, runId) : handle;
+    // Decoded with the platform's payload codec: committed histories replay without any key.
+    recorded.set(name, await decodeHistoryPayloads(await run.fetchHistory(), platform.client.options.loadedDataConverter.payloadCodecs));
+  }
+
+  it('connectionWorkflow: connect, hourly refreshes, disconnect', async () => {
+    const { sessionToken, handle } = await connect('refreshes');
+    await advance(3 * HOUR);
+    expect((await handle.query(statusQuery)).refreshCount).toBeGreaterThanOrEqual(2);
+    await disconnect(sessionToken, handle);
+    await record('connection-connect-refresh-disconnect', handle);
+  });
+
+  it('connectionWorkflow: invalid_grant → needs_reauth, re-authorized, invalidated by the provider, disconnect', async () => {
+    const { sessionToken, handle } = await connect('reauth');
+    google.switches.invalidGrant = true;
+    try {
+      await advance(HOUR);
+      expect(await handle.query(statusQuery)).toMatchObject({ status: 'needs_reauth', lastError: { kind: 'invalid_grant' } });
+    } finally {
+      google.switches.invalidGrant = false;
+    }
+    await advance(DAY); // nothing happens while it waits for the user
+    const before = await handle.query(statusQuery);
+    await authorize(sessionToken);
+    await waitFor(handle, (state) => state.status === 'active' && state.tokenVersion > before.tokenVersion);
+    await handle.signal(invalidatedSignal, { reason: 'sessions-revoked' });
+    await waitFor(handle, (state) => state.status === 'needs_reauth');
+    await disconnect(sessionToken, handle);
+    await record('connection-needs-reauth', handle);
+  });
+
+  it('connectionWorkflow: a run that continues as new, and the run after it', async () => {
+    const { sessionToken, handle } = await connect('long-lived');
+    const firstRunId = (await handle.describe()).runId;
+    for (let day = 0; day < 8 && (await handle.describe()).runId === firstRunId; day++) await advance(DAY);
+    const secondRunId = (await handle.describe()).runId;
+    expect(secondRunId).not.toBe(firstRunId);
+    await record('connection-continue-as-new', handle, firstRunId);
+
+    await advance(2 * HOUR); // a refresh or two in the continued run
+    await handle.executeUpdate(freshTokenUpdate, { args: [{ minValiditySeconds: 60 }] });
+    await disconnect(sessionToken, handle);
+    expect((await handle.describe()).runId).toBe(secondRunId);
+    await record('connection-continued-run', handle, secondRunId);
+  });
+
+  it('connectionWorkflow: freshToken updates, with and without a refresh', async () => {
+    const { sessionToken, handle } = await connect('fresh-token');
+    const first = await handle.executeUpdate(freshTokenUpdate, { args: [{ minValiditySeconds: 120 }] });
+    await advance(30 * MINUTE);
+    // Less than 50 minutes of validity left: the update refreshes first.
+    const second = await handle.executeUpdate(freshTokenUpdate, { args: [{ minValiditySeconds: 50 * 60 }] });
+    expect(second.tokenVersion).toBe(first.tokenVersion + 1);
+    await expect(handle.executeUpdate(freshTokenUpdate, { args: [{ minValiditySeconds: -1 }] })).rejects.toThrow(); // refused by the validator
+    await disconnect(sessionToken, handle);
+    await record('connection-fresh-token', handle);
+  });
+
+  it('connectionWorkflow: re-authorization of an active connection', async () => {
+    const { sessionToken, handle } = await connect('reauthorize-active');
+    const before = await handle.query(statusQuery);
+    await authorize(sessionToken);
+    await waitFor(handle, (state) => state.tokenVersion > before.tokenVersion && state.status === 'active');
+    await disconnect(sessionToken, handle);
+    await record('connection-reauthorize-active', handle);
+  });
+
+  it('connectionWorkflow: a first authorization that fails', async () => {
+    const sessionToken = await signUp('failed');
+    await catchUp();
+    const auth = await fetch(`${platform.apiUrl}/api/v1/integrations/google-calendar/auth`, {
+      headers: { authorization: `Bearer ${sessionToken}` },
+      redirect: 'manual',
+    });
+    const consent = await fetch(auth.headers.get('location')!, { redirect: 'manual' });
+    const callbackUrl = new URL(consent.headers.get('location')!);
+    secrets.add(callbackUrl.searchParams.get('code')!).add(callbackUrl.searchParams.get('state')!);
+    // A code Google never issued (or one already redeemed): the exchange gets invalid_grant.
+    callbackUrl.searchParams.set('code', `4/0A-not-issued-${randomUUID()}`);
+    secrets.add(callbackUrl.searchParams.get('code')!);
+    const callback = await fetch(callbackUrl, { headers: { authorization: `Bearer ${sessionToken}` } });
+    expect(callback.status).toBe(202);
+    const { workflowId } = (await callback.json()) as { workflowId: string };
+    const handle = platform.client.workflow.getHandle<typeof connectionWorkflow>(workflowId);
+    expect(await handle.result()).toEqual({ status: 'failed' });
+    await record('connection-failed-authorization', handle);
+  });
+
+  it('connectionWorkflow: disconnect of a connection whose workflow was terminated (a run that only disconnects)', async () => {
+    const { sessionToken, handle } = await connect('terminated');
+    await handle.terminate('recording: operator mistake');
+    await disconnect(sessionToken, handle);
+    await record('connection-disconnect-only', handle);
+  });
+
+  it('housekeepingWorkflow: one run', async () => {
+    const workflowId = `housekeeping-record-${randomUUID()}`;
+    await platform.client.workflow.execute<typeof housekeepingWorkflow>('housekeepingWorkflow', {
+      workflowId,
+      taskQueue: platform.config.temporal.taskQueue,
+    });
+    await record('housekeeping', platform.client.workflow.getHandle(workflowId));
+  });
+
+  it('holds no secret and no encoded payload, and writes the histories', async () => {
+    expect(recorded.size).toBe(9);
+    for (const secret of google.issuedSecrets()) secrets.add(secret);
+    expect(secrets.size).toBeGreaterThan(20);
+    await mkdir(HISTORIES_DIR, { recursive: true });
+    for (const [name, history] of recorded) {
+      const json = `${JSON.stringify(scrubIdentities(historyToJsonObject(history)), null, 1)}\n`;
+      // What is scanned is what is committed, read back as the replay test reads it.
+      const texts = [...historyTexts(historyFromJsonObject(JSON.parse(json))), json];
+      for (const secret of secrets) {
+        expect(texts.some((text) => text.includes(secret)), `${name} holds a secret`).toBe(false);
+      }
+      // Payloads must be readable JSON so that replay needs no key and the scan above means something.
+      expect(payloadEncodings(historyFromJsonObject(JSON.parse(json))).filter((encoding) => encoding !== 'json/plain' && encoding !== 'binary/null'), name).toEqual([]);
+      await writeFile(path.join(HISTORIES_DIR, `${name}.json`), json);
+    }
+  });
+});
+
+/** Worker identities name the recording machine (pid@host): no business of the repository. */
+function scrubIdentities(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(scrubIdentities);
+  if (!value || typeof value !== 'object') return value;
+  return Object.fromEntries(
+    Object.entries(value).map(([key, inner]) => [key, key === 'identity' && typeof inner === 'string' ? 'record-replay-histories' : scrubIdentities(inner)]),
+  );
+}
+
+function payloadEncodings(history: History): string[] {
+  const encodings: string[] = [];
+  const visit = (value: unknown): void => {
+    if (!value || typeof value !== 'object' || value instanceof Uint8Array) return;
+    if (Array.isArray(value)) return value.forEach(visit);
+    const metadata = (value as { metadata?: unknown }).metadata;
+    if (metadata && typeof metadata === 'object' && 'encoding' in metadata && (metadata as { encoding: unknown }).encoding instanceof Uint8Array) {
+      encodings.push(Buffer.from((metadata as { encoding: Uint8Array }).encoding).toString('utf8'));
+    }
+    Object.values(value).forEach(visit);
+  };
+  visit(history.events);
+  return encodings;
+}
