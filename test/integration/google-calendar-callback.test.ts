@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { inject } from 'vitest';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { startTemporalDevServer } from '../helpers/temporal';
 import { startFakeGoogle, type FakeGoogle } from '../../fakes/google';
 import { hashBearerValue } from '../../platform/secrets';
 import { GOOGLE_TEST_CLIENT, startTestPlatform, type TestPlatform } from '../helpers/platform';
@@ -16,8 +16,7 @@ describe('Google Calendar callback rejects bad input', () => {
   let bob: { userId: string; sessionToken: string };
 
   beforeAll(async () => {
-    const cli = inject('temporalCliPath');
-    temporal = await TestWorkflowEnvironment.createLocal(cli ? { server: { executable: { type: 'existing-path', path: cli } } } : {});
+    temporal = await startTemporalDevServer();
     google = await startFakeGoogle(GOOGLE_TEST_CLIENT);
     platform = await startTestPlatform({ temporal, google });
     ann = await platform.signUp('ann@example.com');

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inject } from 'vitest';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { startTemporalDevServer } from '../helpers/temporal';
 import { startFakeGoogle, type FakeGoogle } from '../../fakes/google';
 import { connectGoogleCalendar, GOOGLE_TEST_CLIENT, startTestPlatform, waitForConnectionState, type TestPlatform } from '../helpers/platform';
 import { historyPayloadTexts } from '../helpers/history';
@@ -18,8 +18,7 @@ describe('Google Calendar connection (dev server)', () => {
   let platform: TestPlatform;
 
   beforeAll(async () => {
-    const cli = inject('temporalCliPath');
-    temporal = await TestWorkflowEnvironment.createLocal(cli ? { server: { executable: { type: 'existing-path', path: cli } } } : {});
+    temporal = await startTemporalDevServer();
     google = await startFakeGoogle(GOOGLE_TEST_CLIENT);
     platform = await startTestPlatform({ temporal, google });
   });

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inject } from 'vitest';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { startTemporalDevServer } from '../helpers/temporal';
 import { startFakeGoogle, type FakeGoogle } from '../../fakes/google';
 import { upsertGrant } from '../../db/queries/oauth-grants';
 import { registerClient } from '../../platform/oauth-server/clients';
@@ -18,8 +18,7 @@ describe('housekeeping', () => {
   let platform: TestPlatform;
 
   beforeAll(async () => {
-    const cli = inject('temporalCliPath');
-    temporal = await TestWorkflowEnvironment.createLocal(cli ? { server: { executable: { type: 'existing-path', path: cli } } } : {});
+    temporal = await startTemporalDevServer();
     google = await startFakeGoogle(GOOGLE_TEST_CLIENT);
     platform = await startTestPlatform({ temporal, google });
   });

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inject } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { startTemporalDevServer } from '../helpers/temporal';
 import { buildCodecServer } from '../../api/codec-server';
 import { startFakeGoogle, type FakeGoogle } from '../../fakes/google';
 import { randomToken } from '../../platform/secrets';
@@ -26,8 +26,7 @@ describe('payload encryption (dev server) and the codec server', () => {
   let rawPayloads: Array<{ metadata: Record<string, string>; data: string }>;
 
   beforeAll(async () => {
-    const cli = inject('temporalCliPath');
-    temporal = await TestWorkflowEnvironment.createLocal(cli ? { server: { executable: { type: 'existing-path', path: cli } } } : {});
+    temporal = await startTemporalDevServer();
     google = await startFakeGoogle(GOOGLE_TEST_CLIENT);
     platform = await startTestPlatform({ temporal, google });
     codecServer = await buildCodecServer({ codec: platform.payloadCodec, token, corsOrigin: TEMPORAL_WEB, logLevel: 'silent' });

@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inject } from 'vitest';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { Context } from '@temporalio/activity';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { SimulatedClock, startTimeSkippingServer } from '../helpers/temporal';
 import { startFakeGoogle, type FakeGoogle, type FakeGoogleCall } from '../../fakes/google';
 import { freshTokenUpdate, statusQuery } from '../../workflows/connection-messages';
 import { connectGoogleCalendar, GOOGLE_TEST_CLIENT, startTestPlatform, waitForConnectionState, type TestPlatform } from '../helpers/platform';
@@ -21,24 +20,13 @@ describe('Google Calendar connection lifecycle (time-skipping)', () => {
   let temporal: TestWorkflowEnvironment;
   let google: FakeGoogle;
   let platform: TestPlatform;
-  let simulatedNow = Date.now();
-
-  function activityClock(): Date {
-    simulatedNow = Math.max(simulatedNow, Context.current().info.currentAttemptScheduledTimestampMs);
-    return new Date(simulatedNow);
-  }
-
-  async function advance(ms: number): Promise<void> {
-    await temporal.sleep(ms);
-    simulatedNow = Math.max(simulatedNow, await temporal.currentTimeMs());
-  }
+  let clock: SimulatedClock;
 
   beforeAll(async () => {
-    const server = inject('temporalTestServerPath');
-    temporal = await TestWorkflowEnvironment.createTimeSkipping(server ? { server: { executable: { type: 'existing-path', path: server } } } : {});
-    simulatedNow = await temporal.currentTimeMs();
-    google = await startFakeGoogle({ ...GOOGLE_TEST_CLIENT, clock: () => simulatedNow });
-    platform = await startTestPlatform({ temporal, google, clock: activityClock });
+    temporal = await startTimeSkippingServer();
+    clock = await SimulatedClock.of(temporal);
+    google = await startFakeGoogle({ ...GOOGLE_TEST_CLIENT, clock: clock.now });
+    platform = await startTestPlatform({ temporal, google, clock: clock.activityClock });
   });
 
   afterAll(async () => {
@@ -48,7 +36,7 @@ describe('Google Calendar connection lifecycle (time-skipping)', () => {
   });
 
   async function connect(email: string) {
-    simulatedNow = Math.max(simulatedNow, await temporal.currentTimeMs());
+    await clock.catchUp();
     const { sessionToken } = await platform.signUp(email);
     const since = google.calls.length;
     const connected = await connectGoogleCalendar(platform, sessionToken);
@@ -72,18 +60,18 @@ describe('Google Calendar connection lifecycle (time-skipping)', () => {
     const sealed = await platform.db.oneFirst(sql.type(z.object({ token: z.string() }))`
       SELECT access_token_enc AS token FROM integration_connections WHERE id = ${connection.connectionId}`);
     const accessToken = platform.crypto.decrypt(sealed, { table: 'integration_connections', column: 'access_token_enc', rowId: connection.connectionId });
-    simulatedNow = Math.max(simulatedNow, await temporal.currentTimeMs());
+    await clock.catchUp();
     return fetch(`${google.calendarApiUrl}/users/me/calendarList`, { headers: { authorization: `Bearer ${accessToken}` } });
   }
 
   it('keeps a connection alive for 30 days: every refresh before expiry, no expired token used, bounded history', async () => {
     const connection = await connect('thirty.days@example.com');
     const firstRunId = (await connection.handle.describe()).runId;
-    const startedAt = simulatedNow;
+    const startedAt = clock.now();
 
     // A consumer uses the calendar every 7 hours (never in step with the hourly refreshes).
     for (let elapsed = 0; elapsed < 30 * DAY; elapsed += 7 * HOUR) {
-      await advance(7 * HOUR);
+      await clock.advance(7 * HOUR);
       expect((await useCalendar(connection)).status).toBe(200);
     }
 
@@ -98,7 +86,7 @@ describe('Google Calendar connection lifecycle (time-skipping)', () => {
       expect(sincePrevious).toBeLessThan(TOKEN_LIFETIME_MS); // refreshed before the previous token expired
       expect(sincePrevious).toBeGreaterThanOrEqual(TOKEN_LIFETIME_MS - (300 + 60) * 1000 - 1000); // and not needlessly early
     }
-    expect(simulatedNow - startedAt).toBeGreaterThanOrEqual(30 * DAY);
+    expect(clock.now() - startedAt).toBeGreaterThanOrEqual(30 * DAY);
 
     const apiCalls = google.calls.filter((call) => call.endpoint === 'calendarList');
     expect(apiCalls.length).toBeGreaterThanOrEqual(100);
@@ -121,7 +109,7 @@ describe('Google Calendar connection lifecycle (time-skipping)', () => {
     const { accessTokenExpiresAt, tokenVersion } = await connection.handle.query(statusQuery);
     google.switches.failNext(4, 503);
 
-    await advance(HOUR);
+    await clock.advance(HOUR);
     const calls = connection.tokenCallsSince().slice(1);
     expect(calls.slice(0, 4).map((call) => call.status)).toEqual([503, 503, 503, 503]);
     const success = calls.find((call) => call.status === 200)!;
@@ -131,10 +119,10 @@ describe('Google Calendar connection lifecycle (time-skipping)', () => {
     expect(state).toMatchObject({ status: 'active', tokenVersion: tokenVersion + 1 });
 
     google.switches.failNext(2, 429);
-    await advance(HOUR);
+    await clock.advance(HOUR);
     const later = await connection.handle.query(statusQuery);
     expect(later.tokenVersion).toBe(tokenVersion + 2);
-    expect(later.accessTokenExpiresAt).toBeGreaterThan(simulatedNow);
+    expect(later.accessTokenExpiresAt).toBeGreaterThan(clock.now());
     await connection.handle.signal('disconnect', { requestedBy: { type: 'system' } });
     await connection.handle.result();
   });
@@ -143,13 +131,13 @@ describe('Google Calendar connection lifecycle (time-skipping)', () => {
     const connection = await connect('revoked.grant@example.com');
     google.switches.invalidGrant = true;
     try {
-      await advance(HOUR);
+      await clock.advance(HOUR);
       const state = await connection.handle.query(statusQuery);
       expect(state.status).toBe('needs_reauth');
       expect(state.lastError).toMatchObject({ kind: 'invalid_grant' });
       const callsAtReauth = connection.tokenCallsSince().length;
 
-      await advance(3 * DAY);
+      await clock.advance(3 * DAY);
       expect(connection.tokenCallsSince().length).toBe(callsAtReauth); // no retry storm
       expect(connection.tokenCallsSince().filter((call) => call.error === 'invalid_grant')).toHaveLength(1);
       expect(await auditCount(connection.connectionId, 'IntegrationNeedsReauth')).toBe(1);

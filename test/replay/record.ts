@@ -2,11 +2,11 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { Context } from '@temporalio/activity';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { History } from '@temporalio/common/lib/proto-utils';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { SimulatedClock, startTimeSkippingServer } from '../helpers/temporal';
 import { startFakeGoogle, type FakeGoogle } from '../../fakes/google';
 import type { connectionWorkflow } from '../../workflows/connection';
 import { freshTokenUpdate, invalidatedSignal, statusQuery, type ConnectionState } from '../../workflows/connection-messages';
@@ -39,30 +39,15 @@ describe('record replay histories (time-skipping)', { timeout: 10 * 60 * 1000 },
   let temporal: TestWorkflowEnvironment;
   let google: FakeGoogle;
   let platform: TestPlatform;
-  let simulatedNow = Date.now();
+  let clock: SimulatedClock;
   const recorded = new Map<string, History>();
   const secrets = new Set<string>([TEST_PASSWORD]);
 
-  function activityClock(): Date {
-    simulatedNow = Math.max(simulatedNow, Context.current().info.currentAttemptScheduledTimestampMs);
-    return new Date(simulatedNow);
-  }
-
-  async function catchUp(): Promise<void> {
-    simulatedNow = Math.max(simulatedNow, await temporal.currentTimeMs());
-  }
-
-  async function advance(ms: number): Promise<void> {
-    await temporal.sleep(ms);
-    await catchUp();
-  }
-
   beforeAll(async () => {
-    const server = inject('temporalTestServerPath');
-    temporal = await TestWorkflowEnvironment.createTimeSkipping(server ? { server: { executable: { type: 'existing-path', path: server } } } : {});
-    simulatedNow = await temporal.currentTimeMs();
-    google = await startFakeGoogle({ ...GOOGLE_TEST_CLIENT, clock: () => simulatedNow });
-    platform = await startTestPlatform({ temporal, google, clock: activityClock });
+    temporal = await startTimeSkippingServer();
+    clock = await SimulatedClock.of(temporal);
+    google = await startFakeGoogle({ ...GOOGLE_TEST_CLIENT, clock: clock.now });
+    platform = await startTestPlatform({ temporal, google, clock: clock.activityClock });
     for (const key of [platform.config.encryption.activeKey, platform.config.payloadEncryption.activeKey]) if (key) secrets.add(key);
   });
 
@@ -80,7 +65,7 @@ describe('record replay histories (time-skipping)', { timeout: 10 * 60 * 1000 },
 
   /** The browser's round trip; every secret it handled is remembered for the scan. */
   async function authorize(sessionToken: string) {
-    await catchUp();
+    await clock.catchUp();
     const connected = await connectGoogleCalendar(platform, sessionToken);
     const callback = new URL(connected.callbackUrl);
     for (const secret of [connected.codeVerifier, callback.searchParams.get('code'), callback.searchParams.get('state')]) {
@@ -118,7 +103,7 @@ describe('record replay histories (time-skipping)', { timeout: 10 * 60 * 1000 },
 
   it('connectionWorkflow: connect, hourly refreshes, disconnect', async () => {
     const { sessionToken, handle } = await connect('refreshes');
-    await advance(3 * HOUR);
+    await clock.advance(3 * HOUR);
     expect((await handle.query(statusQuery)).refreshCount).toBeGreaterThanOrEqual(2);
     await disconnect(sessionToken, handle);
     await record('connection-connect-refresh-disconnect', handle);
@@ -128,12 +113,12 @@ describe('record replay histories (time-skipping)', { timeout: 10 * 60 * 1000 },
     const { sessionToken, handle } = await connect('reauth');
     google.switches.invalidGrant = true;
     try {
-      await advance(HOUR);
+      await clock.advance(HOUR);
       expect(await handle.query(statusQuery)).toMatchObject({ status: 'needs_reauth', lastError: { kind: 'invalid_grant' } });
     } finally {
       google.switches.invalidGrant = false;
     }
-    await advance(DAY); // nothing happens while it waits for the user
+    await clock.advance(DAY); // nothing happens while it waits for the user
     const before = await handle.query(statusQuery);
     await authorize(sessionToken);
     await waitFor(handle, (state) => state.status === 'active' && state.tokenVersion > before.tokenVersion);
@@ -146,12 +131,12 @@ describe('record replay histories (time-skipping)', { timeout: 10 * 60 * 1000 },
   it('connectionWorkflow: a run that continues as new, and the run after it', async () => {
     const { sessionToken, handle } = await connect('long-lived');
     const firstRunId = (await handle.describe()).runId;
-    for (let day = 0; day < 8 && (await handle.describe()).runId === firstRunId; day++) await advance(DAY);
+    for (let day = 0; day < 8 && (await handle.describe()).runId === firstRunId; day++) await clock.advance(DAY);
     const secondRunId = (await handle.describe()).runId;
     expect(secondRunId).not.toBe(firstRunId);
     await record('connection-continue-as-new', handle, firstRunId);
 
-    await advance(2 * HOUR); // a refresh or two in the continued run
+    await clock.advance(2 * HOUR); // a refresh or two in the continued run
     await handle.executeUpdate(freshTokenUpdate, { args: [{ minValiditySeconds: 60 }] });
     await disconnect(sessionToken, handle);
     expect((await handle.describe()).runId).toBe(secondRunId);
@@ -161,7 +146,7 @@ describe('record replay histories (time-skipping)', { timeout: 10 * 60 * 1000 },
   it('connectionWorkflow: freshToken updates, with and without a refresh', async () => {
     const { sessionToken, handle } = await connect('fresh-token');
     const first = await handle.executeUpdate(freshTokenUpdate, { args: [{ minValiditySeconds: 120 }] });
-    await advance(30 * MINUTE);
+    await clock.advance(30 * MINUTE);
     // Less than 50 minutes of validity left: the update refreshes first.
     const second = await handle.executeUpdate(freshTokenUpdate, { args: [{ minValiditySeconds: 50 * 60 }] });
     expect(second.tokenVersion).toBe(first.tokenVersion + 1);
@@ -181,7 +166,7 @@ describe('record replay histories (time-skipping)', { timeout: 10 * 60 * 1000 },
 
   it('connectionWorkflow: a first authorization that fails', async () => {
     const sessionToken = await signUp('failed');
-    await catchUp();
+    await clock.catchUp();
     const auth = await fetch(`${platform.apiUrl}/api/v1/integrations/google-calendar/auth`, {
       headers: { authorization: `Bearer ${sessionToken}` },
       redirect: 'manual',

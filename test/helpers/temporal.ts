@@ -1,0 +1,51 @@
+import { Context } from '@temporalio/activity';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { inject } from 'vitest';
+
+/** A Temporal dev server from the binary the global setup found (else the SDK downloads one). */
+export function startTemporalDevServer(): Promise<TestWorkflowEnvironment> {
+  const cli = inject('temporalCliPath');
+  return TestWorkflowEnvironment.createLocal(cli ? { server: { executable: { type: 'existing-path', path: cli } } } : {});
+}
+
+/** Temporal's time-skipping test server, for lifecycles that span days. */
+export function startTimeSkippingServer(): Promise<TestWorkflowEnvironment> {
+  const server = inject('temporalTestServerPath');
+  return TestWorkflowEnvironment.createTimeSkipping(server ? { server: { executable: { type: 'existing-path', path: server } } } : {});
+}
+
+/**
+ * The one notion of "now" that the fakes and the activities share on the time-skipping server: the
+ * time the server had when it scheduled the current activity attempt, or when the test last asked it.
+ * It only moves forward.
+ */
+export class SimulatedClock {
+  private current: number;
+
+  constructor(private readonly temporal: TestWorkflowEnvironment, startsAt: number) {
+    this.current = startsAt;
+  }
+
+  static async of(temporal: TestWorkflowEnvironment): Promise<SimulatedClock> {
+    return new SimulatedClock(temporal, await temporal.currentTimeMs());
+  }
+
+  /** For the fakes: milliseconds since the epoch. */
+  readonly now = (): number => this.current;
+
+  /** For the activities (injected as their clock). */
+  readonly activityClock = (): Date => {
+    this.current = Math.max(this.current, Context.current().info.currentAttemptScheduledTimestampMs);
+    return new Date(this.current);
+  };
+
+  async catchUp(): Promise<void> {
+    this.current = Math.max(this.current, await this.temporal.currentTimeMs());
+  }
+
+  /** Lets the server skip `ms` of time (timers fire, activities run), then catches up. */
+  async advance(ms: number): Promise<void> {
+    await this.temporal.sleep(ms);
+    await this.catchUp();
+  }
+}
