@@ -7,7 +7,7 @@ import { authorizationColumn, connectionColumn } from '../db/encrypted-columns';
 import {
   currentTokenState,
   transitionAndAudit,
-  providerAdapter,
+  oauthProviderAdapter,
   retryableProviderFailure,
   type ActivityDependencies,
   type TokenState,
@@ -32,7 +32,7 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
         throw ApplicationFailure.nonRetryable('authorization holds no code to exchange', FailureType.authorizationRejected);
       }
 
-      const adapter = providerAdapter(providers, authorization.provider);
+      const adapter = oauthProviderAdapter(providers, authorization.provider);
       const code = crypto.decrypt(authorization.codeEnc, authorizationColumn(authorization.id, 'code_enc'));
       const codeVerifier = crypto.decrypt(authorization.codeVerifierEnc, authorizationColumn(authorization.id, 'code_verifier_enc'));
       // Expiry counts from before the request: the provider's clock started no earlier, so we err early.
@@ -61,6 +61,7 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
             previousRefreshTokenEnc: null,
             accessTokenExpiresAt,
             scopes: tokens.scopes ?? adapter.scopes,
+            providerAccountId: tokens.accountId,
           },
           requestedAt,
           ['pending', 'active', 'needs_reauth'],

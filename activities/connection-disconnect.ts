@@ -2,6 +2,8 @@ import { findConnection, readConnectionSecrets, transitionConnectionStatus, wipe
 import type { RevocationOutcome } from '../platform/providers/provider';
 import { connectionColumn } from '../db/encrypted-columns';
 import { wipeConnectionAuthorizations } from '../db/queries/authorizations';
+import { deleteCalendarEvents } from '../db/queries/calendar-events';
+import { dropSyncCursor } from '../db/queries/sync';
 import { providerAdapter, retryableProviderFailure, type ActivityDependencies } from './dependencies';
 
 /** `failed` is decided by the workflow once revocation has run out of attempts. */
@@ -54,6 +56,9 @@ export function createDisconnectActivities({ db, crypto, providers, audit }: Act
       await db.transaction(async (transaction) => {
         if (!(await wipeConnectionTokens(transaction, request.connectionId, request.revocation))) return;
         await wipeConnectionAuthorizations(transaction, request.connectionId);
+        // A calendar we can no longer read must not keep blocking dates; reservations are bookings and stay.
+        await deleteCalendarEvents(transaction, request.connectionId);
+        await dropSyncCursor(transaction, request.connectionId);
         const entry = { actor: request.requestedBy, userId: connection.userId, provider: connection.provider, connectionId: request.connectionId };
         if (request.revocation === 'failed') {
           await audit.record({ ...entry, action: 'OAuthRevoke', outcome: 'failure', details: { reason: request.revocationError ?? 'unknown' } }, transaction);

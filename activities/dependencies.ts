@@ -1,7 +1,8 @@
 import type { CommonQueryMethods, DatabasePool } from 'slonik';
 import type { AuditAction, AuditLog } from '../platform/audit';
 import type { IntegrationCrypto } from '../platform/integration-crypto';
-import type { OAuthProviderAdapter, ProviderRegistry } from '../platform/providers/provider';
+import type { OAuthProviderAdapter, ProviderAdapter, ProviderRegistry } from '../platform/providers/provider';
+import type { ProviderFeaturesRegistry } from '../platform/providers/features';
 import { ApplicationFailure } from '@temporalio/activity';
 import { findConnection, transitionConnectionStatus, type ConnectionStatus } from '../db/queries/connections';
 import { FailureType } from './failure-types';
@@ -12,6 +13,8 @@ export interface ActivityDependencies {
   db: DatabasePool;
   crypto: IntegrationCrypto;
   providers: ProviderRegistry;
+  /** What each provider does beyond tokens: webhook subscriptions and data sync. */
+  features: ProviderFeaturesRegistry;
   audit: AuditLog;
   clock: () => Date;
 }
@@ -22,10 +25,16 @@ export interface TokenState {
   accessTokenExpiresAt: number;
 }
 
-export function providerAdapter(providers: ProviderRegistry, provider: string): OAuthProviderAdapter {
+export function providerAdapter(providers: ProviderRegistry, provider: string): ProviderAdapter {
   const adapter = providers[provider as keyof ProviderRegistry];
   // A worker without credentials for a provider cannot help; another worker (or a fixed deployment) can.
   if (!adapter) throw ApplicationFailure.retryable(`provider ${provider} is not configured on this worker`, FailureType.providerUnavailable);
+  return adapter;
+}
+
+export function oauthProviderAdapter(providers: ProviderRegistry, provider: string): OAuthProviderAdapter {
+  const adapter = providerAdapter(providers, provider);
+  if (adapter.kind !== 'oauth') throw ApplicationFailure.nonRetryable(`${provider} does not use OAuth authorization codes`, FailureType.authorizationRejected);
   return adapter;
 }
 

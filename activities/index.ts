@@ -2,6 +2,7 @@ import { createAuthorizationActivities } from './connection-authorization';
 import { createDisconnectActivities } from './connection-disconnect';
 import { createRefreshActivities } from './connection-refresh';
 import { createHousekeepingActivities } from './housekeeping';
+import { createProviderActivities } from './connection-provider';
 import type { ActivityDependencies } from './dependencies';
 
 export type { ActivityDependencies, TokenState } from './dependencies';
@@ -12,6 +13,7 @@ export function createActivities(dependencies: ActivityDependencies) {
     ...createAuthorizationActivities(dependencies),
     ...createRefreshActivities(dependencies),
     ...createDisconnectActivities(dependencies),
+    ...createProviderActivities(dependencies),
     ...createHousekeepingActivities(dependencies),
   };
 }

@@ -33,6 +33,10 @@ const environmentSchema = z.object({
   API_HOST: z.string().min(1).default('0.0.0.0'),
   API_PORT: port(3000),
   WORKER_HEALTH_PORT: port(3001),
+  WORKER_SHUTDOWN_GRACE_SECONDS: z.coerce.number().int().min(0).default(30),
+  REALITY_HOST: z.string().min(1).default('0.0.0.0'),
+  REALITY_PORT: port(3002),
+  OPENAPI_ENABLED: flag.optional(),
   PUBLIC_BASE_URL: httpUrl.optional(),
   SESSION_COOKIE_SECURE: flag.optional(),
   TRUST_PROXY: flag.default('false'),
@@ -53,10 +57,32 @@ const environmentSchema = z.object({
   GOOGLE_TOKEN_URL: httpUrl.default('https://oauth2.googleapis.com/token'),
   GOOGLE_REVOKE_URL: httpUrl.default('https://oauth2.googleapis.com/revoke'),
   GOOGLE_CALENDAR_SCOPES: z.string().default('https://www.googleapis.com/auth/calendar.readonly'),
+  GOOGLE_CALENDAR_API_URL: httpUrl.default('https://www.googleapis.com/calendar/v3'),
+  GOOGLE_CALENDAR_SYNC_INTERVAL_SECONDS: seconds(6 * 3600),
+  GOOGLE_CHANNEL_TTL_SECONDS: seconds(7 * 24 * 3600),
+  GOOGLE_RISC_ISSUER: z.string().min(1).default('https://accounts.google.com'),
+  GOOGLE_RISC_JWKS_URL: httpUrl.default('https://www.googleapis.com/oauth2/v3/certs'),
   MICROSOFT_CLIENT_ID: z.string().min(1).optional(),
   MICROSOFT_CLIENT_SECRET: z.string().min(1).optional(),
+  MICROSOFT_AUTHORIZE_URL: httpUrl.default('https://login.microsoftonline.com/common/oauth2/v2.0/authorize'),
+  MICROSOFT_TOKEN_URL: httpUrl.default('https://login.microsoftonline.com/common/oauth2/v2.0/token'),
+  MICROSOFT_GRAPH_URL: httpUrl.default('https://graph.microsoft.com/v1.0'),
+  MICROSOFT_CALENDAR_SCOPES: z.string().default('offline_access Calendars.Read'),
+  MICROSOFT_CALENDAR_SYNC_INTERVAL_SECONDS: seconds(6 * 3600),
+  MICROSOFT_SUBSCRIPTION_MINUTES: z.coerce.number().int().min(45).max(10080).default(10080),
   AIRBNB_CLIENT_ID: z.string().min(1).optional(),
   AIRBNB_CLIENT_SECRET: z.string().min(1).optional(),
+  AIRBNB_AUTHORIZE_URL: httpUrl.default('https://www.airbnb.com/oauth2/auth'),
+  AIRBNB_API_URL: httpUrl.default('https://api.airbnb.com'),
+  AIRBNB_SCOPES: z.string().default('vr'),
+  AIRBNB_WEBHOOK_SECRET: z.string().min(16, 'must have at least 16 characters').optional(),
+  AIRBNB_WEBHOOK_SIGNATURE_HEADER: z.string().regex(/^[a-z0-9-]+$/, 'must be a lower-case header name').default('x-airbnb-signature'),
+  AIRBNB_WEBHOOK_SIGNATURE_ENCODING: z.enum(['hex', 'base64']).default('hex'),
+  AIRBNB_RESERVATION_SYNC_INTERVAL_SECONDS: seconds(3600),
+  BOOKING_AUTH_URL: httpUrl.default('https://connectivity-authentication.booking.com/token-based-authentication/exchange'),
+  BOOKING_XML_URL: httpUrl.default('https://secure-supply-xml.booking.com/hotels/ota'),
+  BOOKING_POLL_INTERVAL_SECONDS: seconds(20),
+  WEBHOOK_BASE_URL: httpUrl.optional(),
 
   OAUTH_ISSUER: httpUrl.optional(),
   OAUTH_ACCESS_TOKEN_AUDIENCE: z.string().min(1).optional(),
@@ -89,6 +115,38 @@ export interface GoogleSettings {
   tokenUrl: string;
   revokeUrl: string;
   scopes: string[];
+  calendarApiUrl: string;
+  syncIntervalSeconds: number;
+  channelTtlSeconds: number;
+  /** Cross-Account Protection: who signs the security event tokens and where their keys are. */
+  risc: { issuer: string; jwksUrl: string };
+}
+
+export interface MicrosoftSettings {
+  credentials: OAuthClientCredentials | undefined;
+  authorizeUrl: string;
+  tokenUrl: string;
+  graphUrl: string;
+  scopes: string[];
+  syncIntervalSeconds: number;
+  /** Outlook event subscriptions live at most 10080 minutes (7 days). */
+  subscriptionMinutes: number;
+}
+
+export interface AirbnbSettings {
+  credentials: OAuthClientCredentials | undefined;
+  authorizeUrl: string;
+  apiUrl: string;
+  scopes: string[];
+  /** Airbnb's signature scheme is unverified (protocols.md), so header and encoding are configurable. */
+  webhook: { secret: string | undefined; signatureHeader: string; signatureEncoding: 'hex' | 'base64' };
+  syncIntervalSeconds: number;
+}
+
+export interface BookingSettings {
+  authUrl: string;
+  xmlUrl: string;
+  pollIntervalSeconds: number;
 }
 
 export interface Config {
@@ -98,13 +156,21 @@ export interface Config {
   temporal: { address: string; namespace: string; taskQueue: string };
   http: { host: string; port: number; publicBaseUrl: string; secureCookies: boolean; trustProxy: boolean };
   workerHealthPort: number;
+  /** How long a stopping worker lets running activities finish before it cancels them. */
+  workerShutdownGraceSeconds: number;
+  realityServer: { host: string; port: number };
+  /** Whether the api-server serves its OpenAPI document (OPENAPI_ENABLED; on outside production). */
+  openapiEnabled: boolean;
   encryption: { activeKey: string | undefined; previousKeys: string[] };
   /** TEMPORAL_PAYLOAD_KEY: the payload codec's keys, separate from the integration keys. */
   payloadEncryption: { activeKey: string | undefined; previousKeys: string[] };
   codecServer: { host: string; port: number; corsOrigin: string; token: string | undefined };
   google: GoogleSettings;
-  microsoft: OAuthClientCredentials | undefined;
-  airbnb: OAuthClientCredentials | undefined;
+  microsoft: MicrosoftSettings;
+  airbnb: AirbnbSettings;
+  booking: BookingSettings;
+  /** Where providers deliver webhooks (WEBHOOK_BASE_URL, default PUBLIC_BASE_URL); real providers require https. */
+  webhookBaseUrl: string;
   tokenRefresh: { marginSeconds: number; jitterSeconds: number };
   authorizationServer: {
     issuer: string;
@@ -126,10 +192,15 @@ export interface Config {
   };
 }
 
+function scopeList(value: string): string[] {
+  return value.split(/[\s,]+/).filter(Boolean);
+}
+
 /** Variables that only some processes need: each entry point names what it needs. */
 export type ConfigNeed = 'DATABASE_URL' | 'INTEGRATION_ENCRYPTION_KEY' | 'PUBLIC_BASE_URL' | 'TEMPORAL_PAYLOAD_KEY' | 'CODEC_SERVER_TOKEN';
 const API_SERVER_NEEDS: ConfigNeed[] = ['DATABASE_URL', 'INTEGRATION_ENCRYPTION_KEY', 'PUBLIC_BASE_URL', 'TEMPORAL_PAYLOAD_KEY'];
 export const WORKER_NEEDS: ConfigNeed[] = ['DATABASE_URL', 'INTEGRATION_ENCRYPTION_KEY', 'TEMPORAL_PAYLOAD_KEY'];
+export const REALITY_SERVER_NEEDS: ConfigNeed[] = ['DATABASE_URL', 'TEMPORAL_PAYLOAD_KEY'];
 export const CODEC_SERVER_NEEDS: ConfigNeed[] = ['TEMPORAL_PAYLOAD_KEY', 'CODEC_SERVER_TOKEN'];
 
 /**
@@ -182,6 +253,9 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
       trustProxy: env.TRUST_PROXY,
     },
     workerHealthPort: env.WORKER_HEALTH_PORT,
+    workerShutdownGraceSeconds: env.WORKER_SHUTDOWN_GRACE_SECONDS,
+    realityServer: { host: env.REALITY_HOST, port: env.REALITY_PORT },
+    openapiEnabled: env.OPENAPI_ENABLED ?? !production,
     encryption: {
       activeKey: env.INTEGRATION_ENCRYPTION_KEY,
       previousKeys: env.INTEGRATION_ENCRYPTION_PREVIOUS_KEYS.split(',').map((key) => key.trim()).filter(Boolean),
@@ -201,10 +275,35 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
       authorizeUrl: env.GOOGLE_AUTHORIZE_URL,
       tokenUrl: env.GOOGLE_TOKEN_URL,
       revokeUrl: env.GOOGLE_REVOKE_URL,
-      scopes: env.GOOGLE_CALENDAR_SCOPES.split(/[\s,]+/).filter(Boolean),
+      scopes: scopeList(env.GOOGLE_CALENDAR_SCOPES),
+      calendarApiUrl: env.GOOGLE_CALENDAR_API_URL,
+      syncIntervalSeconds: env.GOOGLE_CALENDAR_SYNC_INTERVAL_SECONDS,
+      channelTtlSeconds: env.GOOGLE_CHANNEL_TTL_SECONDS,
+      risc: { issuer: env.GOOGLE_RISC_ISSUER, jwksUrl: env.GOOGLE_RISC_JWKS_URL },
     },
-    microsoft,
-    airbnb,
+    microsoft: {
+      credentials: microsoft,
+      authorizeUrl: env.MICROSOFT_AUTHORIZE_URL,
+      tokenUrl: env.MICROSOFT_TOKEN_URL,
+      graphUrl: env.MICROSOFT_GRAPH_URL,
+      scopes: scopeList(env.MICROSOFT_CALENDAR_SCOPES),
+      syncIntervalSeconds: env.MICROSOFT_CALENDAR_SYNC_INTERVAL_SECONDS,
+      subscriptionMinutes: env.MICROSOFT_SUBSCRIPTION_MINUTES,
+    },
+    airbnb: {
+      credentials: airbnb,
+      authorizeUrl: env.AIRBNB_AUTHORIZE_URL,
+      apiUrl: env.AIRBNB_API_URL,
+      scopes: scopeList(env.AIRBNB_SCOPES),
+      webhook: {
+        secret: env.AIRBNB_WEBHOOK_SECRET,
+        signatureHeader: env.AIRBNB_WEBHOOK_SIGNATURE_HEADER,
+        signatureEncoding: env.AIRBNB_WEBHOOK_SIGNATURE_ENCODING,
+      },
+      syncIntervalSeconds: env.AIRBNB_RESERVATION_SYNC_INTERVAL_SECONDS,
+    },
+    booking: { authUrl: env.BOOKING_AUTH_URL, xmlUrl: env.BOOKING_XML_URL, pollIntervalSeconds: env.BOOKING_POLL_INTERVAL_SECONDS },
+    webhookBaseUrl: env.WEBHOOK_BASE_URL ?? publicBaseUrl,
     tokenRefresh: { marginSeconds: env.TOKEN_REFRESH_MARGIN_SECONDS, jitterSeconds: env.TOKEN_REFRESH_JITTER_SECONDS },
     authorizationServer: {
       issuer: env.OAUTH_ISSUER ?? publicBaseUrl,

@@ -2,6 +2,7 @@ import { createDatabasePool, type DatabasePool } from '../db/pool';
 import { AuditLog } from './audit';
 import { ConfigError, type Config } from './config';
 import { IntegrationCrypto, KeyFormatError } from './integration-crypto';
+import { createProviderFeatures, type ProviderFeaturesRegistry } from './providers/features';
 import { createProviderRegistry, type ProviderRegistry } from './providers/provider';
 
 /** What both the api-server and the worker are built from. */
@@ -9,6 +10,7 @@ export interface PlatformServices {
   db: DatabasePool;
   crypto: IntegrationCrypto;
   providers: ProviderRegistry;
+  features: ProviderFeaturesRegistry;
   audit: AuditLog;
 }
 
@@ -26,5 +28,6 @@ export async function createPlatformServices(config: Config): Promise<PlatformSe
   const crypto = createIntegrationCrypto(config);
   if (!config.databaseUrl) throw new ConfigError(['DATABASE_URL: is required']);
   const db = await createDatabasePool(config.databaseUrl);
-  return { db, crypto, providers: createProviderRegistry(config), audit: new AuditLog(db) };
+  const providers = createProviderRegistry(config);
+  return { db, crypto, providers, features: createProviderFeatures(config, providers), audit: new AuditLog(db) };
 }

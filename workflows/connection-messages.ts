@@ -27,6 +27,25 @@ export interface ConnectionState {
   pendingAuthorizationId?: string;
   disconnectRequest?: DisconnectSignal & { receivedAt: number };
   invalidation?: InvalidatedSignal & { receivedAt: number };
+  /** Set after each (re)authorization: the provider's setup (subscriptions, listing mapping) is due then. */
+  setUpDueAt?: number;
+  renewSubscriptionsAt?: number;
+  /** Why the next renewal runs early (a Microsoft lifecycle event), if it does. */
+  renewalRequest?: ProviderEventSignal;
+  syncIntervalSeconds?: number;
+  nextSyncAt?: number;
+  syncRequest?: SyncRequestSignal;
+  /** The last failure of the setup or a renewal, apart from token errors. */
+  providerError?: { kind: string; message: string; at: number };
+  sync?: SyncState;
+}
+
+export interface SyncState {
+  runCount: number;
+  lastRunAt?: number;
+  lastOutcome?: 'succeeded' | 'failed';
+  lastCounts?: { created: number; updated: number; deleted: number; fullResync: boolean };
+  lastError?: { kind: string; message: string; at: number };
 }
 
 export interface AuthorizeSignal {
@@ -39,6 +58,21 @@ export interface DisconnectSignal {
 
 export interface InvalidatedSignal {
   reason: string;
+}
+
+/**
+ * What a verified webhook told us: data changed (sync), notifications were missed (sync), or a
+ * subscription needs attention (Microsoft lifecycle events).
+ */
+export interface ProviderEventSignal {
+  kind: 'changed' | 'missed' | 'reauthorization_required' | 'subscription_removed';
+  subscriptionId?: string;
+}
+
+export interface SyncRequestSignal {
+  reason: string;
+  /** Drop what is stored and read everything again. */
+  full: boolean;
 }
 
 export interface FreshTokenAnswer {
@@ -56,6 +90,12 @@ export const authorizeSignal = defineSignal<[AuthorizeSignal]>('authorize');
 export const disconnectSignal = defineSignal<[DisconnectSignal]>('disconnect');
 /** The provider told us the grant is gone (RISC, revocation notices): needs_reauth without waiting for a refresh to fail. */
 export const invalidatedSignal = defineSignal<[InvalidatedSignal]>('invalidated');
+/** A verified webhook for this connection; webhook endpoints answer at once and leave the work to the workflow. */
+export const providerEventSignal = defineSignal<[ProviderEventSignal]>('providerEvent');
+/** A user or operator asks for a sync now; requests that arrive during a sync are folded into one more run. */
+export const syncRequestSignal = defineSignal<[SyncRequestSignal]>('syncRequest');
 export const statusQuery = defineQuery<ConnectionState>('status');
 /** Callers that need a usable access token ask the owner, which refreshes first when the token is close to expiry. */
 export const freshTokenUpdate = defineUpdate<FreshTokenAnswer, [{ minValiditySeconds: number }]>('freshToken');
+/** An operator's forced refresh (admin CLI): runs through the owner like every other refresh. */
+export const refreshNowUpdate = defineUpdate<FreshTokenAnswer, []>('refreshNow');

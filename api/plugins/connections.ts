@@ -5,7 +5,7 @@ import { attachCodeToAuthorization, consumeAuthorization, findAuthorizationBySta
 import { findLatestConnection, findOrCreateLiveConnection, type ConnectionRow } from '../../db/queries/connections';
 import { authorizationColumn } from '../../db/encrypted-columns';
 import { createPkcePair } from '../../platform/pkce';
-import { redirectUriFor, type OAuthProviderAdapter, type ProviderId } from '../../platform/providers/provider';
+import { redirectUriFor, type OAuthProviderAdapter, type OAuthProviderId } from '../../platform/providers/provider';
 import { hashBearerValue, randomToken } from '../../platform/secrets';
 import type { connectionWorkflow } from '../../workflows/connection';
 import {
@@ -30,14 +30,14 @@ const LIVE_STATUSES = new Set(['pending', 'active', 'needs_reauth', 'disconnecti
  * it to the connection's workflow, report the connection's status, and ask the workflow to disconnect.
  * Registered once per provider under `/api/v1/integrations/<provider>`.
  */
-export default async function connectionRoutes(app: FastifyInstance, options: { provider: ProviderId }) {
+export default async function connectionRoutes(app: FastifyInstance, options: { provider: OAuthProviderId }) {
   const { provider } = options;
   const { db, crypto, audit, config, temporal, providers } = app.services;
   const redirectUri = redirectUriFor(config.http.publicBaseUrl, provider);
 
   function adapter(): OAuthProviderAdapter {
     const configured = providers[provider];
-    if (!configured) throw new HttpError(503, 'provider_not_configured', `${provider} has no client credentials on this server`);
+    if (!configured || configured.kind !== 'oauth') throw new HttpError(503, 'provider_not_configured', `${provider} has no client credentials on this server`);
     return configured;
   }
 

@@ -19,6 +19,7 @@ const connectionRow = z.object({
   lastErrorMessage: z.string().nullable(),
   lastErrorAt: z.number().nullable(),
   revocationOutcome: z.string().nullable(),
+  providerAccountId: z.string().nullable(),
   createdAt: z.number(),
   disconnectedAt: z.number().nullable(),
 });
@@ -38,7 +39,7 @@ const CONNECTION_COLUMNS = sql.fragment`
   id, user_id AS "userId", provider, status, workflow_id AS "workflowId", scopes, token_version AS "tokenVersion",
   access_token_expires_at AS "accessTokenExpiresAt", last_refreshed_at AS "lastRefreshedAt",
   last_error_kind AS "lastErrorKind", last_error_message AS "lastErrorMessage", last_error_at AS "lastErrorAt",
-  revocation_outcome AS "revocationOutcome", created_at AS "createdAt", disconnected_at AS "disconnectedAt"`;
+  revocation_outcome AS "revocationOutcome", provider_account_id AS "providerAccountId", created_at AS "createdAt", disconnected_at AS "disconnectedAt"`;
 
 export function connectionWorkflowId(provider: string, connectionId: string): string {
   return `connection:${provider}:${connectionId}`;
@@ -84,6 +85,8 @@ export interface StoredTokens {
   previousRefreshTokenEnc: string | null;
   accessTokenExpiresAt: Date;
   scopes: string[] | undefined;
+  /** Kept when absent: refreshes rarely say who the account is. */
+  providerAccountId?: string | undefined;
 }
 
 /**
@@ -105,6 +108,7 @@ export function storeTokensIfVersion(
       previous_refresh_token_enc = ${tokens.previousRefreshTokenEnc},
       access_token_expires_at = ${sql.timestamp(tokens.accessTokenExpiresAt)},
       scopes = COALESCE(${tokens.scopes ? sql.array(tokens.scopes, 'text') : null}, scopes),
+      provider_account_id = COALESCE(${tokens.providerAccountId ?? null}, provider_account_id),
       token_version = token_version + 1,
       status = 'active',
       last_refreshed_at = ${sql.timestamp(refreshedAt)},

@@ -9,6 +9,7 @@ const REQUEST_TIMEOUT_MS = 15_000;
 /** Google's OAuth 2.0 endpoints, as described in shared/protocols.md. */
 export class GoogleCalendarAdapter implements OAuthProviderAdapter {
   readonly id = 'google-calendar' as const;
+  readonly kind = 'oauth' as const;
 
   constructor(
     private readonly settings: GoogleSettings,

@@ -8,6 +8,8 @@ export interface ProviderTokens {
   refreshToken: string | undefined;
   expiresInSeconds: number;
   scopes: string[] | undefined;
+  /** The provider's id for the account that granted access (Google `sub`, Airbnb user id), where it tells us. */
+  accountId?: string;
 }
 
 const standardTokenResponse = z.object({

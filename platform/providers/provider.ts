@@ -3,8 +3,12 @@ import { GoogleCalendarAdapter } from './google-calendar';
 import type { ProviderTokens } from './oauth-tokens';
 
 /** The providers a user can connect. The id appears in URLs, workflow ids and the database. */
-export const PROVIDER_IDS = ['google-calendar'] as const;
+export const PROVIDER_IDS = ['google-calendar', 'microsoft-calendar', 'airbnb', 'booking-com'] as const;
 export type ProviderId = (typeof PROVIDER_IDS)[number];
+
+/** Providers the user authorizes in the browser; the others (Booking.com) take machine-account credentials. */
+export const OAUTH_PROVIDER_IDS = ['google-calendar', 'microsoft-calendar', 'airbnb'] as const satisfies readonly ProviderId[];
+export type OAuthProviderId = (typeof OAUTH_PROVIDER_IDS)[number];
 
 export interface AuthorizationRequest {
   state: string;
@@ -12,20 +16,35 @@ export interface AuthorizationRequest {
   redirectUri: string;
 }
 
-export type RevocationOutcome = 'revoked' | 'already_invalid';
+/** `not_supported`: the provider has no per-grant revocation (Microsoft, Booking.com); wiping our copy is all there is. */
+export type RevocationOutcome = 'revoked' | 'already_invalid' | 'not_supported';
 
-/** One adapter per provider: the only code that knows a provider's wire protocol. */
-export interface OAuthProviderAdapter {
+/**
+ * What the refresh and disconnect activities need of every provider. The long-lived secret is the
+ * refresh token for OAuth providers and the machine-account credentials for Booking.com; it is stored
+ * in `refresh_token_enc` either way, because it plays the same part: it mints access tokens.
+ */
+export interface CredentialAdapter {
   readonly id: ProviderId;
   readonly scopes: string[];
-  authorizationUrl(request: AuthorizationRequest): string;
-  /** Answers only with a refresh token: a grant we cannot keep alive is refused as a protocol error. */
-  exchangeCode(input: { code: string; codeVerifier: string; redirectUri: string }): Promise<ProviderTokens & { refreshToken: string }>;
-  refresh(refreshToken: string): Promise<ProviderTokens>;
+  refresh(longLivedSecret: string): Promise<ProviderTokens>;
   revoke(token: string): Promise<RevocationOutcome>;
 }
 
-export type ProviderRegistry = Partial<Record<ProviderId, OAuthProviderAdapter>>;
+/** One adapter per provider: the only code that knows a provider's wire protocol. */
+export interface OAuthProviderAdapter extends CredentialAdapter {
+  readonly kind: 'oauth';
+  authorizationUrl(request: AuthorizationRequest): string;
+  /** Answers only with a refresh token: a grant we cannot keep alive is refused as a protocol error. */
+  exchangeCode(input: { code: string; codeVerifier: string; redirectUri: string }): Promise<ProviderTokens & { refreshToken: string }>;
+}
+
+export interface MachineAccountAdapter extends CredentialAdapter {
+  readonly kind: 'machine-account';
+}
+
+export type ProviderAdapter = OAuthProviderAdapter | MachineAccountAdapter;
+export type ProviderRegistry = Partial<Record<ProviderId, ProviderAdapter>>;
 
 /** Providers without credentials are left out: their routes answer that the provider is not configured. */
 export function createProviderRegistry(config: Config): ProviderRegistry {

@@ -1,18 +1,27 @@
 import type { Payload, PayloadCodec } from '@temporalio/common';
 import type { History } from '@temporalio/common/lib/proto-utils';
 
-/** Every Payload message in a history (inputs, results, signals, updates, memos, failure details, ...). */
+const PATCH_MARKER = 'core_patch';
+
+/**
+ * Every Payload message in a history (inputs, results, signals, updates, memos, failure details, ...)
+ * except search attributes and patch markers: the server must read search attributes to index them and
+ * the SDK core writes patch markers itself, so no codec touches either. Search attributes hold only ids,
+ * statuses, times and error kinds; patch markers only the patch id.
+ */
 export function historyPayloads(history: History): Payload[] {
   const found: Payload[] = [];
-  const visit = (value: unknown): void => {
-    if (Array.isArray(value)) return value.forEach(visit);
+  const visit = (value: unknown, key?: string): void => {
+    if (key === 'searchAttributes') return;
+    if (Array.isArray(value)) return value.forEach((item) => visit(item));
     if (!value || typeof value !== 'object' || value instanceof Uint8Array) return;
+    if ((value as { markerName?: unknown }).markerName === PATCH_MARKER) return;
     const metadata = (value as { metadata?: unknown }).metadata;
     if (metadata && typeof metadata === 'object' && (metadata as Record<string, unknown>).encoding instanceof Uint8Array) {
       found.push(value as Payload);
       return;
     }
-    Object.values(value).forEach(visit);
+    Object.entries(value).forEach(([field, child]) => visit(child, field));
   };
   visit(history.events);
   return found;

@@ -1,17 +1,24 @@
 import { Context } from '@temporalio/activity';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { inject } from 'vitest';
+import { registerSearchAttributes } from '../../platform/search-attributes';
 
 /** A Temporal dev server from the binary the global setup found (else the SDK downloads one). */
-export function startTemporalDevServer(): Promise<TestWorkflowEnvironment> {
+export async function startTemporalDevServer(): Promise<TestWorkflowEnvironment> {
   const cli = inject('temporalCliPath');
-  return TestWorkflowEnvironment.createLocal(cli ? { server: { executable: { type: 'existing-path', path: cli } } } : {});
+  return withSearchAttributes(await TestWorkflowEnvironment.createLocal(cli ? { server: { executable: { type: 'existing-path', path: cli } } } : {}));
 }
 
 /** Temporal's time-skipping test server, for lifecycles that span days. */
-export function startTimeSkippingServer(): Promise<TestWorkflowEnvironment> {
+export async function startTimeSkippingServer(): Promise<TestWorkflowEnvironment> {
   const server = inject('temporalTestServerPath');
-  return TestWorkflowEnvironment.createTimeSkipping(server ? { server: { executable: { type: 'existing-path', path: server } } } : {});
+  return withSearchAttributes(await TestWorkflowEnvironment.createTimeSkipping(server ? { server: { executable: { type: 'existing-path', path: server } } } : {}));
+}
+
+/** Like `npm run dev`, tests register the custom search attributes the workflows set. */
+async function withSearchAttributes(environment: TestWorkflowEnvironment): Promise<TestWorkflowEnvironment> {
+  await registerSearchAttributes(environment.connection, environment.namespace ?? 'default');
+  return environment;
 }
 
 /**

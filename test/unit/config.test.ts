@@ -54,8 +54,8 @@ describe('loadConfig', () => {
       revokeUrl: 'https://oauth2.googleapis.com/revoke',
       scopes: ['https://www.googleapis.com/auth/calendar.readonly'],
     });
-    expect(config.microsoft).toBeUndefined();
-    expect(config.airbnb).toBeUndefined();
+    expect(config.microsoft.credentials).toBeUndefined();
+    expect(config.airbnb.credentials).toBeUndefined();
     expect(config.tokenRefresh).toEqual({ marginSeconds: 300, jitterSeconds: 60 });
     expect(config.authorizationServer).toEqual({
       issuer: 'https://pm.example.com',
