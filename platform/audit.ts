@@ -30,7 +30,13 @@ export type AuditAction =
   | 'OAuthClientRevoke'
   | 'OAuthGrantRevoke'
   | 'OAuthSigningKeyRotate'
-  | 'UserLoginLocked';
+  | 'UserLoginLocked'
+  | 'WebhookSubscriptionCreate'
+  | 'WebhookSubscriptionStop'
+  | 'WebhookRejected'
+  | 'IntegrationSecurityEvent'
+  | 'ListingMappingChange'
+  | 'ReservationAcknowledge';
 
 export interface AuditEntry {
   action: AuditAction;
