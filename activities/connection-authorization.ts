@@ -5,6 +5,7 @@ import { ProviderError } from '../platform/providers/provider-error';
 import { FailureType } from './failure-types';
 import { authorizationColumn, connectionColumn } from '../db/encrypted-columns';
 import {
+  accessTokenExpiry,
   currentTokenState,
   transitionAndAudit,
   oauthProviderAdapter,
@@ -48,7 +49,7 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
       const missingScopes = adapter.scopes.filter((scope) => tokens.scopes && !tokens.scopes.includes(scope));
       if (missingScopes.length > 0) throw await rejected('insufficient_scope', `the user did not grant ${missingScopes.join(' ')}`);
 
-      const accessTokenExpiresAt = new Date(requestedAt.getTime() + tokens.expiresInSeconds * 1000);
+      const accessTokenExpiresAt = accessTokenExpiry(tokens, requestedAt);
       const { refreshToken } = tokens;
       return db.transaction(async (transaction) => {
         const tokenVersion = await storeTokensIfVersion(

@@ -10,7 +10,7 @@ import { ProviderError } from '../platform/providers/provider-error';
 import type { ProviderTokens } from '../platform/providers/oauth-tokens';
 import { FailureType } from './failure-types';
 import { connectionColumn } from '../db/encrypted-columns';
-import { currentTokenState, transitionAndAudit, providerAdapter, retryableProviderFailure, type ActivityDependencies, type TokenState } from './dependencies';
+import { accessTokenExpiry, currentTokenState, transitionAndAudit, providerAdapter, retryableProviderFailure, type ActivityDependencies, type TokenState } from './dependencies';
 
 /** Only an active connection is refreshed; a connection on its way out tells the workflow to finish it. */
 function assertRefreshable(status: ConnectionStatus): void {
@@ -64,7 +64,7 @@ export function createRefreshActivities({ db, crypto, providers, audit, clock }:
         }
       }
 
-      const accessTokenExpiresAt = new Date(requestedAt.getTime() + tokens.expiresInSeconds * 1000);
+      const accessTokenExpiresAt = accessTokenExpiry(tokens, requestedAt);
       // Keep the token we used until its successor has worked once; a non-rotating provider leaves nothing to keep.
       const rotated = tokens.refreshToken !== undefined && tokens.refreshToken !== usedRefreshToken;
       return db.transaction(async (transaction) => {

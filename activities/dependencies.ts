@@ -7,6 +7,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { findConnection, transitionConnectionStatus, type ConnectionStatus } from '../db/queries/connections';
 import { FailureType } from './failure-types';
 import { ProviderError } from '../platform/providers/provider-error';
+import type { ProviderTokens } from '../platform/providers/oauth-tokens';
 
 /** Everything activities touch, handed in so tests can pass fakes (a simulated clock, a test database). */
 export interface ActivityDependencies {
@@ -36,6 +37,11 @@ export function oauthProviderAdapter(providers: ProviderRegistry, provider: stri
   const adapter = providerAdapter(providers, provider);
   if (adapter.kind !== 'oauth') throw ApplicationFailure.nonRetryable(`${provider} does not use OAuth authorization codes`, FailureType.authorizationRejected);
   return adapter;
+}
+
+/** Expiry counts from before the request when the provider gives a lifetime: its clock started no earlier, so we err early. */
+export function accessTokenExpiry(tokens: Pick<ProviderTokens, 'expiresInSeconds' | 'expiresAt'>, requestedAt: Date): Date {
+  return tokens.expiresAt ?? new Date(requestedAt.getTime() + tokens.expiresInSeconds * 1000);
 }
 
 /** Turns a provider failure that is not final into a retryable activity failure with a readable message. */

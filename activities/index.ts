@@ -3,6 +3,7 @@ import { createDisconnectActivities } from './connection-disconnect';
 import { createRefreshActivities } from './connection-refresh';
 import { createHousekeepingActivities } from './housekeeping';
 import { createProviderActivities } from './connection-provider';
+import { createMachineAccountActivities } from './machine-account';
 import type { ActivityDependencies } from './dependencies';
 
 export type { ActivityDependencies, TokenState } from './dependencies';
@@ -13,6 +14,7 @@ export function createActivities(dependencies: ActivityDependencies) {
     ...createAuthorizationActivities(dependencies),
     ...createRefreshActivities(dependencies),
     ...createDisconnectActivities(dependencies),
+    ...createMachineAccountActivities(dependencies),
     ...createProviderActivities(dependencies),
     ...createHousekeepingActivities(dependencies),
   };

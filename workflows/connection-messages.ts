@@ -25,6 +25,8 @@ export interface ConnectionState {
   refreshCount: number;
   lastError?: { kind: string; message: string; at: number };
   pendingAuthorizationId?: string;
+  /** Machine-account credentials (Booking.com) were stored and wait for their first token. */
+  pendingActivation?: boolean;
   disconnectRequest?: DisconnectSignal & { receivedAt: number };
   invalidation?: InvalidatedSignal & { receivedAt: number };
   /** Set after each (re)authorization: the provider's setup (subscriptions, listing mapping) is due then. */
@@ -87,6 +89,8 @@ export interface ConnectionOutcome {
 
 /** A code for this connection is waiting in integration_authorizations (first connect or re-consent). */
 export const authorizeSignal = defineSignal<[AuthorizeSignal]>('authorize');
+/** Machine-account credentials for this connection are stored (first connect or new credentials). */
+export const credentialsStoredSignal = defineSignal('credentialsStored');
 export const disconnectSignal = defineSignal<[DisconnectSignal]>('disconnect');
 /** The provider told us the grant is gone (RISC, revocation notices): needs_reauth without waiting for a refresh to fail. */
 export const invalidatedSignal = defineSignal<[InvalidatedSignal]>('invalidated');

@@ -18,6 +18,7 @@ import type { Activities, TokenState } from '../activities';
 import { FailureType, NON_RETRYABLE_FAILURES } from '../activities/failure-types';
 import {
   authorizeSignal,
+  credentialsStoredSignal,
   disconnectSignal,
   freshTokenUpdate,
   invalidatedSignal,
@@ -107,6 +108,9 @@ export async function connectionWorkflow(input: ConnectionWorkflowInput): Promis
   setHandler(authorizeSignal, ({ authorizationId }) => {
     state.pendingAuthorizationId = authorizationId;
   });
+  setHandler(credentialsStoredSignal, () => {
+    state.pendingActivation = true;
+  });
   setHandler(disconnectSignal, (request) => {
     state.disconnectRequest ??= { ...request, receivedAt: Date.now() };
     refreshScope?.cancel();
@@ -158,9 +162,9 @@ export async function connectionWorkflow(input: ConnectionWorkflowInput): Promis
     publishSearchAttributes();
     if (state.disconnectRequest) return disconnect();
     if (state.status === 'disconnected') return { status: 'disconnected' };
-    if (state.pendingAuthorizationId) {
+    if (state.pendingAuthorizationId || state.pendingActivation) {
       const authorizationId = state.pendingAuthorizationId;
-      await exclusively(() => authorize(authorizationId));
+      await exclusively(() => (authorizationId ? authorize(authorizationId) : activateMachineAccount()));
       if (state.status === 'failed') {
         publishSearchAttributes();
         return { status: 'failed' };
@@ -191,7 +195,7 @@ export async function connectionWorkflow(input: ConnectionWorkflowInput): Promis
   }
 
   function somethingToDo(): boolean {
-    return Boolean(state.disconnectRequest || state.pendingAuthorizationId || state.invalidation) || (state.status === 'active' && providerWorkDue());
+    return Boolean(state.disconnectRequest || state.pendingAuthorizationId || state.pendingActivation || state.invalidation) || (state.status === 'active' && providerWorkDue());
   }
 
   function isDue(at: number | undefined): boolean {
@@ -337,8 +341,18 @@ export async function connectionWorkflow(input: ConnectionWorkflowInput): Promis
 
   async function authorize(authorizationId: string): Promise<void> {
     state.pendingAuthorizationId = undefined;
+    await firstTokens(() => codeExchange.exchangeAuthorizationCode({ connectionId, authorizationId }));
+  }
+
+  async function activateMachineAccount(): Promise<void> {
+    state.pendingActivation = false;
+    await firstTokens(() => codeExchange.activateMachineAccount({ connectionId }));
+  }
+
+  /** A first authorization or a re-consent: the tokens it yields replace whatever the connection had. */
+  async function firstTokens(obtain: () => Promise<TokenState>): Promise<void> {
     try {
-      applyTokens(await codeExchange.exchangeAuthorizationCode({ connectionId, authorizationId }));
+      applyTokens(await obtain());
       state.status = 'active';
       state.lastError = undefined;
       state.invalidation = undefined;

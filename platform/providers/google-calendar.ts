@@ -10,6 +10,7 @@ const REQUEST_TIMEOUT_MS = 15_000;
 export class GoogleCalendarAdapter implements OAuthProviderAdapter {
   readonly id = 'google-calendar' as const;
   readonly kind = 'oauth' as const;
+  readonly supportsRevocation = true;
 
   constructor(
     private readonly settings: GoogleSettings,

@@ -7,6 +7,8 @@ export interface ProviderTokens {
   /** Absent when the provider did not rotate it: the stored one stays valid. */
   refreshToken: string | undefined;
   expiresInSeconds: number;
+  /** Where the provider says when the token expires instead of how long it lives (Airbnb); wins over expiresInSeconds. */
+  expiresAt?: Date;
   scopes: string[] | undefined;
   /** The provider's id for the account that granted access (Google `sub`, Airbnb user id), where it tells us. */
   accountId?: string;

@@ -27,6 +27,8 @@ export type RevocationOutcome = 'revoked' | 'already_invalid' | 'not_supported';
 export interface CredentialAdapter {
   readonly id: ProviderId;
   readonly scopes: string[];
+  /** False where revoke() can only answer `not_supported`; the status endpoint tells the user so. */
+  readonly supportsRevocation: boolean;
   refresh(longLivedSecret: string): Promise<ProviderTokens>;
   revoke(token: string): Promise<RevocationOutcome>;
 }
