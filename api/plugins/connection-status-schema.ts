@@ -4,10 +4,16 @@ const nullableString = { type: ['string', 'null'] } as const;
 
 export const connectionStatusSchema = {
   type: 'object',
-  required: ['provider', 'configured', 'connected', 'connection'],
+  required: ['provider', 'configured', 'connected', 'upstreamRevocation', 'connection'],
   properties: {
     provider: { type: 'string' },
     configured: { type: 'boolean', description: 'whether this server has client credentials for the provider' },
+    upstreamRevocation: {
+      type: 'object',
+      required: ['supported', 'note'],
+      description: 'what disconnecting can do at the provider',
+      properties: { supported: { type: 'boolean' }, note: { type: 'string' } },
+    },
     connected: { type: 'boolean', description: 'true while the connection is active' },
     connection: {
       type: ['object', 'null'],
@@ -26,6 +32,21 @@ export const connectionStatusSchema = {
         revocation: { ...nullableString, description: 'outcome of the upstream revocation at disconnect' },
         createdAt: { type: 'string' },
         disconnectedAt: nullableString,
+        sync: {
+          type: 'object',
+          description: 'data sync runs: the last one (from the database) and the next (from the workflow)',
+          properties: {
+            lastRunAt: nullableString,
+            lastOutcome: { type: ['string', 'null'], enum: ['succeeded', 'failed', null] },
+            lastCounts: {
+              type: ['object', 'null'],
+              properties: { created: { type: 'integer' }, updated: { type: 'integer' }, deleted: { type: 'integer' }, fullResync: { type: 'boolean' } },
+            },
+            lastError: { type: ['object', 'null'], properties: { kind: { type: 'string' }, message: { type: 'string' } } },
+            nextRunAt: nullableString,
+            runCount: { type: ['integer', 'null'], description: 'runs by the current workflow run history' },
+          },
+        },
         workflow: {
           type: 'object',
           properties: {
@@ -44,6 +65,7 @@ export interface ConnectionStatusResponse {
   provider: string;
   configured: boolean;
   connected: boolean;
+  upstreamRevocation: { supported: boolean; note: string };
   connection: {
     id: string;
     status: ConnectionStatus;
@@ -55,6 +77,14 @@ export interface ConnectionStatusResponse {
     revocation: string | null;
     createdAt: string;
     disconnectedAt: string | null;
+    sync: {
+      lastRunAt: string | null;
+      lastOutcome: 'succeeded' | 'failed' | null;
+      lastCounts: { created: number; updated: number; deleted: number; fullResync: boolean } | null;
+      lastError: { kind: string; message: string } | null;
+      nextRunAt: string | null;
+      runCount: number | null;
+    };
     workflow: { id: string; running: boolean; status: string | null; refreshCount: number | null };
   } | null;
 }

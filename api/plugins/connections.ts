@@ -2,10 +2,11 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { attachCodeToAuthorization, consumeAuthorization, findAuthorizationByStateHash, insertAuthorization } from '../../db/queries/authorizations';
+import { latestSyncRuns } from '../../db/queries/sync';
 import { findLatestConnection, findOrCreateLiveConnection, type ConnectionRow } from '../../db/queries/connections';
 import { authorizationColumn } from '../../db/encrypted-columns';
 import { createPkcePair } from '../../platform/pkce';
-import { redirectUriFor, type OAuthProviderAdapter, type OAuthProviderId } from '../../platform/providers/provider';
+import { redirectUriFor, type OAuthProviderAdapter, type OAuthProviderId, type ProviderAdapter } from '../../platform/providers/provider';
 import { hashBearerValue, randomToken } from '../../platform/secrets';
 import type { connectionWorkflow } from '../../workflows/connection';
 import {
@@ -154,12 +155,15 @@ export default async function connectionRoutes(app: FastifyInstance, options: { 
   );
 
   app.get('/status', { schema: { response: { 200: connectionStatusSchema, 401: errorResponseSchema } } }, async (request): Promise<ConnectionStatusResponse> => {
+    const upstreamRevocation = describeUpstreamRevocation(providers[provider]);
     const connection = await findLatestConnection(db, request.user!.id, provider);
-    if (!connection) return { provider, configured: Boolean(providers[provider]), connected: false, connection: null };
+    if (!connection) return { provider, configured: Boolean(providers[provider]), connected: false, upstreamRevocation, connection: null };
     const workflow = LIVE_STATUSES.has(connection.status) ? await workflowState(connection) : null;
+    const [lastSync] = await latestSyncRuns(db, connection.id, 1);
     return {
       provider,
       configured: Boolean(providers[provider]),
+      upstreamRevocation,
       // Active with an expired token means refreshing is failing: not something to rely on.
       connected: connection.status === 'active' && (connection.accessTokenExpiresAt ?? 0) > Date.now(),
       connection: {
@@ -175,6 +179,16 @@ export default async function connectionRoutes(app: FastifyInstance, options: { 
         revocation: connection.revocationOutcome,
         createdAt: new Date(connection.createdAt).toISOString(),
         disconnectedAt: isoOrNull(connection.disconnectedAt),
+        sync: {
+          lastRunAt: isoOrNull(lastSync?.finishedAt ?? lastSync?.startedAt ?? null),
+          lastOutcome: lastSync?.outcome ?? null,
+          lastCounts: lastSync?.outcome === 'succeeded'
+            ? { created: lastSync.createdCount, updated: lastSync.updatedCount, deleted: lastSync.deletedCount, fullResync: lastSync.fullResync }
+            : null,
+          lastError: lastSync?.outcome === 'failed' ? { kind: lastSync.errorKind ?? 'unknown', message: lastSync.errorMessage ?? '' } : null,
+          nextRunAt: isoOrNull(workflow?.nextSyncAt ?? null),
+          runCount: workflow?.sync?.runCount ?? null,
+        },
         workflow: { id: connection.workflowId, running: workflow !== null, status: workflow?.status ?? null, refreshCount: workflow?.refreshCount ?? null },
       },
     };
@@ -227,6 +241,16 @@ export default async function connectionRoutes(app: FastifyInstance, options: { 
       return null;
     }
   }
+}
+
+function describeUpstreamRevocation(adapter: ProviderAdapter | undefined): ConnectionStatusResponse['upstreamRevocation'] {
+  if (!adapter || adapter.supportsRevocation) {
+    return { supported: true, note: 'Disconnecting stops the webhooks, revokes the grant at the provider and deletes our copy of the credentials.' };
+  }
+  return {
+    supported: false,
+    note: 'The provider offers no way to revoke a single grant: disconnecting stops the webhooks and deletes our copy of the credentials; remove the app in your account at the provider to end the grant there.',
+  };
 }
 
 function isoOrNull(epochMs: number | null): string | null {
