@@ -177,7 +177,10 @@ export async function connectionWorkflow(input: ConnectionWorkflowInput): Promis
       continue;
     }
 
-    if (state.status === 'active' && providerWorkDue()) {
+    if (state.status === 'active' && providerLifecycle && Date.now() >= state.refreshDueAt!) {
+      // A due refresh goes first: provider work can always wait a turn, an expiring token cannot.
+      await refreshOnce();
+    } else if (state.status === 'active' && providerWorkDue()) {
       await providerStep();
     } else if (state.status === 'active') {
       const interrupted = await condition(somethingToDo, Math.max(1, nextWakeAt() - Date.now()));

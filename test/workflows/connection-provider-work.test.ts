@@ -1,0 +1,188 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import { ApplicationFailure } from '@temporalio/common';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import type { Activities, TokenState } from '../../activities';
+import { FailureType } from '../../activities/failure-types';
+import { WORKFLOWS_PATH } from '../../platform/worker';
+import type { connectionWorkflow } from '../../workflows/connection';
+import { authorizeSignal, disconnectSignal, providerEventSignal, statusQuery, syncRequestSignal } from '../../workflows/connection-messages';
+import { CONNECTION_STATUS, PROVIDER } from '../../workflows/search-attributes';
+import { startTimeSkippingServer } from '../helpers/temporal';
+
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+const SYNC_INTERVAL_SECONDS = 3600;
+
+type Call = { name: string; input: unknown; at: number };
+
+/**
+ * The connection workflow's provider work (setup, renewals, syncs, stopping subscriptions) against
+ * scripted activities: the workflow's own collaborators. The providers' end-to-end tests run the
+ * real activities; this one pins down the orchestration rules they rely on.
+ */
+describe('connection workflow: provider work', () => {
+  let temporal: TestWorkflowEnvironment;
+  let worker: Worker;
+  let running: Promise<void>;
+  let calls: Call[];
+  let script: { syncFailure?: () => ApplicationFailure; stopFailure?: () => ApplicationFailure; syncMs: number };
+  let syncsInFlight = 0;
+  let maxSyncsInFlight = 0;
+  const taskQueue = `provider-work-${randomUUID()}`;
+
+  beforeAll(async () => {
+    temporal = await startTimeSkippingServer();
+    const now = () => temporal.currentTimeMs();
+    const record = async (name: string, input: unknown) => {
+      calls.push({ name, input, at: await now() });
+    };
+    const tokens = async (): Promise<TokenState> => ({ tokenVersion: calls.length, accessTokenExpiresAt: (await now()) + HOUR });
+    const activities: Partial<Activities> = {
+      exchangeAuthorizationCode: async (input) => (await record('exchange', input), tokens()),
+      refreshConnectionTokens: async (input) => (await record('refresh', input), tokens()),
+      setUpConnection: async (input) => {
+        await record('setUp', input);
+        return { renewSubscriptionsAt: (await now()) + 24 * HOUR, syncIntervalSeconds: SYNC_INTERVAL_SECONDS };
+      },
+      renewConnectionSubscriptions: async (input) => {
+        await record('renew', input);
+        return { renewAt: (await now()) + 24 * HOUR };
+      },
+      syncConnection: async (input) => {
+        await record('sync', input);
+        syncsInFlight += 1;
+        maxSyncsInFlight = Math.max(maxSyncsInFlight, syncsInFlight);
+        try {
+          await new Promise((resolve) => setTimeout(resolve, script.syncMs));
+          if (script.syncFailure) throw script.syncFailure();
+          return { runId: calls.length, created: 1, updated: 0, deleted: 0, fullResync: false, finishedAt: await now() };
+        } finally {
+          syncsInFlight -= 1;
+        }
+      },
+      stopConnectionSubscriptions: async (input) => {
+        await record('stopSubscriptions', input);
+        if (script.stopFailure) throw script.stopFailure();
+      },
+      abandonConnectionSubscriptions: async (input) => (await record('abandonSubscriptions', input), 1),
+      revokeConnectionUpstream: async (input) => (await record('revoke', input), 'revoked' as const),
+      wipeDisconnectedConnection: async (input) => void (await record('wipe', input)),
+      markConnectionNeedsReauth: async (input) => void (await record('needsReauth', input)),
+      markConnectionFailed: async (input) => void (await record('failed', input)),
+    };
+    worker = await Worker.create({ connection: temporal.nativeConnection, taskQueue, workflowsPath: WORKFLOWS_PATH, activities });
+    running = worker.run();
+  });
+
+  afterAll(async () => {
+    worker?.shutdown();
+    await running;
+    await temporal?.teardown();
+  });
+
+  beforeEach(() => {
+    calls = [];
+    script = { syncMs: 0 };
+    maxSyncsInFlight = 0;
+  });
+
+  async function connect() {
+    const connectionId = randomUUID();
+    const handle = await temporal.client.workflow.signalWithStart<typeof connectionWorkflow, [{ authorizationId: string }]>('connectionWorkflow', {
+      workflowId: `connection:google-calendar:${connectionId}`,
+      taskQueue,
+      args: [{ connectionId, provider: 'google-calendar', userId: randomUUID(), refreshPolicy: { marginSeconds: 300, jitterSeconds: 0 } }],
+      signal: authorizeSignal,
+      signalArgs: [{ authorizationId: randomUUID() }],
+    });
+    await until(() => names().includes('sync'));
+    return handle;
+  }
+
+  const names = () => calls.map((call) => call.name);
+
+  async function until(predicate: () => boolean, timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!predicate()) {
+      if (Date.now() > deadline) throw new Error(`never happened; calls: ${names().join(', ')}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  it('sets the provider up after the code exchange, syncs at once, then on schedule and renews before subscriptions lapse', async () => {
+    const handle = await connect();
+    expect(names().slice(0, 3)).toEqual(['exchange', 'setUp', 'sync']);
+    expect(calls.find((call) => call.name === 'sync')!.input).toMatchObject({ reason: 'connected', full: false });
+
+    await temporal.sleep(26 * HOUR);
+    const syncs = calls.filter((call) => call.name === 'sync');
+    const gaps = syncs.slice(1).map((call, index) => call.at - syncs[index]!.at);
+    expect(syncs.length).toBeGreaterThanOrEqual(26);
+    for (const gap of gaps) expect(gap).toBeLessThanOrEqual(SYNC_INTERVAL_SECONDS * 1000 + MINUTE);
+    const renewals = calls.filter((call) => call.name === 'renew');
+    expect(renewals).toHaveLength(1);
+    expect(renewals[0]!.input).toMatchObject({ reason: 'due' });
+    // Every refresh came before its token expired, with syncs in between.
+    expect(calls.filter((call) => call.name === 'refresh').length).toBeGreaterThanOrEqual(26);
+
+    const described = await handle.describe();
+    expect(described.typedSearchAttributes.get(PROVIDER)).toBe('google-calendar');
+    expect(described.typedSearchAttributes.get(CONNECTION_STATUS)).toBe('active');
+    await handle.signal(disconnectSignal, { requestedBy: { type: 'system' } });
+  });
+
+  it('folds webhook notices that arrive during a sync into one more run, never two at once', async () => {
+    script.syncMs = 1500;
+    const handle = await connect();
+    await until(() => syncsInFlight === 0);
+    const before = calls.filter((call) => call.name === 'sync').length;
+    await handle.signal(providerEventSignal, { kind: 'changed' });
+    await until(() => syncsInFlight === 1);
+    for (let notice = 0; notice < 5; notice++) await handle.signal(providerEventSignal, { kind: 'changed' });
+    await handle.signal(syncRequestSignal, { reason: 'operator', full: true });
+    await until(() => calls.filter((call) => call.name === 'sync').length === before + 2 && syncsInFlight === 0);
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+
+    const syncs = calls.filter((call) => call.name === 'sync').slice(before);
+    expect(syncs).toHaveLength(2);
+    expect(syncs[1]!.input).toMatchObject({ full: true });
+    expect(maxSyncsInFlight).toBe(1);
+    await handle.signal(disconnectSignal, { requestedBy: { type: 'system' } });
+  });
+
+  it('renews at once, for the named subscription, when the provider asks for reauthorization', async () => {
+    const handle = await connect();
+    await handle.signal(providerEventSignal, { kind: 'reauthorization_required', subscriptionId: 'sub-1' });
+    await until(() => names().includes('renew'));
+    expect(calls.find((call) => call.name === 'renew')!.input).toMatchObject({ reason: 'reauthorization_required', subscriptionId: 'sub-1' });
+    await handle.signal(disconnectSignal, { requestedBy: { type: 'system' } });
+  });
+
+  it('stops syncing when a sync finds the grant revoked: the connection needs re-authorization', async () => {
+    const handle = await connect();
+    script.syncFailure = () => ApplicationFailure.nonRetryable('revoked', FailureType.grantRevoked);
+    await handle.signal(providerEventSignal, { kind: 'changed' });
+    await until(() => names().includes('needsReauth'));
+    const syncsThen = calls.filter((call) => call.name === 'sync').length;
+    await temporal.sleep(5 * HOUR);
+    expect(calls.filter((call) => call.name === 'sync')).toHaveLength(syncsThen);
+    expect((await handle.query(statusQuery)).status).toBe('needs_reauth');
+    await handle.signal(disconnectSignal, { requestedBy: { type: 'system' } });
+  });
+
+  it('stops subscriptions before revoking, and forgets them when the provider cannot be reached', async () => {
+    const handle = await connect();
+    await handle.signal(disconnectSignal, { requestedBy: { type: 'user', id: 'u1' } });
+    await handle.result();
+    expect(names().slice(-3)).toEqual(['stopSubscriptions', 'revoke', 'wipe']);
+
+    calls = [];
+    const second = await connect();
+    script.stopFailure = () => ApplicationFailure.nonRetryable('provider refuses', FailureType.providerRejected);
+    await second.signal(disconnectSignal, { requestedBy: { type: 'user', id: 'u1' } });
+    await second.result();
+    expect(names().slice(-4)).toEqual(['stopSubscriptions', 'abandonSubscriptions', 'revoke', 'wipe']);
+  });
+});
