@@ -156,3 +156,26 @@ export async function wipeConnectionTokens(db: CommonQueryMethods, connectionId:
     WHERE id = ${connectionId} AND status <> 'disconnected'`);
   return result.rowCount === 1;
 }
+
+/**
+ * New machine-account credentials (Booking.com) for a connection that is not on its way out; the
+ * workflow turns them into tokens. The version moves, so a refresh in flight with the old
+ * credentials cannot write them back over the new ones.
+ */
+export async function storeMachineAccountCredentials(db: CommonQueryMethods, connectionId: string, credentialsEnc: string): Promise<boolean> {
+  const result = await db.query(sql.unsafe`
+    UPDATE integration_connections SET
+      refresh_token_enc = ${credentialsEnc}, previous_refresh_token_enc = NULL,
+      token_version = token_version + 1, updated_at = now()
+    WHERE id = ${connectionId} AND status IN ('pending', 'active', 'needs_reauth')`);
+  return result.rowCount === 1;
+}
+
+/** A provider's connections that are not over yet; with an account id, only that provider account's (security events name accounts). */
+export function liveProviderConnections(db: CommonQueryMethods, provider: string, providerAccountId?: string): Promise<readonly ConnectionRow[]> {
+  return db.any(sql.type(connectionRow)`
+    SELECT ${CONNECTION_COLUMNS} FROM integration_connections
+    WHERE provider = ${provider} AND status IN ('pending', 'active', 'needs_reauth')
+    ${providerAccountId === undefined ? sql.fragment`` : sql.fragment`AND provider_account_id = ${providerAccountId}`}
+    ORDER BY created_at`);
+}

@@ -9,8 +9,11 @@ export interface SyncCounts {
   fullResync: boolean;
 }
 
+// sync_runs.id is a bigint, which slonik returns as a BigInt; run counts stay far below 2^53.
+const syncRunId = z.coerce.number().int();
+
 const syncRunRow = z.object({
-  id: z.number().int(),
+  id: syncRunId,
   reason: z.string(),
   startedAt: z.number(),
   finishedAt: z.number().nullable(),
@@ -43,7 +46,7 @@ export async function dropSyncCursor(db: CommonQueryMethods, connectionId: strin
 }
 
 export function startSyncRun(db: CommonQueryMethods, connectionId: string, reason: string, startedAt: Date): Promise<number> {
-  return db.oneFirst(sql.type(z.object({ id: z.number().int() }))`
+  return db.oneFirst(sql.type(z.object({ id: syncRunId }))`
     INSERT INTO sync_runs (connection_id, reason, started_at) VALUES (${connectionId}, ${reason}, ${sql.timestamp(startedAt)})
     RETURNING id`);
 }

@@ -1,0 +1,13 @@
+import type { Config } from '../../platform/config';
+import type { ConnectionRow } from '../../db/queries/connections';
+import type { ConnectionWorkflowInput } from '../../workflows/connection-messages';
+
+/** What every `signalWithStart` of a connection workflow starts it with: ids and the refresh policy, never a secret. */
+export function connectionWorkflowInput(config: Config, connection: ConnectionRow): ConnectionWorkflowInput {
+  return {
+    connectionId: connection.id,
+    provider: connection.provider,
+    userId: connection.userId,
+    refreshPolicy: { marginSeconds: config.tokenRefresh.marginSeconds, jitterSeconds: config.tokenRefresh.jitterSeconds },
+  };
+}
