@@ -1,5 +1,5 @@
 // Token bookkeeping for the fake Google server (fakes/google.ts). No HTTP here.
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomInt } from 'node:crypto';
 
 const CODE_LIFETIME_MS = 10 * 60 * 1000;
 // RFC 7636 §4.1: 43-128 unreserved characters. Google rejects anything else.
@@ -10,6 +10,8 @@ export interface CodeRequest {
   scope: string;
   challenge?: string;
   offline: boolean;
+  /** The Google account (`sub`) that approved. */
+  account: string;
 }
 
 export interface IssuedTokens {
@@ -17,11 +19,13 @@ export interface IssuedTokens {
   expiresIn: number;
   refreshToken?: string;
   scope: string;
+  account: string;
 }
 
 export interface AccessTokenState {
   revoked: boolean;
   expired: boolean;
+  account: string;
 }
 
 interface CodeRecord extends CodeRequest {
@@ -33,6 +37,7 @@ interface CodeRecord extends CodeRequest {
 // The fake has a single OAuth client, so grants need not remember which client they belong to.
 interface Grant {
   scope: string;
+  account: string;
   revoked: boolean;
 }
 
@@ -48,6 +53,11 @@ interface AccessRecord {
 
 function mint(prefix: string, bytes: number): string {
   return prefix + randomBytes(bytes).toString('base64url');
+}
+
+/** Google account ids (`sub`) are 21-digit numbers. */
+export function newGoogleAccountId(): string {
+  return `1${String(randomInt(1e10)).padStart(10, '0')}${String(randomInt(1e10)).padStart(10, '0')}`;
 }
 
 export function s256(verifier: string): string {
@@ -84,7 +94,7 @@ export class GoogleTokenStore {
         return undefined;
       }
     }
-    return this.issue({ scope: record.scope, revoked: false }, record.offline);
+    return this.issue({ scope: record.scope, account: record.account, revoked: false }, record.offline);
   }
 
   /** undefined means invalid_grant. */
@@ -99,7 +109,7 @@ export class GoogleTokenStore {
   accessTokenState(accessToken: string): AccessTokenState | undefined {
     const record = this.accessTokens.get(accessToken);
     if (!record) return undefined;
-    return { revoked: record.grant.revoked, expired: this.clock() >= record.expiresAt };
+    return { revoked: record.grant.revoked, expired: this.clock() >= record.expiresAt, account: record.grant.account };
   }
 
   /** Revokes the whole grant behind a live access or refresh token; false when the token is not live. */
@@ -144,7 +154,7 @@ export class GoogleTokenStore {
     const accessToken = mint('ya29.', 48);
     this.accessTokens.set(accessToken, { grant, expiresAt: this.clock() + this.accessLifetimeSeconds * 1000 });
     this.issued.push(accessToken);
-    const tokens: IssuedTokens = { accessToken, expiresIn: this.accessLifetimeSeconds, scope: grant.scope };
+    const tokens: IssuedTokens = { accessToken, expiresIn: this.accessLifetimeSeconds, scope: grant.scope, account: grant.account };
     if (withRefreshToken) {
       const refreshToken = mint('1//', 48);
       this.refreshTokens.set(refreshToken, { grant, rotatedAway: false });

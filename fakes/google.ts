@@ -1,10 +1,16 @@
 // A fake Google OAuth + Calendar server for tests and sandbox mode. Binds to 127.0.0.1 only.
 // Status codes and error bodies mirror real Google so client code is exercised as in production.
+// Calendar (google-calendar-api.ts), push channels (google-push.ts) and signing keys with the RISC
+// transmitter (google-risc.ts) are modules of their own on the same server.
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import formbody from '@fastify/formbody';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { GoogleTokenStore, type IssuedTokens } from './google-tokens';
+import { FakeCalendarApi, type CalendarApiSwitches, type FakeCalendar } from './google-calendar-api';
+import { FakePushChannels, type FakeChannel, type PushDelivery } from './google-push';
+import { FakeGoogleKeys, GOOGLE_RISC_ISSUER, type RiscEventName, type SecurityEventDelivery, type SecurityEventOptions } from './google-risc';
+import { clientCredentials, errorPage, paramsOf, type Params } from './google-oauth-http';
+import { GoogleTokenStore, newGoogleAccountId, type IssuedTokens } from './google-tokens';
 
 export interface FakeGoogleOptions {
   clientId: string;
@@ -16,7 +22,7 @@ export interface FakeGoogleOptions {
 }
 
 export interface FakeGoogleCall {
-  endpoint: 'authorize' | 'token' | 'revoke' | 'calendarList';
+  endpoint: 'authorize' | 'token' | 'revoke' | 'calendarList' | 'eventsList' | 'eventsWatch' | 'channelsStop';
   at: number;
   status: number;
   grantType?: string;
@@ -28,7 +34,9 @@ export interface FakeGoogleSwitches {
   invalidGrant: boolean;
   rotateRefreshTokens: boolean;
   delayMs: number;
+  /** Token and revocation endpoints only; the Calendar API has its own in `calendar`. */
   failNext(count: number, status?: number): void;
+  calendar: CalendarApiSwitches;
 }
 
 export interface FakeGoogle {
@@ -37,9 +45,24 @@ export interface FakeGoogle {
   tokenUrl: string;
   revokeUrl: string;
   calendarApiUrl: string;
+  /** Google's key set for id_tokens and security event tokens (GOOGLE_RISC_JWKS_URL). */
+  riscJwksUrl: string;
+  riscIssuer: string;
   switches: FakeGoogleSwitches;
   calls: FakeGoogleCall[];
+  /** Every token and code it issued, every channel token it was given, and the client secret. */
   issuedSecrets(): string[];
+  /** The next authorizations are approved by this Google account (`sub`); without it, each by a new one. */
+  signInAs(account: string | undefined): void;
+  /** The primary calendar of a Google account, for the test to edit. */
+  calendar(account: string): FakeCalendar;
+  channels(): FakeChannel[];
+  liveChannels(): FakeChannel[];
+  expireChannel(channelId: string): void;
+  notify(channelId?: string): Promise<PushDelivery[]>;
+  redeliver(channelId: string, messageNumber: number): Promise<PushDelivery>;
+  registerRiscReceiver(url: string): void;
+  sendSecurityEvent(account: string, event: RiscEventName, options?: SecurityEventOptions): Promise<SecurityEventDelivery>;
   liveRefreshTokens(): string[];
   isRevoked(token: string): boolean;
   revokeAllGrants(): void;
@@ -53,60 +76,22 @@ interface Answer {
   error?: string;
 }
 
-type Params = Record<string, string | undefined>;
-
 const EXPIRED_OR_REVOKED = 'Token has been expired or revoked.';
 
 function oauthError(status: number, error: string, description?: string): Answer {
   return { status, error, body: description === undefined ? { error } : { error, error_description: description } };
 }
 
-// Repeated or non-string parameters count as missing, which is what a strict server makes of them.
-function paramsOf(value: unknown): Params {
-  const params: Params = {};
-  if (typeof value !== 'object' || value === null) return params;
-  for (const [key, entry] of Object.entries(value)) {
-    if (typeof entry === 'string') params[key] = entry;
-  }
-  return params;
-}
-
-// RFC 6749 §2.3.1: Basic credentials are form-urlencoded before base64.
-function formDecode(text: string): string {
-  try {
-    return decodeURIComponent(text.replace(/\+/g, ' '));
-  } catch {
-    return text;
-  }
-}
-
-function clientCredentials(request: FastifyRequest, body: Params): { id?: string; secret?: string } {
-  const header = request.headers.authorization;
-  if (header === undefined || !/^basic /i.test(header)) return { id: body.client_id, secret: body.client_secret };
-  const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  if (colon < 0) return { id: formDecode(decoded) };
-  return { id: formDecode(decoded.slice(0, colon)), secret: formDecode(decoded.slice(colon + 1)) };
-}
-
-function tokenBody(tokens: IssuedTokens): object {
+// Google adds an id_token whenever the grant includes `openid`.
+async function tokenBody(tokens: IssuedTokens, keys: FakeGoogleKeys): Promise<object> {
   return {
     access_token: tokens.accessToken,
     expires_in: tokens.expiresIn,
     ...(tokens.refreshToken === undefined ? {} : { refresh_token: tokens.refreshToken }),
     scope: tokens.scope,
     token_type: 'Bearer',
+    ...(tokens.scope.split(' ').includes('openid') ? { id_token: await keys.idToken(tokens.account) } : {}),
   };
-}
-
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
-
-function errorPage(error: string, detail: string): string {
-  return `<!doctype html><html><head><title>Error 400 (${error})</title></head>` +
-    `<body><h1>Access blocked: authorization error</h1><p>Error 400: ${escapeHtml(error)}</p>` +
-    `<p>${escapeHtml(detail)}</p></body></html>`;
 }
 
 export async function startFakeGoogle(options: FakeGoogleOptions): Promise<FakeGoogle> {
@@ -114,6 +99,10 @@ export async function startFakeGoogle(options: FakeGoogleOptions): Promise<FakeG
   const tokens = new GoogleTokenStore(clock, options.accessTokenLifetimeSeconds ?? 3599);
   const calls: FakeGoogleCall[] = [];
   let pendingFailures = { count: 0, status: 503 };
+  let signedInAccount: string | undefined;
+  const keys = await FakeGoogleKeys.create(options.clientId, clock);
+  const calendarApi = new FakeCalendarApi(tokens, clock, calls);
+  const push = new FakePushChannels(calendarApi, clock, () => url);
 
   const switches: FakeGoogleSwitches = {
     invalidGrant: false,
@@ -124,6 +113,7 @@ export async function startFakeGoogle(options: FakeGoogleOptions): Promise<FakeG
       if (status !== 429 && (status < 500 || status > 599)) throw new RangeError('failNext status must be 429 or 5xx');
       pendingFailures = { count, status };
     },
+    calendar: calendarApi.switches,
   };
 
   // Request logs carry only method and path: query strings and headers may hold codes or tokens.
@@ -161,6 +151,7 @@ export async function startFakeGoogle(options: FakeGoogleOptions): Promise<FakeG
       scope,
       ...(q.code_challenge === undefined ? {} : { challenge: q.code_challenge }),
       offline: q.access_type === 'offline',
+      account: signedInAccount ?? newGoogleAccountId(),
     });
     const target = new URL(redirectUri);
     if (q.state !== undefined) target.searchParams.set('state', q.state);
@@ -170,7 +161,7 @@ export async function startFakeGoogle(options: FakeGoogleOptions): Promise<FakeG
     return reply.redirect(target.toString(), 302);
   });
 
-  function tokenAnswer(request: FastifyRequest, body: Params): Answer {
+  async function tokenAnswer(request: FastifyRequest, body: Params): Promise<Answer> {
     const client = clientCredentials(request, body);
     if (client.id === undefined) return oauthError(400, 'invalid_request', 'Could not determine client ID from request.');
     if (client.id !== options.clientId) return oauthError(401, 'invalid_client', 'The OAuth client was not found.');
@@ -184,12 +175,12 @@ export async function startFakeGoogle(options: FakeGoogleOptions): Promise<FakeG
         if (body.code === undefined) return oauthError(400, 'invalid_request', 'Missing required parameter: code');
         if (body.redirect_uri === undefined) return oauthError(400, 'invalid_request', 'Missing required parameter: redirect_uri');
         const issued = tokens.redeemCode(body.code, body.redirect_uri, body.code_verifier);
-        return issued ? { status: 200, body: tokenBody(issued) } : oauthError(400, 'invalid_grant', 'Bad Request');
+        return issued ? { status: 200, body: await tokenBody(issued, keys) } : oauthError(400, 'invalid_grant', 'Bad Request');
       }
       case 'refresh_token': {
         if (body.refresh_token === undefined) return oauthError(400, 'invalid_request', 'Missing required parameter: refresh_token');
         const issued = switches.invalidGrant ? undefined : tokens.refresh(body.refresh_token, switches.rotateRefreshTokens);
-        return issued ? { status: 200, body: tokenBody(issued) } : oauthError(400, 'invalid_grant', EXPIRED_OR_REVOKED);
+        return issued ? { status: 200, body: await tokenBody(issued, keys) } : oauthError(400, 'invalid_grant', EXPIRED_OR_REVOKED);
       }
       default:
         return oauthError(400, 'unsupported_grant_type', `Invalid grant_type: ${body.grant_type}`);
@@ -208,7 +199,7 @@ export async function startFakeGoogle(options: FakeGoogleOptions): Promise<FakeG
     endpoint: 'token' | 'revoke',
     request: FastifyRequest,
     reply: FastifyReply,
-    handle: (request: FastifyRequest, body: Params) => Answer,
+    handle: (request: FastifyRequest, body: Params) => Answer | Promise<Answer>,
   ): Promise<FastifyReply> {
     const at = clock();
     const body = paramsOf(request.body);
@@ -218,7 +209,7 @@ export async function startFakeGoogle(options: FakeGoogleOptions): Promise<FakeG
       const status = pendingFailures.status;
       answer = oauthError(status, status === 429 ? 'rate_limit_exceeded' : 'backend_error');
     } else {
-      answer = handle(request, body);
+      answer = await handle(request, body);
     }
     if (switches.delayMs > 0) await sleep(switches.delayMs);
     calls.push({
@@ -234,21 +225,9 @@ export async function startFakeGoogle(options: FakeGoogleOptions): Promise<FakeG
   app.post('/token', (request, reply) => oauthEndpoint('token', request, reply, tokenAnswer));
   app.post('/revoke', (request, reply) => oauthEndpoint('revoke', request, reply, revokeAnswer));
 
-  app.get('/calendar/v3/users/me/calendarList', async (request, reply) => {
-    const at = clock();
-    const match = /^Bearer (\S+)$/i.exec(request.headers.authorization ?? '');
-    const state = match?.[1] === undefined ? undefined : tokens.accessTokenState(match[1]);
-    const accessTokenExpired = state?.expired ?? false;
-    if (!state || state.revoked || state.expired) {
-      calls.push({ endpoint: 'calendarList', at, status: 401, accessTokenExpired });
-      return reply
-        .code(401)
-        .header('www-authenticate', 'Bearer realm="https://accounts.google.com/", error="invalid_token"')
-        .send({ error: { code: 401, message: 'Request had invalid authentication credentials.', status: 'UNAUTHENTICATED' } });
-    }
-    calls.push({ endpoint: 'calendarList', at, status: 200, accessTokenExpired });
-    return { kind: 'calendar#calendarList', items: [{ id: 'primary', summary: 'Primary' }] };
-  });
+  app.get('/oauth2/v3/certs', async () => keys.jwks());
+  calendarApi.register(app);
+  push.register(app);
 
   await app.listen({ host: '127.0.0.1', port: options.port ?? 0 });
   const { port } = app.server.address() as AddressInfo;
@@ -260,9 +239,22 @@ export async function startFakeGoogle(options: FakeGoogleOptions): Promise<FakeG
     tokenUrl: `${url}/token`,
     revokeUrl: `${url}/revoke`,
     calendarApiUrl: `${url}/calendar/v3`,
+    riscJwksUrl: `${url}/oauth2/v3/certs`,
+    riscIssuer: GOOGLE_RISC_ISSUER,
     switches,
     calls,
-    issuedSecrets: () => [...tokens.issuedSecrets(), options.clientSecret],
+    issuedSecrets: () => [...tokens.issuedSecrets(), ...push.channelTokens(), options.clientSecret],
+    signInAs: (account) => {
+      signedInAccount = account;
+    },
+    calendar: (account) => calendarApi.calendar(account),
+    channels: () => push.channels(),
+    liveChannels: () => push.liveChannels(),
+    expireChannel: (channelId) => push.expireChannel(channelId),
+    notify: (channelId) => push.notify(channelId),
+    redeliver: (channelId, messageNumber) => push.redeliver(channelId, messageNumber),
+    registerRiscReceiver: (receiverUrl) => keys.registerRiscReceiver(receiverUrl),
+    sendSecurityEvent: (account, event, eventOptions) => keys.sendSecurityEvent(account, event, eventOptions),
     liveRefreshTokens: () => tokens.liveRefreshTokens(),
     isRevoked: (token) => tokens.isRevoked(token),
     revokeAllGrants: () => tokens.revokeAll(),
@@ -273,6 +265,7 @@ export async function startFakeGoogle(options: FakeGoogleOptions): Promise<FakeG
       switches.rotateRefreshTokens = false;
       switches.delayMs = 0;
       pendingFailures = { count: 0, status: 503 };
+      calendarApi.reset();
     },
     close: () => app.close(),
   };

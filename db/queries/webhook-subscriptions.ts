@@ -69,3 +69,9 @@ export async function endWebhookSubscription(db: CommonQueryMethods, id: string,
     UPDATE webhook_subscriptions SET status = ${status}, stopped_at = now(), verification_enc = NULL
     WHERE id = ${id} AND status = 'active'`);
 }
+
+/** Completes a subscription recorded before the provider was asked: the resource id and expiry the provider granted. */
+export async function recordWebhookSubscriptionGranted(db: CommonQueryMethods, id: string, grant: { resourceId: string; expiresAt: Date }): Promise<void> {
+  await db.query(sql.unsafe`
+    UPDATE webhook_subscriptions SET resource_id = ${grant.resourceId}, expires_at = ${sql.timestamp(grant.expiresAt)} WHERE id = ${id}`);
+}

@@ -1,3 +1,5 @@
+import { decodeJwt } from 'jose';
+import { z } from 'zod';
 import type { GoogleSettings, OAuthClientCredentials } from '../config';
 import { classifyOAuthErrorResponse, providerFetch, ProviderError } from './provider-error';
 import { readStandardTokenResponse, type ProviderTokens } from './oauth-tokens';
@@ -5,6 +7,7 @@ import type { AuthorizationRequest, OAuthProviderAdapter, RevocationOutcome } fr
 
 const PROVIDER = 'Google';
 const REQUEST_TIMEOUT_MS = 15_000;
+const idTokenField = z.object({ id_token: z.string().min(1).optional() });
 
 /** Google's OAuth 2.0 endpoints, as described in shared/protocols.md. */
 export class GoogleCalendarAdapter implements OAuthProviderAdapter {
@@ -40,19 +43,21 @@ export class GoogleCalendarAdapter implements OAuthProviderAdapter {
   }
 
   async exchangeCode(input: { code: string; codeVerifier: string; redirectUri: string }): Promise<ProviderTokens & { refreshToken: string }> {
-    const tokens = await this.tokenRequest({
+    const response = await this.tokenRequest({
       grant_type: 'authorization_code',
       code: input.code,
       code_verifier: input.codeVerifier,
       redirect_uri: input.redirectUri,
     });
+    const tokens = await readStandardTokenResponse(PROVIDER, response.clone());
     const { refreshToken } = tokens;
     if (!refreshToken) throw new ProviderError('protocol', `${PROVIDER} issued no refresh token: access_type=offline was not honoured`);
-    return { ...tokens, refreshToken };
+    const accountId = await this.accountIdOf(response);
+    return { ...tokens, refreshToken, ...(accountId === undefined ? {} : { accountId }) };
   }
 
-  refresh(refreshToken: string): Promise<ProviderTokens> {
-    return this.tokenRequest({ grant_type: 'refresh_token', refresh_token: refreshToken });
+  async refresh(refreshToken: string): Promise<ProviderTokens> {
+    return readStandardTokenResponse(PROVIDER, await this.tokenRequest({ grant_type: 'refresh_token', refresh_token: refreshToken }));
   }
 
   /** Revoking the refresh token ends the whole grant, access tokens included. */
@@ -65,7 +70,29 @@ export class GoogleCalendarAdapter implements OAuthProviderAdapter {
     throw error;
   }
 
-  private async tokenRequest(grant: Record<string, string>): Promise<ProviderTokens> {
+  /**
+   * The Google account that granted access (`sub` of the id_token, present when `openid` was asked for),
+   * which RISC security events name. The id_token came straight from Google's token endpoint over TLS, so
+   * OpenID Connect Core 3.1.3.7 lets us skip its signature; its audience must still be us.
+   */
+  private async accountIdOf(response: Response): Promise<string | undefined> {
+    const parsed = idTokenField.safeParse(await response.json().catch(() => undefined));
+    const idToken = parsed.success ? parsed.data.id_token : undefined;
+    if (idToken === undefined) return undefined;
+    let claims: ReturnType<typeof decodeJwt>;
+    try {
+      claims = decodeJwt(idToken);
+    } catch {
+      throw new ProviderError('protocol', `${PROVIDER} issued an id_token that is not a JWT`);
+    }
+    const audiences = typeof claims.aud === 'string' ? [claims.aud] : (claims.aud ?? []);
+    if (!audiences.includes(this.credentials.clientId) || !claims.sub) {
+      throw new ProviderError('protocol', `${PROVIDER} issued an id_token for another client or without a subject`);
+    }
+    return claims.sub;
+  }
+
+  private async tokenRequest(grant: Record<string, string>): Promise<Response> {
     const response = await providerFetch(
       PROVIDER,
       this.settings.tokenUrl,
@@ -73,7 +100,7 @@ export class GoogleCalendarAdapter implements OAuthProviderAdapter {
       REQUEST_TIMEOUT_MS,
     );
     if (!response.ok) throw await classifyOAuthErrorResponse(PROVIDER, response);
-    return readStandardTokenResponse(PROVIDER, response);
+    return response;
   }
 
   private formPost(fields: Record<string, string>): RequestInit {

@@ -1,4 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startFakeGoogle, type FakeGoogle } from '../../fakes/google';
 
@@ -300,5 +302,159 @@ describe('fake Google', () => {
     expect(google.liveRefreshTokens()).toEqual([]);
     expect((await refresh(refreshToken)).body.error).toBe('invalid_grant');
     expect((await calendarList(accessToken)).status).toBe(401);
+  });
+});
+
+describe('fake Google Calendar API, push channels and RISC', () => {
+  const received: Array<{ path: string; headers: Record<string, string | string[] | undefined>; body: string }> = [];
+  let receiver: FastifyInstance;
+  let receiverUrl: string;
+
+  beforeAll(async () => {
+    receiver = Fastify();
+    receiver.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => done(null, body));
+    receiver.post('/*', async (request, reply) => {
+      received.push({ path: request.url, headers: request.headers, body: typeof request.body === 'string' ? request.body : '' });
+      return reply.code(202).send();
+    });
+    receiverUrl = await receiver.listen({ host: '127.0.0.1', port: 0 });
+  });
+  afterAll(() => receiver.close());
+  beforeEach(() => {
+    received.length = 0;
+  });
+
+  async function connectAs(account: string, scope = SCOPE): Promise<Record<string, unknown>> {
+    google.signInAs(account);
+    try {
+      const { verifier, challenge } = pkce();
+      const response = await authorize({
+        client_id: CLIENT_ID,
+        redirect_uri: REDIRECT_URI,
+        response_type: 'code',
+        scope,
+        code_challenge: challenge,
+        code_challenge_method: 'S256',
+        access_type: 'offline',
+      });
+      const code = new URL(response.headers.get('location')!).searchParams.get('code')!;
+      const { status, body } = await exchange(code, verifier);
+      expect(status).toBe(200);
+      return body;
+    } finally {
+      google.signInAs(undefined);
+    }
+  }
+
+  async function listEvents(accessToken: string, query: Record<string, string> = {}) {
+    const response = await fetch(`${google.calendarApiUrl}/calendars/primary/events?${new URLSearchParams(query)}`, { headers: { authorization: `Bearer ${accessToken}` } });
+    return { status: response.status, body: (await response.json()) as { items: Array<Record<string, unknown>>; nextPageToken?: string; nextSyncToken?: string; error?: { errors: Array<{ reason: string }> } } };
+  }
+
+  function calendarPost(accessToken: string, path: string, body: object) {
+    return fetch(`${google.calendarApiUrl}${path}`, { method: 'POST', headers: { authorization: `Bearer ${accessToken}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  }
+
+  it('issues an id_token signed with its published key when openid is granted, naming the account', async () => {
+    const body = await connectAs('111111111111111111111', `openid ${SCOPE}`);
+    const keys = createLocalJWKSet((await (await fetch(google.riscJwksUrl)).json()) as JSONWebKeySet);
+    const { payload } = await jwtVerify(body.id_token as string, keys, { issuer: 'https://accounts.google.com', audience: CLIENT_ID });
+    expect(payload.sub).toBe('111111111111111111111');
+    expect((await connectAs('111111111111111111111')).id_token).toBeUndefined();
+  });
+
+  it('lists events in pages, then only the changes since the sync token, deletions as cancelled', async () => {
+    const { access_token: accessToken } = await connectAs('222222222222222222222');
+    const calendar = google.calendar('222222222222222222222');
+    const ids = [1, 2, 3].map((day) => calendar.add({ summary: `stay ${day}`, start: `2030-02-0${day}`, end: `2030-02-0${day + 1}` }));
+    google.switches.calendar.eventsPageSize = 2;
+
+    const first = await listEvents(accessToken as string);
+    expect(first.status).toBe(200);
+    expect(first.body.items.map((item) => item.id)).toEqual(ids.slice(0, 2));
+    expect(first.body.items[0]).toMatchObject({ status: 'confirmed', summary: 'stay 1', start: { date: '2030-02-01' }, end: { date: '2030-02-02' } });
+    expect(first.body.nextSyncToken).toBeUndefined();
+    const second = await listEvents(accessToken as string, { pageToken: first.body.nextPageToken! });
+    expect(second.body.items.map((item) => item.id)).toEqual([ids[2]]);
+    const syncToken = second.body.nextSyncToken!;
+    expect(syncToken).toBeDefined();
+
+    calendar.change(ids[0]!, { start: '2030-03-01T10:00:00Z', end: '2030-03-01T12:00:00Z' });
+    calendar.remove(ids[1]!);
+    const changes = await listEvents(accessToken as string, { syncToken, showDeleted: 'true' });
+    expect(changes.body.items).toEqual([
+      expect.objectContaining({ id: ids[0], start: { dateTime: '2030-03-01T10:00:00.000Z' } }),
+      { kind: 'calendar#event', etag: expect.any(String), id: ids[1], status: 'cancelled' },
+    ]);
+    expect((await listEvents(accessToken as string, { syncToken: changes.body.nextSyncToken! })).body.items).toEqual([]);
+
+    google.switches.calendar.expireSyncTokens();
+    const gone = await listEvents(accessToken as string, { syncToken: changes.body.nextSyncToken! });
+    expect(gone.status).toBe(410);
+    expect(gone.body.error?.errors[0]?.reason).toBe('fullSyncRequired');
+    expect(google.calls.at(-1)).toMatchObject({ endpoint: 'eventsList', status: 410 });
+  });
+
+  it('keeps calendars apart, refuses bad tokens and fails as told', async () => {
+    const { access_token: accessToken } = await connectAs('333333333333333333333');
+    google.calendar('444444444444444444444').add({ start: '2030-02-01', end: '2030-02-02' });
+    expect((await listEvents(accessToken as string)).body.items).toEqual([]);
+    expect((await listEvents('ya29.never-issued')).status).toBe(401);
+    google.switches.calendar.failNextApiCalls(1, 503);
+    expect((await listEvents(accessToken as string)).status).toBe(503);
+    expect((await listEvents(accessToken as string)).status).toBe(200);
+  });
+
+  it('opens push channels that notify with Google\'s headers, sync first, until stopped or expired', async () => {
+    const { access_token: accessToken } = await connectAs('555555555555555555555');
+    const address = `${receiverUrl}/hook`;
+    const watch = await calendarPost(accessToken as string, '/calendars/primary/events/watch', { id: 'channel-1', type: 'web_hook', address, token: 'channel-secret', params: { ttl: '3600' } });
+    expect(watch.status).toBe(200);
+    const channel = (await watch.json()) as Record<string, string>;
+    expect(channel).toMatchObject({ kind: 'api#channel', id: 'channel-1', token: 'channel-secret', expiration: String(now + 3600 * 1000) });
+    expect(google.liveChannels().map((live) => live.id)).toContain('channel-1');
+    expect(google.issuedSecrets()).toContain('channel-secret');
+    const duplicate = await calendarPost(accessToken as string, '/calendars/primary/events/watch', { id: 'channel-1', type: 'web_hook', address });
+    expect(duplicate.status).toBe(400);
+
+    const deliveries = await google.notify('channel-1');
+    expect(deliveries.map((delivery) => [delivery.state, delivery.messageNumber, delivery.status])).toEqual([['sync', 1, 202], ['exists', 2, 202]]);
+    expect(received.map((request) => request.headers)).toEqual([
+      expect.objectContaining({ 'x-goog-channel-id': 'channel-1', 'x-goog-channel-token': 'channel-secret', 'x-goog-resource-id': channel.resourceId, 'x-goog-resource-state': 'sync', 'x-goog-message-number': '1' }),
+      expect.objectContaining({ 'x-goog-resource-state': 'exists', 'x-goog-message-number': '2' }),
+    ]);
+    expect((await google.redeliver('channel-1', 2)).messageNumber).toBe(2);
+    expect(received.at(-1)?.headers['x-goog-message-number']).toBe('2');
+
+    const stop = (id: string, resourceId: string) => calendarPost(accessToken as string, '/channels/stop', { id, resourceId });
+    expect((await stop('channel-1', 'another-resource')).status).toBe(404);
+    expect((await stop('channel-1', channel.resourceId!)).status).toBe(204);
+    expect(google.liveChannels().map((live) => live.id)).not.toContain('channel-1');
+    await expect(google.notify('channel-1')).rejects.toThrow(/not live/);
+
+    await calendarPost(accessToken as string, '/calendars/primary/events/watch', { id: 'channel-2', type: 'web_hook', address, params: { ttl: '60' } });
+    now += 60 * 1000;
+    expect(google.liveChannels().map((live) => live.id)).not.toContain('channel-2');
+    await calendarPost(accessToken as string, '/calendars/primary/events/watch', { id: 'channel-3', type: 'web_hook', address });
+    google.expireChannel('channel-3');
+    expect(google.liveChannels().map((live) => live.id)).not.toContain('channel-3');
+  });
+
+  it('signs security event tokens with its published key and POSTs them to the receiver', async () => {
+    google.registerRiscReceiver(`${receiverUrl}/risc`);
+    const delivery = await google.sendSecurityEvent('666666666666666666666', 'tokens-revoked');
+    expect(delivery.status).toBe(202);
+    expect(received[0]).toMatchObject({ path: '/risc', headers: expect.objectContaining({ 'content-type': 'application/secevent+jwt' }), body: delivery.token });
+    const keys = createLocalJWKSet((await (await fetch(google.riscJwksUrl)).json()) as JSONWebKeySet);
+    const { payload } = await jwtVerify(delivery.token, keys, { issuer: google.riscIssuer, audience: CLIENT_ID });
+    expect(payload).toMatchObject({
+      jti: delivery.jti,
+      events: { 'https://schemas.openid.net/secevent/oauth/event-type/tokens-revoked': { subject: { subject_type: 'iss-sub', iss: google.riscIssuer, sub: '666666666666666666666' } } },
+    });
+    expect(payload.exp).toBeUndefined();
+
+    const forged = await google.sendSecurityEvent('666666666666666666666', 'tokens-revoked', { signer: 'untrusted' });
+    await expect(jwtVerify(forged.token, keys)).rejects.toThrow(/signature verification failed/);
+    await expect(google.sendSecurityEvent('6', 'verification', { receiverUrl: 'https://example.com/risc' })).rejects.toThrow(/loopback/);
   });
 });

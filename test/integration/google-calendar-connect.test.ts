@@ -70,13 +70,14 @@ describe('Google Calendar connection (dev server)', () => {
     const { connectionId, workflowId } = connected.body as { connectionId: string; workflowId: string };
     expect(workflowId).toBe(`connection:google-calendar:${connectionId}`);
 
-    const state = await waitForConnectionState(platform, workflowId, (s) => s.status === 'active');
+    // Active, its push channel opened and the calendar read once.
+    const state = await waitForConnectionState(platform, workflowId, (s) => s.status === 'active' && (s.sync?.runCount ?? 0) >= 1);
     expect(state.accessTokenExpiresAt).toBeGreaterThan(Date.now() + 55 * 60 * 1000);
     expect(state.refreshDueAt).toBeLessThanOrEqual(state.accessTokenExpiresAt! - platform.config.tokenRefresh.marginSeconds * 1000);
 
     const stored = await readConnection(connectionId);
     expect(stored.status).toBe('active');
-    expect(stored.scopes).toEqual(['https://www.googleapis.com/auth/calendar.readonly']);
+    expect(stored.scopes).toEqual(['openid', 'https://www.googleapis.com/auth/userinfo.email', 'https://www.googleapis.com/auth/calendar.readonly']);
     const [refreshToken] = google.liveRefreshTokens();
     expect(refreshToken).toBeDefined();
     for (const envelope of [stored.accessTokenEnc!, stored.refreshTokenEnc!]) {
@@ -113,7 +114,7 @@ describe('Google Calendar connection (dev server)', () => {
     });
     const description = await platform.client.workflow.getHandle(workflowId).describe();
     expect(description.status.name).toBe('COMPLETED');
-    expect(await auditActions(connectionId)).toEqual(['IntegrationConnect', 'OAuthRevoke', 'IntegrationDisconnect']);
+    expect(await auditActions(connectionId)).toEqual(['IntegrationConnect', 'WebhookSubscriptionCreate', 'WebhookSubscriptionStop', 'OAuthRevoke', 'IntegrationDisconnect']);
     const userActions = await platform.db.anyFirst(sql.type(z.object({ action: z.string() }))`
       SELECT action FROM audit_log WHERE user_id = ${userId} AND connection_id IS NULL ORDER BY id`);
     expect(userActions).toEqual(['UserLogin', 'IntegrationConnectStarted', 'IntegrationConnectStarted']);
@@ -126,17 +127,18 @@ describe('Google Calendar connection (dev server)', () => {
     const { sessionToken } = await platform.signUp('carol@example.com');
     const first = await connectGoogleCalendar(platform, sessionToken);
     const { connectionId, workflowId } = first.body as { connectionId: string; workflowId: string };
-    const before = await waitForConnectionState(platform, workflowId, (s) => s.status === 'active');
+    const before = await waitForConnectionState(platform, workflowId, (s) => s.status === 'active' && s.renewSubscriptionsAt !== undefined);
 
     const again = await connectGoogleCalendar(platform, sessionToken);
     expect(again.status).toBe(202);
     expect(again.body).toMatchObject({ connectionId, workflowId });
-    const after = await waitForConnectionState(platform, workflowId, (s) => s.tokenVersion > before.tokenVersion);
+    const after = await waitForConnectionState(platform, workflowId, (s) => s.tokenVersion > before.tokenVersion && s.setUpDueAt === undefined);
     expect(after.status).toBe('active');
     const stored = await readConnection(connectionId);
     const refreshToken = platform.crypto.decrypt(stored.refreshTokenEnc!, { table: 'integration_connections', column: 'refresh_token_enc', rowId: connectionId });
     expect(google.liveRefreshTokens()).toContain(refreshToken);
-    expect(await auditActions(connectionId)).toEqual(['IntegrationConnect', 'IntegrationConnect']);
+    // The re-consent kept the push channel the first authorization opened.
+    expect(await auditActions(connectionId)).toEqual(['IntegrationConnect', 'WebhookSubscriptionCreate', 'IntegrationConnect']);
   });
 
   it('disconnects a connection whose workflow was terminated: a new run revokes and wipes', async () => {

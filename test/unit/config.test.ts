@@ -52,7 +52,11 @@ describe('loadConfig', () => {
       authorizeUrl: 'https://accounts.google.com/o/oauth2/v2/auth',
       tokenUrl: 'https://oauth2.googleapis.com/token',
       revokeUrl: 'https://oauth2.googleapis.com/revoke',
-      scopes: ['https://www.googleapis.com/auth/calendar.readonly'],
+      scopes: ['openid', 'https://www.googleapis.com/auth/userinfo.email', 'https://www.googleapis.com/auth/calendar.readonly'],
+      calendarApiUrl: 'https://www.googleapis.com/calendar/v3',
+      syncIntervalSeconds: 6 * 3600,
+      channelTtlSeconds: 7 * 24 * 3600,
+      risc: { issuer: 'https://accounts.google.com/', jwksUrl: 'https://www.googleapis.com/oauth2/v3/certs' },
     });
     expect(config.microsoft.credentials).toBeUndefined();
     expect(config.airbnb.credentials).toBeUndefined();
