@@ -1,11 +1,10 @@
 import { createServer } from 'node:http';
 import { NativeConnection, Runtime, makeTelemetryFilterString } from '@temporalio/worker';
-import { sql } from 'slonik';
-import pino from 'pino';
 import { loadConfig, WORKER_NEEDS } from './config';
-import { loggerOptions } from './logger';
+import { createLogger, temporalRuntimeLogger } from './logger';
 import { runUntilSignalled } from './process';
 import { createPayloadCodec } from './payload-codec';
+import { checkReadiness, platformReadinessChecks } from './readiness';
 import { createPlatformServices } from './services';
 import { createConnectionWorker } from './worker';
 import { ensureHousekeepingSchedule } from './schedules';
@@ -14,8 +13,13 @@ import { connectTemporalClient } from './temporal';
 /** Production entry of the Temporal worker, with /healthz and /readyz for the orchestrator. */
 await runUntilSignalled('worker', async () => {
   const config = loadConfig(process.env, WORKER_NEEDS);
-  const logger = pino(loggerOptions(config));
-  Runtime.install({ telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'WARN' }) } }, shutdownSignals: [] });
+  const logger = createLogger(config);
+  // One JSON log: the SDK's, the workflows' and the activities' lines (with their workflowId) go through pino too.
+  Runtime.install({
+    logger: temporalRuntimeLogger(logger, config.logLevel),
+    telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'WARN' }), forward: {} } },
+    shutdownSignals: [],
+  });
   const payloadCodec = createPayloadCodec(config.payloadEncryption);
   const services = await createPlatformServices(config);
   const connection = await NativeConnection.connect({ address: config.temporal.address });
@@ -25,11 +29,18 @@ await runUntilSignalled('worker', async () => {
     taskQueue: config.temporal.taskQueue,
     dependencies: { ...services, clock: () => new Date() },
     payloadCodec,
+    shutdownGraceSeconds: config.workerShutdownGraceSeconds,
   });
   const running = worker.run();
   const client = await connectTemporalClient(config.temporal, payloadCodec);
   await ensureHousekeepingSchedule(client, config.temporal.taskQueue);
 
+  const readinessChecks = {
+    ...platformReadinessChecks(services.db, client.connection),
+    worker: async () => {
+      if (worker.getState() !== 'RUNNING') throw new Error(`worker is ${worker.getState()}`);
+    },
+  };
   const health = createServer((request, response) => {
     const answer = (status: number, body: object) => {
       response.writeHead(status, { 'content-type': 'application/json' });
@@ -37,15 +48,13 @@ await runUntilSignalled('worker', async () => {
     };
     if (request.url === '/healthz') return answer(200, { status: 'ok', worker: worker.getState() });
     if (request.url !== '/readyz') return answer(404, { error: 'not_found' });
-    void services.db
-      .oneFirst(sql.unsafe`SELECT 1`)
-      .then(() => worker.getState() === 'RUNNING', () => false)
-      .then((ready) => answer(ready ? 200 : 503, { status: ready ? 'ready' : 'not_ready', worker: worker.getState() }));
+    void checkReadiness(readinessChecks).then((readiness) => answer(readiness.status === 'ready' ? 200 : 503, readiness));
   });
   health.listen(config.workerHealthPort, config.http.host);
   logger.info({ taskQueue: config.temporal.taskQueue, temporal: config.temporal.address, healthPort: config.workerHealthPort }, 'worker started');
 
   return async () => {
+    logger.info({ graceSeconds: config.workerShutdownGraceSeconds }, 'worker stopping: no new tasks, running activities may finish');
     health.close();
     // shutdown() lets running activities finish (up to the worker's grace time) before run() resolves.
     worker.shutdown();

@@ -15,6 +15,11 @@ export interface ConnectionWorkerOptions {
   /** Tests bundle the workflows once and hand the bundle to every worker they start. */
   workflowBundle?: WorkerOptions['workflowBundle'];
   interceptors?: WorkerOptions['interceptors'];
+  /**
+   * How long shutdown() lets running activities finish before it cancels them (WORKER_SHUTDOWN_GRACE_SECONDS).
+   * Without it the SDK cancels at once, and an activity that honours cancellation loses its attempt.
+   */
+  shutdownGraceSeconds?: number;
 }
 
 export function createConnectionWorker(options: ConnectionWorkerOptions): Promise<Worker> {
@@ -25,6 +30,7 @@ export function createConnectionWorker(options: ConnectionWorkerOptions): Promis
     activities: createActivities(options.dependencies),
     dataConverter: { payloadCodecs: [options.payloadCodec] },
     ...(options.interceptors ? { interceptors: options.interceptors } : {}),
+    ...(options.shutdownGraceSeconds !== undefined ? { shutdownGraceTime: options.shutdownGraceSeconds * 1000 } : {}),
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
   });
 }

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { sql } from 'slonik';
+import { checkReadiness, type ReadinessChecks } from '../../platform/readiness';
 
 const healthSchema = {
   type: 'object',
@@ -7,18 +7,15 @@ const healthSchema = {
   properties: { status: { type: 'string' }, checks: { type: 'object', additionalProperties: { type: 'string' } } },
 } as const;
 
-/** Liveness says the process answers; readiness says it can do work (database and Temporal reachable). */
-export default async function health(app: FastifyInstance) {
-  const { db, temporal } = app.services;
+/**
+ * Liveness says the process answers; readiness says it can do work (every check passes; for the
+ * api-server and the reality-server: database and Temporal reachable). 503 names what is down.
+ */
+export default async function health(app: FastifyInstance, options: { checks: ReadinessChecks }) {
+  app.get('/healthz', { schema: { summary: 'Liveness', response: { 200: healthSchema } } }, async () => ({ status: 'ok' }));
 
-  app.get('/healthz', { schema: { response: { 200: healthSchema } } }, async () => ({ status: 'ok' }));
-
-  app.get('/readyz', { schema: { response: { 200: healthSchema, 503: healthSchema } } }, async (request, reply) => {
-    const [database, temporalServer] = await Promise.all([
-      db.oneFirst(sql.unsafe`SELECT 1`).then(() => 'ok', (error: Error) => `unreachable: ${error.message}`),
-      temporal.connection.workflowService.getSystemInfo({}).then(() => 'ok', (error: Error) => `unreachable: ${error.message}`),
-    ]);
-    const ready = database === 'ok' && temporalServer === 'ok';
-    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', checks: { database, temporal: temporalServer } });
+  app.get('/readyz', { schema: { summary: 'Readiness: database and Temporal reachable', response: { 200: healthSchema, 503: healthSchema } } }, async (_request, reply) => {
+    const readiness = await checkReadiness(options.checks);
+    return reply.code(readiness.status === 'ready' ? 200 : 503).send(readiness);
   });
 }

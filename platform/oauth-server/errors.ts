@@ -1,18 +1,20 @@
-/** RFC 6749 section 5.2 error codes (plus RFC 7009's unsupported_token_type), the only ones the server answers. */
-export type OAuthErrorCode =
-  | 'invalid_request'
-  | 'invalid_client'
-  | 'invalid_grant'
-  | 'unauthorized_client'
-  | 'unsupported_grant_type'
-  | 'unsupported_response_type'
-  | 'invalid_scope'
-  | 'access_denied'
-  | 'invalid_client_metadata'
-  | 'invalid_redirect_uri'
-  | 'invalid_token'
-  | 'temporarily_unavailable'
-  | 'server_error';
+/** The only error codes the server answers: RFC 6749 section 5.2's, RFC 7591's registration errors, and invalid_token. */
+export const OAUTH_ERROR_CODES = [
+  'invalid_request',
+  'invalid_client',
+  'invalid_grant',
+  'unauthorized_client',
+  'unsupported_grant_type',
+  'unsupported_response_type',
+  'invalid_scope',
+  'access_denied',
+  'invalid_client_metadata',
+  'invalid_redirect_uri',
+  'invalid_token',
+  'temporarily_unavailable',
+  'server_error',
+] as const;
+export type OAuthErrorCode = (typeof OAUTH_ERROR_CODES)[number];
 
 /** An OAuth error answered as `{ error, error_description }` with the status RFC 6749 asks for. */
 export class OAuthError extends Error {

@@ -52,24 +52,26 @@ const composeAvailable = spawnSync('docker', ['compose', 'version'], { stdio: 'i
 describe('docker-compose.yml', () => {
   it('defines every service', () => {
     expect(Object.keys(services).sort()).toEqual(
-      ['api-server', 'codec-server', 'migrate', 'postgres', 'temporal', 'temporal-ui', 'worker'].sort(),
+      ['api-server', 'codec-server', 'migrate', 'postgres', 'reality-server', 'temporal', 'temporal-ui', 'worker'].sort(),
     );
     expect(service('postgres').image).toBe('postgres:16');
     expect(service('temporal').image).toMatch(/^temporalio\/auto-setup:1\.28/);
     expect(service('temporal-ui').image).toMatch(/^temporalio\/ui/);
-    for (const name of ['api-server', 'worker', 'migrate', 'codec-server']) expect(service(name).build).toBeDefined();
+    for (const name of ['api-server', 'reality-server', 'worker', 'migrate', 'codec-server']) expect(service(name).build).toBeDefined();
   });
 
   it('publishes the expected ports', () => {
     expect(service('temporal').ports).toContain('7233:7233');
     expect(service('temporal-ui').ports).toContain('8233:8080');
     expect(service('api-server').ports).toContain('3000:3000');
+    expect(service('reality-server').ports).toContain('3002:3002');
     expect(service('codec-server').ports).toContain('8234:8234');
   });
 
   it('runs the right commands', () => {
     expect(commandOf('api-server')).toBe('npm start');
     expect(commandOf('worker')).toBe('npm run worker');
+    expect(commandOf('reality-server')).toBe('npm run reality');
     expect(commandOf('migrate')).toBe('npm run migrate');
     expect(commandOf('codec-server')).toBe('npm run codec-server');
   });
@@ -79,6 +81,8 @@ describe('docker-compose.yml', () => {
     expect(healthcheck('temporal')).toMatch(/temporal operator cluster health|tctl/);
     expect(healthcheck('api-server')).toContain('http://127.0.0.1:3000/readyz');
     expect(healthcheck('worker')).toContain('http://127.0.0.1:3001/readyz');
+    expect(healthcheck('reality-server')).toContain('http://127.0.0.1:3002/readyz');
+    expect(environment('reality-server').REALITY_PORT).toBe('3002');
     expect(environment('worker').WORKER_HEALTH_PORT).toBe('3001');
   });
 
@@ -95,7 +99,7 @@ describe('docker-compose.yml', () => {
   it('orders start-up with depends_on conditions', () => {
     expect(service('temporal').depends_on?.postgres?.condition).toBe('service_healthy');
     expect(service('migrate').depends_on?.postgres?.condition).toBe('service_healthy');
-    for (const name of ['api-server', 'worker']) {
+    for (const name of ['api-server', 'reality-server', 'worker']) {
       const dependsOn = service(name).depends_on;
       expect(dependsOn?.postgres?.condition, name).toBe('service_healthy');
       expect(dependsOn?.temporal?.condition, name).toBe('service_healthy');

@@ -159,7 +159,7 @@ export default async function authorize(app: FastifyInstance) {
   app.post<{ Body: { request_id?: string; csrf_token?: string; decision?: string } }>(
     '/oauth/authorize/decision',
     {
-      schema: { body: decisionBodySchema, response: htmlResponse },
+      schema: { consumes: ['application/x-www-form-urlencoded'], body: decisionBodySchema, response: htmlResponse },
       errorHandler: (error, _request, reply) => {
         if (isClientError(error)) {
           return sendHtml(reply, 400, errorPage('This answer cannot be used', 'The form was malformed. Nothing was authorized.'));

@@ -46,6 +46,7 @@ export default async function introspection(app: FastifyInstance) {
       config: { rateLimit: { max: 600, timeWindow: '1 minute', hook: 'preHandler', keyGenerator: clientRateLimitKey } },
       preValidation: requireFormParameters,
       schema: {
+        consumes: ['application/x-www-form-urlencoded'],
         body: tokenParametersSchema,
         response: { 200: introspectionResponseSchema, '4xx': oauthErrorSchema, '5xx': oauthErrorSchema },
       },

@@ -105,7 +105,7 @@ export default async function login(app: FastifyInstance) {
   app.post<{ Body: { email?: string; password?: string; csrf_token?: string; return_to?: string } }>(
     '/login',
     {
-      schema: { body: loginBodySchema, response: { '4xx': { type: 'string' } } },
+      schema: { consumes: ['application/x-www-form-urlencoded'], body: loginBodySchema, response: { '4xx': { type: 'string' } } },
       config: { rateLimit: LOGIN_RATE_LIMIT },
       errorHandler: htmlErrorHandler,
     },

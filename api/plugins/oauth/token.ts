@@ -39,6 +39,7 @@ export default async function token(app: FastifyInstance) {
       config: { rateLimit: { max: 300, timeWindow: '1 minute', hook: 'preHandler', keyGenerator: clientRateLimitKey } },
       preValidation: requireFormParameters,
       schema: {
+        consumes: ['application/x-www-form-urlencoded'],
         body: {
           type: 'object',
           properties: {

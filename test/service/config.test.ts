@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, REALITY_SERVER_NEEDS } from '../../platform/config';
+
+describe('service settings', () => {
+  it('defaults: 30 s shutdown grace, reality-server on 3002, OpenAPI off only in production', () => {
+    const development = loadConfig({ APP_ENV: 'development' });
+    expect(development.workerShutdownGraceSeconds).toBe(30);
+    expect(development.realityServer).toEqual({ host: '0.0.0.0', port: 3002 });
+    expect(development.openapiEnabled).toBe(true);
+    const production = loadConfig({ DATABASE_URL: 'postgres://db/app', TEMPORAL_PAYLOAD_KEY: 'set' }, REALITY_SERVER_NEEDS);
+    expect(production.openapiEnabled).toBe(false);
+    expect(loadConfig({ APP_ENV: 'development', OPENAPI_ENABLED: 'false', WORKER_SHUTDOWN_GRACE_SECONDS: '0' })).toMatchObject({ openapiEnabled: false, workerShutdownGraceSeconds: 0 });
+  });
+
+  it('names each malformed variable', () => {
+    const error = (() => {
+      try {
+        loadConfig({ APP_ENV: 'development', OPENAPI_ENABLED: 'yes', REALITY_PORT: '70000', WORKER_SHUTDOWN_GRACE_SECONDS: '-1' });
+      } catch (caught) {
+        return caught;
+      }
+    })();
+    expect(error).toBeInstanceOf(ConfigError);
+    for (const name of ['OPENAPI_ENABLED', 'REALITY_PORT', 'WORKER_SHUTDOWN_GRACE_SECONDS']) expect((error as ConfigError).message).toContain(name);
+  });
+
+  it('the reality-server needs its database and the payload key in production, nothing else', () => {
+    expect(() => loadConfig({}, REALITY_SERVER_NEEDS)).toThrow(
+      new ConfigError(['DATABASE_URL: is required in production', 'TEMPORAL_PAYLOAD_KEY: is required in production']).message,
+    );
+  });
+});

@@ -1,0 +1,76 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { FakeGoogle } from '../../fakes/google';
+import { fakeGoogleEnvironment, type TestPlatform } from '../helpers/platform';
+import { freePort } from '../helpers/ports';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** `npm run worker` as production runs it: its own process, configured by environment variables only. */
+export interface WorkerProcess {
+  child: ChildProcess;
+  healthUrl: string;
+  /** Every JSON line the worker logged so far. */
+  logLines: Array<Record<string, unknown>>;
+  /** Resolves with the exit code. */
+  exited: Promise<number | null>;
+  /** Resolves with the /readyz answer once it is 200; rejects when the process ends first. */
+  ready(timeoutMs?: number): Promise<Record<string, unknown>>;
+}
+
+export async function startWorkerProcess(platform: TestPlatform, temporal: TestWorkflowEnvironment, google: FakeGoogle, environment: Record<string, string> = {}): Promise<WorkerProcess> {
+  const healthPort = await freePort();
+  const { config } = platform;
+  const child = spawn(process.execPath, ['--import', 'tsx', 'platform/worker-main.ts'], {
+    cwd: repoRoot,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      PATH: process.env.PATH,
+      APP_ENV: 'test',
+      // Debug: the SDK logs each activity's start and end there.
+      LOG_LEVEL: 'debug',
+      API_HOST: '127.0.0.1',
+      WORKER_HEALTH_PORT: String(healthPort),
+      DATABASE_URL: config.databaseUrl,
+      TEMPORAL_ADDRESS: temporal.address,
+      TEMPORAL_NAMESPACE: config.temporal.namespace,
+      TEMPORAL_TASK_QUEUE: config.temporal.taskQueue,
+      INTEGRATION_ENCRYPTION_KEY: config.encryption.activeKey,
+      TEMPORAL_PAYLOAD_KEY: config.payloadEncryption.activeKey,
+      ...fakeGoogleEnvironment(google),
+      ...environment,
+    },
+  });
+  const logLines: Array<Record<string, unknown>> = [];
+  let pending = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    const lines = (pending + chunk).split('\n');
+    pending = lines.pop()!;
+    for (const line of lines) if (line.startsWith('{')) logLines.push(JSON.parse(line) as Record<string, unknown>);
+  });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const healthUrl = `http://127.0.0.1:${healthPort}`;
+
+  return {
+    child,
+    healthUrl,
+    logLines,
+    exited,
+    async ready(timeoutMs = 90_000) {
+      const deadline = Date.now() + timeoutMs;
+      let ended = false;
+      void exited.then(() => (ended = true));
+      for (;;) {
+        if (ended) throw new Error(`worker process ended before it was ready:\n${stderr}`);
+        const answer = await fetch(`${healthUrl}/readyz`).catch(() => undefined);
+        if (answer?.status === 200) return (await answer.json()) as Record<string, unknown>;
+        if (Date.now() > deadline) throw new Error(`worker process not ready after ${timeoutMs} ms:\n${stderr}`);
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    },
+  };
+}
