@@ -1,0 +1,131 @@
+import { createHmac } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from 'slonik';
+import { z } from 'zod';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { startTemporalDevServer } from '../helpers/temporal';
+import type { FakeAirbnb } from '../../fakes/airbnb';
+import { startTestPlatform, waitForConnectionState, type TestPlatform } from '../helpers/platform';
+import { AIRBNB_WEBHOOK_SECRET, airbnbEnvironment, auditTrail, connectAirbnb, startTestAirbnb } from '../helpers/airbnb';
+
+const WEBHOOK_PATH = '/api/v1/webhooks/airbnb';
+
+/**
+ * The Airbnb webhook receiver on a real Temporal dev server and real Postgres, fed by the fake Airbnb
+ * over HTTP: only correctly signed events count, each event is acted on once, and without a configured
+ * secret nothing is accepted at all.
+ */
+describe('Airbnb webhooks (dev server)', () => {
+  let temporal: TestWorkflowEnvironment;
+  let airbnb: FakeAirbnb;
+  let platform: TestPlatform;
+  let host: { userId: string };
+  let connection: { connectionId: string; workflowId: string };
+
+  beforeAll(async () => {
+    temporal = await startTemporalDevServer();
+    airbnb = await startTestAirbnb();
+    platform = await startTestPlatform({ temporal, environment: airbnbEnvironment(airbnb) });
+    const user = await platform.signUp('webhook.host@example.com');
+    host = airbnb.createHost(['Harbour Flat']);
+    connection = await connectAirbnb(platform, user.sessionToken);
+    await waitForConnectionState(platform, connection.workflowId, (state) => state.status === 'active' && (state.sync?.runCount ?? 0) >= 1);
+  });
+
+  afterAll(async () => {
+    await platform?.close();
+    await airbnb?.close();
+    await temporal?.teardown();
+  });
+
+  const webhookUrl = (target: TestPlatform = platform) => `${target.apiUrl}${WEBHOOK_PATH}`;
+  const providerEventSignals = async () => {
+    const history = await platform.client.workflow.getHandle(connection.workflowId).fetchHistory();
+    return (history.events ?? []).filter((event) => event.workflowExecutionSignaledEventAttributes?.signalName === 'providerEvent').length;
+  };
+  const deliveries = () =>
+    platform.db.oneFirst(sql.type(z.object({ count: z.number() }))`SELECT count(*)::int AS count FROM webhook_deliveries WHERE provider = 'airbnb'`);
+  /** A delivery of our own making: `body` as given, signed as configured. */
+  const post = (url: string, body: string, headers: Record<string, string>) =>
+    fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body }).then(async (response) => ({ status: response.status, body: await response.json() }));
+
+  it('refuses a forged or missing signature with 401, audits it without secrets, and signals nothing', async () => {
+    const signalsBefore = await providerEventSignals();
+    const forged = await airbnb.sendReservationEvent({ userId: host.userId, signature: 'bad' });
+    const unsigned = await airbnb.sendReservationEvent({ userId: host.userId, signature: 'missing' });
+    const body = JSON.stringify({ event_id: 'tampered-1', event_type: 'reservation.created', user_id: Number(host.userId) });
+    const signedOtherBody = createHmac('sha256', AIRBNB_WEBHOOK_SECRET).update(`${body} `).digest('hex');
+    const tampered = await post(webhookUrl(), body, { 'x-airbnb-signature': signedOtherBody });
+
+    for (const answer of [...forged.deliveries, ...unsigned.deliveries, tampered]) {
+      expect(answer).toMatchObject({ status: 401, body: { error: 'invalid_signature', message: expect.any(String) } });
+    }
+    const rejections = (await auditTrail(platform, { provider: 'airbnb' })).filter((row) => row.action === 'WebhookRejected');
+    expect(rejections.map((row) => [row.outcome, row.details.reason])).toEqual([
+      ['failure', 'signature_mismatch'],
+      ['failure', 'missing_signature'],
+      ['failure', 'signature_mismatch'],
+    ]);
+    const recorded = JSON.stringify(rejections);
+    for (const secret of airbnb.issuedSecrets()) expect(recorded).not.toContain(secret);
+    expect(await deliveries()).toBe(0);
+    expect(await providerEventSignals()).toBe(signalsBefore);
+  });
+
+  it('acts on a delivery once: a redelivery of the same event is acknowledged and does nothing', async () => {
+    const signalsBefore = await providerEventSignals();
+    const first = await airbnb.sendReservationEvent({ userId: host.userId, type: 'reservation.created' });
+    const again = await airbnb.sendReservationEvent({ userId: host.userId, type: 'reservation.created', eventId: first.eventId });
+    expect(first.deliveries).toEqual([{ url: webhookUrl(), status: 200, body: { outcome: 'delivered' } }]);
+    expect(again.deliveries).toEqual([{ url: webhookUrl(), status: 200, body: { outcome: 'duplicate' } }]);
+    expect(await deliveries()).toBe(1);
+    expect(await providerEventSignals()).toBe(signalsBefore + 1);
+  });
+
+  it('acknowledges events of unknown hosts and other event types without acting, and refuses a signed body that is no event', async () => {
+    const unknownHost = await airbnb.sendReservationEvent({ userId: '987654321', url: webhookUrl() });
+    const otherType = await airbnb.sendReservationEvent({ userId: host.userId, type: 'listing.updated' });
+    expect(unknownHost.deliveries).toEqual([expect.objectContaining({ status: 200, body: { outcome: 'ignored' } })]);
+    expect(otherType.deliveries).toEqual([expect.objectContaining({ status: 200, body: { outcome: 'ignored' } })]);
+    for (const body of ['not json', JSON.stringify({ event_type: 'reservation.created' }), JSON.stringify({ event_id: 'a\u0000b', event_type: 'reservation.created', user_id: 1 })]) {
+      const signature = createHmac('sha256', AIRBNB_WEBHOOK_SECRET).update(body).digest('hex');
+      expect(await post(webhookUrl(), body, { 'x-airbnb-signature': signature })).toMatchObject({ status: 400, body: { error: 'invalid_event' } });
+    }
+    expect(await deliveries()).toBe(1);
+  });
+
+  it('follows the configured signature header and encoding', async () => {
+    const base64Platform = await startTestPlatform({
+      temporal,
+      environment: airbnbEnvironment(airbnb, { AIRBNB_WEBHOOK_SIGNATURE_HEADER: 'x-partner-signature', AIRBNB_WEBHOOK_SIGNATURE_ENCODING: 'base64' }),
+    });
+    try {
+      const body = JSON.stringify({ event_id: 'scheme-1', event_type: 'reservation.created', user_id: 55 });
+      const mac = createHmac('sha256', AIRBNB_WEBHOOK_SECRET).update(body).digest();
+      const base64 = mac.toString('base64');
+      expect(await post(webhookUrl(base64Platform), body, { 'x-partner-signature': base64 })).toEqual({ status: 200, body: { outcome: 'ignored' } });
+      expect((await post(webhookUrl(base64Platform), body, { 'x-partner-signature': mac.toString('hex') })).status).toBe(401);
+      expect((await post(webhookUrl(base64Platform), body, { 'x-airbnb-signature': base64 })).status).toBe(401);
+    } finally {
+      await base64Platform.close();
+    }
+  });
+
+  it('without a configured secret answers 503 to every event and subscribes to nothing', async () => {
+    const unsigned = await startTestPlatform({ temporal, environment: airbnbEnvironment(airbnb, { AIRBNB_WEBHOOK_SECRET: '' }) });
+    try {
+      const user = await unsigned.signUp('no.secret@example.com');
+      const otherHost = airbnb.createHost(['Dune House']);
+      const connected = await connectAirbnb(unsigned, user.sessionToken);
+      await waitForConnectionState(unsigned, connected.workflowId, (state) => state.status === 'active' && (state.sync?.runCount ?? 0) >= 1);
+      expect(airbnb.liveSubscriptions().filter((subscription) => subscription.userId === otherHost.userId)).toEqual([]);
+
+      const sent = await airbnb.sendReservationEvent({ userId: otherHost.userId, url: webhookUrl(unsigned) });
+      expect(sent.deliveries).toEqual([expect.objectContaining({ status: 503, body: { error: 'webhooks_not_configured', message: expect.any(String) } })]);
+      const stored = await unsigned.db.oneFirst(sql.type(z.object({ count: z.number() }))`SELECT count(*)::int AS count FROM webhook_deliveries`);
+      expect(stored).toBe(0);
+    } finally {
+      await unsigned.close();
+    }
+  });
+});
