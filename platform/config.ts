@@ -56,11 +56,14 @@ const environmentSchema = z.object({
   GOOGLE_AUTHORIZE_URL: httpUrl.default('https://accounts.google.com/o/oauth2/v2/auth'),
   GOOGLE_TOKEN_URL: httpUrl.default('https://oauth2.googleapis.com/token'),
   GOOGLE_REVOKE_URL: httpUrl.default('https://oauth2.googleapis.com/revoke'),
-  GOOGLE_CALENDAR_SCOPES: z.string().default('https://www.googleapis.com/auth/calendar.readonly'),
+  // openid: the id_token names the Google account (sub) that RISC security events refer to; Google sends
+  // those events only for users who granted email or profile access.
+  GOOGLE_CALENDAR_SCOPES: z.string().default('openid https://www.googleapis.com/auth/userinfo.email https://www.googleapis.com/auth/calendar.readonly'),
   GOOGLE_CALENDAR_API_URL: httpUrl.default('https://www.googleapis.com/calendar/v3'),
   GOOGLE_CALENDAR_SYNC_INTERVAL_SECONDS: seconds(6 * 3600),
   GOOGLE_CHANNEL_TTL_SECONDS: seconds(7 * 24 * 3600),
-  GOOGLE_RISC_ISSUER: z.string().min(1).default('https://accounts.google.com'),
+  // Google's RISC configuration names its issuer with the trailing slash, unlike its OpenID Connect issuer.
+  GOOGLE_RISC_ISSUER: z.string().min(1).default('https://accounts.google.com/'),
   GOOGLE_RISC_JWKS_URL: httpUrl.default('https://www.googleapis.com/oauth2/v3/certs'),
   MICROSOFT_CLIENT_ID: z.string().min(1).optional(),
   MICROSOFT_CLIENT_SECRET: z.string().min(1).optional(),
@@ -82,6 +85,7 @@ const environmentSchema = z.object({
   BOOKING_AUTH_URL: httpUrl.default('https://connectivity-authentication.booking.com/token-based-authentication/exchange'),
   BOOKING_XML_URL: httpUrl.default('https://secure-supply-xml.booking.com/hotels/ota'),
   BOOKING_POLL_INTERVAL_SECONDS: seconds(20),
+  BOOKING_ACK_PAUSE_MS: z.coerce.number().int().min(0).default(5000),
   WEBHOOK_BASE_URL: httpUrl.optional(),
 
   OAUTH_ISSUER: httpUrl.optional(),
@@ -103,6 +107,9 @@ const environmentSchema = z.object({
 });
 
 type Environment = z.infer<typeof environmentSchema>;
+
+/** Every variable the platform reads; README.md's configuration table must list each one. */
+export const CONFIG_VARIABLES = Object.keys(environmentSchema.shape) as Array<keyof Environment>;
 
 export interface OAuthClientCredentials {
   clientId: string;
@@ -147,6 +154,8 @@ export interface BookingSettings {
   authUrl: string;
   xmlUrl: string;
   pollIntervalSeconds: number;
+  /** Booking.com asks for a 5 s pause after an acknowledgement before the next poll; tests shorten it. */
+  ackPauseMs: number;
 }
 
 export interface Config {
@@ -199,7 +208,8 @@ function scopeList(value: string): string[] {
 /** Variables that only some processes need: each entry point names what it needs. */
 export type ConfigNeed = 'DATABASE_URL' | 'INTEGRATION_ENCRYPTION_KEY' | 'PUBLIC_BASE_URL' | 'TEMPORAL_PAYLOAD_KEY' | 'CODEC_SERVER_TOKEN';
 const API_SERVER_NEEDS: ConfigNeed[] = ['DATABASE_URL', 'INTEGRATION_ENCRYPTION_KEY', 'PUBLIC_BASE_URL', 'TEMPORAL_PAYLOAD_KEY'];
-export const WORKER_NEEDS: ConfigNeed[] = ['DATABASE_URL', 'INTEGRATION_ENCRYPTION_KEY', 'TEMPORAL_PAYLOAD_KEY'];
+// The worker registers webhook URLs with providers, built from PUBLIC_BASE_URL (or WEBHOOK_BASE_URL).
+export const WORKER_NEEDS: ConfigNeed[] = ['DATABASE_URL', 'INTEGRATION_ENCRYPTION_KEY', 'TEMPORAL_PAYLOAD_KEY', 'PUBLIC_BASE_URL'];
 export const REALITY_SERVER_NEEDS: ConfigNeed[] = ['DATABASE_URL', 'TEMPORAL_PAYLOAD_KEY'];
 export const CODEC_SERVER_NEEDS: ConfigNeed[] = ['TEMPORAL_PAYLOAD_KEY', 'CODEC_SERVER_TOKEN'];
 
@@ -302,7 +312,12 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
       },
       syncIntervalSeconds: env.AIRBNB_RESERVATION_SYNC_INTERVAL_SECONDS,
     },
-    booking: { authUrl: env.BOOKING_AUTH_URL, xmlUrl: env.BOOKING_XML_URL, pollIntervalSeconds: env.BOOKING_POLL_INTERVAL_SECONDS },
+    booking: {
+      authUrl: env.BOOKING_AUTH_URL,
+      xmlUrl: env.BOOKING_XML_URL,
+      pollIntervalSeconds: env.BOOKING_POLL_INTERVAL_SECONDS,
+      ackPauseMs: env.BOOKING_ACK_PAUSE_MS,
+    },
     webhookBaseUrl: env.WEBHOOK_BASE_URL ?? publicBaseUrl,
     tokenRefresh: { marginSeconds: env.TOKEN_REFRESH_MARGIN_SECONDS, jitterSeconds: env.TOKEN_REFRESH_JITTER_SECONDS },
     authorizationServer: {

@@ -3,6 +3,7 @@ import { Client, type ClientOptions, type WorkflowClient } from '@temporalio/cli
 import { TimeSkippingWorkflowClient, type TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, type ActivityExecuteInput, type ActivityInboundCallsInterceptor, type Next, type Worker } from '@temporalio/worker';
 import { inject } from 'vitest';
+import type { DestinationStream } from 'pino';
 import { sql } from 'slonik';
 import { z } from 'zod';
 import { hashBearerValue } from '../../platform/secrets';
@@ -86,15 +87,33 @@ class TimeSkippingLock implements ActivityInboundCallsInterceptor {
   }
 }
 
+/** Every Google setting pointed at the fake, so no test process ever calls the real Google. */
+export function fakeGoogleEnvironment(google: FakeGoogle): Record<string, string> {
+  return {
+    GOOGLE_CLIENT_ID: GOOGLE_TEST_CLIENT.clientId,
+    GOOGLE_CLIENT_SECRET: GOOGLE_TEST_CLIENT.clientSecret,
+    GOOGLE_AUTHORIZE_URL: google.authorizeUrl,
+    GOOGLE_TOKEN_URL: google.tokenUrl,
+    GOOGLE_REVOKE_URL: google.revokeUrl,
+    GOOGLE_CALENDAR_API_URL: google.calendarApiUrl,
+    GOOGLE_RISC_JWKS_URL: google.riscJwksUrl,
+  };
+}
+
 /**
  * The whole platform as production wires it (real Postgres, real Temporal, the api-server over HTTP
  * and a worker), pointed at the given fake Google. `clock` is what activities believe the time is.
  */
 export async function startTestPlatform(options: {
   temporal: TestWorkflowEnvironment;
-  google: FakeGoogle;
+  /** Without it Google is not configured; other providers' fakes come in through `environment`. */
+  google?: FakeGoogle;
   clock?: () => Date;
   environment?: Record<string, string>;
+  /** False when the test runs the worker itself (e.g. as the production worker process). */
+  worker?: boolean;
+  /** Where the api-server writes its log lines (with LOG_LEVEL in `environment`; tests are silent otherwise). */
+  logDestination?: DestinationStream;
 }): Promise<TestPlatform> {
   const testService = options.temporal.connection.testService;
   const database = await createTestDatabase(inject('databaseUrl'));
@@ -109,11 +128,7 @@ export async function startTestPlatform(options: {
     TEMPORAL_TASK_QUEUE: `test-${port}`,
     INTEGRATION_ENCRYPTION_KEY: generateEncryptionKey(),
     TEMPORAL_PAYLOAD_KEY: generateEncryptionKey(),
-    GOOGLE_CLIENT_ID: GOOGLE_TEST_CLIENT.clientId,
-    GOOGLE_CLIENT_SECRET: GOOGLE_TEST_CLIENT.clientSecret,
-    GOOGLE_AUTHORIZE_URL: options.google.authorizeUrl,
-    GOOGLE_TOKEN_URL: options.google.tokenUrl,
-    GOOGLE_REVOKE_URL: options.google.revokeUrl,
+    ...(options.google ? fakeGoogleEnvironment(options.google) : {}),
     ...options.environment,
   });
   const services = await createPlatformServices(config);
@@ -126,7 +141,7 @@ export async function startTestPlatform(options: {
   };
   const client = options.temporal.supportsTimeSkipping ? new CodecAwareTimeSkippingClient(clientOptions) : new Client(clientOptions);
 
-  const worker: Worker = await createConnectionWorker({
+  const worker: Worker | undefined = options.worker === false ? undefined : await createConnectionWorker({
     connection: options.temporal.nativeConnection,
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.taskQueue,
@@ -136,9 +151,9 @@ export async function startTestPlatform(options: {
     // The time-skipping server treats a running activity as idle time and would skip past its timeout.
     ...(testService && options.temporal.supportsTimeSkipping ? { interceptors: { activity: [() => ({ inbound: new TimeSkippingLock(testService) })] } } : {}),
   });
-  const workerRun = worker.run();
+  const workerRun = worker?.run();
 
-  const api = await buildApiServer({ ...services, config, temporal: client });
+  const api = await buildApiServer({ ...services, config, temporal: client }, options.logDestination ? { logDestination: options.logDestination } : {});
   await api.listen({ host: '127.0.0.1', port });
 
   return {
@@ -162,7 +177,7 @@ export async function startTestPlatform(options: {
     },
     async close() {
       await api.close();
-      worker.shutdown();
+      worker?.shutdown();
       await workerRun;
       await services.db.end();
       await database.drop();

@@ -14,6 +14,8 @@ export interface WorkerProcess {
   healthUrl: string;
   /** Every JSON line the worker logged so far. */
   logLines: Array<Record<string, unknown>>;
+  /** Everything the process wrote so far, stdout and stderr, as written. */
+  output(): string;
   /** Resolves with the exit code. */
   exited: Promise<number | null>;
   /** Resolves with the /readyz answer once it is 200; rejects when the process ends first. */
@@ -34,6 +36,7 @@ export async function startWorkerProcess(platform: TestPlatform, temporal: TestW
       API_HOST: '127.0.0.1',
       WORKER_HEALTH_PORT: String(healthPort),
       DATABASE_URL: config.databaseUrl,
+      PUBLIC_BASE_URL: config.http.publicBaseUrl,
       TEMPORAL_ADDRESS: temporal.address,
       TEMPORAL_NAMESPACE: config.temporal.namespace,
       TEMPORAL_TASK_QUEUE: config.temporal.taskQueue,
@@ -45,13 +48,18 @@ export async function startWorkerProcess(platform: TestPlatform, temporal: TestW
   });
   const logLines: Array<Record<string, unknown>> = [];
   let pending = '';
+  let output = '';
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    output += chunk;
     const lines = (pending + chunk).split('\n');
     pending = lines.pop()!;
     for (const line of lines) if (line.startsWith('{')) logLines.push(JSON.parse(line) as Record<string, unknown>);
   });
   let stderr = '';
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+    output += chunk;
+  });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const healthUrl = `http://127.0.0.1:${healthPort}`;
 
@@ -59,6 +67,7 @@ export async function startWorkerProcess(platform: TestPlatform, temporal: TestW
     child,
     healthUrl,
     logLines,
+    output: () => output,
     exited,
     async ready(timeoutMs = 90_000) {
       const deadline = Date.now() + timeoutMs;
