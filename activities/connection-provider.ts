@@ -1,14 +1,15 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { sql, type DatabaseConnection } from 'slonik';
-import { z } from 'zod';
 import { findConnection, readConnectionSecrets, type ConnectionStatus } from '../db/queries/connections';
 import { activeWebhookSubscriptions, endWebhookSubscription } from '../db/queries/webhook-subscriptions';
-import { finishSyncRun, startSyncRun, type SyncCounts } from '../db/queries/sync';
+import { claimSyncRun, finishSyncRun, type SyncCounts } from '../db/queries/sync';
 import { connectionColumn } from '../db/encrypted-columns';
 import type { ConnectionContext, ProviderFeatures, RenewalReason, SubscriptionPlan } from '../platform/providers/features';
 import { ProviderError } from '../platform/providers/provider-error';
 import { FailureType } from './failure-types';
 import { retryableProviderFailure, type ActivityDependencies } from './dependencies';
+
+/** Longer than the workflow's start-to-close timeout of a sync (15 minutes): past it, no attempt can still run. */
+const SYNC_LEASE_MS = 16 * 60 * 1000;
 
 export interface ProviderSetUp {
   renewSubscriptionsAt: number | null;
@@ -31,8 +32,10 @@ export function createProviderActivities(dependencies: ActivityDependencies) {
     const connection = await findConnection(db, connectionId);
     if (!connection) throw ApplicationFailure.nonRetryable('connection does not exist', FailureType.connectionGone);
     const providerFeatures = features[connection.provider as keyof typeof features];
+    // Like a missing adapter: this worker lacks the provider's settings; another worker (or a fixed deployment) can.
+    if (!providerFeatures) throw ApplicationFailure.retryable(`provider ${connection.provider} is not configured on this worker`, FailureType.providerUnavailable);
     // A status that moved on since the workflow decided (a disconnect, a revoked grant) makes the step moot.
-    if (!providerFeatures || !allowed.includes(connection.status)) return null;
+    if (!allowed.includes(connection.status)) return null;
     const secrets = await readConnectionSecrets(db, connectionId);
     if (!secrets.accessTokenEnc) return null;
     let accessToken: string;
@@ -85,37 +88,26 @@ export function createProviderActivities(dependencies: ActivityDependencies) {
     },
 
     /**
-     * One sync run, recorded in sync_runs. The workflow runs one at a time; the advisory lock also keeps
-     * out an attempt that Temporal retried elsewhere while a presumed-dead worker was still at it.
+     * One sync run, recorded in sync_runs. The workflow runs one at a time; the unfinished run's row also
+     * keeps out an attempt that Temporal retried elsewhere while a presumed-dead worker was still at it.
      */
     async syncConnection(input: { connectionId: string; reason: string; full: boolean }): Promise<SyncSummary | null> {
       const found = await contextFor(input.connectionId, ['active']);
       if (!found) return null;
-      return db.connect(async (lockConnection) => {
-        if (!(await tryLockSync(lockConnection, input.connectionId))) {
-          throw ApplicationFailure.retryable('another sync of this connection is still running', 'SyncInProgress');
-        }
-        const runId = await startSyncRun(db, input.connectionId, input.reason, clock());
-        try {
-          const counts = await withProviderFailures(() => found.features.sync(found.context, { reason: input.reason, full: input.full }));
-          const finishedAt = clock();
-          await finishSyncRun(db, runId, { outcome: 'succeeded', counts, finishedAt });
-          return { ...counts, runId, finishedAt: finishedAt.getTime() };
-        } catch (error) {
-          const failure = error instanceof ApplicationFailure ? error : retryableProviderFailure(error);
-          await finishSyncRun(db, runId, { outcome: 'failed', errorKind: failure.type ?? 'unknown', errorMessage: failure.message, finishedAt: clock() });
-          throw failure;
-        } finally {
-          await lockConnection.query(sql.unsafe`SELECT pg_advisory_unlock(hashtextextended(${`sync:${input.connectionId}`}, 0))`);
-        }
-      });
+      const runId = await claimSyncRun(db, input.connectionId, input.reason, clock(), SYNC_LEASE_MS);
+      if (runId === null) throw ApplicationFailure.retryable('another sync of this connection is still running', 'SyncInProgress');
+      try {
+        const counts = await withProviderFailures(() => found.features.sync(found.context, { reason: input.reason, full: input.full }));
+        const finishedAt = clock();
+        await finishSyncRun(db, runId, { outcome: 'succeeded', counts, finishedAt });
+        return { ...counts, runId, finishedAt: finishedAt.getTime() };
+      } catch (error) {
+        const failure = error instanceof ApplicationFailure ? error : retryableProviderFailure(error);
+        await finishSyncRun(db, runId, { outcome: 'failed', errorKind: failure.type ?? 'unknown', errorMessage: failure.message, finishedAt: clock() });
+        throw failure;
+      }
     },
   };
-}
-
-function tryLockSync(connection: DatabaseConnection, connectionId: string): Promise<boolean> {
-  return connection.oneFirst(sql.type(z.object({ locked: z.boolean() }))`
-    SELECT pg_try_advisory_lock(hashtextextended(${`sync:${connectionId}`}, 0)) AS locked`);
 }
 
 /** Provider failures become activity failures the workflow can tell apart (design invariant 4). */

@@ -115,7 +115,8 @@ export async function reencryptAll(
   return { reencrypted, failed };
 }
 
-async function main(): Promise<number> {
+/** The whole command: configuration from the environment, progress on stdout; answers the exit code. */
+export async function runReencrypt(): Promise<number> {
   let crypto: IntegrationCrypto;
   let databaseUrl: string;
   try {
@@ -157,5 +158,5 @@ async function main(): Promise<number> {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  process.exitCode = await main();
+  process.exitCode = await runReencrypt();
 }

@@ -46,7 +46,8 @@ export async function rotateSigningKey(db: DatabasePool, crypto: IntegrationCryp
   return { kid: rotation.kid, previousKid: rotation.previousKid, previousLeavesJwksAt: leavesJwksAt(rotation.retiredAt) };
 }
 
-function operatorName(): string {
+/** The operator's login name, as audit rows name the operator; `cli` when the system cannot say. */
+export function operatorName(): string {
   try {
     return `cli:${userInfo().username}`;
   } catch {
@@ -54,7 +55,8 @@ function operatorName(): string {
   }
 }
 
-async function main(): Promise<number> {
+/** The whole command: configuration from the environment, progress on stdout; answers the exit code. */
+export async function runRotateSigningKey(actorId: string): Promise<number> {
   let crypto: IntegrationCrypto;
   let databaseUrl: string;
   let graceSeconds: number;
@@ -74,7 +76,7 @@ async function main(): Promise<number> {
 
   const pool = await createDatabasePool(databaseUrl, { maximumPoolSize: 1 });
   try {
-    const result = await rotateSigningKey(pool, crypto, graceSeconds, operatorName());
+    const result = await rotateSigningKey(pool, crypto, graceSeconds, actorId);
     console.log(`rotate-signing-key: new signing key ${result.kid} is active`);
     if (result.previousKid && result.previousLeavesJwksAt) {
       console.log(
@@ -90,5 +92,5 @@ async function main(): Promise<number> {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  process.exitCode = await main();
+  process.exitCode = await runRotateSigningKey(operatorName());
 }

@@ -31,6 +31,8 @@ export interface ConnectionState {
   invalidation?: InvalidatedSignal & { receivedAt: number };
   /** Set after each (re)authorization: the provider's setup (subscriptions, listing mapping) is due then. */
   setUpDueAt?: number;
+  /** The setup has run once for this connection (runs from before provider work existed have not). */
+  providerSetUpDone?: boolean;
   renewSubscriptionsAt?: number;
   /** Why the next renewal runs early (a Microsoft lifecycle event), if it does. */
   renewalRequest?: ProviderEventSignal;

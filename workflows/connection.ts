@@ -39,6 +39,7 @@ const SLOW_RETRY_MS = 5 * 60 * 1000;
 const MAX_REQUESTED_VALIDITY_SECONDS = 50 * 60;
 /** Provider calls (setup, renewals, syncs) start only with a token that outlives them comfortably. */
 const PROVIDER_CALL_MIN_VALIDITY_MS = 5 * 60 * 1000;
+const MIN_RENEWAL_DELAY_MS = 60 * 1000;
 /**
  * Runs started before webhooks, syncs and search attributes existed replay without them and pick
  * them up at their next continue-as-new (see README, "Changing a workflow that has live runs").
@@ -156,7 +157,11 @@ export async function connectionWorkflow(input: ConnectionWorkflowInput): Promis
     },
   );
 
-  if (providerLifecycle) describeForOperators();
+  if (providerLifecycle) {
+    describeForOperators();
+    // A connection that was active before provider work existed gets its setup on its first patched run.
+    if (state.status === 'active' && !state.providerSetUpDone && state.setUpDueAt === undefined) state.setUpDueAt = Date.now();
+  }
 
   for (let cycle = 1; ; cycle++) {
     publishSearchAttributes();
@@ -244,8 +249,9 @@ export async function connectionWorkflow(input: ConnectionWorkflowInput): Promis
     try {
       const setUp = await providerSetUp.setUpConnection({ connectionId });
       state.setUpDueAt = undefined;
+      state.providerSetUpDone = true;
       state.providerError = undefined;
-      state.renewSubscriptionsAt = setUp.renewSubscriptionsAt ?? undefined;
+      state.renewSubscriptionsAt = renewalTime(setUp.renewSubscriptionsAt);
       state.syncIntervalSeconds = setUp.syncIntervalSeconds ?? undefined;
       // A first sync right away, so the user sees their data without waiting for the schedule.
       if (setUp.syncIntervalSeconds !== null) requestSync({ reason: 'connected', full: false });
@@ -264,7 +270,7 @@ export async function connectionWorkflow(input: ConnectionWorkflowInput): Promis
         reason: request?.kind === 'reauthorization_required' || request?.kind === 'subscription_removed' ? request.kind : 'due',
         ...(request?.subscriptionId ? { subscriptionId: request.subscriptionId } : {}),
       });
-      state.renewSubscriptionsAt = state.renewalRequest ? Date.now() : (plan.renewAt ?? undefined);
+      state.renewSubscriptionsAt = state.renewalRequest ? Date.now() : renewalTime(plan.renewAt);
       state.providerError = undefined;
     } catch (error) {
       state.renewalRequest ??= request;
@@ -292,6 +298,11 @@ export async function connectionWorkflow(input: ConnectionWorkflowInput): Promis
     const scheduled = state.syncIntervalSeconds ? Date.now() + state.syncIntervalSeconds * 1000 : undefined;
     if (state.syncRequest) state.nextSyncAt = Date.now();
     else state.nextSyncAt = retryAt !== undefined && scheduled !== undefined ? Math.min(retryAt, scheduled) : (scheduled ?? retryAt);
+  }
+
+  /** A provider that grants less than our renewal margin must not make renewals spin. */
+  function renewalTime(renewAt: number | null): number | undefined {
+    return renewAt === null ? undefined : Math.max(renewAt, Date.now() + MIN_RENEWAL_DELAY_MS);
   }
 
   /** A revoked grant or a vanished connection ends provider work; anything else is recorded and retried later. */
@@ -407,6 +418,8 @@ export async function connectionWorkflow(input: ConnectionWorkflowInput): Promis
       else state.refreshDueAt = Date.now() + SLOW_RETRY_MS;
     } finally {
       refreshScope = undefined;
+      // A refresh an update ran (or its invalid_grant) reaches Temporal Web now, not when the loop next wakes.
+      publishSearchAttributes();
     }
   }
 

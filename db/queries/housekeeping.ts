@@ -13,6 +13,8 @@ const EXPIRED_RECORDS = {
   oauth_refresh_tokens: sql.fragment`expires_at < now() - interval '1 day'`,
   user_sessions: sql.fragment`expires_at < now() - interval '1 day' OR revoked_at < now() - interval '1 day'`,
   user_login_failures: sql.fragment`last_failure < now() - interval '1 day' AND (locked_until IS NULL OR locked_until < now())`,
+  // Providers redeliver for hours, not weeks: a month of delivery ids catches every duplicate.
+  webhook_deliveries: sql.fragment`received_at < now() - interval '30 days'`,
 } as const;
 
 export type HousekeepingCounts = Record<keyof typeof EXPIRED_RECORDS, number>;

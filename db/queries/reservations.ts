@@ -28,7 +28,8 @@ export type ReservationRow = z.infer<typeof reservationRow>;
 
 /**
  * Upserts by the provider's id. A report older than what is stored changes nothing, so a late
- * redelivery cannot undo a cancellation. Answers what happened, for the sync run's counts.
+ * redelivery cannot undo a cancellation; nor does one through a second live connection to the same
+ * provider account. Answers what happened, for the sync run's counts.
  */
 export async function upsertReservation(
   db: CommonQueryMethods,
@@ -47,8 +48,13 @@ export async function upsertReservation(
       connection_id = EXCLUDED.connection_id, external_listing_id = EXCLUDED.external_listing_id, property_id = EXCLUDED.property_id,
       status = EXCLUDED.status, guest_name = EXCLUDED.guest_name, check_in = EXCLUDED.check_in, check_out = EXCLUDED.check_out,
       provider_updated_at = EXCLUDED.provider_updated_at, updated_at = now()
-    WHERE reservations.provider_updated_at IS NULL OR EXCLUDED.provider_updated_at IS NULL
-       OR EXCLUDED.provider_updated_at >= reservations.provider_updated_at
+    WHERE (reservations.provider_updated_at IS NULL OR EXCLUDED.provider_updated_at IS NULL
+           OR EXCLUDED.provider_updated_at >= reservations.provider_updated_at)
+      -- Two users connecting one provider account see the same reservations; the first keeps them
+      -- until its connection ends, instead of the two moving them back and forth on every sync.
+      AND (reservations.connection_id = EXCLUDED.connection_id
+           OR NOT EXISTS (SELECT 1 FROM integration_connections owner
+                          WHERE owner.id = reservations.connection_id AND owner.status NOT IN ('disconnected', 'failed')))
     RETURNING xmax = 0 AS inserted`);
   if (outcome === null) return 'unchanged';
   return outcome ? 'created' : 'updated';

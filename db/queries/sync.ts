@@ -1,4 +1,4 @@
-import { sql, type CommonQueryMethods } from 'slonik';
+import { sql, type CommonQueryMethods, type DatabasePool } from 'slonik';
 import { z } from 'zod';
 
 export interface SyncCounts {
@@ -45,10 +45,23 @@ export async function dropSyncCursor(db: CommonQueryMethods, connectionId: strin
     ${resource === undefined ? sql.fragment`` : sql.fragment`AND resource = ${resource}`}`);
 }
 
-export function startSyncRun(db: CommonQueryMethods, connectionId: string, reason: string, startedAt: Date): Promise<number> {
-  return db.oneFirst(sql.type(z.object({ id: syncRunId }))`
-    INSERT INTO sync_runs (connection_id, reason, started_at) VALUES (${connectionId}, ${reason}, ${sql.timestamp(startedAt)})
-    RETURNING id`);
+/**
+ * Starts a run unless another one of the connection is unfinished; answers null then. A run left
+ * unfinished for longer than `staleAfterMs` (its worker died past every timeout) is closed as
+ * abandoned first, so one crash does not block the connection's syncs for good.
+ */
+export function claimSyncRun(db: DatabasePool, connectionId: string, reason: string, startedAt: Date, staleAfterMs: number): Promise<number | null> {
+  return db.transaction(async (transaction) => {
+    await transaction.query(sql.unsafe`
+      UPDATE sync_runs SET finished_at = ${sql.timestamp(startedAt)}, outcome = 'failed', error_kind = 'abandoned',
+        error_message = 'the worker running it stopped reporting'
+      WHERE connection_id = ${connectionId} AND finished_at IS NULL
+        AND started_at < ${sql.timestamp(new Date(startedAt.getTime() - staleAfterMs))}`);
+    return transaction.maybeOneFirst(sql.type(z.object({ id: z.coerce.number().int() }))`
+      INSERT INTO sync_runs (connection_id, reason, started_at) VALUES (${connectionId}, ${reason}, ${sql.timestamp(startedAt)})
+      ON CONFLICT (connection_id) WHERE finished_at IS NULL DO NOTHING
+      RETURNING id`);
+  });
 }
 
 export async function finishSyncRun(

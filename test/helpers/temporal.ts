@@ -3,10 +3,17 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { inject } from 'vitest';
 import { registerSearchAttributes } from '../../platform/search-attributes';
 
-/** A Temporal dev server from the binary the global setup found (else the SDK downloads one). */
-export async function startTemporalDevServer(): Promise<TestWorkflowEnvironment> {
+/**
+ * A Temporal dev server from the binary the global setup found (else the SDK downloads one).
+ * With `uiPort`, it also serves Temporal Web there, as `npm run dev` does.
+ */
+export async function startTemporalDevServer(options: { uiPort?: number } = {}): Promise<TestWorkflowEnvironment> {
   const cli = inject('temporalCliPath');
-  return withSearchAttributes(await TestWorkflowEnvironment.createLocal(cli ? { server: { executable: { type: 'existing-path', path: cli } } } : {}));
+  return withSearchAttributes(
+    await TestWorkflowEnvironment.createLocal({
+      server: { ...(cli ? { executable: { type: 'existing-path', path: cli } } : {}), ...(options.uiPort ? { ui: true, uiPort: options.uiPort } : {}) },
+    }),
+  );
 }
 
 /** Temporal's time-skipping test server, for lifecycles that span days. */

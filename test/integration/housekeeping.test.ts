@@ -68,6 +68,9 @@ describe('housekeeping', () => {
     await platform.db.query(sql.unsafe`
       INSERT INTO user_login_failures (email, failures, last_failure) VALUES
         ('forgotten@example.com', 2, now() - interval '2 days'), ('recent@example.com', 2, now())`);
+    await platform.db.query(sql.unsafe`
+      INSERT INTO webhook_deliveries (provider, delivery_id, received_at) VALUES
+        ('google-calendar', ${randomUUID()}, now() - interval '31 days'), ('google-calendar', ${randomUUID()}, now() - interval '29 days')`);
   }
 
   it('deletes what expired more than a day ago and keeps the rest', async () => {
@@ -80,6 +83,7 @@ describe('housekeeping', () => {
       'oauth_refresh_tokens',
       'user_sessions',
       'user_login_failures',
+      'webhook_deliveries',
     ];
     const before = Object.fromEntries(await Promise.all(tables.map(async (table) => [table, await count(table)] as const)));
 

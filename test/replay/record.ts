@@ -9,7 +9,17 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { SimulatedClock, startTimeSkippingServer } from '../helpers/temporal';
 import { startFakeGoogle, type FakeGoogle } from '../../fakes/google';
 import type { connectionWorkflow } from '../../workflows/connection';
-import { freshTokenUpdate, invalidatedSignal, statusQuery, type ConnectionState } from '../../workflows/connection-messages';
+import { startFakeBooking, type FakeBooking } from '../../fakes/booking';
+import {
+  freshTokenUpdate,
+  invalidatedSignal,
+  providerEventSignal,
+  refreshNowUpdate,
+  statusQuery,
+  syncRequestSignal,
+  type ConnectionState,
+} from '../../workflows/connection-messages';
+import { BOOKING_TEST_ACCOUNT, bookingEnvironment, connectBooking } from '../helpers/booking';
 import type { housekeepingWorkflow } from '../../workflows/housekeeping';
 import { historyTexts } from '../helpers/history';
 import { decodeHistoryPayloads } from '../helpers/payload-history';
@@ -38,22 +48,30 @@ type ConnectionHandle = WorkflowHandle<typeof connectionWorkflow>;
 describe('record replay histories (time-skipping)', { timeout: 10 * 60 * 1000 }, () => {
   let temporal: TestWorkflowEnvironment;
   let google: FakeGoogle;
+  let booking: FakeBooking;
   let platform: TestPlatform;
   let clock: SimulatedClock;
   const recorded = new Map<string, History>();
-  const secrets = new Set<string>([TEST_PASSWORD]);
+  const secrets = new Set<string>([TEST_PASSWORD, BOOKING_TEST_ACCOUNT.clientSecret]);
 
   beforeAll(async () => {
     temporal = await startTimeSkippingServer();
     clock = await SimulatedClock.of(temporal);
     google = await startFakeGoogle({ ...GOOGLE_TEST_CLIENT, clock: clock.now });
-    platform = await startTestPlatform({ temporal, google, clock: clock.activityClock });
+    booking = await startFakeBooking({ ...BOOKING_TEST_ACCOUNT, clock: clock.now });
+    const environment = {
+      // Short-lived push channels, so that a few simulated hours show a channel being replaced.
+      GOOGLE_CHANNEL_TTL_SECONDS: String(6 * 3600),
+      ...bookingEnvironment(booking, { pollIntervalSeconds: 600, ackPauseMs: 0 }),
+    };
+    platform = await startTestPlatform({ temporal, google, clock: clock.activityClock, environment });
     for (const key of [platform.config.encryption.activeKey, platform.config.payloadEncryption.activeKey]) if (key) secrets.add(key);
   });
 
   afterAll(async () => {
     await platform?.close();
     await google?.close();
+    await booking?.close();
     await temporal?.teardown();
   });
 
@@ -86,14 +104,17 @@ describe('record replay histories (time-skipping)', { timeout: 10 * 60 * 1000 },
   const waitFor = (handle: ConnectionHandle, predicate: (state: ConnectionState) => boolean) =>
     waitForConnectionState(platform, handle.workflowId, predicate);
 
-  async function disconnect(sessionToken: string, handle: ConnectionHandle) {
-    const answer = await fetch(`${platform.apiUrl}/api/v1/integrations/google-calendar/disconnect`, {
+  async function disconnect(sessionToken: string, handle: ConnectionHandle, provider = 'google-calendar', revocation = 'revoked') {
+    const answer = await fetch(`${platform.apiUrl}/api/v1/integrations/${provider}/disconnect`, {
       method: 'POST',
       headers: { authorization: `Bearer ${sessionToken}` },
     });
     expect(answer.status).toBe(202);
-    expect(await handle.result()).toEqual({ status: 'disconnected', revocation: 'revoked' });
+    expect(await handle.result()).toEqual({ status: 'disconnected', revocation });
   }
+
+  const syncRuns = (handle: ConnectionHandle, runs: number) => waitFor(handle, (state) => (state.sync?.runCount ?? 0) >= runs);
+  const newestChannel = () => google.liveChannels().at(-1)!;
 
   async function record(name: string, handle: WorkflowHandle, runId?: string): Promise<void> {
     const run = runId ? platform.client.workflow.getHandle(handle.workflowId, runId) : handle;
@@ -192,6 +213,38 @@ describe('record replay histories (time-skipping)', { timeout: 10 * 60 * 1000 },
     await record('connection-disconnect-only', handle);
   });
 
+  it('connectionWorkflow: webhooks, a renewal the provider asks for, a full sync on request, a forced refresh, channel replacement, disconnect', async () => {
+    const { sessionToken, handle } = await connect('provider-work');
+    await syncRuns(handle, 1);
+    await google.notify(newestChannel().id);
+    await syncRuns(handle, 2);
+    const channelBefore = newestChannel().id;
+    await handle.signal(providerEventSignal, { kind: 'reauthorization_required' });
+    await waitFor(handle, (state) => state.renewalRequest === undefined && newestChannel().id !== channelBefore);
+    await handle.signal(syncRequestSignal, { reason: 'operator', full: true });
+    await syncRuns(handle, 3);
+    await handle.executeUpdate(refreshNowUpdate);
+    const replaced = newestChannel().id;
+    await clock.advance(7 * HOUR);
+    expect(newestChannel().id).not.toBe(replaced);
+    await disconnect(sessionToken, handle);
+    await record('connection-provider-work', handle);
+  });
+
+  it('connectionWorkflow: a machine account (Booking.com): credentials stored, first token, polls, disconnect', async () => {
+    const sessionToken = await signUp('machine-account');
+    await clock.catchUp();
+    const connected = await connectBooking(platform, sessionToken);
+    expect(connected.status).toBe(202);
+    const handle = platform.client.workflow.getHandle<typeof connectionWorkflow>(connected.body.workflowId!);
+    await syncRuns(handle, 1);
+    booking.queueReservation({ hotelId: 'H-1', guest: { givenName: 'Ada', surname: 'Lovelace' }, checkIn: '2031-05-01', checkOut: '2031-05-04' });
+    await clock.advance(20 * MINUTE);
+    await waitFor(handle, (state) => (state.sync?.lastCounts?.created ?? 0) > 0 || (state.sync?.runCount ?? 0) >= 3);
+    await disconnect(sessionToken, handle, 'booking-com', 'not_supported');
+    await record('connection-machine-account', handle);
+  });
+
   it('housekeepingWorkflow: one run', async () => {
     const workflowId = `housekeeping-record-${randomUUID()}`;
     await platform.client.workflow.execute<typeof housekeepingWorkflow>('housekeepingWorkflow', {
@@ -202,8 +255,8 @@ describe('record replay histories (time-skipping)', { timeout: 10 * 60 * 1000 },
   });
 
   it('holds no secret and no encoded payload, and writes the histories', async () => {
-    expect(recorded.size).toBe(9);
-    for (const secret of google.issuedSecrets()) secrets.add(secret);
+    expect(recorded.size).toBe(11);
+    for (const secret of [...google.issuedSecrets(), ...booking.issuedSecrets()]) secrets.add(secret);
     expect(secrets.size).toBeGreaterThan(20);
     await mkdir(HISTORIES_DIR, { recursive: true });
     for (const [name, history] of recorded) {

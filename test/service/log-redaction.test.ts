@@ -90,7 +90,8 @@ describe('logs of a full run hold no secret', () => {
     const outlook = await connectMicrosoftCalendar(platform, microsoft, microsoftUser.sessionToken);
     await synced(outlook.workflowId);
     const [subscription] = microsoft.liveSubscriptions(outlook.oid);
-    await microsoft.notify(subscription!.id, { changeType: 'created' });
+    const viewing = microsoft.addEvent(outlook.oid, { subject: 'Viewing', start: '2031-02-01T10:00:00Z', end: '2031-02-01T11:00:00Z' });
+    await microsoft.notify(subscription!.id, { eventId: viewing, changeType: 'created' });
     await synced(outlook.workflowId, 2);
     expect((await disconnect('microsoft-calendar', microsoftUser.sessionToken)).status).toBe(202);
     await platform.client.workflow.getHandle(outlook.workflowId).result();

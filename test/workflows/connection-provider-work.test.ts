@@ -27,7 +27,7 @@ describe('connection workflow: provider work', () => {
   let worker: Worker;
   let running: Promise<void>;
   let calls: Call[];
-  let script: { syncFailure?: () => ApplicationFailure; stopFailure?: () => ApplicationFailure; syncMs: number };
+  let script: { syncFailure?: () => ApplicationFailure; stopFailure?: () => ApplicationFailure; syncMs: number; renewAtOffsetMs: number };
   let syncsInFlight = 0;
   let maxSyncsInFlight = 0;
   const taskQueue = `provider-work-${randomUUID()}`;
@@ -44,11 +44,11 @@ describe('connection workflow: provider work', () => {
       refreshConnectionTokens: async (input) => (await record('refresh', input), tokens()),
       setUpConnection: async (input) => {
         await record('setUp', input);
-        return { renewSubscriptionsAt: (await now()) + 24 * HOUR, syncIntervalSeconds: SYNC_INTERVAL_SECONDS };
+        return { renewSubscriptionsAt: (await now()) + script.renewAtOffsetMs, syncIntervalSeconds: SYNC_INTERVAL_SECONDS };
       },
       renewConnectionSubscriptions: async (input) => {
         await record('renew', input);
-        return { renewAt: (await now()) + 24 * HOUR };
+        return { renewAt: (await now()) + script.renewAtOffsetMs };
       },
       syncConnection: async (input) => {
         await record('sync', input);
@@ -84,7 +84,7 @@ describe('connection workflow: provider work', () => {
 
   beforeEach(() => {
     calls = [];
-    script = { syncMs: 0 };
+    script = { syncMs: 0, renewAtOffsetMs: 24 * HOUR };
     maxSyncsInFlight = 0;
   });
 
@@ -169,6 +169,39 @@ describe('connection workflow: provider work', () => {
     await temporal.sleep(5 * HOUR);
     expect(calls.filter((call) => call.name === 'sync')).toHaveLength(syncsThen);
     expect((await handle.query(statusQuery)).status).toBe('needs_reauth');
+    await handle.signal(disconnectSignal, { requestedBy: { type: 'system' } });
+  });
+
+  it('sets up a connection that was active before provider work existed, when its run continues as new', async () => {
+    const connectionId = randomUUID();
+    const expiresAt = (await temporal.currentTimeMs()) + HOUR;
+    const handle = await temporal.client.workflow.start<typeof connectionWorkflow>('connectionWorkflow', {
+      workflowId: `connection:google-calendar:${connectionId}`,
+      taskQueue,
+      args: [
+        {
+          connectionId,
+          provider: 'google-calendar',
+          userId: randomUUID(),
+          refreshPolicy: { marginSeconds: 300, jitterSeconds: 0 },
+          // What an unpatched run carried over: an active connection, no provider work.
+          carriedState: { status: 'active', tokenVersion: 3, refreshCount: 40, accessTokenExpiresAt: expiresAt, refreshDueAt: expiresAt - 5 * MINUTE },
+        },
+      ],
+    });
+    const mine = () => calls.filter((call) => (call.input as { connectionId?: string }).connectionId === connectionId).map((call) => call.name);
+    await until(() => mine().includes('sync'));
+    expect(mine().slice(0, 2)).toEqual(['setUp', 'sync']);
+    await handle.signal(disconnectSignal, { requestedBy: { type: 'system' } });
+  });
+
+  it('never renews more often than once a minute, even when the provider grants less than the margin', async () => {
+    script.renewAtOffsetMs = -HOUR;
+    const handle = await connect();
+    await temporal.sleep(10 * MINUTE);
+    const renewals = calls.filter((call) => call.name === 'renew');
+    expect(renewals.length).toBeGreaterThanOrEqual(5);
+    expect(renewals.length).toBeLessThanOrEqual(11);
     await handle.signal(disconnectSignal, { requestedBy: { type: 'system' } });
   });
 
