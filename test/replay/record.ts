@@ -116,6 +116,21 @@ describe('record replay histories (time-skipping)', { timeout: 10 * 60 * 1000 },
   const syncRuns = (handle: ConnectionHandle, runs: number) => waitFor(handle, (state) => (state.sync?.runCount ?? 0) >= runs);
   const newestChannel = () => google.liveChannels().at(-1)!;
 
+  /** How many attempts of an activity type completed in the workflow's current run. */
+  async function completedActivities(handle: ConnectionHandle, activityType: string): Promise<number> {
+    const events = (await handle.fetchHistory()).events ?? [];
+    const scheduled = new Set(events.filter((event) => event.activityTaskScheduledEventAttributes?.activityType?.name === activityType).map((event) => String(event.eventId)));
+    return events.filter((event) => scheduled.has(String(event.activityTaskCompletedEventAttributes?.scheduledEventId))).length;
+  }
+
+  async function until(predicate: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await predicate())) {
+      if (Date.now() > deadline) throw new Error('timed out');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
   async function record(name: string, handle: WorkflowHandle, runId?: string): Promise<void> {
     const run = runId ? platform.client.workflow.getHandle(handle.workflowId, runId) : handle;
     // Decoded with the platform's payload codec: committed histories replay without any key.
@@ -218,9 +233,8 @@ describe('record replay histories (time-skipping)', { timeout: 10 * 60 * 1000 },
     await syncRuns(handle, 1);
     await google.notify(newestChannel().id);
     await syncRuns(handle, 2);
-    const channelBefore = newestChannel().id;
     await handle.signal(providerEventSignal, { kind: 'reauthorization_required' });
-    await waitFor(handle, (state) => state.renewalRequest === undefined && newestChannel().id !== channelBefore);
+    await until(async () => (await completedActivities(handle, 'renewConnectionSubscriptions')) >= 1);
     await handle.signal(syncRequestSignal, { reason: 'operator', full: true });
     await syncRuns(handle, 3);
     await handle.executeUpdate(refreshNowUpdate);
