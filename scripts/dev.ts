@@ -1,13 +1,18 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import { Connection } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { NativeConnection, Runtime, DefaultLogger } from '@temporalio/worker';
 import { buildApiServer } from '../api/app';
 import { buildCodecServer } from '../api/codec-server';
+import { buildRealityServer } from '../api/reality/app';
 import { startEmbeddedPostgres } from '../db/embedded';
 import { migrate } from '../db/migrate';
 import { findUserCredentials } from '../db/queries/users';
+import { startFakeBooking } from '../fakes/booking';
 import { startFakeGoogle, type FakeGoogle } from '../fakes/google';
+import { startFakeAirbnb } from '../fakes/airbnb';
+import { startFakeMicrosoft } from '../fakes/microsoft';
 import { loadConfig } from '../platform/config';
 import { DEV_DATA_DIR, readOrCreate } from '../platform/dev-secrets';
 import { generateEncryptionKey } from '../platform/integration-crypto';
@@ -19,6 +24,8 @@ import { connectTemporalClient } from '../platform/temporal';
 import { createUser } from '../platform/users';
 import { createConnectionWorker } from '../platform/worker';
 import { ensureHousekeepingSchedule } from '../platform/schedules';
+import { registerSearchAttributes } from '../platform/search-attributes';
+import { CUSTOM_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
 import { ensureTemporalCli } from './temporal-binaries';
 
 /**
@@ -29,7 +36,13 @@ import { ensureTemporalCli } from './temporal-binaries';
 
 const DATA_DIR = DEV_DATA_DIR;
 const SANDBOX_GOOGLE_PORT = 4010;
+const SANDBOX_MICROSOFT_PORT = 4011;
+const SANDBOX_MICROSOFT_CLIENT = { clientId: 'sandbox-microsoft-client', clientSecret: 'sandbox-microsoft-secret' };
 const SANDBOX_CLIENT = { clientId: 'sandbox-client.apps.googleusercontent.com', clientSecret: 'sandbox-client-secret' };
+const SANDBOX_AIRBNB_PORT = 4012;
+const SANDBOX_AIRBNB_CLIENT = { clientId: 'sandbox-airbnb-api-key', clientSecret: 'sandbox-airbnb-secret' };
+const SANDBOX_BOOKING_PORT = 4013;
+const SANDBOX_BOOKING_ACCOUNT = { clientId: 'SANDBOX-MACHINE-ACCOUNT', clientSecret: 'sandbox-booking-secret' };
 const DEMO_EMAIL = 'demo@example.com';
 const TEMPORAL_PORT = 7233;
 const TEMPORAL_UI_PORT = 8233;
@@ -38,7 +51,7 @@ await runUntilSignalled('dev', async () => {
   await mkdir(DATA_DIR, { recursive: true });
   const stops: Array<() => Promise<void>> = [];
   const lines: string[] = [];
-  const environment: Record<string, string | undefined> = { API_HOST: '127.0.0.1', ...process.env, APP_ENV: 'development', SESSION_COOKIE_SECURE: 'false' };
+  const environment: Record<string, string | undefined> = { API_HOST: '127.0.0.1', REALITY_HOST: '127.0.0.1', ...process.env, APP_ENV: 'development', SESSION_COOKIE_SECURE: 'false' };
 
   if (!environment.DATABASE_URL) {
     const postgres = await startEmbeddedPostgres({ dataDir: path.join(DATA_DIR, 'postgres'), port: 54329 });
@@ -77,8 +90,53 @@ await runUntilSignalled('dev', async () => {
       GOOGLE_AUTHORIZE_URL: sandboxGoogle.authorizeUrl,
       GOOGLE_TOKEN_URL: sandboxGoogle.tokenUrl,
       GOOGLE_REVOKE_URL: sandboxGoogle.revokeUrl,
+      GOOGLE_CALENDAR_API_URL: sandboxGoogle.calendarApiUrl,
+      GOOGLE_RISC_JWKS_URL: sandboxGoogle.riscJwksUrl,
     });
     lines.push(`Sandbox Google    ${sandboxGoogle.url} (fake: approves every authorization at once)`);
+  }
+
+  if (!environment.MICROSOFT_CLIENT_ID) {
+    const sandboxMicrosoft = await startFakeMicrosoft({ ...SANDBOX_MICROSOFT_CLIENT, port: SANDBOX_MICROSOFT_PORT });
+    stops.push(() => sandboxMicrosoft.close());
+    Object.assign(environment, {
+      MICROSOFT_CLIENT_ID: SANDBOX_MICROSOFT_CLIENT.clientId,
+      MICROSOFT_CLIENT_SECRET: SANDBOX_MICROSOFT_CLIENT.clientSecret,
+      MICROSOFT_AUTHORIZE_URL: sandboxMicrosoft.authorizeUrl,
+      MICROSOFT_TOKEN_URL: sandboxMicrosoft.tokenUrl,
+      MICROSOFT_GRAPH_URL: sandboxMicrosoft.graphUrl,
+    });
+    lines.push(`Sandbox Microsoft ${sandboxMicrosoft.url} (fake: approves every authorization at once)`);
+  }
+
+  if (!environment.AIRBNB_CLIENT_ID) {
+    const webhookSecret = environment.AIRBNB_WEBHOOK_SECRET ?? randomToken();
+    const sandboxAirbnb = await startFakeAirbnb({ ...SANDBOX_AIRBNB_CLIENT, port: SANDBOX_AIRBNB_PORT, webhook: { secret: webhookSecret } });
+    stops.push(() => sandboxAirbnb.close());
+    // One listing with a booking, so a first connect shows the mapping and a sync at work.
+    const host = sandboxAirbnb.createHost(['Sandbox Beach House']);
+    const checkIn = new Date(Date.now() + 21 * 24 * 3600 * 1000);
+    const checkOut = new Date(checkIn.getTime() + 4 * 24 * 3600 * 1000);
+    sandboxAirbnb.createReservation({ listingId: host.listings[0]!.id, startDate: checkIn.toISOString().slice(0, 10), endDate: checkOut.toISOString().slice(0, 10), guestFirstName: 'Sandy' });
+    Object.assign(environment, {
+      AIRBNB_CLIENT_ID: SANDBOX_AIRBNB_CLIENT.clientId,
+      AIRBNB_CLIENT_SECRET: SANDBOX_AIRBNB_CLIENT.clientSecret,
+      AIRBNB_AUTHORIZE_URL: sandboxAirbnb.authorizeUrl,
+      AIRBNB_API_URL: sandboxAirbnb.apiUrl,
+      AIRBNB_WEBHOOK_SECRET: webhookSecret,
+    });
+    lines.push(`Sandbox Airbnb    ${sandboxAirbnb.url} (fake: approves every authorization at once)`);
+  }
+
+  if (!environment.BOOKING_AUTH_URL) {
+    const sandboxBooking = await startFakeBooking({ ...SANDBOX_BOOKING_ACCOUNT, port: SANDBOX_BOOKING_PORT });
+    stops.push(() => sandboxBooking.close());
+    // One booking waits in the queue, so a first connect shows a sync at work.
+    const checkIn = new Date(Date.now() + 14 * 24 * 3600 * 1000);
+    const checkOut = new Date(checkIn.getTime() + 3 * 24 * 3600 * 1000);
+    sandboxBooking.queueReservation({ hotelId: '1000001', guest: { givenName: 'Sandy', surname: 'Box' }, checkIn: checkIn.toISOString().slice(0, 10), checkOut: checkOut.toISOString().slice(0, 10) });
+    Object.assign(environment, { BOOKING_AUTH_URL: sandboxBooking.authUrl, BOOKING_XML_URL: sandboxBooking.xmlUrl });
+    lines.push(`Sandbox Booking   ${sandboxBooking.url} (fake; machine account ${SANDBOX_BOOKING_ACCOUNT.clientId} / ${SANDBOX_BOOKING_ACCOUNT.clientSecret})`);
   }
 
   Runtime.install({ logger: new DefaultLogger('WARN'), shutdownSignals: [] });
@@ -117,6 +175,16 @@ await runUntilSignalled('dev', async () => {
     await createUser(services.db, { email: DEMO_EMAIL, displayName: 'Demo User', password: demoPassword.value });
   }
 
+  // Before the worker: a workflow that upserts an unregistered search attribute fails its task.
+  const operatorConnection = await Connection.connect({ address: config.temporal.address });
+  const addedSearchAttributes = await registerSearchAttributes(operatorConnection, config.temporal.namespace).finally(() => operatorConnection.close());
+  const searchAttributeNames = CUSTOM_SEARCH_ATTRIBUTES.map((key) => key.name).join(', ');
+  lines.push(
+    addedSearchAttributes.length > 0
+      ? `Search attributes registered ${addedSearchAttributes.join(', ')} in namespace "${config.temporal.namespace}"`
+      : `Search attributes ${searchAttributeNames} already registered in namespace "${config.temporal.namespace}"`,
+  );
+
   const workerConnection = await NativeConnection.connect({ address: config.temporal.address });
   const worker = await createConnectionWorker({
     connection: workerConnection,
@@ -124,6 +192,7 @@ await runUntilSignalled('dev', async () => {
     taskQueue: config.temporal.taskQueue,
     dependencies: { ...services, clock: () => new Date() },
     payloadCodec,
+    shutdownGraceSeconds: config.workerShutdownGraceSeconds,
   });
   const workerRun = worker.run();
   stops.push(async () => {
@@ -152,8 +221,11 @@ await runUntilSignalled('dev', async () => {
     await app.close();
     await temporal.connection.close();
   });
+  const reality = await buildRealityServer({ config, db: services.db, temporal });
+  await reality.listen({ host: config.realityServer.host, port: config.realityServer.port });
+  stops.push(() => reality.close());
   const api = config.http.publicBaseUrl;
-  lines.unshift(`api-server        ${api}`);
+  lines.unshift(`api-server        ${api} (OpenAPI: ${api}/openapi.json)`, `reality-server    http://localhost:${config.realityServer.port} (/healthz, /readyz)`);
 
   console.log(
     [

@@ -4,6 +4,10 @@ import type { SyncCounts } from '../../db/queries/sync';
 import type { AuditLog } from '../audit';
 import type { IntegrationCrypto } from '../integration-crypto';
 import type { Config } from '../config';
+import { AirbnbReservationFeatures } from './airbnb-features';
+import { BookingReservationFeatures } from './booking-features';
+import { GoogleCalendarFeatures } from './google-calendar-features';
+import { MicrosoftCalendarFeatures } from './microsoft-calendar-features';
 import type { ProviderId, ProviderRegistry } from './provider';
 
 /**
@@ -56,7 +60,9 @@ export type ProviderFeaturesRegistry = Partial<Record<ProviderId, ProviderFeatur
 /** Providers whose adapter is configured get their features; each entry is built from the same settings. */
 export function createProviderFeatures(config: Config, providers: ProviderRegistry): ProviderFeaturesRegistry {
   const features: ProviderFeaturesRegistry = {};
-  void config;
-  void providers;
+  if (providers['google-calendar']) features['google-calendar'] = new GoogleCalendarFeatures(config.google, config.webhookBaseUrl);
+  if (providers['booking-com']) features['booking-com'] = new BookingReservationFeatures(config.booking);
+  if (providers['microsoft-calendar']) features['microsoft-calendar'] = new MicrosoftCalendarFeatures(config.microsoft, config.webhookBaseUrl);
+  if (providers.airbnb && config.airbnb.credentials) features.airbnb = new AirbnbReservationFeatures(config.airbnb, config.airbnb.credentials, config.webhookBaseUrl);
   return features;
 }

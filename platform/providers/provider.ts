@@ -1,5 +1,8 @@
 import type { Config } from '../config';
+import { AirbnbAdapter } from './airbnb';
+import { BookingAdapter } from './booking';
 import { GoogleCalendarAdapter } from './google-calendar';
+import { MicrosoftCalendarAdapter } from './microsoft-calendar';
 import type { ProviderTokens } from './oauth-tokens';
 
 /** The providers a user can connect. The id appears in URLs, workflow ids and the database. */
@@ -52,6 +55,9 @@ export type ProviderRegistry = Partial<Record<ProviderId, ProviderAdapter>>;
 export function createProviderRegistry(config: Config): ProviderRegistry {
   return {
     ...(config.google.credentials ? { 'google-calendar': new GoogleCalendarAdapter(config.google, config.google.credentials) } : {}),
+    ...(config.microsoft.credentials ? { 'microsoft-calendar': new MicrosoftCalendarAdapter(config.microsoft, config.microsoft.credentials) } : {}),
+    ...(config.airbnb.credentials ? { airbnb: new AirbnbAdapter(config.airbnb, config.airbnb.credentials) } : {}),
+    'booking-com': new BookingAdapter(config.booking),
   };
 }
 
