@@ -9,6 +9,8 @@ export interface FakeReservationInput {
   guest: { givenName: string; surname: string };
   checkIn: string;
   checkOut: string;
+  /** The message lacks its hotel code, as a damaged reservation would; it stays queued until acknowledged. */
+  incomplete?: boolean;
 }
 
 export interface FakeReservation extends FakeReservationInput {
@@ -132,7 +134,7 @@ function reservationElement(queue: FakeBookingQueue, reservation: FakeReservatio
         RoomTypes: { RoomType: { '@_RoomTypeCode': `${reservation.hotelId}01`, RoomDescription: { '@_Name': 'Double Room' } } },
         TimeSpan: { '@_Start': reservation.checkIn, '@_End': reservation.checkOut },
         Total: { '@_AmountAfterTax': '240.00', '@_CurrencyCode': 'EUR' },
-        BasicPropertyInfo: { '@_HotelCode': reservation.hotelId },
+        ...(reservation.incomplete ? {} : { BasicPropertyInfo: { '@_HotelCode': reservation.hotelId } }),
       },
     },
     ResGuests: {

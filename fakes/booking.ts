@@ -43,6 +43,8 @@ export interface FakeBookingSwitches {
   delayMs: number;
   /** The next poll that has reservations to deliver answers a truncated XML document instead, once. */
   malformedXml: boolean;
+  /** Acknowledgements are answered with success but take nothing off the queues, so every poll delivers the same again. */
+  ignoreAcknowledgements: boolean;
   /** The next `count` requests (of one endpoint, or any) fail with `status` (429 or 5xx). */
   failNext(count: number, status?: number, endpoint?: FakeBookingEndpoint): void;
 }
@@ -85,6 +87,7 @@ export async function startFakeBooking(options: FakeBookingOptions): Promise<Fak
     invalidCredentials: false,
     delayMs: 0,
     malformedXml: false,
+    ignoreAcknowledgements: false,
     failNext(count, status = 503, endpoint) {
       if (!Number.isInteger(count) || count < 0) throw new RangeError('failNext count must be a non-negative integer');
       if (status !== 429 && (status < 500 || status > 599)) throw new RangeError('failNext status must be 429 or 5xx');
@@ -149,9 +152,11 @@ export async function startFakeBooking(options: FakeBookingOptions): Promise<Fak
       }
       return answer(200, xml, { reservationIds });
     }
+    const success = xmlBuilder.build({ [root]: { '@_Version': '2.001', '@_TimeStamp': new Date(at).toISOString(), Success: '' } });
+    if (switches.ignoreAcknowledgements) return answer(200, success, { reservationIds: [] });
     const acknowledged = typeof request.body === 'string' ? queues.acknowledge(queue, request.body) : undefined;
     if (!acknowledged) return answer(400, otaError(root, '400', 'Expected a successful response message naming HotelReservationIDs'));
-    return answer(200, xmlBuilder.build({ [root]: { '@_Version': '2.001', '@_TimeStamp': new Date(at).toISOString(), Success: '' } }), { reservationIds: acknowledged });
+    return answer(200, success, { reservationIds: acknowledged });
   }
 
   app.get<{ Params: { message: string } }>('/hotels/ota/:message', (request, reply) => otaRequest(request, reply, 'poll'));

@@ -12,6 +12,8 @@ export interface FakeEventInput {
   start: string;
   end: string;
   transparent?: boolean;
+  /** Fields sent in place of the usual ones (undefined leaves one out), for an event Google describes oddly. */
+  wire?: Record<string, unknown>;
 }
 
 interface StoredEvent extends FakeEventInput {
@@ -36,6 +38,13 @@ export interface CalendarApiSwitches {
   expireSyncTokens(): void;
   /** The next `count` Calendar API calls fail with `status` (429 or 5xx). */
   failNextApiCalls(count: number, status?: number): void;
+  /** events.list names a next page on every page, never the last one, as a misbehaving server would. */
+  endlessPages: boolean;
+  /**
+   * The next `count` events.watch calls open their channel, then drop the connection unanswered: the
+   * caller never learns the channel's resource id, as when the answer is lost to a timeout.
+   */
+  loseNextWatchAnswers(count: number): void;
 }
 
 type CalendarEndpoint = 'calendarList' | 'eventsList' | 'eventsWatch' | 'channelsStop';
@@ -73,6 +82,7 @@ function wireEvent(event: StoredEvent): object {
     end: timeOf(event.end),
     updated: new Date(event.updated).toISOString(),
     ...(event.transparent ? { transparency: 'transparent' } : {}),
+    ...event.wire,
   };
 }
 
@@ -82,6 +92,7 @@ export class FakeCalendarApi {
   private readonly syncTokens = new Map<string, { account: string; position: number; expired: boolean }>();
   private readonly pageCursors = new Map<string, PageCursor>();
   private pendingFailures = { count: 0, status: 503 };
+  private lostWatchAnswers = 0;
   readonly switches: CalendarApiSwitches;
 
   constructor(
@@ -98,6 +109,11 @@ export class FakeCalendarApi {
         if (!Number.isInteger(count) || count < 0) throw new RangeError('failNextApiCalls count must be a non-negative integer');
         if (status !== 429 && (status < 500 || status > 599)) throw new RangeError('failNextApiCalls status must be 429 or 5xx');
         this.pendingFailures = { count, status };
+      },
+      endlessPages: false,
+      loseNextWatchAnswers: (count) => {
+        if (!Number.isInteger(count) || count < 0) throw new RangeError('loseNextWatchAnswers count must be a non-negative integer');
+        this.lostWatchAnswers = count;
       },
     };
   }
@@ -181,7 +197,7 @@ export class FakeCalendarApi {
       const pageSize = Math.min(Number(maxResults ?? DEFAULT_PAGE_SIZE) || DEFAULT_PAGE_SIZE, this.switches.eventsPageSize);
       const items = cursor.items.slice(cursor.offset, cursor.offset + pageSize);
       const rest = { ...cursor, offset: cursor.offset + pageSize };
-      const more = rest.offset < cursor.items.length;
+      const more = rest.offset < cursor.items.length || this.switches.endlessPages;
       const next = more ? { nextPageToken: this.remember(this.pageCursors, opaque('page-'), rest) } : { nextSyncToken: this.issueSyncToken(account, cursor.syncPosition) };
       return { kind: 'calendar#events', summary: 'Primary', timeZone: 'UTC', accessRole: 'owner', items, ...next };
     });
@@ -189,7 +205,16 @@ export class FakeCalendarApi {
 
   reset(): void {
     this.switches.eventsPageSize = DEFAULT_PAGE_SIZE;
+    this.switches.endlessPages = false;
     this.pendingFailures = { count: 0, status: 503 };
+    this.lostWatchAnswers = 0;
+  }
+
+  /** Whether this events.watch answer is to be lost (the loseNextWatchAnswers switch). */
+  takeLostWatchAnswer(): boolean {
+    if (this.lostWatchAnswers === 0) return false;
+    this.lostWatchAnswers -= 1;
+    return true;
   }
 
   private eventsOf(account: string): Map<string, StoredEvent> {

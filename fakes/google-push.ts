@@ -75,6 +75,12 @@ export class FakePushChannels {
         sent: [],
       };
       this.registry.set(channel.id, channel);
+      if (this.calendarApi.takeLostWatchAnswer()) {
+        caller.call.answerLost = true;
+        reply.hijack();
+        reply.raw.destroy();
+        return reply;
+      }
       const { id, resourceId, resourceUri, token, expiration } = channel;
       return { kind: 'api#channel', id, resourceId, resourceUri, ...(token === undefined ? {} : { token }), expiration: String(expiration) };
     });

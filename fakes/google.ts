@@ -28,6 +28,8 @@ export interface FakeGoogleCall {
   grantType?: string;
   error?: string;
   accessTokenExpired?: boolean;
+  /** Google acted on the call, but its answer never reached the caller (the loseNextWatchAnswers switch). */
+  answerLost?: boolean;
 }
 
 export interface FakeGoogleSwitches {

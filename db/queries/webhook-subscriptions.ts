@@ -75,3 +75,9 @@ export async function recordWebhookSubscriptionGranted(db: CommonQueryMethods, i
   await db.query(sql.unsafe`
     UPDATE webhook_subscriptions SET resource_id = ${grant.resourceId}, expires_at = ${sql.timestamp(grant.expiresAt)} WHERE id = ${id}`);
 }
+
+/** Completes a subscription recorded before the provider named it: the provider's id and the expiry it granted. */
+export async function recordWebhookSubscriptionCreated(db: CommonQueryMethods, id: string, created: { externalId: string; expiresAt: Date }): Promise<void> {
+  await db.query(sql.unsafe`
+    UPDATE webhook_subscriptions SET external_id = ${created.externalId}, expires_at = ${sql.timestamp(created.expiresAt)} WHERE id = ${id} AND status = 'active'`);
+}

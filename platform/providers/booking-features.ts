@@ -1,14 +1,19 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { log } from '@temporalio/activity';
 import { upsertReservation, type ReservationRecord } from '../../db/queries/reservations';
 import type { SyncCounts } from '../../db/queries/sync';
 import type { BookingSettings } from '../config';
 import type { OtaQueue } from './booking-ota-messages';
 import { BookingOtaClient } from './booking-ota';
 import type { ConnectionContext, ProviderFeatures, SubscriptionPlan } from './features';
+import { ProviderError } from './provider-error';
 
 /** New reservations first, so a modification never arrives for a reservation not yet stored. */
 const QUEUE_ORDER: OtaQueue[] = ['reservations', 'modifications'];
-/** Bounds one sync run; whatever is left waits for the next poll, which comes within the poll interval. */
+/**
+ * Bounds one sync run. A queue still delivering after this many acknowledged batches is most likely not
+ * taking our acknowledgements, so the run ends as a protocol error; anything left waits for the next run.
+ */
 const MAX_BATCHES_PER_QUEUE = 20;
 
 /**
@@ -45,11 +50,16 @@ export class BookingReservationFeatures implements ProviderFeatures {
   private async drain(context: ConnectionContext, queue: OtaQueue, counts: SyncCounts): Promise<void> {
     for (let batch = 0; batch < MAX_BATCHES_PER_QUEUE; batch++) {
       context.heartbeat(`polling ${queue}`);
-      const reservations = await this.ota.pendingReservations(queue, context.accessToken);
-      if (reservations.length === 0) return;
+      const { reservations, skipped } = await this.ota.pendingReservations(queue, context.accessToken);
+      for (const { reservationId, problem } of skipped) {
+        log.warn('Booking.com reservation skipped: left unacknowledged for Booking.com to email to the property', { connectionId: context.connection.id, queue, reservationId, problem });
+      }
       const { stored, failure } = await storeEach(context, reservations, counts);
-      if (stored.length > 0) {
-        await this.ota.acknowledge(queue, context.accessToken, stored, context.clock());
+      // Acknowledging an id takes every message of it off the queue, the skipped one too.
+      const skippedIds = new Set(skipped.map((skip) => skip.reservationId));
+      const acknowledgeable = stored.filter((id) => !skippedIds.has(id));
+      if (acknowledgeable.length > 0) {
+        await this.ota.acknowledge(queue, context.accessToken, acknowledgeable, context.clock());
         await context.audit.record({
           action: 'ReservationAcknowledge',
           outcome: 'success',
@@ -57,14 +67,17 @@ export class BookingReservationFeatures implements ProviderFeatures {
           userId: context.connection.userId,
           provider: context.connection.provider,
           connectionId: context.connection.id,
-          details: { queue, count: stored.length, reservationIds: stored },
+          details: { queue, count: acknowledgeable.length, reservationIds: acknowledgeable, ...(skipped.length > 0 ? { skipped: skipped.length } : {}) },
         });
-        context.heartbeat(`acknowledged ${stored.length} ${queue}`);
+        context.heartbeat(`acknowledged ${acknowledgeable.length} ${queue}`);
         // protocols.md: Booking.com asks for a 5 s pause after an acknowledgement before the next request.
         await sleep(this.settings.ackPauseMs);
       }
       if (failure) throw failure;
+      // What was not acknowledged is delivered again: another poll now would only read it once more.
+      if (acknowledgeable.length === 0) return;
     }
+    throw new ProviderError('protocol', `Booking.com still delivered ${queue} after ${MAX_BATCHES_PER_QUEUE} acknowledged batches in one run`);
   }
 }
 

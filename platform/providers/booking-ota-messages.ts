@@ -61,35 +61,55 @@ const reservationMessage = z.object({
     HotelReservationIDs: z.object({ HotelReservationID: z.array(z.object({ '@_ResID_Value': text.min(1), '@_ResID_Date': timestamp })).min(1) }),
   }),
 });
-type ReservationMessage = z.infer<typeof reservationMessage>;
 
 const emptyAsObject = (value: unknown) => (value === '' || value === undefined ? {} : value);
 
+/** A message left out of a batch: which reservation (when its id is readable) and what is wrong, never guest data. */
+export interface SkippedReservation {
+  reservationId: string | null;
+  problem: string;
+}
+
+export interface PendingReservations {
+  reservations: ReservationRecord[];
+  skipped: SkippedReservation[];
+}
+
 /**
- * Reads one poll's answer. Any flaw (broken XML, another document, a reservation without its id,
- * hotel or dates) rejects the whole batch as a protocol error: nothing of it is stored or
- * acknowledged, so Booking.com delivers it again and nothing is lost.
+ * Reads one poll's answer. A document we cannot read at all (broken XML, another document) is a
+ * protocol error. A single reservation without its id, hotel or dates is skipped instead: left
+ * unacknowledged, Booking.com keeps it and after 30 minutes sends it to the property by email, while
+ * the rest of the batch is stored and acknowledged rather than blocked behind it.
  */
-export function readPendingReservations(queue: OtaQueue, xml: string): ReservationRecord[] {
+export function readPendingReservations(queue: OtaQueue, xml: string): PendingReservations {
   const shape = OTA_QUEUES[queue];
   const root = parseDocument(xml)[shape.request];
   if (root === undefined) throw new ProviderError('protocol', `Booking.com answered without ${shape.request}${describeErrors(xml)}`);
   const batch = z
-    .preprocess(emptyAsObject, z.object({ [shape.list]: z.preprocess(emptyAsObject, z.object({ [shape.item]: z.array(reservationMessage).default([]) })).default({}) }))
+    .preprocess(emptyAsObject, z.object({ [shape.list]: z.preprocess(emptyAsObject, z.object({ [shape.item]: z.array(z.unknown()).default([]) })).default({}) }))
     .safeParse(root);
   if (!batch.success) {
     const problem = batch.error.issues[0]!;
     throw new ProviderError('protocol', `Booking.com ${shape.request} is incomplete at ${problem.path.join('/')}: ${problem.message}`);
   }
-  const list = batch.data[shape.list] as Record<string, ReservationMessage[]>;
-  return list[shape.item]!.map(toReservationRecord);
+  const pending: PendingReservations = { reservations: [], skipped: [] };
+  (batch.data[shape.list] as Record<string, unknown[]>)[shape.item]!.forEach((item, index) => {
+    const read = readReservation(item);
+    if (typeof read !== 'string') pending.reservations.push(read);
+    else pending.skipped.push({ reservationId: readableReservationId(item), problem: `${shape.item} ${index + 1}: ${read}` });
+  });
+  return pending;
 }
 
-function toReservationRecord(message: ReservationMessage): ReservationRecord {
+/** The record to store, or what keeps the message from being one (paths and rules only, no values). */
+function readReservation(item: unknown): ReservationRecord | string {
+  const parsed = reservationMessage.safeParse(item);
+  if (!parsed.success) return parsed.error.issues.map((issue) => `${issue.path.join('/')}: ${issue.message}`).join('; ');
+  const message = parsed.data;
   const [reservationId] = message.ResGlobalInfo.HotelReservationIDs.HotelReservationID;
   const stays = message.RoomStays.RoomStay;
   const hotelCodes = new Set(stays.map((stay) => stay.BasicPropertyInfo['@_HotelCode']));
-  if (hotelCodes.size !== 1) throw new ProviderError('protocol', `Booking.com reservation ${reservationId!['@_ResID_Value']} spans several hotels`);
+  if (hotelCodes.size !== 1) return 'spans several hotels';
   const name = message.ResGuests?.ResGuest[0]?.Profiles?.ProfileInfo.Profile.Customer.PersonName;
   const guestName = [name?.GivenName, name?.Surname].filter(Boolean).join(' ');
   return {
@@ -102,6 +122,16 @@ function toReservationRecord(message: ReservationMessage): ReservationRecord {
     checkOut: stays.map((stay) => stay.TimeSpan['@_End']).sort().at(-1)!,
     providerUpdatedAt: message['@_LastModifyDateTime'] ?? reservationId!['@_ResID_Date'],
   };
+}
+
+const readableId = z.object({
+  ResGlobalInfo: z.object({ HotelReservationIDs: z.object({ HotelReservationID: z.array(z.object({ '@_ResID_Value': text.min(1) })).min(1) }) }),
+});
+
+/** Which reservation a skipped message is about, so that none of its messages is acknowledged. */
+function readableReservationId(item: unknown): string | null {
+  const parsed = readableId.safeParse(item);
+  return parsed.success ? parsed.data.ResGlobalInfo.HotelReservationIDs.HotelReservationID[0]!['@_ResID_Value'] : null;
 }
 
 /** The `…RS` that tells Booking.com these reservations were processed, so it takes them off the queue. */

@@ -1,5 +1,4 @@
-import type { ReservationRecord } from '../../db/queries/reservations';
-import { acknowledgementMessage, OTA_QUEUES, readAcknowledgementAnswer, readPendingReservations, type OtaQueue } from './booking-ota-messages';
+import { acknowledgementMessage, OTA_QUEUES, readAcknowledgementAnswer, readPendingReservations, type OtaQueue, type PendingReservations } from './booking-ota-messages';
 import { providerFetch, ProviderError } from './provider-error';
 
 const PROVIDER = 'Booking.com';
@@ -12,7 +11,7 @@ const REQUEST_TIMEOUT_MS = 30_000;
 export class BookingOtaClient {
   constructor(private readonly xmlUrl: string) {}
 
-  async pendingReservations(queue: OtaQueue, jwt: string): Promise<ReservationRecord[]> {
+  async pendingReservations(queue: OtaQueue, jwt: string): Promise<PendingReservations> {
     const response = await this.call(queue, jwt, { method: 'GET' });
     return readPendingReservations(queue, await response.text());
   }

@@ -31,13 +31,22 @@ const calendarEvent = z.object({
   transparency: z.string().optional(),
 });
 export type GoogleCalendarEvent = z.infer<typeof calendarEvent>;
+const eventId = z.object({ id: z.string().min(1) });
 
+// Events are read one by one, so that one Google describes oddly does not make the page unreadable.
 const eventsPage = z.object({
-  items: z.array(calendarEvent).default([]),
+  items: z.array(z.unknown()).default([]),
   nextPageToken: z.string().min(1).optional(),
   nextSyncToken: z.string().min(1).optional(),
 });
-export type GoogleEventsPage = z.infer<typeof eventsPage>;
+
+export interface GoogleEventsPage {
+  items: GoogleCalendarEvent[];
+  /** Ids of the items that are not events as documented (null where even the id is missing). */
+  unreadable: Array<string | null>;
+  nextPageToken?: string;
+  nextSyncToken?: string;
+}
 
 // Google sends int64 values such as `expiration` as strings.
 const watchAnswer = z.object({ id: z.string().min(1), resourceId: z.string().min(1), expiration: z.coerce.number().int().positive() });
@@ -68,7 +77,14 @@ export class GoogleCalendarApi {
     if (page.pageToken !== undefined) query.set('pageToken', page.pageToken);
     const response = await this.call('GET', `/calendars/${encodeURIComponent(calendarId)}/events?${query}`);
     if (response.status === 410 && page.syncToken !== undefined) throw new SyncTokenGoneError(`${PROVIDER} answered 410: the sync token expired, a full sync is required`);
-    return this.read(response, eventsPage, 'events.list');
+    const { items, ...tokens } = await this.read(response, eventsPage, 'events.list');
+    const read: GoogleEventsPage = { ...tokens, items: [], unreadable: [] };
+    for (const item of items) {
+      const event = calendarEvent.safeParse(item);
+      if (event.success) read.items.push(event.data);
+      else read.unreadable.push(eventId.safeParse(item).data?.id ?? null);
+    }
+    return read;
   }
 
   async watchEvents(calendarId: string, channel: ChannelRequest): Promise<{ resourceId: string; expiresAt: Date }> {

@@ -44,15 +44,17 @@ export class GoogleCalendarChannels {
     const now = context.clock().getTime();
     const active = await activeWebhookSubscriptions(context.db, context.connection.id);
     const fresh = active.flatMap(({ id, resourceId, expiresAt }) =>
-      resourceId !== null && expiresAt !== null && !this.isDue(expiresAt, now) ? [{ id, expiresAt }] : []);
+      resourceId !== null && expiresAt !== null && !this.isDue(expiresAt, now) ? [{ id, resourceId, expiresAt }] : []);
     const kept = fresh.at(-1) ?? (await this.open(context));
-    for (const channel of active) if (channel.id !== kept.id) await this.stop(context, channel, 'replaced');
+    for (const channel of active) if (channel.id !== kept.id) await this.stop(context, channel, 'replaced', kept.resourceId);
     return { renewAt: kept.expiresAt - this.renewalMarginMs };
   }
 
   /** On disconnect. A token Google refuses cannot stop anything; such channels lapse at their expiry. */
   async stopAll(context: ConnectionContext): Promise<void> {
-    for (const channel of await activeWebhookSubscriptions(context.db, context.connection.id)) await this.stop(context, channel, 'disconnected');
+    const active = await activeWebhookSubscriptions(context.db, context.connection.id);
+    const calendarResourceId = active.find((channel) => channel.resourceId !== null)?.resourceId ?? null;
+    for (const channel of active) await this.stop(context, channel, 'disconnected', calendarResourceId);
   }
 
   private isDue(expiresAt: number, now: number): boolean {
@@ -63,7 +65,7 @@ export class GoogleCalendarChannels {
    * Recorded before Google is asked, because Google sends the channel's `sync` message at once and the
    * receiver must know the channel by then.
    */
-  private async open(context: ConnectionContext): Promise<{ id: string; expiresAt: number }> {
+  private async open(context: ConnectionContext): Promise<{ id: string; resourceId: string; expiresAt: number }> {
     const { db, crypto, connection } = context;
     const id = randomUUID();
     const token = randomToken();
@@ -87,7 +89,9 @@ export class GoogleCalendarChannels {
         ttlSeconds: this.settings.channelTtlSeconds,
       });
     } catch (error) {
-      await endWebhookSubscription(db, id, 'failed');
+      // Without Google's answer (a timeout, a 5xx) the channel may exist all the same: the row stays active
+      // so that the next renewal or the disconnect stops it. An HTTP refusal means nothing was created.
+      if (error instanceof ProviderError && error.details.status !== undefined && error.details.status < 500) await endWebhookSubscription(db, id, 'failed');
       throw error;
     }
     await db.transaction(async (transaction) => {
@@ -105,11 +109,15 @@ export class GoogleCalendarChannels {
         transaction,
       );
     });
-    return { id, expiresAt: granted.expiresAt.getTime() };
+    return { id, resourceId: granted.resourceId, expiresAt: granted.expiresAt.getTime() };
   }
 
-  private async stop(context: ConnectionContext, channel: WebhookSubscriptionRow, reason: 'replaced' | 'disconnected'): Promise<void> {
-    const outcome = await this.stopUpstream(context, channel);
+  /**
+   * `calendarResourceId` is what Google named the primary calendar for another channel: the resource id is
+   * the watched calendar's, the same for every channel on it, so it also stops a channel whose watch answer was lost.
+   */
+  private async stop(context: ConnectionContext, channel: WebhookSubscriptionRow, reason: 'replaced' | 'disconnected', calendarResourceId: string | null): Promise<void> {
+    const outcome = await this.stopUpstream(context, channel, channel.resourceId ?? calendarResourceId);
     const ended = outcome === 'stopped' || outcome === 'already_gone' ? 'stopped' : outcome === 'expired' ? 'expired' : 'failed';
     await context.db.transaction(async (transaction) => {
       await endWebhookSubscription(transaction, channel.id, ended);
@@ -128,12 +136,12 @@ export class GoogleCalendarChannels {
     });
   }
 
-  private async stopUpstream(context: ConnectionContext, channel: WebhookSubscriptionRow): Promise<StopOutcome> {
+  private async stopUpstream(context: ConnectionContext, channel: WebhookSubscriptionRow, resourceId: string | null): Promise<StopOutcome> {
     if (channel.expiresAt !== null && channel.expiresAt <= context.clock().getTime()) return 'expired';
-    // A channel whose watch answer was never recorded cannot be named to channels.stop.
-    if (channel.resourceId === null) return 'unrecorded';
+    // channels.stop needs a resource id, and no active channel of the calendar has one recorded.
+    if (resourceId === null) return 'unrecorded';
     try {
-      const upstream = await this.api(context).stopChannel({ id: channel.externalId, resourceId: channel.resourceId });
+      const upstream = await this.api(context).stopChannel({ id: channel.externalId, resourceId });
       return upstream === 'stopped' ? 'stopped' : 'already_gone';
     } catch (error) {
       // Stopping is attempted with whatever token the connection has left; Google refusing it is final for this channel.

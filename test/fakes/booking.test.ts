@@ -49,7 +49,7 @@ describe('fake Booking.com', () => {
     const { adapter, ota, credentials } = await start();
     const { accessToken } = await adapter.refresh(credentials);
     const first = booking.queueReservation({ hotelId: '1', guest: { givenName: 'A', surname: 'B' }, checkIn: '2031-02-01', checkOut: '2031-02-02' });
-    const delivered = await ota.pendingReservations('reservations', accessToken);
+    const { reservations: delivered } = await ota.pendingReservations('reservations', accessToken);
     const second = booking.queueReservation({ hotelId: '1', guest: { givenName: 'C', surname: 'D' }, checkIn: '2031-02-01', checkOut: '2031-02-02' });
     expect(delivered.map((reservation) => reservation.externalId)).toEqual([first]);
 

@@ -440,6 +440,40 @@ describe('fake Google Calendar API, push channels and RISC', () => {
     expect(google.liveChannels().map((live) => live.id)).not.toContain('channel-3');
   });
 
+  it('describes events oddly and pages without end when told', async () => {
+    const { access_token: accessToken } = await connectAs('777777777777777777777');
+    const calendar = google.calendar('777777777777777777777');
+    const noStart = calendar.add({ start: '2030-04-01', end: '2030-04-02', wire: { start: undefined } });
+    const badEnd = calendar.add({ start: '2030-04-01', end: '2030-04-02', wire: { end: { dateTime: 'soon' } } });
+    const { items } = (await listEvents(accessToken as string)).body;
+    expect(items.find((item) => item.id === noStart)).not.toHaveProperty('start');
+    expect(items.find((item) => item.id === badEnd)).toMatchObject({ start: { date: '2030-04-01' }, end: { dateTime: 'soon' } });
+
+    google.switches.calendar.endlessPages = true;
+    try {
+      let page = await listEvents(accessToken as string);
+      for (let pages = 1; pages < 5; pages++) page = await listEvents(accessToken as string, { pageToken: page.body.nextPageToken! });
+      expect(page.body).toMatchObject({ items: [], nextPageToken: expect.any(String) });
+      expect(page.body.nextSyncToken).toBeUndefined();
+    } finally {
+      google.switches.calendar.endlessPages = false;
+    }
+  });
+
+  it('opens the channel but loses the events.watch answer when told, so only the resource id of another channel can stop it', async () => {
+    const { access_token: accessToken } = await connectAs('888888888888888888888');
+    const watch = (id: string) => calendarPost(accessToken as string, '/calendars/primary/events/watch', { id, type: 'web_hook', address: `${receiverUrl}/hook` });
+    google.switches.calendar.loseNextWatchAnswers(1);
+    await expect(watch('lost-channel')).rejects.toThrow();
+    expect(google.calls.at(-1)).toMatchObject({ endpoint: 'eventsWatch', answerLost: true });
+    expect(google.liveChannels().map((live) => live.id)).toContain('lost-channel');
+
+    const answered = (await (await watch('answered-channel')).json()) as { resourceId: string };
+    const stop = await calendarPost(accessToken as string, '/channels/stop', { id: 'lost-channel', resourceId: answered.resourceId });
+    expect(stop.status).toBe(204);
+    expect(google.liveChannels().map((live) => live.id)).not.toContain('lost-channel');
+  });
+
   it('signs security event tokens with its published key and POSTs them to the receiver', async () => {
     google.registerRiscReceiver(`${receiverUrl}/risc`);
     const delivery = await google.sendSecurityEvent('666666666666666666666', 'tokens-revoked');

@@ -180,6 +180,43 @@ describe('Booking.com reservation sync (dev server)', () => {
     expect(await storedReservations(platform, reservationId)).toHaveLength(1);
   });
 
+  it('ends a run with a protocol error when the queue keeps delivering what it acknowledged, instead of polling on', async () => {
+    const failuresBefore = (await failedSyncRuns()).length;
+    booking.switches.ignoreAcknowledgements = true;
+    let reservationId: string;
+    try {
+      reservationId = booking.queueReservation({ hotelId: HOTEL, guest: guest('Endless'), checkIn: '2031-09-01', checkOut: '2031-09-02' });
+      await eventually(async () => (await failedSyncRuns()).length > failuresBefore, 30_000, 'failed sync recorded');
+    } finally {
+      booking.switches.ignoreAcknowledgements = false;
+    }
+    expect((await failedSyncRuns())[failuresBefore]).toEqual({ errorKind: 'ProviderRejected', errorMessage: expect.stringContaining('after 20 acknowledged batches') });
+    await eventually(() => acknowledged(reservationId, 'reservations'), 20_000, 'reservation acknowledged once acknowledgements take');
+    expect(await storedReservations(platform, reservationId)).toHaveLength(1);
+  });
+
+  it('skips a reservation it cannot read, leaving it queued for Booking.com to email, and stores and acknowledges the rest', async () => {
+    const failuresBefore = (await failedSyncRuns()).length;
+    const stays = { hotelId: HOTEL, checkIn: '2031-10-01', checkOut: '2031-10-03' };
+    const before = booking.queueReservation({ ...stays, guest: guest('Readable') });
+    const damaged = booking.queueReservation({ ...stays, guest: guest('Damaged'), incomplete: true });
+    const after = booking.queueReservation({ ...stays, guest: guest('Also Readable') });
+
+    await eventually(() => acknowledged(before, 'reservations') && acknowledged(after, 'reservations'), 20_000, 'readable reservations acknowledged');
+    expect(await storedReservations(platform, before)).toHaveLength(1);
+    expect(await storedReservations(platform, after)).toHaveLength(1);
+    expect(await storedReservations(platform, damaged)).toEqual([]);
+    expect(acknowledged(damaged, 'reservations')).toBe(false);
+    const acknowledgements = (await auditRows({ connectionId: connection.connectionId })).filter((entry) => entry.action === 'ReservationAcknowledge');
+    expect(acknowledgements.at(-1)?.details).toEqual({ queue: 'reservations', count: 2, reservationIds: [before, after], skipped: 1 });
+
+    // Later polls deliver it again and skip it again, without failing the runs.
+    const callsBefore = booking.calls.length;
+    await eventually(() => booking.calls.slice(callsBefore).filter((call) => call.endpoint === 'poll' && call.reservationIds?.includes(damaged)).length >= 2, 20_000, 'damaged reservation polled again');
+    expect(booking.pending('reservations')).toEqual([damaged]);
+    expect((await failedSyncRuns()).length).toBe(failuresBefore);
+  });
+
   it('disconnects: credentials and tokens wiped, nothing revoked upstream (there is no way to), all audited, no secret in history', async () => {
     const disconnect = await fetch(`${platform.apiUrl}/api/v1/integrations/booking-com/disconnect`, {
       method: 'POST',

@@ -104,6 +104,64 @@ describe('Google Calendar sync (dev server)', () => {
     expect(freshToken).not.toBe(staleToken);
   });
 
+  it('skips an event without readable times and keeps syncing the rest, so the sync token advances', async () => {
+    const account = '100000000000000000004';
+    const calendar = google.calendar(account);
+    const good = calendar.add({ summary: 'Good', start: '2031-04-01', end: '2031-04-02' });
+    calendar.add({ summary: 'No start', start: '2031-04-03', end: '2031-04-04', wire: { start: undefined } });
+    calendar.add({ summary: 'Bad end', start: '2031-04-05T10:00:00Z', end: '2031-04-05T11:00:00Z', wire: { end: { dateTime: 'soon' } } });
+    calendar.add({ summary: 'Backwards', start: '2031-04-07', end: '2031-04-06' });
+    const connection = await connectGoogleAccount(platform, google, 'sync.dora@example.com', account);
+    const first = await syncRuns(connection.workflowId, 1);
+    expect(first.sync).toMatchObject({ lastOutcome: 'succeeded', lastCounts: { created: 1, updated: 0, deleted: 0, fullResync: true } });
+    const firstToken = await readSyncCursor(platform.db, connection.connectionId, 'calendars/primary/events');
+    expect(firstToken).not.toBeNull();
+
+    const later = calendar.add({ summary: 'Later', start: '2031-04-10', end: '2031-04-11' });
+    calendar.add({ summary: 'Odd again', start: '2031-04-12', end: '2031-04-13', wire: { start: { date: '2031-04-12' }, end: undefined } });
+    await google.notify(liveChannelsOf(google, account)[0]!.id);
+    const second = await syncRuns(connection.workflowId, 2);
+    expect(second.sync).toMatchObject({ lastOutcome: 'succeeded', lastCounts: { created: 1, updated: 0, deleted: 0, fullResync: false } });
+    expect((await listCalendarEvents(platform.db, connection.connectionId)).map((event) => event.externalId).sort()).toEqual([good, later].sort());
+    expect(await readSyncCursor(platform.db, connection.connectionId, 'calendars/primary/events')).not.toBe(firstToken);
+  });
+
+  it('ends a sync with a protocol error when events.list never reaches its last page', async () => {
+    const account = '100000000000000000005';
+    const connection = await connectGoogleAccount(platform, google, 'sync.emil@example.com', account);
+    await syncRuns(connection.workflowId, 1);
+    google.switches.calendar.endlessPages = true;
+    try {
+      await google.notify(liveChannelsOf(google, account)[0]!.id);
+      const state = await waitForConnectionState(platform, connection.workflowId, (s) => s.sync?.lastOutcome === 'failed', 60_000);
+      expect(state.sync?.lastError?.message).toContain('events.list did not end within 1000 pages');
+    } finally {
+      google.switches.calendar.endlessPages = false;
+    }
+  });
+
+  it('stops a channel whose events.watch answer was lost, with the resource id of the channel that replaced it', async () => {
+    const account = '100000000000000000006';
+    google.switches.calendar.loseNextWatchAnswers(1);
+    const connection = await connectGoogleAccount(platform, google, 'sync.fay@example.com', account);
+    await waitForConnectionState(platform, connection.workflowId, (state) => state.renewSubscriptionsAt !== undefined && state.renewSubscriptionsAt !== null, 60_000);
+
+    const [lost, replacement, ...others] = google.channels().filter((channel) => channel.account === account);
+    expect(others).toEqual([]);
+    expect(google.calls.filter((call) => call.endpoint === 'eventsWatch' && call.answerLost)).toHaveLength(1);
+    expect(lost!.stoppedAt).toBeDefined();
+    expect(liveChannelsOf(google, account).map((channel) => channel.id)).toEqual([replacement!.id]);
+    const rows = await platform.db.any(sql.type(z.object({ id: z.string(), status: z.string(), resourceId: z.string().nullable() }))`
+      SELECT id, status, resource_id AS "resourceId" FROM webhook_subscriptions WHERE connection_id = ${connection.connectionId} ORDER BY created_at`);
+    expect(rows).toEqual([
+      { id: lost!.id, status: 'stopped', resourceId: null },
+      { id: replacement!.id, status: 'active', resourceId: replacement!.resourceId },
+    ]);
+    const stops = await platform.db.anyFirst(sql.type(z.object({ details: z.record(z.unknown()) }))`
+      SELECT details FROM audit_log WHERE connection_id = ${connection.connectionId} AND action = 'WebhookSubscriptionStop'`);
+    expect(stops).toEqual([{ subscriptionId: lost!.id, reason: 'replaced', upstream: 'stopped' }]);
+  });
+
   it('disconnect stops the channel at Google, wipes tokens and events, and leaves an audit trail', async () => {
     const account = '100000000000000000003';
     google.calendar(account).add({ summary: 'Busy', start: '2031-03-01', end: '2031-03-02' });

@@ -32,7 +32,7 @@ function protocolError(read: () => unknown): ProviderError {
 
 describe('Booking.com OTA messages', () => {
   it('reads a reservation: id, hotel, guest, dates, and a zone-less creation time as UTC', () => {
-    expect(readPendingReservations('reservations', batch(reservation()))).toEqual([
+    expect(readPendingReservations('reservations', batch(reservation())).reservations).toEqual([
       {
         externalId: '4000000001',
         externalListingId: '1234567',
@@ -46,8 +46,9 @@ describe('Booking.com OTA messages', () => {
   });
 
   it('reads an empty queue, with or without the list element', () => {
-    expect(readPendingReservations('reservations', `<OTA_HotelResNotifRQ ${OTA}><HotelReservations/></OTA_HotelResNotifRQ>`)).toEqual([]);
-    expect(readPendingReservations('modifications', `<OTA_HotelResModifyNotifRQ ${OTA}/>`)).toEqual([]);
+    const empty = { reservations: [], skipped: [] };
+    expect(readPendingReservations('reservations', `<OTA_HotelResNotifRQ ${OTA}><HotelReservations/></OTA_HotelResNotifRQ>`)).toEqual(empty);
+    expect(readPendingReservations('modifications', `<OTA_HotelResModifyNotifRQ ${OTA}/>`)).toEqual(empty);
   });
 
   it('reads cancellations with their modification time, and a stay of several rooms from first arrival to last departure', () => {
@@ -56,17 +57,26 @@ describe('Booking.com OTA messages', () => {
         <RoomStays>${roomStay('2031-05-03', '2031-05-06')}${roomStay('2031-05-01', '2031-05-04')}</RoomStays>
         <ResGlobalInfo><HotelReservationIDs><HotelReservationID ResID_Value="4000000002" ResID_Date="2031-01-01T09:30:00"/></HotelReservationIDs></ResGlobalInfo>
       </HotelResModify></HotelResModifies></OTA_HotelResModifyNotifRQ>`;
-    expect(readPendingReservations('modifications', xml)).toEqual([
+    expect(readPendingReservations('modifications', xml).reservations).toEqual([
       expect.objectContaining({ externalId: '4000000002', status: 'cancelled', guestName: null, checkIn: '2031-05-01', checkOut: '2031-05-06', providerUpdatedAt: new Date('2031-02-01T10:00:00Z') }),
     ]);
   });
 
-  it('rejects the whole batch when one reservation lacks what is required', () => {
-    const good = reservation({ id: '4000000003' });
-    expect(protocolError(() => readPendingReservations('reservations', batch(good, reservation({ stays: '<RoomStay><TimeSpan Start="2031-05-01" End="2031-05-02"/></RoomStay>' })))).message).toMatch(/BasicPropertyInfo/);
-    expect(protocolError(() => readPendingReservations('reservations', batch(good, reservation({ stays: roomStay('2031-05-04', '2031-05-01') })))).message).toMatch(/ends before it starts/);
-    expect(protocolError(() => readPendingReservations('reservations', batch(good, reservation({ stays: roomStay('2031-05-01', '2031-05-04') + roomStay('2031-05-01', '2031-05-04', '99') })))).message).toMatch(/several hotels/);
-    expect(protocolError(() => readPendingReservations('reservations', batch(good, reservation({ id: '' })))).message).toMatch(/ResID_Value/);
+  it('skips a reservation that lacks what is required, naming it without guest data, and reads the rest of the batch', () => {
+    const read = (bad: string) => readPendingReservations('reservations', batch(reservation({ id: '4000000003' }), bad, reservation({ id: '4000000005' })));
+    const cases: Array<[string, string | null, RegExp]> = [
+      [reservation({ id: '4000000004', stays: '<RoomStay><TimeSpan Start="2031-05-01" End="2031-05-02"/></RoomStay>' }), '4000000004', /BasicPropertyInfo/],
+      [reservation({ id: '4000000004', stays: roomStay('2031-05-04', '2031-05-01') }), '4000000004', /ends before it starts/],
+      [reservation({ id: '4000000004', stays: roomStay('2031-05-01', '2031-05-04') + roomStay('2031-05-01', '2031-05-04', '99') }), '4000000004', /several hotels/],
+      [reservation({ id: '' }), null, /ResID_Value/],
+    ];
+    for (const [bad, reservationId, problem] of cases) {
+      const { reservations, skipped } = read(bad);
+      expect(reservations.map((record) => record.externalId)).toEqual(['4000000003', '4000000005']);
+      expect(skipped).toEqual([{ reservationId, problem: expect.stringMatching(problem) }]);
+      expect(skipped[0]!.problem).toMatch(/^HotelReservation 2: /);
+      expect(skipped[0]!.problem).not.toMatch(/Ada|Lovelace/);
+    }
   });
 
   it('rejects broken XML and documents of another kind, with the provider\'s own error text', () => {
