@@ -22,6 +22,8 @@ interface ApiRouteContext {
   record(call: FakeAirbnbApiCall): void;
   /** A scripted failure (failNext) or delay that applies before the real work; answers the failure status if any. */
   interfere(target: 'api'): Promise<number | undefined>;
+  /** Whether this endpoint pages forever (the endlessPages switch). */
+  pagesNeverEnd(endpoint: 'listings' | 'reservations'): boolean;
 }
 
 function apiError(reply: FastifyReply, status: number, type: string, message: string) {
@@ -76,7 +78,7 @@ export function registerAirbnbApi(app: FastifyInstance, context: ApiRouteContext
     }
     const all = hosts.hostListings(caller.userId);
     const listings = all.slice(offset, offset + pageSize(request.query._limit));
-    const nextOffset = offset + listings.length < all.length ? offset + listings.length : null;
+    const nextOffset = context.pagesNeverEnd('listings') ? offset : offset + listings.length < all.length ? offset + listings.length : null;
     return { listings, metadata: { next_offset: nextOffset } };
   });
 
@@ -92,7 +94,7 @@ export function registerAirbnbApi(app: FastifyInstance, context: ApiRouteContext
       caller.call.status = 400;
       return apiError(reply, 400, 'invalid_parameter', 'cursor is not valid');
     }
-    return { reservations: page.reservations, metadata: { cursor: page.cursor, has_more: page.hasMore } };
+    return { reservations: page.reservations, metadata: { cursor: page.cursor, has_more: page.hasMore || context.pagesNeverEnd('reservations') } };
   });
 
   app.get('/v2/webhook_subscriptions', async (request, reply) => {

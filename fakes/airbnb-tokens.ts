@@ -31,7 +31,8 @@ interface CodeRecord {
 
 interface RefreshRecord {
   authorization: Authorization;
-  rotatedAway: boolean;
+  /** When a rotation replaced it: from then on it works for the rotation grace only. */
+  rotatedAt?: number;
 }
 
 interface AccessRecord {
@@ -52,6 +53,7 @@ export class AirbnbTokenStore {
   constructor(
     private readonly clock: () => number,
     private readonly accessLifetimeSeconds: number,
+    private readonly rotationGraceMs: number,
   ) {}
 
   issueCode(userId: string): string {
@@ -70,11 +72,11 @@ export class AirbnbTokenStore {
     return this.issue({ userId: record.userId, revoked: false }, undefined);
   }
 
-  /** `rotate` (reset_refresh_token=1): a new refresh token replaces the presented one, which stops working. */
+  /** `rotate` (reset_refresh_token=1): a new refresh token replaces the presented one, which then lives for the grace only. */
   refresh(refreshToken: string, rotate: boolean): IssuedTokens | undefined {
     const record = this.refreshTokens.get(refreshToken);
-    if (!record || record.rotatedAway || record.authorization.revoked) return undefined;
-    if (rotate) record.rotatedAway = true;
+    if (!record || !this.works(record)) return undefined;
+    if (rotate) record.rotatedAt ??= this.clock();
     return this.issue(record.authorization, rotate ? undefined : refreshToken);
   }
 
@@ -85,7 +87,7 @@ export class AirbnbTokenStore {
       return { valid: !access.authorization.revoked && this.clock() < access.expiresAt, expiresAt: Math.floor(access.expiresAt / 1000), userId: access.authorization.userId };
     }
     const refresh = this.refreshTokens.get(token);
-    if (refresh) return { valid: !refresh.authorization.revoked && !refresh.rotatedAway, expiresAt: 0, userId: refresh.authorization.userId };
+    if (refresh) return { valid: this.works(refresh), expiresAt: 0, userId: refresh.authorization.userId };
     return undefined;
   }
 
@@ -101,14 +103,18 @@ export class AirbnbTokenStore {
     const authorization = this.refreshTokens.get(token)?.authorization ?? this.accessTokens.get(token)?.authorization;
     if (!authorization || authorization.revoked) return false;
     const refresh = this.refreshTokens.get(token);
-    if (refresh?.rotatedAway) return false;
+    if (refresh && !this.works(refresh)) return false;
     authorization.revoked = true;
     return true;
   }
 
   /** Refresh tokens that would still work: the newest of each live authorization. */
   liveRefreshTokens(): string[] {
-    return [...this.refreshTokens].filter(([, record]) => !record.rotatedAway && !record.authorization.revoked).map(([token]) => token);
+    return [...this.refreshTokens].filter(([, record]) => record.rotatedAt === undefined && !record.authorization.revoked).map(([token]) => token);
+  }
+
+  private works(record: RefreshRecord): boolean {
+    return !record.authorization.revoked && (record.rotatedAt === undefined || this.clock() < record.rotatedAt + this.rotationGraceMs);
   }
 
   issuedSecrets(): string[] {
@@ -123,7 +129,7 @@ export class AirbnbTokenStore {
     let refreshToken = keptRefreshToken;
     if (refreshToken === undefined) {
       refreshToken = mint(24);
-      this.refreshTokens.set(refreshToken, { authorization, rotatedAway: false });
+      this.refreshTokens.set(refreshToken, { authorization });
       this.issued.push(refreshToken);
     }
     return { accessToken, refreshToken, expiresAt: Math.floor(expiresAt / 1000), userId: authorization.userId };

@@ -17,6 +17,11 @@ export interface FakeAirbnbOptions {
   clock?: () => number;
   /** Airbnb's access tokens live 24 hours. */
   accessTokenLifetimeSeconds?: number;
+  /**
+   * How long a refresh token keeps working after reset_refresh_token=1 replaced it. Airbnb does not say
+   * (unverified); 10 minutes by default, like the grace Microsoft gives, and 0 ends it at once.
+   */
+  rotationGraceSeconds?: number;
   /** How the fake signs the webhooks it sends: the partner secret shared with the platform. */
   webhook?: { secret: string; signatureHeader?: string; signatureEncoding?: 'hex' | 'base64' };
 }
@@ -42,6 +47,8 @@ export interface FakeAirbnbSwitches {
   expireCursors(): void;
   /** Every webhook subscription is gone, as when Airbnb disables failing ones. */
   dropSubscriptions(): void;
+  /** A paging fault: this endpoint keeps answering that there is more, with the same page again. */
+  endlessPages: 'listings' | 'reservations' | false;
 }
 
 export interface ReservationEventRequest {
@@ -80,7 +87,7 @@ function oauthError(reply: FastifyReply, status: number, error: string, descript
 
 export async function startFakeAirbnb(options: FakeAirbnbOptions) {
   const clock = options.clock ?? Date.now;
-  const tokens = new AirbnbTokenStore(clock, options.accessTokenLifetimeSeconds ?? 24 * 3600);
+  const tokens = new AirbnbTokenStore(clock, options.accessTokenLifetimeSeconds ?? 24 * 3600, (options.rotationGraceSeconds ?? 600) * 1000);
   const hosts = new AirbnbHosts(clock);
   const calls: FakeAirbnbCall[] = [];
   const failures = { token: { count: 0, status: 503 }, api: { count: 0, status: 503 } };
@@ -96,6 +103,7 @@ export async function startFakeAirbnb(options: FakeAirbnbOptions) {
     },
     expireCursors: () => hosts.expireCursors(),
     dropSubscriptions: () => hosts.dropSubscriptions(),
+    endlessPages: false,
   };
 
   async function interfere(target: 'token' | 'api'): Promise<number | undefined> {
@@ -169,7 +177,15 @@ export async function startFakeAirbnb(options: FakeAirbnbOptions) {
     return {};
   });
 
-  registerAirbnbApi(app, { clientId: options.clientId, clock, tokens, hosts, record: (call) => calls.push(call), interfere: () => interfere('api') });
+  registerAirbnbApi(app, {
+    clientId: options.clientId,
+    clock,
+    tokens,
+    hosts,
+    record: (call) => calls.push(call),
+    interfere: () => interfere('api'),
+    pagesNeverEnd: (endpoint) => switches.endlessPages === endpoint,
+  });
 
   /** POSTs a signed reservation event, as Airbnb does, to each of the host's subscriptions (or to `url`). */
   async function sendReservationEvent(request: ReservationEventRequest) {

@@ -10,7 +10,7 @@ const VALIDATION_TIMEOUT_MS = 10_000;
 const DEFAULT_PAGE_SIZE = 10;
 const CHANGE_TYPES = new Set(['created', 'updated', 'deleted']);
 
-export type GraphEndpoint = 'subscriptions.create' | 'subscriptions.renew' | 'subscriptions.reauthorize' | 'subscriptions.delete' | 'delta' | 'revokeSignInSessions';
+export type GraphEndpoint = 'subscriptions.create' | 'subscriptions.list' | 'subscriptions.renew' | 'subscriptions.reauthorize' | 'subscriptions.delete' | 'delta' | 'revokeSignInSessions';
 
 export interface FakeGraphCall {
   endpoint: GraphEndpoint;
@@ -45,6 +45,8 @@ export interface GraphContext {
   account(authorization: string | undefined): { oid: string } | 'expired' | undefined;
   /** A scripted failure (failNext) or delay (delayMs) for this call, if one is due. */
   disturbance(): Promise<number | undefined>;
+  /** Whether this creation's answer is to be lost after the subscription was made (loseCreateAnswers). */
+  loseCreateAnswer(): boolean;
   record(call: FakeGraphCall): void;
 }
 
@@ -156,8 +158,20 @@ export function registerFakeGraph(app: FastifyInstance, baseUrl: () => string, c
       removed: false, reauthorizationRequired: false, renewals: 0, reauthorizations: 0,
     };
     subscriptions.set(subscription.id, subscription);
+    // Graph did the work, but a gateway gave up waiting: the caller never learns the id.
+    if (context.loseCreateAnswer()) return { ...graphError(504, 'GatewayTimeout', 'The gateway did not receive a timely response.'), subscriptionId: subscription.id };
     return { status: 201, body: describe(subscription), subscriptionId: subscription.id };
   }));
+
+  // With a delegated token Graph lists the calling app's subscriptions for the signed-in user. Whether it
+  // echoes clientState here is not documented; the fake leaves it out, so nothing can come to rely on it.
+  app.get('/v1.0/subscriptions', route('subscriptions.list', (_request, oid) => ({
+    status: 200,
+    body: {
+      '@odata.context': `${baseUrl()}/v1.0/$metadata#subscriptions`,
+      value: [...subscriptions.values()].filter((entry) => live(entry, oid)).map((entry) => ({ ...describe(entry), clientState: null })),
+    },
+  })));
 
   app.patch('/v1.0/subscriptions/:id', route('subscriptions.renew', (request, oid) => {
     const { id } = request.params as { id: string };

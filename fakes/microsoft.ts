@@ -43,6 +43,8 @@ export interface FakeMicrosoftSwitches {
   deltaGone(): void;
   /** Every subscription expires now (as if renewals had stopped). */
   expireSubscriptions(): void;
+  /** The next `count` subscription creations succeed at Graph but answer 504, as when the answer is lost on the way. */
+  loseCreateAnswers(count: number): void;
 }
 
 type Params = Record<string, string | undefined>;
@@ -60,6 +62,7 @@ export async function startFakeMicrosoft(options: FakeMicrosoftOptions) {
   const accounts: string[] = [];
   const preparedAccounts: string[] = [];
   const failures = { token: { count: 0, status: 503 }, graph: { count: 0, status: 503 } };
+  let lostCreateAnswers = 0;
   let url = '';
 
   const app = Fastify({ logger: false });
@@ -84,6 +87,10 @@ export async function startFakeMicrosoft(options: FakeMicrosoftOptions) {
     },
     deltaGone: () => calendars.forgetDeltaTokens(),
     expireSubscriptions: () => graph.expireSubscriptions(),
+    loseCreateAnswers(count) {
+      if (!Number.isInteger(count) || count < 0) throw new RangeError('loseCreateAnswers count must be a non-negative integer');
+      lostCreateAnswers = count;
+    },
   };
 
   async function disturbance(target: 'token' | 'graph'): Promise<number | undefined> {
@@ -196,6 +203,7 @@ export async function startFakeMicrosoft(options: FakeMicrosoftOptions) {
       return token ? tokens.accessTokenAccount(token) : undefined;
     },
     disturbance: () => disturbance('graph'),
+    loseCreateAnswer: () => lostCreateAnswers > 0 && lostCreateAnswers-- > 0,
     record: (call) => calls.push(call),
   });
 
@@ -236,6 +244,7 @@ export async function startFakeMicrosoft(options: FakeMicrosoftOptions) {
       Object.assign(switches, { invalidGrant: false, clientSecretExpired: false, delayMs: 0 });
       failures.token = { count: 0, status: 503 };
       failures.graph = { count: 0, status: 503 };
+      lostCreateAnswers = 0;
     },
     close: () => app.close(),
   };

@@ -4,6 +4,8 @@ import { providerFetch, ProviderError } from './provider-error';
 const PROVIDER = 'Airbnb';
 const REQUEST_TIMEOUT_MS = 30_000;
 const PAGE_SIZE = 50;
+/** Far beyond any host's listings or one read of reservations: a loop of pages is an Airbnb fault. */
+export const MAX_PAGES = 1000;
 /** Every reservation event: a booking, its alteration and its cancellation all matter to the calendar. */
 export const AIRBNB_RESERVATION_EVENTS = ['reservation.created', 'reservation.updated', 'reservation.cancelled'];
 

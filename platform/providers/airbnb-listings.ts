@@ -4,8 +4,9 @@ import {
   upsertAutomaticListingMapping,
 } from '../../db/queries/listing-mappings';
 import { listUserProperties, type PropertyRow } from '../../db/queries/properties';
-import type { AirbnbApi, AirbnbListing } from './airbnb-api';
+import { MAX_PAGES, type AirbnbApi, type AirbnbListing } from './airbnb-api';
 import type { ConnectionContext } from './features';
+import { ProviderError } from './provider-error';
 
 /**
  * Records every listing of the host with the property it stands for: the user's property of the same
@@ -45,14 +46,15 @@ export async function mapListings(api: AirbnbApi, context: ConnectionContext): P
 
 async function readAllListings(api: AirbnbApi, context: ConnectionContext): Promise<AirbnbListing[]> {
   const listings: AirbnbListing[] = [];
-  let offset: number | null = 0;
-  for (let page = 1; offset !== null; page++) {
+  let offset = 0;
+  for (let page = 1; page <= MAX_PAGES; page++) {
     const answer = await api.listListings(offset);
     listings.push(...answer.listings);
     context.heartbeat(`listings page ${page}`);
+    if (answer.nextOffset === null) return listings;
     offset = answer.nextOffset;
   }
-  return listings;
+  throw new ProviderError('protocol', `Airbnb listings read did not end within ${MAX_PAGES} pages`);
 }
 
 /** A name shared by two properties says nothing about which one is meant: such listings stay unmapped. */

@@ -2,9 +2,10 @@ import type { CommonQueryMethods } from 'slonik';
 import { listListingMappings } from '../../db/queries/listing-mappings';
 import { listReservations, upsertReservation, type ReservationRecord, type ReservationRow } from '../../db/queries/reservations';
 import { readSyncCursor, storeSyncCursor, type SyncCounts } from '../../db/queries/sync';
-import { ReservationCursorGoneError, type AirbnbApi, type AirbnbReservation } from './airbnb-api';
+import { MAX_PAGES, ReservationCursorGoneError, type AirbnbApi, type AirbnbReservation } from './airbnb-api';
 import { mapListings } from './airbnb-listings';
 import type { ConnectionContext, SyncRequest } from './features';
+import { ProviderError } from './provider-error';
 
 const PROVIDER = 'airbnb';
 const CURSOR_RESOURCE = 'reservations';
@@ -45,13 +46,14 @@ export async function syncReservations(api: AirbnbApi, context: ConnectionContex
 async function readChanges(api: AirbnbApi, context: ConnectionContext, cursor: string | null): Promise<ReservationChanges> {
   const reservations: AirbnbReservation[] = [];
   let position = cursor;
-  for (let page = 1; ; page++) {
+  for (let page = 1; page <= MAX_PAGES; page++) {
     const answer = await api.listReservations(position);
     reservations.push(...answer.reservations);
     context.heartbeat(`reservations page ${page}`);
     position = answer.metadata.cursor;
     if (!answer.metadata.has_more) return { reservations, cursor: position, full: cursor === null };
   }
+  throw new ProviderError('protocol', `Airbnb reservations read did not end within ${MAX_PAGES} pages`);
 }
 
 /** Counts what really changed against what was stored, so a full read of known reservations counts nothing. */

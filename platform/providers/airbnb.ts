@@ -62,7 +62,11 @@ export class AirbnbAdapter implements OAuthProviderAdapter {
     return { ...tokens, refreshToken };
   }
 
-  /** Always rotating: a refresh token that is used once and replaced is worth less to whoever might copy it. */
+  /**
+   * Always rotating: a refresh token that is used once and replaced is worth less to whoever might copy
+   * it. When Airbnb's answer is lost before it is stored, the retry presents the replaced token again,
+   * which keeps the grant only while Airbnb still honours a replaced token (a grace; unverified for Airbnb).
+   */
   refresh(refreshToken: string): Promise<ProviderTokens> {
     return this.tokenRequest({ refresh_token: refreshToken }, { reset_refresh_token: '1' });
   }

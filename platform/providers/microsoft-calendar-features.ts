@@ -5,6 +5,7 @@ import {
   endWebhookSubscription,
   insertWebhookSubscription,
   markWebhookSubscriptionRenewed,
+  recordWebhookSubscriptionCreated,
   type WebhookSubscriptionRow,
 } from '../../db/queries/webhook-subscriptions';
 import type { SyncCounts } from '../../db/queries/sync';
@@ -12,7 +13,7 @@ import type { MicrosoftSettings } from '../config';
 import { randomToken } from '../secrets';
 import type { ConnectionContext, ProviderFeatures, RenewalReason, SubscriptionPlan, SyncRequest } from './features';
 import { syncOutlookCalendar } from './microsoft-calendar-sync';
-import { MAX_SUBSCRIPTION_MINUTES, MicrosoftGraphClient, SUBSCRIBED_RESOURCE } from './microsoft-graph';
+import { MAX_SUBSCRIPTION_MINUTES, MicrosoftGraphClient, SUBSCRIBED_RESOURCE, type GraphSubscription } from './microsoft-graph';
 import { ProviderError } from './provider-error';
 
 const PROVIDER = 'microsoft-calendar';
@@ -41,11 +42,13 @@ export class MicrosoftCalendarFeatures implements ProviderFeatures {
   }
 
   /** Keeps a live subscription after a re-consent; creates one when there is none. */
-  setUp(context: ConnectionContext): Promise<SubscriptionPlan> {
+  async setUp(context: ConnectionContext): Promise<SubscriptionPlan> {
+    await this.settleUnanswered(context);
     return this.ensureSubscription(context, 'connected');
   }
 
   async renewSubscriptions(context: ConnectionContext, reason: RenewalReason, subscriptionId?: string): Promise<SubscriptionPlan> {
+    await this.settleUnanswered(context);
     const subscriptions = await this.subscriptions(context);
     if (reason === 'due') {
       for (const subscription of subscriptions) await this.extend(context, subscription);
@@ -59,9 +62,17 @@ export class MicrosoftCalendarFeatures implements ProviderFeatures {
   }
 
   async stopSubscriptions(context: ConnectionContext): Promise<void> {
+    try {
+      await this.settleUnanswered(context);
+    } catch (error) {
+      // A token Graph refuses finds nothing either: such rows are ended below, whatever Graph holds lapses.
+      if (!(error instanceof ProviderError && (error.details.status === 401 || error.details.status === 403))) throw error;
+    }
     for (const subscription of await this.subscriptions(context)) {
-      const upstream = await this.graph.deleteSubscription(context.accessToken, subscription.externalId);
-      await this.end(context, subscription, 'stopped', upstream === 'deleted' ? 'disconnected' : 'disconnected_already_gone');
+      const upstream = isUnanswered(subscription) ? 'unanswered' : await this.graph.deleteSubscription(context.accessToken, subscription.externalId);
+      if (upstream === 'deleted') await this.end(context, subscription, 'stopped', 'disconnected');
+      else if (upstream === 'already_gone') await this.end(context, subscription, 'stopped', 'disconnected_already_gone');
+      else await this.end(context, subscription, 'failed', upstream === 'refused' ? 'disconnected_token_refused' : 'disconnected_unanswered');
     }
   }
 
@@ -76,6 +87,7 @@ export class MicrosoftCalendarFeatures implements ProviderFeatures {
   private async ensureSubscription(context: ConnectionContext, reason: string): Promise<SubscriptionPlan> {
     const subscriptions = await this.subscriptions(context);
     if (subscriptions.length === 0) return { renewAt: this.renewAt(await this.create(context, reason)) };
+    // Settled already, so every subscription has the expiry Graph granted.
     return { renewAt: Math.min(...subscriptions.map((subscription) => this.renewAt(subscription.expiresAt ?? 0))) };
   }
 
@@ -89,26 +101,57 @@ export class MicrosoftCalendarFeatures implements ProviderFeatures {
 
   /**
    * The clientState is a fresh secret per subscription, stored encrypted and bound to the row: each
-   * notification must carry it. A retry after Graph created the subscription but before the row was
-   * written leaves an orphan at Graph whose notifications we refuse; it lapses within the cap.
+   * notification must carry it. The row is written before Graph is asked and its id travels in the
+   * notification URL, so an attempt whose answer is lost leaves a row the next attempt settles.
    */
   private async create(context: ConnectionContext, reason: string): Promise<number> {
-    const { connection, db, crypto, audit } = context;
+    const { connection, db, crypto } = context;
     const rowId = randomUUID();
     const clientState = randomToken();
-    const created = await this.graph.createSubscription(context.accessToken, { clientState, expiresAt: this.newExpiry(context) });
+    await insertWebhookSubscription(db, {
+      id: rowId,
+      connectionId: connection.id,
+      provider: PROVIDER,
+      kind: SUBSCRIPTION_KIND,
+      // Graph's id replaces this once Graph answers; until then no notification can name the row.
+      externalId: rowId,
+      resource: SUBSCRIBED_RESOURCE,
+      resourceId: null,
+      verificationEnc: crypto.encrypt(clientState, encryptedField('webhook_subscriptions', 'verification_enc', rowId)),
+      expiresAt: null,
+    });
+    let created: GraphSubscription;
+    try {
+      created = await this.graph.createSubscription(context.accessToken, { rowReference: rowId, clientState, expiresAt: this.newExpiry(context) });
+    } catch (error) {
+      // A refusal created nothing; after a timeout or an outage only Graph's list can tell, so the row stays for that.
+      if (error instanceof ProviderError && error.kind !== 'transient') await endWebhookSubscription(db, rowId, 'failed');
+      throw error;
+    }
+    await this.recordCreated(context, rowId, created, reason);
+    return created.expiresAt.getTime();
+  }
+
+  /**
+   * Rows whose creation answer never came (a timeout, a worker that died after Graph answered): the
+   * subscription Graph made for one is adopted, a row Graph holds nothing for is ended. Either way no
+   * second subscription is created beside one Graph already has.
+   */
+  private async settleUnanswered(context: ConnectionContext): Promise<void> {
+    const unanswered = (await this.subscriptions(context)).filter(isUnanswered);
+    if (unanswered.length === 0) return;
+    const atGraph = await this.graph.listSubscriptions(context.accessToken);
+    for (const row of unanswered) {
+      const created = atGraph.find((subscription) => subscription.rowReference === row.id);
+      if (created) await this.recordCreated(context, row.id, created, 'answer_lost');
+      else await this.end(context, row, 'failed', 'never_created');
+    }
+  }
+
+  private async recordCreated(context: ConnectionContext, rowId: string, created: GraphSubscription, reason: string): Promise<void> {
+    const { connection, db, audit } = context;
     await db.transaction(async (transaction) => {
-      await insertWebhookSubscription(transaction, {
-        id: rowId,
-        connectionId: connection.id,
-        provider: PROVIDER,
-        kind: SUBSCRIPTION_KIND,
-        externalId: created.id,
-        resource: SUBSCRIBED_RESOURCE,
-        resourceId: null,
-        verificationEnc: crypto.encrypt(clientState, encryptedField('webhook_subscriptions', 'verification_enc', rowId)),
-        expiresAt: created.expiresAt,
-      });
+      await recordWebhookSubscriptionCreated(transaction, rowId, { externalId: created.id, expiresAt: created.expiresAt });
       await audit.record(
         {
           action: 'WebhookSubscriptionCreate',
@@ -122,7 +165,6 @@ export class MicrosoftCalendarFeatures implements ProviderFeatures {
         transaction,
       );
     });
-    return created.expiresAt.getTime();
   }
 
   /** PATCH to a new expiry; a subscription Graph no longer knows is ended here, and a new one follows. */
@@ -143,14 +185,14 @@ export class MicrosoftCalendarFeatures implements ProviderFeatures {
     }
   }
 
-  private async end(context: ConnectionContext, subscription: WebhookSubscriptionRow, status: 'stopped' | 'expired', reason: string): Promise<void> {
+  private async end(context: ConnectionContext, subscription: WebhookSubscriptionRow, status: 'stopped' | 'expired' | 'failed', reason: string): Promise<void> {
     const { connection, db, audit } = context;
     await db.transaction(async (transaction) => {
       await endWebhookSubscription(transaction, subscription.id, status);
       await audit.record(
         {
           action: 'WebhookSubscriptionStop',
-          outcome: 'success',
+          outcome: status === 'failed' ? 'failure' : 'success',
           actor: { type: 'system' },
           userId: connection.userId,
           provider: PROVIDER,
@@ -161,4 +203,9 @@ export class MicrosoftCalendarFeatures implements ProviderFeatures {
       );
     });
   }
+}
+
+/** Recorded before Graph was asked, and Graph's answer (its id, the expiry it granted) not yet with it. */
+function isUnanswered(subscription: WebhookSubscriptionRow): boolean {
+  return subscription.expiresAt === null;
 }

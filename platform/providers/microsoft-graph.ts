@@ -10,10 +10,22 @@ export const MICROSOFT_GRAPH_LIFECYCLE_PATH = `${MICROSOFT_GRAPH_WEBHOOK_PATH}/l
 /** What the subscriptions watch; the sync reads the same calendar through calendarView/delta. */
 export const SUBSCRIBED_RESOURCE = 'me/events';
 const DELTA_PAGE_SIZE = 100;
+/** Far more than one user's subscriptions from one app: a loop of links is a Graph fault. */
+const MAX_LIST_PAGES = 100;
+/**
+ * Names our webhook_subscriptions row in the notification URL, so a subscription whose creation answer
+ * was lost can be found in Graph's list (Graph passes query parameters of the URL through unchanged).
+ */
+const ROW_REFERENCE_PARAM = 'ref';
 
 export interface GraphSubscription {
   id: string;
   expiresAt: Date;
+}
+
+/** A subscription from Graph's list, with the row reference its notification URL carries, if any. */
+export interface ListedGraphSubscription extends GraphSubscription {
+  rowReference: string | null;
 }
 
 /** One entry of a delta page: an event as it is now, or the news that it is gone from the window. */
@@ -24,6 +36,10 @@ export type GraphEventChange =
 export type DeltaPage = { changes: GraphEventChange[]; nextLink?: string; deltaLink?: string } | 'sync_state_gone';
 
 const subscriptionAnswer = z.object({ id: z.string().min(1), expirationDateTime: z.string().datetime({ offset: true }) });
+const subscriptionListAnswer = z.object({
+  value: z.array(subscriptionAnswer.extend({ notificationUrl: z.string() })),
+  '@odata.nextLink': z.string().url().optional(),
+});
 const graphDateTime = z.object({ dateTime: z.string(), timeZone: z.string() });
 const deltaItem = z.union([
   z.object({ id: z.string().min(1), '@removed': z.object({ reason: z.string().optional() }) }),
@@ -62,10 +78,12 @@ export class MicrosoftGraphClient {
   }
 
   /** Graph validates both URLs (the handshake) before it answers; the lifecycle URL can only be set here. */
-  async createSubscription(accessToken: string, input: { clientState: string; expiresAt: Date }): Promise<GraphSubscription> {
+  async createSubscription(accessToken: string, input: { rowReference: string; clientState: string; expiresAt: Date }): Promise<GraphSubscription> {
+    const notificationUrl = new URL(`${this.webhookBaseUrl}${MICROSOFT_GRAPH_WEBHOOK_PATH}`);
+    notificationUrl.searchParams.set(ROW_REFERENCE_PARAM, input.rowReference);
     const response = await this.call(accessToken, 'POST', '/subscriptions', {
       changeType: 'created,updated,deleted',
-      notificationUrl: `${this.webhookBaseUrl}${MICROSOFT_GRAPH_WEBHOOK_PATH}`,
+      notificationUrl: notificationUrl.toString(),
       lifecycleNotificationUrl: `${this.webhookBaseUrl}${MICROSOFT_GRAPH_LIFECYCLE_PATH}`,
       resource: SUBSCRIBED_RESOURCE,
       expirationDateTime: input.expiresAt.toISOString(),
@@ -90,9 +108,34 @@ export class MicrosoftGraphClient {
     return 'reauthorized';
   }
 
-  async deleteSubscription(accessToken: string, subscriptionId: string): Promise<'deleted' | 'already_gone'> {
+  /** The subscriptions this app holds for the signed-in user (Graph lists no other app's, no other user's). */
+  async listSubscriptions(accessToken: string): Promise<ListedGraphSubscription[]> {
+    const listed: ListedGraphSubscription[] = [];
+    let url = `${this.graphUrl}/subscriptions`;
+    for (let pages = 1; pages <= MAX_LIST_PAGES; pages++) {
+      const response = await this.send(accessToken, 'GET', this.graphLink(url));
+      if (!response.ok) throw await graphError(response);
+      const parsed = subscriptionListAnswer.safeParse(await response.json().catch(() => undefined));
+      if (!parsed.success) throw new ProviderError('protocol', `${PROVIDER} subscription list is malformed`);
+      for (const entry of parsed.data.value) {
+        const rowReference = URL.canParse(entry.notificationUrl) ? new URL(entry.notificationUrl).searchParams.get(ROW_REFERENCE_PARAM) : null;
+        listed.push({ id: entry.id, expiresAt: new Date(entry.expirationDateTime), rowReference });
+      }
+      const nextLink = parsed.data['@odata.nextLink'];
+      if (!nextLink) return listed;
+      url = nextLink;
+    }
+    throw new ProviderError('protocol', `${PROVIDER} subscription list did not end within ${MAX_LIST_PAGES} pages`);
+  }
+
+  /**
+   * `refused`: Graph turned our token away (401/403). Nothing we hold can delete the subscription then,
+   * so retrying is pointless; it lapses at Graph by its expiry, within the 7-day cap.
+   */
+  async deleteSubscription(accessToken: string, subscriptionId: string): Promise<'deleted' | 'already_gone' | 'refused'> {
     const response = await this.call(accessToken, 'DELETE', `/subscriptions/${encodeURIComponent(subscriptionId)}`);
     if (response.status === 404) return 'already_gone';
+    if (response.status === 401 || response.status === 403) return 'refused';
     if (!response.ok) throw await graphError(response);
     return 'deleted';
   }
@@ -106,9 +149,7 @@ export class MicrosoftGraphClient {
 
   /** One page of a delta read; `url` is the start URL, a nextLink or a deltaLink. */
   async readDeltaPage(accessToken: string, url: string): Promise<DeltaPage> {
-    // Links come from Graph's answers and are followed with our bearer token: only to Graph itself.
-    if (!URL.canParse(url) || new URL(url).origin !== this.graphOrigin) throw new ProviderError('protocol', `${PROVIDER} sent a delta link to another host`);
-    const response = await this.send(accessToken, 'GET', url, undefined, {
+    const response = await this.send(accessToken, 'GET', this.graphLink(url), undefined, {
       prefer: `outlook.timezone="UTC", odata.maxpagesize=${DELTA_PAGE_SIZE}`,
     });
     if (!response.ok) {
@@ -120,6 +161,12 @@ export class MicrosoftGraphClient {
     if (!parsed.success) throw new ProviderError('protocol', `${PROVIDER} delta page is malformed: ${parsed.error.issues[0]?.path.join('.') ?? 'unknown'}`);
     const { value, '@odata.nextLink': nextLink, '@odata.deltaLink': deltaLink } = parsed.data;
     return { changes: value.map(readChange), ...(nextLink ? { nextLink } : {}), ...(deltaLink ? { deltaLink } : {}) };
+  }
+
+  /** Links come from Graph's answers and are followed with our bearer token: only to Graph itself. */
+  private graphLink(url: string): string {
+    if (!URL.canParse(url) || new URL(url).origin !== this.graphOrigin) throw new ProviderError('protocol', `${PROVIDER} sent a link to another host`);
+    return url;
   }
 
   private call(accessToken: string, method: string, path: string, body?: object): Promise<Response> {

@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import Fastify from 'fastify';
 import { startFakeMicrosoft, type FakeMicrosoft } from '../../fakes/microsoft';
 import { loadConfig } from '../../platform/config';
 import { createPkcePair } from '../../platform/pkce';
 import { MicrosoftCalendarAdapter } from '../../platform/providers/microsoft-calendar';
+import { MicrosoftGraphClient } from '../../platform/providers/microsoft-graph';
 import { ProviderError } from '../../platform/providers/provider-error';
 import { MICROSOFT_TEST_CLIENT, microsoftEnvironment } from '../helpers/microsoft';
 
@@ -22,6 +24,14 @@ describe('Microsoft identity platform adapter', () => {
   });
 
   afterAll(() => microsoft?.close());
+
+  /** Our side of Graph's validation handshake, so the fake agrees to create subscriptions. */
+  async function startHandshakeReceiver() {
+    const receiver = Fastify({ logger: false });
+    receiver.addContentTypeParser('text/plain', { parseAs: 'string' }, (_request, body, done) => done(null, body));
+    receiver.post('/*', async (request, reply) => reply.type('text/plain').send((request.query as { validationToken?: string }).validationToken ?? ''));
+    return { url: await receiver.listen({ host: '127.0.0.1', port: 0 }), close: () => receiver.close() };
+  }
 
   async function authorize() {
     const pkce = createPkcePair();
@@ -105,5 +115,32 @@ describe('Microsoft identity platform adapter', () => {
     expect(adapter.supportsRevocation).toBe(false);
     expect(await adapter.revoke()).toBe('not_supported');
     expect(microsoft.calls.length).toBe(before);
+  });
+
+  it("lists the app's subscriptions with the row each names, also one whose creation answer was lost; a refused token deletes nothing and says so", async () => {
+    const receiver = await startHandshakeReceiver();
+    try {
+      const { code, verifier } = await authorize();
+      const { accessToken } = await adapter.exchangeCode({ code, codeVerifier: verifier, redirectUri: REDIRECT_URI });
+      const oid = microsoft.latestAccount()!;
+      const graph = new MicrosoftGraphClient(microsoft.graphUrl, receiver.url);
+      const expiresAt = new Date(now + DAY);
+
+      microsoft.switches.loseCreateAnswers(1);
+      expect(await refused(graph.createSubscription(accessToken, { rowReference: 'row-lost', clientState: 'state-1', expiresAt }))).toMatchObject({ kind: 'transient', details: { status: 504 } });
+      const [lost] = microsoft.liveSubscriptions(oid);
+      expect(lost).toBeDefined();
+      const kept = await graph.createSubscription(accessToken, { rowReference: 'row-kept', clientState: 'state-2', expiresAt });
+      expect(await graph.listSubscriptions(accessToken)).toEqual([
+        { id: lost!.id, expiresAt, rowReference: 'row-lost' },
+        { id: kept.id, expiresAt, rowReference: 'row-kept' },
+      ]);
+
+      microsoft.revokeGrants(oid);
+      expect(await graph.deleteSubscription(accessToken, kept.id)).toBe('refused');
+      expect(microsoft.liveSubscriptions(oid)).toHaveLength(2);
+    } finally {
+      await receiver.close();
+    }
   });
 });

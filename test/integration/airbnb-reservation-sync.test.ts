@@ -6,7 +6,10 @@ import { startTemporalDevServer } from '../helpers/temporal';
 import type { FakeAirbnb } from '../../fakes/airbnb';
 import { startTestPlatform, waitForConnectionState, type TestPlatform } from '../helpers/platform';
 import { historyPayloadTexts } from '../helpers/history';
-import { statusQuery, syncRequestSignal } from '../../workflows/connection-messages';
+import { refreshNowUpdate, statusQuery, syncRequestSignal } from '../../workflows/connection-messages';
+import { loadConfig } from '../../platform/config';
+import { MAX_PAGES } from '../../platform/providers/airbnb-api';
+import { AirbnbAdapter } from '../../platform/providers/airbnb';
 import {
   AIRBNB_TEST_CLIENT,
   airbnbEnvironment,
@@ -212,6 +215,52 @@ describe('Airbnb reservation sync (dev server)', () => {
     const subscriptions = await platform.db.any(sql.type(z.object({ status: z.string() }))`
       SELECT status FROM webhook_subscriptions WHERE connection_id = ${connection.connectionId} ORDER BY created_at`);
     expect(subscriptions.map((row) => row.status)).toEqual(['stopped', 'active']);
+  });
+
+  it('gives up on a listings or reservations read that never ends, with a protocol error, and syncs again once Airbnb pages properly', { timeout: 120_000 }, async () => {
+    const handle = platform.client.workflow.getHandle(connection.workflowId);
+    // A reservation on a listing not mapped yet makes the sync read the listings too.
+    const annex = airbnb.addListing(host.userId, 'Harbour Annex');
+    const booked = airbnb.createReservation({ listingId: annex.id, startDate: '2031-10-01', endDate: '2031-10-04' });
+    for (const endpoint of ['reservations', 'listings'] as const) {
+      airbnb.switches.endlessPages = endpoint;
+      const since = airbnb.calls.length;
+      const lastRunAt = (await handle.query(statusQuery)).sync?.lastRunAt ?? 0;
+      await handle.signal(syncRequestSignal, { reason: 'operator', full: false });
+      const state = await waitForConnectionState(platform, connection.workflowId, (s) => (s.sync?.lastRunAt ?? 0) > lastRunAt, 90_000);
+      expect(state.sync).toMatchObject({ lastOutcome: 'failed', lastError: { message: `Airbnb ${endpoint} read did not end within ${MAX_PAGES} pages` } });
+      expect(airbnb.calls.slice(since).filter((call) => call.endpoint === endpoint)).toHaveLength(MAX_PAGES);
+    }
+    airbnb.switches.endlessPages = false;
+    expect((await reservations()).some((row) => row.externalId === booked.confirmation_code)).toBe(false);
+
+    const runsBefore = await syncRuns();
+    await handle.signal(syncRequestSignal, { reason: 'operator', full: false });
+    const state = await waitForConnectionState(platform, connection.workflowId, (s) => (s.sync?.runCount ?? 0) > runsBefore);
+    expect(state.sync).toMatchObject({ lastOutcome: 'succeeded', lastCounts: { created: 1 } });
+    expect((await reservations()).find((row) => row.externalId === booked.confirmation_code)).toMatchObject({ externalListingId: String(annex.id) });
+  });
+
+  it("keeps the grant when the answer to a rotating refresh was lost: the retry presents the replaced token within Airbnb's grace", async () => {
+    const handle = platform.client.workflow.getHandle(connection.workflowId);
+    const before = await handle.query(statusQuery);
+    const refreshToken = async () =>
+      platform.crypto.decrypt(
+        await platform.db.oneFirst(sql.type(z.object({ token: z.string() }))`SELECT refresh_token_enc AS token FROM integration_connections WHERE id = ${connection.connectionId}`),
+        { table: 'integration_connections', column: 'refresh_token_enc', rowId: connection.connectionId },
+      );
+    const replaced = await refreshToken();
+    // Airbnb answers and rotates, but the answer never reaches our compare-and-set write (the worker died).
+    const config = loadConfig({ APP_ENV: 'test', ...airbnbEnvironment(airbnb) });
+    await new AirbnbAdapter(config.airbnb, config.airbnb.credentials!).refresh(replaced);
+    expect(airbnb.liveRefreshTokens()).not.toContain(replaced);
+
+    const since = airbnb.calls.length;
+    const answer = await handle.executeUpdate(refreshNowUpdate);
+    expect(answer.tokenVersion).toBeGreaterThan(before.tokenVersion);
+    expect(await handle.query(statusQuery)).toMatchObject({ status: 'active', tokenVersion: answer.tokenVersion });
+    expect(airbnb.calls.slice(since)).toEqual([expect.objectContaining({ endpoint: 'token', grant: 'refresh', rotated: true, status: 200 })]);
+    expect(airbnb.liveRefreshTokens()).toContain(await refreshToken());
   });
 
   it('disconnects: revoked at Airbnb, subscription deleted there, no token left, an audit trail, and no secret in history', async () => {

@@ -9,7 +9,7 @@ import { historyPayloadTexts } from '../helpers/history';
 import { startFakeMicrosoft, type FakeMicrosoft } from '../../fakes/microsoft';
 import type { FakeGraphCall } from '../../fakes/microsoft-graph';
 import { blockedDates, listCalendarEvents } from '../../db/queries/calendar-events';
-import { syncRequestSignal } from '../../workflows/connection-messages';
+import { invalidatedSignal, syncRequestSignal } from '../../workflows/connection-messages';
 
 const HOUR = 3600 * 1000;
 const DAY = 24 * HOUR;
@@ -44,6 +44,7 @@ describe('Microsoft Calendar connection and sync (dev server)', () => {
     platform.db.any(sql.type(z.object({ action: z.string(), details: z.record(z.unknown()) }))`
       SELECT action, details FROM audit_log WHERE connection_id = ${connectionId} ORDER BY id`);
   const deltaCalls = (since: number) => microsoft.calls.slice(since).filter((call): call is FakeGraphCall => call.endpoint === 'delta');
+  const graphCalls = (since: number, endpoint: FakeGraphCall['endpoint']) => microsoft.calls.slice(since).filter((call): call is FakeGraphCall => call.endpoint === endpoint);
 
   async function connect(email: string) {
     const { userId, sessionToken } = await platform.signUp(email);
@@ -90,7 +91,8 @@ describe('Microsoft Calendar connection and sync (dev server)', () => {
     // One subscription at Graph, its clientState stored only encrypted.
     const [subscription] = microsoft.liveSubscriptions(oid);
     expect(microsoft.liveSubscriptions(oid)).toHaveLength(1);
-    expect(subscription).toMatchObject({ resource: 'me/events', changeType: 'created,updated,deleted', notificationUrl: `${platform.apiUrl}/api/v1/webhooks/microsoft-graph`, lifecycleNotificationUrl: `${platform.apiUrl}/api/v1/webhooks/microsoft-graph/lifecycle` });
+    expect(subscription).toMatchObject({ resource: 'me/events', changeType: 'created,updated,deleted', lifecycleNotificationUrl: `${platform.apiUrl}/api/v1/webhooks/microsoft-graph/lifecycle` });
+    expect(subscription!.notificationUrl).toMatch(new RegExp(`^${platform.apiUrl}/api/v1/webhooks/microsoft-graph\\?ref=[0-9a-f-]{36}$`));
     const [row] = await subscriptionRows(connectionId);
     expect(row).toMatchObject({ externalId: subscription!.id, status: 'active' });
     expect(row!.verificationEnc).not.toContain(subscription!.clientState!);
@@ -178,5 +180,55 @@ describe('Microsoft Calendar connection and sync (dev server)', () => {
       expect(history).not.toContain(secret);
       expect(tables).not.toContain(secret);
     }
+  });
+
+  it('adopts the subscription Graph made when the creation answer was lost, rather than making a second one', async () => {
+    const { sessionToken, oid } = await connect('quentin@example.com');
+    const eventId = microsoft.addEvent(oid, { subject: 'Guest stay', start: new Date(Date.now() + DAY).toISOString(), end: new Date(Date.now() + 2 * DAY).toISOString() });
+    microsoft.switches.loseCreateAnswers(1);
+    const since = microsoft.calls.length;
+    const { connectionId, workflowId } = await connectMicrosoftCalendar(platform, microsoft, sessionToken);
+    await waitForConnectionState(platform, workflowId, (state) => state.setUpDueAt === undefined && state.renewSubscriptionsAt !== undefined && (state.sync?.runCount ?? 0) >= 1);
+
+    // The first attempt made a subscription but never learned its id; the retry found it in Graph's list.
+    const creates = graphCalls(since, 'subscriptions.create');
+    expect(creates.map((call) => call.status)).toEqual([504]);
+    expect(graphCalls(since, 'subscriptions.list').map((call) => call.status)).toEqual([200]);
+    const live = microsoft.liveSubscriptions(oid);
+    expect(live.map((subscription) => subscription.id)).toEqual([creates[0]!.subscriptionId]);
+    expect(await subscriptionRows(connectionId)).toEqual([{ externalId: live[0]!.id, status: 'active', verificationEnc: expect.any(String) }]);
+    const created = (await auditRows(connectionId)).filter((entry) => entry.action === 'WebhookSubscriptionCreate');
+    expect(created.map((entry) => entry.details)).toEqual([expect.objectContaining({ subscriptionId: live[0]!.id, reason: 'answer_lost' })]);
+
+    // The adopted subscription's notifications carry the clientState stored before Graph was asked.
+    const runsBefore = (await syncedTimes(workflowId, 1)).sync!.runCount;
+    expect((await microsoft.notify(live[0]!.id, { eventId, changeType: 'updated' })).status).toBe(202);
+    await syncedTimes(workflowId, runsBefore + 1);
+
+    await disconnectMicrosoftCalendar(platform, sessionToken);
+    await platform.client.workflow.getHandle(workflowId).result();
+    expect(microsoft.liveSubscriptions(oid)).toEqual([]);
+  });
+
+  it('disconnects at once when Graph refuses the token after the grant was revoked: the subscription is ended here and lapses at Graph', async () => {
+    const { sessionToken, oid } = await connect('rosa@example.com');
+    const { connectionId, workflowId } = await connectMicrosoftCalendar(platform, microsoft, sessionToken);
+    await syncedTimes(workflowId, 1);
+    const [subscription] = microsoft.liveSubscriptions(oid);
+    const handle = platform.client.workflow.getHandle(workflowId);
+    microsoft.revokeGrants(oid);
+    await handle.signal(invalidatedSignal, { reason: 'grant_revoked' });
+    await waitForConnectionState(platform, workflowId, (state) => state.status === 'needs_reauth');
+
+    const since = microsoft.calls.length;
+    const started = Date.now();
+    expect((await disconnectMicrosoftCalendar(platform, sessionToken)).status).toBe(202);
+    expect(await handle.result()).toEqual({ status: 'disconnected', revocation: 'not_supported' });
+    // A refused DELETE is final; retrying it would hold the disconnect for the activity's 10 minutes.
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(graphCalls(since, 'subscriptions.delete')).toEqual([expect.objectContaining({ status: 401, error: 'InvalidAuthenticationToken' })]);
+    expect(await subscriptionRows(connectionId)).toEqual([{ externalId: subscription!.id, status: 'failed', verificationEnc: null }]);
+    const stop = (await auditRows(connectionId)).filter((entry) => entry.action === 'WebhookSubscriptionStop');
+    expect(stop.map((entry) => entry.details)).toEqual([{ subscriptionId: subscription!.id, reason: 'disconnected_token_refused' }]);
   });
 });

@@ -111,6 +111,26 @@ describe('Airbnb webhooks (dev server)', () => {
     }
   });
 
+  it('moves the host\'s connection to needs_reauth at once when Airbnb reports the authorization revoked', async () => {
+    const user = await platform.signUp('revoked.host@example.com');
+    const revokedHost = airbnb.createHost(['Quay Cottage']);
+    const revoked = await connectAirbnb(platform, user.sessionToken);
+    await waitForConnectionState(platform, revoked.workflowId, (state) => state.status === 'active');
+    const forged = await airbnb.sendReservationEvent({ userId: revokedHost.userId, type: 'authorization.revoked', signature: 'bad' });
+    expect(forged.deliveries[0]!.status).toBe(401);
+    expect((await waitForConnectionState(platform, revoked.workflowId, () => true)).status).toBe('active');
+
+    const notice = await airbnb.sendReservationEvent({ userId: revokedHost.userId, type: 'authorization.revoked' });
+    expect(notice.deliveries).toEqual([{ url: webhookUrl(), status: 200, body: { outcome: 'delivered' } }]);
+    const state = await waitForConnectionState(platform, revoked.workflowId, (current) => current.status === 'needs_reauth', 10_000);
+    expect(state.lastError).toMatchObject({ kind: 'authorization_revoked' });
+    expect((await auditTrail(platform, { connectionId: revoked.connectionId })).map((row) => row.action)).toEqual(
+      expect.arrayContaining(['IntegrationSecurityEvent', 'IntegrationNeedsReauth']),
+    );
+    // The first connection of this file's host is untouched.
+    expect((await waitForConnectionState(platform, connection.workflowId, () => true)).status).toBe('active');
+  });
+
   it('without a configured secret answers 503 to every event and subscribes to nothing', async () => {
     const unsigned = await startTestPlatform({ temporal, environment: airbnbEnvironment(airbnb, { AIRBNB_WEBHOOK_SECRET: '' }) });
     try {

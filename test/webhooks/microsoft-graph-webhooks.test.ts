@@ -175,6 +175,28 @@ describe('Microsoft Graph webhooks (dev server)', () => {
     expect((await rejections()).at(-1)!.details).toMatchObject({ reasons: ['subscription_not_active'] });
   });
 
+  it('adopts the replacement whose creation answer was lost, so Graph holds one subscription, not two', async () => {
+    const removed = liveSubscription();
+    const since = microsoft.calls.length;
+    const creates = () => microsoft.calls.slice(since).filter((call): call is FakeGraphCall => call.endpoint === 'subscriptions.create');
+    const activeRows = () =>
+      platform.db.anyFirst(sql.type(z.object({ externalId: z.string() }))`
+        SELECT external_id AS "externalId" FROM webhook_subscriptions WHERE connection_id = ${connection.connectionId} AND status = 'active'`);
+    microsoft.switches.loseCreateAnswers(1);
+    expect((await microsoft.sendLifecycleEvent(removed.id, 'subscriptionRemoved')).status).toBe(202);
+    await until(() => creates().length > 0, 'the replacement');
+    const made = creates()[0]!;
+    expect(made.status).toBe(504);
+    await until(async () => (await activeRows()).includes(made.subscriptionId!), 'the renewal retry to adopt it');
+
+    expect(creates()).toHaveLength(1);
+    expect(microsoft.liveSubscriptions(connection.oid).map((subscription) => subscription.id)).toEqual([made.subscriptionId]);
+    expect(await activeRows()).toEqual([made.subscriptionId]);
+    const before = await runCount();
+    expect((await microsoft.notify(made.subscriptionId!, { eventId: connection.eventId, changeType: 'updated' })).status).toBe(202);
+    await runs(before + 1);
+  });
+
   it('syncs when Graph reports missed notifications', async () => {
     const before = await runCount();
     const since = microsoft.calls.length;

@@ -1,17 +1,20 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import type { WorkflowHandle } from '@temporalio/client';
 import { connectionWorkflowId, liveProviderConnections } from '../../../db/queries/connections';
 import { liveConnectionsWithListing } from '../../../db/queries/listing-mappings';
 import type { AirbnbSettings } from '../../../platform/config';
 import { AIRBNB_WEBHOOK_PATH } from '../../../platform/providers/airbnb-subscriptions';
-import { providerEventSignal } from '../../../workflows/connection-messages';
+import { invalidatedSignal, providerEventSignal } from '../../../workflows/connection-messages';
 import { errorResponseSchema, HttpError } from '../../errors';
 import { requestOrigin } from '../../request-origin';
 import { deliverToConnection, type DeliveryOutcome } from './deliver';
 
 const PROVIDER = 'airbnb';
 const MAX_BODY_BYTES = 64 * 1024;
+/** The host revoked our access in their Airbnb account (the event name is unverified, like the scheme). */
+const AUTHORIZATION_REVOKED = 'authorization.revoked';
 
 // PostgreSQL refuses NUL in text; ids that reach a query exclude it.
 const text = (maxLength: number) => z.string().min(1).max(maxLength).refine((value) => !value.includes('\u0000'), 'must not contain NUL');
@@ -41,7 +44,8 @@ const routeSchema = {
  * Airbnb reservation webhooks. An event counts only when its body carries a valid HMAC-SHA256 of the
  * partner's webhook secret (header and encoding configurable: Airbnb's scheme is unverified); a
  * reservation event for a host we know then becomes one `changed` signal to each of the host's
- * connections, once per event, and the sync reads what changed. Airbnb gets its answer at once.
+ * connections, once per event, and the sync reads what changed; a revoked authorization moves them to
+ * needs_reauth. Airbnb gets its answer at once.
  */
 export default async function airbnbWebhooks(app: FastifyInstance) {
   const { audit, config } = app.services;
@@ -60,9 +64,15 @@ export default async function airbnbWebhooks(app: FastifyInstance) {
     if (!signatureMatches(body, presented, settings.secret, settings.signatureEncoding)) return reject(request, 'signature_mismatch');
 
     const event = parseEvent(body);
-    const outcome = event.event_type.startsWith('reservation.') ? await deliver(event) : 'ignored';
+    const outcome = event.event_type === AUTHORIZATION_REVOKED || event.event_type.startsWith('reservation.') ? await deliver(event) : 'ignored';
     return reply.code(200).send({ outcome });
   });
+
+  /** needs_reauth at once, rather than when the next refresh fails hours later. */
+  async function signalFor(event: WebhookEvent, workflow: WorkflowHandle): Promise<void> {
+    if (event.event_type === AUTHORIZATION_REVOKED) await workflow.signal(invalidatedSignal, { reason: 'authorization_revoked' });
+    else await workflow.signal(providerEventSignal, { kind: 'changed' });
+  }
 
   /** Every live connection of the host (by Airbnb user id, else by the listing the event names) is told. */
   async function deliver(event: WebhookEvent): Promise<EventOutcome> {
@@ -73,14 +83,23 @@ export default async function airbnbWebhooks(app: FastifyInstance) {
     if (connections.length === 0) return 'ignored';
     const outcomes: DeliveryOutcome[] = [];
     for (const connection of connections) {
-      outcomes.push(
-        await deliverToConnection(
-          app,
-          // The event id alone would let the first of two connections of one host swallow the event for the second.
-          { provider: PROVIDER, deliveryId: `${event.event_id}:${connection.id}`, connectionId: connection.id, workflowId: connectionWorkflowId(PROVIDER, connection.id) },
-          (workflow) => workflow.signal(providerEventSignal, { kind: 'changed' }),
-        ),
+      const outcome = await deliverToConnection(
+        app,
+        // The event id alone would let the first of two connections of one host swallow the event for the second.
+        { provider: PROVIDER, deliveryId: `${event.event_id}:${connection.id}`, connectionId: connection.id, workflowId: connectionWorkflowId(PROVIDER, connection.id) },
+        (workflow) => signalFor(event, workflow),
       );
+      outcomes.push(outcome);
+      if (outcome === 'delivered' && event.event_type === AUTHORIZATION_REVOKED) {
+        await audit.record({
+          action: 'IntegrationSecurityEvent',
+          outcome: 'success',
+          actor: { type: 'system', id: 'airbnb-webhook' },
+          provider: PROVIDER,
+          connectionId: connection.id,
+          details: { event: AUTHORIZATION_REVOKED },
+        });
+      }
     }
     return outcomes.find((outcome) => outcome === 'delivered') ?? outcomes[0]!;
   }
