@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { providerFetch, ProviderError } from './provider-error';
+import { providerFetch, ProviderError, readProviderJson } from './provider-error';
 
 const PROVIDER = 'Airbnb';
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -112,11 +112,7 @@ export class AirbnbApi {
 
   private async read<T>(response: Response, schema: z.ZodType<T, z.ZodTypeDef, unknown>, operation: string): Promise<T> {
     if (!response.ok) throw await this.failure(response, operation);
-    const parsed = schema.safeParse(await response.json().catch(() => undefined));
-    if (!parsed.success) {
-      throw new ProviderError('protocol', `${PROVIDER} ${operation} answer is malformed: ${parsed.error.issues.map((issue) => issue.path.join('.') || issue.message).join(', ')}`);
-    }
-    return parsed.data;
+    return readProviderJson(PROVIDER, `${operation} answer`, response, schema);
   }
 
   private async failure(response: Response, operation: string): Promise<ProviderError> {

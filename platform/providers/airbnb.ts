@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { AirbnbSettings, OAuthClientCredentials } from '../config';
-import { classifyOAuthErrorResponse, providerFetch, ProviderError } from './provider-error';
+import { classifyOAuthErrorResponse, providerFetch, ProviderError, readProviderJson } from './provider-error';
 import type { ProviderTokens } from './oauth-tokens';
 import type { AuthorizationRequest, OAuthProviderAdapter, RevocationOutcome } from './provider';
 
@@ -97,18 +97,15 @@ export class AirbnbAdapter implements OAuthProviderAdapter {
       REQUEST_TIMEOUT_MS,
     );
     if (!response.ok) throw await classifyOAuthErrorResponse(PROVIDER, response);
-    const parsed = tokenAnswer.safeParse(await response.json().catch(() => undefined));
-    if (!parsed.success) {
-      throw new ProviderError('protocol', `${PROVIDER} token response is malformed: ${parsed.error.issues.map((issue) => issue.path.join('.') || issue.message).join(', ')}`);
-    }
+    const answer = await readProviderJson(PROVIDER, 'token response', response, tokenAnswer);
     return {
-      accessToken: parsed.data.access_token,
-      refreshToken: parsed.data.refresh_token,
+      accessToken: answer.access_token,
+      refreshToken: answer.refresh_token,
       expiresInSeconds: ACCESS_TOKEN_LIFETIME_SECONDS,
-      expiresAt: new Date(parsed.data.expires_at * 1000),
+      expiresAt: new Date(answer.expires_at * 1000),
       // Airbnb does not say which scopes it granted: the ones asked for stand.
       scopes: undefined,
-      accountId: parsed.data.user_id,
+      accountId: answer.user_id,
     };
   }
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ProviderError } from './provider-error';
+import { readProviderJson } from './provider-error';
 
 /** What a token endpoint gave us. Secrets live here only on their way into IntegrationCrypto. */
 export interface ProviderTokens {
@@ -24,14 +24,11 @@ const standardTokenResponse = z.object({
 
 /** Parses an RFC 6749 section 5.1 token response. */
 export async function readStandardTokenResponse(provider: string, response: Response): Promise<ProviderTokens> {
-  const parsed = standardTokenResponse.safeParse(await response.json().catch(() => undefined));
-  if (!parsed.success) {
-    throw new ProviderError('protocol', `${provider} token response is malformed: ${parsed.error.issues.map((issue) => issue.path.join('.') || issue.message).join(', ')}`);
-  }
+  const answer = await readProviderJson(provider, 'token response', response, standardTokenResponse);
   return {
-    accessToken: parsed.data.access_token,
-    refreshToken: parsed.data.refresh_token,
-    expiresInSeconds: parsed.data.expires_in,
-    scopes: parsed.data.scope?.split(' ').filter(Boolean),
+    accessToken: answer.access_token,
+    refreshToken: answer.refresh_token,
+    expiresInSeconds: answer.expires_in,
+    scopes: answer.scope?.split(' ').filter(Boolean),
   };
 }

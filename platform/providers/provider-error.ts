@@ -1,3 +1,5 @@
+import type { z } from 'zod';
+
 /**
  * How a provider call failed, which decides what the connection workflow does next:
  * - `invalid_grant`: the user's grant is gone (revoked, expired, rotated away). Final: needs re-authorisation.
@@ -40,4 +42,13 @@ export async function providerFetch(provider: string, url: string, init: Request
     const reason = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
     throw new ProviderError('transient', `${provider} could not be reached (${reason})`);
   }
+}
+
+/** A provider's JSON answer, checked against what we rely on; anything else is a protocol error naming the fields. */
+export async function readProviderJson<T>(provider: string, what: string, response: Response, schema: z.ZodType<T, z.ZodTypeDef, unknown>): Promise<T> {
+  const parsed = schema.safeParse(await response.json().catch(() => undefined));
+  if (!parsed.success) {
+    throw new ProviderError('protocol', `${provider} ${what} is malformed: ${parsed.error.issues.map((issue) => issue.path.join('.') || issue.message).join(', ')}`);
+  }
+  return parsed.data;
 }
