@@ -39,6 +39,8 @@ export default async function bookingConnectionRoutes(app: FastifyInstance) {
   app.post<{ Body: ConnectBody }>(
     '/connect',
     {
+      // Every attempt spends one of the machine account's 30 tokens an hour at Booking.com.
+      config: { rateLimit: { max: 10, timeWindow: '1 hour', hook: 'preHandler', keyGenerator: (request) => request.user?.id ?? request.ip } },
       schema: {
         body: {
           type: 'object',
