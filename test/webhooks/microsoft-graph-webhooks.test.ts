@@ -156,7 +156,11 @@ describe('Microsoft Graph webhooks (dev server)', () => {
     const rows = () =>
       platform.db.any(sql.type(z.object({ externalId: z.string(), status: z.string() }))`
         SELECT external_id AS "externalId", status FROM webhook_subscriptions WHERE connection_id = ${connection.connectionId} ORDER BY created_at`);
-    await until(async () => (await rows()).at(-1)?.externalId !== removed.id, 'a new subscription');
+    // Our row is written before Graph is asked and takes Graph's id once Graph answers: wait for that.
+    await until(async () => {
+      const newest = (await rows()).at(-1);
+      return newest !== undefined && newest.externalId !== removed.id && microsoft.liveSubscriptions(connection.oid).some((live) => live.id === newest.externalId);
+    }, 'a new subscription');
     const replacement = liveSubscription();
     expect(microsoft.liveSubscriptions(connection.oid)).toHaveLength(1);
     expect(replacement.id).not.toBe(removed.id);
