@@ -6,7 +6,7 @@ import { connectionColumn } from '../db/encrypted-columns';
 import type { ConnectionContext, ProviderFeatures, RenewalReason, SubscriptionPlan } from '../platform/providers/features';
 import { ProviderError } from '../platform/providers/provider-error';
 import { FailureType } from './failure-types';
-import { retryableProviderFailure, type ActivityDependencies } from './dependencies';
+import { providerActivityFailure, providerFeatures, retryableProviderFailure, type ActivityDependencies } from './dependencies';
 
 /** Longer than the workflow's start-to-close timeout of a sync (15 minutes): past it, no attempt can still run. */
 const SYNC_LEASE_MS = 16 * 60 * 1000;
@@ -31,9 +31,7 @@ export function createProviderActivities(dependencies: ActivityDependencies) {
   async function contextFor(connectionId: string, allowed: ConnectionStatus[]): Promise<{ context: ConnectionContext; features: ProviderFeatures } | null> {
     const connection = await findConnection(db, connectionId);
     if (!connection) throw ApplicationFailure.nonRetryable('connection does not exist', FailureType.connectionGone);
-    const providerFeatures = features[connection.provider as keyof typeof features];
-    // Like a missing adapter: this worker lacks the provider's settings; another worker (or a fixed deployment) can.
-    if (!providerFeatures) throw ApplicationFailure.retryable(`provider ${connection.provider} is not configured on this worker`, FailureType.providerUnavailable);
+    const found = providerFeatures(features, connection.provider);
     // A status that moved on since the workflow decided (a disconnect, a revoked grant) makes the step moot.
     if (!allowed.includes(connection.status)) return null;
     const secrets = await readConnectionSecrets(db, connectionId);
@@ -53,7 +51,7 @@ export function createProviderActivities(dependencies: ActivityDependencies) {
       clock,
       heartbeat: (progress) => Context.current().heartbeat(progress),
     };
-    return { context, features: providerFeatures };
+    return { context, features: found };
   }
 
   return {
@@ -110,14 +108,11 @@ export function createProviderActivities(dependencies: ActivityDependencies) {
   };
 }
 
-/** Provider failures become activity failures the workflow can tell apart (design invariant 4). */
 async function withProviderFailures<T>(work: () => Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (error) {
     if (!(error instanceof ProviderError)) throw error;
-    if (error.kind === 'invalid_grant') throw ApplicationFailure.nonRetryable(error.message, FailureType.grantRevoked);
-    if (error.kind === 'invalid_client' || error.kind === 'protocol') throw ApplicationFailure.nonRetryable(error.message, FailureType.providerRejected);
-    throw retryableProviderFailure(error);
+    throw providerActivityFailure(error);
   }
 }

@@ -10,7 +10,7 @@ import { ProviderError } from '../platform/providers/provider-error';
 import type { ProviderTokens } from '../platform/providers/oauth-tokens';
 import { FailureType } from './failure-types';
 import { connectionColumn } from '../db/encrypted-columns';
-import { accessTokenExpiry, currentTokenState, transitionAndAudit, providerAdapter, retryableProviderFailure, type ActivityDependencies, type TokenState } from './dependencies';
+import { accessTokenExpiry, currentTokenState, providerActivityFailure, providerAdapter, transitionAndAudit, type ActivityDependencies, type TokenState } from './dependencies';
 
 /** Only an active connection is refreshed; a connection on its way out tells the workflow to finish it. */
 function assertRefreshable(status: ConnectionStatus): void {
@@ -108,9 +108,7 @@ export function createRefreshActivities({ db, crypto, providers, audit, clock }:
         const kind = error instanceof ProviderError ? error.kind : 'unknown';
         const message = error instanceof Error ? error.message : String(error);
         await recordConnectionError(db, { connectionId: input.connectionId, tokenVersion: input.expectedVersion, kind, message, at: clock() });
-        if (kind === 'invalid_grant') return ApplicationFailure.nonRetryable(message, FailureType.grantRevoked);
-        if (kind === 'invalid_client' || kind === 'protocol') return ApplicationFailure.nonRetryable(message, FailureType.providerRejected);
-        return retryableProviderFailure(error);
+        return providerActivityFailure(error);
       }
     },
 

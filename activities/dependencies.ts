@@ -2,7 +2,7 @@ import type { CommonQueryMethods, DatabasePool } from 'slonik';
 import type { AuditAction, AuditLog } from '../platform/audit';
 import type { IntegrationCrypto } from '../platform/integration-crypto';
 import type { OAuthProviderAdapter, ProviderAdapter, ProviderRegistry } from '../platform/providers/provider';
-import type { ProviderFeaturesRegistry } from '../platform/providers/features';
+import type { ProviderFeatures, ProviderFeaturesRegistry } from '../platform/providers/features';
 import { ApplicationFailure } from '@temporalio/activity';
 import { findConnection, transitionConnectionStatus, type ConnectionStatus } from '../db/queries/connections';
 import { FailureType } from './failure-types';
@@ -33,6 +33,13 @@ export function providerAdapter(providers: ProviderRegistry, provider: string): 
   return adapter;
 }
 
+/** Like a missing adapter: this worker lacks the provider's settings; another worker (or a fixed deployment) can. */
+export function providerFeatures(features: ProviderFeaturesRegistry, provider: string): ProviderFeatures {
+  const found = features[provider as keyof ProviderFeaturesRegistry];
+  if (!found) throw ApplicationFailure.retryable(`provider ${provider} is not configured on this worker`, FailureType.providerUnavailable);
+  return found;
+}
+
 export function oauthProviderAdapter(providers: ProviderRegistry, provider: string): OAuthProviderAdapter {
   const adapter = providerAdapter(providers, provider);
   if (adapter.kind !== 'oauth') throw ApplicationFailure.nonRetryable(`${provider} does not use OAuth authorization codes`, FailureType.authorizationRejected);
@@ -42,6 +49,18 @@ export function oauthProviderAdapter(providers: ProviderRegistry, provider: stri
 /** Expiry counts from before the request when the provider gives a lifetime: its clock started no earlier, so we err early. */
 export function accessTokenExpiry(tokens: Pick<ProviderTokens, 'expiresInSeconds' | 'expiresAt'>, requestedAt: Date): Date {
   return tokens.expiresAt ?? new Date(requestedAt.getTime() + tokens.expiresInSeconds * 1000);
+}
+
+/**
+ * A provider failure as an activity failure the workflow can tell apart (design invariant 4): a revoked
+ * grant is final, a refusal an operator must fix is not retried at once, anything else is retried.
+ */
+export function providerActivityFailure(error: unknown): ApplicationFailure {
+  const message = error instanceof Error ? error.message : String(error);
+  const kind = error instanceof ProviderError ? error.kind : 'unknown';
+  if (kind === 'invalid_grant') return ApplicationFailure.nonRetryable(message, FailureType.grantRevoked);
+  if (kind === 'invalid_client' || kind === 'protocol') return ApplicationFailure.nonRetryable(message, FailureType.providerRejected);
+  return retryableProviderFailure(error);
 }
 
 /** Turns a provider failure that is not final into a retryable activity failure with a readable message. */

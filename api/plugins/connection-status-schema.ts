@@ -44,7 +44,7 @@ export const connectionStatusSchema = {
             },
             lastError: { type: ['object', 'null'], properties: { kind: { type: 'string' }, message: { type: 'string' } } },
             nextRunAt: nullableString,
-            runCount: { type: ['integer', 'null'], description: 'runs by the current workflow run history' },
+            runCount: { type: ['integer', 'null'], description: 'syncs run by the connection\'s workflow, across continue-as-new' },
           },
         },
         workflow: {

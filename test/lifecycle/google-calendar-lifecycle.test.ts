@@ -16,7 +16,8 @@ const TOKEN_LIFETIME_MS = 3599 * 1000;
  * activities share one simulated clock: whatever time the server had when it scheduled the
  * activity, or when the test last asked it.
  */
-describe('Google Calendar connection lifecycle (time-skipping)', () => {
+// Simulated weeks take real minutes on a loaded 2-core machine.
+describe('Google Calendar connection lifecycle (time-skipping)', { timeout: 5 * 60_000 }, () => {
   let temporal: TestWorkflowEnvironment;
   let google: FakeGoogle;
   let platform: TestPlatform;
