@@ -9,6 +9,7 @@ import { registerAirbnbApi, type FakeAirbnbApiCall } from './airbnb-api-routes';
 import { AirbnbHosts, type FakeListing, type FakeReservation, type FakeWebhookSubscription } from './airbnb-hosts';
 import { AirbnbTokenStore, type IssuedTokens } from './airbnb-tokens';
 import { assertLoopback } from './loopback';
+import { paramsOf } from './http-params';
 
 export interface FakeAirbnbOptions {
   clientId: string;
@@ -63,14 +64,6 @@ export interface ReservationEventRequest {
   signature?: 'valid' | 'bad' | 'missing';
   /** Deliver here instead of to the host's subscriptions. */
   url?: string;
-}
-
-type Params = Record<string, string | undefined>;
-
-function paramsOf(value: unknown): Params {
-  const params: Params = {};
-  if (typeof value === 'object' && value !== null) for (const [key, entry] of Object.entries(value)) if (typeof entry === 'string') params[key] = entry;
-  return params;
 }
 
 function basicCredentials(request: FastifyRequest): { id?: string; secret?: string } {

@@ -1,17 +1,6 @@
 // Request parsing and error pages of the fake Google's OAuth endpoints (fakes/google.ts).
 import type { FastifyRequest } from 'fastify';
-
-export type Params = Record<string, string | undefined>;
-
-// Repeated or non-string parameters count as missing, which is what a strict server makes of them.
-export function paramsOf(value: unknown): Params {
-  const params: Params = {};
-  if (typeof value !== 'object' || value === null) return params;
-  for (const [key, entry] of Object.entries(value)) {
-    if (typeof entry === 'string') params[key] = entry;
-  }
-  return params;
-}
+import type { Params } from './http-params';
 
 // RFC 6749 §2.3.1: Basic credentials are form-urlencoded before base64.
 function formDecode(text: string): string {

@@ -9,7 +9,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { FakeCalendarApi, type CalendarApiSwitches, type FakeCalendar } from './google-calendar-api';
 import { FakePushChannels, type FakeChannel, type PushDelivery } from './google-push';
 import { FakeGoogleKeys, GOOGLE_RISC_ISSUER, type RiscEventName, type SecurityEventDelivery, type SecurityEventOptions } from './google-risc';
-import { clientCredentials, errorPage, paramsOf, type Params } from './google-oauth-http';
+import { clientCredentials, errorPage } from './google-oauth-http';
+import { paramsOf, type Params } from './http-params';
 import { GoogleTokenStore, newGoogleAccountId, type IssuedTokens } from './google-tokens';
 
 export interface FakeGoogleOptions {

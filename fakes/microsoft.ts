@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { FakeCalendars, type FakeEventInput } from './microsoft-calendar';
 import { registerFakeGraph, type FakeGraphCall } from './microsoft-graph';
 import { AADSTS, MicrosoftTokenStore, type AadstsCode, type IssuedTokens, type Refusal } from './microsoft-tokens';
+import { paramsOf, type Params } from './http-params';
 
 export interface FakeMicrosoftOptions {
   clientId: string;
@@ -45,14 +46,6 @@ export interface FakeMicrosoftSwitches {
   expireSubscriptions(): void;
   /** The next `count` subscription creations succeed at Graph but answer 504, as when the answer is lost on the way. */
   loseCreateAnswers(count: number): void;
-}
-
-type Params = Record<string, string | undefined>;
-
-function paramsOf(value: unknown): Params {
-  const params: Params = {};
-  if (typeof value === 'object' && value !== null) for (const [key, entry] of Object.entries(value)) if (typeof entry === 'string') params[key] = entry;
-  return params;
 }
 
 export async function startFakeMicrosoft(options: FakeMicrosoftOptions) {

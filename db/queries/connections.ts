@@ -179,3 +179,26 @@ export function liveProviderConnections(db: CommonQueryMethods, provider: string
     ${providerAccountId === undefined ? sql.fragment`` : sql.fragment`AND provider_account_id = ${providerAccountId}`}
     ORDER BY created_at`);
 }
+
+export interface ConnectionFilters {
+  provider?: string;
+  status?: ConnectionStatus;
+  userId?: string;
+}
+
+/**
+ * Connections matching every given filter, plus those in `alsoIds` whatever they match (the workflows'
+ * own view may name a connection whose row says otherwise for a moment), oldest first.
+ */
+export function listConnections(db: CommonQueryMethods, filters: ConnectionFilters, alsoIds: string[] = []): Promise<readonly ConnectionRow[]> {
+  const conditions = [
+    filters.provider === undefined ? null : sql.fragment`provider = ${filters.provider}`,
+    filters.status === undefined ? null : sql.fragment`status = ${filters.status}`,
+    filters.userId === undefined ? null : sql.fragment`user_id = ${filters.userId}`,
+  ].filter((condition) => condition !== null);
+  const matching = conditions.length === 0 ? sql.fragment`TRUE` : sql.join(conditions, sql.fragment` AND `);
+  return db.any(sql.type(connectionRow)`
+    SELECT ${CONNECTION_COLUMNS} FROM integration_connections
+    WHERE (${matching}) OR id = ANY(${sql.array(alsoIds, 'uuid')})
+    ORDER BY created_at, id`);
+}

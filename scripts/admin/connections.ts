@@ -1,5 +1,5 @@
 import type { Client, WorkflowExecutionInfo } from '@temporalio/client';
-import { listConnections, type ConnectionFilters, type ListedConnection } from '../../db/queries/connection-listing';
+import { listConnections, type ConnectionFilters, type ConnectionRow } from '../../db/queries/connections';
 import { connectionStatus } from '../../db/queries/connections';
 import { ConfigError } from '../../platform/config';
 import { PROVIDER_IDS } from '../../platform/providers/provider';
@@ -77,7 +77,7 @@ async function readWorkflowViews(client: Client, query: string): Promise<Map<str
   return new Map([...newest].map(([connectionId, execution]) => [connectionId, workflowView(execution)]));
 }
 
-function fromDatabase(row: ListedConnection, workflow: WorkflowView | undefined): ConnectionListingRow {
+function fromDatabase(row: ConnectionRow, workflow: WorkflowView | undefined): ConnectionListingRow {
   const iso = (epochMs: number | null) => (epochMs === null ? null : new Date(epochMs).toISOString());
   return {
     connectionId: row.id,
