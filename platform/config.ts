@@ -104,6 +104,23 @@ const environmentSchema = z.object({
   REFRESH_TOKEN_TTL_SECONDS: seconds(7 * 24 * 3600),
   DEVICE_REFRESH_TOKEN_TTL_SECONDS: seconds(365 * 24 * 3600),
   AUTHORIZATION_CODE_TTL_SECONDS: seconds(60),
+
+  VOICE_REFRESH_GRACE_SECONDS: seconds(120),
+  VOICE_COMMANDS_PER_MINUTE_PER_DEVICE: z.coerce.number().int().positive().default(30),
+  VOICE_COMMANDS_PER_MINUTE_PER_USER: z.coerce.number().int().positive().default(60),
+  ALEXA_SKILL_ID: z.string().min(1).optional(),
+  ALEXA_VENDOR_ID: z.string().regex(/^[A-Za-z0-9]+$/, 'must be letters and digits').optional(),
+  ALEXA_LWA_CLIENT_ID: z.string().min(1).optional(),
+  ALEXA_LWA_CLIENT_SECRET: z.string().min(1).optional(),
+  ALEXA_LWA_TOKEN_URL: httpUrl.default('https://api.amazon.com/auth/o2/token'),
+  ALEXA_EVENT_GATEWAY_NA_URL: httpUrl.default('https://api.amazonalexa.com'),
+  ALEXA_EVENT_GATEWAY_EU_URL: httpUrl.default('https://api.eu.amazonalexa.com'),
+  ALEXA_EVENT_GATEWAY_FE_URL: httpUrl.default('https://api.fe.amazonalexa.com'),
+  ALEXA_RELAY_TOKEN: z.string().min(32, 'must have at least 32 characters').optional(),
+  GOOGLE_HOME_PROJECT_ID: z.string().regex(/^[a-z0-9-]+$/, 'must be a Google Cloud project id').optional(),
+  GOOGLE_HOME_SERVICE_ACCOUNT_KEY: z.string().min(1).optional(),
+  GOOGLE_HOME_TOKEN_URL: httpUrl.default('https://oauth2.googleapis.com/token'),
+  GOOGLE_HOME_GRAPH_URL: httpUrl.default('https://homegraph.googleapis.com/v1'),
 });
 
 type Environment = z.infer<typeof environmentSchema>;
@@ -158,6 +175,33 @@ export interface BookingSettings {
   ackPauseMs: number;
 }
 
+/** Voice assistants: Alexa and Google Home link accounts with our authorization server. */
+export interface VoiceSettings {
+  /** How long a rotated voice refresh token still answers with its successor (until the successor is used). */
+  refreshGraceSeconds: number;
+  commandsPerMinutePerDevice: number;
+  commandsPerMinutePerUser: number;
+  alexa: {
+    /** Requests to the skill endpoint must name this skill; without it the endpoint answers 503. */
+    skillId: string | undefined;
+    /** The Alexa redirect URIs (`/api/skill/link/<vendorId>`) are built from it. */
+    vendorId: string | undefined;
+    /** The skill's Login with Amazon client, for AcceptGrant and the event gateway; both or neither. */
+    lwaCredentials: OAuthClientCredentials | undefined;
+    lwaTokenUrl: string;
+    eventGatewayUrls: { NA: string; EU: string; FE: string };
+    /** Bearer credential of the operator's own function that relays smart-home directives to us. */
+    relayToken: string | undefined;
+  };
+  google: {
+    projectId: string | undefined;
+    /** The Home Graph service account's JSON key (the file's text, or that text base64-encoded). */
+    serviceAccountKey: string | undefined;
+    tokenUrl: string;
+    homeGraphUrl: string;
+  };
+}
+
 export interface Config {
   appEnv: Environment['APP_ENV'];
   logLevel: Environment['LOG_LEVEL'];
@@ -191,6 +235,7 @@ export interface Config {
     loginMaxFailures: number;
     loginLockoutSeconds: number;
   };
+  voice: VoiceSettings;
   lifetimes: {
     oauthStateSeconds: number;
     sessionSeconds: number;
@@ -227,7 +272,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
   if ((present.APP_ENV ?? 'production') === 'production') {
     for (const name of needs) if (!present[name]) problems.push(`${name}: is required in production`);
   }
-  for (const provider of ['GOOGLE', 'MICROSOFT', 'AIRBNB']) {
+  for (const provider of ['GOOGLE', 'MICROSOFT', 'AIRBNB', 'ALEXA_LWA']) {
     const [idName, secretName] = [`${provider}_CLIENT_ID`, `${provider}_CLIENT_SECRET`];
     if (Boolean(present[idName]) !== Boolean(present[secretName])) {
       problems.push(`${present[idName] ? secretName : idName}: is required when ${present[idName] ? idName : secretName} is set`);
@@ -328,6 +373,25 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
       signingKeyGraceSeconds: env.OAUTH_SIGNING_KEY_GRACE_SECONDS,
       loginMaxFailures: env.LOGIN_MAX_FAILURES,
       loginLockoutSeconds: env.LOGIN_LOCKOUT_SECONDS,
+    },
+    voice: {
+      refreshGraceSeconds: env.VOICE_REFRESH_GRACE_SECONDS,
+      commandsPerMinutePerDevice: env.VOICE_COMMANDS_PER_MINUTE_PER_DEVICE,
+      commandsPerMinutePerUser: env.VOICE_COMMANDS_PER_MINUTE_PER_USER,
+      alexa: {
+        skillId: env.ALEXA_SKILL_ID,
+        vendorId: env.ALEXA_VENDOR_ID,
+        lwaCredentials: credentials(env.ALEXA_LWA_CLIENT_ID, env.ALEXA_LWA_CLIENT_SECRET),
+        lwaTokenUrl: env.ALEXA_LWA_TOKEN_URL,
+        eventGatewayUrls: { NA: env.ALEXA_EVENT_GATEWAY_NA_URL, EU: env.ALEXA_EVENT_GATEWAY_EU_URL, FE: env.ALEXA_EVENT_GATEWAY_FE_URL },
+        relayToken: env.ALEXA_RELAY_TOKEN,
+      },
+      google: {
+        projectId: env.GOOGLE_HOME_PROJECT_ID,
+        serviceAccountKey: env.GOOGLE_HOME_SERVICE_ACCOUNT_KEY,
+        tokenUrl: env.GOOGLE_HOME_TOKEN_URL,
+        homeGraphUrl: env.GOOGLE_HOME_GRAPH_URL,
+      },
     },
     lifetimes: {
       oauthStateSeconds: env.OAUTH_STATE_TTL_SECONDS,

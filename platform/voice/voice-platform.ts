@@ -1,0 +1,58 @@
+import type { ProviderTokens } from '../providers/oauth-tokens';
+
+/**
+ * What the voice-device workflow's activities need from the voice platforms' own APIs: Login with
+ * Amazon and the Alexa event gateway (for Alexa), Home Graph with a service account (for Google).
+ * Implementations live beside this file; platform/voice/registry.ts builds them from configuration.
+ */
+
+export type AlexaRegion = 'NA' | 'EU' | 'FE';
+
+/** Login with Amazon, as the skill's client: AcceptGrant codes and refreshes. Failures are ProviderErrors (provider-error.ts). */
+export interface LoginWithAmazon {
+  exchangeCode(code: string): Promise<ProviderTokens>;
+  refresh(refreshToken: string): Promise<ProviderTokens>;
+}
+
+/**
+ * Why a voice platform's API refused:
+ * - `access_token_rejected`: the gateway's 401 INVALID_ACCESS_TOKEN_EXCEPTION: refresh once and retry;
+ * - `permission_revoked`: 403 SKILL_DISABLED_EXCEPTION or INSUFFICIENT_PERMISSION_EXCEPTION: the link is gone;
+ * - `agent_user_not_found`: Home Graph's 404 for an agent user that is not linked (any more);
+ * - `invalid_client`: our own credentials (service account, LWA client) are wrong: an operator must act;
+ * - `transient`: 429, 5xx, timeouts and network faults: back off and retry;
+ * - `protocol`: any other refusal, or an answer we cannot read.
+ */
+export type VoicePlatformErrorKind = 'access_token_rejected' | 'permission_revoked' | 'agent_user_not_found' | 'invalid_client' | 'transient' | 'protocol';
+
+export class VoicePlatformError extends Error {
+  override name = 'VoicePlatformError';
+
+  constructor(
+    readonly kind: VoicePlatformErrorKind,
+    message: string,
+    readonly details: { status?: number; platformCode?: string; retryAfterSeconds?: number } = {},
+  ) {
+    super(message);
+  }
+}
+
+/** The Alexa event gateway (`POST /v3/events`) of the user's region. */
+export interface AlexaEventGateway {
+  send(region: AlexaRegion, lwaAccessToken: string, event: Record<string, unknown>): Promise<void>;
+}
+
+/** Home Graph, authenticated as our service account. */
+export interface HomeGraph {
+  requestSync(agentUserId: string): Promise<void>;
+  reportStateAndNotification(agentUserId: string, requestId: string, states: Record<string, Record<string, unknown>>): Promise<void>;
+  /** Ends Home Graph's record of the agent user; 'not_found' when it had none (already unlinked). */
+  deleteAgentUser(agentUserId: string): Promise<'deleted' | 'not_found'>;
+}
+
+/** Each is absent when its configuration is missing; activities then fail retryably ("not configured on this worker"). */
+export interface VoicePlatforms {
+  loginWithAmazon: LoginWithAmazon | undefined;
+  alexaEventGateway: AlexaEventGateway;
+  homeGraph: HomeGraph | undefined;
+}
