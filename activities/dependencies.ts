@@ -8,6 +8,7 @@ import { findConnection, transitionConnectionStatus, type ConnectionStatus } fro
 import { FailureType } from './failure-types';
 import { ProviderError } from '../platform/providers/provider-error';
 import type { ProviderTokens } from '../platform/providers/oauth-tokens';
+import type { VoicePlatforms } from '../platform/voice/voice-platform';
 
 /** Everything activities touch, handed in so tests can pass fakes (a simulated clock, a test database). */
 export interface ActivityDependencies {
@@ -17,6 +18,8 @@ export interface ActivityDependencies {
   /** What each provider does beyond tokens: webhook subscriptions and data sync. */
   features: ProviderFeaturesRegistry;
   audit: AuditLog;
+  /** Login with Amazon, the Alexa event gateway and Home Graph: the voice-device workflow's platforms. */
+  voice: VoicePlatforms;
   clock: () => Date;
 }
 

@@ -1,5 +1,5 @@
 /**
- * ApplicationFailure types that activities throw and the connection workflow tells apart.
+ * ApplicationFailure types that activities throw and the workflows tell apart.
  * Kept free of imports: the workflow bundle includes this file.
  */
 export const FailureType = {
@@ -15,6 +15,12 @@ export const FailureType = {
   providerRejected: 'ProviderRejected',
   /** A stored secret cannot be decrypted (its key is gone): an operator must look. Not retried at once. */
   credentialUnreadable: 'CredentialUnreadable',
+  /** A voice platform says our permission for the user is gone (the event gateway's 403). Never retried. */
+  platformPermissionRevoked: 'PlatformPermissionRevoked',
+  /** Home Graph no longer knows the agent user: Google unlinked it. Never retried. */
+  agentUserGone: 'AgentUserGone',
+  /** The voice device was unlinked (or removed) while the activity was under way. Never retried. */
+  deviceUnlinked: 'DeviceUnlinked',
 } as const;
 
 export const NON_RETRYABLE_FAILURES = [
@@ -23,4 +29,7 @@ export const NON_RETRYABLE_FAILURES = [
   FailureType.connectionGone,
   FailureType.providerRejected,
   FailureType.credentialUnreadable,
+  FailureType.platformPermissionRevoked,
+  FailureType.agentUserGone,
+  FailureType.deviceUnlinked,
 ];

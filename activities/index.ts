@@ -4,6 +4,9 @@ import { createRefreshActivities } from './connection-refresh';
 import { createHousekeepingActivities } from './housekeeping';
 import { createProviderActivities } from './connection-provider';
 import { createMachineAccountActivities } from './machine-account';
+import { createVoiceCredentialActivities } from './voice-device-credentials';
+import { createVoiceLinkActivities } from './voice-device-link';
+import { createVoiceReportActivities } from './voice-device-reports';
 import type { ActivityDependencies } from './dependencies';
 
 export type { ActivityDependencies, TokenState } from './dependencies';
@@ -17,6 +20,9 @@ export function createActivities(dependencies: ActivityDependencies) {
     ...createMachineAccountActivities(dependencies),
     ...createProviderActivities(dependencies),
     ...createHousekeepingActivities(dependencies),
+    ...createVoiceCredentialActivities(dependencies),
+    ...createVoiceLinkActivities(dependencies),
+    ...createVoiceReportActivities(dependencies),
   };
 }
 

@@ -10,6 +10,7 @@ import connectionStatusRoutes from './plugins/connection-status';
 import connectionRoutes from './plugins/connections';
 import { authorizationServerServices } from './plugins/oauth/index';
 import adminClients from './plugins/oauth/admin-clients';
+import voiceClientManifests from './plugins/voice/manifests';
 import authorize from './plugins/oauth/authorize';
 import grants from './plugins/oauth/grants';
 import introspection from './plugins/oauth/introspection';
@@ -26,10 +27,12 @@ import sessions from './plugins/sessions';
 import airbnbWebhooks from './plugins/webhooks/airbnb';
 import googleCalendarWebhooks from './plugins/webhooks/google-calendar';
 import googleRiscReceiver from './plugins/webhooks/google-risc';
+import voice from './plugins/voice/index';
 import microsoftGraphWebhooks from './plugins/webhooks/microsoft-graph';
 import type { ApiServices } from './services';
 import { echoRequestId, requestIdOptions } from './request-id';
 import { platformReadinessChecks } from '../platform/readiness';
+import { alexaRequestVerifierFromConfig } from '../platform/voice/alexa-request-verification';
 
 /** The api-server: a thin HTTP layer that validates, authenticates, writes what must be written, and talks to workflows. */
 export async function buildApiServer(services: ApiServices, options: { logDestination?: DestinationStream } = {}): Promise<FastifyInstance> {
@@ -38,7 +41,7 @@ export async function buildApiServer(services: ApiServices, options: { logDestin
     trustProxy: services.config.http.trustProxy,
     ...requestIdOptions,
   });
-  app.decorate('services', services);
+  app.decorate('services', { ...services, alexaRequestVerifier: services.alexaRequestVerifier ?? alexaRequestVerifierFromConfig(services.config.voice.alexa) });
   // Before any route: it documents the routes registered after it.
   await app.register(openapi);
   await app.register(echoRequestId);
@@ -49,7 +52,7 @@ export async function buildApiServer(services: ApiServices, options: { logDestin
   await app.register(sessions);
   await app.register(health, { checks: platformReadinessChecks(services.db, services.temporal.connection) });
   await app.register(authorizationServerServices);
-  for (const plugin of [metadata, jwks, authorize, login, token, introspection, revocation, registration, adminClients, grants]) {
+  for (const plugin of [metadata, jwks, authorize, login, token, introspection, revocation, registration, adminClients, voiceClientManifests, grants]) {
     await app.register(plugin);
   }
   for (const provider of OAUTH_PROVIDER_IDS) {
@@ -64,5 +67,6 @@ export async function buildApiServer(services: ApiServices, options: { logDestin
   await app.register(airbnbWebhooks);
   await app.register(googleCalendarWebhooks);
   await app.register(googleRiscReceiver);
+  await app.register(voice);
   return app;
 }

@@ -7,6 +7,8 @@ export const ENCRYPTED_COLUMNS = {
   integration_authorizations: ['code_verifier_enc', 'code_enc'],
   webhook_subscriptions: ['verification_enc'],
   oauth_signing_keys: ['private_jwk_enc'],
+  oauth_refresh_tokens: ['successor_response_enc'],
+  voice_devices: ['lwa_grant_code_enc', 'lwa_access_token_enc', 'lwa_refresh_token_enc'],
 } as const;
 
 export type EncryptedTable = keyof typeof ENCRYPTED_COLUMNS;
@@ -22,3 +24,8 @@ export const connectionColumn = (connectionId: string, column: EncryptedColumn<'
 
 export const authorizationColumn = (authorizationId: string, column: EncryptedColumn<'integration_authorizations'>) =>
   encryptedField('integration_authorizations', column, authorizationId);
+
+export const voiceDeviceColumn = (deviceId: string, column: EncryptedColumn<'voice_devices'>) => encryptedField('voice_devices', column, deviceId);
+
+export const refreshTokenColumn = (refreshTokenId: string, column: EncryptedColumn<'oauth_refresh_tokens'>) =>
+  encryptedField('oauth_refresh_tokens', column, refreshTokenId);

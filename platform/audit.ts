@@ -36,7 +36,14 @@ export type AuditAction =
   | 'WebhookRejected'
   | 'IntegrationSecurityEvent'
   | 'ListingMappingChange'
-  | 'ReservationAcknowledge';
+  | 'ReservationAcknowledge'
+  | 'VoiceDeviceLink'
+  | 'VoiceDeviceUnlink'
+  | 'VoiceAcceptGrant'
+  | 'VoiceDeviceUnlinkRequested'
+  | 'VoiceCommand'
+  | 'VoiceCommandRateLimited'
+  | 'VoiceRequestRejected';
 
 export interface AuditEntry {
   action: AuditAction;

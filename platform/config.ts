@@ -25,6 +25,7 @@ const environmentSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
+  DATABASE_CONNECTION_TIMEOUT_MS: z.coerce.number().int().positive().default(2000),
 
   TEMPORAL_ADDRESS: z.string().regex(/^[^\s:]+:\d+$/, 'must be host:port').default('localhost:7233'),
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
@@ -93,6 +94,7 @@ const environmentSchema = z.object({
   ADMIN_API_TOKEN: z.string().min(32, 'must have at least 32 characters').optional(),
   OAUTH_INITIAL_ACCESS_TOKEN: z.string().min(32, 'must have at least 32 characters').optional(),
   OAUTH_SIGNING_KEY_GRACE_SECONDS: seconds(24 * 3600),
+  OAUTH_TOKEN_REQUESTS_PER_MINUTE: z.coerce.number().int().positive().default(300),
   LOGIN_MAX_FAILURES: z.coerce.number().int().positive().default(5),
   LOGIN_LOCKOUT_SECONDS: seconds(15 * 60),
 
@@ -206,6 +208,8 @@ export interface Config {
   appEnv: Environment['APP_ENV'];
   logLevel: Environment['LOG_LEVEL'];
   databaseUrl: string | undefined;
+  /** How long opening a database connection may take before the request fails as a transient fault. */
+  databaseConnectionTimeoutMs: number;
   temporal: { address: string; namespace: string; taskQueue: string };
   http: { host: string; port: number; publicBaseUrl: string; secureCookies: boolean; trustProxy: boolean };
   workerHealthPort: number;
@@ -232,6 +236,8 @@ export interface Config {
     adminApiToken: string | undefined;
     initialAccessToken: string | undefined;
     signingKeyGraceSeconds: number;
+    /** Token endpoint requests a minute per refresh token or code (else per claimed client and address). */
+    tokenRequestsPerMinute: number;
     loginMaxFailures: number;
     loginLockoutSeconds: number;
   };
@@ -285,6 +291,10 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
     // A retired key must verify every token it signed until that token expires.
     problems.push('OAUTH_SIGNING_KEY_GRACE_SECONDS: must be at least ACCESS_TOKEN_TTL_SECONDS');
   }
+  if (parsed.success && parsed.data.VOICE_REFRESH_GRACE_SECONDS >= parsed.data.ACCESS_TOKEN_TTL_SECONDS) {
+    // A repeated answer carries the successor's access token, which must still be alive for the whole grace.
+    problems.push('VOICE_REFRESH_GRACE_SECONDS: must be smaller than ACCESS_TOKEN_TTL_SECONDS');
+  }
   if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
   const env = parsed.data;
   const production = env.APP_ENV === 'production';
@@ -299,6 +309,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
     appEnv: env.APP_ENV,
     logLevel: env.LOG_LEVEL,
     databaseUrl: env.DATABASE_URL,
+    databaseConnectionTimeoutMs: env.DATABASE_CONNECTION_TIMEOUT_MS,
     temporal: { address: env.TEMPORAL_ADDRESS, namespace: env.TEMPORAL_NAMESPACE, taskQueue: env.TEMPORAL_TASK_QUEUE },
     http: {
       host: env.API_HOST,
@@ -371,6 +382,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
       adminApiToken: env.ADMIN_API_TOKEN,
       initialAccessToken: env.OAUTH_INITIAL_ACCESS_TOKEN,
       signingKeyGraceSeconds: env.OAUTH_SIGNING_KEY_GRACE_SECONDS,
+      tokenRequestsPerMinute: env.OAUTH_TOKEN_REQUESTS_PER_MINUTE,
       loginMaxFailures: env.LOGIN_MAX_FAILURES,
       loginLockoutSeconds: env.LOGIN_LOCKOUT_SECONDS,
     },

@@ -4,6 +4,8 @@ import { ConfigError, type Config } from './config';
 import { IntegrationCrypto, KeyFormatError } from './integration-crypto';
 import { createProviderFeatures, type ProviderFeaturesRegistry } from './providers/features';
 import { createProviderRegistry, type ProviderRegistry } from './providers/provider';
+import { createVoicePlatforms } from './voice/registry';
+import type { VoicePlatforms } from './voice/voice-platform';
 
 /** What both the api-server and the worker are built from. */
 export interface PlatformServices {
@@ -12,6 +14,8 @@ export interface PlatformServices {
   providers: ProviderRegistry;
   features: ProviderFeaturesRegistry;
   audit: AuditLog;
+  /** Login with Amazon, the Alexa event gateway and Home Graph, for the voice-device workflow's activities. */
+  voice: VoicePlatforms;
 }
 
 export function createIntegrationCrypto(config: Config): IntegrationCrypto {
@@ -24,10 +28,14 @@ export function createIntegrationCrypto(config: Config): IntegrationCrypto {
   }
 }
 
-export async function createPlatformServices(config: Config): Promise<PlatformServices> {
+/** `clock` is what the voice platforms' clients take the time to be (tests that move a fake's clock hand theirs in). */
+export async function createPlatformServices(config: Config, options: { clock?: () => Date } = {}): Promise<PlatformServices> {
   const crypto = createIntegrationCrypto(config);
+  // Before the pool: a bad service account key stops start-up without leaving connections open.
+  const { clock } = options;
+  const voice = createVoicePlatforms(config, clock ? { now: () => clock().getTime() } : {});
   if (!config.databaseUrl) throw new ConfigError(['DATABASE_URL: is required']);
-  const db = await createDatabasePool(config.databaseUrl);
+  const db = await createDatabasePool(config.databaseUrl, { connectionTimeoutMs: config.databaseConnectionTimeoutMs });
   const providers = createProviderRegistry(config);
-  return { db, crypto, providers, features: createProviderFeatures(config, providers), audit: new AuditLog(db) };
+  return { db, crypto, providers, features: createProviderFeatures(config, providers), audit: new AuditLog(db), voice };
 }

@@ -6,10 +6,12 @@ import { disconnectCommand, refreshCommand, syncCommand } from './admin/connecti
 import { connectionsCommand } from './admin/connections';
 import { AdminContext } from './admin/context';
 import { reencryptCommand, registerSearchAttributesCommand, rotateSigningKeyCommand } from './admin/maintenance';
+import { voiceClientCreateCommand, voiceClientListCommand, voiceClientManifestCommand } from './admin/voice-clients';
+import { voiceDevicesListCommand, voiceDevicesUnlinkCommand } from './admin/voice-devices';
 
 /**
- * `npm run admin -- <command>`: the operators' command line. Everything that changes a connection goes
- * through its workflow. Configuration comes from the environment like every other process (DATABASE_URL,
+ * `npm run admin -- <command>`: the operators' command line. Everything that changes a connection or a
+ * voice device link goes through its workflow. Configuration comes from the environment like every other process (DATABASE_URL,
  * TEMPORAL_*, TEMPORAL_PAYLOAD_KEY; INTEGRATION_ENCRYPTION_KEY for the key commands).
  * Exit codes: 0 done, 1 refused or failed (the message says why), 2 bad usage or configuration.
  */
@@ -19,6 +21,11 @@ const COMMANDS: AdminCommand[] = [
   refreshCommand,
   syncCommand,
   disconnectCommand,
+  voiceClientCreateCommand,
+  voiceClientListCommand,
+  voiceClientManifestCommand,
+  voiceDevicesListCommand,
+  voiceDevicesUnlinkCommand,
   rotateSigningKeyCommand,
   reencryptCommand,
   registerSearchAttributesCommand,
@@ -37,12 +44,26 @@ function usage(): string {
   ].join('\n');
 }
 
+/** A command of two words (`voice-client create`) or of one; undefined when there is none. */
+function findCommand(argv: string[]): { command: AdminCommand; rest: string[] } | undefined {
+  for (const words of [2, 1]) {
+    const command = COMMANDS.find((candidate) => candidate.name === argv.slice(0, words).join(' '));
+    if (command) return { command, rest: argv.slice(words) };
+  }
+  return undefined;
+}
+
 /** Finds the command and checks its arguments with node:util parseArgs; throws UsageError naming the problem. */
 function parseCommandLine(argv: string[]): { command: AdminCommand; input: CommandInput } {
-  const [name, ...rest] = argv;
-  if (name === undefined) throw new UsageError('no command given');
-  const command = COMMANDS.find((candidate) => candidate.name === name);
-  if (!command) throw new UsageError(`unknown command "${name}"`);
+  if (argv[0] === undefined) throw new UsageError('no command given');
+  const found = findCommand(argv);
+  if (!found) {
+    const subcommands = COMMANDS.filter((candidate) => candidate.name.startsWith(`${argv[0]} `)).map((candidate) => candidate.name);
+    if (subcommands.length > 0) throw new UsageError(`"${argv.slice(0, 2).join(' ')}" is not a command; there are ${subcommands.join(', ')}`);
+    throw new UsageError(`unknown command "${argv[0]}"`);
+  }
+  const { command, rest } = found;
+  const name = command.name;
   let parsed;
   try {
     parsed = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });

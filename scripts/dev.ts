@@ -13,6 +13,8 @@ import { startFakeBooking } from '../fakes/booking';
 import { startFakeGoogle, type FakeGoogle } from '../fakes/google';
 import { startFakeAirbnb } from '../fakes/airbnb';
 import { startFakeMicrosoft } from '../fakes/microsoft';
+import { startFakeAmazon } from '../fakes/amazon';
+import { generateServiceAccountKey, startFakeGoogleHome } from '../fakes/google-home';
 import { loadConfig } from '../platform/config';
 import { DEV_DATA_DIR, readOrCreate } from '../platform/dev-secrets';
 import { generateEncryptionKey } from '../platform/integration-crypto';
@@ -43,6 +45,9 @@ const SANDBOX_AIRBNB_PORT = 4012;
 const SANDBOX_AIRBNB_CLIENT = { clientId: 'sandbox-airbnb-api-key', clientSecret: 'sandbox-airbnb-secret' };
 const SANDBOX_BOOKING_PORT = 4013;
 const SANDBOX_BOOKING_ACCOUNT = { clientId: 'SANDBOX-MACHINE-ACCOUNT', clientSecret: 'sandbox-booking-secret' };
+const SANDBOX_AMAZON_PORT = 4014;
+const SANDBOX_LWA_CLIENT = { clientId: 'amzn1.application-oa2-client.sandbox', clientSecret: 'sandbox-lwa-secret' };
+const SANDBOX_GOOGLE_HOME_PORT = 4015;
 const DEMO_EMAIL = 'demo@example.com';
 const TEMPORAL_PORT = 7233;
 const TEMPORAL_UI_PORT = 8233;
@@ -137,6 +142,36 @@ await runUntilSignalled('dev', async () => {
     sandboxBooking.queueReservation({ hotelId: '1000001', guest: { givenName: 'Sandy', surname: 'Box' }, checkIn: checkIn.toISOString().slice(0, 10), checkOut: checkOut.toISOString().slice(0, 10) });
     Object.assign(environment, { BOOKING_AUTH_URL: sandboxBooking.authUrl, BOOKING_XML_URL: sandboxBooking.xmlUrl });
     lines.push(`Sandbox Booking   ${sandboxBooking.url} (fake; machine account ${SANDBOX_BOOKING_ACCOUNT.clientId} / ${SANDBOX_BOOKING_ACCOUNT.clientSecret})`);
+  }
+
+  if (!environment.ALEXA_LWA_CLIENT_ID) {
+    const sandboxAmazon = await startFakeAmazon({ ...SANDBOX_LWA_CLIENT, port: SANDBOX_AMAZON_PORT });
+    stops.push(() => sandboxAmazon.close());
+    Object.assign(environment, {
+      ALEXA_SKILL_ID: environment.ALEXA_SKILL_ID ?? 'amzn1.ask.skill.00000000-0000-0000-0000-000000000000',
+      ALEXA_VENDOR_ID: environment.ALEXA_VENDOR_ID ?? 'SANDBOXVENDOR',
+      ALEXA_LWA_CLIENT_ID: SANDBOX_LWA_CLIENT.clientId,
+      ALEXA_LWA_CLIENT_SECRET: SANDBOX_LWA_CLIENT.clientSecret,
+      ALEXA_LWA_TOKEN_URL: sandboxAmazon.tokenUrl,
+      ALEXA_EVENT_GATEWAY_NA_URL: sandboxAmazon.gatewayUrls.NA,
+      ALEXA_EVENT_GATEWAY_EU_URL: sandboxAmazon.gatewayUrls.EU,
+      ALEXA_EVENT_GATEWAY_FE_URL: sandboxAmazon.gatewayUrls.FE,
+    });
+    lines.push(`Sandbox Amazon    ${sandboxAmazon.url} (fake Login with Amazon + event gateways; an AcceptGrant code: POST /sandbox/grant-codes)`);
+  }
+
+  if (!environment.GOOGLE_HOME_SERVICE_ACCOUNT_KEY) {
+    // A key of its own each start: the fake forgets its tokens when it stops anyway.
+    const serviceAccount = generateServiceAccountKey({ projectId: 'sandbox-smart-home' });
+    const sandboxHome = await startFakeGoogleHome({ serviceAccount: serviceAccount.account, port: SANDBOX_GOOGLE_HOME_PORT });
+    stops.push(() => sandboxHome.close());
+    Object.assign(environment, {
+      GOOGLE_HOME_PROJECT_ID: environment.GOOGLE_HOME_PROJECT_ID ?? 'sandbox-smart-home',
+      GOOGLE_HOME_SERVICE_ACCOUNT_KEY: serviceAccount.json,
+      GOOGLE_HOME_TOKEN_URL: sandboxHome.tokenUrl,
+      GOOGLE_HOME_GRAPH_URL: sandboxHome.homeGraphUrl,
+    });
+    lines.push(`Sandbox Home Graph ${sandboxHome.url} (fake service-account tokens + Home Graph; link an agent user: POST /sandbox/agent-users/<id>)`);
   }
 
   Runtime.install({ logger: new DefaultLogger('WARN'), shutdownSignals: [] });

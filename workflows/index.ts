@@ -1,3 +1,4 @@
 /** The workflow bundle's entry: every workflow type the worker runs. */
 export { connectionWorkflow } from './connection';
 export { housekeepingWorkflow } from './housekeeping';
+export { voiceDeviceWorkflow } from './voice-device';

@@ -55,6 +55,14 @@ export interface ReportStateSignal {
   reason: string;
 }
 
+/** How a device's workflow ended: always unlinked, from `direction` (absent when the device was gone already). */
+export interface VoiceDeviceOutcome {
+  status: 'unlinked';
+  direction?: UnlinkDirection;
+  /** Google: what Home Graph's `DELETE agentUsers/{deviceId}` came to. */
+  agentUser?: 'deleted' | 'not_found' | 'deleted_before' | 'failed';
+}
+
 /** The result of an AcceptGrant: the code itself waits in voice_devices.lwa_grant_code_enc. */
 export type AcceptGrantResult = { accepted: true; accessTokenExpiresAt: number } | { accepted: false; reason: string };
 

@@ -1,10 +1,28 @@
 import fp from 'fastify-plugin';
-import type { FastifyError } from 'fastify';
+import type { FastifyError, FastifyReply } from 'fastify';
+import { isTransientDatabaseFault } from '../../db/transient-faults';
 import { HttpError } from '../errors';
+
+/** How long a client is asked to wait (Retry-After) when a transient fault kept us from answering. */
+export const TRANSIENT_FAULT_RETRY_AFTER_SECONDS = 5;
+
+/**
+ * A fault of ours that passes (the database unreachable, restarting or too slow): the answer is 503
+ * with Retry-After, never a refusal the client would take as final, and the request changed nothing
+ * (its transaction rolled back).
+ */
+export function isTransientFault(error: unknown): boolean {
+  return isTransientDatabaseFault(error);
+}
+
+export function askToRetryLater(reply: FastifyReply): FastifyReply {
+  return reply.code(503).header('retry-after', String(TRANSIENT_FAULT_RETRY_AFTER_SECONDS));
+}
 
 /**
  * Every failure leaves as `{ error, message }`: HttpErrors as thrown, schema violations as 400
- * invalid_request, and anything unexpected as a 500 whose details stay in the log.
+ * invalid_request, transient faults as 503 temporarily_unavailable, and anything unexpected as a 500
+ * whose details stay in the log.
  */
 export default fp(async function errorHandling(app) {
   app.setErrorHandler((error: FastifyError | HttpError, request, reply) => {
@@ -16,6 +34,10 @@ export default fp(async function errorHandling(app) {
     }
     if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
       return reply.code(error.statusCode).send({ error: error.code ?? 'bad_request', message: error.message });
+    }
+    if (isTransientFault(error)) {
+      request.log.warn({ err: error }, 'request failed on a transient fault');
+      return askToRetryLater(reply).send({ error: 'temporarily_unavailable', message: 'The service is briefly unavailable; try again shortly' });
     }
     request.log.error({ err: error }, 'request failed');
     return reply.code(500).send({ error: 'internal_error', message: 'An unexpected error occurred' });

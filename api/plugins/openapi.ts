@@ -13,6 +13,8 @@ const TAGS: Array<[prefix: string, tag: string]> = [
   ['/api/v1/auth/', 'sessions'],
   ['/api/v1/integrations/', 'integrations'],
   ['/api/v1/admin/', 'administration'],
+  ['/api/v1/ai/voice-devices', 'voice'],
+  ['/api/v1/voice/', 'voice'],
   ['/webhooks/', 'webhooks'],
   ['/oauth/', 'authorization server'],
   ['/.well-known/', 'authorization server'],

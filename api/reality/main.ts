@@ -10,7 +10,7 @@ await runUntilSignalled('reality-server', async () => {
   const config = loadConfig(process.env, REALITY_SERVER_NEEDS);
   if (!config.databaseUrl) throw new ConfigError(['DATABASE_URL: is required']);
   const payloadCodec = createPayloadCodec(config.payloadEncryption);
-  const db = await createDatabasePool(config.databaseUrl);
+  const db = await createDatabasePool(config.databaseUrl, { connectionTimeoutMs: config.databaseConnectionTimeoutMs });
   const temporal = await connectTemporalClient(config.temporal, payloadCodec);
   const app = await buildRealityServer({ config, db, temporal });
   await app.listen({ host: config.realityServer.host, port: config.realityServer.port });

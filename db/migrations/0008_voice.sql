@@ -8,9 +8,14 @@ ALTER TABLE oauth_clients ADD CHECK (voice_platform IS NULL OR kind = 'voice');
 
 -- Rotation grace for voice clients: a rotated refresh token answers again with the pair that replaced
 -- it (an IntegrationCrypto envelope, bound to this row) until that successor has been used once or
--- VOICE_REFRESH_GRACE_SECONDS have passed; then the envelope is wiped.
-ALTER TABLE oauth_refresh_tokens ADD COLUMN successor_id uuid REFERENCES oauth_refresh_tokens (id);
+-- VOICE_REFRESH_GRACE_SECONDS have passed (successor_response_expires_at); then the envelope is wiped.
+ALTER TABLE oauth_refresh_tokens ADD COLUMN successor_id uuid REFERENCES oauth_refresh_tokens (id) ON DELETE SET NULL;
 ALTER TABLE oauth_refresh_tokens ADD COLUMN successor_response_enc text;
+ALTER TABLE oauth_refresh_tokens ADD COLUMN successor_response_expires_at timestamptz;
+-- Using a successor wipes its predecessor's envelope, found by this index.
+CREATE INDEX oauth_refresh_tokens_successor_idx ON oauth_refresh_tokens (successor_id) WHERE successor_id IS NOT NULL;
+CREATE INDEX oauth_refresh_tokens_successor_response_idx ON oauth_refresh_tokens (successor_response_expires_at)
+  WHERE successor_response_enc IS NOT NULL;
 
 CREATE TABLE voice_devices (
   id                         uuid PRIMARY KEY DEFAULT gen_random_uuid(),

@@ -19,7 +19,15 @@ const EXPIRED_RECORDS = {
 
 export type HousekeepingCounts = Record<keyof typeof EXPIRED_RECORDS, number>;
 
+/**
+ * Deletes the expired rows, and first wipes every rotation-grace envelope (a voice refresh token's
+ * successor pair, oauth_refresh_tokens.successor_response_enc) whose grace has passed: no request can
+ * use it any more, and the secret it holds should not outlive that.
+ */
 export async function deleteExpiredRecords(db: CommonQueryMethods): Promise<HousekeepingCounts> {
+  await db.query(sql.unsafe`
+    UPDATE oauth_refresh_tokens SET successor_response_enc = NULL, successor_response_expires_at = NULL
+    WHERE successor_response_enc IS NOT NULL AND successor_response_expires_at < now()`);
   const counts = {} as HousekeepingCounts;
   for (const table of Object.keys(EXPIRED_RECORDS) as Array<keyof typeof EXPIRED_RECORDS>) {
     const result = await db.query(sql.unsafe`DELETE FROM ${sql.identifier([table])} WHERE ${EXPIRED_RECORDS[table]}`);

@@ -10,6 +10,8 @@ const clientRow = z.object({
   grantTypes: z.array(z.string()),
   scopes: z.array(z.string()),
   kind: z.enum(['third_party', 'voice', 'service']),
+  /** The voice platform a voice client serves (its device links belong to that platform); null otherwise. */
+  voicePlatform: z.enum(['alexa', 'google']).nullable(),
   registeredBy: z.enum(['admin', 'dynamic']),
   createdAt: z.number(),
   secretRotatedAt: z.number().nullable(),
@@ -19,17 +21,20 @@ export type OAuthClientRow = z.infer<typeof clientRow>;
 
 const CLIENT_COLUMNS = sql.fragment`
   id, name, client_type AS "clientType", token_endpoint_auth_method AS "tokenEndpointAuthMethod",
-  redirect_uris AS "redirectUris", grant_types AS "grantTypes", scopes, kind, registered_by AS "registeredBy",
+  redirect_uris AS "redirectUris", grant_types AS "grantTypes", scopes, kind, voice_platform AS "voicePlatform", registered_by AS "registeredBy",
   created_at AS "createdAt", secret_rotated_at AS "secretRotatedAt", revoked_at AS "revokedAt"`;
 
-export type NewClient = Omit<OAuthClientRow, 'createdAt' | 'secretRotatedAt' | 'revokedAt'> & { secretHash: string | null };
+export type NewClient = Omit<OAuthClientRow, 'createdAt' | 'secretRotatedAt' | 'revokedAt' | 'voicePlatform'> & {
+  secretHash: string | null;
+  voicePlatform?: OAuthClientRow['voicePlatform'];
+};
 
 export function insertClient(db: CommonQueryMethods, client: NewClient): Promise<OAuthClientRow> {
   return db.one(sql.type(clientRow)`
-    INSERT INTO oauth_clients (id, name, client_type, token_endpoint_auth_method, secret_hash, redirect_uris, grant_types, scopes, kind, registered_by)
+    INSERT INTO oauth_clients (id, name, client_type, token_endpoint_auth_method, secret_hash, redirect_uris, grant_types, scopes, kind, voice_platform, registered_by)
     VALUES (${client.id}, ${client.name}, ${client.clientType}, ${client.tokenEndpointAuthMethod}, ${client.secretHash},
             ${sql.array(client.redirectUris, 'text')}, ${sql.array(client.grantTypes, 'text')}, ${sql.array(client.scopes, 'text')},
-            ${client.kind}, ${client.registeredBy})
+            ${client.kind}, ${client.voicePlatform ?? null}, ${client.registeredBy})
     RETURNING ${CLIENT_COLUMNS}`);
 }
 

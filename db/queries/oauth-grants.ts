@@ -43,9 +43,9 @@ export async function upsertGrant(db: CommonQueryMethods, userId: string, client
     RETURNING id`);
 }
 
-/** Records a use of the grant: called when a token is issued under it. */
-export async function touchGrant(db: CommonQueryMethods, grantId: string): Promise<void> {
-  await db.query(sql.unsafe`UPDATE oauth_grants SET last_used_at = now() WHERE id = ${grantId}`);
+/** Records a use of the grant at `at`: called when a token is issued under it. */
+export async function touchGrant(db: CommonQueryMethods, grantId: string, at: Date): Promise<void> {
+  await db.query(sql.unsafe`UPDATE oauth_grants SET last_used_at = ${sql.timestamp(at)} WHERE id = ${grantId}`);
 }
 
 /** Returns true only for the call that revoked the grant. */

@@ -34,29 +34,60 @@ export async function insertAccessToken(db: CommonQueryMethods, row: Omit<Access
             ${sql.timestamp(new Date(row.issuedAt))}, ${sql.timestamp(new Date(row.expiresAt))})`);
 }
 
-export async function insertRefreshToken(
+/** Answers the new row's id. */
+export function insertRefreshToken(
   db: CommonQueryMethods,
-  row: { tokenHash: string; familyId: string; clientId: string; userId: string; grantId: string; scopes: string[]; expiresAt: Date },
-): Promise<void> {
-  await db.query(sql.unsafe`
-    INSERT INTO oauth_refresh_tokens (token_hash, family_id, client_id, user_id, grant_id, scopes, expires_at)
+  row: { tokenHash: string; familyId: string; clientId: string; userId: string; grantId: string; scopes: string[]; createdAt: Date; expiresAt: Date },
+): Promise<string> {
+  return db.oneFirst(sql.type(z.object({ id: z.string().uuid() }))`
+    INSERT INTO oauth_refresh_tokens (token_hash, family_id, client_id, user_id, grant_id, scopes, created_at, expires_at)
     VALUES (${row.tokenHash}, ${row.familyId}, ${row.clientId}, ${row.userId}, ${row.grantId}, ${sql.array(row.scopes, 'text')},
-            ${sql.timestamp(row.expiresAt)})`);
+            ${sql.timestamp(row.createdAt)}, ${sql.timestamp(row.expiresAt)})
+    RETURNING id`);
 }
+
+const rotatableRefreshTokenRow = refreshTokenRow.extend({
+  /** The rotation-grace envelope (voice clients): the answer that replaced this token, while it may be repeated. */
+  successorResponseEnc: z.string().nullable(),
+  successorResponseExpiresAt: z.number().nullable(),
+});
+export type RotatableRefreshTokenRow = z.infer<typeof rotatableRefreshTokenRow>;
 
 /**
  * Locks the row: two concurrent uses of one refresh token are decided one after the other. Lock the
  * token's grant first (lockGrant): every writer takes the grant, then its tokens, so none deadlocks.
  */
-export function findRefreshTokenForUpdate(db: CommonQueryMethods, tokenHash: string): Promise<RefreshTokenRow | null> {
-  return db.maybeOne(sql.type(refreshTokenRow)`
+export function findRefreshTokenForUpdate(db: CommonQueryMethods, tokenHash: string): Promise<RotatableRefreshTokenRow | null> {
+  return db.maybeOne(sql.type(rotatableRefreshTokenRow)`
     SELECT id, family_id AS "familyId", client_id AS "clientId", user_id AS "userId", grant_id AS "grantId", scopes,
-           expires_at AS "expiresAt", rotated_at AS "rotatedAt", revoked_at AS "revokedAt"
+           expires_at AS "expiresAt", rotated_at AS "rotatedAt", revoked_at AS "revokedAt",
+           successor_response_enc AS "successorResponseEnc", successor_response_expires_at AS "successorResponseExpiresAt"
     FROM oauth_refresh_tokens WHERE token_hash = ${tokenHash} FOR UPDATE`);
 }
 
-export async function markRefreshTokenRotated(db: CommonQueryMethods, id: string): Promise<void> {
-  await db.query(sql.unsafe`UPDATE oauth_refresh_tokens SET rotated_at = now() WHERE id = ${id}`);
+/**
+ * The rotation grace of voice clients: the token that replaced a rotated one, and its token
+ * response (an IntegrationCrypto envelope bound to the rotated row) to repeat until `expiresAt`.
+ */
+export interface RefreshTokenSuccessor {
+  id: string;
+  responseEnc: string;
+  expiresAt: Date;
+}
+
+export async function markRefreshTokenRotated(db: CommonQueryMethods, id: string, at: Date, successor?: RefreshTokenSuccessor): Promise<void> {
+  await db.query(sql.unsafe`
+    UPDATE oauth_refresh_tokens SET rotated_at = ${sql.timestamp(at)}, successor_id = ${successor?.id ?? null},
+      successor_response_enc = ${successor?.responseEnc ?? null},
+      successor_response_expires_at = ${successor ? sql.timestamp(successor.expiresAt) : null}
+    WHERE id = ${id}`);
+}
+
+/** The successor has been used (rotated in its turn): its predecessor may no longer repeat it. */
+export async function wipeSuccessorResponse(db: CommonQueryMethods, successorId: string): Promise<void> {
+  await db.query(sql.unsafe`
+    UPDATE oauth_refresh_tokens SET successor_response_enc = NULL, successor_response_expires_at = NULL
+    WHERE successor_id = ${successorId} AND successor_response_enc IS NOT NULL`);
 }
 
 /**
@@ -73,17 +104,28 @@ export async function lockGrant(db: CommonQueryMethods, grantId: string): Promis
   return row ? { live: row.revokedAt === null } : null;
 }
 
+// A revoked token answers nothing, so the answer it could have repeated goes with it.
+const WIPE_SUCCESSOR_RESPONSE = sql.fragment`successor_response_enc = NULL, successor_response_expires_at = NULL`;
+
 /**
- * Revokes every refresh and access token of a family (one authorization code's descendants). Takes
- * the family's grant lock first (re-entrant when the caller holds it already), so a refresh of the
- * same family cannot commit new tokens behind this statement's snapshot.
+ * Revokes every refresh and access token of a family (one authorization code's descendants) as of
+ * `at` (the database's now() when not given). Takes the family's grant lock first (re-entrant when
+ * the caller holds it already), so a refresh of the same family cannot commit new tokens behind this
+ * statement's snapshot.
  */
-export async function revokeTokenFamily(db: CommonQueryMethods, family: { familyId: string; grantId: string }, reason: string): Promise<void> {
+export async function revokeTokenFamily(
+  db: CommonQueryMethods,
+  family: { familyId: string; grantId: string },
+  reason: string,
+  at?: Date,
+): Promise<void> {
   await lockGrant(db, family.grantId);
+  const revokedAt = at ? sql.timestamp(at) : sql.fragment`now()`;
   await db.query(sql.unsafe`
-    UPDATE oauth_refresh_tokens SET revoked_at = now(), revoked_reason = ${reason}
+    UPDATE oauth_refresh_tokens SET revoked_at = ${revokedAt}, revoked_reason = ${reason}, ${WIPE_SUCCESSOR_RESPONSE}
     WHERE family_id = ${family.familyId} AND revoked_at IS NULL`);
-  await db.query(sql.unsafe`UPDATE oauth_access_tokens SET revoked_at = now() WHERE family_id = ${family.familyId} AND revoked_at IS NULL`);
+  await db.query(sql.unsafe`
+    UPDATE oauth_access_tokens SET revoked_at = ${revokedAt} WHERE family_id = ${family.familyId} AND revoked_at IS NULL`);
 }
 
 /**
@@ -94,7 +136,7 @@ export async function revokeTokenFamily(db: CommonQueryMethods, family: { family
 export async function revokeGrantTokens(db: CommonQueryMethods, grantId: string, reason: string): Promise<void> {
   await lockGrant(db, grantId);
   await db.query(sql.unsafe`
-    UPDATE oauth_refresh_tokens SET revoked_at = now(), revoked_reason = ${reason}
+    UPDATE oauth_refresh_tokens SET revoked_at = now(), revoked_reason = ${reason}, ${WIPE_SUCCESSOR_RESPONSE}
     WHERE grant_id = ${grantId} AND revoked_at IS NULL`);
   await db.query(sql.unsafe`UPDATE oauth_access_tokens SET revoked_at = now() WHERE grant_id = ${grantId} AND revoked_at IS NULL`);
 }
@@ -110,7 +152,7 @@ export async function revokeGrantTokens(db: CommonQueryMethods, grantId: string,
 export async function revokeClientTokens(db: CommonQueryMethods, clientId: string, reason: string): Promise<void> {
   await db.query(sql.unsafe`SELECT id FROM oauth_grants WHERE client_id = ${clientId} ORDER BY id FOR NO KEY UPDATE`);
   await db.query(sql.unsafe`
-    UPDATE oauth_refresh_tokens SET revoked_at = now(), revoked_reason = ${reason}
+    UPDATE oauth_refresh_tokens SET revoked_at = now(), revoked_reason = ${reason}, ${WIPE_SUCCESSOR_RESPONSE}
     WHERE client_id = ${clientId} AND revoked_at IS NULL`);
   await db.query(sql.unsafe`UPDATE oauth_access_tokens SET revoked_at = now() WHERE client_id = ${clientId} AND revoked_at IS NULL`);
   await db.query(sql.unsafe`
@@ -152,12 +194,12 @@ export function findAuthorizationCodeGrant(db: CommonQueryMethods, codeHash: str
  * Marks the code used and returns it with what it was before: a code whose `consumedAt` was
  * already set is a replay. The row lock makes concurrent redemptions see each other.
  */
-export function consumeAuthorizationCode(db: CommonQueryMethods, codeHash: string): Promise<AuthorizationCodeRow | null> {
+export function consumeAuthorizationCode(db: CommonQueryMethods, codeHash: string, at: Date): Promise<AuthorizationCodeRow | null> {
   return db.maybeOne(sql.type(codeRow)`
     WITH previous AS (
       SELECT code_hash, consumed_at FROM oauth_authorization_codes WHERE code_hash = ${codeHash} FOR UPDATE
     )
-    UPDATE oauth_authorization_codes AS code SET consumed_at = COALESCE(code.consumed_at, now())
+    UPDATE oauth_authorization_codes AS code SET consumed_at = COALESCE(code.consumed_at, ${sql.timestamp(at)})
     FROM previous WHERE code.code_hash = previous.code_hash
     RETURNING code.client_id AS "clientId", code.user_id AS "userId", code.grant_id AS "grantId", code.family_id AS "familyId",
               code.redirect_uri AS "redirectUri", code.scopes, code.code_challenge AS "codeChallenge",

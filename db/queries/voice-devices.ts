@@ -67,3 +67,175 @@ export async function markVoiceDeviceWorkflowStarted(db: CommonQueryMethods, dev
   await db.query(sql.unsafe`
     UPDATE voice_devices SET workflow_started_at = COALESCE(workflow_started_at, now()), updated_at = now() WHERE id = ${deviceId}`);
 }
+
+/** The user's device links, newest first, unlinked ones included (the PM app shows their history). */
+export function listUserVoiceDevices(db: CommonQueryMethods, userId: string): Promise<readonly VoiceDeviceRow[]> {
+  return db.any(sql.type(voiceDeviceRow)`
+    SELECT ${VOICE_DEVICE_COLUMNS} FROM voice_devices WHERE user_id = ${userId} ORDER BY created_at DESC, id`);
+}
+
+/** The user's newest linked device of a platform. */
+export function findLinkedUserVoiceDevice(db: CommonQueryMethods, userId: string, platform: z.infer<typeof voicePlatform>): Promise<VoiceDeviceRow | null> {
+  return db.maybeOne(sql.type(voiceDeviceRow)`
+    SELECT ${VOICE_DEVICE_COLUMNS} FROM voice_devices
+    WHERE user_id = ${userId} AND platform = ${platform} AND status = 'linked' ORDER BY created_at DESC, id LIMIT 1`);
+}
+
+/** Linked devices an Alexa skill user id names (skill events such as SkillDisabled carry only that id). */
+export function findLinkedAlexaUserDevices(db: CommonQueryMethods, alexaUserId: string): Promise<readonly VoiceDeviceRow[]> {
+  return db.any(sql.type(voiceDeviceRow)`
+    SELECT ${VOICE_DEVICE_COLUMNS} FROM voice_devices WHERE alexa_user_id = ${alexaUserId} AND status = 'linked' ORDER BY created_at, id`);
+}
+
+/** The devices of a client that are not unlinked yet (revoking the client unlinks each). */
+export function listUnfinishedClientVoiceDevices(db: CommonQueryMethods, clientId: string): Promise<readonly VoiceDeviceRow[]> {
+  return db.any(sql.type(voiceDeviceRow)`
+    SELECT ${VOICE_DEVICE_COLUMNS} FROM voice_devices WHERE client_id = ${clientId} AND status <> 'unlinked' ORDER BY created_at, id`);
+}
+
+/** Records the skill user id (and event-gateway region, when known) Alexa's requests name for a linked device. */
+export async function recordAlexaUser(db: CommonQueryMethods, deviceId: string, alexaUserId: string, region: 'NA' | 'EU' | 'FE' | null): Promise<void> {
+  await db.query(sql.unsafe`
+    UPDATE voice_devices SET alexa_user_id = ${alexaUserId}, alexa_region = COALESCE(${region}, alexa_region), updated_at = now()
+    WHERE id = ${deviceId} AND status = 'linked'
+      AND (alexa_user_id IS DISTINCT FROM ${alexaUserId} OR (${region}::text IS NOT NULL AND alexa_region IS DISTINCT FROM ${region}))`);
+}
+
+/** Device links for operators, newest first, narrowed to a user and/or a client. */
+export function listVoiceDevices(db: CommonQueryMethods, filter: { userId?: string; clientId?: string }, limit: number): Promise<readonly VoiceDeviceRow[]> {
+  const conditions = [
+    ...(filter.userId === undefined ? [] : [sql.fragment`user_id = ${filter.userId}`]),
+    ...(filter.clientId === undefined ? [] : [sql.fragment`client_id = ${filter.clientId}`]),
+  ];
+  const where = conditions.length === 0 ? sql.fragment`` : sql.fragment`WHERE ${sql.join(conditions, sql.fragment` AND `)}`;
+  return db.any(sql.type(voiceDeviceRow)`
+    SELECT ${VOICE_DEVICE_COLUMNS} FROM voice_devices ${where} ORDER BY created_at DESC, id LIMIT ${limit}`);
+}
+
+/**
+ * Leaves an AcceptGrant code (an IntegrationCrypto envelope bound to this row and column) for the
+ * device workflow to exchange. False when the device is no longer linked.
+ */
+export async function storeLwaGrantCode(db: CommonQueryMethods, deviceId: string, codeEnc: string): Promise<boolean> {
+  const result = await db.query(sql.unsafe`
+    UPDATE voice_devices SET lwa_grant_code_enc = ${codeEnc}, updated_at = now() WHERE id = ${deviceId} AND status = 'linked'`);
+  return result.rowCount === 1;
+}
+
+const voiceDeviceSecretsRow = z.object({
+  status: voiceDeviceStatus,
+  platform: voicePlatform,
+  userId: z.string().uuid(),
+  grantId: z.string().uuid(),
+  alexaRegion: z.enum(['NA', 'EU', 'FE']).nullable(),
+  lwaGrantCodeEnc: z.string().nullable(),
+  lwaAccessTokenEnc: z.string().nullable(),
+  lwaRefreshTokenEnc: z.string().nullable(),
+  lwaAccessTokenExpiresAt: z.number().nullable(),
+  lwaTokenVersion: z.number().int(),
+  agentUserDeletedAt: z.number().nullable(),
+});
+export type VoiceDeviceSecretsRow = z.infer<typeof voiceDeviceSecretsRow>;
+
+/** The device's encrypted Login with Amazon material and what decides whether to use it; for activities only. */
+export function readVoiceDeviceSecrets(db: CommonQueryMethods, deviceId: string): Promise<VoiceDeviceSecretsRow | null> {
+  return db.maybeOne(sql.type(voiceDeviceSecretsRow)`
+    SELECT status, platform, user_id AS "userId", grant_id AS "grantId", alexa_region AS "alexaRegion",
+           lwa_grant_code_enc AS "lwaGrantCodeEnc", lwa_access_token_enc AS "lwaAccessTokenEnc", lwa_refresh_token_enc AS "lwaRefreshTokenEnc",
+           lwa_access_token_expires_at AS "lwaAccessTokenExpiresAt", lwa_token_version AS "lwaTokenVersion",
+           agent_user_deleted_at AS "agentUserDeletedAt"
+    FROM voice_devices WHERE id = ${deviceId}`);
+}
+
+export interface StoredLwaTokens {
+  accessTokenEnc: string;
+  refreshTokenEnc: string;
+  accessTokenExpiresAt: Date;
+  refreshedAt: Date;
+}
+
+/**
+ * Stores Login with Amazon tokens if the device is linked and its token version is still
+ * `expectedVersion` (compare-and-set), and consumes the AcceptGrant code they came from
+ * (`consumedGrantCodeEnc`, as read: a newer code stored meanwhile stays). Answers the new version,
+ * or null when another writer came first.
+ */
+export function storeLwaTokensIfVersion(
+  db: CommonQueryMethods,
+  deviceId: string,
+  expectedVersion: number,
+  tokens: StoredLwaTokens,
+  consumedGrantCodeEnc: string | null,
+): Promise<number | null> {
+  return db.maybeOneFirst(sql.type(z.object({ version: z.number().int() }))`
+    UPDATE voice_devices SET
+      lwa_access_token_enc = ${tokens.accessTokenEnc}, lwa_refresh_token_enc = ${tokens.refreshTokenEnc},
+      lwa_access_token_expires_at = ${sql.timestamp(tokens.accessTokenExpiresAt)}, lwa_refreshed_at = ${sql.timestamp(tokens.refreshedAt)},
+      lwa_token_version = lwa_token_version + 1,
+      lwa_grant_code_enc = CASE WHEN lwa_grant_code_enc = ${consumedGrantCodeEnc} THEN NULL ELSE lwa_grant_code_enc END,
+      last_error_kind = NULL, last_error_message = NULL, updated_at = now()
+    WHERE id = ${deviceId} AND status = 'linked' AND lwa_token_version = ${expectedVersion}
+    RETURNING lwa_token_version AS version`);
+}
+
+/** Drops an AcceptGrant code that cannot be exchanged any more (refused, or out of time); only `sealed` when given. */
+export async function discardAlexaGrantCode(db: CommonQueryMethods, deviceId: string, sealed?: string): Promise<void> {
+  await db.query(sql.unsafe`
+    UPDATE voice_devices SET lwa_grant_code_enc = NULL, updated_at = now()
+    WHERE id = ${deviceId} AND lwa_grant_code_enc IS NOT NULL ${sealed === undefined ? sql.fragment`` : sql.fragment`AND lwa_grant_code_enc = ${sealed}`}`);
+}
+
+/** The last failure of the device's own work (LWA, the event gateway, Home Graph), for operators and the API. */
+export async function recordVoiceDeviceError(db: CommonQueryMethods, deviceId: string, error: { kind: string; message: string }): Promise<void> {
+  await db.query(sql.unsafe`
+    UPDATE voice_devices SET last_error_kind = ${error.kind}, last_error_message = ${error.message}, updated_at = now() WHERE id = ${deviceId}`);
+}
+
+/**
+ * When the device's grant ends unless the platform uses it again: the newest expiry among its
+ * refresh tokens that are not revoked (null when there is none, or the grant itself is revoked).
+ */
+export function latestRefreshTokenExpiry(db: CommonQueryMethods, grantId: string): Promise<number | null> {
+  return db.oneFirst(sql.type(z.object({ expiresAt: z.number().nullable() }))`
+    SELECT max(t.expires_at) AS "expiresAt"
+    FROM oauth_refresh_tokens t JOIN oauth_grants g ON g.id = t.grant_id
+    WHERE t.grant_id = ${grantId} AND t.revoked_at IS NULL AND g.revoked_at IS NULL`);
+}
+
+/**
+ * Locks the device row and ends its platform credentials: the LWA tokens and any waiting grant
+ * code are wiped, the version moves on (so an LWA refresh in flight loses its compare-and-set), and
+ * the status becomes `to`. Answers the status it had, so that only the call that made the move audits.
+ */
+export async function endVoiceDeviceLink(
+  db: CommonQueryMethods,
+  deviceId: string,
+  change: { to: 'unlinking' | 'unlinked'; reason: string; at: Date },
+): Promise<z.infer<typeof voiceDeviceStatus> | null> {
+  const previous = await db.maybeOneFirst(sql.type(z.object({ status: voiceDeviceStatus }))`
+    SELECT status FROM voice_devices WHERE id = ${deviceId} FOR UPDATE`);
+  if (previous !== 'linked') return previous;
+  await db.query(sql.unsafe`
+    UPDATE voice_devices SET
+      status = ${change.to}, unlink_reason = ${change.reason},
+      unlinked_at = ${change.to === 'unlinked' ? sql.timestamp(change.at) : null},
+      lwa_grant_code_enc = NULL, lwa_access_token_enc = NULL, lwa_refresh_token_enc = NULL, lwa_access_token_expires_at = NULL,
+      lwa_token_version = lwa_token_version + 1, updated_at = now()
+    WHERE id = ${deviceId}`);
+  return previous;
+}
+
+/** Google's last unlink step: Home Graph no longer knows the agent user. Answers false when it was recorded already. */
+export async function markAgentUserDeleted(db: CommonQueryMethods, deviceId: string, at: Date): Promise<boolean> {
+  const result = await db.query(sql.unsafe`
+    UPDATE voice_devices SET agent_user_deleted_at = ${sql.timestamp(at)}, updated_at = now()
+    WHERE id = ${deviceId} AND agent_user_deleted_at IS NULL`);
+  return result.rowCount === 1;
+}
+
+/** The end of an unlink that had platform work left (`unlinking`): nothing of the link is left anywhere. */
+export async function finishVoiceDeviceUnlink(db: CommonQueryMethods, deviceId: string, at: Date): Promise<void> {
+  await db.query(sql.unsafe`
+    UPDATE voice_devices SET status = 'unlinked', unlinked_at = ${sql.timestamp(at)}, updated_at = now()
+    WHERE id = ${deviceId} AND status = 'unlinking'`);
+}

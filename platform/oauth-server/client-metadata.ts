@@ -24,9 +24,11 @@ export class ClientMetadataError extends Error {
 export type TokenEndpointAuthMethod = OAuthClientRow['tokenEndpointAuthMethod'];
 export type ClientKind = OAuthClientRow['kind'];
 export type GrantType = (typeof SUPPORTED_GRANT_TYPES)[number];
+export type VoicePlatform = NonNullable<OAuthClientRow['voicePlatform']>;
 
 export const TOKEN_ENDPOINT_AUTH_METHODS: readonly TokenEndpointAuthMethod[] = ['client_secret_basic', 'client_secret_post', 'none'];
 export const CLIENT_KINDS: readonly ClientKind[] = ['third_party', 'voice', 'service'];
+export const VOICE_PLATFORMS: readonly VoicePlatform[] = ['alexa', 'google'];
 
 export const MAX_REDIRECT_URIS = 20;
 export const MAX_REDIRECT_URI_LENGTH = 2000;
@@ -40,6 +42,8 @@ export interface ClientMetadataInput {
   scopes: string[];
   tokenEndpointAuthMethod: string;
   kind: string;
+  /** Only for kind voice, which needs it. */
+  voicePlatform?: string | undefined;
 }
 
 /** Metadata that passed validation, deduplicated, ready for registerClient. */
@@ -50,6 +54,7 @@ export interface ValidClientMetadata {
   scopes: string[];
   tokenEndpointAuthMethod: TokenEndpointAuthMethod;
   kind: ClientKind;
+  voicePlatform: VoicePlatform | null;
 }
 
 // Control characters and whitespace: the URL parser silently strips or encodes some of them, so the
@@ -66,11 +71,79 @@ function unique<T>(values: readonly T[]): T[] {
 }
 
 /**
+ * How each voice platform links accounts (protocols.md "Amazon Alexa", "Google Home"): the hosts it
+ * sends users back to, whose last path segment is the skill vendor's id (Alexa) or the Cloud
+ * project's id (Google), and how it authenticates at our token endpoint. Alexa can be set to HTTP
+ * Basic or to credentials in the body; Google sends them in the body.
+ */
+export const VOICE_PLATFORM_RULES: Record<
+  VoicePlatform,
+  {
+    /** What the consent page calls the platform: Google asks to be named "Google", never one of its products. */
+    displayName: string;
+    redirectHosts: readonly string[];
+    redirectPath: string;
+    /** The characters ALEXA_VENDOR_ID and GOOGLE_HOME_PROJECT_ID allow (platform/config.ts), at most 64 of them. */
+    accountId: RegExp;
+    accountIdName: string;
+    tokenEndpointAuthMethods: readonly TokenEndpointAuthMethod[];
+  }
+> = {
+  alexa: {
+    displayName: 'Alexa',
+    redirectHosts: ['pitangui.amazon.com', 'layla.amazon.com', 'alexa.amazon.co.jp'],
+    redirectPath: '/api/skill/link/',
+    accountId: /^[A-Za-z0-9]{1,64}$/,
+    accountIdName: 'vendor id',
+    tokenEndpointAuthMethods: ['client_secret_basic', 'client_secret_post'],
+  },
+  google: {
+    displayName: 'Google',
+    redirectHosts: ['oauth-redirect.googleusercontent.com', 'oauth-redirect-sandbox.googleusercontent.com'],
+    redirectPath: '/r/',
+    accountId: /^[a-z0-9-]{1,64}$/,
+    accountIdName: 'project id',
+    tokenEndpointAuthMethods: ['client_secret_post'],
+  },
+};
+
+/** Every redirect URI of a platform for one skill vendor (Alexa) or Cloud project (Google). Throws `invalid_client_metadata`. */
+export function voiceRedirectUris(platform: VoicePlatform, accountId: string): string[] {
+  const rules = VOICE_PLATFORM_RULES[platform];
+  if (!rules.accountId.test(accountId)) {
+    throw new ClientMetadataError('invalid_client_metadata', `${JSON.stringify(accountId)} is not a valid ${platform} ${rules.accountIdName}`);
+  }
+  return rules.redirectHosts.map((host) => `https://${host}${rules.redirectPath}${accountId}`);
+}
+
+/** The vendor or project id a redirect URI of the platform names; undefined when it is not one of the platform's. */
+function voiceRedirectAccount(platform: VoicePlatform, uri: string): string | undefined {
+  const accountId = uri.slice(uri.lastIndexOf('/') + 1);
+  if (!VOICE_PLATFORM_RULES[platform].accountId.test(accountId)) return undefined;
+  return voiceRedirectUris(platform, accountId).includes(uri) ? accountId : undefined;
+}
+
+/** A voice client returns users only to its platform, for one vendor or project. Throws `invalid_redirect_uri`. */
+function checkVoiceRedirectUris(platform: VoicePlatform, redirectUris: readonly string[]): void {
+  const rules = VOICE_PLATFORM_RULES[platform];
+  const accounts = new Set<string>();
+  for (const uri of redirectUris) {
+    const accountId = voiceRedirectAccount(platform, uri);
+    if (accountId === undefined) {
+      const shapes = rules.redirectHosts.map((host) => `https://${host}${rules.redirectPath}<${rules.accountIdName}>`).join(', ');
+      throw new ClientMetadataError('invalid_redirect_uri', `redirect URI ${JSON.stringify(uri)} is not one of ${rules.displayName}'s: ${shapes}`);
+    }
+    accounts.add(accountId);
+  }
+  if (accounts.size > 1) throw new ClientMetadataError('invalid_redirect_uri', `the redirect URIs of one ${platform} client name one ${rules.accountIdName}`);
+}
+
+/**
  * A list of redirect URIs a client may register (also used when an operator replaces the list):
  * each absolute, https or loopback http, no fragment, no credentials (redirectUriProblem), and
- * nothing a URL parser would rewrite. Throws `invalid_redirect_uri`.
+ * nothing a URL parser would rewrite; a voice client's only its platform's. Throws `invalid_redirect_uri`.
  */
-export function validateRedirectUris(redirectUris: readonly string[], grantTypes: readonly string[]): string[] {
+export function validateRedirectUris(redirectUris: readonly string[], grantTypes: readonly string[], voicePlatform: VoicePlatform | null = null): string[] {
   if (redirectUris.length > MAX_REDIRECT_URIS) {
     throw new ClientMetadataError('invalid_redirect_uri', `at most ${MAX_REDIRECT_URIS} redirect URIs may be registered`);
   }
@@ -89,6 +162,7 @@ export function validateRedirectUris(redirectUris: readonly string[], grantTypes
   if (!grantTypes.includes('authorization_code') && redirectUris.length > 0) {
     throw new ClientMetadataError('invalid_redirect_uri', 'redirect URIs are only used by authorization_code clients');
   }
+  if (voicePlatform !== null) checkVoiceRedirectUris(voicePlatform, redirectUris);
   return unique(redirectUris);
 }
 
@@ -99,8 +173,10 @@ export function validateRedirectUris(redirectUris: readonly string[], grantTypes
  *   client_credentials only for confidential clients (public clients, auth method none, cannot have it);
  * - scopes: a subset of SUPPORTED_SCOPES;
  * - redirect URIs: see validateRedirectUris (authorization_code needs at least one);
- * - kind: voice clients (Alexa, Google Home) are confidential authorization_code clients, since they
- *   get year-long refresh tokens; service clients use client_credentials only.
+ * - kind: voice clients (Alexa, Google Home) name their voice_platform and are confidential clients
+ *   with exactly authorization_code and refresh_token, since they get year-long refresh tokens, and
+ *   authenticate and redirect as their platform does (VOICE_PLATFORM_RULES); service clients use
+ *   client_credentials only.
  */
 export function validateClientMetadata(input: ClientMetadataInput): ValidClientMetadata {
   const invalid = (message: string) => new ClientMetadataError('invalid_client_metadata', message);
@@ -131,9 +207,7 @@ export function validateClientMetadata(input: ClientMetadataInput): ValidClientM
   if (grantTypes.includes('client_credentials') && !confidential) {
     throw invalid('client_credentials needs a confidential client (token_endpoint_auth_method none cannot use it)');
   }
-  if (kind === 'voice' && (!confidential || !grantTypes.includes('authorization_code'))) {
-    throw invalid('voice clients must be confidential authorization_code clients');
-  }
+  const voicePlatform = validVoicePlatform(input.voicePlatform, kind, tokenEndpointAuthMethod, grantTypes);
   if (kind === 'service' && (grantTypes.length !== 1 || grantTypes[0] !== 'client_credentials')) {
     throw invalid('service clients use client_credentials only');
   }
@@ -143,8 +217,82 @@ export function validateClientMetadata(input: ClientMetadataInput): ValidClientM
   if (unknownScopes.length > 0) throw invalid(`unsupported scope(s): ${unknownScopes.join(' ')} (supported: ${SUPPORTED_SCOPES.join(' ')})`);
   if (scopes.length === 0) throw invalid('a client needs at least one scope');
 
-  const redirectUris = validateRedirectUris(input.redirectUris, grantTypes);
-  return { name, redirectUris, grantTypes: grantTypes as GrantType[], scopes, tokenEndpointAuthMethod, kind };
+  const redirectUris = validateRedirectUris(input.redirectUris, grantTypes, voicePlatform);
+  return { name, redirectUris, grantTypes: grantTypes as GrantType[], scopes, tokenEndpointAuthMethod, kind, voicePlatform };
+}
+
+function validVoicePlatform(
+  given: string | undefined,
+  kind: ClientKind,
+  tokenEndpointAuthMethod: TokenEndpointAuthMethod,
+  grantTypes: readonly string[],
+): VoicePlatform | null {
+  const invalid = (message: string) => new ClientMetadataError('invalid_client_metadata', message);
+  if (given !== undefined && !(VOICE_PLATFORMS as readonly string[]).includes(given)) throw invalid(`voice_platform must be one of ${VOICE_PLATFORMS.join(', ')}`);
+  if (kind !== 'voice') {
+    if (given !== undefined) throw invalid('voice_platform is only for voice clients');
+    return null;
+  }
+  if (given === undefined) throw invalid(`a voice client names its platform: voice_platform ${VOICE_PLATFORMS.join(' or ')}`);
+  const platform = given as VoicePlatform;
+  const { displayName, tokenEndpointAuthMethods } = VOICE_PLATFORM_RULES[platform];
+  if (grantTypes.length !== 2 || !grantTypes.includes('authorization_code') || !grantTypes.includes('refresh_token')) {
+    throw invalid('voice clients use exactly the authorization_code and refresh_token grants');
+  }
+  if (!tokenEndpointAuthMethods.includes(tokenEndpointAuthMethod)) {
+    throw invalid(`${displayName} authenticates with ${tokenEndpointAuthMethods.join(' or ')}`);
+  }
+  return platform;
+}
+
+/**
+ * What a voice client may read and do unless the operator says otherwise: the voice commands answer
+ * from the user's properties and reservations, and devices:control tells the user it is by voice.
+ */
+export const VOICE_CLIENT_DEFAULT_SCOPES = ['devices:control', 'properties:read', 'reservations:read'];
+
+/** An operator's request for a voice client; everything but the platform has a default. */
+export interface VoiceClientRequest {
+  platform: string;
+  name?: string | undefined;
+  /** Alexa only: the skill vendor's id (default ALEXA_VENDOR_ID). */
+  vendorId?: string | undefined;
+  /** Google only: the Cloud project's id (default GOOGLE_HOME_PROJECT_ID). */
+  projectId?: string | undefined;
+  /** Alexa: client_secret_basic (HTTP_BASIC, the default) or client_secret_post (REQUEST_BODY_CREDENTIALS). */
+  tokenEndpointAuthMethod?: string | undefined;
+  scopes?: string[] | undefined;
+}
+
+/**
+ * The whole client a voice platform needs, from the few things that differ between skills and
+ * projects: its redirect URIs (every regional or sandbox host), grants, authentication and scopes,
+ * checked by validateClientMetadata like any other client. Throws ClientMetadataError.
+ */
+export function voiceClientMetadata(request: VoiceClientRequest, defaults: { alexaVendorId: string | undefined; googleProjectId: string | undefined }): ValidClientMetadata {
+  const invalid = (message: string) => new ClientMetadataError('invalid_client_metadata', message);
+  let accountId: string | undefined;
+  if (request.platform === 'alexa') {
+    if (request.projectId !== undefined) throw invalid('project_id is for Google clients; an Alexa client takes vendor_id');
+    accountId = request.vendorId ?? defaults.alexaVendorId;
+    if (accountId === undefined) throw invalid('vendor_id is required for an Alexa client (or set ALEXA_VENDOR_ID)');
+  } else if (request.platform === 'google') {
+    if (request.vendorId !== undefined) throw invalid('vendor_id is for Alexa clients; a Google client takes project_id');
+    accountId = request.projectId ?? defaults.googleProjectId;
+    if (accountId === undefined) throw invalid('project_id is required for a Google client (or set GOOGLE_HOME_PROJECT_ID)');
+  } else {
+    throw invalid(`platform must be one of ${VOICE_PLATFORMS.join(', ')}`);
+  }
+  const platform: VoicePlatform = request.platform;
+  return validateClientMetadata({
+    name: request.name ?? VOICE_PLATFORM_RULES[platform].displayName,
+    redirectUris: voiceRedirectUris(platform, accountId),
+    grantTypes: ['authorization_code', 'refresh_token'],
+    scopes: request.scopes ?? VOICE_CLIENT_DEFAULT_SCOPES,
+    tokenEndpointAuthMethod: request.tokenEndpointAuthMethod ?? VOICE_PLATFORM_RULES[platform].tokenEndpointAuthMethods[0]!,
+    kind: 'voice',
+    voicePlatform: platform,
+  });
 }
 
 /** The JSON form of a client the admin API and dynamic registration answer with (never a secret). */
@@ -160,6 +308,7 @@ export function clientMetadataView(client: OAuthClientRow) {
     scope: client.scopes.join(' '),
     scopes: client.scopes,
     kind: client.kind,
+    voice_platform: client.voicePlatform,
     registered_by: client.registeredBy,
     created_at: new Date(client.createdAt).toISOString(),
     secret_rotated_at: client.secretRotatedAt === null ? null : new Date(client.secretRotatedAt).toISOString(),
@@ -170,7 +319,7 @@ export function clientMetadataView(client: OAuthClientRow) {
 /** JSON schema of clientMetadataView, for response schemas. */
 export const clientMetadataViewSchema = {
   type: 'object',
-  required: ['client_id', 'name', 'client_type', 'token_endpoint_auth_method', 'redirect_uris', 'grant_types', 'scopes', 'kind', 'registered_by', 'created_at'],
+  required: ['client_id', 'name', 'client_type', 'token_endpoint_auth_method', 'redirect_uris', 'grant_types', 'scopes', 'kind', 'voice_platform', 'registered_by', 'created_at'],
   properties: {
     client_id: { type: 'string' },
     name: { type: 'string' },
@@ -182,6 +331,7 @@ export const clientMetadataViewSchema = {
     scope: { type: 'string' },
     scopes: { type: 'array', items: { type: 'string' } },
     kind: { type: 'string' },
+    voice_platform: { type: ['string', 'null'] },
     registered_by: { type: 'string' },
     created_at: { type: 'string' },
     secret_rotated_at: { type: ['string', 'null'] },

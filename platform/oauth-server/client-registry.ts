@@ -55,6 +55,7 @@ export class ClientRegistry {
           details: {
             name: client.name,
             kind: client.kind,
+            ...(client.voicePlatform === null ? {} : { voice_platform: client.voicePlatform }),
             registered_by: client.registeredBy,
             client_type: client.clientType,
             token_endpoint_auth_method: client.tokenEndpointAuthMethod,
@@ -72,7 +73,7 @@ export class ClientRegistry {
   async replaceRedirectUris(clientId: string, redirectUris: string[], who: ClientChangeActor): Promise<OAuthClientRow> {
     return this.db.transaction(async (transaction) => {
       const client = await this.liveClient(transaction, clientId);
-      const validated = validateRedirectUris(redirectUris, client.grantTypes);
+      const validated = validateRedirectUris(redirectUris, client.grantTypes, client.voicePlatform);
       const updated = await updateRedirectUris(transaction, clientId, validated);
       if (!updated) throw new ClientChangeError('revoked', 'the client was revoked');
       await this.audit.record(

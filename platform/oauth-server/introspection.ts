@@ -60,12 +60,15 @@ export async function findToken(db: CommonQueryMethods, tokens: TokenIssuer, tok
   return undefined;
 }
 
-/** Unexpired, unrevoked (and for a refresh token, unrotated), with a live grant and client. */
-function isLive(found: FoundToken): boolean {
+/**
+ * Unexpired at `now`, unrevoked (and for a refresh token, unrotated), with a live grant and client.
+ * Pass the authorization server's clock (TokenIssuer.clock) where it may differ from real time.
+ */
+export function isLive(found: FoundToken, now: Date = new Date()): boolean {
   const { row } = found;
   if (found.kind === 'access_token' && found.claims.client_id !== row.clientId) return false;
   if (found.kind === 'refresh_token' && found.row.rotatedAt !== null) return false;
-  return row.revokedAt === null && row.expiresAt > Date.now() && row.grantRevokedAt === null && row.clientRevokedAt === null;
+  return row.revokedAt === null && row.expiresAt > now.getTime() && row.grantRevokedAt === null && row.clientRevokedAt === null;
 }
 
 /**
@@ -96,7 +99,7 @@ export class TokenIntrospection {
       });
       return INACTIVE;
     }
-    if (!isLive(found)) return INACTIVE;
+    if (!isLive(found, this.tokens.clock())) return INACTIVE;
     if (found.kind === 'access_token') {
       const { claims } = found;
       return {

@@ -1,5 +1,8 @@
-import type { DatabasePool } from 'slonik';
+import type { CommonQueryMethods, DatabasePool } from 'slonik';
+import { z } from 'zod';
 import type { AuditEntry, AuditLog } from '../audit';
+import type { IntegrationCrypto } from '../integration-crypto';
+import { refreshTokenColumn } from '../../db/encrypted-columns';
 import { touchGrant } from '../../db/queries/oauth-grants';
 import type { OAuthClientRow } from '../../db/queries/oauth-clients';
 import {
@@ -10,19 +13,46 @@ import {
   lockGrant,
   markRefreshTokenRotated,
   revokeTokenFamily,
+  wipeSuccessorResponse,
+  type RefreshTokenSuccessor,
+  type RotatableRefreshTokenRow,
 } from '../../db/queries/oauth-tokens';
+import { ensureVoiceDevice, findVoiceDeviceByGrant, type VoiceDeviceRow } from '../../db/queries/voice-devices';
 import { verifyPkce } from '../pkce';
 import { hashBearerValue } from '../secrets';
 import { OAuthError } from './errors';
 import { grantableScopes, parseScope } from './scopes';
-import type { TokenIssuer, TokenResponse } from './token-issuer';
+import type { MintedTokens, TokenIssuer, TokenResponse } from './token-issuer';
 
 export interface GrantContext {
   client: OAuthClientRow;
   origin: AuditEntry['origin'];
 }
 
-type Outcome = { tokens: TokenResponse } | { failure: OAuthError };
+export interface TokenGrantSettings {
+  /** How long a voice client's rotated refresh token still answers with its successor (VOICE_REFRESH_GRACE_SECONDS). */
+  voiceRefreshGraceSeconds: number;
+}
+
+/** The tokens of an answer and, for a voice client of a platform, the device its grant links. */
+export interface GrantedTokens {
+  tokens: TokenResponse;
+  voiceDevice: VoiceDeviceRow | undefined;
+}
+
+type Outcome = { granted: GrantedTokens } | { failure: OAuthError };
+
+/** What a rotated voice refresh token repeats: its successor's answer, and when that access token expires (epoch seconds). */
+const successorResponse = z.object({
+  response: z.object({
+    access_token: z.string(),
+    token_type: z.literal('Bearer'),
+    expires_in: z.number(),
+    refresh_token: z.string().optional(),
+    scope: z.string(),
+  }),
+  accessTokenExpiresAt: z.number(),
+});
 
 /**
  * The three grant types of the token endpoint. Each checks what RFC 6749, RFC 7636 and RFC 9700
@@ -31,15 +61,24 @@ type Outcome = { tokens: TokenResponse } | { failure: OAuthError };
  *
  * Lock order (see lockGrant): the grant row first, then the code or refresh token. Grant and client
  * revocation take the same order, so no two of them deadlock.
+ *
+ * Voice clients (Alexa, Google) send parallel refreshes with one refresh token and retry answers
+ * they lost, and unlink the user on any invalid_grant. So their refresh tokens rotate with a grace:
+ * the rotated token answers again with the very same successor pair until the successor has been
+ * used once or the grace has passed; only reuse after that is treated as a leak. Every time comes
+ * from the issuer's clock.
  */
 export class TokenGrants {
   constructor(
     private readonly db: DatabasePool,
     private readonly issuer: TokenIssuer,
     private readonly audit: AuditLog,
+    private readonly crypto: IntegrationCrypto,
+    private readonly settings: TokenGrantSettings,
   ) {}
 
-  async authorizationCode(context: GrantContext, input: { code?: string; redirectUri?: string; codeVerifier?: string }): Promise<TokenResponse> {
+  /** The first tokens of a grant; a voice client's first code exchange also links its device (audited VoiceDeviceLink). */
+  async authorizationCode(context: GrantContext, input: { code?: string; redirectUri?: string; codeVerifier?: string }): Promise<GrantedTokens> {
     const { client } = context;
     this.requireGrantType(client, 'authorization_code');
     if (!input.code) throw new OAuthError('invalid_request', 'code is required');
@@ -56,7 +95,8 @@ export class TokenGrants {
       const grantId = await findAuthorizationCodeGrant(transaction, codeHash);
       if (!grantId) return invalid('authorization code is invalid or was already used');
       const grant = await lockGrant(transaction, grantId);
-      const code = await consumeAuthorizationCode(transaction, codeHash);
+      const now = this.issuer.clock();
+      const code = await consumeAuthorizationCode(transaction, codeHash, now);
       if (!code) return invalid('authorization code is invalid or was already used');
       const rejected = async (reason: string, description: string): Promise<Outcome> => {
         await this.audit.record(
@@ -66,12 +106,12 @@ export class TokenGrants {
         return invalid(description);
       };
       if (code.consumedAt !== null) {
-        await revokeTokenFamily(transaction, code, 'authorization code replayed');
+        await revokeTokenFamily(transaction, code, 'authorization code replayed', now);
         await this.audit.record(this.entry(context, 'OAuthCodeReplay', 'failure', { userId: code.userId, details: { family: code.familyId } }), transaction);
         return invalid('authorization code is invalid or was already used');
       }
       if (code.clientId !== client.id) return rejected('issued_to_another_client', 'authorization code was issued to another client');
-      if (code.expiresAt <= Date.now()) return rejected('expired', 'authorization code has expired');
+      if (code.expiresAt <= now.getTime()) return rejected('expired', 'authorization code has expired');
       if (code.redirectUri !== input.redirectUri) return rejected('redirect_uri_mismatch', 'redirect_uri does not match the authorization request');
       if (!verifyPkce(input.codeVerifier!, code.codeChallenge)) {
         await this.audit.record(this.entry(context, 'OAuthCodeExchange', 'failure', { userId: code.userId, details: { reason: 'pkce_mismatch' } }), transaction);
@@ -84,15 +124,15 @@ export class TokenGrants {
         { client, userId: code.userId, grantId: code.grantId, familyId: code.familyId, scopes: code.scopes },
         client.grantTypes.includes('refresh_token'),
       );
-      await touchGrant(transaction, code.grantId);
+      await touchGrant(transaction, code.grantId, now);
       await this.audit.record(this.entry(context, 'OAuthCodeExchange', 'success', { userId: code.userId, details: { scopes: code.scopes } }), transaction);
-      return { tokens };
+      return { granted: { tokens, voiceDevice: await this.linkVoiceDevice(context, transaction, code) } };
     });
     if ('failure' in outcome) throw outcome.failure;
-    return outcome.tokens;
+    return outcome.granted;
   }
 
-  async refreshToken(context: GrantContext, input: { refreshToken?: string; scope?: string }): Promise<TokenResponse> {
+  async refreshToken(context: GrantContext, input: { refreshToken?: string; scope?: string }): Promise<GrantedTokens> {
     const { client } = context;
     this.requireGrantType(client, 'refresh_token');
     if (!input.refreshToken) throw new OAuthError('invalid_request', 'refresh_token is required');
@@ -105,6 +145,7 @@ export class TokenGrants {
       const unlocked = await findRefreshTokenStatus(transaction, tokenHash);
       if (!unlocked) return invalid('refresh token is invalid or revoked');
       const grant = await lockGrant(transaction, unlocked.grantId);
+      const now = this.issuer.clock();
       const token = await findRefreshTokenForUpdate(transaction, tokenHash);
       if (!token) return invalid('refresh token is invalid or revoked');
       if (token.clientId !== client.id) {
@@ -116,29 +157,39 @@ export class TokenGrants {
       }
       if (token.revokedAt !== null) return invalid('refresh token is invalid or revoked');
       if (token.rotatedAt !== null) {
+        const repeated = grant?.live && client.kind === 'voice' ? this.repeatableSuccessor(token, now) : undefined;
+        if (repeated) {
+          await this.audit.record(
+            this.entry(context, 'OAuthTokenRefresh', 'success', { userId: token.userId, details: { scopes: parseScope(repeated.scope), repeated: true } }),
+            transaction,
+          );
+          return { granted: { tokens: repeated, voiceDevice: await this.voiceDeviceOf(client, transaction, token.grantId) } };
+        }
         // RFC 9700 section 4.14.2: a rotated token used again means it leaked; end the whole family.
-        await revokeTokenFamily(transaction, token, 'refresh token reused after rotation');
+        await revokeTokenFamily(transaction, token, 'refresh token reused after rotation', now);
         await this.audit.record(this.entry(context, 'OAuthRefreshTokenReuse', 'failure', { userId: token.userId, details: { family: token.familyId } }), transaction);
         return invalid('refresh token was already used');
       }
-      if (token.expiresAt <= Date.now()) return invalid('refresh token has expired');
+      if (token.expiresAt <= now.getTime()) return invalid('refresh token has expired');
       if (!grant?.live) return invalid('the grant behind this token was revoked');
       // RFC 6749 section 6: the access token may be narrowed; the new refresh token keeps the original scope.
       const scopes = requestedScopes.length > 0 ? requestedScopes : token.scopes;
       if (!scopes.every((scope) => token.scopes.includes(scope))) return { failure: new OAuthError('invalid_scope', 'a refresh cannot widen the scope') };
 
-      await markRefreshTokenRotated(transaction, token.id);
-      const tokens = await this.issuer.issue(
+      const minted = await this.issuer.mint(
         transaction,
         { client, userId: token.userId, grantId: token.grantId, familyId: token.familyId, scopes, refreshTokenScopes: token.scopes },
         true,
       );
-      await touchGrant(transaction, token.grantId);
+      // This token was its predecessor's successor: now that it has been used, the predecessor stops answering.
+      await wipeSuccessorResponse(transaction, token.id);
+      await markRefreshTokenRotated(transaction, token.id, now, client.kind === 'voice' ? this.successor(token.id, minted, now) : undefined);
+      await touchGrant(transaction, token.grantId, now);
       await this.audit.record(this.entry(context, 'OAuthTokenRefresh', 'success', { userId: token.userId, details: { scopes } }), transaction);
-      return { tokens };
+      return { granted: { tokens: minted.response, voiceDevice: await this.voiceDeviceOf(client, transaction, token.grantId) } };
     });
     if ('failure' in outcome) throw outcome.failure;
-    return outcome.tokens;
+    return outcome.granted;
   }
 
   async clientCredentials(context: GrantContext, input: { scope?: string }): Promise<TokenResponse> {
@@ -151,6 +202,57 @@ export class TokenGrants {
       await this.audit.record(this.entry(context, 'OAuthClientCredentials', 'success', { details: { scopes } }), transaction);
       return tokens;
     });
+  }
+
+  /** The answer a rotated voice token repeats, sealed to the rotated token's row for the grace. */
+  private successor(predecessorId: string, minted: MintedTokens, now: Date): RefreshTokenSuccessor {
+    const sealed = JSON.stringify({ response: minted.response, accessTokenExpiresAt: minted.accessTokenExpiresAt });
+    return {
+      id: minted.refreshTokenId!,
+      responseEnc: this.crypto.encrypt(sealed, refreshTokenColumn(predecessorId, 'successor_response_enc')),
+      expiresAt: new Date(now.getTime() + this.settings.voiceRefreshGraceSeconds * 1000),
+    };
+  }
+
+  /**
+   * The successor pair a rotated token may still answer with: within the grace, before the successor
+   * was used (its use wipes the envelope), while that access token lives; `expires_in` is what is left of it.
+   */
+  private repeatableSuccessor(token: RotatableRefreshTokenRow, now: Date): TokenResponse | undefined {
+    if (token.successorResponseEnc === null || token.successorResponseExpiresAt === null || token.successorResponseExpiresAt <= now.getTime()) {
+      return undefined;
+    }
+    const sealed = successorResponse.parse(
+      JSON.parse(this.crypto.decrypt(token.successorResponseEnc, refreshTokenColumn(token.id, 'successor_response_enc'))),
+    );
+    const remainingSeconds = sealed.accessTokenExpiresAt - Math.floor(now.getTime() / 1000);
+    return remainingSeconds > 0 ? { ...sealed.response, expires_in: remainingSeconds } : undefined;
+  }
+
+  /**
+   * A voice grant's device link, created on the grant's first code exchange. The grant's row lock is
+   * held, so no other issue of this grant creates the device meanwhile: only the one that did audits.
+   */
+  private async linkVoiceDevice(
+    context: GrantContext,
+    transaction: CommonQueryMethods,
+    grant: { userId: string; grantId: string },
+  ): Promise<VoiceDeviceRow | undefined> {
+    const { client } = context;
+    if (client.kind !== 'voice' || !client.voicePlatform) return undefined;
+    const existing = await findVoiceDeviceByGrant(transaction, grant.grantId);
+    if (existing) return existing;
+    const device = await ensureVoiceDevice(transaction, { platform: client.voicePlatform, userId: grant.userId, clientId: client.id, grantId: grant.grantId });
+    await this.audit.record(
+      this.entry(context, 'VoiceDeviceLink', 'success', { userId: grant.userId, details: { platform: device.platform, deviceId: device.id } }),
+      transaction,
+    );
+    return device;
+  }
+
+  private async voiceDeviceOf(client: OAuthClientRow, transaction: CommonQueryMethods, grantId: string): Promise<VoiceDeviceRow | undefined> {
+    if (client.kind !== 'voice' || !client.voicePlatform) return undefined;
+    return (await findVoiceDeviceByGrant(transaction, grantId)) ?? undefined;
   }
 
   private requireGrantType(client: OAuthClientRow, grantType: string): void {

@@ -48,18 +48,39 @@ export interface TokenSubject {
   refreshTokenScopes?: string[];
 }
 
+/** What was minted, with what the rotation grace of voice clients keeps of it. */
+export interface MintedTokens {
+  response: TokenResponse;
+  /** The access token's `exp`, in epoch seconds. */
+  accessTokenExpiresAt: number;
+  /** The new refresh token's row, when one was issued. */
+  refreshTokenId: string | undefined;
+}
+
 /**
  * Mints access tokens (RS256 JWTs, RFC 9068 profile, each recorded by `jti` so revocation is seen at
- * once) and opaque refresh tokens (random, stored only as hashes).
+ * once) and opaque refresh tokens (random, stored only as hashes). Its clock is the authorization
+ * server's notion of now (tests of long lifecycles hand in a simulated one).
  */
 export class TokenIssuer {
   constructor(
     private readonly keys: SigningKeys,
     private readonly settings: TokenIssuerSettings,
+    readonly clock: () => Date = () => new Date(),
   ) {}
 
   async issue(db: CommonQueryMethods, subject: TokenSubject, withRefreshToken: boolean): Promise<TokenResponse> {
-    const now = Math.floor(Date.now() / 1000);
+    return (await this.mint(db, subject, withRefreshToken)).response;
+  }
+
+  /**
+   * Like issue, with the records behind the answer. A voice client's refresh token lives
+   * DEVICE_REFRESH_TOKEN_TTL_SECONDS from this issue: each rotation slides the device's lifetime.
+   */
+  async mint(db: CommonQueryMethods, subject: TokenSubject, withRefreshToken: boolean): Promise<MintedTokens> {
+    const issuedAt = this.clock();
+    const now = Math.floor(issuedAt.getTime() / 1000);
+    const expiresAt = now + this.settings.accessTokenSeconds;
     const jti = randomUUID();
     const key = await this.keys.activeKey(db);
     const scope = subject.scopes.join(' ');
@@ -70,7 +91,7 @@ export class TokenIssuer {
       .setAudience(this.settings.audience)
       .setJti(jti)
       .setIssuedAt(now)
-      .setExpirationTime(now + this.settings.accessTokenSeconds)
+      .setExpirationTime(expiresAt)
       .sign(key.privateKey);
     await insertAccessToken(db, {
       jti,
@@ -80,25 +101,27 @@ export class TokenIssuer {
       familyId: subject.familyId,
       scopes: subject.scopes,
       issuedAt: now * 1000,
-      expiresAt: (now + this.settings.accessTokenSeconds) * 1000,
+      expiresAt: expiresAt * 1000,
     });
 
     const response: TokenResponse = { access_token: accessToken, token_type: 'Bearer', expires_in: this.settings.accessTokenSeconds, scope };
+    let refreshTokenId: string | undefined;
     if (withRefreshToken && subject.userId && subject.grantId && subject.familyId) {
       const refreshToken = randomToken();
       const lifetime = subject.client.kind === 'voice' ? this.settings.deviceRefreshTokenSeconds : this.settings.refreshTokenSeconds;
-      await insertRefreshToken(db, {
+      refreshTokenId = await insertRefreshToken(db, {
         tokenHash: hashBearerValue(refreshToken),
         familyId: subject.familyId,
         clientId: subject.client.id,
         userId: subject.userId,
         grantId: subject.grantId,
         scopes: subject.refreshTokenScopes ?? subject.scopes,
+        createdAt: issuedAt,
         expiresAt: new Date((now + lifetime) * 1000),
       });
       response.refresh_token = refreshToken;
     }
-    return response;
+    return { response, accessTokenExpiresAt: expiresAt, refreshTokenId };
   }
 
   /** The claims of a well-formed, unexpired access token we signed; null for anything else. */
@@ -109,6 +132,7 @@ export class TokenIssuer {
         audience: this.settings.audience,
         typ: 'at+jwt',
         algorithms: ['RS256'],
+        currentDate: this.clock(),
         requiredClaims: ['sub', 'jti', 'exp', 'iat', 'client_id', 'scope'],
       });
     try {

@@ -8,10 +8,15 @@ import type { ProviderTokens } from '../providers/oauth-tokens';
 
 export type AlexaRegion = 'NA' | 'EU' | 'FE';
 
+/** Every call takes the caller's cancellation signal: a cancelled activity stops waiting for the platform at once. */
+export interface VoiceRequestOptions {
+  signal?: AbortSignal;
+}
+
 /** Login with Amazon, as the skill's client: AcceptGrant codes and refreshes. Failures are ProviderErrors (provider-error.ts). */
 export interface LoginWithAmazon {
-  exchangeCode(code: string): Promise<ProviderTokens>;
-  refresh(refreshToken: string): Promise<ProviderTokens>;
+  exchangeCode(code: string, options?: VoiceRequestOptions): Promise<ProviderTokens>;
+  refresh(refreshToken: string, options?: VoiceRequestOptions): Promise<ProviderTokens>;
 }
 
 /**
@@ -39,15 +44,15 @@ export class VoicePlatformError extends Error {
 
 /** The Alexa event gateway (`POST /v3/events`) of the user's region. */
 export interface AlexaEventGateway {
-  send(region: AlexaRegion, lwaAccessToken: string, event: Record<string, unknown>): Promise<void>;
+  send(region: AlexaRegion, lwaAccessToken: string, event: Record<string, unknown>, options?: VoiceRequestOptions): Promise<void>;
 }
 
 /** Home Graph, authenticated as our service account. */
 export interface HomeGraph {
-  requestSync(agentUserId: string): Promise<void>;
-  reportStateAndNotification(agentUserId: string, requestId: string, states: Record<string, Record<string, unknown>>): Promise<void>;
+  requestSync(agentUserId: string, options?: VoiceRequestOptions): Promise<void>;
+  reportStateAndNotification(agentUserId: string, requestId: string, states: Record<string, Record<string, unknown>>, options?: VoiceRequestOptions): Promise<void>;
   /** Ends Home Graph's record of the agent user; 'not_found' when it had none (already unlinked). */
-  deleteAgentUser(agentUserId: string): Promise<'deleted' | 'not_found'>;
+  deleteAgentUser(agentUserId: string, options?: VoiceRequestOptions): Promise<'deleted' | 'not_found'>;
 }
 
 /** Each is absent when its configuration is missing; activities then fail retryably ("not configured on this worker"). */

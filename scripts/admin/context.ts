@@ -22,6 +22,14 @@ export class AdminContext {
     return this.loaded;
   }
 
+  /** For commands that print our public URLs: they must be the api-server's (PUBLIC_BASE_URL or OAUTH_ISSUER), never a default. */
+  configWithPublicUrls(): Config {
+    if (!this.env.PUBLIC_BASE_URL && !this.env.OAUTH_ISSUER) {
+      throw new ConfigError(["PUBLIC_BASE_URL: is required for this command (the api-server's, or set OAUTH_ISSUER)"]);
+    }
+    return this.config();
+  }
+
   db(): Promise<DatabasePool> {
     const { databaseUrl } = this.config();
     if (!databaseUrl) throw new ConfigError(['DATABASE_URL: is required for this command']);

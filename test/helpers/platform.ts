@@ -1,13 +1,23 @@
 import type { FastifyInstance } from 'fastify';
 import { Client, type ClientOptions, type WorkflowClient } from '@temporalio/client';
 import { TimeSkippingWorkflowClient, type TestWorkflowEnvironment } from '@temporalio/testing';
-import { bundleWorkflowCode, DefaultLogger, Runtime, type ActivityExecuteInput, type ActivityInboundCallsInterceptor, type Next, type Worker } from '@temporalio/worker';
+import {
+  bundleWorkflowCode,
+  DefaultLogger,
+  Runtime,
+  type ActivityExecuteInput,
+  type ActivityInboundCallsInterceptor,
+  type ActivityInterceptorsFactory,
+  type Next,
+  type Worker,
+} from '@temporalio/worker';
 import { inject } from 'vitest';
 import type { DestinationStream } from 'pino';
 import { sql } from 'slonik';
 import { z } from 'zod';
 import { hashBearerValue } from '../../platform/secrets';
 import { buildApiServer } from '../../api/app';
+import type { AlexaRequestVerifier } from '../../platform/voice/alexa-request-verification';
 import { migrate } from '../../db/migrate';
 import type { FakeGoogle } from '../../fakes/google';
 import { loadConfig, type Config } from '../../platform/config';
@@ -109,11 +119,20 @@ export async function startTestPlatform(options: {
   /** Without it Google is not configured; other providers' fakes come in through `environment`. */
   google?: FakeGoogle;
   clock?: () => Date;
+  /**
+   * What the api-server (token lifetimes, expiry checks) and the voice platforms' clients take now to
+   * be; real time unless given. Lifecycle tests hand in the simulated clock the fakes use.
+   */
+  serverClock?: () => Date;
+  /** More activity interceptors for the worker (e.g. one that loses an activity's answer once). */
+  activityInterceptors?: ActivityInterceptorsFactory[];
   environment?: Record<string, string>;
   /** False when the test runs the worker itself (e.g. as the production worker process). */
   worker?: boolean;
   /** Where the api-server writes its log lines (with LOG_LEVEL in `environment`; tests are silent otherwise). */
   logDestination?: DestinationStream;
+  /** How the Alexa skill endpoint checks requests (tests sign them with their own certificate authority). */
+  alexaRequestVerifier?: AlexaRequestVerifier;
 }): Promise<TestPlatform> {
   const testService = options.temporal.connection.testService;
   const database = await createTestDatabase(inject('databaseUrl'));
@@ -131,7 +150,7 @@ export async function startTestPlatform(options: {
     ...(options.google ? fakeGoogleEnvironment(options.google) : {}),
     ...options.environment,
   });
-  const services = await createPlatformServices(config);
+  const services = await createPlatformServices(config, options.serverClock ? { clock: options.serverClock } : {});
   await migrate(database.url);
   const payloadCodec = createPayloadCodec(config.payloadEncryption);
   const clientOptions: ClientOptions = {
@@ -148,12 +167,26 @@ export async function startTestPlatform(options: {
     dependencies: { ...services, clock: options.clock ?? (() => new Date()) },
     payloadCodec,
     workflowBundle: await workflowBundle(),
-    // The time-skipping server treats a running activity as idle time and would skip past its timeout.
-    ...(testService && options.temporal.supportsTimeSkipping ? { interceptors: { activity: [() => ({ inbound: new TimeSkippingLock(testService) })] } } : {}),
+    interceptors: {
+      activity: [
+        // The time-skipping server treats a running activity as idle time and would skip past its timeout.
+        ...(testService && options.temporal.supportsTimeSkipping ? [() => ({ inbound: new TimeSkippingLock(testService) })] : []),
+        ...(options.activityInterceptors ?? []),
+      ],
+    },
   });
   const workerRun = worker?.run();
 
-  const api = await buildApiServer({ ...services, config, temporal: client }, options.logDestination ? { logDestination: options.logDestination } : {});
+  const api = await buildApiServer(
+    {
+      ...services,
+      config,
+      temporal: client,
+      ...(options.serverClock ? { clock: options.serverClock } : {}),
+      ...(options.alexaRequestVerifier ? { alexaRequestVerifier: options.alexaRequestVerifier } : {}),
+    },
+    options.logDestination ? { logDestination: options.logDestination } : {},
+  );
   await api.listen({ host: '127.0.0.1', port });
 
   return {

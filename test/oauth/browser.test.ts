@@ -81,7 +81,7 @@ describe('authorization code flow in a real browser', () => {
       // No CSP violation (inline style allowed by hash, form-action allowing the redirect).
       expect(consoleErrors).toEqual([]);
 
-      const tokens = await server.app.authorizationServer.tokenEndpoint.authorizationCode(
+      const { tokens } = await server.app.authorizationServer.tokenEndpoint.authorizationCode(
         { client, origin: { ip: '127.0.0.1' } },
         { code: landed.searchParams.get('code')!, redirectUri: callbackUrl, codeVerifier: pkce.verifier },
       );

@@ -21,7 +21,7 @@ describe('failed client authentication, limited per address', () => {
 
   const guess = () => postForm(server, '/oauth/token', { grant_type: 'client_credentials' }, { authorization: basicAuth(`c_${randomBytes(8).toString('hex')}`, 'guess') });
 
-  it('after 30 failures a minute from one address, answers 429 without auditing each further attempt', async () => {
+  it('after 30 failures a minute from one address, answers failures 429 without auditing each further attempt', async () => {
     const limit = server.app.authorizationServer.failedClientAuthentications.maxFailures;
     expect(limit).toBe(30);
     for (let attempt = 0; attempt < limit; attempt += 1) expect((await guess()).status).toBe(401);
@@ -29,10 +29,10 @@ describe('failed client authentication, limited per address', () => {
     const refused = await guess();
     expect(refused.status).toBe(429);
     expect(refused.body.error).toBe('temporarily_unavailable');
-    // Every client endpoint shares the limit, and while it lasts even a valid client from that address waits.
+    // Every client endpoint shares the limit; a valid client from that address is never locked out by another caller's junk.
     expect((await postForm(server, '/oauth/introspect', { token: 'x' }, { authorization: basicAuth('c_other', 'guess') })).status).toBe(429);
     expect((await postForm(server, '/oauth/revoke', { token: 'x', client_id: 'c_other' })).status).toBe(429);
-    expect((await postAsClient(server, '/oauth/token', client, { grant_type: 'client_credentials' })).status).toBe(429);
+    expect((await postAsClient(server, '/oauth/token', client, { grant_type: 'client_credentials' })).status).toBe(200);
     for (let attempt = 0; attempt < 10; attempt += 1) await guess();
 
     expect(await auditRows(server, 'OAuthClientAuthFailed')).toHaveLength(limit);

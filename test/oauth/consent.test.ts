@@ -66,6 +66,50 @@ describe('consent', () => {
     expect(page).toContain(SCOPE_DESCRIPTIONS['devices:control']);
   });
 
+  /** A voice platform's authorization request as a browser that is not signed in follows it: authorize, login, consent. */
+  async function voiceConsentPage(clientId: string, redirectUri: string) {
+    const user = await server.createUser(`voice-${Math.random().toString(36).slice(2)}@example.com`);
+    const browser = new TestBrowser(server.url);
+    const toLogin = await browser.get(authorizePath({ clientId, redirectUri, scope: 'devices:control reservations:read' }).path);
+    expect(toLogin.status).toBe(303);
+    const returnTo = new URL(toLogin.headers.get('location')!, server.url).searchParams.get('return_to')!;
+    const signedIn = await browser.signIn(user.email, user.password, returnTo);
+    expect(signedIn.headers.get('location')).toBe(returnTo);
+    const consent = await browser.get(returnTo);
+    expect(consent.status).toBe(200);
+    return consent.text();
+  }
+
+  it('tells the user of a Google voice client that the account is linked to Google, never to one of its products', async () => {
+    const redirectUri = 'https://oauth-redirect.googleusercontent.com/r/pm-home';
+    const { client } = await server.createClient({
+      name: 'Google Home Assistant Action',
+      kind: 'voice',
+      voicePlatform: 'google',
+      tokenEndpointAuthMethod: 'client_secret_post',
+      redirectUris: [redirectUri],
+      scopes: ['devices:control', 'reservations:read'],
+    });
+    const page = await voiceConsentPage(client.id, redirectUri);
+    expect(page).toContain('<title>Allow Google?</title>');
+    expect(page).toContain('<strong>Your account will be linked to Google.</strong>');
+    expect(page).toContain('By signing in, you are authorizing Google to control your devices.');
+    expect(page).not.toContain('Google Home');
+    expect(page).not.toContain('Google Assistant');
+    expect(page).not.toContain('Alexa');
+    expect(parseForm(page).buttons.map((button) => button.value)).toEqual(['approve', 'deny']);
+  });
+
+  it('tells the user of an Alexa voice client that the account is linked to Alexa', async () => {
+    const redirectUri = 'https://layla.amazon.com/api/skill/link/M2CONSENT';
+    const { client } = await server.createClient({ name: 'Villa skill', kind: 'voice', voicePlatform: 'alexa', redirectUris: [redirectUri], scopes: ['devices:control', 'reservations:read'] });
+    const page = await voiceConsentPage(client.id, redirectUri);
+    expect(page).toContain('<title>Allow Alexa?</title>');
+    expect(page).toContain('<strong>Your account will be linked to Alexa.</strong>');
+    expect(page).not.toContain('Google');
+    expect(page).not.toContain('Villa skill');
+  });
+
   it('approve redirects (303) with code, state and iss; the code is stored only as a hash; audited', async () => {
     const { client } = await server.createClient();
     const { browser, user } = await signedInBrowser(server);

@@ -166,7 +166,8 @@ describe('client registration', () => {
         { token_endpoint_auth_method: 'none', grant_types: ['client_credentials'], redirect_uris: [], kind: 'service' },
         'invalid_client_metadata',
       ],
-      ['a public voice client', { token_endpoint_auth_method: 'none', kind: 'voice' }, 'invalid_client_metadata'],
+      ['a public voice client', { token_endpoint_auth_method: 'none', kind: 'voice', voice_platform: 'alexa' }, 'invalid_client_metadata'],
+      ['a voice client without its platform', { kind: 'voice' }, 'invalid_client_metadata'],
       ['a blank name', { name: '   ' }, 'invalid_client_metadata'],
       ['an unknown auth method', { token_endpoint_auth_method: 'private_key_jwt' }, 'invalid_request'],
       ['an unknown kind', { kind: 'robot' }, 'invalid_request'],
@@ -210,6 +211,7 @@ describe('client registration', () => {
       const alexa = await createViaAdmin({
         name: 'Amazon Alexa',
         kind: 'voice',
+        voice_platform: 'alexa',
         token_endpoint_auth_method: 'client_secret_basic',
         redirect_uris: [
           'https://pitangui.amazon.com/api/skill/link/M2ABCDEF',
@@ -218,17 +220,18 @@ describe('client registration', () => {
         ],
         scopes: ['devices:control', 'offline_access'],
       });
-      expect(alexa).toMatchObject({ kind: 'voice', token_endpoint_auth_method: 'client_secret_basic', client_type: 'confidential' });
+      expect(alexa).toMatchObject({ kind: 'voice', voice_platform: 'alexa', token_endpoint_auth_method: 'client_secret_basic', client_type: 'confidential' });
       expect(await authenticatesWithBasic(server, alexa.client_id as string, alexa.client_secret as string)).toBe(true);
 
       const google = await createViaAdmin({
         name: 'Google Home',
         kind: 'voice',
+        voice_platform: 'google',
         token_endpoint_auth_method: 'client_secret_post',
         redirect_uris: ['https://oauth-redirect.googleusercontent.com/r/my-project'],
         scopes: ['devices:control', 'offline_access'],
       });
-      expect(google).toMatchObject({ kind: 'voice', token_endpoint_auth_method: 'client_secret_post' });
+      expect(google).toMatchObject({ kind: 'voice', voice_platform: 'google', token_endpoint_auth_method: 'client_secret_post' });
       const authenticated = await authenticateClient(server.db, {
         authorization: undefined,
         bodyClientId: google.client_id as string,
@@ -300,7 +303,7 @@ describe('client registration', () => {
         { clientId, userId: user.id, redirectUri: clientInput.redirect_uris[0]!, scopes: ['properties:read', 'offline_access'], codeChallenge: pkce.challenge },
         60,
       );
-      const tokens = await server.app.authorizationServer.tokenEndpoint.authorizationCode(
+      const { tokens } = await server.app.authorizationServer.tokenEndpoint.authorizationCode(
         { client, origin: { ip: '127.0.0.1' } },
         { code, redirectUri: clientInput.redirect_uris[0]!, codeVerifier: pkce.verifier },
       );

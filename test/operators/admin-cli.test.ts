@@ -7,7 +7,8 @@ import { msToTs } from '@temporalio/common/lib/time';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { startFakeGoogle, type FakeGoogle } from '../../fakes/google';
 import { statusQuery } from '../../workflows/connection-messages';
-import { connectGoogleCalendar, GOOGLE_TEST_CLIENT, startTestPlatform, waitForConnectionState, type TestPlatform } from '../helpers/platform';
+import { connectGoogleCalendar, GOOGLE_TEST_CLIENT, startTestPlatform, TEST_PASSWORD, waitForConnectionState, type TestPlatform } from '../helpers/platform';
+import { authorizePath, TestBrowser } from '../helpers/oauth-browser';
 import { startTemporalDevServer } from '../helpers/temporal';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -243,5 +244,158 @@ describe('admin command line', { timeout: 120_000 }, () => {
     const again = await admin('disconnect', connectionId);
     expect(again.code).toBe(1);
     expect(again.stderr).toContain(`connection ${connectionId} is already disconnected`);
+  });
+  const voiceClient = z.object({
+    client_id: z.string(),
+    client_secret: z.string(),
+    voice_platform: z.string(),
+    token_endpoint_auth_method: z.string(),
+    redirect_uris: z.array(z.string()),
+  });
+
+  it('voice-client create makes an Alexa or Google client, shows the secret once and audits the operator', async () => {
+    const alexa = await admin('voice-client', 'create', 'alexa', '--vendor-id', 'M2CLIVENDOR', '--operator', 'olga', '--json');
+    expect(alexa.stderr).toBe('');
+    expect(alexa.code).toBe(0);
+    const created = voiceClient.parse(JSON.parse(alexa.stdout));
+    expect(created).toMatchObject({ voice_platform: 'alexa', token_endpoint_auth_method: 'client_secret_basic' });
+    expect(created.redirect_uris).toEqual([
+      'https://pitangui.amazon.com/api/skill/link/M2CLIVENDOR',
+      'https://layla.amazon.com/api/skill/link/M2CLIVENDOR',
+      'https://alexa.amazon.co.jp/api/skill/link/M2CLIVENDOR',
+    ]);
+    const audit = await platform.db.one(sql.type(z.object({ actorType: z.string(), actorId: z.string().nullable(), details: z.record(z.unknown()) }))`
+      SELECT actor_type AS "actorType", actor_id AS "actorId", details FROM audit_log WHERE action = 'OAuthClientCreate' AND client_id = ${created.client_id}`);
+    expect(audit).toMatchObject({ actorType: 'operator', actorId: 'olga', details: { voice_platform: 'alexa' } });
+    expect(JSON.stringify(audit)).not.toContain(created.client_secret);
+
+    const google = await adminWith({ GOOGLE_HOME_PROJECT_ID: 'pm-cli-project' }, 'voice-client', 'create', 'google');
+    expect(google.code).toBe(0);
+    const googleId = /created google voice client (c_\S+)/.exec(google.stdout)?.[1];
+    expect(googleId).toBeDefined();
+    expect(google.stdout).toMatch(/client secret {2}\S{40,}/);
+    expect(google.stdout).toContain('https://oauth-redirect-sandbox.googleusercontent.com/r/pm-cli-project');
+    expect(google.stdout).toContain(`Next: npm run admin -- voice-client manifest ${googleId}`);
+
+    const listed = await admin('voice-client', 'list', '--json');
+    const clients = z.object({ clients: z.array(z.object({ client_id: z.string(), voice_platform: z.string().nullable() })) }).parse(JSON.parse(listed.stdout)).clients;
+    expect(clients.find((client) => client.client_id === created.client_id)?.voice_platform).toBe('alexa');
+    expect(clients.find((client) => client.client_id === googleId)?.voice_platform).toBe('google');
+    const table = await admin('voice-client', 'list');
+    expect(table.stdout).toMatch(new RegExp(`^${created.client_id}\\s+alexa\\s+Alexa\\s+client_secret_basic\\s`, 'm'));
+    expect(table.stdout).not.toContain(created.client_secret);
+  });
+
+  it('voice-client manifest prints what to paste into the console, never the secret', async () => {
+    const created = voiceClient.parse(JSON.parse((await admin('voice-client', 'create', 'alexa', '--vendor-id', 'M2MANIFEST', '--auth', 'client_secret_post', '--json')).stdout));
+    const withoutUrl = await admin('voice-client', 'manifest', created.client_id);
+    expect(withoutUrl.code).toBe(2);
+    expect(withoutUrl.stderr).toContain('PUBLIC_BASE_URL');
+
+    const run = await adminWith({ PUBLIC_BASE_URL: platform.apiUrl }, 'voice-client', 'manifest', created.client_id);
+    expect(run.code).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual({
+      accountLinkingRequest: expect.objectContaining({
+        type: 'AUTH_CODE',
+        authorizationUrl: `${platform.config.authorizationServer.issuer}/oauth/authorize`,
+        accessTokenUrl: `${platform.config.authorizationServer.issuer}/oauth/token`,
+        clientId: created.client_id,
+        accessTokenScheme: 'REQUEST_BODY_CREDENTIALS',
+        redirectUrls: created.redirect_uris,
+      }),
+    });
+    expect(run.stderr).toContain('note: accountLinkingRequest.clientSecret is not included');
+    expect(run.stdout + run.stderr).not.toContain(created.client_secret);
+
+    const withNotes = await adminWith({ PUBLIC_BASE_URL: platform.apiUrl }, 'voice-client', 'manifest', created.client_id, '--json');
+    expect(JSON.parse(withNotes.stdout)).toMatchObject({ accountLinkingRequest: { clientId: created.client_id }, notes: [expect.any(String)] });
+
+    const unknown = await adminWith({ PUBLIC_BASE_URL: platform.apiUrl }, 'voice-client', 'manifest', 'c_nope');
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('no client c_nope');
+  });
+
+  it('voice-client refuses bad usage with exit code 2, naming the problem', async () => {
+    const platformName = await admin('voice-client', 'create', 'cortana');
+    expect(platformName.code).toBe(2);
+    expect(platformName.stderr).toContain('<platform>: "cortana" is not one of alexa, google');
+    const noProject = await admin('voice-client', 'create', 'google');
+    expect(noProject.code).toBe(2);
+    expect(noProject.stderr).toContain('GOOGLE_HOME_PROJECT_ID');
+    const wrongAuth = await admin('voice-client', 'create', 'google', '--project-id', 'pm-x', '--auth', 'client_secret_basic');
+    expect(wrongAuth.code).toBe(2);
+    expect(wrongAuth.stderr).toContain('Google authenticates with client_secret_post');
+    const subcommand = await admin('voice-client', 'delete');
+    expect(subcommand.code).toBe(2);
+    expect(subcommand.stderr).toContain('"voice-client delete" is not a command; there are voice-client create, voice-client list, voice-client manifest');
+    const badDevice = await admin('voice-devices', 'unlink', 'not-a-uuid');
+    expect(badDevice.code).toBe(2);
+    expect(badDevice.stderr).toContain('"not-a-uuid" is not a UUID');
+  });
+
+  it('voice-devices lists a linked device and unlinks it through its workflow: every token of the device stops working, audited as the operator', async () => {
+    const created = voiceClient.parse(JSON.parse((await admin('voice-client', 'create', 'alexa', '--vendor-id', 'M2UNLINK', '--json')).stdout));
+    const clientAuth = `Basic ${Buffer.from(`${created.client_id}:${created.client_secret}`).toString('base64')}`;
+    const email = 'voice-operator-view@example.com';
+    await platform.signUp(email);
+
+    // Alexa's account linking: our login and consent pages, then the code at the token endpoint with HTTP Basic.
+    const redirectUri = created.redirect_uris[0]!;
+    const browser = new TestBrowser(platform.apiUrl);
+    const request = authorizePath({ clientId: created.client_id, redirectUri, scope: 'devices:control' });
+    const toLogin = await browser.get(request.path);
+    const signedIn = await browser.signIn(email, TEST_PASSWORD, new URL(toLogin.headers.get('location')!, platform.apiUrl).searchParams.get('return_to')!);
+    const consent = await browser.get(signedIn.headers.get('location')!);
+    const approved = await browser.submit(await consent.text(), {}, 'approve');
+    const code = new URL(approved.headers.get('location')!).searchParams.get('code')!;
+    const tokenResponse = await fetch(`${platform.apiUrl}/oauth/token`, {
+      method: 'POST',
+      headers: { authorization: clientAuth, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: redirectUri, code_verifier: request.pkce.verifier }),
+    });
+    expect(tokenResponse.status).toBe(200);
+    const tokens = (await tokenResponse.json()) as { access_token: string; refresh_token: string };
+
+    const deviceListing = z.object({
+      devices: z.array(z.object({ id: z.string(), platform: z.string(), userEmail: z.string(), status: z.string(), workflowId: z.string(), linkExpiresAt: z.string().nullable(), unlinkReason: z.string().nullable() })),
+    });
+    const listed = await admin('voice-devices', 'list', '--user', email, '--json');
+    expect(listed.stderr).toBe('');
+    const [device, ...others] = deviceListing.parse(JSON.parse(listed.stdout)).devices;
+    expect(others).toEqual([]);
+    expect(device).toMatchObject({ platform: 'alexa', userEmail: email, status: 'linked', workflowId: `voice-device:alexa:${device!.id}` });
+    expect(Date.parse(device!.linkExpiresAt!)).toBeGreaterThan(Date.now() + 300 * 24 * 3600 * 1000);
+    const table = await admin('voice-devices', 'list', '--platform', 'alexa');
+    expect(table.stdout).toMatch(new RegExp(`^${device!.id}\\s+alexa\\s+${email}\\s+linked\\s`, 'm'));
+    expect(table.stdout + listed.stdout).not.toContain(tokens.refresh_token);
+
+    const run = await admin('voice-devices', 'unlink', device!.id, '--operator', 'olga');
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain(`unlink requested from voice-device:alexa:${device!.id} by operator olga`);
+
+    const status = () => platform.db.oneFirst(sql.type(z.object({ status: z.string() }))`SELECT status FROM voice_devices WHERE id = ${device!.id}`);
+    const deadline = Date.now() + 30_000;
+    while ((await status()) !== 'unlinked' && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(await status()).toBe('unlinked');
+    for (const token of [tokens.access_token, tokens.refresh_token]) {
+      const introspection = await fetch(`${platform.apiUrl}/oauth/introspect`, {
+        method: 'POST',
+        headers: { authorization: clientAuth, 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ token }),
+      });
+      expect(await introspection.json()).toEqual({ active: false });
+    }
+    const audit = await platform.db.any(sql.type(z.object({ action: z.string(), actorType: z.string(), actorId: z.string().nullable(), details: z.record(z.unknown()) }))`
+      SELECT action, actor_type AS "actorType", actor_id AS "actorId", details FROM audit_log
+      WHERE action IN ('VoiceDeviceUnlinkRequested', 'VoiceDeviceUnlink') AND details->>'deviceId' = ${device!.id} ORDER BY id`);
+    expect(audit[0]).toMatchObject({ action: 'VoiceDeviceUnlinkRequested', actorType: 'operator', actorId: 'olga', details: { direction: 'operator' } });
+    expect(audit.map((row) => row.action)).toContain('VoiceDeviceUnlink');
+
+    const afterwards = deviceListing.parse(JSON.parse((await admin('voice-devices', 'list', '--user', email, '--json')).stdout)).devices;
+    expect(afterwards).toEqual([expect.objectContaining({ id: device!.id, status: 'unlinked', unlinkReason: 'operator', linkExpiresAt: null })]);
+    const again = await admin('voice-devices', 'unlink', device!.id);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain(`voice device ${device!.id} is already unlinked`);
   });
 });

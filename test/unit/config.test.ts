@@ -33,6 +33,7 @@ describe('loadConfig', () => {
     expect(config.appEnv).toBe('production');
     expect(config.logLevel).toBe('info');
     expect(config.databaseUrl).toBe(MINIMAL_PRODUCTION.DATABASE_URL);
+    expect(config.databaseConnectionTimeoutMs).toBe(2000);
     expect(config.temporal).toEqual({ address: 'localhost:7233', namespace: 'default', taskQueue: 'oauth-integrations' });
     expect(config.http).toEqual({
       host: '0.0.0.0',
@@ -67,6 +68,7 @@ describe('loadConfig', () => {
       adminApiToken: undefined,
       initialAccessToken: undefined,
       signingKeyGraceSeconds: 24 * 3600,
+      tokenRequestsPerMinute: 300,
       loginMaxFailures: 5,
       loginLockoutSeconds: 15 * 60,
     });
@@ -148,6 +150,9 @@ describe('loadConfig', () => {
       { OAUTH_SIGNING_KEY_GRACE_SECONDS: '600', ACCESS_TOKEN_TTL_SECONDS: '900' },
       'OAUTH_SIGNING_KEY_GRACE_SECONDS',
     ],
+    // A repeated answer hands out the successor's access token: it must outlive the grace.
+    ['VOICE_REFRESH_GRACE_SECONDS reaches the access-token lifetime', { VOICE_REFRESH_GRACE_SECONDS: '900', ACCESS_TOKEN_TTL_SECONDS: '900' }, 'VOICE_REFRESH_GRACE_SECONDS'],
+    ['OAUTH_TOKEN_REQUESTS_PER_MINUTE is not a positive number', { OAUTH_TOKEN_REQUESTS_PER_MINUTE: '0' }, 'OAUTH_TOKEN_REQUESTS_PER_MINUTE'],
   ] as const)('stops with a ConfigError naming the variable when %s', (_label, overrides, variable) => {
     const env: NodeJS.ProcessEnv = { ...MINIMAL_PRODUCTION, ...overrides };
     const error = configError(env);

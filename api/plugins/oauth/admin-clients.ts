@@ -1,5 +1,6 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { findClient, listClients } from '../../../db/queries/oauth-clients';
+import { listUnfinishedClientVoiceDevices } from '../../../db/queries/voice-devices';
 import type { AuditEntry } from '../../../platform/audit';
 import {
   CLIENT_KINDS,
@@ -11,14 +12,20 @@ import {
   MAX_REDIRECT_URIS,
   TOKEN_ENDPOINT_AUTH_METHODS,
   validateClientMetadata,
+  voiceClientMetadata,
+  VOICE_PLATFORMS,
+  type ValidClientMetadata,
 } from '../../../platform/oauth-server/client-metadata';
 import { ClientChangeError, ClientRegistry } from '../../../platform/oauth-server/client-registry';
 import { errorResponseSchema, HttpError } from '../../errors';
 import { requestOrigin } from '../../request-origin';
 import { safeString } from '../../schemas';
-import { checkConfiguredBearer } from './static-bearer';
+import { requireAdminToken } from './admin-authentication';
+import { requestVoiceDeviceUnlink } from '../voice/unlink';
 
 export const ADMIN_CLIENTS_PREFIX = '/api/v1/admin/oauth/clients';
+/** Voice clients are created here from a few settings; they are read, changed and revoked like any client. */
+export const ADMIN_VOICE_CLIENTS_PREFIX = '/api/v1/admin/oauth/voice-clients';
 
 const ADMIN_ACTOR: AuditEntry['actor'] = { type: 'operator', id: 'admin-api' };
 
@@ -41,6 +48,7 @@ const createBodySchema = {
     scopes: { type: 'array', minItems: 1, maxItems: 50, items: safeString(100) },
     token_endpoint_auth_method: { type: 'string', enum: [...TOKEN_ENDPOINT_AUTH_METHODS] },
     kind: { type: 'string', enum: [...CLIENT_KINDS] },
+    voice_platform: { type: 'string', enum: [...VOICE_PLATFORMS] },
   },
 } as const;
 
@@ -51,6 +59,30 @@ interface CreateBody {
   scopes: string[];
   token_endpoint_auth_method: string;
   kind?: string;
+  voice_platform?: string;
+}
+
+const createVoiceBodySchema = {
+  type: 'object',
+  required: ['platform'],
+  additionalProperties: false,
+  properties: {
+    platform: { type: 'string', enum: [...VOICE_PLATFORMS] },
+    name: safeString(MAX_CLIENT_NAME_LENGTH, { minLength: 1 }),
+    vendor_id: safeString(64, { minLength: 1 }),
+    project_id: safeString(64, { minLength: 1 }),
+    token_endpoint_auth_method: { type: 'string', enum: ['client_secret_basic', 'client_secret_post'] },
+    scopes: { type: 'array', minItems: 1, maxItems: 50, items: safeString(100) },
+  },
+} as const;
+
+interface CreateVoiceBody {
+  platform: string;
+  name?: string;
+  vendor_id?: string;
+  project_id?: string;
+  token_endpoint_auth_method?: string;
+  scopes?: string[];
 }
 
 const idParamsSchema = {
@@ -89,53 +121,61 @@ async function mapErrors<T>(run: () => Promise<T>): Promise<T> {
 }
 
 /**
- * Client administration for operators, behind `Authorization: Bearer <ADMIN_API_TOKEN>`:
- * create, list, read, replace redirect URIs, rotate the secret, revoke. Without ADMIN_API_TOKEN
- * every route answers 503 admin_disabled. Secrets are answered once, never logged or audited,
- * and responses are never cached.
+ * Client administration for operators, behind `Authorization: Bearer <ADMIN_API_TOKEN>`
+ * (requireAdminToken): create, list, read, replace redirect URIs, rotate the secret, revoke; voice
+ * clients are created from their platform's settings. Secrets are answered once, never logged or
+ * audited.
  */
 export default async function adminClients(app: FastifyInstance) {
   const { db, audit, config } = app.services;
   const registry = new ClientRegistry(db, audit);
-  const configured = config.authorizationServer.adminApiToken;
+  requireAdminToken(app);
 
-  // Runs before the body is parsed or validated: an unauthenticated caller learns nothing about the API.
-  async function requireAdmin(request: FastifyRequest, reply: FastifyReply) {
-    if (configured === undefined) throw new HttpError(503, 'admin_disabled', 'The admin API is disabled: ADMIN_API_TOKEN is not set');
-    const check = checkConfiguredBearer(request, configured);
-    if (check === 'missing') {
-      reply.header('www-authenticate', 'Bearer realm="admin"');
-      throw new HttpError(401, 'unauthenticated', 'An admin bearer token is required');
-    }
-    if (check === 'wrong') {
-      reply.header('www-authenticate', 'Bearer realm="admin", error="invalid_token"');
-      throw new HttpError(401, 'invalid_token', 'The admin bearer token is wrong');
-    }
+  async function create(request: FastifyRequest, validate: () => ValidClientMetadata) {
+    const { client, clientSecret } = await mapErrors(() => registry.create(validate(), 'admin', { actor: ADMIN_ACTOR, origin: requestOrigin(request) }));
+    const secret = clientSecret === undefined ? {} : { client_secret: clientSecret, client_secret_expires_at: 0 };
+    return { ...clientMetadataView(client), ...secret };
   }
-
-  app.addHook('onRequest', requireAdmin);
-  app.addHook('onSend', async (_request, reply) => {
-    reply.header('cache-control', 'no-store');
-  });
 
   app.post<{ Body: CreateBody }>(
     ADMIN_CLIENTS_PREFIX,
     { schema: { body: createBodySchema, response: { 201: clientWithSecretSchema, ...errorResponses } } },
     async (request, reply) => {
       const body = request.body;
-      const { client, clientSecret } = await mapErrors(async () => {
-        const metadata = validateClientMetadata({
+      const created = await create(request, () =>
+        validateClientMetadata({
           name: body.name,
           redirectUris: body.redirect_uris ?? [],
           grantTypes: body.grant_types,
           scopes: body.scopes,
           tokenEndpointAuthMethod: body.token_endpoint_auth_method,
           kind: body.kind ?? 'third_party',
-        });
-        return registry.create(metadata, 'admin', { actor: ADMIN_ACTOR, origin: requestOrigin(request) });
-      });
-      const secret = clientSecret === undefined ? {} : { client_secret: clientSecret, client_secret_expires_at: 0 };
-      return reply.code(201).send({ ...clientMetadataView(client), ...secret });
+          voicePlatform: body.voice_platform,
+        }),
+      );
+      return reply.code(201).send(created);
+    },
+  );
+
+  app.post<{ Body: CreateVoiceBody }>(
+    ADMIN_VOICE_CLIENTS_PREFIX,
+    { schema: { body: createVoiceBodySchema, response: { 201: clientWithSecretSchema, ...errorResponses } } },
+    async (request, reply) => {
+      const body = request.body;
+      const created = await create(request, () =>
+        voiceClientMetadata(
+          {
+            platform: body.platform,
+            name: body.name,
+            vendorId: body.vendor_id,
+            projectId: body.project_id,
+            tokenEndpointAuthMethod: body.token_endpoint_auth_method,
+            scopes: body.scopes,
+          },
+          { alexaVendorId: config.voice.alexa.vendorId, googleProjectId: config.voice.google.projectId },
+        ),
+      );
+      return reply.code(201).send(created);
     },
   );
 
@@ -189,6 +229,14 @@ export default async function adminClients(app: FastifyInstance) {
   app.delete<{ Params: { id: string } }>(
     `${ADMIN_CLIENTS_PREFIX}/:id`,
     { schema: { params: idParamsSchema, response: { 200: clientMetadataViewSchema, ...errorResponses } } },
-    async (request) => clientMetadataView(await mapErrors(() => registry.revoke(request.params.id, { actor: ADMIN_ACTOR, origin: requestOrigin(request) }))),
+    async (request) => {
+      const origin = requestOrigin(request);
+      const client = await mapErrors(() => registry.revoke(request.params.id, { actor: ADMIN_ACTOR, origin }));
+      // A voice client's grants are device links: each device's workflow also ends the platform's side.
+      for (const device of await listUnfinishedClientVoiceDevices(db, client.id)) {
+        await requestVoiceDeviceUnlink(app.services, device, { direction: 'client_revoked', requestedBy: { type: 'operator', id: ADMIN_ACTOR.id }, origin });
+      }
+      return clientMetadataView(client);
+    },
   );
 }

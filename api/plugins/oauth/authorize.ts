@@ -15,6 +15,7 @@ import {
   type ValidAuthorizationRequest,
 } from '../../../platform/oauth-server/authorization-requests';
 import { SCOPE_DESCRIPTIONS } from '../../../platform/oauth-server/scopes';
+import { VOICE_PLATFORM_RULES } from '../../../platform/oauth-server/client-metadata';
 import { cookieSessionUser } from '../sessions';
 import { requestOrigin } from '../../request-origin';
 import { safeString } from '../../schemas';
@@ -58,6 +59,22 @@ function badRequestPage(reply: FastifyReply, message: string): FastifyReply {
   return sendHtml(reply, 400, errorPage('This sign-in link cannot be used', message));
 }
 
+/**
+ * What the consent page says about linking. A voice platform's client is named by its platform, not by
+ * the name an operator gave it: Google asks that the page say the account is linked to Google (never
+ * "Google Home" or "Google Assistant") and that the user authorizes Google to control their devices.
+ */
+function linkStatement(client: ValidAuthorizationRequest['client']) {
+  if (client.voicePlatform === 'google') {
+    return html`<p><strong>Your account will be linked to Google.</strong> By signing in, you are authorizing Google to control your devices.</p>`;
+  }
+  if (client.voicePlatform === 'alexa') {
+    return html`<p><strong>Your account will be linked to Alexa.</strong> By allowing, you are authorizing Alexa to use your account as listed above.</p>`;
+  }
+  if (client.kind === 'voice') return html`<p><strong>Your account will be linked to ${client.name}, so you can use it with your voice assistant.</strong></p>`;
+  return '';
+}
+
 function consentPage(request: ValidAuthorizationRequest, user: { email: string }, requestId: string, csrfToken: string): string {
   const { client } = request;
   const returnHost = new URL(request.redirectUri).host;
@@ -65,13 +82,14 @@ function consentPage(request: ValidAuthorizationRequest, user: { email: string }
   // A self-registered client chose its own name: say so, so the name is not taken as vouched for.
   const unverified = client.registeredBy === 'dynamic';
   const marker = unverified ? ' (unverified)' : '';
+  const name = client.voicePlatform === null ? client.name : VOICE_PLATFORM_RULES[client.voicePlatform].displayName;
   return renderPage(
-    `Allow ${client.name}${marker}?`,
-    html`<h1>Allow ${client.name}${marker} to use your account?</h1>
+    `Allow ${name}${marker}?`,
+    html`<h1>Allow ${name}${marker} to use your account?</h1>
 ${unverified ? html`<p class="error"><strong>Unverified application.</strong> This application registered itself and chose the name shown; we have not checked who runs it. Only continue if you started this from an application you trust.</p>` : ''}
-<p>${client.name} asks to:</p>
+<p>${name} asks to:</p>
 <ul>${scopes}</ul>
-${client.kind === 'voice' ? html`<p><strong>Your account will be linked to ${client.name}, so you can use it with your voice assistant.</strong></p>` : ''}
+${linkStatement(client)}
 <p class="note">Signed in as ${user.email}. Afterwards you will be sent back to ${returnHost}. You can withdraw this access at any time.</p>
 <form method="post" action="/oauth/authorize/decision">
 <input type="hidden" name="request_id" value="${requestId}">

@@ -72,8 +72,9 @@ export function clientRateLimitKey(request: FastifyRequest): string {
  * authentications per address in a fixed window. The per-route limit is keyed on the claimed client
  * id too, which the caller chooses, so without this one a caller could rotate ids for fresh buckets
  * and write an audit row with every guess. Once an address reaches `maxFailures` in a window, every
- * client authentication from it is answered 429 without touching the database or the audit log
- * until the window ends; the moment it is reached is audited once (OAuthClientAuthThrottled).
+ * failed client authentication from it is answered 429 without an audit row until the window ends;
+ * the moment it is reached is audited once (OAuthClientAuthThrottled). Valid credentials still pass:
+ * voice platforms call from a few shared addresses, so one caller's junk must not lock them out.
  * Counters live in this process (one per api-server instance); the table is bounded, dropping the
  * oldest windows first.
  */
@@ -126,8 +127,9 @@ export class FailedClientAuthentications {
 /**
  * Authenticates the calling client (client_secret_basic, client_secret_post or none) and audits
  * every failed attempt as OAuthClientAuthFailed with the claimed client id and the caller's
- * address (never the secret), up to the per-address limit of FailedClientAuthentications.
- * `requireSecret` refuses public clients (introspection).
+ * address (never the secret), up to the per-address limit of FailedClientAuthentications; past it,
+ * failures are answered 429 unaudited and successes proceed. `requireSecret` refuses public clients
+ * (introspection).
  */
 export async function authenticateCaller(
   app: FastifyInstance,
@@ -138,10 +140,9 @@ export async function authenticateCaller(
 ): Promise<OAuthClientRow> {
   const { db, audit } = app.services;
   const { failedClientAuthentications: limiter } = app.authorizationServer;
-  const throttled = () =>
-    new OAuthError('temporarily_unavailable', 'too many failed client authentications from this address; try again later', 429);
-  if (!limiter.allowed(request.ip)) throw throttled();
+  const throttled = !limiter.allowed(request.ip);
   const failed = async (error: OAuthError): Promise<never> => {
+    if (throttled) throw new OAuthError('temporarily_unavailable', 'too many failed client authentications from this address; try again later', 429);
     const clientId = claimedClientId(request);
     const entry = { actor: { type: 'client', id: clientId }, clientId, origin: requestOrigin(request) } as const;
     await audit.record({ ...entry, action: 'OAuthClientAuthFailed', outcome: 'failure', details: { endpoint, reason: error.description } });

@@ -1,10 +1,12 @@
 import type { FastifyInstance } from 'fastify';
 import { findGrant, listUserGrants, markGrantRevoked } from '../../../db/queries/oauth-grants';
 import { revokeGrantTokens } from '../../../db/queries/oauth-tokens';
+import { findVoiceDeviceByGrant } from '../../../db/queries/voice-devices';
 import { errorResponseSchema, HttpError } from '../../errors';
 import { requestOrigin } from '../../request-origin';
 import { safeString } from '../../schemas';
 import { UUID } from '../../../platform/uuid';
+import { requestVoiceDeviceUnlink } from '../voice/unlink';
 
 const grantSchema = {
   type: 'object',
@@ -23,7 +25,8 @@ const grantSchema = {
 
 /**
  * The signed-in user's own view of the apps they authorized (session cookie or Bearer session token),
- * and the way to take an authorization back: revoking a grant revokes every token issued under it.
+ * and the way to take an authorization back: revoking a grant revokes every token issued under it
+ * (and unlinks the voice device of a voice platform's grant).
  */
 export default async function grants(app: FastifyInstance) {
   const { db, audit } = app.services;
@@ -92,6 +95,9 @@ export default async function grants(app: FastifyInstance) {
         return true;
       });
       if (!revoked) throw notFound;
+      // A voice platform's grant is a device link: its workflow also ends the platform's side and finishes.
+      const device = await findVoiceDeviceByGrant(db, grant.id);
+      if (device) await requestVoiceDeviceUnlink(app.services, device, { direction: 'grant_revoked', requestedBy: { type: 'user', id: user.id }, origin: requestOrigin(request) });
       return reply.code(204).send();
     },
   );

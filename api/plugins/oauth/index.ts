@@ -24,21 +24,25 @@ declare module 'fastify' {
 
 /** Decorates the app with the authorization server's services; the OAuth routes live in sibling plugins. */
 export const authorizationServerServices = fp(async function authorizationServerServices(app: FastifyInstance) {
-  const { db, crypto, audit, config } = app.services;
+  const { db, crypto, audit, config, clock } = app.services;
   const { issuer, audience, signingKeyGraceSeconds } = config.authorizationServer;
   const keys = new SigningKeys(db, crypto, signingKeyGraceSeconds);
-  const tokens = new TokenIssuer(keys, {
-    issuer,
-    audience,
-    accessTokenSeconds: config.lifetimes.accessTokenSeconds,
-    refreshTokenSeconds: config.lifetimes.refreshTokenSeconds,
-    deviceRefreshTokenSeconds: config.lifetimes.deviceRefreshTokenSeconds,
-  });
+  const tokens = new TokenIssuer(
+    keys,
+    {
+      issuer,
+      audience,
+      accessTokenSeconds: config.lifetimes.accessTokenSeconds,
+      refreshTokenSeconds: config.lifetimes.refreshTokenSeconds,
+      deviceRefreshTokenSeconds: config.lifetimes.deviceRefreshTokenSeconds,
+    },
+    clock,
+  );
   app.decorate('authorizationServer', {
     issuer,
     keys,
     tokens,
-    tokenEndpoint: new TokenGrants(db, tokens, audit),
+    tokenEndpoint: new TokenGrants(db, tokens, audit, crypto, { voiceRefreshGraceSeconds: config.voice.refreshGraceSeconds }),
     failedClientAuthentications: new FailedClientAuthentications(),
   });
 });

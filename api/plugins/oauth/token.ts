@@ -1,8 +1,11 @@
 import { requestOrigin } from '../../request-origin';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { OAuthError, oauthErrorSchema } from '../../../platform/oauth-server/errors';
 import { SUPPORTED_GRANT_TYPES } from '../../../platform/oauth-server/clients';
+import type { GrantedTokens } from '../../../platform/oauth-server/token-grants';
 import type { TokenResponse } from '../../../platform/oauth-server/token-issuer';
+import { hashBearerValue } from '../../../platform/secrets';
+import { ensureVoiceDeviceWorkflow } from '../../voice-device-workflow';
 import {
   authenticateCaller,
   CLIENT_REQUEST_BODY_LIMIT,
@@ -26,17 +29,41 @@ const tokenResponseSchema = {
 } as const;
 
 /**
+ * Rate-limit key of the token endpoint: the presented refresh token or code (hashed), so each linked
+ * device has its own budget however few addresses its platform calls from; other requests fall back
+ * to the claimed client and the caller's address.
+ */
+export function tokenRateLimitKey(request: FastifyRequest): string {
+  const parameters = request.body as FormParameters | undefined;
+  if (parameters?.grant_type === 'refresh_token' && parameters.refresh_token) return `refresh|${hashBearerValue(parameters.refresh_token)}`;
+  if (parameters?.grant_type === 'authorization_code' && parameters.code) return `code|${hashBearerValue(parameters.code)}`;
+  return clientRateLimitKey(request);
+}
+
+/**
  * POST /oauth/token (RFC 6749 section 3.2): authorization_code (with PKCE), refresh_token and
- * client_credentials. Form-encoded only; the client authenticates as it registered.
+ * client_credentials. Form-encoded only; the client authenticates as it registered. A voice
+ * client's tokens come with its device link, whose workflow is started here if it is not running yet.
  */
 export default async function token(app: FastifyInstance) {
   answerOAuthErrors(app);
+  const { tokenRequestsPerMinute } = app.services.config.authorizationServer;
+
+  // A new link waits for its workflow (the platform allows seconds for it); a refresh that finds the
+  // workflow never started retries the start without holding up its answer.
+  const answer = async (request: FastifyRequest, granted: GrantedTokens, wait: boolean): Promise<TokenResponse> => {
+    if (granted.voiceDevice) {
+      const started = ensureVoiceDeviceWorkflow(app.services, granted.voiceDevice, request.log);
+      if (wait) await started;
+    }
+    return granted.tokens;
+  };
 
   app.post<{ Body: FormParameters }>(
     '/oauth/token',
     {
       bodyLimit: CLIENT_REQUEST_BODY_LIMIT,
-      config: { rateLimit: { max: 300, timeWindow: '1 minute', hook: 'preHandler', keyGenerator: clientRateLimitKey } },
+      config: { rateLimit: { max: tokenRequestsPerMinute, timeWindow: '1 minute', hook: 'preHandler', keyGenerator: tokenRateLimitKey } },
       preValidation: requireFormParameters,
       schema: {
         consumes: ['application/x-www-form-urlencoded'],
@@ -69,13 +96,17 @@ export default async function token(app: FastifyInstance) {
       reply.header('cache-control', 'no-store');
       switch (grantType as (typeof SUPPORTED_GRANT_TYPES)[number]) {
         case 'authorization_code':
-          return tokenEndpoint.authorizationCode(context, {
-            code: parameters.code,
-            redirectUri: parameters.redirect_uri,
-            codeVerifier: parameters.code_verifier,
-          });
+          return answer(
+            request,
+            await tokenEndpoint.authorizationCode(context, {
+              code: parameters.code,
+              redirectUri: parameters.redirect_uri,
+              codeVerifier: parameters.code_verifier,
+            }),
+            true,
+          );
         case 'refresh_token':
-          return tokenEndpoint.refreshToken(context, { refreshToken: parameters.refresh_token, scope: parameters.scope });
+          return answer(request, await tokenEndpoint.refreshToken(context, { refreshToken: parameters.refresh_token, scope: parameters.scope }), false);
         case 'client_credentials':
           return tokenEndpoint.clientCredentials(context, { scope: parameters.scope });
       }

@@ -1,0 +1,182 @@
+import { ApplicationFailure } from '@temporalio/activity';
+import type { CommonQueryMethods } from 'slonik';
+import { voiceDeviceColumn } from '../db/encrypted-columns';
+import {
+  discardAlexaGrantCode,
+  readVoiceDeviceSecrets,
+  recordVoiceDeviceError,
+  storeLwaTokensIfVersion,
+  type VoiceDeviceSecretsRow,
+} from '../db/queries/voice-devices';
+import { ProviderError } from '../platform/providers/provider-error';
+import type { ProviderTokens } from '../platform/providers/oauth-tokens';
+import { accessTokenExpiry, type ActivityDependencies, type TokenState } from './dependencies';
+import { FailureType } from './failure-types';
+import { deviceAuditEntry, linkedVoiceDevice, platformCallOptions, recordedVoiceFailure, requireLoginWithAmazon } from './voice-device-support';
+
+/** What an AcceptGrant came to; a refusal names its reason (ids and words only, never the code). */
+export type AlexaGrantExchange = ({ accepted: true } & TokenState) | { accepted: false; reason: 'no_grant_code' | 'invalid_grant' | 'lwa_not_configured' | 'lwa_client_rejected' };
+
+/** A compare-and-set that keeps losing means something is badly wrong; a few rounds are plenty for real races. */
+const STORE_ATTEMPTS = 3;
+
+/**
+ * Login with Amazon tokens of Alexa devices: the AcceptGrant code exchanged at once, and hourly
+ * refreshes. Only the device's workflow calls these (one writer per credential); every write is
+ * compare-and-set on lwa_token_version, so a refresh that lost a race adopts what the winner stored.
+ */
+export function createVoiceCredentialActivities(dependencies: ActivityDependencies) {
+  const { db, crypto, voice, audit, clock } = dependencies;
+
+  return {
+    /**
+     * Exchanges the AcceptGrant code waiting on the device row (it lives minutes). The code is
+     * consumed with the tokens it yields, or dropped with a final refusal; a transient failure leaves
+     * it for the next attempt. A retry whose earlier attempt stored the tokens reports them.
+     */
+    async exchangeAlexaGrant(input: { deviceId: string; knownVersion: number }): Promise<AlexaGrantExchange> {
+      const device = await linkedVoiceDevice(db, input.deviceId);
+      const secrets = (await readVoiceDeviceSecrets(db, input.deviceId))!;
+      if (!secrets.lwaGrantCodeEnc) {
+        if (secrets.lwaTokenVersion > input.knownVersion && secrets.lwaAccessTokenExpiresAt !== null) {
+          return { accepted: true, tokenVersion: secrets.lwaTokenVersion, accessTokenExpiresAt: secrets.lwaAccessTokenExpiresAt };
+        }
+        return refuse('no_grant_code', 'no AcceptGrant code is waiting for this device');
+      }
+      if (!voice.loginWithAmazon) return refuse('lwa_not_configured', 'Login with Amazon is not configured (ALEXA_LWA_CLIENT_ID, ALEXA_LWA_CLIENT_SECRET)');
+      const sealedCode = secrets.lwaGrantCodeEnc;
+      const code = crypto.decrypt(sealedCode, voiceDeviceColumn(input.deviceId, 'lwa_grant_code_enc'));
+
+      const requestedAt = clock();
+      let tokens: ProviderTokens;
+      try {
+        tokens = await voice.loginWithAmazon.exchangeCode(code, platformCallOptions());
+      } catch (error) {
+        if (error instanceof ProviderError && error.kind === 'invalid_grant') return refuse('invalid_grant', error.message);
+        if (error instanceof ProviderError && (error.kind === 'invalid_client' || error.kind === 'protocol')) return refuse('lwa_client_rejected', error.message);
+        throw await recordedVoiceFailure(db, input.deviceId, error);
+      }
+      if (!tokens.refreshToken) return refuse('lwa_client_rejected', 'Login with Amazon answered without a refresh token');
+      const refreshToken = tokens.refreshToken;
+
+      // The code is spent at Amazon now: these tokens replace whatever the device held, whoever wrote last.
+      for (let attempt = 1; attempt <= STORE_ATTEMPTS; attempt++) {
+        const stored = await db.transaction(async (transaction) => {
+          const current = await readVoiceDeviceSecrets(transaction, input.deviceId);
+          if (current?.status !== 'linked') throw ApplicationFailure.nonRetryable(`voice device is ${current?.status ?? 'gone'}`, FailureType.deviceUnlinked);
+          const state = await writeLwaTokens(dependencies, transaction, { deviceId: input.deviceId, expectedVersion: current.lwaTokenVersion, consumedGrantCodeEnc: sealedCode }, { ...tokens, refreshToken }, requestedAt);
+          if (!state) return null;
+          await audit.record(
+            { action: 'VoiceAcceptGrant', outcome: 'success', actor: { type: 'system' }, ...deviceAuditEntry(device), details: { deviceId: device.id, lwaTokenVersion: state.tokenVersion } },
+            transaction,
+          );
+          return state;
+        });
+        if (stored) return { accepted: true, ...stored };
+      }
+      throw ApplicationFailure.retryable('the device kept changing while the AcceptGrant tokens were stored', FailureType.providerUnavailable);
+
+      async function refuse(reason: Extract<AlexaGrantExchange, { accepted: false }>['reason'], message: string): Promise<AlexaGrantExchange> {
+        await db.transaction(async (transaction) => {
+          if (secrets.lwaGrantCodeEnc) await discardAlexaGrantCode(transaction, input.deviceId, secrets.lwaGrantCodeEnc);
+          await recordVoiceDeviceError(transaction, input.deviceId, { kind: reason, message });
+          await audit.record(
+            { action: 'VoiceAcceptGrant', outcome: 'failure', actor: { type: 'system' }, ...deviceAuditEntry(device), details: { deviceId: device.id, reason } },
+            transaction,
+          );
+        });
+        return { accepted: false, reason };
+      }
+    },
+
+    /** An AcceptGrant that ran out of time: its code is worthless minutes later, so it goes. */
+    async discardAlexaGrantCode(input: { deviceId: string }): Promise<void> {
+      await discardAlexaGrantCode(db, input.deviceId);
+    },
+
+    /**
+     * Refreshes the device's LWA tokens unless they moved on past `expectedVersion` (then it reports
+     * what is stored). An LWA invalid_grant means the user withdrew the permission: GrantRevoked.
+     */
+    async refreshAlexaTokens(input: { deviceId: string; expectedVersion: number }): Promise<TokenState> {
+      return refreshLwaTokens(dependencies, input.deviceId, input.expectedVersion);
+    },
+  };
+}
+
+/**
+ * One LWA refresh, compare-and-set on `expectedVersion`; shared by the hourly refresh and the event
+ * gateway's forced refresh after a 401. LWA refresh tokens do not rotate as a rule: when none comes
+ * back, the one we hold stays.
+ */
+export async function refreshLwaTokens(dependencies: ActivityDependencies, deviceId: string, expectedVersion: number): Promise<TokenState> {
+  const { db, crypto, voice, audit, clock } = dependencies;
+  const device = await linkedVoiceDevice(db, deviceId);
+  const secrets = (await readVoiceDeviceSecrets(db, deviceId))!;
+  if (secrets.lwaTokenVersion !== expectedVersion) return storedLwaState(secrets);
+  if (!secrets.lwaRefreshTokenEnc) throw ApplicationFailure.nonRetryable('the device holds no Login with Amazon tokens', FailureType.grantRevoked);
+  const loginWithAmazon = requireLoginWithAmazon(voice);
+  let refreshToken: string;
+  try {
+    refreshToken = crypto.decrypt(secrets.lwaRefreshTokenEnc, voiceDeviceColumn(deviceId, 'lwa_refresh_token_enc'));
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    await recordVoiceDeviceError(db, deviceId, { kind: 'credential_unreadable', message });
+    throw ApplicationFailure.nonRetryable(message, FailureType.credentialUnreadable);
+  }
+
+  const requestedAt = clock();
+  let tokens: ProviderTokens;
+  try {
+    tokens = await loginWithAmazon.refresh(refreshToken, platformCallOptions());
+  } catch (error) {
+    throw await recordedVoiceFailure(db, deviceId, error);
+  }
+  const newRefreshToken = tokens.refreshToken ?? refreshToken;
+  return db.transaction(async (transaction) => {
+    const stored = await writeLwaTokens(dependencies, transaction, { deviceId, expectedVersion, consumedGrantCodeEnc: null }, { ...tokens, refreshToken: newRefreshToken }, requestedAt);
+    // Someone else wrote first (an AcceptGrant, a forced refresh) or the device was unlinked: theirs stands.
+    if (!stored) return storedLwaState(await readVoiceDeviceSecrets(transaction, deviceId));
+    await audit.record(
+      {
+        action: 'OAuthTokenRefresh',
+        outcome: 'success',
+        actor: { type: 'system' },
+        ...deviceAuditEntry(device),
+        details: { deviceId, tokenService: 'login-with-amazon', lwaTokenVersion: stored.tokenVersion, rotated: newRefreshToken !== refreshToken },
+      },
+      transaction,
+    );
+    return stored;
+  });
+}
+
+/** Encrypts and stores LWA tokens, compare-and-set on the version; null when another writer came first. */
+async function writeLwaTokens(
+  { crypto }: Pick<ActivityDependencies, 'crypto'>,
+  transaction: CommonQueryMethods,
+  write: { deviceId: string; expectedVersion: number; consumedGrantCodeEnc: string | null },
+  tokens: ProviderTokens & { refreshToken: string },
+  requestedAt: Date,
+): Promise<TokenState | null> {
+  const accessTokenExpiresAt = accessTokenExpiry(tokens, requestedAt);
+  const version = await storeLwaTokensIfVersion(
+    transaction,
+    write.deviceId,
+    write.expectedVersion,
+    {
+      accessTokenEnc: crypto.encrypt(tokens.accessToken, voiceDeviceColumn(write.deviceId, 'lwa_access_token_enc')),
+      refreshTokenEnc: crypto.encrypt(tokens.refreshToken, voiceDeviceColumn(write.deviceId, 'lwa_refresh_token_enc')),
+      accessTokenExpiresAt,
+      refreshedAt: requestedAt,
+    },
+    write.consumedGrantCodeEnc,
+  );
+  return version === null ? null : { tokenVersion: version, accessTokenExpiresAt: accessTokenExpiresAt.getTime() };
+}
+
+function storedLwaState(secrets: VoiceDeviceSecretsRow | null): TokenState {
+  if (secrets?.status !== 'linked') throw ApplicationFailure.nonRetryable(`voice device is ${secrets?.status ?? 'gone'}`, FailureType.deviceUnlinked);
+  if (secrets.lwaAccessTokenExpiresAt === null) throw ApplicationFailure.nonRetryable('the device holds no Login with Amazon tokens', FailureType.grantRevoked);
+  return { tokenVersion: secrets.lwaTokenVersion, accessTokenExpiresAt: secrets.lwaAccessTokenExpiresAt };
+}

@@ -1,0 +1,46 @@
+import {
+  BackendTerminatedError,
+  BackendTerminatedUnexpectedlyError,
+  ConnectionError,
+  IdleTransactionTimeoutError,
+  StatementTimeoutError,
+} from 'slonik';
+
+const TRANSIENT_ERROR_CLASSES = [
+  ConnectionError,
+  BackendTerminatedError,
+  BackendTerminatedUnexpectedlyError,
+  StatementTimeoutError,
+  IdleTransactionTimeoutError,
+];
+
+/**
+ * SQLSTATEs that say "try again": connection exceptions (class 08), insufficient resources (53),
+ * shutdown, crash or recovery (57P01-57P05), query_canceled by statement_timeout (57014),
+ * serialization failure and deadlock (40001, 40P01, after slonik's own retries) and lock_not_available (55P03).
+ */
+const TRANSIENT_SQLSTATE = /^(08...|53...|57P0[1-5]|57014|40001|40P01|55P03)$/;
+
+/** Socket failures on the way to the database. */
+const TRANSIENT_NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+
+/**
+ * The pool's own words for a connection that broke under a query (pg's "Connection terminated",
+ * slonik's driver refusing a client it is destroying).
+ */
+const BROKEN_CONNECTION_MESSAGE = /^(Connection terminated|Client (has encountered a connection error|is destroyed|is pending destroy)|Cannot use released connection)/;
+
+/**
+ * Whether a failure means the database could not answer now (unreachable, restarting, overloaded,
+ * too slow), rather than anything about the request: callers answer "try again later" and must not
+ * turn it into a final refusal. Looks through `cause` chains, since slonik wraps the driver's errors.
+ */
+export function isTransientDatabaseFault(error: unknown): boolean {
+  for (let current = error, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth += 1) {
+    if (TRANSIENT_ERROR_CLASSES.some((errorClass) => current instanceof errorClass)) return true;
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && (TRANSIENT_SQLSTATE.test(code) || TRANSIENT_NETWORK_CODES.has(code))) return true;
+    if (BROKEN_CONNECTION_MESSAGE.test(current.message)) return true;
+  }
+  return false;
+}

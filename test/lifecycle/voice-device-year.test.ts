@@ -1,0 +1,93 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from 'slonik';
+import { z } from 'zod';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { reportStateSignal } from '../../workflows/voice-device-messages';
+import { SimulatedClock, startTimeSkippingServer } from '../helpers/temporal';
+import { seedStay, startVoiceTestPlatform, type VoiceTestPlatform } from '../helpers/voice';
+import { activeTokens, dayOf, grantAlexaPermission, linkDevice, refreshAsPlatform, waitForDeviceState } from '../helpers/voice-devices';
+
+const HOUR = 3600 * 1000;
+const DAY = 24 * HOUR;
+const YEAR = 365 * DAY;
+/** Login with Amazon's access tokens live an hour (the fake's default, as LWA's). */
+const LWA_LIFETIME_MS = HOUR;
+
+/**
+ * One simulated year of two Alexa device links on the time-skipping server, with the defaults of
+ * production (device refresh tokens live DEVICE_REFRESH_TOKEN_TTL_SECONDS = 1 year from their last
+ * use, LWA tokens an hour). The first is used every day: Alexa refreshes our tokens through our real
+ * token endpoint (on the simulated clock) and the workflow reports to the event gateway, with LWA
+ * tokens it refreshes before each hourly expiry. The second is never used after linking, and its
+ * workflow unlinks it when its last refresh token expires.
+ */
+describe('a voice device over one simulated year (time-skipping)', () => {
+  let temporal: TestWorkflowEnvironment;
+  let clock: SimulatedClock;
+  let voice: VoiceTestPlatform;
+
+  beforeAll(async () => {
+    temporal = await startTimeSkippingServer();
+    clock = await SimulatedClock.of(temporal);
+    voice = await startVoiceTestPlatform(temporal, {}, { clock });
+  });
+
+  afterAll(async () => {
+    await voice?.close();
+    await temporal?.teardown();
+  });
+
+  // Hourly LWA refreshes for a year are about 9,000 workflow cycles: minutes on a loaded 2-core machine.
+  it('keeps a used link alive all year with every token fresh, and unlinks the unused one at the end of its lifetime', { timeout: 60 * 60_000 }, async () => {
+    await clock.catchUp();
+    const used = await linkDevice(voice, voice.alexaClient);
+    const unused = await linkDevice(voice, voice.alexaClient);
+    await seedStay(voice.platform, used.userId, { property: 'Harbour loft', guest: null, checkIn: dayOf(clock.now(), 100), checkOut: dayOf(clock.now(), 107) });
+    const { customerId, result } = await grantAlexaPermission(voice, used);
+    expect(result).toMatchObject({ accepted: true });
+    await waitForDeviceState(used, (state) => state.reportsSent === 1);
+    const firstRunId = (await used.handle.describe()).runId;
+    const startedAt = clock.now();
+    const timing = performance.now();
+
+    for (let day = 1; day <= 365; day++) {
+      await clock.advance(DAY);
+      // Alexa refreshes our token as a skill in use does, and always gets a new pair.
+      expect(await refreshAsPlatform(voice, used), `day ${day}`).toEqual({ status: 200 });
+      await used.handle.signal(reportStateSignal, { reason: 'daily' });
+    }
+    await clock.advance(DAY);
+    const elapsedMs = performance.now() - timing;
+    console.info(`one simulated year of hourly LWA refreshes took ${(elapsedMs / 1000).toFixed(0)} s`);
+    expect(clock.now() - startedAt).toBeGreaterThan(YEAR);
+
+    // The used device: linked, its workflow running (continued as new, with a bounded history).
+    const state = await waitForDeviceState(used, (current) => current.reportsSent >= 300);
+    expect(state.status).toBe('linked');
+    expect((await used.handle.describe()).status.name).toBe('RUNNING');
+    expect((await used.handle.describe()).runId).not.toBe(firstRunId);
+    expect((await used.handle.fetchHistory()).events!.length).toBeLessThan(3000);
+    // Of every token it was given, only the newest refresh token is live (access tokens last minutes).
+    expect(await activeTokens(voice, used)).toEqual([used.tokens.refreshToken]);
+
+    // LWA: every refresh before the previous token expired, none failed, and the gateway never saw an expired token.
+    const tokenCalls = voice.amazon.calls.filter((call) => call.endpoint === 'token');
+    expect(tokenCalls.every((call) => call.status === 200)).toBe(true);
+    expect(tokenCalls[0]!.grantType).toBe('authorization_code');
+    expect(tokenCalls.length).toBeGreaterThan(YEAR / LWA_LIFETIME_MS);
+    for (let index = 1; index < tokenCalls.length; index++) expect(tokenCalls[index]!.at - tokenCalls[index - 1]!.at).toBeLessThan(LWA_LIFETIME_MS);
+    expect(state.lwa!.accessTokenExpiresAt).toBeGreaterThan(clock.now());
+    const events = voice.amazon.calls.filter((call) => call.endpoint === 'events');
+    expect(events.length).toBeGreaterThanOrEqual(366);
+    expect(events.every((call) => call.status === 202 && call.customerId === customerId)).toBe(true);
+    expect(voice.amazon.expiredTokenCalls()).toBe(0);
+
+    // The unused device: unlinked by its own workflow once its refresh token expired, every token inactive.
+    expect(await unused.handle.result()).toEqual({ status: 'unlinked', direction: 'unused' });
+    expect(await activeTokens(voice, unused)).toEqual([]);
+    const unlinked = await voice.platform.db.one(sql.type(z.object({ status: z.string(), unlinkReason: z.string().nullable(), unlinkedAt: z.number() }))`
+      SELECT status, unlink_reason AS "unlinkReason", unlinked_at AS "unlinkedAt" FROM voice_devices WHERE id = ${unused.deviceId}`);
+    expect(unlinked).toMatchObject({ status: 'unlinked', unlinkReason: 'unused' });
+    expect(unlinked.unlinkedAt).toBeGreaterThanOrEqual(startedAt + YEAR);
+  });
+});
