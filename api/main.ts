@@ -9,7 +9,7 @@ import { buildApiServer } from './app';
 await runUntilSignalled('api-server', async () => {
   const config = loadConfig();
   const payloadCodec = createPayloadCodec(config.payloadEncryption);
-  const services = await createPlatformServices(config);
+  const services = await createPlatformServices(config, { process: 'api-server' });
   const temporal = await connectTemporalClient(config.temporal, payloadCodec);
   const app = await buildApiServer({ ...services, config, temporal });
   await app.listen({ host: config.http.host, port: config.http.port });

@@ -67,6 +67,17 @@ export interface DatabasePoolOptions {
   maximumPoolSize?: number;
   /** How long opening a connection may take (DATABASE_CONNECTION_TIMEOUT_MS). */
   connectionTimeoutMs?: number;
+  /** PostgreSQL's statement_timeout (DATABASE_STATEMENT_TIMEOUT_MS); slonik's 60 s when absent. */
+  statementTimeoutMs?: number;
+  /** PostgreSQL's lock_timeout (DATABASE_LOCK_TIMEOUT_MS); locks are waited for without end when absent. */
+  lockTimeoutMs?: number;
+}
+
+/** The URL with a setting every session of the pool starts with (libpq's `options`, kept alongside any the URL has). */
+function withSessionSetting(databaseUrl: string, name: string, value: number): string {
+  const url = new URL(databaseUrl);
+  url.searchParams.set('options', [url.searchParams.get('options'), `-c ${name}=${value}`].filter(Boolean).join(' '));
+  return url.toString();
 }
 
 /**
@@ -75,15 +86,18 @@ export interface DatabasePoolOptions {
  * While the database is unreachable every request fails fast, with one connection attempt bounded by
  * the connection timeout (slonik would try three times), so callers answer "try again" (503) well within
  * a voice platform's patience rather than hanging; broken connections leave the pool, so it recovers by
- * itself once the database is back.
+ * itself once the database is back. A database that is up but slow (a long statement, a lock held by
+ * another transaction) is bounded the same way by the statement and lock timeouts, when given.
  */
 export function createDatabasePool(databaseUrl: string, options: DatabasePoolOptions = {}): Promise<DatabasePool> {
-  return createPool(databaseUrl, {
+  const { lockTimeoutMs, statementTimeoutMs } = options;
+  return createPool(lockTimeoutMs === undefined ? databaseUrl : withSessionSetting(databaseUrl, 'lock_timeout', lockTimeoutMs), {
     driverFactory: releasingBrokenClients(createPgDriverFactory()),
     interceptors: [resultParserInterceptor],
     maximumPoolSize: options.maximumPoolSize ?? 10,
     connectionTimeout: options.connectionTimeoutMs ?? 2000,
     connectionRetryLimit: 0,
     captureStackTrace: false,
+    ...(statementTimeoutMs === undefined ? {} : { statementTimeout: statementTimeoutMs }),
   });
 }

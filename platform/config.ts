@@ -26,6 +26,8 @@ const environmentSchema = z.object({
 
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
   DATABASE_CONNECTION_TIMEOUT_MS: z.coerce.number().int().positive().default(2000),
+  DATABASE_STATEMENT_TIMEOUT_MS: z.coerce.number().int().positive().default(3000),
+  DATABASE_LOCK_TIMEOUT_MS: z.coerce.number().int().positive().default(2000),
 
   TEMPORAL_ADDRESS: z.string().regex(/^[^\s:]+:\d+$/, 'must be host:port').default('localhost:7233'),
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
@@ -210,6 +212,12 @@ export interface Config {
   databaseUrl: string | undefined;
   /** How long opening a database connection may take before the request fails as a transient fault. */
   databaseConnectionTimeoutMs: number;
+  /**
+   * How long one statement of the api-server may run, and how long it may wait for a lock, before the
+   * request fails as a transient fault (the worker keeps slonik's 60 s and waits for locks).
+   */
+  databaseStatementTimeoutMs: number;
+  databaseLockTimeoutMs: number;
   temporal: { address: string; namespace: string; taskQueue: string };
   http: { host: string; port: number; publicBaseUrl: string; secureCookies: boolean; trustProxy: boolean };
   workerHealthPort: number;
@@ -310,6 +318,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
     logLevel: env.LOG_LEVEL,
     databaseUrl: env.DATABASE_URL,
     databaseConnectionTimeoutMs: env.DATABASE_CONNECTION_TIMEOUT_MS,
+    databaseStatementTimeoutMs: env.DATABASE_STATEMENT_TIMEOUT_MS,
+    databaseLockTimeoutMs: env.DATABASE_LOCK_TIMEOUT_MS,
     temporal: { address: env.TEMPORAL_ADDRESS, namespace: env.TEMPORAL_NAMESPACE, taskQueue: env.TEMPORAL_TASK_QUEUE },
     http: {
       host: env.API_HOST,

@@ -28,14 +28,21 @@ export function createIntegrationCrypto(config: Config): IntegrationCrypto {
   }
 }
 
-/** `clock` is what the voice platforms' clients take the time to be (tests that move a fake's clock hand theirs in). */
-export async function createPlatformServices(config: Config, options: { clock?: () => Date } = {}): Promise<PlatformServices> {
+/**
+ * `clock` is what the voice platforms' clients take the time to be (tests that move a fake's clock hand
+ * theirs in). `process` is whose database pool this is: the api-server's (the default) answers within a
+ * voice platform's patience, so its statements and lock waits are bounded (DATABASE_STATEMENT_TIMEOUT_MS,
+ * DATABASE_LOCK_TIMEOUT_MS) and a slow database answers 503 in time; the worker's syncs and clean-ups may
+ * run long and wait for locks, so it keeps slonik's 60 s statement timeout and no lock timeout.
+ */
+export async function createPlatformServices(config: Config, options: { clock?: () => Date; process?: 'api-server' | 'worker' } = {}): Promise<PlatformServices> {
   const crypto = createIntegrationCrypto(config);
   // Before the pool: a bad service account key stops start-up without leaving connections open.
   const { clock } = options;
   const voice = createVoicePlatforms(config, clock ? { now: () => clock().getTime() } : {});
   if (!config.databaseUrl) throw new ConfigError(['DATABASE_URL: is required']);
-  const db = await createDatabasePool(config.databaseUrl, { connectionTimeoutMs: config.databaseConnectionTimeoutMs });
+  const timeouts = options.process === 'worker' ? {} : { statementTimeoutMs: config.databaseStatementTimeoutMs, lockTimeoutMs: config.databaseLockTimeoutMs };
+  const db = await createDatabasePool(config.databaseUrl, { connectionTimeoutMs: config.databaseConnectionTimeoutMs, ...timeouts });
   const providers = createProviderRegistry(config);
   return { db, crypto, providers, features: createProviderFeatures(config, providers), audit: new AuditLog(db), voice };
 }

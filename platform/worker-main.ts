@@ -21,7 +21,7 @@ await runUntilSignalled('worker', async () => {
     shutdownSignals: [],
   });
   const payloadCodec = createPayloadCodec(config.payloadEncryption);
-  const services = await createPlatformServices(config);
+  const services = await createPlatformServices(config, { process: 'worker' });
   const connection = await NativeConnection.connect({ address: config.temporal.address });
   const worker = await createConnectionWorker({
     connection,

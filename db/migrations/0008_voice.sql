@@ -6,6 +6,11 @@
 ALTER TABLE oauth_clients ADD COLUMN voice_platform text CHECK (voice_platform IN ('alexa', 'google'));
 ALTER TABLE oauth_clients ADD CHECK (voice_platform IS NULL OR kind = 'voice');
 
+-- Google's account linking sends no PKCE challenge (client-metadata.ts mayOmitPkce): its requests and
+-- codes carry none, and such a code is never redeemed with a code_verifier (RFC 9700 section 4.8.2).
+ALTER TABLE oauth_authorization_requests ALTER COLUMN code_challenge DROP NOT NULL;
+ALTER TABLE oauth_authorization_codes ALTER COLUMN code_challenge DROP NOT NULL;
+
 -- Rotation grace for voice clients: a rotated refresh token answers again with the pair that replaced
 -- it (an IntegrationCrypto envelope, bound to this row) until that successor has been used once or
 -- VOICE_REFRESH_GRACE_SECONDS have passed (successor_response_expires_at); then the envelope is wiped.

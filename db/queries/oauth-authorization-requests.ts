@@ -9,7 +9,8 @@ const requestRow = z.object({
   redirectUri: z.string(),
   scopes: z.array(z.string()),
   state: z.string().nullable(),
-  codeChallenge: z.string(),
+  /** NULL for a client that may omit PKCE and sent no challenge (mayOmitPkce). */
+  codeChallenge: z.string().nullable(),
   csrfHash: z.string().nullable(),
   expiresAt: z.number(),
   decidedAt: z.number().nullable(),

@@ -171,7 +171,8 @@ const codeRow = z.object({
   familyId: z.string().uuid(),
   redirectUri: z.string(),
   scopes: z.array(z.string()),
-  codeChallenge: z.string(),
+  /** NULL when the authorization request sent none (mayOmitPkce): then no code_verifier may be sent. */
+  codeChallenge: z.string().nullable(),
   expiresAt: z.number(),
   consumedAt: z.number().nullable(),
 });

@@ -4,6 +4,9 @@ import { z } from 'zod';
 
 export const voicePlatform = z.enum(['alexa', 'google']);
 export const voiceDeviceStatus = z.enum(['linked', 'unlinking', 'unlinked']);
+/** The Alexa region whose event gateway takes the device's events. */
+export const alexaRegion = z.enum(['NA', 'EU', 'FE']);
+export type AlexaRegionName = z.infer<typeof alexaRegion>;
 
 const voiceDeviceRow = z.object({
   id: z.string().uuid(),
@@ -15,7 +18,7 @@ const voiceDeviceRow = z.object({
   workflowId: z.string(),
   workflowStartedAt: z.number().nullable(),
   alexaUserId: z.string().nullable(),
-  alexaRegion: z.enum(['NA', 'EU', 'FE']).nullable(),
+  alexaRegion: alexaRegion.nullable(),
   lwaAccessTokenExpiresAt: z.number().nullable(),
   lwaTokenVersion: z.number().int(),
   lastErrorKind: z.string().nullable(),
@@ -94,7 +97,7 @@ export function listUnfinishedClientVoiceDevices(db: CommonQueryMethods, clientI
 }
 
 /** Records the skill user id (and event-gateway region, when known) Alexa's requests name for a linked device. */
-export async function recordAlexaUser(db: CommonQueryMethods, deviceId: string, alexaUserId: string, region: 'NA' | 'EU' | 'FE' | null): Promise<void> {
+export async function recordAlexaUser(db: CommonQueryMethods, deviceId: string, alexaUserId: string, region: AlexaRegionName | null): Promise<void> {
   await db.query(sql.unsafe`
     UPDATE voice_devices SET alexa_user_id = ${alexaUserId}, alexa_region = COALESCE(${region}, alexa_region), updated_at = now()
     WHERE id = ${deviceId} AND status = 'linked'
@@ -114,11 +117,13 @@ export function listVoiceDevices(db: CommonQueryMethods, filter: { userId?: stri
 
 /**
  * Leaves an AcceptGrant code (an IntegrationCrypto envelope bound to this row and column) for the
- * device workflow to exchange. False when the device is no longer linked.
+ * device workflow to exchange, with the region whose gateway the permission is for when the caller
+ * knows it. False when the device is no longer linked.
  */
-export async function storeLwaGrantCode(db: CommonQueryMethods, deviceId: string, codeEnc: string): Promise<boolean> {
+export async function storeLwaGrantCode(db: CommonQueryMethods, deviceId: string, codeEnc: string, region: AlexaRegionName | null = null): Promise<boolean> {
   const result = await db.query(sql.unsafe`
-    UPDATE voice_devices SET lwa_grant_code_enc = ${codeEnc}, updated_at = now() WHERE id = ${deviceId} AND status = 'linked'`);
+    UPDATE voice_devices SET lwa_grant_code_enc = ${codeEnc}, alexa_region = COALESCE(${region}, alexa_region), updated_at = now()
+    WHERE id = ${deviceId} AND status = 'linked'`);
   return result.rowCount === 1;
 }
 
@@ -127,7 +132,7 @@ const voiceDeviceSecretsRow = z.object({
   platform: voicePlatform,
   userId: z.string().uuid(),
   grantId: z.string().uuid(),
-  alexaRegion: z.enum(['NA', 'EU', 'FE']).nullable(),
+  alexaRegion: alexaRegion.nullable(),
   lwaGrantCodeEnc: z.string().nullable(),
   lwaAccessTokenEnc: z.string().nullable(),
   lwaRefreshTokenEnc: z.string().nullable(),

@@ -14,7 +14,8 @@ export interface ApprovedAuthorization {
   userId: string;
   redirectUri: string;
   scopes: string[];
-  codeChallenge: string;
+  /** The S256 challenge of the authorization request; null when the client may omit PKCE and sent none. */
+  codeChallenge: string | null;
 }
 
 /**

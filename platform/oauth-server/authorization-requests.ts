@@ -13,6 +13,7 @@ import {
 import type { AuditEntry, AuditLog } from '../audit';
 import { hashBearerValue, matchesStoredHash, randomToken } from '../secrets';
 import { issueAuthorizationCode } from './authorization-codes';
+import { mayOmitPkce } from './client-metadata';
 import { redirectUriMatches, redirectUriProblem } from './clients';
 import { OAuthError, type OAuthErrorCode } from './errors';
 import { coversScopes, grantableScopes, parseScope } from './scopes';
@@ -38,7 +39,8 @@ export interface ValidAuthorizationRequest {
   redirectUri: string;
   scopes: string[];
   state: string | undefined;
-  codeChallenge: string;
+  /** Null only for a client that may omit PKCE (mayOmitPkce) and sent no challenge. */
+  codeChallenge: string | null;
 }
 
 /**
@@ -97,13 +99,19 @@ export async function checkAuthorizationRequest(db: CommonQueryMethods, query: A
   if (!client.grantTypes.includes('authorization_code')) {
     return fail('unauthorized_client', 'this client may not use the authorization code grant', 'grant_type_not_allowed');
   }
-  if (!query.code_challenge) return fail('invalid_request', 'code_challenge is required (PKCE with S256)', 'pkce_missing');
-  if (query.code_challenge_method !== 'S256') {
-    // A missing method means plain (RFC 7636 section 4.3).
-    const plain = query.code_challenge_method === undefined || query.code_challenge_method === 'plain';
-    return fail('invalid_request', 'code_challenge_method must be S256', plain ? 'pkce_plain' : 'pkce_method_unsupported');
+  // A client that may omit PKCE and sends none of it gets a code without a challenge (an empty parameter
+  // counts as omitted, RFC 6749 section 3.1); whatever PKCE a request does send is checked as for every client.
+  let codeChallenge: string | null = null;
+  if (query.code_challenge || query.code_challenge_method || !mayOmitPkce(client)) {
+    if (!query.code_challenge) return fail('invalid_request', 'code_challenge is required (PKCE with S256)', 'pkce_missing');
+    if (query.code_challenge_method !== 'S256') {
+      // A missing method means plain (RFC 7636 section 4.3).
+      const plain = query.code_challenge_method === undefined || query.code_challenge_method === 'plain';
+      return fail('invalid_request', 'code_challenge_method must be S256', plain ? 'pkce_plain' : 'pkce_method_unsupported');
+    }
+    if (!S256_CHALLENGE.test(query.code_challenge)) return fail('invalid_request', 'code_challenge is not a valid S256 challenge', 'pkce_malformed');
+    codeChallenge = query.code_challenge;
   }
-  if (!S256_CHALLENGE.test(query.code_challenge)) return fail('invalid_request', 'code_challenge is not a valid S256 challenge', 'pkce_malformed');
   let scopes: string[];
   try {
     scopes = grantableScopes(parseScope(query.scope), client.scopes);
@@ -112,7 +120,7 @@ export async function checkAuthorizationRequest(db: CommonQueryMethods, query: A
     throw error;
   }
   if (scopes.length === 0) return fail('invalid_scope', 'no scope requested and the client has no default scope', 'scope');
-  return { kind: 'valid', request: { client, redirectUri, scopes, state, codeChallenge: query.code_challenge } };
+  return { kind: 'valid', request: { client, redirectUri, scopes, state, codeChallenge } };
 }
 
 /** Audits a refused authorization request of a known client (OAuthAuthorizeRejected); never a secret. */

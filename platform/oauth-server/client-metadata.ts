@@ -74,7 +74,8 @@ function unique<T>(values: readonly T[]): T[] {
  * How each voice platform links accounts (protocols.md "Amazon Alexa", "Google Home"): the hosts it
  * sends users back to, whose last path segment is the skill vendor's id (Alexa) or the Cloud
  * project's id (Google), and how it authenticates at our token endpoint. Alexa can be set to HTTP
- * Basic or to credentials in the body; Google sends them in the body.
+ * Basic or to credentials in the body; Google sends them in the body. Alexa sends PKCE; Google's
+ * account linking sends none (a plain authorization code request, secret in the token request).
  */
 export const VOICE_PLATFORM_RULES: Record<
   VoicePlatform,
@@ -87,6 +88,8 @@ export const VOICE_PLATFORM_RULES: Record<
     accountId: RegExp;
     accountIdName: string;
     tokenEndpointAuthMethods: readonly TokenEndpointAuthMethod[];
+    /** Whether the platform sends a PKCE challenge; see mayOmitPkce. */
+    sendsPkce: boolean;
   }
 > = {
   alexa: {
@@ -96,6 +99,7 @@ export const VOICE_PLATFORM_RULES: Record<
     accountId: /^[A-Za-z0-9]{1,64}$/,
     accountIdName: 'vendor id',
     tokenEndpointAuthMethods: ['client_secret_basic', 'client_secret_post'],
+    sendsPkce: true,
   },
   google: {
     displayName: 'Google',
@@ -104,8 +108,19 @@ export const VOICE_PLATFORM_RULES: Record<
     accountId: /^[a-z0-9-]{1,64}$/,
     accountIdName: 'project id',
     tokenEndpointAuthMethods: ['client_secret_post'],
+    sendsPkce: false,
   },
 };
+
+/**
+ * Whether a client may send an authorization request without a PKCE challenge: only a confidential
+ * voice client of a platform that sends none (Google). RFC 9700 section 2.1.1 allows that for
+ * confidential clients when the server refuses a PKCE downgrade, which the token endpoint does: a code
+ * issued without a challenge is never redeemed with a code_verifier. Every other client sends S256.
+ */
+export function mayOmitPkce(client: Pick<OAuthClientRow, 'kind' | 'clientType' | 'voicePlatform'>): boolean {
+  return client.kind === 'voice' && client.clientType === 'confidential' && client.voicePlatform !== null && !VOICE_PLATFORM_RULES[client.voicePlatform].sendsPkce;
+}
 
 /** Every redirect URI of a platform for one skill vendor (Alexa) or Cloud project (Google). Throws `invalid_client_metadata`. */
 export function voiceRedirectUris(platform: VoicePlatform, accountId: string): string[] {

@@ -55,6 +55,20 @@ const successorResponse = z.object({
 });
 
 /**
+ * What is wrong with the code_verifier of a code exchange, if anything. A code issued with a challenge
+ * needs its verifier (RFC 7636); a code issued without one (a client that may omit PKCE, mayOmitPkce)
+ * takes none: a verifier there means someone stripped the challenge from the authorization request
+ * to inject a code (PKCE downgrade, RFC 9700 section 4.8.2).
+ */
+function pkceProblem(codeChallenge: string | null, codeVerifier: string | undefined): { reason: string; description: string } | undefined {
+  if (codeChallenge === null) {
+    return codeVerifier === undefined ? undefined : { reason: 'pkce_downgrade', description: 'code_verifier was sent for a code issued without a code_challenge' };
+  }
+  if (codeVerifier === undefined) return { reason: 'pkce_missing', description: 'code_verifier is required (PKCE)' };
+  return verifyPkce(codeVerifier, codeChallenge) ? undefined : { reason: 'pkce_mismatch', description: 'code_verifier does not match the code_challenge' };
+}
+
+/**
  * The three grant types of the token endpoint. Each checks what RFC 6749, RFC 7636 and RFC 9700
  * ask of it and audits both the success and the attacks it detects (code replay, a code or refresh
  * token presented by another client, refresh reuse, an expired code, a redirect_uri mismatch).
@@ -83,7 +97,6 @@ export class TokenGrants {
     this.requireGrantType(client, 'authorization_code');
     if (!input.code) throw new OAuthError('invalid_request', 'code is required');
     if (!input.redirectUri) throw new OAuthError('invalid_request', 'redirect_uri is required');
-    if (!input.codeVerifier) throw new OAuthError('invalid_grant', 'code_verifier is required (PKCE)');
     const codeHash = hashBearerValue(input.code);
 
     const invalid = (description: string): Outcome => ({ failure: new OAuthError('invalid_grant', description) });
@@ -113,9 +126,11 @@ export class TokenGrants {
       if (code.clientId !== client.id) return rejected('issued_to_another_client', 'authorization code was issued to another client');
       if (code.expiresAt <= now.getTime()) return rejected('expired', 'authorization code has expired');
       if (code.redirectUri !== input.redirectUri) return rejected('redirect_uri_mismatch', 'redirect_uri does not match the authorization request');
-      if (!verifyPkce(input.codeVerifier!, code.codeChallenge)) {
-        await this.audit.record(this.entry(context, 'OAuthCodeExchange', 'failure', { userId: code.userId, details: { reason: 'pkce_mismatch' } }), transaction);
-        return invalid('code_verifier does not match the code_challenge');
+      // An empty parameter counts as omitted (RFC 6749 section 3.1).
+      const pkceFailure = pkceProblem(code.codeChallenge, input.codeVerifier || undefined);
+      if (pkceFailure) {
+        await this.audit.record(this.entry(context, 'OAuthCodeExchange', 'failure', { userId: code.userId, details: { reason: pkceFailure.reason } }), transaction);
+        return invalid(pkceFailure.description);
       }
       if (!grant?.live) return invalid('the grant behind this code was revoked');
 

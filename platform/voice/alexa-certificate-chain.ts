@@ -5,6 +5,8 @@ import { rootCertificates } from 'node:tls';
  * The signing certificate chain of requests Alexa sends to an HTTPS skill endpoint, checked as Amazon
  * documents ("Host a custom skill as a web service": verifying the signature certificate URL and the
  * signing certificate). Verified chains are cached by URL until a certificate of the chain expires.
+ * Anyone can send a request naming any URL under Amazon's prefix, so what forged requests can make us
+ * fetch is bounded (CertificateFetchLimits).
  */
 
 export const ALEXA_SIGNING_NAME = 'echo-api.amazon.com';
@@ -12,8 +14,10 @@ const CERTIFICATE_HOST = 's3.amazonaws.com';
 const CERTIFICATE_PATH_PREFIX = '/echo.api/';
 const FETCH_TIMEOUT_MS = 4_000;
 const MAX_CHAIN_BYTES = 64 * 1024;
-/** The URLs are Amazon's, but anyone can send many of them: the cache stays small. */
+/** The URLs are Amazon's, but anyone can send many of them: the caches stay small. */
 const MAX_CACHED_CHAINS = 16;
+const MAX_REMEMBERED_FAILURES = 256;
+const URL_WINDOW_MS = 60_000;
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g;
 
 export type AlexaRejectionReason =
@@ -89,6 +93,26 @@ export const fetchCertificateChainFromAmazon: CertificateChainFetcher = async (u
   return text;
 };
 
+/** What requests naming certificate URLs of their choosing can make us fetch from Amazon's store. */
+export interface CertificateFetchLimits {
+  /** Chains fetched at the same time; a request that needs one more is answered 503. */
+  maxConcurrentFetches: number;
+  /** Distinct URLs fetched in a minute; a request that needs another is answered 503 until the minute ends. */
+  maxUrlsPerMinute: number;
+  /** How long a URL whose chain was refused (unreadable, expired, wrong name, untrusted) is refused again without a fetch. */
+  rejectionMemoryMs: number;
+  /** How long a URL Amazon's store did not answer for is answered 503 again without a fetch: short, the store will be back. */
+  unavailabilityMemoryMs: number;
+}
+
+/** Amazon's genuine chain is one URL, cached once verified: these limits only ever hold back forged requests. */
+export const DEFAULT_CERTIFICATE_FETCH_LIMITS: CertificateFetchLimits = {
+  maxConcurrentFetches: 4,
+  maxUrlsPerMinute: 10,
+  rejectionMemoryMs: 10 * 60_000,
+  unavailabilityMemoryMs: 15_000,
+};
+
 interface VerifiedChain {
   signingCertificate: X509Certificate;
   /** The earliest end of validity of the certificates that made the chain trusted. */
@@ -98,11 +122,21 @@ interface VerifiedChain {
 export class AlexaCertificateChains {
   private readonly verified = new Map<string, VerifiedChain>();
   private readonly inFlight = new Map<string, Promise<VerifiedChain>>();
+  private readonly failures = new Map<string, { error: AlexaRequestRejected | AlexaCertificateChainUnavailable; until: number }>();
+  private urlWindow = { startedAt: Number.NEGATIVE_INFINITY, urls: new Set<string>() };
+  private readonly limits: CertificateFetchLimits;
   private roots: X509Certificate[] | undefined;
 
   constructor(
-    private readonly settings: { trustedRootsPem: readonly string[]; fetch: CertificateChainFetcher; now: () => number },
-  ) {}
+    private readonly settings: {
+      trustedRootsPem: readonly string[];
+      fetch: CertificateChainFetcher;
+      now: () => number;
+      limits?: Partial<CertificateFetchLimits>;
+    },
+  ) {
+    this.limits = { ...DEFAULT_CERTIFICATE_FETCH_LIMITS, ...settings.limits };
+  }
 
   /** The checked signing certificate of the chain at `url` (a URL checkCertificateUrl accepted). */
   async signingCertificate(url: string): Promise<X509Certificate> {
@@ -113,12 +147,44 @@ export class AlexaCertificateChains {
       return cached.signingCertificate;
     }
     this.verified.delete(url);
+    const failure = this.failures.get(url);
+    if (failure && now < failure.until) throw failure.error;
+    this.failures.delete(url);
     let pending = this.inFlight.get(url);
     if (!pending) {
-      pending = this.fetchAndVerify(url).finally(() => this.inFlight.delete(url));
+      this.admitFetch(url, now);
+      pending = this.fetchAndVerify(url)
+        .catch((error: unknown) => {
+          this.rememberFailure(url, error);
+          throw error;
+        })
+        .finally(() => this.inFlight.delete(url));
       this.inFlight.set(url, pending);
     }
     return (await pending).signingCertificate;
+  }
+
+  /** Refuses (503: the request may be genuine) a fetch past the limits; requests for a URL being fetched wait for that fetch instead. */
+  private admitFetch(url: string, now: number): void {
+    if (this.inFlight.size >= this.limits.maxConcurrentFetches) {
+      throw new AlexaCertificateChainUnavailable('too many certificate chains are being fetched; try again');
+    }
+    if (now - this.urlWindow.startedAt >= URL_WINDOW_MS) this.urlWindow = { startedAt: now, urls: new Set() };
+    const { urls } = this.urlWindow;
+    if (!urls.has(url) && urls.size >= this.limits.maxUrlsPerMinute) {
+      throw new AlexaCertificateChainUnavailable('too many certificate URLs were fetched this minute; try again');
+    }
+    urls.add(url);
+  }
+
+  /** Refusals and unavailability are remembered per URL; anything else is a fault of ours and is not. */
+  private rememberFailure(url: string, error: unknown): void {
+    let memoryMs: number;
+    if (error instanceof AlexaRequestRejected) memoryMs = this.limits.rejectionMemoryMs;
+    else if (error instanceof AlexaCertificateChainUnavailable) memoryMs = this.limits.unavailabilityMemoryMs;
+    else return;
+    if (this.failures.size >= MAX_REMEMBERED_FAILURES) this.failures.delete(this.failures.keys().next().value!);
+    this.failures.set(url, { error, until: this.settings.now() + memoryMs });
   }
 
   private async fetchAndVerify(url: string): Promise<VerifiedChain> {

@@ -9,8 +9,6 @@ const gatewayErrorBody = z.object({
   payload: z.object({ code: z.string(), description: z.string().optional() }),
 });
 
-/** Codes after which the user's permission is gone: the skill was disabled, or the permission withdrawn (or the wrong region). */
-const PERMISSION_GONE = new Set(['SKILL_DISABLED_EXCEPTION', 'INSUFFICIENT_PERMISSION_EXCEPTION']);
 
 /** Sends events (`POST /v3/events`) to the gateway of the user's region, authenticated by the user's LWA access token. */
 export class AlexaEventGatewayClient implements AlexaEventGateway {
@@ -46,6 +44,8 @@ async function refusal(region: AlexaRegion, response: Response): Promise<VoicePl
   const details = { status: response.status, ...(code ? { platformCode: code } : {}), ...(retryAfter === undefined ? {} : { retryAfterSeconds: retryAfter }) };
   if (response.status === 429 || response.status >= 500) return new VoicePlatformError('transient', message, details);
   if (response.status === 401 && code === 'INVALID_ACCESS_TOKEN_EXCEPTION') return new VoicePlatformError('access_token_rejected', message, details);
-  if (response.status === 403 && code !== undefined && PERMISSION_GONE.has(code)) return new VoicePlatformError('permission_revoked', message, details);
+  // Only a disabled skill ends the link: the gateway of another region refuses a good token with INSUFFICIENT_PERMISSION_EXCEPTION.
+  if (response.status === 403 && code === 'SKILL_DISABLED_EXCEPTION') return new VoicePlatformError('permission_revoked', message, details);
+  if (response.status === 403 && code === 'INSUFFICIENT_PERMISSION_EXCEPTION') return new VoicePlatformError('insufficient_permission', message, details);
   return new VoicePlatformError('protocol', message, details);
 }

@@ -22,13 +22,22 @@ export interface LoginWithAmazon {
 /**
  * Why a voice platform's API refused:
  * - `access_token_rejected`: the gateway's 401 INVALID_ACCESS_TOKEN_EXCEPTION: refresh once and retry;
- * - `permission_revoked`: 403 SKILL_DISABLED_EXCEPTION or INSUFFICIENT_PERMISSION_EXCEPTION: the link is gone;
+ * - `permission_revoked`: 403 SKILL_DISABLED_EXCEPTION: the link is gone;
+ * - `insufficient_permission`: 403 INSUFFICIENT_PERMISSION_EXCEPTION: the token is not good for this gateway (a
+ *   gateway of the wrong region answers it too), so the event is not delivered, but the link is not gone;
  * - `agent_user_not_found`: Home Graph's 404 for an agent user that is not linked (any more);
  * - `invalid_client`: our own credentials (service account, LWA client) are wrong: an operator must act;
  * - `transient`: 429, 5xx, timeouts and network faults: back off and retry;
  * - `protocol`: any other refusal, or an answer we cannot read.
  */
-export type VoicePlatformErrorKind = 'access_token_rejected' | 'permission_revoked' | 'agent_user_not_found' | 'invalid_client' | 'transient' | 'protocol';
+export type VoicePlatformErrorKind =
+  | 'access_token_rejected'
+  | 'permission_revoked'
+  | 'insufficient_permission'
+  | 'agent_user_not_found'
+  | 'invalid_client'
+  | 'transient'
+  | 'protocol';
 
 export class VoicePlatformError extends Error {
   override name = 'VoicePlatformError';

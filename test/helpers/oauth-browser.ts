@@ -118,6 +118,9 @@ export interface AuthorizeParams {
   extra?: Record<string, string | undefined>;
 }
 
+/** authorizePath's `extra` for a request without PKCE, as Google's account linking sends it. */
+export const WITHOUT_PKCE = { code_challenge: undefined, code_challenge_method: undefined };
+
 /** /oauth/authorize?... with sensible defaults; `extra` overrides (undefined removes a parameter). */
 export function authorizePath(params: AuthorizeParams): { path: string; pkce: PkcePair; state: string } {
   const pkce = params.pkce ?? createPkcePair();

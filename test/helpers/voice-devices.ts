@@ -1,4 +1,4 @@
-import type { WorkflowHandle } from '@temporalio/client';
+import { Client, type WorkflowHandle } from '@temporalio/client';
 import { acceptAlexaGrant } from '../../api/plugins/voice/accept-grant';
 import { findVoiceDevice } from '../../db/queries/voice-devices';
 import type { FakeAlexaRegion } from '../../fakes/amazon';
@@ -52,14 +52,25 @@ export async function activeTokens(voice: VoiceTestPlatform, device: LinkedDevic
   return active;
 }
 
-/** The user enables the skill's permission: Alexa hands the AcceptGrant code to the API, which asks the device's workflow to exchange it. */
+/** The user enables the skill's permission in `region`: Alexa hands the AcceptGrant code (and its region) to the API, which asks the device's workflow to exchange it. */
 export async function grantAlexaPermission(voice: VoiceTestPlatform, device: LinkedDevice, region: FakeAlexaRegion = 'NA') {
   const { code, customerId } = voice.amazon.issueGrantCode({ region });
   device.secrets.push(code);
   const { platform } = voice;
   const row = (await findVoiceDevice(platform.db, device.deviceId))!;
-  const result = await acceptAlexaGrant({ db: platform.db, crypto: platform.crypto, config: platform.config, temporal: platform.client }, row, code);
+  const result = await acceptAlexaGrant({ db: platform.db, crypto: platform.crypto, config: platform.config, temporal: platform.client }, row, code, region);
   return { customerId, result };
+}
+
+/**
+ * The workflow's outcome, waited for without letting the time-skipping server skip time (its own
+ * client skips to the next deadline it knows while it waits, years ahead when nothing else is due):
+ * tests that let simulated time pass say so with clock.advance.
+ */
+export function outcomeOf(voice: VoiceTestPlatform, handle: WorkflowHandle): Promise<unknown> {
+  const { platform } = voice;
+  const client = new Client({ connection: platform.temporal.connection, namespace: platform.config.temporal.namespace, dataConverter: { payloadCodecs: [platform.payloadCodec] } });
+  return client.workflow.getHandle(handle.workflowId).result();
 }
 
 /** Polls the device workflow's status query until `predicate` holds (real time; fine for short waits). */

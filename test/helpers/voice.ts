@@ -7,7 +7,7 @@ import { startFakeAmazon, type FakeAmazon } from '../../fakes/amazon';
 import { generateServiceAccountKey, startFakeGoogleHome, type FakeGoogleHome } from '../../fakes/google-home';
 import { createAlexaRequestVerifier } from '../../platform/voice/alexa-request-verification';
 import { alexaRequestBody, createAlexaTestSigner, type AlexaTestSigner } from './alexa-signing';
-import { authorizePath, TestBrowser } from './oauth-browser';
+import { authorizePath, TestBrowser, WITHOUT_PKCE } from './oauth-browser';
 import { ADMIN_TOKEN } from './oauth-server';
 import { startTestPlatform, TEST_PASSWORD, type TestPlatform } from './platform';
 
@@ -60,7 +60,20 @@ export interface VoiceTestPlatform {
  */
 export interface VoiceTestPlatformOptions {
   clock?: { now: () => number; activityClock: () => Date };
+  /** Without `clock`: what the api-server alone takes now to be (the fakes and activities keep real time). */
+  serverClock?: () => Date;
   activityInterceptors?: ActivityInterceptorsFactory[];
+}
+
+/**
+ * A server clock stopped twenty minutes ago, for tests that say "today" as the server does: the day
+ * cannot change under them, and every access token the server issues has expired in real time
+ * (ACCESS_TOKEN_TTL_SECONDS, 15 minutes by default), so anything that checks a token on real time
+ * instead of the server's clock fails.
+ */
+export function stoppedServerClock(): { now: Date; clock: () => Date } {
+  const now = new Date(Date.now() - 20 * 60_000);
+  return { now, clock: () => now };
 }
 
 export async function startVoiceTestPlatform(
@@ -76,6 +89,7 @@ export async function startVoiceTestPlatform(
   const platform = await startTestPlatform({
     temporal,
     ...(options.clock ? { clock: options.clock.activityClock, serverClock: () => new Date(options.clock!.now()) } : {}),
+    ...(!options.clock && options.serverClock ? { serverClock: options.serverClock } : {}),
     ...(options.activityInterceptors ? { activityInterceptors: options.activityInterceptors } : {}),
     alexaRequestVerifier: createAlexaRequestVerifier(signer.verifierOptions(SKILL_ID)),
     environment: {
@@ -155,8 +169,8 @@ export async function postAsVoiceClient(platform: TestPlatform, path: string, cl
 
 /**
  * A new PM user (or `existingUser`) links their account for `client`'s platform: the platform's authorization request
- * (PKCE, state), our login page, our consent page, the code at the platform's redirect URI, and the
- * code exchanged at our token endpoint as that platform authenticates.
+ * (state; PKCE from Alexa, none from Google), our login page, our consent page, the code at the platform's
+ * redirect URI, and the code exchanged at our token endpoint as that platform authenticates.
  */
 export async function linkAccount(
   voice: VoiceTestPlatform,
@@ -171,7 +185,8 @@ export async function linkAccount(
   const browser = new TestBrowser(platform.apiUrl);
   // Alexa's state is opaque and long; it must come back byte for byte.
   const state = `${client.platform}-${randomUUID()}.${'A'.repeat(40)}-_~`;
-  const request = authorizePath({ clientId: client.clientId, redirectUri, scope, state });
+  const sendsPkce = client.platform === 'alexa';
+  const request = authorizePath({ clientId: client.clientId, redirectUri, scope, state, ...(sendsPkce ? {} : { extra: WITHOUT_PKCE }) });
   const toLogin = await browser.get(request.path);
   if (toLogin.status !== 303) throw new Error(`authorize answered ${toLogin.status}: ${await toLogin.text()}`);
   const returnTo = new URL(toLogin.headers.get('location')!, platform.apiUrl).searchParams.get('return_to')!;
@@ -186,7 +201,7 @@ export async function linkAccount(
     grant_type: 'authorization_code',
     code: location.searchParams.get('code')!,
     redirect_uri: redirectUri,
-    code_verifier: request.pkce.verifier,
+    ...(sendsPkce ? { code_verifier: request.pkce.verifier } : {}),
   });
   if (tokens.status !== 200) throw new Error(`token endpoint answered ${tokens.status}: ${JSON.stringify(tokens.body)}`);
   return {
@@ -289,11 +304,6 @@ async function airbnbConnectionOf(platform: TestPlatform, userId: string): Promi
   return connectionId;
 }
 
-/** YYYY-MM-DD, `days` from today (UTC). */
-export function dayFromToday(days: number): string {
-  return new Date(Date.now() + days * 86_400_000).toISOString().slice(0, 10);
-}
-
 /** A signed request straight from Alexa to the skill endpoint. */
 export async function sendSkillRequest(
   voice: VoiceTestPlatform,
@@ -327,9 +337,34 @@ export async function resendSkillRequest(voice: VoiceTestPlatform, sent: { reque
   return jsonAnswer(await fetch(`${voice.platform.apiUrl}/api/v1/voice/alexa/skill`, { method: 'POST', headers: sent.headersSent, body: sent.requestBody }));
 }
 
-/** What the operator's relay function forwards: a smart-home directive. */
-export function relayDirective(voice: VoiceTestPlatform, directive: Record<string, unknown>, token = RELAY_TOKEN): Promise<JsonAnswer> {
-  return sendJson(voice.platform, 'POST', '/api/v1/voice/alexa/smart-home', { bearer: token, body: { directive } });
+export interface RelayOptions {
+  token?: string;
+  /** The region of the Lambda that received the request (X-Alexa-Region); NA unless given, none when null. */
+  region?: 'NA' | 'EU' | 'FE' | null;
+}
+
+/** What the operator's relay function forwards: a smart-home directive, or a skill event (`body` as Alexa sent it). */
+export function relayToUs(voice: VoiceTestPlatform, body: Record<string, unknown>, options: RelayOptions = {}): Promise<JsonAnswer> {
+  const region = options.region === undefined ? 'NA' : options.region;
+  return sendJson(voice.platform, 'POST', '/api/v1/voice/alexa/smart-home', {
+    bearer: options.token ?? RELAY_TOKEN,
+    body,
+    ...(region === null ? {} : { headers: { 'x-alexa-region': region } }),
+  });
+}
+
+export function relayDirective(voice: VoiceTestPlatform, directive: Record<string, unknown>, options: RelayOptions = {}): Promise<JsonAnswer> {
+  return relayToUs(voice, { directive }, options);
+}
+
+/** A skill event as Amazon sends it to a smart-home skill's function, which forwards it as it is. */
+export function relaySkillEvent(
+  voice: VoiceTestPlatform,
+  event: { type: string; userId?: string; skillId?: string; extra?: Record<string, unknown> },
+  options: RelayOptions = {},
+): Promise<JsonAnswer> {
+  const body = alexaRequestBody({ skillId: event.skillId ?? SKILL_ID, type: event.type, timestamp: new Date(), ...(event.userId ? { userId: event.userId } : {}), ...(event.extra ? { extra: event.extra } : {}) });
+  return relayToUs(voice, JSON.parse(body) as Record<string, unknown>, options);
 }
 
 export function acceptGrantDirective(code: string, granteeToken: string): Record<string, unknown> {

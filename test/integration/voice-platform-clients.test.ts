@@ -139,7 +139,8 @@ describe('voice platform clients', () => {
         expect(await failure()).toMatchObject({ kind: 'transient', details: { status, platformCode: 'INTERNAL_SERVICE_EXCEPTION' } });
       }
       expect(await failureOf(gateway.send('NA', customer.accessToken, { event: {} }))).toMatchObject({ kind: 'protocol', details: { status: 400 } });
-      expect(await failure('EU')).toMatchObject({ kind: 'permission_revoked', details: { status: 403, platformCode: 'INSUFFICIENT_PERMISSION_EXCEPTION' } });
+      // The wrong region's gateway answers 403 too: the permission is not gone, the device was told the wrong region.
+      expect(await failure('EU')).toMatchObject({ kind: 'insufficient_permission', details: { status: 403, platformCode: 'INSUFFICIENT_PERMISSION_EXCEPTION' } });
       expect(await failure('NA', 'Atza|unknown')).toMatchObject({ kind: 'access_token_rejected', details: { status: 401, platformCode: 'INVALID_ACCESS_TOKEN_EXCEPTION' } });
 
       now += HOUR;

@@ -1,6 +1,13 @@
 import { X509Certificate } from 'node:crypto';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createAlexaRequestVerifier, type AlexaRejectionReason, type AlexaRequestVerifier } from '../../platform/voice/alexa-request-verification';
+import { AlexaCertificateChains, type CertificateChainFetcher } from '../../platform/voice/alexa-certificate-chain';
+import {
+  AlexaCertificateChainUnavailable,
+  AlexaRequestRejected,
+  createAlexaRequestVerifier,
+  type AlexaRejectionReason,
+  type AlexaRequestVerifier,
+} from '../../platform/voice/alexa-request-verification';
 import {
   alexaRequestBody,
   createAlexaTestSigner,
@@ -114,6 +121,13 @@ describe('Alexa request verification', () => {
     expect(await rejection(verifier().verify(signed(request(), url)))).toBe('accepted');
   });
 
+  it('fetches a URL whose chain Amazon refused once, however often forged requests name it', async () => {
+    const verify = verifier();
+    const url = 'https://s3.amazonaws.com/echo.api/forged-missing.pem';
+    for (let attempt = 0; attempt < 5; attempt += 1) expect(await rejection(verify.verify(signed(request(), url)))).toBe('certificate_unreadable');
+    expect(signer.fetches.filter((fetched) => fetched === url)).toHaveLength(1);
+  });
+
   it('refuses a signing certificate outside its dates', async () => {
     const { shortLived } = variants;
     const url = signer.serve('short-lived', shortLived.chainPem);
@@ -192,4 +206,98 @@ describe('Alexa request verification', () => {
     expect(await rejection(verify.verify(signed(badDate)))).toBe('malformed_body');
   });
 
+});
+
+/**
+ * Forged requests choose the certificate URL, and each new one would cost a fetch from Amazon's store:
+ * failures are remembered per URL, and fetches are limited at a time and in distinct URLs a minute.
+ * The fetcher is the unit's collaborator, so a stub that records and holds its calls.
+ */
+describe('Alexa certificate chain fetching, bounded against forged requests', () => {
+  const limits = { maxConcurrentFetches: 2, maxUrlsPerMinute: 3, rejectionMemoryMs: 10 * MINUTE, unavailabilityMemoryMs: 15 * SECOND };
+  const urlOf = (name: string) => `https://s3.amazonaws.com/echo.api/${name}.pem`;
+  let now: number;
+  let fetched: string[];
+
+  beforeEach(() => {
+    now = Date.now();
+    fetched = [];
+  });
+
+  function chains(answer: CertificateChainFetcher): AlexaCertificateChains {
+    const fetch: CertificateChainFetcher = (url) => {
+      fetched.push(url);
+      return answer(url);
+    };
+    return new AlexaCertificateChains({ trustedRootsPem: [], fetch, now: () => now, limits });
+  }
+
+  const refused: CertificateChainFetcher = async (url) => {
+    throw new AlexaRequestRejected('certificate_unreadable', `nothing at ${url}`);
+  };
+
+  /** What a lookup ends in: the rejection's reason, 'unavailable' (503) or 'accepted'. */
+  async function outcome(promise: Promise<unknown>): Promise<string> {
+    try {
+      await promise;
+      return 'accepted';
+    } catch (error) {
+      if (error instanceof AlexaRequestRejected) return error.reason;
+      if (error instanceof AlexaCertificateChainUnavailable) return 'unavailable';
+      throw error;
+    }
+  }
+
+  it('refuses a URL whose chain was refused again without fetching it, until the memory has passed', async () => {
+    const store = chains(refused);
+    for (let attempt = 0; attempt < 3; attempt += 1) expect(await outcome(store.signingCertificate(urlOf('forged')))).toBe('certificate_unreadable');
+    expect(fetched).toEqual([urlOf('forged')]);
+    now += limits.rejectionMemoryMs;
+    expect(await outcome(store.signingCertificate(urlOf('forged')))).toBe('certificate_unreadable');
+    expect(fetched).toHaveLength(2);
+  });
+
+  it("remembers briefly that Amazon's store did not answer for a URL", async () => {
+    const store = chains(async () => {
+      throw new AlexaCertificateChainUnavailable('the certificate store answered 503');
+    });
+    expect(await outcome(store.signingCertificate(urlOf('busy')))).toBe('unavailable');
+    expect(await outcome(store.signingCertificate(urlOf('busy')))).toBe('unavailable');
+    expect(fetched).toHaveLength(1);
+    now += limits.unavailabilityMemoryMs;
+    expect(await outcome(store.signingCertificate(urlOf('busy')))).toBe('unavailable');
+    expect(fetched).toHaveLength(2);
+  });
+
+  it('fetches at most maxConcurrentFetches chains at a time: one more is answered 503 unfetched, the same URL waits for its fetch', async () => {
+    // Fetches are held until released; once released, the store answers at once.
+    const held = new Map<string, () => void>();
+    let holding = true;
+    const store = chains((url) =>
+      holding
+        ? new Promise<string>((_resolve, reject) => held.set(url, () => reject(new AlexaRequestRejected('certificate_unreadable', `nothing at ${url}`))))
+        : refused(url),
+    );
+    const first = outcome(store.signingCertificate(urlOf('first')));
+    const second = outcome(store.signingCertificate(urlOf('second')));
+    const sameAsFirst = outcome(store.signingCertificate(urlOf('first')));
+    expect(await outcome(store.signingCertificate(urlOf('third')))).toBe('unavailable');
+    expect(fetched).toEqual([urlOf('first'), urlOf('second')]);
+
+    holding = false;
+    for (const release of held.values()) release();
+    expect(await Promise.all([first, second, sameAsFirst])).toEqual(['certificate_unreadable', 'certificate_unreadable', 'certificate_unreadable']);
+    expect(await outcome(store.signingCertificate(urlOf('third')))).toBe('certificate_unreadable');
+    expect(fetched).toEqual([urlOf('first'), urlOf('second'), urlOf('third')]);
+  });
+
+  it('fetches at most maxUrlsPerMinute distinct URLs a minute; a URL refused for that is fetched once the minute has passed', async () => {
+    const store = chains(refused);
+    for (const name of ['a', 'b', 'c']) expect(await outcome(store.signingCertificate(urlOf(name)))).toBe('certificate_unreadable');
+    expect(await outcome(store.signingCertificate(urlOf('d')))).toBe('unavailable');
+    expect(fetched).toHaveLength(3);
+    now += MINUTE;
+    expect(await outcome(store.signingCertificate(urlOf('d')))).toBe('certificate_unreadable');
+    expect(fetched).toHaveLength(4);
+  });
 });

@@ -1,20 +1,26 @@
 import { randomUUID } from 'node:crypto';
+import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { acceptAlexaGrant, acceptGrantRefusal } from '../../api/plugins/voice/accept-grant';
+import { findVoiceDevice } from '../../db/queries/voice-devices';
 import { startTemporalDevServer } from '../helpers/temporal';
+import { dayOf } from '../helpers/voice-devices';
 import {
   acceptGrantDirective,
   auditRows,
-  dayFromToday,
   deviceOf,
   linkAccount,
   linkedDevice,
   relayDirective,
+  relaySkillEvent,
   resendSkillRequest,
   seedStay,
   sendJson,
   sendSkillRequest,
   startVoiceTestPlatform,
+  stoppedServerClock,
   waitFor,
   type VoiceTestPlatform,
 } from '../helpers/voice';
@@ -27,10 +33,12 @@ import {
 describe('Alexa', () => {
   let temporal: TestWorkflowEnvironment;
   let voice: VoiceTestPlatform;
+  // The api-server's clock, from which the tests say which day it is, as the skill does.
+  const { now: serverNow, clock: serverClock } = stoppedServerClock();
 
   beforeAll(async () => {
     temporal = await startTemporalDevServer();
-    voice = await startVoiceTestPlatform(temporal);
+    voice = await startVoiceTestPlatform(temporal, {}, { serverClock });
   });
 
   afterAll(async () => {
@@ -98,6 +106,31 @@ describe('Alexa', () => {
     expect(audits).not.toContain(account.accessToken);
   });
 
+  it("AcceptGrant names the region of the Lambda that received it: recorded on the device, the reports go to that region's gateway", async () => {
+    const { platform, amazon } = voice;
+    const account = await linkAccount(voice, voice.alexaClient);
+    await linkedDevice(platform, account.userId);
+    await seedStay(platform, account.userId, { property: 'Fjord house', guest: 'Eva', checkIn: dayOf(serverNow.getTime(), -1), checkOut: dayOf(serverNow.getTime(), 2) });
+    const { code, customerId } = amazon.issueGrantCode({ region: 'EU' });
+    const exchangesBefore = amazon.codeExchanges();
+
+    for (const region of [null, 'XX' as 'EU']) {
+      const refused = await relayDirective(voice, acceptGrantDirective(code, account.accessToken), { region });
+      expect(refused.status).toBe(400);
+      expect(refused.body).toEqual({ error: 'invalid_alexa_region', message: expect.stringContaining('X-Alexa-Region') });
+    }
+    expect(amazon.codeExchanges()).toBe(exchangesBefore);
+
+    const answer = await relayDirective(voice, acceptGrantDirective(code, account.accessToken), { region: 'EU' });
+    expect(answer.body).toMatchObject({ event: { header: { name: 'AcceptGrant.Response' } } });
+    expect(await deviceOf(platform, account.userId)).toMatchObject({ status: 'linked', alexaRegion: 'EU' });
+    // The discovery report that follows the grant goes through the EU gateway, and the link stays.
+    const delivered = await waitFor(async () => amazon.events(customerId), (events) => events.length > 0, 'the discovery report');
+    expect(delivered.map((event) => event.region)).toEqual(['EU']);
+    expect(amazon.calls.filter((call) => call.endpoint === 'events' && call.customerId === customerId).map((call) => call.status)).toEqual([202]);
+    expect((await deviceOf(platform, account.userId)).status).toBe('linked');
+  });
+
   it('AcceptGrant fails with ACCEPT_GRANT_FAILED for a grantee token that is not a linked device, or a code LWA refuses', async () => {
     const { platform, amazon } = voice;
     const exchangesBefore = amazon.calls.filter((call) => call.endpoint === 'token').length;
@@ -126,7 +159,7 @@ describe('Alexa', () => {
     const directive = acceptGrantDirective('code', 'token');
     const missing = await sendJson(voice.platform, 'POST', '/api/v1/voice/alexa/smart-home', { body: { directive } });
     expect(missing.status).toBe(401);
-    expect((await relayDirective(voice, directive, 'x'.repeat(44))).status).toBe(401);
+    expect((await relayDirective(voice, directive, { token: 'x'.repeat(44) })).status).toBe(401);
 
     const discovery = await relayDirective(voice, {
       header: { namespace: 'Alexa.Discovery', name: 'Discover', messageId: randomUUID(), payloadVersion: '3' },
@@ -140,12 +173,14 @@ describe('Alexa', () => {
     const { platform, amazon } = voice;
     const account = await linkAccount(voice, voice.alexaClient);
     const device = await linkedDevice(platform, account.userId);
-    const link = (code: string, sessionToken = account.sessionToken) =>
-      sendJson(platform, 'POST', '/api/v1/ai/voice-devices/link', { bearer: sessionToken, body: { platform: 'alexa', code } });
+    const link = (code: string, sessionToken = account.sessionToken, extra: Record<string, string> = {}) =>
+      sendJson(platform, 'POST', '/api/v1/ai/voice-devices/link', { bearer: sessionToken, body: { platform: 'alexa', code, ...extra } });
 
-    const linked = await link(amazon.issueGrantCode().code);
+    const linked = await link(amazon.issueGrantCode({ region: 'FE' }).code, account.sessionToken, { region: 'FE' });
     expect(linked.status).toBe(200);
     expect(linked.body).toMatchObject({ id: device.id, platform: 'alexa', status: 'linked', alexaEventsPermitted: true });
+    expect(await deviceOf(platform, account.userId)).toMatchObject({ alexaRegion: 'FE' });
+    expect((await link(amazon.issueGrantCode().code, account.sessionToken, { region: 'MARS' })).status).toBe(400);
 
     const refused = await link('ANaExpiredOrForged');
     expect(refused.status, JSON.stringify(refused.body)).toBe(400);
@@ -176,6 +211,25 @@ describe('Alexa', () => {
     expect(await deviceOf(platform, account.userId)).toMatchObject({ status: 'linked', lwaGrantCodeEnc: null });
   });
 
+  it("a refusal by the device workflow is told apart: an unlinking device is gone (404), anything else may work later (503)", async () => {
+    const { platform, amazon } = voice;
+    const account = await linkAccount(voice, voice.alexaClient);
+    const device = (await findVoiceDevice(platform.db, (await linkedDevice(platform, account.userId)).id))!;
+    // What the workflow's update answers is the unit's collaborator here: each refusal it can give, as Temporal's client throws it.
+    const refusingWith = (type: string) => ({
+      workflow: { executeUpdateWithStart: () => Promise.reject(new WorkflowUpdateFailedError('Workflow Update failed', ApplicationFailure.nonRetryable('refused', type))) },
+    }) as unknown as Client;
+    const accept = (type: string) =>
+      acceptAlexaGrant({ db: platform.db, crypto: platform.crypto, config: platform.config, temporal: refusingWith(type) }, device, amazon.issueGrantCode().code, null);
+
+    const unlinking = await accept('VoiceDeviceNotLinked');
+    expect(unlinking).toEqual({ accepted: false, reason: 'device_unlinked' });
+    expect(acceptGrantRefusal(unlinking.accepted ? '' : unlinking.reason)).toMatchObject({ statusCode: 404, code: 'no_linked_device' });
+    const broken = await accept('WorkflowBroke');
+    expect(broken).toEqual({ accepted: false, reason: 'device_workflow_failed' });
+    expect(acceptGrantRefusal(broken.accepted ? '' : broken.reason)).toMatchObject({ statusCode: 503, code: 'device_workflow_unavailable' });
+  });
+
   it('answers the skill: LinkAccount without a live token, a welcome, today\'s check-ins and check-outs from the reservations, help and stop', async () => {
     const { platform } = voice;
     const unlinked = await sendSkillRequest(voice, { type: 'LaunchRequest' });
@@ -194,12 +248,12 @@ describe('Alexa', () => {
 
     const guests = () => sendSkillRequest(voice, { type: 'IntentRequest', accessToken: account.accessToken, extra: { intent: { name: 'GetTodaysGuestsIntent', confirmationStatus: 'NONE' } } });
     expect(speech((await guests()).body)).toMatch(/no check-ins or check-outs/);
-    await seedStay(platform, account.userId, { property: 'Lake cabin', guest: 'Ann Arrival', checkIn: dayFromToday(0), checkOut: dayFromToday(3) });
-    await seedStay(platform, account.userId, { property: 'Sea view', guest: 'Dan Departure', checkIn: dayFromToday(-2), checkOut: dayFromToday(0) });
-    await seedStay(platform, account.userId, { property: 'Old mill', guest: 'Carl Cancelled', checkIn: dayFromToday(0), checkOut: dayFromToday(1), status: 'cancelled' });
-    await seedStay(platform, account.userId, { property: 'Hill hut', guest: 'Sam Staying', checkIn: dayFromToday(-1), checkOut: dayFromToday(1) });
+    await seedStay(platform, account.userId, { property: 'Lake cabin', guest: 'Ann Arrival', checkIn: dayOf(serverNow.getTime(), 0), checkOut: dayOf(serverNow.getTime(), 3) });
+    await seedStay(platform, account.userId, { property: 'Sea view', guest: 'Dan Departure', checkIn: dayOf(serverNow.getTime(), -2), checkOut: dayOf(serverNow.getTime(), 0) });
+    await seedStay(platform, account.userId, { property: 'Old mill', guest: 'Carl Cancelled', checkIn: dayOf(serverNow.getTime(), 0), checkOut: dayOf(serverNow.getTime(), 1), status: 'cancelled' });
+    await seedStay(platform, account.userId, { property: 'Hill hut', guest: 'Sam Staying', checkIn: dayOf(serverNow.getTime(), -1), checkOut: dayOf(serverNow.getTime(), 1) });
     const other = await platform.signUp(`other-host-${randomUUID()}@example.com`);
-    await seedStay(platform, other.userId, { property: 'Not yours', guest: 'Olga Other', checkIn: dayFromToday(0), checkOut: dayFromToday(2) });
+    await seedStay(platform, other.userId, { property: 'Not yours', guest: 'Olga Other', checkIn: dayOf(serverNow.getTime(), 0), checkOut: dayOf(serverNow.getTime(), 2) });
     const answer = speech((await guests()).body)!;
     expect(answer).toContain('Ann Arrival checks in at Lake cabin.');
     expect(answer).toContain('Dan Departure checks out of Sea view.');
@@ -224,6 +278,19 @@ describe('Alexa', () => {
     const event = await sendSkillRequest(voice, { type: 'AlexaSkillEvent.SkillAccountLinked', userId: alexaUserId, extra: { body: { accessToken: account.accessToken } } });
     expect(event.status).toBe(200);
     await waitFor(() => deviceOf(voice.platform, account.userId), (device) => device.alexaUserId === alexaUserId, 'the skill user id');
+  });
+
+  it("SkillAccountLinked relayed by the skill's function records the skill user id and the region of the Lambda; the relay takes nothing but skill events and directives", async () => {
+    const account = await linkAccount(voice, voice.alexaClient);
+    const alexaUserId = `amzn1.ask.account.${randomUUID()}`;
+    const linked = { type: 'AlexaSkillEvent.SkillAccountLinked', userId: alexaUserId, extra: { body: { accessToken: account.accessToken } } };
+    const event = await relaySkillEvent(voice, linked, { region: 'FE' });
+    expect(event.status).toBe(204);
+    expect(await deviceOf(voice.platform, account.userId)).toMatchObject({ alexaUserId, alexaRegion: 'FE' });
+
+    const launch = await relaySkillEvent(voice, { type: 'LaunchRequest', userId: alexaUserId });
+    expect(launch.status).toBe(400);
+    expect((await relaySkillEvent(voice, linked, { region: 'MARS' as 'EU' })).body.error).toBe('invalid_alexa_region');
   });
 
   it('refuses forged, tampered, stale, replayed and other skills\' requests with 400, each audited', async () => {

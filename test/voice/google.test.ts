@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTemporalDevServer } from '../helpers/temporal';
-import { auditRows, dayFromToday, fulfill, linkAccount, linkedDevice, seedStay, startVoiceTestPlatform, type LinkedAccount, type VoiceTestPlatform } from '../helpers/voice';
+import { auditRows, fulfill, linkAccount, linkedDevice, seedStay, startVoiceTestPlatform, stoppedServerClock, type LinkedAccount, type VoiceTestPlatform } from '../helpers/voice';
+import { dayOf } from '../helpers/voice-devices';
 
 /**
  * Google Home cloud-to-cloud fulfillment through our real endpoints: an account linked as Google
@@ -14,17 +15,19 @@ describe('Google Home fulfillment', () => {
   let account: LinkedAccount;
   let deviceId: string;
   const properties: Record<string, string> = {};
+  // The api-server's clock, from which the tests say which day it is, as QUERY does.
+  const { now: serverNow, clock: serverClock } = stoppedServerClock();
 
   beforeAll(async () => {
     temporal = await startTemporalDevServer();
-    voice = await startVoiceTestPlatform(temporal);
+    voice = await startVoiceTestPlatform(temporal, {}, { serverClock });
     account = await linkAccount(voice, voice.googleClient);
     deviceId = (await linkedDevice(voice.platform, account.userId)).id;
     const { platform } = voice;
-    properties.occupied = await seedStay(platform, account.userId, { property: 'Lake cabin', guest: 'Ann', checkIn: dayFromToday(-1), checkOut: dayFromToday(2) });
-    properties.arriving = await seedStay(platform, account.userId, { property: 'Sea view', guest: 'Bea', checkIn: dayFromToday(0), checkOut: dayFromToday(1) });
-    properties.leaving = await seedStay(platform, account.userId, { property: 'Hill hut', guest: 'Cy', checkIn: dayFromToday(-3), checkOut: dayFromToday(0) });
-    properties.cancelled = await seedStay(platform, account.userId, { property: 'Old mill', guest: 'Di', checkIn: dayFromToday(-1), checkOut: dayFromToday(1), status: 'cancelled' });
+    properties.occupied = await seedStay(platform, account.userId, { property: 'Lake cabin', guest: 'Ann', checkIn: dayOf(serverNow.getTime(), -1), checkOut: dayOf(serverNow.getTime(), 2) });
+    properties.arriving = await seedStay(platform, account.userId, { property: 'Sea view', guest: 'Bea', checkIn: dayOf(serverNow.getTime(), 0), checkOut: dayOf(serverNow.getTime(), 1) });
+    properties.leaving = await seedStay(platform, account.userId, { property: 'Hill hut', guest: 'Cy', checkIn: dayOf(serverNow.getTime(), -3), checkOut: dayOf(serverNow.getTime(), 0) });
+    properties.cancelled = await seedStay(platform, account.userId, { property: 'Old mill', guest: 'Di', checkIn: dayOf(serverNow.getTime(), -1), checkOut: dayOf(serverNow.getTime(), 1), status: 'cancelled' });
   });
 
   afterAll(async () => {

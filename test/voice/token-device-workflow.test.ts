@@ -1,4 +1,4 @@
-import { Client, defaultPayloadConverter } from '@temporalio/client';
+import { Client, Connection, defaultPayloadConverter, type WorkflowClientInterceptor } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { sql } from 'slonik';
 import { z } from 'zod';
@@ -85,6 +85,36 @@ describe('the device workflow of a voice link', () => {
     // The refresh answers without waiting for the start; the start is recorded once it succeeded.
     await expect.poll(async () => (await findVoiceDevice(server.db, deviceId))?.workflowStartedAt, { timeout: 15_000 }).toEqual(expect.any(Number));
     expect((await startedInput(deviceId)).deviceId).toBe(deviceId);
+  });
+
+  it('closing the api-server waits for the start a refresh set off, so no retry outlives the Temporal connection', async () => {
+    // Temporal unreachable: the client retries the start on a timer until its deadline.
+    const unreachable = Connection.lazy({ address: '127.0.0.1:1' });
+    const starts = { begun: 0, settled: 0 };
+    const counting: WorkflowClientInterceptor = {
+      async start(input, next) {
+        starts.begun += 1;
+        try {
+          return await next(input);
+        } finally {
+          starts.settled += 1;
+        }
+      },
+    };
+    const port = await freePort();
+    const app = await buildApiServer({ ...server.app.services, temporal: new Client({ connection: unreachable, interceptors: { workflow: [counting] } }) });
+    await app.listen({ host: '127.0.0.1', port });
+    try {
+      const { tokens, deviceId } = await linkThrough(server);
+      const refreshed = await refresh({ ...server, app, url: `http://127.0.0.1:${port}` }, alexa, tokens.refresh_token);
+      expect(refreshed.status, refreshed.text).toBe(200);
+      await app.close();
+      expect(starts).toEqual({ begun: 1, settled: 1 });
+      expect((await findVoiceDevice(server.db, deviceId))?.workflowStartedAt).toBeNull();
+    } finally {
+      await app.close();
+      await unreachable.close();
+    }
   });
 
   it('a workflow that is already running counts as started', async () => {

@@ -10,7 +10,7 @@ import { AuditLog } from '../../platform/audit';
 import type { OAuthClientRow } from '../../platform/oauth-server/clients';
 import { createPkcePair } from '../../platform/pkce';
 import { hashBearerValue } from '../../platform/secrets';
-import { authorizePath, signedInBrowser, type TestBrowser } from '../helpers/oauth-browser';
+import { authorizePath, signedInBrowser, WITHOUT_PKCE, type TestBrowser } from '../helpers/oauth-browser';
 import { startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
 import { freePort } from '../helpers/ports';
 import {
@@ -92,11 +92,12 @@ async function link(target: OAuthTestServer, platform: Platform, userId: string)
 
 /**
  * The platform's authorization request → our login and consent → its redirect URI with a code. A user
- * whose live grant already covers the scopes is sent back at once (a relink).
+ * whose live grant already covers the scopes is sent back at once (a relink). Google sends no PKCE.
  */
 async function consentTo(target: OAuthTestServer, platform: Platform, browser: TestBrowser, state: string) {
   const pkce = createPkcePair();
-  const { path } = authorizePath({ clientId: platform.client.id, redirectUri: platform.redirectUri, scope: SCOPE, state, pkce });
+  const withoutPkce = platform.client.voicePlatform === 'google' ? { extra: WITHOUT_PKCE } : {};
+  const { path } = authorizePath({ clientId: platform.client.id, redirectUri: platform.redirectUri, scope: SCOPE, state, pkce, ...withoutPkce });
   const authorize = await browser.get(path);
   const decision = authorize.status === 200 ? await browser.submit(await authorize.text(), {}, 'approve') : authorize;
   expect(decision.status).toBe(303);
@@ -203,11 +204,9 @@ describe('a Google-like client (credentials in the body, parallel and retried re
 
   it('parallel refreshes with one token all get the same pair, and so does a retry; after the successor is used, the old token revokes the family', async () => {
     const { browser } = await signedInBrowser(server);
-    const { landed, verifier } = await consentTo(server, google, browser, 'google-state+/=');
+    const { landed } = await consentTo(server, google, browser, 'google-state+/=');
     expect(landed.searchParams.get('state')).toBe('google-state+/=');
-    const first = tokensOf(
-      await tokenRequest(server, google, { grant_type: 'authorization_code', code: landed.searchParams.get('code')!, redirect_uri: GOOGLE_REDIRECT, code_verifier: verifier }),
-    );
+    const first = tokensOf(await tokenRequest(server, google, { grant_type: 'authorization_code', code: landed.searchParams.get('code')!, redirect_uri: GOOGLE_REDIRECT }));
     const grantId = await grantOfRefreshToken(server, first.refresh_token);
     expect(await voiceDevicesOfGrant(server, grantId)).toEqual([{ id: expect.any(String), platform: 'google', status: 'linked' }]);
 
@@ -363,7 +362,9 @@ describe('limits that never lock out a voice client', () => {
   });
 
   it("another caller's failed authentications from the same address do not lock the voice client out", async () => {
-    const device = await link(server, alexa, (await server.createUser(`junk-${Math.random()}@example.com`)).id);
+    const linked = await link(server, alexa, (await server.createUser(`junk-${Math.random()}@example.com`)).id);
+    // The voice client calls from this address before the junk starts, as Alexa does all the time.
+    const device = tokensOf(await refreshAs(server, alexa, linked.refresh_token));
     const limiter = server.app.authorizationServer.failedClientAuthentications;
     const junk = () => postForm(server, '/oauth/token', { grant_type: 'client_credentials' }, { authorization: basicAuth(`c_junk${Math.random()}`, 'guess') });
     for (let attempt = 0; attempt < limiter.maxFailures; attempt += 1) expect((await junk()).status).toBe(401);
@@ -422,6 +423,45 @@ describe('a database outage during a refresh', () => {
     await proxy.restore();
     const next = tokensOf(await refreshAs(proxied.target, alexa, tokens.refresh_token));
     expect(await familySize(next.refresh_token)).toBe(2);
+  });
+
+  it('a refresh kept waiting for the grant lock answers 503 while the lock is still held, never invalid_grant; then the token refreshes', async () => {
+    // The api-server's pool bounds every statement and every lock wait.
+    const setting = (name: string) => server.db.oneFirst(sql.type(z.object({ setting: z.string() }))`SELECT setting FROM pg_settings WHERE name = ${name}`);
+    expect(await setting('lock_timeout')).toBe(String(server.config.databaseLockTimeoutMs));
+    expect(await setting('statement_timeout')).toBe(String(server.config.databaseStatementTimeoutMs));
+    const tokens = await link(server, alexa, (await server.createUser(`locked-${Math.random()}@example.com`)).id);
+    await withGrantLocked(server, await grantOfRefreshToken(server, tokens.refresh_token), async (holder) => {
+      const pending = refreshAs(server, alexa, tokens.refresh_token);
+      await waitForLockWaiters(holder, 1);
+      // The holder commits only after this answer: without a lock timeout the refresh would wait for it.
+      expectTryAgain(await pending);
+    });
+    expect(await refreshTokenRow(server, tokens.refresh_token)).toMatchObject({ rotatedAt: null, revokedAt: null });
+    tokensOf(await refreshAs(server, alexa, tokens.refresh_token));
+  });
+
+  it('a throttled address is answered 429 before the database, but the voice client that authenticated from it is still checked', async () => {
+    // An api-server of its own: a fresh failed-authentication limiter, on the pool behind the proxy.
+    const throttled = await startSecondApiServer(server, { db: proxiedDb, audit: new AuditLog(proxiedDb) });
+    try {
+      const tokens = await link(throttled.target, alexa, (await server.createUser(`throttled-${Math.random()}@example.com`)).id);
+      const junk = () =>
+        postForm(throttled.target, '/oauth/token', { grant_type: 'client_credentials' }, { authorization: basicAuth(`c_junk${Math.random()}`, 'guess') });
+      const { maxFailures } = throttled.target.app.authorizationServer.failedClientAuthentications;
+      for (let attempt = 0; attempt < maxFailures; attempt += 1) expect((await junk()).status).toBe(401);
+
+      await proxy.cut();
+      // No database: junk still gets its 429, so it was answered without one; the voice client's refresh needs it.
+      const refused = await junk();
+      expect(refused.status, refused.text).toBe(429);
+      expectTryAgain(await refreshAs(throttled.target, alexa, tokens.refresh_token));
+      await proxy.restore();
+      tokensOf(await refreshAs(throttled.target, alexa, tokens.refresh_token));
+      expect((await junk()).status).toBe(429);
+    } finally {
+      await throttled.close();
+    }
   });
 
   it('connections cut in the middle of a refresh answer 503 and change nothing; the pool recovers each time', async () => {

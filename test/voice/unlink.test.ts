@@ -14,6 +14,7 @@ import {
   linkedDevice,
   postAsVoiceClient,
   relayDirective,
+  relaySkillEvent,
   sendJson,
   sendSkillRequest,
   startVoiceTestPlatform,
@@ -126,6 +127,20 @@ describe('unlinking a voice device', () => {
     const { account, alexaUserId } = await alexaLinkWithPermission();
     const event = await sendSkillRequest(voice, { type: 'AlexaSkillEvent.SkillDisabled', userId: alexaUserId, extra: { body: { userInformationPersistenceStatus: 'NOT_PERSISTED' } } });
     expect(event.status).toBe(200);
+    await expectUnlinked(account, 'alexa_skill_disabled', { actorType: 'client', actorId: voice.alexaClient.clientId });
+  });
+
+  it("Alexa SkillDisabled relayed by the skill's function (where Amazon sends a smart-home skill's events) unlinks the device", async () => {
+    const { account, alexaUserId } = await alexaLinkWithPermission();
+    const disabled = { type: 'AlexaSkillEvent.SkillDisabled', userId: alexaUserId, extra: { body: { userInformationPersistenceStatus: 'NOT_PERSISTED' } } };
+    expect((await relaySkillEvent(voice, disabled, { token: 'x'.repeat(44) })).status).toBe(401);
+    const otherSkill = await relaySkillEvent(voice, { ...disabled, skillId: 'amzn1.ask.skill.someone-else' });
+    expect(otherSkill.status).toBe(400);
+    expect(otherSkill.body.error).toBe('wrong_skill');
+    expect((await deviceOf(voice.platform, account.userId)).status).toBe('linked');
+
+    const event = await relaySkillEvent(voice, disabled);
+    expect(event.status).toBe(204);
     await expectUnlinked(account, 'alexa_skill_disabled', { actorType: 'client', actorId: voice.alexaClient.clientId });
   });
 

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { ClientMetadataError, voiceClientMetadata } from '../../platform/oauth-server/client-metadata';
 import { hashBearerValue } from '../../platform/secrets';
 import { ADMIN_TOKEN, INITIAL_ACCESS_TOKEN, startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
-import { authorizePath, TestBrowser } from '../helpers/oauth-browser';
+import { authorizePath, TestBrowser, WITHOUT_PKCE } from '../helpers/oauth-browser';
 import { basicAuth, postForm } from '../oauth/token-helpers';
 
 /**
@@ -209,11 +209,11 @@ describe('voice clients created by an operator', () => {
     expect(stored).toEqual({ kind: 'third_party', voicePlatform: null });
   });
 
-  /** The platform's side of account linking, through our login and consent pages; answers the code. */
-  async function linkThroughConsent(clientId: string, redirectUri: string, scope: string) {
+  /** The platform's side of account linking, through our login and consent pages (Google's without PKCE); answers the code. */
+  async function linkThroughConsent(clientId: string, redirectUri: string, scope: string, pkce = true) {
     const user = await server.createUser(`voice-${Math.random().toString(36).slice(2)}@example.com`);
     const browser = new TestBrowser(server.url);
-    const request = authorizePath({ clientId, redirectUri, scope });
+    const request = authorizePath({ clientId, redirectUri, scope, ...(pkce ? {} : { extra: WITHOUT_PKCE }) });
     const toLogin = await browser.get(request.path);
     expect(toLogin.status).toBe(303);
     const signedIn = await browser.signIn(user.email, user.password, new URL(toLogin.headers.get('location')!, server.url).searchParams.get('return_to')!);
@@ -241,16 +241,15 @@ describe('voice clients created by an operator', () => {
     expect(tokens.body).toMatchObject({ token_type: 'Bearer', access_token: expect.any(String), refresh_token: expect.any(String), expires_in: expect.any(Number) });
   });
 
-  it('a Google client links an account as Google does: credentials in the body', async () => {
+  it('a Google client links an account as Google does: no PKCE, credentials in the body', async () => {
     const created = await send('POST', VOICE_PATH, { platform: 'google' });
     const clientId = created.body.client_id as string;
     const redirectUri = googleUris(PROJECT_ID)[0]!;
-    const { code, verifier } = await linkThroughConsent(clientId, redirectUri, 'devices:control');
+    const { code } = await linkThroughConsent(clientId, redirectUri, 'devices:control', false);
     const tokens = await postForm(server, '/oauth/token', {
       grant_type: 'authorization_code',
       code,
       redirect_uri: redirectUri,
-      code_verifier: verifier,
       client_id: clientId,
       client_secret: created.body.client_secret as string,
     });

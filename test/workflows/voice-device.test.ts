@@ -13,9 +13,10 @@ import { acceptGrantUpdate, reportStateSignal, unlinkSignal, voiceDeviceWorkflow
 import { historyPayloadTexts } from '../helpers/history';
 import { SimulatedClock, startTimeSkippingServer } from '../helpers/temporal';
 import { LWA_CLIENT, seedStay, startVoiceTestPlatform, type VoiceTestPlatform } from '../helpers/voice';
-import { activeTokens, dayOf, grantAlexaPermission, linkDevice, refreshAsPlatform, waitForDeviceState, type LinkedDevice } from '../helpers/voice-devices';
+import { activeTokens, dayOf, grantAlexaPermission, linkDevice, outcomeOf, refreshAsPlatform, waitForDeviceState, type LinkedDevice } from '../helpers/voice-devices';
 
-const HOUR = 3600 * 1000;
+const MINUTE = 60 * 1000;
+const HOUR = 60 * MINUTE;
 
 const deviceColumns = z.object({
   grantCode: z.string().nullable(),
@@ -86,7 +87,7 @@ describe('voice-device workflow (time-skipping, real activities)', { timeout: 12
 
   async function unlinkByOperator(device: LinkedDevice) {
     await device.handle.signal(unlinkSignal, { direction: 'operator', requestedBy: { type: 'operator', id: 'ops' } });
-    expect(await device.handle.result()).toMatchObject({ status: 'unlinked', direction: 'operator' });
+    expect(await outcomeOf(voice, device.handle)).toMatchObject({ status: 'unlinked', direction: 'operator' });
   }
 
   const readDevice = (deviceId: string) =>
@@ -217,6 +218,7 @@ describe('voice-device workflow (time-skipping, real activities)', { timeout: 12
     const gatewaySince = voice.amazon.calls.length;
     voice.amazon.switches.failNext(3, 429, 'events');
     await device.handle.signal(reportStateSignal, { reason: 'retry' });
+    await clock.advance(5 * MINUTE); // the backoff between attempts
     await waitForDeviceState(device, (state) => state.reportsSent === 2);
     expect(voice.amazon.calls.slice(gatewaySince).filter((call) => call.endpoint === 'events').map((call) => call.status)).toEqual([429, 429, 429, 202]);
     expect(voice.amazon.events(customerId)).toHaveLength(eventsBefore + 1);
@@ -245,7 +247,7 @@ describe('voice-device workflow (time-skipping, real activities)', { timeout: 12
     await refreshAsPlatform(voice, device);
     voice.amazon.customer(customerId)!.skillDisabled = true;
     await device.handle.signal(reportStateSignal, { reason: 'after_disable' });
-    expect(await device.handle.result()).toEqual({ status: 'unlinked', direction: 'platform_permission_revoked' });
+    expect(await outcomeOf(voice, device.handle)).toEqual({ status: 'unlinked', direction: 'platform_permission_revoked' });
     await expectEverythingRevoked(device);
     expect(await readDevice(device.deviceId)).toMatchObject({ unlinkReason: 'platform_permission_revoked' });
     expect(await auditRows(device.deviceId, 'VoiceDeviceUnlink')).toEqual([
@@ -259,7 +261,7 @@ describe('voice-device workflow (time-skipping, real activities)', { timeout: 12
     voice.amazon.revokeCustomer(customerId);
     const since = voice.amazon.calls.length;
     await clock.advance(HOUR);
-    expect(await device.handle.result()).toEqual({ status: 'unlinked', direction: 'platform_permission_revoked' });
+    expect(await outcomeOf(voice, device.handle)).toEqual({ status: 'unlinked', direction: 'platform_permission_revoked' });
     expect(voice.amazon.calls.slice(since).filter((call) => call.endpoint === 'token').map((call) => call.error)).toEqual(['invalid_grant']);
     await expectEverythingRevoked(device);
   });
@@ -270,7 +272,7 @@ describe('voice-device workflow (time-skipping, real activities)', { timeout: 12
     await refreshAsPlatform(voice, device);
     await device.handle.signal(unlinkSignal, { direction: 'user', requestedBy: { type: 'user', id: device.userId } });
     await device.handle.signal(unlinkSignal, { direction: 'operator', requestedBy: { type: 'operator', id: 'ops' } });
-    expect(await device.handle.result()).toEqual({ status: 'unlinked', direction: 'user' });
+    expect(await outcomeOf(voice, device.handle)).toEqual({ status: 'unlinked', direction: 'user' });
     await expectEverythingRevoked(device);
     expect(await auditRows(device.deviceId, 'VoiceDeviceUnlink')).toEqual([
       expect.objectContaining({ actorType: 'user', details: expect.objectContaining({ direction: 'user', platform: 'alexa' }) }),
@@ -285,14 +287,16 @@ describe('voice-device workflow (time-skipping, real activities)', { timeout: 12
       signal: unlinkSignal,
       signalArgs: [{ direction: 'grant_revoked', requestedBy: { type: 'user' } }],
     });
-    expect(await again.result()).toEqual({ status: 'unlinked', direction: 'grant_revoked' });
+    expect(await outcomeOf(voice, again)).toEqual({ status: 'unlinked', direction: 'grant_revoked' });
     expect(await auditRows(device.deviceId, 'VoiceDeviceUnlink')).toHaveLength(1);
   });
 
   it('Google: asks Home Graph to SYNC, reports occupancy, and deletes the agent user exactly once even when the unlink is retried', async () => {
     const device = await link('google');
     const { googleHome } = voice;
-    expect(googleHome.calls.filter((call) => call.endpoint === 'requestSync' && call.agentUserId === device.deviceId)).toHaveLength(1);
+    const syncRequests = () => googleHome.calls.filter((call) => call.endpoint === 'requestSync' && call.agentUserId === device.deviceId);
+    await waitForDeviceState(device, () => syncRequests().length > 0);
+    expect(syncRequests()).toHaveLength(1);
     const occupied = await addProperty(device, 'Beach house', true);
     const vacant = await addProperty(device, 'City flat', false);
     googleHome.linkAgentUser(device.deviceId); // Google's SYNC succeeded
@@ -306,7 +310,7 @@ describe('voice-device workflow (time-skipping, real activities)', { timeout: 12
     loseNextAnswer.add('deleteGoogleAgentUser');
     await device.handle.signal(unlinkSignal, { direction: 'google_disconnect', requestedBy: { type: 'platform' } });
     // The first attempt deleted the agent user but its answer was lost; the retry must not ask Home Graph again.
-    expect(await device.handle.result()).toEqual({ status: 'unlinked', direction: 'google_disconnect', agentUser: 'deleted_before' });
+    expect(await outcomeOf(voice, device.handle)).toEqual({ status: 'unlinked', direction: 'google_disconnect', agentUser: 'deleted_before' });
     expect(loseNextAnswer.size).toBe(0);
     expect(googleHome.deletes(device.deviceId)).toBe(1);
     expect(googleHome.calls.filter((call) => call.endpoint === 'deleteAgentUser' && call.agentUserId === device.deviceId)).toHaveLength(1);
@@ -320,7 +324,7 @@ describe('voice-device workflow (time-skipping, real activities)', { timeout: 12
     const device = await link('google');
     await addProperty(device, 'Farmhouse', false);
     await device.handle.signal(reportStateSignal, { reason: 'reservation_changed' });
-    expect(await device.handle.result()).toEqual({ status: 'unlinked', direction: 'google_disconnect', agentUser: 'not_found' });
+    expect(await outcomeOf(voice, device.handle)).toEqual({ status: 'unlinked', direction: 'google_disconnect', agentUser: 'not_found' });
     await expectEverythingRevoked(device);
     expect(voice.googleHome.calls.filter((call) => call.agentUserId === device.deviceId).map((call) => `${call.endpoint}:${call.status}`)).toEqual([
       'requestSync:404',

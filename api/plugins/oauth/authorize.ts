@@ -104,9 +104,9 @@ ${linkStatement(client)}
 
 /**
  * The authorization endpoint (RFC 6749 section 4.1, RFC 7636, RFC 9207, RFC 9700): authorization code
- * with PKCE S256 only, exact redirect URIs, errors the client cannot be trusted with shown as a page,
- * login and consent as server-rendered pages without JavaScript, and a 303 after the decision POST.
- * No CORS: browsers only ever navigate here.
+ * with PKCE S256 only (omitted only by the clients mayOmitPkce names: Google's), exact redirect URIs,
+ * errors the client cannot be trusted with shown as a page, login and consent as server-rendered pages
+ * without JavaScript, and a 303 after the decision POST. No CORS: browsers only ever navigate here.
  */
 export default async function authorize(app: FastifyInstance) {
   const { db, audit, config } = app.services;

@@ -69,22 +69,28 @@ export function clientRateLimitKey(request: FastifyRequest): string {
 
 /**
  * The second limit of the client endpoints, keyed on the caller's address alone: failed client
- * authentications per address in a fixed window. The per-route limit is keyed on the claimed client
- * id too, which the caller chooses, so without this one a caller could rotate ids for fresh buckets
- * and write an audit row with every guess. Once an address reaches `maxFailures` in a window, every
- * failed client authentication from it is answered 429 without an audit row until the window ends;
- * the moment it is reached is audited once (OAuthClientAuthThrottled). Valid credentials still pass:
- * voice platforms call from a few shared addresses, so one caller's junk must not lock them out.
- * Counters live in this process (one per api-server instance); the table is bounded, dropping the
- * oldest windows first.
+ * authentications per address in a fixed window. The per-route limit is keyed on what the caller
+ * presents (the claimed client id, or at the token endpoint the refresh token or code), so without this
+ * one a caller could rotate values for fresh buckets and write an audit row with every guess. Once an
+ * address reaches `maxFailures` in a window, it is answered 429 before any database lookup and without
+ * an audit row until the window ends; the moment it is reached is audited once (OAuthClientAuthThrottled).
+ * Except for the clients that authenticated from that address in the last `rememberSuccessMs`: voice
+ * platforms call from a few shared addresses all the time, so one caller's junk must not lock them out;
+ * their requests are still checked, and a wrong secret among them is answered 429 unaudited too.
+ * Counters live in this process (one per api-server instance); both tables are bounded, dropping the
+ * oldest entries first.
  */
 export class FailedClientAuthentications {
   private readonly windows = new Map<string, { startedAt: number; failures: number }>();
+  /** Per address, the clients that authenticated from it and when they last did; addresses and clients in the order of their last success. */
+  private readonly successes = new Map<string, Map<string, number>>();
 
   constructor(
     readonly maxFailures = 30,
     readonly windowMs = 60_000,
     private readonly maxAddresses = 10_000,
+    readonly rememberSuccessMs = 3_600_000,
+    private readonly maxClientsPerAddress = 16,
   ) {}
 
   /** Whether the address may try to authenticate now. */
@@ -105,6 +111,23 @@ export class FailedClientAuthentications {
     return window.failures === this.maxFailures;
   }
 
+  /** Remembers that the client authenticated from the address, so a throttled address still lets it try. */
+  recordSuccess(ip: string, clientId: string, now = Date.now()): void {
+    const clients = this.successes.get(ip) ?? new Map<string, number>();
+    this.successes.delete(ip);
+    if (this.successes.size >= this.maxAddresses) this.evictSuccesses(now);
+    this.successes.set(ip, clients);
+    clients.delete(clientId);
+    if (clients.size >= this.maxClientsPerAddress) clients.delete(clients.keys().next().value!);
+    clients.set(clientId, now);
+  }
+
+  /** Whether the claimed client authenticated from the address within `rememberSuccessMs`. */
+  authenticatedRecently(ip: string, clientId: string | undefined, now = Date.now()): boolean {
+    const at = clientId === undefined ? undefined : this.successes.get(ip)?.get(clientId);
+    return at !== undefined && now - at < this.rememberSuccessMs;
+  }
+
   private current(ip: string, now: number) {
     const window = this.windows.get(ip);
     if (window && now - window.startedAt >= this.windowMs) {
@@ -122,14 +145,24 @@ export class FailedClientAuthentications {
       this.windows.delete(ip);
     }
   }
+
+  /** Addresses are kept in the order of their last success, so the first ones are the stalest. */
+  private evictSuccesses(now: number): void {
+    for (const [ip, clients] of this.successes) {
+      const last = [...clients.values()].at(-1)!;
+      if (this.successes.size < this.maxAddresses && now - last < this.rememberSuccessMs) break;
+      this.successes.delete(ip);
+    }
+  }
 }
 
 /**
  * Authenticates the calling client (client_secret_basic, client_secret_post or none) and audits
  * every failed attempt as OAuthClientAuthFailed with the claimed client id and the caller's
- * address (never the secret), up to the per-address limit of FailedClientAuthentications; past it,
- * failures are answered 429 unaudited and successes proceed. `requireSecret` refuses public clients
- * (introspection).
+ * address (never the secret), up to the per-address limit of FailedClientAuthentications. Past it,
+ * the address is answered 429 before the database unless the claimed client authenticated from it
+ * recently; such a client is checked, and passes or is answered 429 unaudited. `requireSecret`
+ * refuses public clients (introspection).
  */
 export async function authenticateCaller(
   app: FastifyInstance,
@@ -140,10 +173,12 @@ export async function authenticateCaller(
 ): Promise<OAuthClientRow> {
   const { db, audit } = app.services;
   const { failedClientAuthentications: limiter } = app.authorizationServer;
+  const clientId = claimedClientId(request);
   const throttled = !limiter.allowed(request.ip);
+  const tooMany = () => new OAuthError('temporarily_unavailable', 'too many failed client authentications from this address; try again later', 429);
+  if (throttled && !limiter.authenticatedRecently(request.ip, clientId)) throw tooMany();
   const failed = async (error: OAuthError): Promise<never> => {
-    if (throttled) throw new OAuthError('temporarily_unavailable', 'too many failed client authentications from this address; try again later', 429);
-    const clientId = claimedClientId(request);
+    if (throttled) throw tooMany();
     const entry = { actor: { type: 'client', id: clientId }, clientId, origin: requestOrigin(request) } as const;
     await audit.record({ ...entry, action: 'OAuthClientAuthFailed', outcome: 'failure', details: { endpoint, reason: error.description } });
     if (limiter.recordFailure(request.ip)) {
@@ -170,6 +205,7 @@ export async function authenticateCaller(
   if (options.requireSecret && client.clientType !== 'confidential') {
     return failed(new OAuthError('invalid_client', `${endpoint} requires an authenticated confidential client`));
   }
+  limiter.recordSuccess(request.ip, client.id);
   return client;
 }
 

@@ -5,7 +5,7 @@ import { SUPPORTED_GRANT_TYPES } from '../../../platform/oauth-server/clients';
 import type { GrantedTokens } from '../../../platform/oauth-server/token-grants';
 import type { TokenResponse } from '../../../platform/oauth-server/token-issuer';
 import { hashBearerValue } from '../../../platform/secrets';
-import { ensureVoiceDeviceWorkflow } from '../../voice-device-workflow';
+import { VoiceDeviceWorkflowStarts } from '../../voice-device-workflow';
 import {
   authenticateCaller,
   CLIENT_REQUEST_BODY_LIMIT,
@@ -41,19 +41,22 @@ export function tokenRateLimitKey(request: FastifyRequest): string {
 }
 
 /**
- * POST /oauth/token (RFC 6749 section 3.2): authorization_code (with PKCE), refresh_token and
- * client_credentials. Form-encoded only; the client authenticates as it registered. A voice
- * client's tokens come with its device link, whose workflow is started here if it is not running yet.
+ * POST /oauth/token (RFC 6749 section 3.2): authorization_code (PKCE as the code was issued),
+ * refresh_token and client_credentials. Form-encoded only; the client authenticates as it registered.
+ * A voice client's tokens come with its device link, whose workflow is started here if it is not running yet.
  */
 export default async function token(app: FastifyInstance) {
   answerOAuthErrors(app);
   const { tokenRequestsPerMinute } = app.services.config.authorizationServer;
 
-  // A new link waits for its workflow (the platform allows seconds for it); a refresh that finds the
-  // workflow never started retries the start without holding up its answer.
+  // A new link waits (bounded) for its workflow, as the platform allows seconds for it; a refresh that
+  // finds the workflow never started retries the start without holding up its answer. Closing the
+  // api-server waits for the starts still under way, before the Temporal connection goes.
+  const workflowStarts = new VoiceDeviceWorkflowStarts(app.services);
+  app.addHook('onClose', () => workflowStarts.close());
   const answer = async (request: FastifyRequest, granted: GrantedTokens, wait: boolean): Promise<TokenResponse> => {
     if (granted.voiceDevice) {
-      const started = ensureVoiceDeviceWorkflow(app.services, granted.voiceDevice, request.log);
+      const started = workflowStarts.ensure(granted.voiceDevice, request.log);
       if (wait) await started;
     }
     return granted.tokens;

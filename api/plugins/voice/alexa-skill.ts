@@ -1,45 +1,19 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { z } from 'zod';
 import { forgetAlexaRequest, rememberAlexaRequest } from '../../../db/queries/alexa-skill-requests';
 import { guestMovementsOn, type GuestMovement } from '../../../db/queries/voice-commands';
-import { findLinkedAlexaUserDevices, recordAlexaUser, type VoiceDeviceRow } from '../../../db/queries/voice-devices';
 import { AlexaCertificateChainUnavailable, AlexaRequestRejected } from '../../../platform/voice/alexa-request-verification';
-import type { AlexaRegion } from '../../../platform/voice/voice-platform';
 import { errorResponseSchema, HttpError } from '../../errors';
 import { requestOrigin } from '../../request-origin';
+import { alexaRequestEnvelope, handleSkillEvent, isSkillEvent, rememberAlexaUser, type AlexaRequestEnvelope } from './alexa-skill-events';
 import { rateLimitedResponse } from './command-limits';
 import { auditVoiceCommand, todayUtc } from './voice-commands';
 import { authenticateVoiceCaller, type VoiceCaller } from './voice-caller';
-import { requestVoiceDeviceUnlink } from './unlink';
 
 export const ALEXA_SKILL_PATH = '/api/v1/voice/alexa/skill';
 const MAX_BODY_BYTES = 128 * 1024;
 /** Refused requests are audited up to this many a minute: forged traffic cannot flood the audit log. */
 const REJECTION_AUDITS_PER_MINUTE = 20;
 const GUESTS_INTENT = 'GetTodaysGuestsIntent';
-const REGIONS: Record<string, AlexaRegion> = { 'api.amazonalexa.com': 'NA', 'api.eu.amazonalexa.com': 'EU', 'api.fe.amazonalexa.com': 'FE' };
-
-// PostgreSQL refuses NUL in text; ids that reach a query exclude it.
-const text = (maxLength: number) => z.string().min(1).max(maxLength).refine((value) => !value.includes('\u0000'), 'must not contain NUL');
-const alexaUser = z.object({ userId: text(512), accessToken: z.string().max(8192).optional() }).passthrough();
-/** What this endpoint reads of a verified request (the verifier has checked signature, timestamp and skill id). */
-const skillRequest = z.object({
-  session: z.object({ user: alexaUser.optional() }).passthrough().optional(),
-  context: z
-    .object({ System: z.object({ user: alexaUser.optional(), apiEndpoint: z.string().max(512).optional() }).passthrough().optional() })
-    .passthrough()
-    .optional(),
-  request: z
-    .object({
-      type: text(200),
-      requestId: text(512),
-      intent: z.object({ name: text(200) }).passthrough().optional(),
-      body: z.object({ accessToken: z.string().max(8192).optional() }).passthrough().optional(),
-    })
-    .passthrough(),
-});
-type SkillRequest = z.infer<typeof skillRequest>;
-
 const outputSpeech = { type: 'object', required: ['type', 'text'], properties: { type: { type: 'string' }, text: { type: 'string' } } } as const;
 const skillResponseSchema = {
   type: 'object',
@@ -111,7 +85,7 @@ export default async function alexaSkill(app: FastifyInstance) {
     },
   );
 
-  async function verified(request: FastifyRequest<{ Body: Buffer | undefined }>): Promise<SkillRequest> {
+  async function verified(request: FastifyRequest<{ Body: Buffer | undefined }>): Promise<AlexaRequestEnvelope> {
     let envelope: unknown;
     try {
       envelope = await app.services.alexaRequestVerifier!.verify({
@@ -124,22 +98,22 @@ export default async function alexaSkill(app: FastifyInstance) {
       if (error instanceof AlexaCertificateChainUnavailable) throw new HttpError(503, 'certificate_unavailable', 'Amazon\'s signing certificate could not be fetched; try again');
       throw error;
     }
-    const parsed = skillRequest.safeParse(envelope);
+    const parsed = alexaRequestEnvelope.safeParse(envelope);
     if (!parsed.success) return reject(request, 'malformed_body', `The request lacks ${parsed.error.issues.map((issue) => issue.path.join('.')).join(', ')}`);
     return parsed.data;
   }
 
-  async function answer(request: FastifyRequest, reply: FastifyReply, skill: SkillRequest): Promise<SkillResponse> {
+  async function answer(request: FastifyRequest, reply: FastifyReply, skill: AlexaRequestEnvelope): Promise<SkillResponse> {
     const { type } = skill.request;
-    if (type.startsWith('AlexaSkillEvent.')) {
-      await skillEvent(request, skill);
+    if (isSkillEvent(skill)) {
+      await handleSkillEvent(app, request, skill);
       return { version: '1.0', response: {} };
     }
     if (type === 'SessionEndedRequest') return { version: '1.0', response: {} };
     const caller = await authenticateVoiceCaller(app, skill.context?.System?.user?.accessToken ?? skill.session?.user?.accessToken, 'alexa');
     if (!caller) return linkAccount();
     await app.voiceCommandLimits.admit(request, reply, caller);
-    await rememberAlexaUser(caller.device, skill);
+    await rememberAlexaUser(app, caller.device, skill);
     const command = type === 'IntentRequest' ? skill.request.intent?.name ?? 'IntentRequest' : type;
     await auditVoiceCommand(app, request, caller, command);
     return respond(caller, command);
@@ -151,7 +125,7 @@ export default async function alexaSkill(app: FastifyInstance) {
         return speak('Welcome. Ask me who checks in or out today.', { reprompt: 'You can ask: who checks in today?' });
       case GUESTS_INTENT:
         if (!caller.scopes.includes('reservations:read')) return linkAccount('This skill may not read your reservations. Please link your account again in the Alexa app.');
-        return speak(describeGuestMovements(await guestMovementsOn(db, caller.userId, todayUtc())));
+        return speak(describeGuestMovements(await guestMovementsOn(db, caller.userId, todayUtc(app))));
       case 'AMAZON.HelpIntent':
         return speak('I can tell you today\'s check-ins and check-outs at your properties. Ask: who checks in today?', { reprompt: 'Ask: who checks in today?' });
       case 'AMAZON.StopIntent':
@@ -160,30 +134,6 @@ export default async function alexaSkill(app: FastifyInstance) {
       default:
         return speak('Sorry, I can only tell you today\'s check-ins and check-outs.', { reprompt: 'Ask: who checks in today?' });
     }
-  }
-
-  /** SkillDisabled ends every link of the skill user; SkillAccountLinked tells us who the skill user is. */
-  async function skillEvent(request: FastifyRequest, skill: SkillRequest): Promise<void> {
-    const alexaUserId = skill.context?.System?.user?.userId;
-    if (skill.request.type === 'AlexaSkillEvent.SkillDisabled') {
-      const devices = alexaUserId ? [...(await findLinkedAlexaUserDevices(db, alexaUserId))] : [];
-      const named = await authenticateVoiceCaller(app, skill.context?.System?.user?.accessToken, 'alexa');
-      if (named && !devices.some((device) => device.id === named.device.id)) devices.push(named.device);
-      if (devices.length === 0) request.log.info('Alexa SkillDisabled for a skill user with no linked device');
-      for (const device of devices) {
-        await requestVoiceDeviceUnlink(app.services, device, { direction: 'alexa_skill_disabled', requestedBy: { type: 'platform', id: 'alexa' }, origin: requestOrigin(request) });
-      }
-    } else if (skill.request.type === 'AlexaSkillEvent.SkillAccountLinked') {
-      const caller = await authenticateVoiceCaller(app, skill.request.body?.accessToken, 'alexa');
-      if (caller) await rememberAlexaUser(caller.device, skill);
-    }
-  }
-
-  /** Skill events name only the skill user id; the region tells the device workflow which event gateway to use. */
-  async function rememberAlexaUser(device: VoiceDeviceRow, skill: SkillRequest): Promise<void> {
-    const alexaUserId = skill.context?.System?.user?.userId ?? skill.session?.user?.userId;
-    if (!alexaUserId) return;
-    await recordAlexaUser(db, device.id, alexaUserId, regionOf(skill.context?.System?.apiEndpoint));
   }
 
   async function reject(request: FastifyRequest, reason: string, message: string): Promise<never> {
@@ -223,15 +173,6 @@ export function describeGuestMovements(movements: readonly GuestMovement[]): str
   const sentence = (movement: GuestMovement) =>
     `${movement.guestName ?? 'A guest'} ${movement.movement === 'check_in' ? 'checks in at' : 'checks out of'} ${movement.propertyName}.`;
   return `Today: ${movements.map(sentence).join(' ')}`;
-}
-
-function regionOf(apiEndpoint: string | undefined): AlexaRegion | null {
-  if (!apiEndpoint) return null;
-  try {
-    return REGIONS[new URL(apiEndpoint).hostname.toLowerCase()] ?? null;
-  } catch {
-    return null;
-  }
 }
 
 function header(request: FastifyRequest, name: string): string | undefined {

@@ -1,14 +1,21 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { alexaRegion, type AlexaRegionName } from '../../../db/queries/voice-devices';
 import { errorResponseSchema, HttpError } from '../../errors';
 import { requestOrigin } from '../../request-origin';
 import { checkConfiguredBearer } from '../oauth/static-bearer';
 import { acceptAlexaGrant } from './accept-grant';
+import { alexaRequestEnvelope, handleSkillEvent, isSkillEvent } from './alexa-skill-events';
 import { rateLimitedResponse } from './command-limits';
 import { auditVoiceCommand } from './voice-commands';
 import { authenticateVoiceCaller } from './voice-caller';
 
 export const ALEXA_SMART_HOME_PATH = '/api/v1/voice/alexa/smart-home';
+/**
+ * The region of the Lambda that received what the relay forwards (NA, EU or FE): Amazon sends a
+ * user's directives to the function of the user's region, whose event gateway is the one to use.
+ */
+export const ALEXA_REGION_HEADER = 'x-alexa-region';
 
 const headerSchema = {
   type: 'object',
@@ -22,20 +29,23 @@ const headerSchema = {
   },
 } as const;
 
-const directiveBodySchema = {
+const directiveSchema = {
   type: 'object',
-  required: ['directive'],
+  required: ['header', 'payload'],
   properties: {
-    directive: {
-      type: 'object',
-      required: ['header', 'payload'],
-      properties: {
-        header: headerSchema,
-        endpoint: { type: 'object', properties: { endpointId: { type: 'string', maxLength: 256 } } },
-        payload: { type: 'object' },
-      },
-    },
+    header: headerSchema,
+    endpoint: { type: 'object', properties: { endpointId: { type: 'string', maxLength: 256 } } },
+    payload: { type: 'object' },
   },
+} as const;
+
+/** A directive, or a skill event as Alexa sent it to the function (its fields are read by alexa-skill-events.ts). */
+const relayedBodySchema = {
+  type: 'object',
+  anyOf: [
+    { required: ['directive'], properties: { directive: directiveSchema } },
+    { required: ['request'], properties: { request: { type: 'object', required: ['type'], properties: { type: { type: 'string', pattern: '^AlexaSkillEvent\\.' } } } } },
+  ],
 } as const;
 
 interface DirectiveHeader {
@@ -49,6 +59,8 @@ interface DirectiveHeader {
 interface DirectiveBody {
   directive: { header: DirectiveHeader; endpoint?: { endpointId?: string }; payload: Record<string, unknown> };
 }
+
+type RelayedBody = DirectiveBody | { directive?: undefined; request: { type: string } };
 
 const eventResponseSchema = {
   type: 'object',
@@ -72,12 +84,17 @@ interface AlexaEvent {
 }
 
 /**
- * Smart-home directives relayed to us by the operator's own function (the skill's Lambda), which
- * authenticates with `Authorization: Bearer <ALEXA_RELAY_TOKEN>` (503 while it is unset). Today that
- * is Alexa.Authorization.AcceptGrant: the grantee token (our access token) names the device, the
- * grant code goes to its workflow, which exchanges it at Login with Amazon at once; the answer is
- * AcceptGrant.Response or ErrorResponse ACCEPT_GRANT_FAILED, in Alexa's shapes, for the function to
- * hand back. Any other directive gets an Alexa ErrorResponse INVALID_DIRECTIVE.
+ * What the operator's own function (the skill's Lambda) relays to us, authenticated with
+ * `Authorization: Bearer <ALEXA_RELAY_TOKEN>` (503 while it is unset), with the region of the Lambda
+ * that received it in `X-Alexa-Region`:
+ * - smart-home directives. Today that is Alexa.Authorization.AcceptGrant: the grantee token (our
+ *   access token) names the device, the region is recorded on it, and the grant code goes to its
+ *   workflow, which exchanges it at Login with Amazon at once; the answer is AcceptGrant.Response or
+ *   ErrorResponse ACCEPT_GRANT_FAILED, in Alexa's shapes, for the function to hand back. Any other
+ *   directive gets an Alexa ErrorResponse INVALID_DIRECTIVE.
+ * - skill events (`AlexaSkillEvent.*`): Amazon sends a smart-home skill's events to its Lambda, not to
+ *   an HTTPS endpoint, so SkillDisabled reaches us only this way. Handled as the signed skill
+ *   endpoint handles them; answered 204.
  */
 export default async function alexaSmartHome(app: FastifyInstance) {
   const { config, audit } = app.services;
@@ -93,26 +110,49 @@ export default async function alexaSmartHome(app: FastifyInstance) {
     }
   });
 
-  app.post<{ Body: DirectiveBody }>(
+  app.post<{ Body: RelayedBody }>(
     ALEXA_SMART_HOME_PATH,
     {
       schema: {
-        summary: 'Alexa smart-home directives relayed by the skill\'s own function',
+        summary: 'Alexa smart-home directives and skill events relayed by the skill\'s own function',
         description:
-          'Authenticated with `Authorization: Bearer <ALEXA_RELAY_TOKEN>`. Alexa.Authorization.AcceptGrant (payloadVersion 3): the grant code is exchanged at Login with Amazon by the device ' +
-          'workflow of the device the grantee token (our access token) belongs to; answers AcceptGrant.Response or ErrorResponse ACCEPT_GRANT_FAILED. Other directives: ErrorResponse INVALID_DIRECTIVE.',
-        body: directiveBodySchema,
-        response: { 200: eventResponseSchema, 400: errorResponseSchema, 401: errorResponseSchema, ...rateLimitedResponse, 503: errorResponseSchema },
+          'Authenticated with `Authorization: Bearer <ALEXA_RELAY_TOKEN>`, with the region of the Lambda that received the request in `X-Alexa-Region` (NA, EU or FE). ' +
+          'Alexa.Authorization.AcceptGrant (payloadVersion 3; X-Alexa-Region required, else 400 invalid_alexa_region): the region is recorded on the device the grantee token (our access token) ' +
+          'belongs to, and the grant code is exchanged at Login with Amazon by its device workflow; answers AcceptGrant.Response or ErrorResponse ACCEPT_GRANT_FAILED. ' +
+          'Other directives: ErrorResponse INVALID_DIRECTIVE. Skill events (AlexaSkillEvent.*, as Alexa sent them to the function): SkillDisabled unlinks, SkillAccountLinked records the skill user; 204.',
+        body: relayedBodySchema,
+        response: { 200: eventResponseSchema, 204: { type: 'null' }, 400: errorResponseSchema, 401: errorResponseSchema, ...rateLimitedResponse, 503: errorResponseSchema },
       },
     },
-    async (request, reply): Promise<AlexaEvent> => {
-      const { header, payload } = request.body.directive;
-      if (header.namespace === 'Alexa.Authorization' && header.name === 'AcceptGrant') return acceptGrant(request, reply, header, payload);
-      return alexaError(header, request.body.directive.endpoint?.endpointId, 'INVALID_DIRECTIVE', `${header.namespace}.${header.name} is not supported by this skill`);
+    async (request, reply): Promise<AlexaEvent | undefined> => {
+      const region = relayRegion(request);
+      const body = request.body;
+      if (body.directive === undefined) {
+        await skillEvent(request, region);
+        return reply.code(204).send();
+      }
+      const { header, payload } = body.directive;
+      if (header.namespace === 'Alexa.Authorization' && header.name === 'AcceptGrant') {
+        if (region === null) throw new HttpError(400, 'invalid_alexa_region', `AcceptGrant needs ${REGION_HEADER_RULE}`);
+        return acceptGrant(request, reply, header, payload, region);
+      }
+      return alexaError(header, body.directive.endpoint?.endpointId, 'INVALID_DIRECTIVE', `${header.namespace}.${header.name} is not supported by this skill`);
     },
   );
 
-  async function acceptGrant(request: FastifyRequest, reply: FastifyReply, header: DirectiveHeader, payload: Record<string, unknown>): Promise<AlexaEvent> {
+  async function skillEvent(request: FastifyRequest<{ Body: RelayedBody }>, region: AlexaRegionName | null): Promise<void> {
+    const parsed = alexaRequestEnvelope.safeParse(request.body);
+    if (!parsed.success || !isSkillEvent(parsed.data)) {
+      throw new HttpError(400, 'invalid_skill_event', `The skill event lacks ${parsed.success ? 'an AlexaSkillEvent type' : parsed.error.issues.map((issue) => issue.path.join('.')).join(', ')}`);
+    }
+    const skillId = parsed.data.context?.System?.application?.applicationId;
+    if (config.voice.alexa.skillId && skillId !== undefined && skillId !== config.voice.alexa.skillId) {
+      throw new HttpError(400, 'wrong_skill', 'The skill event is for another skill than ALEXA_SKILL_ID');
+    }
+    await handleSkillEvent(app, request, parsed.data, region);
+  }
+
+  async function acceptGrant(request: FastifyRequest, reply: FastifyReply, header: DirectiveHeader, payload: Record<string, unknown>, region: AlexaRegionName): Promise<AlexaEvent> {
     const grant = payload.grant as { type?: unknown; code?: unknown } | undefined;
     const grantee = payload.grantee as { type?: unknown; token?: unknown } | undefined;
     const failed = (message: string) => alexaError(header, undefined, 'ACCEPT_GRANT_FAILED', message);
@@ -133,10 +173,21 @@ export default async function alexaSmartHome(app: FastifyInstance) {
     }
     await app.voiceCommandLimits.admit(request, reply, caller);
     await auditVoiceCommand(app, request, caller, 'Alexa.Authorization.AcceptGrant');
-    const result = await acceptAlexaGrant(app.services, caller.device, grant.code);
+    const result = await acceptAlexaGrant(app.services, caller.device, grant.code, region);
     if (!result.accepted) return failed(`Login with Amazon did not accept the grant (${result.reason})`);
     return { event: { header: eventHeader(header, 'Alexa.Authorization', 'AcceptGrant.Response'), payload: {} } };
   }
+}
+
+const REGION_HEADER_RULE = `X-Alexa-Region: the region of the Lambda that received it (${alexaRegion.options.join(', ')})`;
+
+/** The region the relay states; null when it states none. A region that is not one of Alexa's is refused (400). */
+function relayRegion(request: FastifyRequest): AlexaRegionName | null {
+  const stated = request.headers[ALEXA_REGION_HEADER];
+  if (stated === undefined) return null;
+  const region = alexaRegion.safeParse(typeof stated === 'string' ? stated.trim().toUpperCase() : undefined);
+  if (!region.success) throw new HttpError(400, 'invalid_alexa_region', `Expected ${REGION_HEADER_RULE}`);
+  return region.data;
 }
 
 function isCode(value: unknown): value is string {

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { findLinkedUserVoiceDevice, findVoiceDevice, listUserVoiceDevices } from '../../../db/queries/voice-devices';
+import { alexaRegion, findLinkedUserVoiceDevice, findVoiceDevice, listUserVoiceDevices, type AlexaRegionName } from '../../../db/queries/voice-devices';
 import { UUID } from '../../../platform/uuid';
 import { errorResponseSchema, HttpError } from '../../errors';
 import { requestOrigin } from '../../request-origin';
@@ -34,7 +34,7 @@ export default async function voiceDeviceLinks(app: FastifyInstance) {
     },
   );
 
-  app.post<{ Body: { platform: 'alexa'; code: string } }>(
+  app.post<{ Body: { platform: 'alexa'; code: string; region?: AlexaRegionName } }>(
     `${VOICE_DEVICES_PATH}/link`,
     {
       schema: {
@@ -42,13 +42,14 @@ export default async function voiceDeviceLinks(app: FastifyInstance) {
         description:
           '`code` is an Alexa permission authorization code issued by Login with Amazon for the skill (what an `Alexa.Authorization.AcceptGrant` directive carries), ' +
           "for the user's linked Alexa device: the app-side AcceptGrant. The device workflow exchanges it at Login with Amazon at once and keeps the tokens " +
-          "refreshed for the Alexa event gateway. 200 with the device; 404 `no_linked_device` when the user has no linked Alexa device; 400 `invalid_grant` when " +
+          "refreshed for the Alexa event gateway of `region` (NA, EU or FE: the user's Alexa region; when absent, the one Alexa's requests named, else NA). " +
+          "200 with the device; 404 `no_linked_device` when the user has no linked Alexa device; 400 `invalid_grant` when " +
           'Login with Amazon refused the code (expired, used, or not for this skill); 503 when Login with Amazon is not configured on this server or cannot be reached.',
         body: {
           type: 'object',
           required: ['platform', 'code'],
           additionalProperties: false,
-          properties: { platform: { type: 'string', enum: ['alexa'] }, code: safeString(2048, { minLength: 1 }) },
+          properties: { platform: { type: 'string', enum: ['alexa'] }, code: safeString(2048, { minLength: 1 }), region: { type: 'string', enum: alexaRegion.options } },
         },
         response: { 200: voiceDeviceSchema, 400: errorResponseSchema, 401: errorResponseSchema, 404: errorResponseSchema, 503: errorResponseSchema },
       },
@@ -58,7 +59,7 @@ export default async function voiceDeviceLinks(app: FastifyInstance) {
       const device = await findLinkedUserVoiceDevice(db, user.id, request.body.platform);
       if (!device) throw new HttpError(404, 'no_linked_device', 'You have no linked Alexa device; enable the skill and link your account in the Alexa app first');
       // The device workflow audits the exchange's outcome (VoiceAcceptGrant).
-      const result = await acceptAlexaGrant(app.services, device, request.body.code);
+      const result = await acceptAlexaGrant(app.services, device, request.body.code, request.body.region ?? null);
       if (!result.accepted) throw acceptGrantRefusal(result.reason);
       return describeVoiceDevice(app, (await findVoiceDevice(db, device.id))!);
     },

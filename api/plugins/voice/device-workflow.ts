@@ -1,24 +1,14 @@
 import type { WorkflowIdReusePolicy } from '@temporalio/client';
 import type { VoiceDeviceRow } from '../../../db/queries/voice-devices';
 import type { Config } from '../../../platform/config';
-import type { VoiceDeviceWorkflowInput } from '../../../workflows/voice-device-messages';
+import { voiceDeviceWorkflowStart } from '../../voice-device-workflow';
 
 /**
- * How the API starts a device's workflow when it signals or updates one that may be gone: its id,
- * queue and input (ids and the refresh policy, never a secret). The caller has seen the device not
- * unlinked, so a run that ended without unlinking it (terminated, crashed) is replaced: hence
- * ALLOW_DUPLICATE, where the first start (api/voice-device-workflow.ts) rejects duplicates.
+ * How the API starts a device's workflow when it signals or updates one that may be gone: the
+ * device's own start (api/voice-device-workflow.ts). The caller has seen the device not unlinked, so
+ * a run that ended without unlinking it (terminated, crashed) is replaced: hence ALLOW_DUPLICATE,
+ * where the first start rejects duplicates.
  */
-export function voiceDeviceWorkflowStart(config: Config, device: Pick<VoiceDeviceRow, 'id' | 'platform' | 'workflowId'>) {
-  const input: VoiceDeviceWorkflowInput = {
-    deviceId: device.id,
-    platform: device.platform,
-    refreshPolicy: { marginSeconds: config.tokenRefresh.marginSeconds, jitterSeconds: config.tokenRefresh.jitterSeconds },
-  };
-  return {
-    workflowId: device.workflowId,
-    taskQueue: config.temporal.taskQueue,
-    args: [input] as [VoiceDeviceWorkflowInput],
-    workflowIdReusePolicy: 'ALLOW_DUPLICATE' as WorkflowIdReusePolicy,
-  };
+export function voiceDeviceWorkflowWithStart(config: Config, device: Pick<VoiceDeviceRow, 'id' | 'platform'>) {
+  return { ...voiceDeviceWorkflowStart(config, device), workflowIdReusePolicy: 'ALLOW_DUPLICATE' as WorkflowIdReusePolicy };
 }

@@ -107,7 +107,7 @@ export default async function googleFulfillment(app: FastifyInstance) {
 
   async function sync(caller: VoiceCaller) {
     requireScope(caller, 'properties:read');
-    const properties = await propertyOccupancyOn(db, caller.userId, todayUtc());
+    const properties = await propertyOccupancyOn(db, caller.userId, todayUtc(app));
     return {
       agentUserId: caller.device.id,
       devices: properties.map((property) => ({
@@ -123,7 +123,7 @@ export default async function googleFulfillment(app: FastifyInstance) {
 
   async function query(caller: VoiceCaller, targets: Array<{ id: string }>) {
     requireScope(caller, 'reservations:read');
-    const occupancy = new Map((await propertyOccupancyOn(db, caller.userId, todayUtc())).map((property) => [property.id, property.occupied]));
+    const occupancy = new Map((await propertyOccupancyOn(db, caller.userId, todayUtc(app))).map((property) => [property.id, property.occupied]));
     const devices: Record<string, Record<string, unknown>> = {};
     for (const { id } of targets) {
       const occupied = occupancy.get(id);

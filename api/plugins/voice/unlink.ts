@@ -2,7 +2,7 @@ import type { VoiceDeviceRow } from '../../../db/queries/voice-devices';
 import type { AuditEntry } from '../../../platform/audit';
 import { unlinkSignal, type UnlinkDirection, type UnlinkSignal } from '../../../workflows/voice-device-messages';
 import type { ApiServices } from '../../services';
-import { voiceDeviceWorkflowStart } from './device-workflow';
+import { voiceDeviceWorkflowWithStart } from './device-workflow';
 
 export interface UnlinkRequest {
   direction: UnlinkDirection;
@@ -24,7 +24,7 @@ export async function requestVoiceDeviceUnlink(
   if (device.status === 'unlinked') return 'already_unlinked';
   const { direction, requestedBy } = request;
   await services.temporal.workflow.signalWithStart('voiceDeviceWorkflow', {
-    ...voiceDeviceWorkflowStart(services.config, device),
+    ...voiceDeviceWorkflowWithStart(services.config, device),
     signal: unlinkSignal,
     signalArgs: [{ direction, requestedBy }],
   });

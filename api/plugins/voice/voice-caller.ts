@@ -28,8 +28,10 @@ declare module 'fastify' {
 export async function authenticateVoiceCaller(app: FastifyInstance, token: string | undefined, platform: VoicePlatform): Promise<VoiceCaller | null> {
   if (!token) return null;
   const { db } = app.services;
-  const found = await findToken(db, app.authorizationServer.tokens, token, 'access_token');
-  if (found?.kind !== 'access_token' || !isLive(found) || found.row.grantId === null || found.row.userId === null) return null;
+  const { tokens } = app.authorizationServer;
+  const found = await findToken(db, tokens, token, 'access_token');
+  // The same clock the token's signature and expiry were just verified on.
+  if (found?.kind !== 'access_token' || !isLive(found, tokens.clock()) || found.row.grantId === null || found.row.userId === null) return null;
   const client = await findClient(db, found.row.clientId);
   if (client?.kind !== 'voice' || client.voicePlatform !== platform) return null;
   const device = await findVoiceDeviceByGrant(db, found.row.grantId);

@@ -17,9 +17,10 @@ export async function auditVoiceCommand(app: FastifyInstance, request: FastifyRe
 }
 
 /**
- * The day voice commands talk about. Properties carry no time zone yet, so "today" is the UTC date,
- * like the reservations' check-in and check-out dates.
+ * The day voice commands talk about, on the authorization server's clock (the one the caller's token
+ * was checked on). Properties carry no time zone yet, so "today" is the UTC date, like the
+ * reservations' check-in and check-out dates.
  */
-export function todayUtc(): string {
-  return new Date().toISOString().slice(0, 10);
+export function todayUtc(app: FastifyInstance): string {
+  return app.authorizationServer.tokens.clock().toISOString().slice(0, 10);
 }
