@@ -15,6 +15,7 @@ export type UnlinkDirection =
   | 'google_disconnect'
   | 'user'
   | 'grant_revoked'
+  | 'tokens_revoked'
   | 'operator'
   | 'client_revoked'
   | 'unused'

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { sql, type CommonQueryMethods } from 'slonik';
+import { sql, type CommonQueryMethods, type IdentifierSqlToken } from 'slonik';
 import { z } from 'zod';
 
 export const voicePlatform = z.enum(['alexa', 'google']);
@@ -104,15 +104,41 @@ export async function recordAlexaUser(db: CommonQueryMethods, deviceId: string, 
       AND (alexa_user_id IS DISTINCT FROM ${alexaUserId} OR (${region}::text IS NOT NULL AND alexa_region IS DISTINCT FROM ${region}))`);
 }
 
-/** Device links for operators, newest first, narrowed to a user and/or a client. */
-export function listVoiceDevices(db: CommonQueryMethods, filter: { userId?: string; clientId?: string }, limit: number): Promise<readonly VoiceDeviceRow[]> {
+/** Whether Alexa's permission grant (AcceptGrant) gave the device Login with Amazon tokens for the event gateway. */
+export function alexaEventsPermitted(device: Pick<VoiceDeviceRow, 'platform' | 'lwaAccessTokenExpiresAt'>): boolean {
+  return device.platform === 'alexa' && device.lwaAccessTokenExpiresAt !== null;
+}
+
+const listedVoiceDeviceRow = voiceDeviceRow.extend({
+  userEmail: z.string(),
+  /** When the link ends unless the platform uses it again (latestRefreshTokenExpiry). */
+  linkExpiresAt: z.number().nullable(),
+});
+export type ListedVoiceDeviceRow = z.infer<typeof listedVoiceDeviceRow>;
+
+export interface VoiceDeviceFilters {
+  userId?: string;
+  userEmail?: string;
+  clientId?: string;
+  platform?: z.infer<typeof voicePlatform>;
+  status?: z.infer<typeof voiceDeviceStatus>;
+}
+
+/** Device links for operators (admin API, `npm run admin -- voice-devices list`), newest first, with their user's email. */
+export function listVoiceDevices(db: CommonQueryMethods, filters: VoiceDeviceFilters, limit?: number): Promise<readonly ListedVoiceDeviceRow[]> {
   const conditions = [
-    ...(filter.userId === undefined ? [] : [sql.fragment`user_id = ${filter.userId}`]),
-    ...(filter.clientId === undefined ? [] : [sql.fragment`client_id = ${filter.clientId}`]),
+    sql.fragment`TRUE`,
+    ...(filters.userId === undefined ? [] : [sql.fragment`d."userId" = ${filters.userId}`]),
+    ...(filters.userEmail === undefined ? [] : [sql.fragment`u.email = ${filters.userEmail}`]),
+    ...(filters.clientId === undefined ? [] : [sql.fragment`d."clientId" = ${filters.clientId}`]),
+    ...(filters.platform === undefined ? [] : [sql.fragment`d.platform = ${filters.platform}`]),
+    ...(filters.status === undefined ? [] : [sql.fragment`d.status = ${filters.status}`]),
   ];
-  const where = conditions.length === 0 ? sql.fragment`` : sql.fragment`WHERE ${sql.join(conditions, sql.fragment` AND `)}`;
-  return db.any(sql.type(voiceDeviceRow)`
-    SELECT ${VOICE_DEVICE_COLUMNS} FROM voice_devices ${where} ORDER BY created_at DESC, id LIMIT ${limit}`);
+  return db.any(sql.type(listedVoiceDeviceRow)`
+    SELECT d.*, u.email::text AS "userEmail", ${latestRefreshTokenExpirySql(sql.identifier(['d', 'grantId']))} AS "linkExpiresAt"
+    FROM (SELECT ${VOICE_DEVICE_COLUMNS} FROM voice_devices) d JOIN users u ON u.id = d."userId"
+    WHERE ${sql.join(conditions, sql.fragment` AND `)}
+    ORDER BY d."createdAt" DESC, d.id ${limit === undefined ? sql.fragment`` : sql.fragment`LIMIT ${limit}`}`);
 }
 
 /**
@@ -201,10 +227,13 @@ export async function recordVoiceDeviceError(db: CommonQueryMethods, deviceId: s
  * refresh tokens that are not revoked (null when there is none, or the grant itself is revoked).
  */
 export function latestRefreshTokenExpiry(db: CommonQueryMethods, grantId: string): Promise<number | null> {
-  return db.oneFirst(sql.type(z.object({ expiresAt: z.number().nullable() }))`
-    SELECT max(t.expires_at) AS "expiresAt"
-    FROM oauth_refresh_tokens t JOIN oauth_grants g ON g.id = t.grant_id
-    WHERE t.grant_id = ${grantId} AND t.revoked_at IS NULL AND g.revoked_at IS NULL`);
+  return db.oneFirst(sql.type(z.object({ expiresAt: z.number().nullable() }))`SELECT ${latestRefreshTokenExpirySql(grantId)} AS "expiresAt"`);
+}
+
+function latestRefreshTokenExpirySql(grantId: string | IdentifierSqlToken) {
+  return sql.fragment`(
+    SELECT max(t.expires_at) FROM oauth_refresh_tokens t JOIN oauth_grants g ON g.id = t.grant_id
+    WHERE t.grant_id = ${grantId} AND t.revoked_at IS NULL AND g.revoked_at IS NULL)`;
 }
 
 /**

@@ -231,9 +231,20 @@ export function validateClientMetadata(input: ClientMetadataInput): ValidClientM
   const unknownScopes = scopes.filter((scope) => !SUPPORTED_SCOPES.includes(scope));
   if (unknownScopes.length > 0) throw invalid(`unsupported scope(s): ${unknownScopes.join(' ')} (supported: ${SUPPORTED_SCOPES.join(' ')})`);
   if (scopes.length === 0) throw invalid('a client needs at least one scope');
+  if (voicePlatform !== null) checkVoiceClientScopes(voicePlatform, scopes);
 
   const redirectUris = validateRedirectUris(input.redirectUris, grantTypes, voicePlatform);
   return { name, redirectUris, grantTypes: grantTypes as GrantType[], scopes, tokenEndpointAuthMethod, kind, voicePlatform };
+}
+
+/** What Amazon's skill manifest takes (its domains, at most 15 too, are only the hosts of OAUTH_ISSUER and PUBLIC_BASE_URL). */
+export const ALEXA_MANIFEST_MAX_SCOPES = 15;
+
+/** An Alexa client whose manifest Amazon would refuse is never made. Throws `invalid_client_metadata`. */
+export function checkVoiceClientScopes(platform: VoicePlatform, scopes: readonly string[]): void {
+  if (platform === 'alexa' && scopes.length > ALEXA_MANIFEST_MAX_SCOPES) {
+    throw new ClientMetadataError('invalid_client_metadata', `an Alexa client has at most ${ALEXA_MANIFEST_MAX_SCOPES} scopes (the skill manifest's limit)`);
+  }
 }
 
 function validVoicePlatform(

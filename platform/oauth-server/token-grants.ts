@@ -21,6 +21,7 @@ import { ensureVoiceDevice, findVoiceDeviceByGrant, type VoiceDeviceRow } from '
 import { verifyPkce } from '../pkce';
 import { hashBearerValue } from '../secrets';
 import { OAuthError } from './errors';
+import { endVoiceDeviceLinkNow } from './voice-device-unlink';
 import { grantableScopes, parseScope } from './scopes';
 import type { MintedTokens, TokenIssuer, TokenResponse } from './token-issuer';
 
@@ -41,6 +42,19 @@ export interface GrantedTokens {
 }
 
 type Outcome = { granted: GrantedTokens } | { failure: OAuthError };
+
+/**
+ * A voice client's refresh token reused after rotation: the family is revoked, and with it the device
+ * link ends (on our side, in the same transaction); the caller tells the device's workflow.
+ */
+export class VoiceLinkRevokedOnReuse extends OAuthError {
+  constructor(
+    description: string,
+    readonly voiceDevice: VoiceDeviceRow,
+  ) {
+    super('invalid_grant', description);
+  }
+}
 
 /** What a rotated voice refresh token repeats: its successor's answer, and when that access token expires (epoch seconds). */
 const successorResponse = z.object({
@@ -183,6 +197,12 @@ export class TokenGrants {
         // RFC 9700 section 4.14.2: a rotated token used again means it leaked; end the whole family.
         await revokeTokenFamily(transaction, token, 'refresh token reused after rotation', now);
         await this.audit.record(this.entry(context, 'OAuthRefreshTokenReuse', 'failure', { userId: token.userId, details: { family: token.familyId } }), transaction);
+        // The platform holds no live token of this link any more: the device is unlinked, not left to expire in a year.
+        const device = await this.voiceDeviceOf(client, transaction, token.grantId);
+        if (device?.status === 'linked') {
+          await endVoiceDeviceLinkNow(transaction, this.audit, device, { direction: 'tokens_revoked', requestedBy: { type: 'platform' }, origin: context.origin }, now);
+          return { failure: new VoiceLinkRevokedOnReuse('refresh token was already used', device) };
+        }
         return invalid('refresh token was already used');
       }
       if (token.expiresAt <= now.getTime()) return invalid('refresh token has expired');

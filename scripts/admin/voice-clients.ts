@@ -1,8 +1,9 @@
-import { accountLinkingOf, NoAccountLinking } from '../../api/plugins/voice/account-linking-manifests';
+import { accountLinkingEndpoints } from '../../api/plugins/voice/manifests';
 import { findClient, listClients } from '../../db/queries/oauth-clients';
 import { AuditLog } from '../../platform/audit';
 import { ClientMetadataError, clientMetadataView, VOICE_PLATFORMS, voiceClientMetadata } from '../../platform/oauth-server/client-metadata';
 import { ClientRegistry } from '../../platform/oauth-server/client-registry';
+import { accountLinkingOf, NoAccountLinking } from '../../platform/voice/account-linking-manifests';
 import { CommandFailed, oneOf, stringOption, UsageError, type AdminCommand } from './command';
 import { operatorId } from './connection-actions';
 import { formatTable, printJson, timeCell } from './table';
@@ -105,7 +106,7 @@ export const voiceClientManifestCommand: AdminCommand = {
     if (!client) throw new CommandFailed(`no client ${clientId}`);
     let manifest;
     try {
-      manifest = accountLinkingOf(client, config);
+      manifest = accountLinkingOf(client, config, accountLinkingEndpoints(config));
     } catch (error) {
       if (error instanceof NoAccountLinking) throw new CommandFailed(error.message);
       throw error;

@@ -1,6 +1,5 @@
 import { requestVoiceDeviceUnlink } from '../../api/plugins/voice/unlink';
-import { listVoiceDevicesForOperators, type VoiceDeviceFilters } from '../../db/queries/voice-device-listing';
-import { findVoiceDevice, voiceDeviceStatus, voicePlatform } from '../../db/queries/voice-devices';
+import { alexaEventsPermitted, findVoiceDevice, listVoiceDevices, voiceDeviceStatus, voicePlatform, type VoiceDeviceFilters } from '../../db/queries/voice-devices';
 import { AuditLog } from '../../platform/audit';
 import { CommandFailed, oneOf, stringOption, UsageError, uuidArgument, type AdminCommand } from './command';
 import { operatorId } from './connection-actions';
@@ -29,8 +28,9 @@ export const voiceDevicesListCommand: AdminCommand = {
       ...(platform === undefined ? {} : { platform: oneOf(platform, voicePlatform.options, '--platform') }),
       ...(status === undefined ? {} : { status: oneOf(status, voiceDeviceStatus.options, '--status') }),
     };
-    const devices = (await listVoiceDevicesForOperators(await context.db(), filters)).map((device) => ({
+    const devices = (await listVoiceDevices(await context.db(), filters)).map((device) => ({
       ...device,
+      alexaEventsPermitted: alexaEventsPermitted(device),
       createdAt: iso(device.createdAt)!,
       linkExpiresAt: iso(device.linkExpiresAt),
       unlinkedAt: iso(device.unlinkedAt),

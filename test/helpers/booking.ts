@@ -46,14 +46,3 @@ export function storedReservations(platform: TestPlatform, externalId: string) {
            guest_name AS "guestName", to_char(check_in, 'YYYY-MM-DD') AS "checkIn", to_char(check_out, 'YYYY-MM-DD') AS "checkOut"
     FROM reservations WHERE provider = 'booking-com' AND external_id = ${externalId}`);
 }
-
-/** Polls (real time) until `check` holds; for what the workflow does on its own schedule. */
-export async function eventually<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000, what = 'condition'): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const result = await check();
-    if (result) return result;
-    if (Date.now() > deadline) throw new Error(`${what} never held within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}

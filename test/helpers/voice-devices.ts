@@ -4,7 +4,7 @@ import { findVoiceDevice } from '../../db/queries/voice-devices';
 import type { FakeAlexaRegion } from '../../fakes/amazon';
 import type { voiceDeviceWorkflow } from '../../workflows/voice-device';
 import { voiceDeviceStatusQuery, type VoiceDeviceState } from '../../workflows/voice-device-messages';
-import { introspect, linkAccount, linkedDevice, postAsVoiceClient, type LinkedAccount, type VoiceClient, type VoiceTestPlatform } from './voice';
+import { introspect, linkAccount, linkedDevice, postAsVoiceClient, waitFor, type LinkedAccount, type VoiceClient, type VoiceTestPlatform } from './voice';
 
 /** A linked voice device as its workflow's tests see it, on top of test/helpers/voice.ts. */
 export interface LinkedDevice {
@@ -73,15 +73,9 @@ export function outcomeOf(voice: VoiceTestPlatform, handle: WorkflowHandle): Pro
   return client.workflow.getHandle(handle.workflowId).result();
 }
 
-/** Polls the device workflow's status query until `predicate` holds (real time; fine for short waits). */
-export async function waitForDeviceState(device: LinkedDevice, predicate: (state: VoiceDeviceState) => boolean, timeoutMs = 30_000): Promise<VoiceDeviceState> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const state = await device.handle.query(voiceDeviceStatusQuery);
-    if (predicate(state)) return state;
-    if (Date.now() > deadline) throw new Error(`device state never matched: ${JSON.stringify(state)}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+/** Queries the device workflow's status until `predicate` holds (real time; fine for short waits). */
+export function waitForDeviceState(device: LinkedDevice, predicate: (state: VoiceDeviceState) => boolean, timeoutMs = 30_000): Promise<VoiceDeviceState> {
+  return waitFor(() => device.handle.query(voiceDeviceStatusQuery), predicate, 'the device state', timeoutMs);
 }
 
 /** YYYY-MM-DD of a time, `days` later (UTC, the day occupancy is reported for). */

@@ -7,6 +7,7 @@ import { startFakeAmazon, type FakeAmazon } from '../../fakes/amazon';
 import { generateServiceAccountKey, startFakeGoogleHome, type FakeGoogleHome } from '../../fakes/google-home';
 import { createAlexaRequestVerifier } from '../../platform/voice/alexa-request-verification';
 import { alexaRequestBody, createAlexaTestSigner, type AlexaTestSigner } from './alexa-signing';
+import { eventually } from './eventually';
 import { authorizePath, TestBrowser, WITHOUT_PKCE } from './oauth-browser';
 import { ADMIN_TOKEN } from './oauth-server';
 import { startTestPlatform, TEST_PASSWORD, type TestPlatform } from './platform';
@@ -254,15 +255,13 @@ export function unrevokedDeviceTokens(platform: TestPlatform, userId: string): P
     FROM voice_devices d WHERE d.user_id = ${userId}`);
 }
 
-/** Polls `read` until `predicate` holds (real time, for short waits on workflows and activities). */
+/** Reads until `predicate` holds of what was read (eventually's polling), and answers that. */
 export async function waitFor<T>(read: () => Promise<T>, predicate: (value: T) => boolean, description: string, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
+  const matched = await eventually(async () => {
     const value = await read();
-    if (predicate(value)) return value;
-    if (Date.now() > deadline) throw new Error(`${description} never happened: ${JSON.stringify(value)}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+    return predicate(value) && { value };
+  }, timeoutMs, description);
+  return matched.value;
 }
 
 /** A linked device whose workflow has started. */

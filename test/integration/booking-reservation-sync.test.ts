@@ -5,7 +5,8 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { startTemporalDevServer } from '../helpers/temporal';
 import { startFakeBooking, type FakeBooking } from '../../fakes/booking';
 import { startTestPlatform, waitForConnectionState, type TestPlatform } from '../helpers/platform';
-import { BOOKING_TEST_ACCOUNT, bookingEnvironment, connectBooking, eventually, storedReservations } from '../helpers/booking';
+import { BOOKING_TEST_ACCOUNT, bookingEnvironment, connectBooking, storedReservations } from '../helpers/booking';
+import { eventually } from '../helpers/eventually';
 import { historyPayloadTexts } from '../helpers/history';
 
 const HOTEL = '1234567';

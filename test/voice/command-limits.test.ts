@@ -1,7 +1,7 @@
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTemporalDevServer } from '../helpers/temporal';
-import { auditRows, fulfill, linkAccount, sendSkillRequest, startVoiceTestPlatform, type JsonAnswer, type VoiceTestPlatform } from '../helpers/voice';
+import { auditRows, fulfill, linkAccount, sendSkillRequest, startVoiceTestPlatform, type JsonAnswer, type LinkedAccount, type VoiceTestPlatform } from '../helpers/voice';
 
 const PER_DEVICE = 5;
 const PER_USER = 8;
@@ -28,10 +28,14 @@ describe('voice command limits', () => {
     await temporal?.teardown();
   });
 
-  const expectRateLimited = (answer: JsonAnswer) => {
-    expect(answer.status).toBe(429);
+  const expectRetryAfter = (answer: JsonAnswer) => {
     expect(Number(answer.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     expect(Number(answer.headers.get('retry-after'))).toBeLessThanOrEqual(60);
+  };
+
+  const expectRateLimited = (answer: JsonAnswer) => {
+    expect(answer.status).toBe(429);
+    expectRetryAfter(answer);
     expect(answer.body).toEqual({ error: 'rate_limited', message: expect.any(String) });
   };
 
@@ -40,24 +44,28 @@ describe('voice command limits', () => {
 
   it('a burst above the device limit gets 429 with Retry-After for the excess, the rest succeed; then the user limit holds across devices', async () => {
     const { platform } = voice;
-    const google = await linkAccount(voice, voice.googleClient);
+    // Every account is linked before the first counted command: the commands below take a moment, well inside one limit window.
+    const alexa = await linkAccount(voice, voice.alexaClient);
+    const google = await linkAccount(voice, voice.googleClient, undefined, alexa);
+    const neighbour = await linkAccount(voice, voice.alexaClient);
+    const launch = (account: LinkedAccount) => sendSkillRequest(voice, { type: 'LaunchRequest', accessToken: account.accessToken });
     const sync = () => fulfill(platform, google.accessToken, [{ intent: 'action.devices.SYNC' }]);
-    const burst = await Promise.all(Array.from({ length: PER_DEVICE + 3 }, sync));
+
+    const burst = await Promise.all(Array.from({ length: PER_DEVICE + 3 }, () => launch(alexa)));
     expect(burst.filter((answer) => answer.status === 200)).toHaveLength(PER_DEVICE);
     for (const refused of burst.filter((answer) => answer.status !== 200)) expectRateLimited(refused);
-    expect(await refusalAudits(google.userId)).toEqual(['device']);
+    expect(await refusalAudits(alexa.userId)).toEqual(['device']);
 
     // Another user of the same platform, from the same address, is not held back.
-    const neighbour = await linkAccount(voice, voice.googleClient);
-    expect((await fulfill(platform, neighbour.accessToken, [{ intent: 'action.devices.SYNC' }])).status).toBe(200);
+    expect((await launch(neighbour)).status).toBe(200);
 
-    // The same user's Alexa device has its own device budget but shares the user's.
-    const alexa = await linkAccount(voice, voice.alexaClient, undefined, google);
-    const launch = () => sendSkillRequest(voice, { type: 'LaunchRequest', accessToken: alexa.accessToken });
-    for (let command = PER_DEVICE; command < PER_USER; command++) expect((await launch()).status).toBe(200);
-    const overUser = await launch();
-    expectRateLimited(overUser);
-    expect(await refusalAudits(google.userId)).toEqual(['device', 'user']);
+    // The same user's Google device has its own device budget but shares the user's; Google is told in its own shape.
+    for (let command = PER_DEVICE; command < PER_USER; command++) expect((await sync()).body.payload).toMatchObject({ devices: [] });
+    const overUser = await sync();
+    expect(overUser.status).toBe(200);
+    expect(overUser.body).toEqual({ requestId: expect.any(String), payload: { errorCode: 'transientError', debugString: expect.stringContaining('user') } });
+    expectRetryAfter(overUser);
+    expect(await refusalAudits(alexa.userId)).toEqual(['device', 'user']);
     expect(JSON.stringify(await auditRows(platform, 'VoiceCommandRateLimited'))).not.toContain(google.accessToken);
 
     // An unlink is never refused for being one command too many.

@@ -92,7 +92,7 @@ describe('Google Home fulfillment', () => {
     expect(commands.map((row) => (row.details as { command: string }).command)).toEqual(expect.arrayContaining(['action.devices.SYNC', 'action.devices.QUERY', 'action.devices.EXECUTE']));
   });
 
-  it('401 for a missing, foreign, refresh or Alexa token (Google unlinks on it); 400 for an unknown intent or a malformed request', async () => {
+  it('401 for a missing, foreign, refresh or Alexa token (Google unlinks on it); an unknown intent is an error of the request in Google\'s shape; 400 for a malformed request', async () => {
     const { platform } = voice;
     const sync = [{ intent: 'action.devices.SYNC' }];
     for (const token of [undefined, 'not-a-token', account.refreshToken]) {
@@ -105,16 +105,16 @@ describe('Google Home fulfillment', () => {
     expect((await fulfill(platform, alexa.accessToken, sync)).status).toBe(401);
 
     const unknown = await fulfill(platform, account.accessToken, [{ intent: 'action.devices.IDENTIFY' }]);
-    expect(unknown.status).toBe(400);
-    expect(unknown.body).toEqual({ error: 'unsupported_intent', message: expect.stringContaining('action.devices.IDENTIFY') });
+    expect(unknown.status).toBe(200);
+    expect(unknown.body).toEqual({ requestId: expect.any(String), payload: { errorCode: 'notSupported', debugString: expect.stringContaining('action.devices.IDENTIFY') } });
     const malformed = await fulfill(platform, account.accessToken, []);
     expect(malformed.status).toBe(400);
   });
 
-  it('403 insufficient_scope when the link was not granted what the intent reads', async () => {
+  it('authFailure, an error of the request in Google\'s shape, when the link was not granted what the intent reads', async () => {
     const narrow = await linkAccount(voice, voice.googleClient, 'devices:control');
     const answer = await fulfill(voice.platform, narrow.accessToken, [{ intent: 'action.devices.SYNC' }]);
-    expect(answer.status).toBe(403);
-    expect(answer.body.error).toBe('insufficient_scope');
+    expect(answer.status).toBe(200);
+    expect(answer.body).toEqual({ requestId: expect.any(String), payload: { errorCode: 'authFailure', debugString: expect.stringContaining('properties:read') } });
   });
 });

@@ -1,7 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import { Client, Connection } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { UnlinkDirection } from '../../workflows/voice-device-messages';
+import { buildApiServer } from '../../api/app';
+import { voiceDeviceStatusQuery, type UnlinkDirection } from '../../workflows/voice-device-messages';
+import { freePort } from '../helpers/ports';
 import { startTemporalDevServer } from '../helpers/temporal';
 import {
   acceptGrantDirective,
@@ -167,6 +170,72 @@ describe('unlinking a voice device', () => {
     await expectUnlinked(account, 'grant_revoked', { actorType: 'user', actorId: account.userId });
     expect(googleHome.deletes(device.id)).toBe(1);
     expect(googleHome.calls.filter((call) => call.endpoint === 'deleteAgentUser' && call.agentUserId === device.id)).toHaveLength(1);
+  });
+
+  it('a grant revoked while Temporal cannot be reached ends the link all the same, and deleting the grant again tells the workflow', async () => {
+    const { platform, googleHome } = voice;
+    const { account, device } = await googleLinkSynced();
+    const grants = await sendJson(platform, 'GET', '/oauth/grants', { bearer: account.sessionToken });
+    const grant = (grants.body.grants as Array<{ id: string; clientId: string }>).find((candidate) => candidate.clientId === voice.googleClient.clientId)!;
+    const revokeGrant = (apiUrl: string) => fetch(`${apiUrl}/oauth/grants/${grant.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${account.sessionToken}` } });
+    // The workflow has read its link and sleeps until it expires: only a signal wakes it before then.
+    const workflow = platform.client.workflow.getHandle(device.workflowId);
+    await waitFor(() => workflow.query(voiceDeviceStatusQuery), (state) => state.linkExpiresAt !== undefined, 'the workflow at rest');
+
+    // The same api-server, whose Temporal client points at a closed port.
+    const unreachable = Connection.lazy({ address: '127.0.0.1:1' });
+    const withoutTemporal = await buildApiServer({ ...platform.api.services, temporal: new Client({ connection: unreachable }) });
+    try {
+      const port = await freePort();
+      await withoutTemporal.listen({ host: '127.0.0.1', port });
+      expect((await revokeGrant(`http://127.0.0.1:${port}`)).status).toBe(204);
+    } finally {
+      await withoutTemporal.close();
+      await unreachable.close();
+    }
+    // Our side ended with the grant: every token of the device is dead and the device no longer linked.
+    expect((await deviceOf(platform, account.userId)).status).toBe('unlinking');
+    expect(await unrevokedDeviceTokens(platform, account.userId)).toBe(0);
+    expect(await introspect(platform, account.client, account.accessToken)).toEqual({ active: false });
+    expect((await fulfill(platform, account.accessToken, [{ intent: 'action.devices.SYNC' }])).status).toBe(401);
+    expect(googleHome.deletes(device.id)).toBe(0);
+
+    // The revoked grant can be deleted again while its device is not unlinked: that tells the workflow, which finishes the unlink.
+    expect((await revokeGrant(platform.apiUrl)).status).toBe(204);
+    await expectUnlinked(account, 'grant_revoked', { actorType: 'user', actorId: account.userId });
+    expect(googleHome.deletes(device.id)).toBe(1);
+    expect((await revokeGrant(platform.apiUrl)).status).toBe(404);
+  });
+
+  it('the platform revokes its refresh token (RFC 7009): the device is unlinked, its LWA tokens wiped or its agent user deleted; an access token alone leaves the link', async () => {
+    const { platform, googleHome } = voice;
+    const alexa = await alexaLinkWithPermission();
+    const google = await googleLinkSynced();
+    const revoke = (account: LinkedAccount, token: string) => postAsVoiceClient(platform, '/oauth/revoke', account.client, { token });
+
+    expect((await revoke(google.account, google.account.accessToken)).status).toBe(200);
+    expect((await deviceOf(platform, google.account.userId)).status).toBe('linked');
+
+    expect((await revoke(google.account, google.account.refreshToken)).status).toBe(200);
+    await expectUnlinked(google.account, 'tokens_revoked', { actorType: 'client', actorId: voice.googleClient.clientId });
+    expect(googleHome.deletes(google.device.id)).toBe(1);
+    expect((await revoke(alexa.account, alexa.account.refreshToken)).status).toBe(200);
+    await expectUnlinked(alexa.account, 'tokens_revoked', { actorType: 'client', actorId: voice.alexaClient.clientId });
+  });
+
+  it('a refresh token reused after its successor was used (a leak): the family is revoked and the device unlinked', async () => {
+    const { platform, googleHome } = voice;
+    const { account, device } = await googleLinkSynced();
+    const refresh = (token: string) => postAsVoiceClient(platform, '/oauth/token', account.client, { grant_type: 'refresh_token', refresh_token: token });
+    const first = await refresh(account.refreshToken);
+    expect(first.status).toBe(200);
+    expect((await refresh(first.body.refresh_token as string)).status).toBe(200);
+
+    const reused = await refresh(account.refreshToken);
+    expect(reused.status).toBe(400);
+    expect(reused.body).toMatchObject({ error: 'invalid_grant' });
+    await expectUnlinked(account, 'tokens_revoked', { actorType: 'client', actorId: voice.googleClient.clientId });
+    expect(googleHome.deletes(device.id)).toBe(1);
   });
 
   it('an operator unlinks through the admin API: 202, then 409 once nothing is left', async () => {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { ClientMetadataError, voiceClientMetadata } from '../../platform/oauth-server/client-metadata';
+import { checkVoiceClientScopes, ClientMetadataError, voiceClientMetadata } from '../../platform/oauth-server/client-metadata';
 import { hashBearerValue } from '../../platform/secrets';
 import { ADMIN_TOKEN, INITIAL_ACCESS_TOKEN, startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
 import { authorizePath, TestBrowser, WITHOUT_PKCE } from '../helpers/oauth-browser';
@@ -142,6 +142,13 @@ describe('voice clients created by an operator', () => {
     const defaults = { alexaVendorId: undefined, googleProjectId: undefined };
     expect(() => voiceClientMetadata({ platform: 'alexa' }, defaults)).toThrow(new ClientMetadataError('invalid_client_metadata', 'vendor_id is required for an Alexa client (or set ALEXA_VENDOR_ID)'));
     expect(() => voiceClientMetadata({ platform: 'google' }, defaults)).toThrow(/GOOGLE_HOME_PROJECT_ID/);
+  });
+
+  it("an Alexa client never has more scopes than Amazon's skill manifest takes (15), whatever scopes there come to be", () => {
+    const scopes = Array.from({ length: 16 }, (_, index) => `scope-${index}:read`);
+    expect(() => checkVoiceClientScopes('alexa', scopes)).toThrow(new ClientMetadataError('invalid_client_metadata', "an Alexa client has at most 15 scopes (the skill manifest's limit)"));
+    expect(() => checkVoiceClientScopes('alexa', scopes.slice(0, 15))).not.toThrow();
+    expect(() => checkVoiceClientScopes('google', scopes)).not.toThrow();
   });
 
   it('the generic admin creation takes a voice client only with its platform, and only with that platform\'s redirect URIs', async () => {

@@ -5,6 +5,7 @@ import { findVoiceDeviceByGrant } from '../../../db/queries/voice-devices';
 import { errorResponseSchema, HttpError } from '../../errors';
 import { requestOrigin } from '../../request-origin';
 import { safeString } from '../../schemas';
+import { endVoiceDeviceLinkNow } from '../../../platform/oauth-server/voice-device-unlink';
 import { UUID } from '../../../platform/uuid';
 import { requestVoiceDeviceUnlink } from '../voice/unlink';
 
@@ -26,10 +27,12 @@ const grantSchema = {
 /**
  * The signed-in user's own view of the apps they authorized (session cookie or Bearer session token),
  * and the way to take an authorization back: revoking a grant revokes every token issued under it
- * (and unlinks the voice device of a voice platform's grant).
+ * (and unlinks the voice device of a voice platform's grant: our side in the same transaction, the
+ * platform's side by the device workflow, told after commit).
  */
 export default async function grants(app: FastifyInstance) {
   const { db, audit } = app.services;
+  const { authorizationServer } = app;
 
   app.addHook('onSend', async (_request, reply) => {
     reply.header('cache-control', 'no-store');
@@ -76,7 +79,16 @@ export default async function grants(app: FastifyInstance) {
       // Someone else's grant looks exactly like one that does not exist.
       if (!UUID.test(request.params.id)) throw notFound;
       const grant = await findGrant(db, request.params.id);
-      if (!grant || grant.userId !== user.id || grant.revokedAt !== null) throw notFound;
+      if (!grant || grant.userId !== user.id) throw notFound;
+      const unlink = { direction: 'grant_revoked', requestedBy: { type: 'user', id: user.id }, origin: requestOrigin(request) } as const;
+      // A voice platform's grant is a device link: its workflow ends the platform's side and finishes.
+      const device = await findVoiceDeviceByGrant(db, grant.id);
+      if (grant.revokedAt !== null) {
+        // Revoked before, and the device's workflow may never have been told: it is told again until the device is unlinked.
+        if (!device || device.status === 'unlinked') throw notFound;
+        await requestVoiceDeviceUnlink(app.services, device, unlink);
+        return reply.code(204).send();
+      }
       const revoked = await db.transaction(async (transaction) => {
         if (!(await markGrantRevoked(transaction, grant.id))) return false;
         await revokeGrantTokens(transaction, grant.id, 'grant revoked by the user');
@@ -87,17 +99,23 @@ export default async function grants(app: FastifyInstance) {
             actor: { type: 'user', id: user.id },
             userId: user.id,
             clientId: grant.clientId,
-            origin: requestOrigin(request),
+            origin: unlink.origin,
             details: { grantId: grant.id, scopes: grant.scopes },
           },
           transaction,
         );
+        if (device) await endVoiceDeviceLinkNow(transaction, audit, device, unlink, authorizationServer.tokens.clock());
         return true;
       });
       if (!revoked) throw notFound;
-      // A voice platform's grant is a device link: its workflow also ends the platform's side and finishes.
-      const device = await findVoiceDeviceByGrant(db, grant.id);
-      if (device) await requestVoiceDeviceUnlink(app.services, device, { direction: 'grant_revoked', requestedBy: { type: 'user', id: user.id }, origin: requestOrigin(request) });
+      if (device) {
+        try {
+          await requestVoiceDeviceUnlink(app.services, device, unlink);
+        } catch (error) {
+          // The grant and the device's tokens are revoked: what is left is the platform's side, which a second DELETE asks for again.
+          request.log.warn({ err: error, deviceId: device.id }, 'the voice device workflow could not be told of the revoked grant');
+        }
+      }
       return reply.code(204).send();
     },
   );

@@ -10,12 +10,14 @@ import {
   tokenParametersSchema,
   type FormParameters,
 } from './client-request';
+import { requestVoiceDeviceUnlink } from '../voice/unlink';
 import { answerOAuthErrors } from './oauth-errors';
 
 /**
  * POST /oauth/revoke (RFC 7009) for authenticated clients (public clients identify themselves by
  * client_id). Always 200 with an empty body once the client is authenticated, whether the token
- * was revoked, unknown or another client's (left alone).
+ * was revoked, unknown or another client's (left alone). A voice platform revoking its refresh
+ * token unlinks the device: its workflow is told to end the platform's side too.
  */
 export default async function revocation(app: FastifyInstance) {
   answerOAuthErrors(app);
@@ -37,7 +39,16 @@ export default async function revocation(app: FastifyInstance) {
       const parameters = request.body;
       const client = await authenticateCaller(app, request, parameters, 'revocation');
       if (parameters.token === undefined) throw new OAuthError('invalid_request', 'token is required');
-      await revoker.revoke(client, parameters.token, parameters.token_type_hint, requestOrigin(request));
+      const origin = requestOrigin(request);
+      const { unlinkedVoiceDevice: device } = await revoker.revoke(client, parameters.token, parameters.token_type_hint, origin);
+      if (device) {
+        try {
+          await requestVoiceDeviceUnlink(app.services, device, { direction: 'tokens_revoked', requestedBy: { type: 'platform', id: device.platform }, origin });
+        } catch (error) {
+          // The device's tokens are revoked and its link ended on our side; its workflow finds that on its next look at the device.
+          request.log.warn({ err: error, deviceId: device.id }, 'the voice device workflow could not be told of the revoked refresh token');
+        }
+      }
       return reply.code(200).send();
     },
   );

@@ -2,10 +2,11 @@ import { requestOrigin } from '../../request-origin';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { OAuthError, oauthErrorSchema } from '../../../platform/oauth-server/errors';
 import { SUPPORTED_GRANT_TYPES } from '../../../platform/oauth-server/clients';
-import type { GrantedTokens } from '../../../platform/oauth-server/token-grants';
+import { VoiceLinkRevokedOnReuse, type GrantContext, type GrantedTokens } from '../../../platform/oauth-server/token-grants';
 import type { TokenResponse } from '../../../platform/oauth-server/token-issuer';
 import { hashBearerValue } from '../../../platform/secrets';
 import { VoiceDeviceWorkflowStarts } from '../../voice-device-workflow';
+import { requestVoiceDeviceUnlink } from '../voice/unlink';
 import {
   authenticateCaller,
   CLIENT_REQUEST_BODY_LIMIT,
@@ -62,6 +63,21 @@ export default async function token(app: FastifyInstance) {
     return granted.tokens;
   };
 
+  const refreshTokens = async (request: FastifyRequest, context: GrantContext, parameters: FormParameters): Promise<GrantedTokens> => {
+    try {
+      return await app.authorizationServer.tokenEndpoint.refreshToken(context, { refreshToken: parameters.refresh_token, scope: parameters.scope });
+    } catch (error) {
+      if (error instanceof VoiceLinkRevokedOnReuse) {
+        // Our side of the link has ended with the refusal; the workflow still has the platform's side to end.
+        const unlink = { direction: 'tokens_revoked', requestedBy: { type: 'platform', id: error.voiceDevice.platform }, origin: context.origin } as const;
+        await requestVoiceDeviceUnlink(app.services, error.voiceDevice, unlink).catch((signalError: unknown) =>
+          request.log.warn({ err: signalError, deviceId: error.voiceDevice.id }, 'the unlink of a voice device whose refresh token was reused could not be signalled'),
+        );
+      }
+      throw error;
+    }
+  };
+
   app.post<{ Body: FormParameters }>(
     '/oauth/token',
     {
@@ -109,7 +125,7 @@ export default async function token(app: FastifyInstance) {
             true,
           );
         case 'refresh_token':
-          return answer(request, await tokenEndpoint.refreshToken(context, { refreshToken: parameters.refresh_token, scope: parameters.scope }), false);
+          return answer(request, await refreshTokens(request, context, parameters), false);
         case 'client_credentials':
           return tokenEndpoint.clientCredentials(context, { scope: parameters.scope });
       }

@@ -1,6 +1,6 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
-import type { VoiceDeviceRow } from '../../../db/queries/voice-devices';
+import { alexaEventsPermitted, type VoiceDeviceRow } from '../../../db/queries/voice-devices';
 import { voiceDeviceStatusQuery, type VoiceDeviceState } from '../../../workflows/voice-device-messages';
 
 // The listing answers from the database alone rather than wait long for a busy worker.
@@ -77,7 +77,7 @@ export async function describeVoiceDevice(app: FastifyInstance, device: VoiceDev
     unlinkedAt: iso(device.unlinkedAt),
     unlinkReason: device.unlinkReason,
     lastError: device.lastErrorKind ? { kind: device.lastErrorKind, message: device.lastErrorMessage ?? '' } : null,
-    alexaEventsPermitted: device.platform === 'alexa' && device.lwaAccessTokenExpiresAt !== null,
+    alexaEventsPermitted: alexaEventsPermitted(device),
     workflow: {
       id: device.workflowId,
       running: state !== null,

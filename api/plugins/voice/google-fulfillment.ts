@@ -1,9 +1,8 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { propertyOccupancyOn } from '../../../db/queries/voice-commands';
 import { errorResponseSchema, HttpError } from '../../errors';
 import { requestOrigin } from '../../request-origin';
 import { safeString } from '../../schemas';
-import { rateLimitedResponse } from './command-limits';
 import { auditVoiceCommand, todayUtc } from './voice-commands';
 import { authenticateVoiceCaller, bearerToken, type VoiceCaller } from './voice-caller';
 import { requestVoiceDeviceUnlink } from './unlink';
@@ -58,11 +57,23 @@ const DISCONNECT = 'action.devices.DISCONNECT';
 const INTENTS = [SYNC, QUERY, EXECUTE, DISCONNECT];
 
 /**
+ * Errors of the whole request, as Google expects them: HTTP 200 with the global `errorCode` of its
+ * smart-home error list (and a `debugString` for the developer console). Only an invalid token is
+ * answered otherwise (401).
+ */
+const GOOGLE_ERROR_CODES: Record<string, string> = {
+  unsupported_intent: 'notSupported',
+  insufficient_scope: 'authFailure',
+  rate_limited: 'transientError',
+};
+
+/**
  * Google Home cloud-to-cloud fulfillment (`POST /api/v1/voice/google/fulfillment`), authenticated by
  * our access token of a Google voice client. An invalid or revoked token gets 401, which makes Google
- * drop the link, as it expects; a fault on our side gets 5xx, never 401. Each of the user's
- * properties is an occupancy sensor: SYNC lists them (agentUserId = the device id), QUERY answers
- * occupied or not from today's confirmed reservations, EXECUTE has nothing to run, DISCONNECT unlinks.
+ * drop the link, as it expects; a fault on our side gets 5xx, never 401; a request we refuse as a
+ * whole gets Google's global errorCode. Each of the user's properties is an occupancy sensor: SYNC
+ * lists them (agentUserId = the device id), QUERY answers occupied or not from today's confirmed
+ * reservations, EXECUTE has nothing to run, DISCONNECT unlinks.
  */
 export default async function googleFulfillment(app: FastifyInstance) {
   const { db } = app.services;
@@ -74,14 +85,13 @@ export default async function googleFulfillment(app: FastifyInstance) {
         summary: 'Google Home fulfillment (SYNC, QUERY, EXECUTE, DISCONNECT)',
         description:
           "Bearer: our access token of a Google voice client. SYNC: the user's properties as occupancy sensors; QUERY: occupied today or not; EXECUTE: functionNotSupported; " +
-          'DISCONNECT: `{}` and the device is unlinked. 401 for an invalid token (Google unlinks); 400 `unsupported_intent` for any other intent; 429 over the voice command limits.',
+          'DISCONNECT: `{}` and the device is unlinked. 401 for an invalid token (Google unlinks). A request refused as a whole answers 200 `{requestId, payload: {errorCode, debugString}}`: ' +
+          '`notSupported` for any other intent, `authFailure` when the link was not granted what the intent reads, `transientError` over the voice command limits (with Retry-After). 400 for a malformed body.',
         body: fulfillmentBodySchema,
         response: {
           200: { type: 'object', additionalProperties: true, description: "Google's intent response: `{requestId, payload}`, or `{}` for DISCONNECT." },
           400: errorResponseSchema,
           401: errorResponseSchema,
-          403: errorResponseSchema,
-          ...rateLimitedResponse,
         },
       },
     },
@@ -91,19 +101,29 @@ export default async function googleFulfillment(app: FastifyInstance) {
         reply.header('www-authenticate', 'Bearer realm="google-home", error="invalid_token"');
         throw new HttpError(401, 'invalid_token', 'The access token is not valid for a linked Google device');
       }
-      const { requestId, inputs } = request.body;
-      const unsupported = inputs.find((input) => !INTENTS.includes(input.intent));
-      if (unsupported) throw new HttpError(400, 'unsupported_intent', `${unsupported.intent} is not an intent this fulfillment handles (${INTENTS.join(', ')})`);
-      const input = inputs[0]!;
-      // An unlink is never refused for being one command too many.
-      if (input.intent === DISCONNECT) return disconnect(request, caller);
-      await app.voiceCommandLimits.admit(request, reply, caller);
-      await auditVoiceCommand(app, request, caller, input.intent);
-      if (input.intent === SYNC) return { requestId, payload: await sync(caller) };
-      if (input.intent === QUERY) return { requestId, payload: await query(caller, input.payload?.devices ?? []) };
-      return { requestId, payload: { commands: execute(input.payload?.commands ?? []) } };
+      try {
+        return await fulfill(request, reply, caller);
+      } catch (error) {
+        if (!(error instanceof HttpError) || GOOGLE_ERROR_CODES[error.code] === undefined) throw error;
+        return { requestId: request.body.requestId, payload: { errorCode: GOOGLE_ERROR_CODES[error.code], debugString: error.message } };
+      }
     },
   );
+
+  /** The intent of an authenticated request; a refusal of the whole request is thrown as an HttpError. */
+  async function fulfill(request: FastifyRequest<{ Body: FulfillmentBody }>, reply: FastifyReply, caller: VoiceCaller) {
+    const { requestId, inputs } = request.body;
+    const unsupported = inputs.find((input) => !INTENTS.includes(input.intent));
+    if (unsupported) throw new HttpError(400, 'unsupported_intent', `${unsupported.intent} is not an intent this fulfillment handles (${INTENTS.join(', ')})`);
+    const input = inputs[0]!;
+    // An unlink is never refused for being one command too many.
+    if (input.intent === DISCONNECT) return disconnect(request, caller);
+    await app.voiceCommandLimits.admit(request, reply, caller);
+    await auditVoiceCommand(app, request, caller, input.intent);
+    if (input.intent === SYNC) return { requestId, payload: await sync(caller) };
+    if (input.intent === QUERY) return { requestId, payload: await query(caller, input.payload?.devices ?? []) };
+    return { requestId, payload: { commands: execute(input.payload?.commands ?? []) } };
+  }
 
   async function sync(caller: VoiceCaller) {
     requireScope(caller, 'properties:read');

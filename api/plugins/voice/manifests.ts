@@ -1,10 +1,23 @@
 import type { FastifyInstance } from 'fastify';
 import { findClient } from '../../../db/queries/oauth-clients';
+import type { Config } from '../../../platform/config';
+import { accountLinkingOf, NoAccountLinking, type AccountLinkingEndpoints, type AccountLinkingPlatform } from '../../../platform/voice/account-linking-manifests';
 import { errorResponseSchema, HttpError } from '../../errors';
 import { safeString } from '../../schemas';
 import { requireAdminToken } from '../oauth/admin-authentication';
-import { ADMIN_VOICE_CLIENTS_PREFIX } from '../oauth/admin-clients';
-import { accountLinkingOf, NoAccountLinking, type AccountLinkingPlatform } from './account-linking-manifests';
+import { ADMIN_CLIENTS_PREFIX, ADMIN_VOICE_CLIENTS_PREFIX } from '../oauth/admin-clients';
+import { authorizationServerMetadata } from '../oauth/metadata';
+
+/** Our endpoints as the metadata document names them, and the admin API's paths, for the manifests. */
+export function accountLinkingEndpoints(config: Config): AccountLinkingEndpoints {
+  const metadata = authorizationServerMetadata(config.authorizationServer.issuer, false);
+  return {
+    authorizationUrl: metadata.authorization_endpoint,
+    tokenUrl: metadata.token_endpoint,
+    clientsAdminPath: ADMIN_CLIENTS_PREFIX,
+    voiceClientsAdminPath: ADMIN_VOICE_CLIENTS_PREFIX,
+  };
+}
 
 const strings = { type: 'array', items: { type: 'string' } } as const;
 const notes = { notes: strings } as const;
@@ -80,6 +93,7 @@ const MANIFESTS: Array<{ platform: AccountLinkingPlatform; path: string; schema:
  */
 export default async function voiceClientManifests(app: FastifyInstance) {
   const { db, config } = app.services;
+  const endpoints = accountLinkingEndpoints(config);
   requireAdminToken(app);
 
   for (const manifest of MANIFESTS) {
@@ -96,7 +110,7 @@ export default async function voiceClientManifests(app: FastifyInstance) {
         const client = await findClient(db, request.params.clientId);
         if (!client) throw new HttpError(404, 'not_found', 'No such client');
         try {
-          return accountLinkingOf(client, config, manifest.platform);
+          return accountLinkingOf(client, config, endpoints, manifest.platform);
         } catch (error) {
           if (error instanceof NoAccountLinking) throw new HttpError(409, error.reason, error.message);
           throw error;

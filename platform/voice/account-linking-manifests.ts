@@ -1,16 +1,24 @@
-import type { OAuthClientRow } from '../../../db/queries/oauth-clients';
-import type { Config } from '../../../platform/config';
-import { ADMIN_CLIENTS_PREFIX, ADMIN_VOICE_CLIENTS_PREFIX } from '../oauth/admin-clients';
-import { authorizationServerMetadata } from '../oauth/metadata';
+import type { OAuthClientRow } from '../../db/queries/oauth-clients';
+import type { Config } from '../config';
 
 /**
  * What an operator pastes into the Alexa developer console (the skill manifest's account linking) and
  * the Google Home developer console (account linking of the cloud-to-cloud project), generated from
- * our configuration and the voice client. Never a secret: the client secret was shown once, when the
- * client was created, and is stored only as a hash.
+ * our configuration, our endpoints and the voice client. Never a secret: the client secret was shown
+ * once, when the client was created, and is stored only as a hash.
  */
 
 export type AccountLinkingPlatform = NonNullable<OAuthClientRow['voicePlatform']>;
+
+/** Our authorization server's endpoints, and the admin API's paths the notes point an operator to. */
+export interface AccountLinkingEndpoints {
+  authorizationUrl: string;
+  tokenUrl: string;
+  /** A client's secret is rotated at `POST <clientsAdminPath>/<clientId>/secret`. */
+  clientsAdminPath: string;
+  /** Voice clients are created at `POST <voiceClientsAdminPath>`. */
+  voiceClientsAdminPath: string;
+}
 
 /** The Alexa Skill Management API's `accountLinkingRequest` without `clientSecret`. */
 export interface AlexaAccountLinking {
@@ -46,16 +54,11 @@ export interface GoogleAccountLinking {
   notes: string[];
 }
 
-function secretNote(client: OAuthClientRow, field: string): string {
+function secretNote(client: OAuthClientRow, endpoints: AccountLinkingEndpoints, field: string): string {
   return (
     `${field} is not included: paste the client secret shown once when client ${client.id} was created. ` +
-    `If it is lost, rotate it (POST ${ADMIN_CLIENTS_PREFIX}/${client.id}/secret) and paste the new one.`
+    `If it is lost, rotate it (POST ${endpoints.clientsAdminPath}/${client.id}/secret) and paste the new one.`
   );
-}
-
-function endpoints(config: Config) {
-  const metadata = authorizationServerMetadata(config.authorizationServer.issuer, false);
-  return { authorizationUrl: metadata.authorization_endpoint, tokenUrl: metadata.token_endpoint };
 }
 
 /**
@@ -67,8 +70,8 @@ function loginDomains(config: Config): string[] {
   return [...new Set([config.authorizationServer.issuer, config.http.publicBaseUrl].map((url) => new URL(url).hostname))];
 }
 
-export function alexaAccountLinking(client: OAuthClientRow, config: Config): AlexaAccountLinking {
-  const { authorizationUrl, tokenUrl } = endpoints(config);
+export function alexaAccountLinking(client: OAuthClientRow, config: Config, endpoints: AccountLinkingEndpoints): AlexaAccountLinking {
+  const { authorizationUrl, tokenUrl } = endpoints;
   return {
     accountLinkingRequest: {
       type: 'AUTH_CODE',
@@ -84,12 +87,12 @@ export function alexaAccountLinking(client: OAuthClientRow, config: Config): Ale
       // Every skill request needs the user's account.
       skipOnEnablement: false,
     },
-    notes: [secretNote(client, 'accountLinkingRequest.clientSecret')],
+    notes: [secretNote(client, endpoints, 'accountLinkingRequest.clientSecret')],
   };
 }
 
-export function googleAccountLinking(client: OAuthClientRow, config: Config): GoogleAccountLinking {
-  const { authorizationUrl, tokenUrl } = endpoints(config);
+export function googleAccountLinking(client: OAuthClientRow, endpoints: AccountLinkingEndpoints): GoogleAccountLinking {
+  const { authorizationUrl, tokenUrl } = endpoints;
   return {
     accountLinking: {
       enableAccountCreation: false,
@@ -103,7 +106,7 @@ export function googleAccountLinking(client: OAuthClientRow, config: Config): Go
     },
     redirectUris: client.redirectUris,
     notes: [
-      secretNote(client, 'The client secret'),
+      secretNote(client, endpoints, 'The client secret'),
       'Leave HTTP Basic client authentication off in the console (useBasicAuthHeader: false): the client sends its id and secret in the request body (client_secret_post).',
     ],
   };
@@ -122,13 +125,18 @@ export class NoAccountLinking extends Error {
 }
 
 /** The manifest of a live voice client, for its platform or the one asked for; throws NoAccountLinking. */
-export function accountLinkingOf(client: OAuthClientRow, config: Config, platform: AccountLinkingPlatform | undefined = undefined): AlexaAccountLinking | GoogleAccountLinking {
+export function accountLinkingOf(
+  client: OAuthClientRow,
+  config: Config,
+  endpoints: AccountLinkingEndpoints,
+  platform: AccountLinkingPlatform | undefined = undefined,
+): AlexaAccountLinking | GoogleAccountLinking {
   if (client.revokedAt !== null) throw new NoAccountLinking('revoked', `client ${client.id} is revoked: create a new voice client`);
   if (client.voicePlatform === null) {
-    throw new NoAccountLinking('not_a_voice_client', `client ${client.id} is not a voice client of a platform (create one with POST ${ADMIN_VOICE_CLIENTS_PREFIX})`);
+    throw new NoAccountLinking('not_a_voice_client', `client ${client.id} is not a voice client of a platform (create one with POST ${endpoints.voiceClientsAdminPath})`);
   }
   if (platform !== undefined && client.voicePlatform !== platform) {
     throw new NoAccountLinking('wrong_platform', `client ${client.id} is a ${client.voicePlatform} client: ask for its ${client.voicePlatform}-account-linking`);
   }
-  return client.voicePlatform === 'alexa' ? alexaAccountLinking(client, config) : googleAccountLinking(client, config);
+  return client.voicePlatform === 'alexa' ? alexaAccountLinking(client, config, endpoints) : googleAccountLinking(client, endpoints);
 }
