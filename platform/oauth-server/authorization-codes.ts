@@ -25,7 +25,7 @@ export interface ApprovedAuthorization {
 export async function issueAuthorizationCode(
   db: CommonQueryMethods,
   approved: ApprovedAuthorization,
-  lifetimeSeconds: number,
+  expiresAt: Date,
 ): Promise<{ code: string; grantId: string }> {
   const grantId = await upsertGrant(db, approved.userId, approved.clientId, approved.scopes);
   const code = randomToken();
@@ -38,7 +38,7 @@ export async function issueAuthorizationCode(
     redirectUri: approved.redirectUri,
     scopes: approved.scopes,
     codeChallenge: approved.codeChallenge,
-    expiresAt: new Date(Date.now() + lifetimeSeconds * 1000),
+    expiresAt,
   });
   return { code, grantId };
 }

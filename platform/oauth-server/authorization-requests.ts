@@ -185,6 +185,8 @@ export interface AuthorizationContext {
   audit: AuditLog;
   issuer: string;
   codeLifetimeSeconds: number;
+  /** The token endpoint's clock (TokenIssuer.clock): a code expires on the clock that redeems it. */
+  clock: () => Date;
 }
 
 /**
@@ -217,7 +219,7 @@ async function issueCode(
     const { code } = await issueAuthorizationCode(
       transaction,
       { clientId: request.clientId, userId, redirectUri: request.redirectUri, scopes: request.scopes, codeChallenge: request.codeChallenge },
-      context.codeLifetimeSeconds,
+      new Date(context.clock().getTime() + context.codeLifetimeSeconds * 1000),
     );
     await context.audit.record(
       {

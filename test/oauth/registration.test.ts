@@ -301,7 +301,7 @@ describe('client registration', () => {
       const { code } = await issueAuthorizationCode(
         server.db,
         { clientId, userId: user.id, redirectUri: clientInput.redirect_uris[0]!, scopes: ['properties:read', 'offline_access'], codeChallenge: pkce.challenge },
-        60,
+        new Date(Date.now() + 60_000),
       );
       const { tokens } = await server.app.authorizationServer.tokenEndpoint.authorizationCode(
         { client, origin: { ip: '127.0.0.1' } },
@@ -312,7 +312,7 @@ describe('client registration', () => {
       const pending = await issueAuthorizationCode(
         server.db,
         { clientId, userId: user.id, redirectUri: clientInput.redirect_uris[0]!, scopes: ['properties:read'], codeChallenge: pkce.challenge },
-        60,
+        new Date(Date.now() + 60_000),
       );
       expect(await server.app.authorizationServer.tokens.verifyAccessToken(tokens.access_token)).not.toBeNull();
 

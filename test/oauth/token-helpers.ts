@@ -69,7 +69,7 @@ export async function issueCode(
   const { code, grantId } = await issueAuthorizationCode(
     server.db,
     { clientId: client.client.id, userId, redirectUri, scopes, codeChallenge: pkce.challenge },
-    server.config.lifetimes.authorizationCodeSeconds,
+    new Date(server.app.authorizationServer.tokens.clock().getTime() + server.config.lifetimes.authorizationCodeSeconds * 1000),
   );
   return { code, verifier: pkce.verifier, grantId, redirectUri };
 }

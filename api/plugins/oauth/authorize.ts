@@ -115,6 +115,7 @@ export default async function authorize(app: FastifyInstance) {
     audit,
     issuer: app.authorizationServer.issuer,
     codeLifetimeSeconds: config.lifetimes.authorizationCodeSeconds,
+    clock: app.authorizationServer.tokens.clock,
   };
 
   const loginUrl = (returnTo: string) => `/login?${new URLSearchParams({ return_to: returnTo })}`;
