@@ -1,7 +1,4 @@
-import { markGrantRevoked } from '../db/queries/oauth-grants';
-import { revokeGrantTokens } from '../db/queries/oauth-tokens';
 import {
-  endVoiceDeviceLink,
   findVoiceDevice,
   finishVoiceDeviceUnlink,
   latestRefreshTokenExpiry,
@@ -9,7 +6,7 @@ import {
   readVoiceDeviceSecrets,
   type VoiceDeviceRow,
 } from '../db/queries/voice-devices';
-import type { AuditEntry } from '../platform/audit';
+import { endVoiceDeviceLinkNow } from '../platform/oauth-server/voice-device-unlink';
 import type { ActivityDependencies } from './dependencies';
 import { deviceAuditEntry, platformCallOptions, recordedVoiceFailure, requireHomeGraph } from './voice-device-support';
 
@@ -47,30 +44,17 @@ export function createVoiceLinkActivities({ db, voice, audit, clock }: ActivityD
     },
 
     /**
-     * Ends our side of the link in one transaction: the grant and every token issued under it are
-     * revoked, the platform's credentials (LWA tokens, a waiting AcceptGrant code) wiped, the status
-     * set, and the unlink audited once. Google devices stay `unlinking` until Home Graph forgets
-     * the agent user. Answers the status the device has afterwards.
+     * Ends our side of the link in one transaction (platform/oauth-server/voice-device-unlink.ts): the
+     * grant and every token issued under it revoked, the platform's credentials wiped, the unlink
+     * audited once. Google devices stay `unlinking` until Home Graph forgets the agent user. Answers
+     * the status the device has afterwards, whoever ended the link.
      */
     async revokeVoiceDeviceLink(input: VoiceUnlinkRequest): Promise<VoiceDeviceStatus> {
       const device = await findVoiceDevice(db, input.deviceId);
       if (!device) return 'unlinked';
-      const now = clock();
       return db.transaction(async (transaction) => {
-        // The common lock order: the grant first (markGrantRevoked), then its tokens, then the device row.
-        const grantRevoked = await markGrantRevoked(transaction, device.grantId);
-        await revokeGrantTokens(transaction, device.grantId, `voice device unlinked: ${input.direction}`);
-        const secrets = await readVoiceDeviceSecrets(transaction, device.id);
-        const homeGraphLeft = device.platform === 'google' && secrets?.agentUserDeletedAt === null;
-        const previous = await endVoiceDeviceLink(transaction, device.id, { to: homeGraphLeft ? 'unlinking' : 'unlinked', reason: input.direction, at: now });
-        if (previous !== 'linked') return previous ?? 'unlinked';
-        const entry = { actor: auditActor(device.clientId, input.requestedBy), ...deviceAuditEntry(device) };
-        await audit.record({ ...entry, action: 'VoiceDeviceUnlink', outcome: 'success', details: { deviceId: device.id, direction: input.direction, platform: device.platform } }, transaction);
-        await audit.record(
-          { ...entry, action: 'OAuthRevoke', outcome: 'success', details: { deviceId: device.id, grantId: device.grantId, grantRevokedNow: grantRevoked, platformCredentialsWiped: true } },
-          transaction,
-        );
-        return homeGraphLeft ? 'unlinking' : 'unlinked';
+        await endVoiceDeviceLinkNow(transaction, audit, device, { direction: input.direction, requestedBy: input.requestedBy }, clock());
+        return (await findVoiceDevice(transaction, device.id))!.status;
       });
     },
 
@@ -116,10 +100,4 @@ export function createVoiceLinkActivities({ db, voice, audit, clock }: ActivityD
       });
     },
   };
-}
-
-/** A platform that unlinks acts as its OAuth client; everyone else as who they are. */
-function auditActor(clientId: string, requestedBy: VoiceUnlinkRequest['requestedBy']): AuditEntry['actor'] {
-  if (requestedBy.type === 'platform') return { type: 'client', id: clientId };
-  return requestedBy.id === undefined ? { type: requestedBy.type } : { type: requestedBy.type, id: requestedBy.id };
 }

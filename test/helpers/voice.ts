@@ -64,6 +64,8 @@ export interface VoiceTestPlatformOptions {
   /** Without `clock`: what the api-server alone takes now to be (the fakes and activities keep real time). */
   serverClock?: () => Date;
   activityInterceptors?: ActivityInterceptorsFactory[];
+  /** How long the fake Login with Amazon's access tokens live (LWA's own: 3600 s). */
+  lwaAccessTokenLifetimeSeconds?: number;
 }
 
 /**
@@ -83,7 +85,11 @@ export async function startVoiceTestPlatform(
   options: VoiceTestPlatformOptions = {},
 ): Promise<VoiceTestPlatform> {
   const now = options.clock?.now;
-  const amazon = await startFakeAmazon({ ...LWA_CLIENT, ...(now ? { clock: now } : {}) });
+  const amazon = await startFakeAmazon({
+    ...LWA_CLIENT,
+    ...(now ? { clock: now } : {}),
+    ...(options.lwaAccessTokenLifetimeSeconds ? { accessTokenLifetimeSeconds: options.lwaAccessTokenLifetimeSeconds } : {}),
+  });
   const serviceAccount = generateServiceAccountKey({ projectId: PROJECT_ID });
   const googleHome = await startFakeGoogleHome({ serviceAccount: serviceAccount.account, ...(now ? { clock: now } : {}) });
   const signer = await createAlexaTestSigner();
