@@ -79,6 +79,26 @@ export function stoppedServerClock(): { now: Date; clock: () => Date } {
   return { now, clock: () => now };
 }
 
+/** Every Login with Amazon, event-gateway and Home Graph setting pointed at the fakes, so no test calls Amazon or Google. */
+export function voicePlatformEnvironment(
+  amazon: FakeAmazon,
+  lwaClient: { clientId: string; clientSecret: string },
+  googleHome: FakeGoogleHome,
+  serviceAccountKeyJson: string,
+): Record<string, string> {
+  return {
+    ALEXA_LWA_CLIENT_ID: lwaClient.clientId,
+    ALEXA_LWA_CLIENT_SECRET: lwaClient.clientSecret,
+    ALEXA_LWA_TOKEN_URL: amazon.tokenUrl,
+    ALEXA_EVENT_GATEWAY_NA_URL: amazon.gatewayUrls.NA,
+    ALEXA_EVENT_GATEWAY_EU_URL: amazon.gatewayUrls.EU,
+    ALEXA_EVENT_GATEWAY_FE_URL: amazon.gatewayUrls.FE,
+    GOOGLE_HOME_SERVICE_ACCOUNT_KEY: serviceAccountKeyJson,
+    GOOGLE_HOME_TOKEN_URL: googleHome.tokenUrl,
+    GOOGLE_HOME_GRAPH_URL: googleHome.homeGraphUrl,
+  };
+}
+
 export async function startVoiceTestPlatform(
   temporal: TestWorkflowEnvironment,
   environment: Record<string, string> = {},
@@ -103,17 +123,9 @@ export async function startVoiceTestPlatform(
       ADMIN_API_TOKEN: ADMIN_TOKEN,
       ALEXA_SKILL_ID: SKILL_ID,
       ALEXA_VENDOR_ID: VENDOR_ID,
-      ALEXA_LWA_CLIENT_ID: LWA_CLIENT.clientId,
-      ALEXA_LWA_CLIENT_SECRET: LWA_CLIENT.clientSecret,
-      ALEXA_LWA_TOKEN_URL: amazon.tokenUrl,
-      ALEXA_EVENT_GATEWAY_NA_URL: amazon.gatewayUrls.NA,
-      ALEXA_EVENT_GATEWAY_EU_URL: amazon.gatewayUrls.EU,
-      ALEXA_EVENT_GATEWAY_FE_URL: amazon.gatewayUrls.FE,
+      ...voicePlatformEnvironment(amazon, LWA_CLIENT, googleHome, serviceAccount.json),
       ALEXA_RELAY_TOKEN: RELAY_TOKEN,
       GOOGLE_HOME_PROJECT_ID: PROJECT_ID,
-      GOOGLE_HOME_SERVICE_ACCOUNT_KEY: serviceAccount.json,
-      GOOGLE_HOME_TOKEN_URL: googleHome.tokenUrl,
-      GOOGLE_HOME_GRAPH_URL: googleHome.homeGraphUrl,
       ...environment,
     },
   });

@@ -7,6 +7,7 @@ import { ProviderError } from '../../platform/providers/provider-error';
 import { createVoicePlatforms } from '../../platform/voice/registry';
 import { VoicePlatformError, type HomeGraph, type LoginWithAmazon, type VoicePlatforms } from '../../platform/voice/voice-platform';
 import { freePort } from '../helpers/ports';
+import { voicePlatformEnvironment } from '../helpers/voice';
 
 const LWA_CLIENT = { clientId: 'amzn1.application-oa2-client.voice-test', clientSecret: 'lwa-voice-test-secret' };
 const SECOND = 1000;
@@ -30,15 +31,7 @@ describe('voice platform clients', () => {
   function environment(overrides: Record<string, string> = {}) {
     return {
       APP_ENV: 'test',
-      ALEXA_LWA_CLIENT_ID: LWA_CLIENT.clientId,
-      ALEXA_LWA_CLIENT_SECRET: LWA_CLIENT.clientSecret,
-      ALEXA_LWA_TOKEN_URL: amazon.tokenUrl,
-      ALEXA_EVENT_GATEWAY_NA_URL: amazon.gatewayUrls.NA,
-      ALEXA_EVENT_GATEWAY_EU_URL: amazon.gatewayUrls.EU,
-      ALEXA_EVENT_GATEWAY_FE_URL: amazon.gatewayUrls.FE,
-      GOOGLE_HOME_SERVICE_ACCOUNT_KEY: serviceAccount.json,
-      GOOGLE_HOME_TOKEN_URL: home.tokenUrl,
-      GOOGLE_HOME_GRAPH_URL: home.homeGraphUrl,
+      ...voicePlatformEnvironment(amazon, LWA_CLIENT, home, serviceAccount.json),
       ...overrides,
     };
   }

@@ -26,9 +26,10 @@ import { historyTexts } from '../helpers/history';
 import { decodeHistoryPayloads } from '../helpers/payload-history';
 import { historyFromJsonObject, historyToJsonObject } from './history-json';
 import { connectGoogleCalendar, GOOGLE_TEST_CLIENT, startTestPlatform, TEST_PASSWORD, waitForConnectionState, type TestPlatform } from '../helpers/platform';
+import { voiceDeviceWorkflowStart } from '../../api/voice-device-workflow';
 import { voiceDeviceColumn } from '../../db/encrypted-columns';
 import { storeLwaGrantCode } from '../../db/queries/voice-devices';
-import { acceptGrantUpdate, reportStateSignal, unlinkSignal, voiceDeviceWorkflowId, type UnlinkDirection } from '../../workflows/voice-device-messages';
+import { acceptGrantUpdate, reportStateSignal, unlinkSignal, type UnlinkDirection } from '../../workflows/voice-device-messages';
 import { LWA_CLIENT, seedStay, startVoiceTestPlatform, type VoiceTestPlatform } from '../helpers/voice';
 import { dayOf, grantAlexaPermission, linkDevice, outcomeOf, waitForDeviceState, type LinkedDevice } from '../helpers/voice-devices';
 
@@ -401,9 +402,7 @@ describe('record replay histories (time-skipping)', { timeout: 10 * 60 * 1000 },
       const device = await linkVoice('google');
       await unlinkVoice(device, 'user', { type: 'user' });
       const again = await voice.platform.client.workflow.signalWithStart('voiceDeviceWorkflow', {
-        workflowId: voiceDeviceWorkflowId('google', device.deviceId),
-        taskQueue: voice.platform.config.temporal.taskQueue,
-        args: [{ deviceId: device.deviceId, platform: 'google', refreshPolicy: { marginSeconds: 300, jitterSeconds: 60 } }],
+        ...voiceDeviceWorkflowStart(voice.platform.config, { id: device.deviceId, platform: 'google' }),
         signal: unlinkSignal,
         signalArgs: [{ direction: 'operator', requestedBy: { type: 'operator' } }],
       });

@@ -7,9 +7,10 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger, type ActivityExecuteInput, type ActivityInboundCallsInterceptor, type Next } from '@temporalio/worker';
 import { createActivities, type Activities } from '../../activities';
+import { voiceDeviceWorkflowStart } from '../../api/voice-device-workflow';
 import { voiceDeviceColumn } from '../../db/encrypted-columns';
 import { storeLwaGrantCode } from '../../db/queries/voice-devices';
-import { acceptGrantUpdate, reportStateSignal, unlinkSignal, voiceDeviceWorkflowId } from '../../workflows/voice-device-messages';
+import { acceptGrantUpdate, reportStateSignal, unlinkSignal } from '../../workflows/voice-device-messages';
 import { historyPayloadTexts } from '../helpers/history';
 import { SimulatedClock, startTimeSkippingServer } from '../helpers/temporal';
 import { LWA_CLIENT, seedStay, startVoiceTestPlatform, type VoiceTestPlatform } from '../helpers/voice';
@@ -281,9 +282,7 @@ describe('voice-device workflow (time-skipping, real activities)', { timeout: 12
 
     // What the API does for a device whose workflow is gone: signal-with-start. The new run finds it unlinked.
     const again = await voice.platform.client.workflow.signalWithStart('voiceDeviceWorkflow', {
-      workflowId: voiceDeviceWorkflowId('alexa', device.deviceId),
-      taskQueue: voice.platform.config.temporal.taskQueue,
-      args: [{ deviceId: device.deviceId, platform: 'alexa', refreshPolicy: { marginSeconds: 300, jitterSeconds: 60 } }],
+      ...voiceDeviceWorkflowStart(voice.platform.config, { id: device.deviceId, platform: 'alexa' }),
       signal: unlinkSignal,
       signalArgs: [{ direction: 'grant_revoked', requestedBy: { type: 'user' } }],
     });
