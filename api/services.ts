@@ -2,7 +2,7 @@ import type { Client } from '@temporalio/client';
 import type { Config } from '../platform/config';
 import type { PlatformServices } from '../platform/services';
 import type { AlexaRequestVerifier } from '../platform/voice/alexa-request-verification';
-import type { UserRow } from '../db/queries/users';
+import type { PmSession, UserRow } from '../db/queries/users';
 
 /** What the api-server is built from; tests hand in their own database, Temporal client and providers. */
 export interface ApiServices extends PlatformServices {
@@ -27,5 +27,7 @@ declare module 'fastify' {
   }
   interface FastifyRequest {
     user: UserRow | null;
+    /** The PM session `authenticate` found (its id is the OpenID Connect `sid`). */
+    pmSession: PmSession | null;
   }
 }

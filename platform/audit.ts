@@ -43,7 +43,23 @@ export type AuditAction =
   | 'VoiceDeviceUnlinkRequested'
   | 'VoiceCommand'
   | 'VoiceCommandRateLimited'
-  | 'VoiceRequestRejected';
+  | 'VoiceRequestRejected'
+  | 'OidcIdTokenIssued'
+  | 'OidcLogout'
+  | 'OidcLogoutRejected'
+  | 'SsoTokenIssued'
+  | 'SsoLogin'
+  | 'SsoTokenRejected'
+  | 'SsoLogout'
+  | 'SsoLogoutTokenRejected'
+  | 'SsoRolesApplied'
+  | 'UserRolesChange'
+  | 'UserDisable'
+  | 'UserEnable'
+  | 'SsoRoleMappingChange'
+  | 'PortalLogin'
+  | 'PortalLoginFailed'
+  | 'PortalLogout';
 
 export interface AuditEntry {
   action: AuditAction;

@@ -39,6 +39,9 @@ const environmentSchema = z.object({
   WORKER_SHUTDOWN_GRACE_SECONDS: z.coerce.number().int().min(0).default(30),
   REALITY_HOST: z.string().min(1).default('0.0.0.0'),
   REALITY_PORT: port(3002),
+  REALITY_PUBLIC_URL: httpUrl.optional(),
+  REALITY_OIDC_CLIENT_ID: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1 to 64 letters, digits, dots, dashes or underscores').default('reality-portal'),
+  REALITY_OIDC_CLIENT_SECRET: z.string().min(32, 'must have at least 32 characters').optional(),
   OPENAPI_ENABLED: flag.optional(),
   PUBLIC_BASE_URL: httpUrl.optional(),
   SESSION_COOKIE_SECURE: flag.optional(),
@@ -104,6 +107,11 @@ const environmentSchema = z.object({
   TOKEN_REFRESH_JITTER_SECONDS: z.coerce.number().int().min(0).default(60),
   OAUTH_STATE_TTL_SECONDS: seconds(600),
   SESSION_TTL_SECONDS: seconds(12 * 3600),
+  SESSION_IDLE_SECONDS: seconds(30 * 60),
+  PORTAL_SESSION_TTL_SECONDS: seconds(12 * 3600),
+  SSO_TOKEN_TTL_SECONDS: seconds(60),
+  ID_TOKEN_TTL_SECONDS: seconds(3600),
+  SSO_BACKCHANNEL_LOGOUT_DEADLINE_SECONDS: seconds(3600),
   ACCESS_TOKEN_TTL_SECONDS: seconds(15 * 60),
   REFRESH_TOKEN_TTL_SECONDS: seconds(7 * 24 * 3600),
   DEVICE_REFRESH_TOKEN_TTL_SECONDS: seconds(365 * 24 * 3600),
@@ -206,6 +214,26 @@ export interface VoiceSettings {
   };
 }
 
+export interface SsoSettings {
+  /** The Reality Portal as the api-server's first-party OpenID Connect client. */
+  portal: {
+    /** Where browsers reach the reality-server (REALITY_PUBLIC_URL; its issuer for logout tokens it sends). */
+    publicUrl: string;
+    clientId: string;
+    /** Unset: the api-server registers no portal client and the portal offers only its own logins. */
+    clientSecret: string | undefined;
+  };
+  /** Lifetime of the one-time SSO token of the PM app's "Open Reality Portal" button. */
+  tokenSeconds: number;
+  idTokenSeconds: number;
+  /** A PM session, and an SSO pair of sessions, unused this long ends (SESSION_IDLE_SECONDS). */
+  sessionIdleSeconds: number;
+  /** Absolute lifetime of a portal session; an SSO session also ends with the PM session it came from. */
+  portalSessionSeconds: number;
+  /** How long the SSO session workflow retries a back-channel logout delivery before it gives up. */
+  backchannelLogoutDeadlineSeconds: number;
+}
+
 export interface Config {
   appEnv: Environment['APP_ENV'];
   logLevel: Environment['LOG_LEVEL'];
@@ -224,6 +252,7 @@ export interface Config {
   /** How long a stopping worker lets running activities finish before it cancels them. */
   workerShutdownGraceSeconds: number;
   realityServer: { host: string; port: number };
+  sso: SsoSettings;
   /** Whether the api-server serves its OpenAPI document (OPENAPI_ENABLED; on outside production). */
   openapiEnabled: boolean;
   encryption: { activeKey: string | undefined; previousKeys: string[] };
@@ -265,11 +294,19 @@ function scopeList(value: string): string[] {
 }
 
 /** Variables that only some processes need: each entry point names what it needs. */
-export type ConfigNeed = 'DATABASE_URL' | 'INTEGRATION_ENCRYPTION_KEY' | 'PUBLIC_BASE_URL' | 'TEMPORAL_PAYLOAD_KEY' | 'CODEC_SERVER_TOKEN';
+export type ConfigNeed =
+  | 'DATABASE_URL'
+  | 'INTEGRATION_ENCRYPTION_KEY'
+  | 'PUBLIC_BASE_URL'
+  | 'TEMPORAL_PAYLOAD_KEY'
+  | 'CODEC_SERVER_TOKEN'
+  | 'REALITY_PUBLIC_URL'
+  | 'REALITY_OIDC_CLIENT_SECRET';
 const API_SERVER_NEEDS: ConfigNeed[] = ['DATABASE_URL', 'INTEGRATION_ENCRYPTION_KEY', 'PUBLIC_BASE_URL', 'TEMPORAL_PAYLOAD_KEY'];
 // The worker registers webhook URLs with providers, built from PUBLIC_BASE_URL (or WEBHOOK_BASE_URL).
 export const WORKER_NEEDS: ConfigNeed[] = ['DATABASE_URL', 'INTEGRATION_ENCRYPTION_KEY', 'TEMPORAL_PAYLOAD_KEY', 'PUBLIC_BASE_URL'];
-export const REALITY_SERVER_NEEDS: ConfigNeed[] = ['DATABASE_URL', 'TEMPORAL_PAYLOAD_KEY'];
+// The portal signs users in at the api-server (PUBLIC_BASE_URL or OAUTH_ISSUER) as its first-party client.
+export const REALITY_SERVER_NEEDS: ConfigNeed[] = ['DATABASE_URL', 'TEMPORAL_PAYLOAD_KEY', 'PUBLIC_BASE_URL', 'REALITY_PUBLIC_URL', 'REALITY_OIDC_CLIENT_SECRET'];
 export const CODEC_SERVER_NEEDS: ConfigNeed[] = ['TEMPORAL_PAYLOAD_KEY', 'CODEC_SERVER_TOKEN'];
 
 /**
@@ -331,6 +368,18 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
     workerHealthPort: env.WORKER_HEALTH_PORT,
     workerShutdownGraceSeconds: env.WORKER_SHUTDOWN_GRACE_SECONDS,
     realityServer: { host: env.REALITY_HOST, port: env.REALITY_PORT },
+    sso: {
+      portal: {
+        publicUrl: env.REALITY_PUBLIC_URL ?? `http://localhost:${env.REALITY_PORT}`,
+        clientId: env.REALITY_OIDC_CLIENT_ID,
+        clientSecret: env.REALITY_OIDC_CLIENT_SECRET,
+      },
+      tokenSeconds: env.SSO_TOKEN_TTL_SECONDS,
+      idTokenSeconds: env.ID_TOKEN_TTL_SECONDS,
+      sessionIdleSeconds: env.SESSION_IDLE_SECONDS,
+      portalSessionSeconds: env.PORTAL_SESSION_TTL_SECONDS,
+      backchannelLogoutDeadlineSeconds: env.SSO_BACKCHANNEL_LOGOUT_DEADLINE_SECONDS,
+    },
     openapiEnabled: env.OPENAPI_ENABLED ?? !production,
     encryption: {
       activeKey: env.INTEGRATION_ENCRYPTION_KEY,

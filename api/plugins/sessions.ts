@@ -3,7 +3,7 @@ import cookie from '@fastify/cookie';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { errorResponseBuilderContext } from '@fastify/rate-limit';
 import type { CommonQueryMethods } from 'slonik';
-import { findUserBySession, insertSession, revokeSession, type UserRow } from '../../db/queries/users';
+import { findLiveSession, insertSession, revokeSession, type PmSession, type UserRow } from '../../db/queries/users';
 import type { Config } from '../../platform/config';
 import { attemptLogin } from '../../platform/login';
 import { hashBearerValue, randomToken } from '../../platform/secrets';
@@ -41,10 +41,10 @@ export async function startSession(
   config: Config,
   reply: FastifyReply,
   userId: string,
-): Promise<{ token: string; expiresAt: Date }> {
+): Promise<{ token: string; expiresAt: Date; session: PmSession }> {
   const token = randomToken();
   const expiresAt = new Date(Date.now() + config.lifetimes.sessionSeconds * 1000);
-  await insertSession(db, { userId, tokenHash: hashBearerValue(token), expiresAt });
+  const session = await insertSession(db, { userId, tokenHash: hashBearerValue(token), expiresAt });
   reply.setCookie(SESSION_COOKIE, token, {
     path: '/',
     httpOnly: true,
@@ -52,22 +52,27 @@ export async function startSession(
     secure: config.http.secureCookies,
     expires: expiresAt,
   });
-  return { token, expiresAt };
+  return { token, expiresAt, session };
 }
 
-/** The user of the session cookie only (browser pages: a Bearer header is not a browser sign-in). */
-export async function cookieSessionUser(db: CommonQueryMethods, request: FastifyRequest): Promise<UserRow | null> {
+/** The user and session of the session cookie only (browser pages: a Bearer header is not a browser sign-in). */
+export async function cookieSession(db: CommonQueryMethods, config: Config, request: FastifyRequest): Promise<{ user: UserRow; session: PmSession } | null> {
   const token = request.cookies[SESSION_COOKIE];
-  return token ? findUserBySession(db, hashBearerValue(token)) : null;
+  return token ? findLiveSession(db, hashBearerValue(token), config.sso.sessionIdleSeconds) : null;
+}
+
+/** The user of the session cookie only. */
+export async function cookieSessionUser(db: CommonQueryMethods, config: Config, request: FastifyRequest): Promise<UserRow | null> {
+  return (await cookieSession(db, config, request))?.user ?? null;
 }
 
 /**
  * Revokes the session the request presents, if any: a sign-in never keeps a session that existed
  * before it (session fixation). Call it only once the login has succeeded.
  */
-export async function revokePresentedSession(db: CommonQueryMethods, request: FastifyRequest): Promise<void> {
+export async function revokePresentedSession(db: CommonQueryMethods, request: FastifyRequest): Promise<string | null> {
   const token = sessionToken(request);
-  if (token) await revokeSession(db, hashBearerValue(token));
+  return token ? revokeSession(db, hashBearerValue(token), 'replaced_by_login') : null;
 }
 
 /** The session token comes from the cookie (browsers) or an `Authorization: Bearer` header (API consumers). */
@@ -85,9 +90,12 @@ export default fp(async function sessions(app) {
   const { db, audit, config } = app.services;
   await app.register(cookie);
   app.decorateRequest('user', null);
+  app.decorateRequest('pmSession', null);
   app.decorate('authenticate', async (request: FastifyRequest) => {
     const token = sessionToken(request);
-    request.user = token ? await findUserBySession(db, hashBearerValue(token)) : null;
+    const live = token ? await findLiveSession(db, hashBearerValue(token), config.sso.sessionIdleSeconds) : null;
+    request.user = live?.user ?? null;
+    request.pmSession = live?.session ?? null;
     if (!request.user) throw new HttpError(401, 'unauthenticated', 'Sign in first: no valid session');
   });
 
@@ -134,8 +142,9 @@ export default fp(async function sessions(app) {
   app.post('/api/v1/auth/logout', { schema: { response: { 204: { type: 'null' } } } }, async (request, reply) => {
     const token = sessionToken(request);
     if (token) {
-      const user = await findUserBySession(db, hashBearerValue(token));
-      await revokeSession(db, hashBearerValue(token));
+      const live = await findLiveSession(db, hashBearerValue(token), config.sso.sessionIdleSeconds);
+      const user = live?.user;
+      await revokeSession(db, hashBearerValue(token), 'logout');
       if (user) await audit.record({ action: 'UserLogout', outcome: 'success', actor: { type: 'user', id: user.id }, userId: user.id, origin: requestOrigin(request) });
     }
     reply.clearCookie(SESSION_COOKIE, { path: '/' });

@@ -33,6 +33,9 @@ export interface Rotation {
   retiredAt: Date | undefined;
 }
 
+/** Whose keys: the authorization server's (tokens, id_tokens, SSO and logout tokens) or the reality-server's (its logout tokens). */
+export type SigningKeyOwner = 'authorization-server' | 'reality-server';
+
 export interface SigningKey {
   kid: string;
   alg: typeof ALGORITHM;
@@ -49,6 +52,7 @@ export class SigningKeys {
     private readonly db: DatabasePool,
     private readonly crypto: IntegrationCrypto,
     private readonly graceSeconds: number,
+    private readonly owner: SigningKeyOwner = 'authorization-server',
   ) {}
 
   /** Imported private keys by kid: each is decrypted and imported once per process. */
@@ -78,11 +82,11 @@ export class SigningKeys {
     const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: ALGORITHM, use: 'sig' };
     const privateJwk = JSON.stringify({ ...(await exportJWK(privateKey)), kid, alg: ALGORITHM });
     const retired = await db.maybeOne(sql.type(z.object({ id: z.string(), retiredAt: z.number() }))`
-      UPDATE oauth_signing_keys SET retired_at = now() WHERE retired_at IS NULL
+      UPDATE oauth_signing_keys SET retired_at = now() WHERE retired_at IS NULL AND owner = ${this.owner}
       RETURNING id, retired_at AS "retiredAt"`);
     await db.query(sql.unsafe`
-      INSERT INTO oauth_signing_keys (id, alg, public_jwk, private_jwk_enc)
-      VALUES (${kid}, ${ALGORITHM}, ${sql.jsonb(publicJwk)}, ${this.crypto.encrypt(privateJwk, privateKeyColumn(kid))})`);
+      INSERT INTO oauth_signing_keys (id, alg, public_jwk, private_jwk_enc, owner)
+      VALUES (${kid}, ${ALGORITHM}, ${sql.jsonb(publicJwk)}, ${this.crypto.encrypt(privateJwk, privateKeyColumn(kid))}, ${this.owner})`);
     return { kid, previousKid: retired?.id, retiredAt: retired ? new Date(retired.retiredAt) : undefined };
   }
 
@@ -92,7 +96,7 @@ export class SigningKeys {
    */
   async activeKey(db: CommonQueryMethods = this.db): Promise<SigningKey> {
     const newest = (connection: CommonQueryMethods) =>
-      connection.maybeOne(sql.type(keyRow)`${this.selectKeys()} WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1`);
+      connection.maybeOne(sql.type(keyRow)`${this.selectKeys()} AND retired_at IS NULL ORDER BY created_at DESC LIMIT 1`);
     const row =
       (await newest(db)) ??
       (await db.transaction(async (transaction) => {
@@ -102,7 +106,7 @@ export class SigningKeys {
         if (existing) return existing;
         const { kid } = await this.createKey(transaction);
         this.forgetVerificationKeys();
-        return transaction.one(sql.type(keyRow)`${this.selectKeys()} WHERE id = ${kid}`);
+        return transaction.one(sql.type(keyRow)`${this.selectKeys()} AND id = ${kid}`);
       }));
     return { kid: row.id, alg: ALGORITHM, privateKey: await this.privateKey(row) };
   }
@@ -149,12 +153,12 @@ export class SigningKeys {
   async publicKeySet(): Promise<JSONWebKeySet> {
     const rows = await this.db.any(sql.type(keyRow)`
       ${this.selectKeys()}
-      WHERE retired_at IS NULL OR retired_at > now() - make_interval(secs => ${this.graceSeconds})
+      AND (retired_at IS NULL OR retired_at > now() - make_interval(secs => ${this.graceSeconds}))
       ORDER BY created_at DESC`);
     return { keys: rows.map((row) => row.publicJwk as JWK) };
   }
 
   private selectKeys() {
-    return sql.fragment`SELECT id, public_jwk AS "publicJwk", private_jwk_enc AS "privateJwkEnc", created_at AS "createdAt", retired_at AS "retiredAt" FROM oauth_signing_keys`;
+    return sql.fragment`SELECT id, public_jwk AS "publicJwk", private_jwk_enc AS "privateJwkEnc", created_at AS "createdAt", retired_at AS "retiredAt" FROM oauth_signing_keys WHERE owner = ${this.owner}`;
   }
 }

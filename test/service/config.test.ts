@@ -7,7 +7,16 @@ describe('service settings', () => {
     expect(development.workerShutdownGraceSeconds).toBe(30);
     expect(development.realityServer).toEqual({ host: '0.0.0.0', port: 3002 });
     expect(development.openapiEnabled).toBe(true);
-    const production = loadConfig({ DATABASE_URL: 'postgres://db/app', TEMPORAL_PAYLOAD_KEY: 'set' }, REALITY_SERVER_NEEDS);
+    const production = loadConfig(
+      {
+        DATABASE_URL: 'postgres://db/app',
+        TEMPORAL_PAYLOAD_KEY: 'set',
+        PUBLIC_BASE_URL: 'https://pm.example',
+        REALITY_PUBLIC_URL: 'https://portal.example',
+        REALITY_OIDC_CLIENT_SECRET: 'x'.repeat(32),
+      },
+      REALITY_SERVER_NEEDS,
+    );
     expect(production.openapiEnabled).toBe(false);
     expect(loadConfig({ APP_ENV: 'development', OPENAPI_ENABLED: 'false', WORKER_SHUTDOWN_GRACE_SECONDS: '0' })).toMatchObject({ openapiEnabled: false, workerShutdownGraceSeconds: 0 });
   });
@@ -24,9 +33,15 @@ describe('service settings', () => {
     for (const name of ['OPENAPI_ENABLED', 'REALITY_PORT', 'WORKER_SHUTDOWN_GRACE_SECONDS']) expect((error as ConfigError).message).toContain(name);
   });
 
-  it('the reality-server needs its database and the payload key in production, nothing else', () => {
+  it('the reality-server needs its database, the payload key and its place as the api-server\'s client in production, nothing else', () => {
     expect(() => loadConfig({}, REALITY_SERVER_NEEDS)).toThrow(
-      new ConfigError(['DATABASE_URL: is required in production', 'TEMPORAL_PAYLOAD_KEY: is required in production']).message,
+      new ConfigError([
+        'DATABASE_URL: is required in production',
+        'TEMPORAL_PAYLOAD_KEY: is required in production',
+        'PUBLIC_BASE_URL: is required in production',
+        'REALITY_PUBLIC_URL: is required in production',
+        'REALITY_OIDC_CLIENT_SECRET: is required in production',
+      ]).message,
     );
   });
 });

@@ -149,7 +149,7 @@ export default async function authorize(app: FastifyInstance) {
       if (resumeId !== undefined) {
         // A stored request is resumed on its own; mixing it with new parameters is not a request we sent.
         if (AUTHORIZE_PARAMETERS.some((name) => request.query[name] !== undefined)) return badRequestPage(reply, 'The request is malformed.');
-        const user = await cookieSessionUser(db, request);
+        const user = await cookieSessionUser(db, config, request);
         if (!user) return redirect(reply, loginUrl(request.url));
         const resumed = await resumePendingRequest(db, resumeId);
         if (!resumed) return badRequestPage(reply, 'This sign-in link has expired or was already used. Start again from the application.');
@@ -159,13 +159,13 @@ export default async function authorize(app: FastifyInstance) {
       const check = await checkAuthorizationRequest(db, request.query);
       if (check.kind !== 'valid') {
         if (check.rejection) {
-          const user = await cookieSessionUser(db, request);
+          const user = await cookieSessionUser(db, config, request);
           await recordAuthorizeRejection(audit, check.rejection, user?.id ?? null, origin);
         }
         if (check.kind === 'page') return badRequestPage(reply, check.message);
         return redirect(reply, authorizationResponseUrl(check.redirectUri, check.params, context.issuer));
       }
-      const user = await cookieSessionUser(db, request);
+      const user = await cookieSessionUser(db, config, request);
       if (!user) {
         // The request (whose state may be long) waits here; the login page gets a short return URL.
         const pendingId = await storePendingRequest(db, check.request);
@@ -188,7 +188,7 @@ export default async function authorize(app: FastifyInstance) {
     },
     async (request, reply) => {
       const body = request.body ?? {};
-      const user = await cookieSessionUser(db, request);
+      const user = await cookieSessionUser(db, config, request);
       const outcome = await decideAuthorizationRequest(
         context,
         { requestId: body.request_id, csrfToken: body.csrf_token, decision: body.decision },

@@ -1,0 +1,72 @@
+import { sql, type DatabasePool } from 'slonik';
+import { z } from 'zod';
+import type { AuditLog } from '../audit';
+
+/** What applied the mapping: the SSO login, a portal request that saw a newer roles_version, or the SSO session workflow. */
+export type RoleApplicationTrigger = 'sso_login' | 'request' | 'workflow';
+
+export interface AppliedPortalRoles {
+  portalUserId: string;
+  roles: string[];
+  /** The PM user's roles_version the roles were computed from. */
+  rolesVersion: number;
+  /** Whether the portal roles differ from what the account had before. */
+  changed: boolean;
+}
+
+const computed = z.object({
+  portalUserId: z.string(),
+  previousRoles: z.array(z.string()),
+  roles: z.array(z.string()),
+  rolesVersion: z.number(),
+});
+
+/**
+ * Maps the PM user's roles onto the portal account linked to them (sso_role_mappings; a PM role without
+ * a mapping gives nothing) and marks every live portal session of the account as up to date with the
+ * PM user's roles_version. The portal account's row is locked, so concurrent applications serialise and
+ * the last one sees the newest roles. Null when the PM user has no portal account. A change is audited
+ * as SsoRolesApplied.
+ */
+export async function applyMappedPortalRoles(
+  db: DatabasePool,
+  audit: AuditLog,
+  pmUserId: string,
+  trigger: RoleApplicationTrigger,
+): Promise<AppliedPortalRoles | null> {
+  return db.transaction(async (transaction) => {
+    const row = await transaction.maybeOne(sql.type(computed)`
+      WITH account AS (
+        SELECT pu.id, pu.roles FROM portal_users pu WHERE pu.pm_user_id = ${pmUserId} FOR UPDATE
+      )
+      SELECT account.id AS "portalUserId", account.roles AS "previousRoles", u.roles_version AS "rolesVersion",
+        coalesce((
+          SELECT array_agg(DISTINCT portal_role ORDER BY portal_role)
+          FROM unnest(u.roles) AS pm_role
+          JOIN sso_role_mappings m ON m.pm_role = pm_role
+          CROSS JOIN LATERAL unnest(m.portal_roles) AS portal_role
+        ), '{}') AS roles
+      FROM account JOIN users u ON u.id = ${pmUserId}`);
+    if (!row) return null;
+    const changed = row.roles.join(' ') !== [...row.previousRoles].sort().join(' ');
+    if (changed) {
+      await transaction.query(sql.unsafe`UPDATE portal_users SET roles = ${sql.array(row.roles, 'text')}, updated_at = now() WHERE id = ${row.portalUserId}`);
+    }
+    await transaction.query(sql.unsafe`
+      UPDATE portal_sessions SET roles_version = ${row.rolesVersion}
+      WHERE portal_user_id = ${row.portalUserId} AND ended_at IS NULL AND pm_session_id IS NOT NULL`);
+    if (changed) {
+      await audit.record(
+        {
+          action: 'SsoRolesApplied',
+          outcome: 'success',
+          actor: { type: 'system' },
+          userId: pmUserId,
+          details: { portalUserId: row.portalUserId, roles: row.roles, previousRoles: row.previousRoles, rolesVersion: row.rolesVersion, trigger },
+        },
+        transaction,
+      );
+    }
+    return { portalUserId: row.portalUserId, roles: row.roles, rolesVersion: row.rolesVersion, changed };
+  });
+}

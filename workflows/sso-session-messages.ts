@@ -1,0 +1,64 @@
+import { defineQuery, defineSignal } from '@temporalio/workflow';
+
+/**
+ * The SSO session workflow's messages: one workflow per portal session that began with single sign-on
+ * (`sso-session:<portalSessionId>`), keeping it in step with the PM session it came from. Messages
+ * carry ids, times and reasons only; session tokens never leave Postgres, and only as hashes.
+ */
+
+export function ssoSessionWorkflowId(portalSessionId: string): string {
+  return `sso-session:${portalSessionId}`;
+}
+
+/** The side whose action ended the pair; audited as `initiatedBy` of SsoLogout. */
+export type SsoLogoutInitiator = 'pm' | 'portal' | 'idle_expiry' | 'absolute_expiry' | 'user_disabled' | 'operator';
+
+export interface SsoSessionWorkflowInput {
+  portalSessionId: string;
+  /** The PM session (`sid`) the portal session came from. */
+  pmSessionId: string;
+  pmUserId: string;
+  /** SESSION_IDLE_SECONDS: the pair ends when neither session was used for this long. */
+  idleSeconds: number;
+  /** Epoch ms: the earlier of the portal session's and the PM session's absolute expiry. */
+  expiresAt: number;
+  /** SSO_BACKCHANNEL_LOGOUT_DEADLINE_SECONDS: how long one logout delivery is retried. */
+  backchannelLogoutDeadlineSeconds: number;
+  /** Set only by continue-as-new. */
+  carriedState?: SsoSessionState;
+}
+
+export interface SsoSessionState {
+  status: 'active' | 'ending' | 'ended';
+  /** The roles_version of the PM user last applied to the portal session. */
+  rolesVersionApplied?: number;
+  rolesApplied: number;
+  logout?: { initiatedBy: SsoLogoutInitiator; receivedAt: number };
+  /** Back-channel deliveries: which receiver, whether it has answered 200, how many attempts it took. */
+  deliveries: Array<{ receiver: 'api-server' | 'reality-server'; delivered: boolean; at: number }>;
+  lastError?: { kind: string; message: string; at: number };
+}
+
+/** The PM session ended (logout at the api-server, RP-initiated logout, revocation): log the portal out. */
+export interface PmSessionEndedSignal {
+  reason: 'logout' | 'revoked' | 'user_disabled' | 'operator';
+}
+
+/** The portal session ended at the portal (its sign-out): log the PM session out. */
+export interface PortalSessionEndedSignal {
+  reason: 'logout';
+}
+
+export const pmSessionEndedSignal = defineSignal<[PmSessionEndedSignal]>('pmSessionEnded');
+export const portalSessionEndedSignal = defineSignal<[PortalSessionEndedSignal]>('portalSessionEnded');
+/** The PM user's roles (or a mapping they use) changed: apply the mapped roles to the portal session now. */
+export const rolesChangedSignal = defineSignal<[]>('rolesChanged');
+export const ssoSessionStatusQuery = defineQuery<SsoSessionState>('status');
+
+/** How the workflow ended. */
+export interface SsoSessionOutcome {
+  status: 'ended';
+  initiatedBy: SsoLogoutInitiator;
+  /** Whether the other side acknowledged the back-channel logout (absent when none was sent). */
+  backchannelDelivered?: boolean;
+}
