@@ -9,6 +9,7 @@ import { FailureType } from './failure-types';
 import { ProviderError } from '../platform/providers/provider-error';
 import type { ProviderTokens } from '../platform/providers/oauth-tokens';
 import type { VoicePlatforms } from '../platform/voice/voice-platform';
+import type { SsoSessionSync } from '../platform/sso/backchannel-delivery';
 
 /** Everything activities touch, handed in so tests can pass fakes (a simulated clock, a test database). */
 export interface ActivityDependencies {
@@ -20,6 +21,8 @@ export interface ActivityDependencies {
   audit: AuditLog;
   /** Login with Amazon, the Alexa event gateway and Home Graph: the voice-device workflow's platforms. */
   voice: VoicePlatforms;
+  /** The issuers, the portal client and both servers' signing keys: the SSO session workflow's back-channel logouts. */
+  sso: SsoSessionSync;
   clock: () => Date;
 }
 

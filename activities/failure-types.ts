@@ -21,6 +21,10 @@ export const FailureType = {
   agentUserGone: 'AgentUserGone',
   /** The voice device was unlinked (or removed) while the activity was under way. Never retried. */
   deviceUnlinked: 'DeviceUnlinked',
+  /** A back-channel logout receiver answered 400: it will not accept the logout token. Never retried. */
+  backchannelLogoutRefused: 'BackchannelLogoutRefused',
+  /** A back-channel logout receiver did not answer, or answered anything but 2xx or 400. Retried until the deadline. */
+  backchannelLogoutUndelivered: 'BackchannelLogoutUndelivered',
 } as const;
 
 export const NON_RETRYABLE_FAILURES = [
@@ -32,4 +36,5 @@ export const NON_RETRYABLE_FAILURES = [
   FailureType.platformPermissionRevoked,
   FailureType.agentUserGone,
   FailureType.deviceUnlinked,
+  FailureType.backchannelLogoutRefused,
 ];

@@ -7,6 +7,8 @@ import { createMachineAccountActivities } from './machine-account';
 import { createVoiceCredentialActivities } from './voice-device-credentials';
 import { createVoiceLinkActivities } from './voice-device-link';
 import { createVoiceReportActivities } from './voice-device-reports';
+import { createSsoSessionPairActivities } from './sso-session-pair';
+import { createSsoSessionLogoutActivities } from './sso-session-logout';
 import type { ActivityDependencies } from './dependencies';
 
 export type { ActivityDependencies, TokenState } from './dependencies';
@@ -23,6 +25,8 @@ export function createActivities(dependencies: ActivityDependencies) {
     ...createVoiceCredentialActivities(dependencies),
     ...createVoiceLinkActivities(dependencies),
     ...createVoiceReportActivities(dependencies),
+    ...createSsoSessionPairActivities(dependencies),
+    ...createSsoSessionLogoutActivities(dependencies),
   };
 }
 

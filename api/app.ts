@@ -17,6 +17,9 @@ import introspection from './plugins/oauth/introspection';
 import jwks from './plugins/oauth/jwks';
 import login from './plugins/oauth/login';
 import metadata from './plugins/oauth/metadata';
+import discovery from './plugins/oauth/discovery';
+import endSession from './plugins/oauth/end-session';
+import userinfo from './plugins/oauth/userinfo';
 import registration from './plugins/oauth/registration';
 import revocation from './plugins/oauth/revocation';
 import token from './plugins/oauth/token';
@@ -29,6 +32,11 @@ import googleCalendarWebhooks from './plugins/webhooks/google-calendar';
 import googleRiscReceiver from './plugins/webhooks/google-risc';
 import voice from './plugins/voice/index';
 import microsoftGraphWebhooks from './plugins/webhooks/microsoft-graph';
+import ssoAdminRoleMappings from './plugins/sso/admin-role-mappings';
+import ssoAdminUsers from './plugins/sso/admin-users';
+import ssoBackchannelLogout from './plugins/sso/backchannel-logout';
+import ssoPortalButton from './plugins/sso/portal-button';
+import ssoTokenExchange from './plugins/sso/token-exchange';
 import type { ApiServices } from './services';
 import { echoRequestId, requestIdOptions } from './request-id';
 import { platformReadinessChecks } from '../platform/readiness';
@@ -53,6 +61,14 @@ export async function buildApiServer(services: ApiServices, options: { logDestin
   await app.register(health, { checks: platformReadinessChecks(services.db, services.temporal.connection) });
   await app.register(authorizationServerServices);
   for (const plugin of [metadata, jwks, authorize, login, token, introspection, revocation, registration, adminClients, voiceClientManifests, grants]) {
+    await app.register(plugin);
+  }
+  // OpenID Provider: discovery, userinfo and RP-initiated logout (id_tokens come from the token endpoint).
+  for (const plugin of [discovery, userinfo, endSession]) {
+    await app.register(plugin);
+  }
+  // Single sign-on into the Reality Portal, the PM side: the SSO token, the button, the portal's logout tokens, and administration.
+  for (const plugin of [ssoTokenExchange, ssoPortalButton, ssoBackchannelLogout, ssoAdminUsers, ssoAdminRoleMappings]) {
     await app.register(plugin);
   }
   for (const provider of OAUTH_PROVIDER_IDS) {

@@ -39,9 +39,13 @@ export async function signalPmSessionsEnded(target: SignalTarget, pmSessionIds: 
   await signalEach(target, await livePortalSessionsOfPmSessions(target.db, pmSessionIds), (handle) => handle.signal(pmSessionEndedSignal, { reason }));
 }
 
-/** The PM user was disabled: every portal session of theirs ends. */
-export async function signalPmUserDisabled(target: SignalTarget, pmUserId: string): Promise<void> {
-  await signalEach(target, await livePortalSessionsOfPmUser(target.db, pmUserId), (handle) => handle.signal(pmSessionEndedSignal, { reason: 'user_disabled' }));
+/**
+ * The PM user was disabled: every portal session of theirs ends. `endedPortalSessionIds` are those the
+ * disablement already ended in the database, whose workflows still run and are told as well.
+ */
+export async function signalPmUserDisabled(target: SignalTarget, pmUserId: string, endedPortalSessionIds: readonly string[] = []): Promise<void> {
+  const portalSessionIds = new Set([...endedPortalSessionIds, ...(await livePortalSessionsOfPmUser(target.db, pmUserId))]);
+  await signalEach(target, [...portalSessionIds], (handle) => handle.signal(pmSessionEndedSignal, { reason: 'user_disabled' }));
 }
 
 /** The PM user's roles (or a mapping they use) changed: the workflows apply the mapped roles to the portal now. */

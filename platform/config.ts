@@ -110,6 +110,7 @@ const environmentSchema = z.object({
   SESSION_IDLE_SECONDS: seconds(30 * 60),
   PORTAL_SESSION_TTL_SECONDS: seconds(12 * 3600),
   SSO_TOKEN_TTL_SECONDS: seconds(60),
+  SSO_TOKEN_REQUESTS_PER_MINUTE: z.coerce.number().int().positive().default(30),
   ID_TOKEN_TTL_SECONDS: seconds(3600),
   SSO_BACKCHANNEL_LOGOUT_DEADLINE_SECONDS: seconds(3600),
   ACCESS_TOKEN_TTL_SECONDS: seconds(15 * 60),
@@ -225,6 +226,8 @@ export interface SsoSettings {
   };
   /** Lifetime of the one-time SSO token of the PM app's "Open Reality Portal" button. */
   tokenSeconds: number;
+  /** SSO tokens one PM user may ask for a minute (the exchange endpoint and the button, each). */
+  tokenRequestsPerMinute: number;
   idTokenSeconds: number;
   /** A PM session, and an SSO pair of sessions, unused this long ends (SESSION_IDLE_SECONDS). */
   sessionIdleSeconds: number;
@@ -304,7 +307,8 @@ export type ConfigNeed =
   | 'REALITY_OIDC_CLIENT_SECRET';
 const API_SERVER_NEEDS: ConfigNeed[] = ['DATABASE_URL', 'INTEGRATION_ENCRYPTION_KEY', 'PUBLIC_BASE_URL', 'TEMPORAL_PAYLOAD_KEY'];
 // The worker registers webhook URLs with providers, built from PUBLIC_BASE_URL (or WEBHOOK_BASE_URL).
-export const WORKER_NEEDS: ConfigNeed[] = ['DATABASE_URL', 'INTEGRATION_ENCRYPTION_KEY', 'TEMPORAL_PAYLOAD_KEY', 'PUBLIC_BASE_URL'];
+// The SSO session workflow delivers the api-server's logout tokens to the portal (REALITY_PUBLIC_URL).
+export const WORKER_NEEDS: ConfigNeed[] = ['DATABASE_URL', 'INTEGRATION_ENCRYPTION_KEY', 'TEMPORAL_PAYLOAD_KEY', 'PUBLIC_BASE_URL', 'REALITY_PUBLIC_URL'];
 // The portal signs users in at the api-server (PUBLIC_BASE_URL or OAUTH_ISSUER) as its first-party client.
 export const REALITY_SERVER_NEEDS: ConfigNeed[] = ['DATABASE_URL', 'TEMPORAL_PAYLOAD_KEY', 'PUBLIC_BASE_URL', 'REALITY_PUBLIC_URL', 'REALITY_OIDC_CLIENT_SECRET'];
 export const CODEC_SERVER_NEEDS: ConfigNeed[] = ['TEMPORAL_PAYLOAD_KEY', 'CODEC_SERVER_TOKEN'];
@@ -370,11 +374,12 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
     realityServer: { host: env.REALITY_HOST, port: env.REALITY_PORT },
     sso: {
       portal: {
-        publicUrl: env.REALITY_PUBLIC_URL ?? `http://localhost:${env.REALITY_PORT}`,
+        publicUrl: env.REALITY_PUBLIC_URL ?? `http://127.0.0.1:${env.REALITY_PORT}`,
         clientId: env.REALITY_OIDC_CLIENT_ID,
         clientSecret: env.REALITY_OIDC_CLIENT_SECRET,
       },
       tokenSeconds: env.SSO_TOKEN_TTL_SECONDS,
+      tokenRequestsPerMinute: env.SSO_TOKEN_REQUESTS_PER_MINUTE,
       idTokenSeconds: env.ID_TOKEN_TTL_SECONDS,
       sessionIdleSeconds: env.SESSION_IDLE_SECONDS,
       portalSessionSeconds: env.PORTAL_SESSION_TTL_SECONDS,

@@ -15,7 +15,7 @@ export interface LoginSettings {
   lockoutSeconds: number;
 }
 
-export type LoginOutcome = { ok: true; user: UserRow } | { ok: false; reason: 'invalid_credentials' | 'locked' };
+export type LoginOutcome = { ok: true; user: UserRow } | { ok: false; reason: 'invalid_credentials' | 'locked' | 'disabled' };
 
 /** People type passwords into the email field: anything that is not shaped like an address is not recorded. */
 function auditableEmail(email: string): string {
@@ -29,6 +29,7 @@ function auditableEmail(email: string): string {
  * one. The attempt is counted before its password is checked (reserveLoginAttempt), so parallel
  * requests get no more than `maxFailures` guesses evaluated. The password is always verified (also
  * for unknown or locked emails), so timing tells nothing.
+ * A disabled user (users.disabled_at) is refused with the same answer as a wrong password.
  * Audits UserLogin, UserLoginFailed (every refusal) and UserLoginLocked (once, when the lock engages);
  * never the password.
  */
@@ -36,13 +37,19 @@ export async function attemptLogin(db: DatabasePool, audit: AuditLog, settings: 
   const email = attempt.email.trim();
   const slot = await reserveLoginAttempt(db, email, settings);
   // Verified even when refused: a locked email answers as slowly as any other.
-  const user = await verifyUserPassword(db, email, attempt.password);
+  const verified = await verifyUserPassword(db, email, attempt.password);
+  const user: UserRow | null = verified && { id: verified.id, email: verified.email, displayName: verified.displayName };
   const actor = { type: 'user' as const, ...(user ? { id: user.id } : {}) };
   const userId = user ? { userId: user.id } : {};
 
   if (!slot.allowed) {
     await audit.record({ action: 'UserLoginFailed', outcome: 'failure', actor, ...userId, origin: attempt.origin, details: { email: auditableEmail(email), reason: 'locked' } });
     return { ok: false, reason: 'locked' };
+  }
+  if (verified?.disabled) {
+    // The right password of a disabled account: refused like a wrong one, recorded as what it is.
+    await audit.record({ action: 'UserLoginFailed', outcome: 'failure', actor, ...userId, origin: attempt.origin, details: { email: auditableEmail(email), reason: 'disabled' } });
+    return { ok: false, reason: 'disabled' };
   }
   if (user) {
     await clearLoginFailures(db, email);

@@ -6,6 +6,7 @@ import { runUntilSignalled } from './process';
 import { createPayloadCodec } from './payload-codec';
 import { checkReadiness, platformReadinessChecks } from './readiness';
 import { createPlatformServices } from './services';
+import { createSsoSessionSync } from './sso/backchannel-delivery';
 import { createConnectionWorker } from './worker';
 import { ensureHousekeepingSchedule } from './schedules';
 import { connectTemporalClient } from './temporal';
@@ -27,7 +28,7 @@ await runUntilSignalled('worker', async () => {
     connection,
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.taskQueue,
-    dependencies: { ...services, clock: () => new Date() },
+    dependencies: { ...services, sso: createSsoSessionSync(config, services), clock: () => new Date() },
     payloadCodec,
     shutdownGraceSeconds: config.workerShutdownGraceSeconds,
   });

@@ -8,6 +8,8 @@ import { AdminContext } from './admin/context';
 import { reencryptCommand, registerSearchAttributesCommand, rotateSigningKeyCommand } from './admin/maintenance';
 import { voiceClientCreateCommand, voiceClientListCommand, voiceClientManifestCommand } from './admin/voice-clients';
 import { voiceDevicesListCommand, voiceDevicesUnlinkCommand } from './admin/voice-devices';
+import { portalUsersCreateCommand } from './admin/portal-users';
+import { ssoRolesDeleteCommand, ssoRolesListCommand, ssoRolesSetCommand, usersDisableCommand, usersEnableCommand, usersRolesCommand, usersShowCommand } from './admin/sso';
 
 /**
  * `npm run admin -- <command>`: the operators' command line. Everything that changes a connection or a
@@ -26,6 +28,14 @@ const COMMANDS: AdminCommand[] = [
   voiceClientManifestCommand,
   voiceDevicesListCommand,
   voiceDevicesUnlinkCommand,
+  usersShowCommand,
+  usersRolesCommand,
+  usersDisableCommand,
+  usersEnableCommand,
+  ssoRolesListCommand,
+  ssoRolesSetCommand,
+  ssoRolesDeleteCommand,
+  portalUsersCreateCommand,
   rotateSigningKeyCommand,
   reencryptCommand,
   registerSearchAttributesCommand,

@@ -3,11 +3,12 @@ import { parseArgs } from 'node:util';
 import { UniqueIntegrityConstraintViolationError } from 'slonik';
 import { createDatabasePool } from '../db/pool';
 import { ConfigError, loadConfig } from '../platform/config';
+import { roleNames, SsoAdministrationError } from '../platform/sso/user-administration';
 import { createUser } from '../platform/users';
 
 /**
  * Creates a PM-app user:
- *   npm run create-user -- --email ann@example.com --name "Ann" [--password-stdin]
+ *   npm run create-user -- --email ann@example.com --name "Ann" [--roles owner,agent] [--password-stdin]
  *
  * The password never goes on the command line (it would land in shell history and `ps`): it is read
  * from stdin with --password-stdin, else from NEW_USER_PASSWORD. Migrations are not run here.
@@ -15,7 +16,7 @@ import { createUser } from '../platform/users';
  * 2 bad usage or configuration.
  */
 
-const USAGE = 'usage: npm run create-user -- --email <email> --name <display name> [--password-stdin]';
+const USAGE = 'usage: npm run create-user -- --email <email> --name <display name> [--roles <role,...>] [--password-stdin]';
 
 class UsageError extends Error {
   override name = 'UsageError';
@@ -24,6 +25,8 @@ class UsageError extends Error {
 export interface CreateUserArguments {
   email: string;
   displayName: string;
+  /** PM roles (mapped onto portal roles at SSO). */
+  roles: string[];
   passwordFromStdin: boolean;
 }
 
@@ -35,6 +38,7 @@ export function parseCreateUserArguments(argv: string[]): CreateUserArguments {
       options: {
         email: { type: 'string' },
         name: { type: 'string' },
+        roles: { type: 'string' },
         'password-stdin': { type: 'boolean', default: false },
       },
       strict: true,
@@ -48,7 +52,14 @@ export function parseCreateUserArguments(argv: string[]): CreateUserArguments {
   if (!email) throw new UsageError('--email is required');
   if (!/^[^\s@]+@[^\s@]+$/.test(email)) throw new UsageError(`--email: "${email}" is not an email address`);
   if (!displayName) throw new UsageError('--name is required');
-  return { email, displayName, passwordFromStdin: values['password-stdin'] ?? false };
+  let roles: string[];
+  try {
+    roles = roleNames((values.roles ?? '').split(',').map((role) => role.trim()).filter((role) => role !== ''), '--roles');
+  } catch (error) {
+    if (error instanceof SsoAdministrationError) throw new UsageError(error.message);
+    throw error;
+  }
+  return { email, displayName, roles, passwordFromStdin: values['password-stdin'] ?? false };
 }
 
 async function readStdin(): Promise<string> {
@@ -102,7 +113,7 @@ async function main(): Promise<number> {
 
   const pool = await createDatabasePool(databaseUrl, { maximumPoolSize: 1 });
   try {
-    const user = await createUser(pool, { email: args.email, displayName: args.displayName, password });
+    const user = await createUser(pool, { email: args.email, displayName: args.displayName, password, roles: args.roles });
     console.log(user.id);
     return 0;
   } catch (error) {

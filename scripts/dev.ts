@@ -22,6 +22,7 @@ import { createPayloadCodec } from '../platform/payload-codec';
 import { runUntilSignalled } from '../platform/process';
 import { randomToken } from '../platform/secrets';
 import { createPlatformServices } from '../platform/services';
+import { createSsoSessionSync } from '../platform/sso/backchannel-delivery';
 import { connectTemporalClient } from '../platform/temporal';
 import { createUser } from '../platform/users';
 import { createConnectionWorker } from '../platform/worker';
@@ -225,7 +226,7 @@ await runUntilSignalled('dev', async () => {
     connection: workerConnection,
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.taskQueue,
-    dependencies: { ...services, clock: () => new Date() },
+    dependencies: { ...services, sso: createSsoSessionSync(config, services), clock: () => new Date() },
     payloadCodec,
     shutdownGraceSeconds: config.workerShutdownGraceSeconds,
   });

@@ -1,14 +1,15 @@
 /**
  * `npm run record-histories`: records the workflow histories that test/replay/replay.test.ts replays
- * (test/replay/record.ts, run by vitest because it drives the platform with the test helpers and the
- * global setup's Postgres and Temporal binaries). Writes test/replay/histories/<scenario>.json.
+ * (test/replay/record.ts and record-sso-session.ts, run by vitest because they drive the platform with
+ * the test helpers and the global setup's Postgres and Temporal binaries). Writes
+ * test/replay/histories/<scenario>.json.
  */
 import { startVitest } from 'vitest/node';
 
 const vitest = await startVitest('test', [], {
   run: true,
   watch: false,
-  include: ['test/replay/record.ts'],
+  include: ['test/replay/record.ts', 'test/replay/record-sso-session.ts'],
 });
 const failed = !vitest || vitest.state.getCountOfFailedTests() > 0 || vitest.state.getUnhandledErrors().length > 0;
 await vitest?.close();

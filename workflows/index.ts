@@ -2,3 +2,4 @@
 export { connectionWorkflow } from './connection';
 export { housekeepingWorkflow } from './housekeeping';
 export { voiceDeviceWorkflow } from './voice-device';
+export { ssoSessionWorkflow } from './sso-session';

@@ -33,9 +33,24 @@ export interface SsoSessionState {
   /** The roles_version of the PM user last applied to the portal session. */
   rolesVersionApplied?: number;
   rolesApplied: number;
-  logout?: { initiatedBy: SsoLogoutInitiator; receivedAt: number };
-  /** Back-channel deliveries: which receiver, whether it has answered 200, how many attempts it took. */
-  deliveries: Array<{ receiver: 'api-server' | 'reality-server'; delivered: boolean; at: number }>;
+  /** The later last use of the two sessions, as last read (epoch ms). */
+  lastActivityAt?: number;
+  /** The pair's absolute expiry: the input's, or an earlier one read from the sessions (epoch ms). */
+  expiresAt?: number;
+  /** When the workflow next reads the pair unless a signal comes first (epoch ms). */
+  nextCheckAt?: number;
+  logout?: {
+    initiatedBy: SsoLogoutInitiator;
+    receivedAt: number;
+    /** The side that is told by back-channel logout; absent when both sessions end here, or had ended already. */
+    receiver?: 'api-server' | 'reality-server';
+    /** Why the PM side ended (pmSessionEnded's reason, or what the pair's records said). */
+    pmReason?: string;
+    /** Idle expiry: the last use it was decided on; a use since keeps the pair alive. */
+    unusedSince?: number;
+  };
+  /** Back-channel deliveries: which receiver, whether it answered 2xx, the attempt it took and the last HTTP status. */
+  deliveries: Array<{ receiver: 'api-server' | 'reality-server'; delivered: boolean; at: number; attempts: number | null; status: number | null }>;
   lastError?: { kind: string; message: string; at: number };
 }
 

@@ -8,6 +8,7 @@ import type { Config } from '../../platform/config';
 import { attemptLogin } from '../../platform/login';
 import { hashBearerValue, randomToken } from '../../platform/secrets';
 import { errorResponseSchema, HttpError } from '../errors';
+import { signalPmSessionsEnded } from '../sso-session-signals';
 import { requestOrigin } from '../request-origin';
 import { safeString } from '../schemas';
 
@@ -72,7 +73,10 @@ export async function cookieSessionUser(db: CommonQueryMethods, config: Config, 
  */
 export async function revokePresentedSession(db: CommonQueryMethods, request: FastifyRequest): Promise<string | null> {
   const token = sessionToken(request);
-  return token ? revokeSession(db, hashBearerValue(token), 'replaced_by_login') : null;
+  const revoked = token ? await revokeSession(db, hashBearerValue(token), 'replaced_by_login') : null;
+  // Portal sessions opened from it end with it, through their SSO session workflows.
+  if (revoked) await signalPmSessionsEnded({ temporal: request.server.services.temporal, db, log: request.log }, [revoked], 'revoked');
+  return revoked;
 }
 
 /** The session token comes from the cookie (browsers) or an `Authorization: Bearer` header (API consumers). */
@@ -144,8 +148,10 @@ export default fp(async function sessions(app) {
     if (token) {
       const live = await findLiveSession(db, hashBearerValue(token), config.sso.sessionIdleSeconds);
       const user = live?.user;
-      await revokeSession(db, hashBearerValue(token), 'logout');
+      const revoked = await revokeSession(db, hashBearerValue(token), 'logout');
       if (user) await audit.record({ action: 'UserLogout', outcome: 'success', actor: { type: 'user', id: user.id }, userId: user.id, origin: requestOrigin(request) });
+      // The portal sessions opened from this one are logged out through their SSO session workflows (back-channel logout).
+      if (revoked) await signalPmSessionsEnded({ temporal: app.services.temporal, db, log: request.log }, [revoked], 'logout');
     }
     reply.clearCookie(SESSION_COOKIE, { path: '/' });
     return reply.code(204).send();

@@ -6,6 +6,9 @@ export interface LoginFailureSettings {
   lockoutSeconds: number;
 }
 
+/** Whose logins the counters are for: the PM users' or the portal-only accounts' (an email may be both). */
+export type LoginFailureLedger = 'user_login_failures' | 'portal_login_failures';
+
 /** `allowed`: the password may be checked; `last`: this attempt took the final slot, so its failure engages the lock. */
 export type LoginAttemptSlot = { allowed: true; last: boolean } | { allowed: false };
 
@@ -17,11 +20,16 @@ export type LoginAttemptSlot = { allowed: true; last: boolean } | { allowed: fal
  * until a success clears the row (clearLoginFailures). Attempts older than `lockoutSeconds`, or from
  * before an expired lockout, no longer count.
  */
-export async function reserveLoginAttempt(db: DatabasePool, email: string, settings: LoginFailureSettings): Promise<LoginAttemptSlot> {
+export async function reserveLoginAttempt(
+  db: DatabasePool,
+  email: string,
+  settings: LoginFailureSettings,
+  ledger: LoginFailureLedger = 'user_login_failures',
+): Promise<LoginAttemptSlot> {
   return db.transaction(async (transaction) => {
     // Creates the row or, when it exists, locks it (a no-op update) and returns its latest committed state.
     const row = await transaction.one(sql.type(z.object({ failures: z.number(), stale: z.boolean(), locked: z.boolean() }))`
-      INSERT INTO user_login_failures AS f (email, failures) VALUES (${email}, 0)
+      INSERT INTO ${sql.identifier([ledger])} AS f (email, failures) VALUES (${email}, 0)
       ON CONFLICT (email) DO UPDATE SET failures = f.failures
       RETURNING f.failures,
         (f.locked_until IS NOT NULL AND f.locked_until <= now()) OR f.last_failure < now() - make_interval(secs => ${settings.lockoutSeconds}) AS stale,
@@ -29,7 +37,7 @@ export async function reserveLoginAttempt(db: DatabasePool, email: string, setti
     if (row.locked || (!row.stale && row.failures >= settings.maxFailures)) return { allowed: false };
     const failures = row.stale ? 1 : row.failures + 1;
     await transaction.query(sql.unsafe`
-      UPDATE user_login_failures SET failures = ${failures}, last_failure = now(), locked_until = NULL WHERE email = ${email}`);
+      UPDATE ${sql.identifier([ledger])} SET failures = ${failures}, last_failure = now(), locked_until = NULL WHERE email = ${email}`);
     return { allowed: true, last: failures >= settings.maxFailures };
   });
 }
@@ -38,14 +46,19 @@ export async function reserveLoginAttempt(db: DatabasePool, email: string, setti
  * Engages the lock after the failure of the attempt that took the last slot. Returns true only when
  * this call engaged it (not when the row was cleared by a success meanwhile or is already locked).
  */
-export async function lockLogin(db: CommonQueryMethods, email: string, settings: LoginFailureSettings): Promise<boolean> {
+export async function lockLogin(
+  db: CommonQueryMethods,
+  email: string,
+  settings: LoginFailureSettings,
+  ledger: LoginFailureLedger = 'user_login_failures',
+): Promise<boolean> {
   const locked = await db.maybeOneFirst(sql.type(z.object({ locked: z.boolean() }))`
-    UPDATE user_login_failures SET locked_until = now() + make_interval(secs => ${settings.lockoutSeconds})
+    UPDATE ${sql.identifier([ledger])} SET locked_until = now() + make_interval(secs => ${settings.lockoutSeconds})
     WHERE email = ${email} AND failures >= ${settings.maxFailures} AND (locked_until IS NULL OR locked_until <= now())
     RETURNING true AS locked`);
   return locked ?? false;
 }
 
-export async function clearLoginFailures(db: CommonQueryMethods, email: string): Promise<void> {
-  await db.query(sql.unsafe`DELETE FROM user_login_failures WHERE email = ${email}`);
+export async function clearLoginFailures(db: CommonQueryMethods, email: string, ledger: LoginFailureLedger = 'user_login_failures'): Promise<void> {
+  await db.query(sql.unsafe`DELETE FROM ${sql.identifier([ledger])} WHERE email = ${email}`);
 }

@@ -12,6 +12,13 @@ const requestRow = z.object({
   /** NULL for a client that may omit PKCE and sent no challenge (mayOmitPkce). */
   codeChallenge: z.string().nullable(),
   csrfHash: z.string().nullable(),
+  /** OpenID Connect: carried to the code and the id_token. */
+  nonce: z.string().nullable(),
+  /** OpenID Connect, for every client: the oldest sign-in accepted (seconds), and the prompt values (space-separated). */
+  maxAge: z.number().nullable(),
+  prompt: z.string().nullable(),
+  /** A request stored while the user signs in is satisfied only by a sign-in after this (prompt=login, max_age). */
+  createdAt: z.number(),
   expiresAt: z.number(),
   decidedAt: z.number().nullable(),
 });
@@ -19,26 +26,34 @@ export type AuthorizationRequestRow = z.infer<typeof requestRow>;
 
 const REQUEST_COLUMNS = sql.fragment`
   id, client_id AS "clientId", user_id AS "userId", redirect_uri AS "redirectUri", scopes, state,
-  code_challenge AS "codeChallenge", csrf_hash AS "csrfHash", expires_at AS "expiresAt", decided_at AS "decidedAt"`;
+  code_challenge AS "codeChallenge", csrf_hash AS "csrfHash", nonce, max_age AS "maxAge", prompt,
+  created_at AS "createdAt", expires_at AS "expiresAt", decided_at AS "decidedAt"`;
 
-type NewRequest = Omit<AuthorizationRequestRow, 'id' | 'decidedAt' | 'expiresAt' | 'userId' | 'csrfHash'> & { expiresAt: Date };
+type NewRequest = Omit<AuthorizationRequestRow, 'id' | 'decidedAt' | 'createdAt' | 'expiresAt' | 'userId' | 'csrfHash'> & { expiresAt: Date };
 
 /** A request shown to a signed-in user on the consent page, with the hash of that page's CSRF token. */
 export function insertAuthorizationRequest(db: CommonQueryMethods, row: NewRequest & { userId: string; csrfHash: string }): Promise<string> {
   return db.oneFirst(sql.type(z.object({ id: z.string().uuid() }))`
-    INSERT INTO oauth_authorization_requests (client_id, user_id, redirect_uri, scopes, state, code_challenge, csrf_hash, expires_at)
+    INSERT INTO oauth_authorization_requests (client_id, user_id, redirect_uri, scopes, state, code_challenge, csrf_hash, nonce, max_age, prompt, expires_at)
     VALUES (${row.clientId}, ${row.userId}, ${row.redirectUri}, ${sql.array(row.scopes, 'text')}, ${row.state}, ${row.codeChallenge},
-            ${row.csrfHash}, ${sql.timestamp(row.expiresAt)})
+            ${row.csrfHash}, ${row.nonce}, ${row.maxAge}, ${row.prompt}, ${sql.timestamp(row.expiresAt)})
     RETURNING id`);
 }
 
 /** A validated request kept while the user signs in (no user, no CSRF token yet). */
 export function insertPendingAuthorizationRequest(db: CommonQueryMethods, row: NewRequest): Promise<string> {
   return db.oneFirst(sql.type(z.object({ id: z.string().uuid() }))`
-    INSERT INTO oauth_authorization_requests (client_id, user_id, redirect_uri, scopes, state, code_challenge, csrf_hash, expires_at)
+    INSERT INTO oauth_authorization_requests (client_id, user_id, redirect_uri, scopes, state, code_challenge, csrf_hash, nonce, max_age, prompt, expires_at)
     VALUES (${row.clientId}, NULL, ${row.redirectUri}, ${sql.array(row.scopes, 'text')}, ${row.state}, ${row.codeChallenge},
-            NULL, ${sql.timestamp(row.expiresAt)})
+            NULL, ${row.nonce}, ${row.maxAge}, ${row.prompt}, ${sql.timestamp(row.expiresAt)})
     RETURNING id`);
+}
+
+/** A pending request that is still open, without using it up (resuming may first need another sign-in). */
+export function findPendingAuthorizationRequest(db: CommonQueryMethods, id: string): Promise<AuthorizationRequestRow | null> {
+  return db.maybeOne(sql.type(requestRow)`
+    SELECT ${REQUEST_COLUMNS} FROM oauth_authorization_requests
+    WHERE id = ${id} AND user_id IS NULL AND decided_at IS NULL AND expires_at > now()`);
 }
 
 /** Uses up a pending request; only the one call that did it, while it was open, gets the row. */

@@ -34,15 +34,26 @@ export async function insertAccessToken(db: CommonQueryMethods, row: Omit<Access
             ${sql.timestamp(new Date(row.issuedAt))}, ${sql.timestamp(new Date(row.expiresAt))})`);
 }
 
+/**
+ * The PM session a grant's tokens began in (OpenID Connect `sid` and `auth_time`, epoch ms): a code carries
+ * it, and the refresh tokens it leads to keep it, so each id_token names the sign-in behind it. Null parts
+ * when unknown (a code issued outside /oauth/authorize, or a session since deleted).
+ */
+export interface TokenAuthentication {
+  sessionId: string | null;
+  authTime: number | null;
+}
+
 /** Answers the new row's id. */
 export function insertRefreshToken(
   db: CommonQueryMethods,
-  row: { tokenHash: string; familyId: string; clientId: string; userId: string; grantId: string; scopes: string[]; createdAt: Date; expiresAt: Date },
+  row: { tokenHash: string; familyId: string; clientId: string; userId: string; grantId: string; scopes: string[]; createdAt: Date; expiresAt: Date } & Partial<TokenAuthentication>,
 ): Promise<string> {
   return db.oneFirst(sql.type(z.object({ id: z.string().uuid() }))`
-    INSERT INTO oauth_refresh_tokens (token_hash, family_id, client_id, user_id, grant_id, scopes, created_at, expires_at)
+    INSERT INTO oauth_refresh_tokens (token_hash, family_id, client_id, user_id, grant_id, scopes, created_at, expires_at, session_id, auth_time)
     VALUES (${row.tokenHash}, ${row.familyId}, ${row.clientId}, ${row.userId}, ${row.grantId}, ${sql.array(row.scopes, 'text')},
-            ${sql.timestamp(row.createdAt)}, ${sql.timestamp(row.expiresAt)})
+            ${sql.timestamp(row.createdAt)}, ${sql.timestamp(row.expiresAt)}, ${row.sessionId ?? null},
+            ${row.authTime == null ? null : sql.timestamp(new Date(row.authTime))})
     RETURNING id`);
 }
 
@@ -50,6 +61,9 @@ const rotatableRefreshTokenRow = refreshTokenRow.extend({
   /** The rotation-grace envelope (voice clients): the answer that replaced this token, while it may be repeated. */
   successorResponseEnc: z.string().nullable(),
   successorResponseExpiresAt: z.number().nullable(),
+  /** Copied to its successor: TokenAuthentication. */
+  sessionId: z.string().uuid().nullable(),
+  authTime: z.number().nullable(),
 });
 export type RotatableRefreshTokenRow = z.infer<typeof rotatableRefreshTokenRow>;
 
@@ -61,7 +75,8 @@ export function findRefreshTokenForUpdate(db: CommonQueryMethods, tokenHash: str
   return db.maybeOne(sql.type(rotatableRefreshTokenRow)`
     SELECT id, family_id AS "familyId", client_id AS "clientId", user_id AS "userId", grant_id AS "grantId", scopes,
            expires_at AS "expiresAt", rotated_at AS "rotatedAt", revoked_at AS "revokedAt",
-           successor_response_enc AS "successorResponseEnc", successor_response_expires_at AS "successorResponseExpiresAt"
+           successor_response_enc AS "successorResponseEnc", successor_response_expires_at AS "successorResponseExpiresAt",
+           session_id AS "sessionId", auth_time AS "authTime"
     FROM oauth_refresh_tokens WHERE token_hash = ${tokenHash} FOR UPDATE`);
 }
 
@@ -95,13 +110,15 @@ export async function wipeSuccessorResponse(db: CommonQueryMethods, successorId:
  * tokens. Refresh, code exchange, grant revocation and client revocation all follow it, so they
  * never deadlock, and a revocation either waits for a refresh to commit (and then revokes what the
  * refresh issued, in a later statement) or runs first (and the refresh then finds the grant or its
- * token revoked). Returns whether the grant is still live. FOR NO KEY UPDATE leaves the FOR KEY
- * SHARE locks of token inserts (foreign keys) unblocked.
+ * token revoked). Returns whether the grant is still live: not revoked, and its user not disabled (a
+ * disabled user's grants stay, and work again once the user is enabled). FOR NO KEY UPDATE leaves the
+ * FOR KEY SHARE locks of token inserts (foreign keys) unblocked; the user's row is not locked.
  */
 export async function lockGrant(db: CommonQueryMethods, grantId: string): Promise<{ live: boolean } | null> {
-  const row = await db.maybeOne(sql.type(z.object({ revokedAt: z.number().nullable() }))`
-    SELECT revoked_at AS "revokedAt" FROM oauth_grants WHERE id = ${grantId} FOR NO KEY UPDATE`);
-  return row ? { live: row.revokedAt === null } : null;
+  const row = await db.maybeOne(sql.type(z.object({ revokedAt: z.number().nullable(), userDisabled: z.boolean() }))`
+    SELECT g.revoked_at AS "revokedAt", u.disabled_at IS NOT NULL AS "userDisabled"
+    FROM oauth_grants g JOIN users u ON u.id = g.user_id WHERE g.id = ${grantId} FOR NO KEY UPDATE OF g`);
+  return row ? { live: row.revokedAt === null && !row.userDisabled } : null;
 }
 
 // A revoked token answers nothing, so the answer it could have repeated goes with it.
@@ -173,16 +190,26 @@ const codeRow = z.object({
   scopes: z.array(z.string()),
   /** NULL when the authorization request sent none (mayOmitPkce): then no code_verifier may be sent. */
   codeChallenge: z.string().nullable(),
+  /** The OpenID Connect nonce of the authorization request, for the id_token. */
+  nonce: z.string().nullable(),
+  sessionId: z.string().uuid().nullable(),
+  authTime: z.number().nullable(),
   expiresAt: z.number(),
   consumedAt: z.number().nullable(),
 });
 export type AuthorizationCodeRow = z.infer<typeof codeRow>;
 
-export async function insertAuthorizationCode(db: CommonQueryMethods, row: Omit<AuthorizationCodeRow, 'consumedAt' | 'expiresAt'> & { codeHash: string; expiresAt: Date }): Promise<void> {
+export async function insertAuthorizationCode(
+  db: CommonQueryMethods,
+  row: Omit<AuthorizationCodeRow, 'consumedAt' | 'expiresAt' | 'nonce' | 'sessionId' | 'authTime'> &
+    Partial<Pick<AuthorizationCodeRow, 'nonce' | 'sessionId' | 'authTime'>> & { codeHash: string; expiresAt: Date },
+): Promise<void> {
   await db.query(sql.unsafe`
-    INSERT INTO oauth_authorization_codes (code_hash, client_id, user_id, grant_id, family_id, redirect_uri, scopes, code_challenge, expires_at)
+    INSERT INTO oauth_authorization_codes (code_hash, client_id, user_id, grant_id, family_id, redirect_uri, scopes, code_challenge, nonce,
+                                           session_id, auth_time, expires_at)
     VALUES (${row.codeHash}, ${row.clientId}, ${row.userId}, ${row.grantId}, ${row.familyId}, ${row.redirectUri},
-            ${sql.array(row.scopes, 'text')}, ${row.codeChallenge}, ${sql.timestamp(row.expiresAt)})`);
+            ${sql.array(row.scopes, 'text')}, ${row.codeChallenge}, ${row.nonce ?? null}, ${row.sessionId ?? null},
+            ${row.authTime == null ? null : sql.timestamp(new Date(row.authTime))}, ${sql.timestamp(row.expiresAt)})`);
 }
 
 /** The grant behind a code, read without locking: lock that grant before consuming the code. */
@@ -203,13 +230,16 @@ export function consumeAuthorizationCode(db: CommonQueryMethods, codeHash: strin
     UPDATE oauth_authorization_codes AS code SET consumed_at = COALESCE(code.consumed_at, ${sql.timestamp(at)})
     FROM previous WHERE code.code_hash = previous.code_hash
     RETURNING code.client_id AS "clientId", code.user_id AS "userId", code.grant_id AS "grantId", code.family_id AS "familyId",
-              code.redirect_uri AS "redirectUri", code.scopes, code.code_challenge AS "codeChallenge",
+              code.redirect_uri AS "redirectUri", code.scopes, code.code_challenge AS "codeChallenge", code.nonce,
+              code.session_id AS "sessionId", code.auth_time AS "authTime",
               code.expires_at AS "expiresAt", previous.consumed_at AS "consumedAt"`);
 }
 
 const accessTokenStatusRow = accessTokenRow.extend({
   grantRevokedAt: z.number().nullable(),
   clientRevokedAt: z.number().nullable(),
+  /** The token's user is disabled: none of their tokens is live meanwhile. */
+  userDisabled: z.boolean(),
 });
 export type AccessTokenStatusRow = z.infer<typeof accessTokenStatusRow>;
 
@@ -218,10 +248,11 @@ export function findAccessTokenStatus(db: CommonQueryMethods, jti: string): Prom
   return db.maybeOne(sql.type(accessTokenStatusRow)`
     SELECT t.jti, t.client_id AS "clientId", t.user_id AS "userId", t.grant_id AS "grantId", t.family_id AS "familyId", t.scopes,
            t.issued_at AS "issuedAt", t.expires_at AS "expiresAt", t.revoked_at AS "revokedAt",
-           g.revoked_at AS "grantRevokedAt", c.revoked_at AS "clientRevokedAt"
+           g.revoked_at AS "grantRevokedAt", c.revoked_at AS "clientRevokedAt", u.disabled_at IS NOT NULL AS "userDisabled"
     FROM oauth_access_tokens t
     JOIN oauth_clients c ON c.id = t.client_id
     LEFT JOIN oauth_grants g ON g.id = t.grant_id
+    LEFT JOIN users u ON u.id = t.user_id
     WHERE t.jti = ${jti}`);
 }
 
@@ -229,6 +260,7 @@ const refreshTokenStatusRow = refreshTokenRow.extend({
   createdAt: z.number(),
   grantRevokedAt: z.number().nullable(),
   clientRevokedAt: z.number().nullable(),
+  userDisabled: z.boolean(),
 });
 export type RefreshTokenStatusRow = z.infer<typeof refreshTokenStatusRow>;
 
@@ -237,9 +269,10 @@ export function findRefreshTokenStatus(db: CommonQueryMethods, tokenHash: string
   return db.maybeOne(sql.type(refreshTokenStatusRow)`
     SELECT t.id, t.family_id AS "familyId", t.client_id AS "clientId", t.user_id AS "userId", t.grant_id AS "grantId", t.scopes,
            t.created_at AS "createdAt", t.expires_at AS "expiresAt", t.rotated_at AS "rotatedAt", t.revoked_at AS "revokedAt",
-           g.revoked_at AS "grantRevokedAt", c.revoked_at AS "clientRevokedAt"
+           g.revoked_at AS "grantRevokedAt", c.revoked_at AS "clientRevokedAt", u.disabled_at IS NOT NULL AS "userDisabled"
     FROM oauth_refresh_tokens t
     JOIN oauth_clients c ON c.id = t.client_id
     JOIN oauth_grants g ON g.id = t.grant_id
+    JOIN users u ON u.id = t.user_id
     WHERE t.token_hash = ${tokenHash}`);
 }

@@ -6,16 +6,17 @@ export type UserRow = z.infer<typeof userRow>;
 
 const USER_COLUMNS = sql.fragment`id, email::text AS email, display_name AS "displayName"`;
 
-export function insertUser(db: CommonQueryMethods, user: { email: string; displayName: string; passwordHash: string }): Promise<UserRow> {
+export function insertUser(db: CommonQueryMethods, user: { email: string; displayName: string; passwordHash: string; roles?: readonly string[] }): Promise<UserRow> {
   return db.one(sql.type(userRow)`
-    INSERT INTO users (email, display_name, password_hash)
-    VALUES (${user.email}, ${user.displayName}, ${user.passwordHash})
+    INSERT INTO users (email, display_name, password_hash, roles)
+    VALUES (${user.email}, ${user.displayName}, ${user.passwordHash}, ${sql.array([...(user.roles ?? [])], 'text')})
     RETURNING ${USER_COLUMNS}`);
 }
 
+/** The user's password hash, and whether an operator disabled the account (a disabled user cannot sign in). */
 export function findUserCredentials(db: CommonQueryMethods, email: string) {
-  return db.maybeOne(sql.type(userRow.extend({ passwordHash: z.string() }))`
-    SELECT ${USER_COLUMNS}, password_hash AS "passwordHash" FROM users WHERE email = ${email}`);
+  return db.maybeOne(sql.type(userRow.extend({ passwordHash: z.string(), disabled: z.boolean() }))`
+    SELECT ${USER_COLUMNS}, password_hash AS "passwordHash", disabled_at IS NOT NULL AS disabled FROM users WHERE email = ${email}`);
 }
 
 /** A live PM session: its id is the `sid` of OpenID Connect and SSO tokens, its creation the `auth_time`. */

@@ -16,6 +16,10 @@ export interface ApprovedAuthorization {
   scopes: string[];
   /** The S256 challenge of the authorization request; null when the client may omit PKCE and sent none. */
   codeChallenge: string | null;
+  /** OpenID Connect: the request's nonce and the PM session that signed in (its id is `sid`, its start `auth_time`, epoch ms). */
+  nonce?: string | null;
+  sessionId?: string | null;
+  authTime?: number | null;
 }
 
 /**
@@ -38,6 +42,9 @@ export async function issueAuthorizationCode(
     redirectUri: approved.redirectUri,
     scopes: approved.scopes,
     codeChallenge: approved.codeChallenge,
+    nonce: approved.nonce ?? null,
+    sessionId: approved.sessionId ?? null,
+    authTime: approved.authTime ?? null,
     expiresAt,
   });
   return { code, grantId };

@@ -2,9 +2,11 @@ import type { CommonQueryMethods, DatabasePool } from 'slonik';
 import { UUID } from '../uuid';
 import { findClient, type OAuthClientRow } from '../../db/queries/oauth-clients';
 import { findLiveGrantFor } from '../../db/queries/oauth-grants';
+import type { PmSession } from '../../db/queries/users';
 import {
   claimPendingAuthorizationRequest,
   findAuthorizationRequest,
+  findPendingAuthorizationRequest,
   insertAuthorizationRequest,
   insertPendingAuthorizationRequest,
   markAuthorizationRequestDecided,
@@ -17,6 +19,7 @@ import { mayOmitPkce } from './client-metadata';
 import { redirectUriMatches, redirectUriProblem } from './clients';
 import { OAuthError, type OAuthErrorCode } from './errors';
 import { coversScopes, grantableScopes, parseScope } from './scopes';
+import { parseOpenIdParameters, parseStoredPrompt, signInServes, storedPrompt, type PromptValue, type SignInRequirements } from './oidc-request';
 
 export const AUTHORIZATION_REQUEST_TTL_SECONDS = 600;
 
@@ -32,15 +35,30 @@ export interface AuthorizeQuery {
   state?: string;
   code_challenge?: string;
   code_challenge_method?: string;
+  nonce?: string;
+  prompt?: string;
+  max_age?: string;
+  id_token_hint?: string;
+  /** OpenID Connect request objects, which this server does not take. */
+  request?: string;
+  request_uri?: string;
 }
 
-export interface ValidAuthorizationRequest {
+export interface ValidAuthorizationRequest extends SignInRequirements {
   client: OAuthClientRow;
   redirectUri: string;
   scopes: string[];
   state: string | undefined;
   /** Null only for a client that may omit PKCE (mayOmitPkce) and sent no challenge. */
   codeChallenge: string | null;
+  /** Only on the request as it arrives (checked with prompt=none); never stored. */
+  idTokenHint?: string | undefined;
+}
+
+/** The signed-in user and the PM session they are signed in with (its id is the `sid`, its start the `auth_time`). */
+export interface SignedIn {
+  userId: string;
+  session: PmSession;
 }
 
 /**
@@ -112,6 +130,11 @@ export async function checkAuthorizationRequest(db: CommonQueryMethods, query: A
     if (!S256_CHALLENGE.test(query.code_challenge)) return fail('invalid_request', 'code_challenge is not a valid S256 challenge', 'pkce_malformed');
     codeChallenge = query.code_challenge;
   }
+  // OpenID Connect Core section 6: request objects are not supported, and saying so beats ignoring them.
+  if (query.request !== undefined) return fail('request_not_supported', 'request objects are not supported', 'request_object');
+  if (query.request_uri !== undefined) return fail('request_uri_not_supported', 'request_uri is not supported', 'request_object');
+  const openId = parseOpenIdParameters(query);
+  if (!openId.ok) return fail('invalid_request', openId.description, openId.reason);
   let scopes: string[];
   try {
     scopes = grantableScopes(parseScope(query.scope), client.scopes);
@@ -120,7 +143,23 @@ export async function checkAuthorizationRequest(db: CommonQueryMethods, query: A
     throw error;
   }
   if (scopes.length === 0) return fail('invalid_scope', 'no scope requested and the client has no default scope', 'scope');
-  return { kind: 'valid', request: { client, redirectUri, scopes, state, codeChallenge } };
+  return { kind: 'valid', request: { client, redirectUri, scopes, state, codeChallenge, ...openId.requirements, idTokenHint: query.id_token_hint } };
+}
+
+/** Why prompt=none could not be answered without the user, as the client hears it. */
+const PROMPT_NONE_FAILURES = {
+  login_required: 'the user must sign in',
+  consent_required: 'the user must consent',
+  invalid_request: 'id_token_hint is not a valid id_token of this server',
+} as const;
+
+/** The prompt=none failure for the client at its redirect URI, with state and iss. */
+export function promptNoneFailure(request: ValidAuthorizationRequest, error: keyof typeof PROMPT_NONE_FAILURES, issuer: string): string {
+  return authorizationResponseUrl(
+    request.redirectUri,
+    { error, error_description: PROMPT_NONE_FAILURES[error], ...(request.state !== undefined ? { state: request.state } : {}) },
+    issuer,
+  );
 }
 
 /** Audits a refused authorization request of a known client (OAuthAuthorizeRejected); never a secret. */
@@ -153,24 +192,49 @@ export function storePendingRequest(db: CommonQueryMethods, request: ValidAuthor
     scopes: request.scopes,
     state: request.state ?? null,
     codeChallenge: request.codeChallenge,
+    ...storedRequirements(request),
     expiresAt: new Date(Date.now() + AUTHORIZATION_REQUEST_TTL_SECONDS * 1000),
   });
 }
 
+function storedRequirements(request: SignInRequirements) {
+  return { nonce: request.nonce, maxAge: request.maxAge, prompt: storedPrompt(request.prompt) };
+}
+
+export type ResumeOutcome = { kind: 'gone' } | { kind: 'sign_in_again' } | { kind: 'valid'; request: ValidAuthorizationRequest };
+
 /**
- * Uses up a pending request (once, before it expires) and checks it against the client as it is now:
- * still live, still an authorization code client, the redirect URI and the scopes still registered.
- * Null when any of that fails.
+ * Resumes a pending request for the user signed in with a sign-in at `authTime` (epoch ms). When the
+ * request asked for a new sign-in (prompt=login, max_age) that has not happened since it was stored, it
+ * stays pending: `sign_in_again`. Otherwise it is used up (once, before it expires) and checked against
+ * the client as it is now: still live, still an authorization code client, the redirect URI and the
+ * scopes still registered. `gone` when any of that fails.
  */
-export async function resumePendingRequest(db: CommonQueryMethods, requestId: string): Promise<ValidAuthorizationRequest | null> {
-  if (!UUID.test(requestId)) return null;
+export async function resumePendingRequest(db: CommonQueryMethods, requestId: string, authTime: number, now: number): Promise<ResumeOutcome> {
+  const gone = { kind: 'gone' } as const;
+  if (!UUID.test(requestId)) return gone;
+  const pending = await findPendingAuthorizationRequest(db, requestId);
+  if (!pending) return gone;
+  const requirements = { prompt: parseStoredPrompt(pending.prompt) as PromptValue[], maxAge: pending.maxAge };
+  if (!signInServes(requirements, authTime, now, pending.createdAt)) return { kind: 'sign_in_again' };
   const row = await claimPendingAuthorizationRequest(db, requestId);
-  if (!row) return null;
+  if (!row) return gone;
   const client = await findClient(db, row.clientId);
-  if (!client || client.revokedAt !== null || !client.grantTypes.includes('authorization_code')) return null;
-  if (!redirectUriMatches(client.redirectUris, row.redirectUri) || redirectUriProblem(row.redirectUri) !== undefined) return null;
-  if (!coversScopes(client.scopes, row.scopes)) return null;
-  return { client, redirectUri: row.redirectUri, scopes: row.scopes, state: row.state ?? undefined, codeChallenge: row.codeChallenge };
+  if (!client || client.revokedAt !== null || !client.grantTypes.includes('authorization_code')) return gone;
+  if (!redirectUriMatches(client.redirectUris, row.redirectUri) || redirectUriProblem(row.redirectUri) !== undefined) return gone;
+  if (!coversScopes(client.scopes, row.scopes)) return gone;
+  return {
+    kind: 'valid',
+    request: {
+      client,
+      redirectUri: row.redirectUri,
+      scopes: row.scopes,
+      state: row.state ?? undefined,
+      codeChallenge: row.codeChallenge,
+      nonce: row.nonce,
+      ...requirements,
+    },
+  };
 }
 
 /** The redirect URI with the authorization response parameters added; `iss` always (RFC 9207). */
@@ -190,35 +254,48 @@ export interface AuthorizationContext {
 }
 
 /**
- * Issues a code at once when the user's live grant to a confidential client already covers the
- * scopes; else null. A public client is always asked about again (RFC 6749 section 10.2, RFC 8252
- * section 8.6): anyone can send its client_id, redirect URI port and their own PKCE challenge.
+ * Issues a code at once, without a consent page, when no consent is needed: for a first-party client
+ * (set by operators only: the grant is created or widened, audited consent 'first_party'), or when the
+ * user's live grant to a confidential client already covers the scopes; else null, and always null for
+ * prompt=consent. A public client is always asked about again (RFC 6749 section 10.2, RFC 8252 section
+ * 8.6): anyone can send its client_id, redirect URI port and their own PKCE challenge.
  */
-export async function authorizeWithExistingGrant(
+export async function authorizeWithoutConsent(
   context: AuthorizationContext,
   request: ValidAuthorizationRequest,
-  userId: string,
+  signedIn: SignedIn,
   origin: AuditEntry['origin'],
 ): Promise<string | null> {
-  if (request.client.clientType !== 'confidential') return null;
-  const grant = await findLiveGrantFor(context.db, userId, request.client.id);
+  if (request.client.clientType !== 'confidential' || request.prompt.includes('consent')) return null;
+  if (request.client.firstParty) return issueCode(context, { ...request, clientId: request.client.id }, signedIn, origin, 'first_party');
+  const grant = await findLiveGrantFor(context.db, signedIn.userId, request.client.id);
   if (!grant || !coversScopes(grant.scopes, request.scopes)) return null;
-  return issueCode(context, { ...request, clientId: request.client.id }, userId, origin, 'existing_grant');
+  return issueCode(context, { ...request, clientId: request.client.id }, signedIn, origin, 'existing_grant');
 }
 
 async function issueCode(
   context: AuthorizationContext,
-  request: Pick<ValidAuthorizationRequest, 'redirectUri' | 'scopes' | 'state' | 'codeChallenge'> & { clientId: string },
-  userId: string,
+  request: Pick<ValidAuthorizationRequest, 'redirectUri' | 'scopes' | 'state' | 'codeChallenge' | 'nonce'> & { clientId: string },
+  signedIn: SignedIn,
   origin: AuditEntry['origin'],
-  consent: 'existing_grant' | 'approved',
+  consent: 'existing_grant' | 'approved' | 'first_party',
   inTransaction?: (transaction: CommonQueryMethods) => Promise<boolean>,
 ): Promise<string | null> {
+  const { userId, session } = signedIn;
   return context.db.transaction(async (transaction) => {
     if (inTransaction && !(await inTransaction(transaction))) return null;
     const { code } = await issueAuthorizationCode(
       transaction,
-      { clientId: request.clientId, userId, redirectUri: request.redirectUri, scopes: request.scopes, codeChallenge: request.codeChallenge },
+      {
+        clientId: request.clientId,
+        userId,
+        redirectUri: request.redirectUri,
+        scopes: request.scopes,
+        codeChallenge: request.codeChallenge,
+        nonce: request.nonce,
+        sessionId: session.id,
+        authTime: session.authTime.getTime(),
+      },
       new Date(context.clock().getTime() + context.codeLifetimeSeconds * 1000),
     );
     await context.audit.record(
@@ -251,6 +328,7 @@ export async function startConsent(
     scopes: request.scopes,
     state: request.state ?? null,
     codeChallenge: request.codeChallenge,
+    ...storedRequirements(request),
     csrfHash: hashBearerValue(csrfToken),
     expiresAt: new Date(Date.now() + AUTHORIZATION_REQUEST_TTL_SECONDS * 1000),
   });
@@ -264,15 +342,17 @@ export type DecisionOutcome =
 
 /**
  * The consent decision. Only the user the request was shown to, with the CSRF token of that page,
- * may decide, once, before the request expires. Approve issues a code (and records the grant);
- * deny answers access_denied. Either way the client hears back with state and iss.
+ * may decide, once, before the request expires. Approve issues a code (and records the grant) for the
+ * session the user is signed in with now; deny answers access_denied. Either way the client hears back
+ * with state and iss.
  */
 export async function decideAuthorizationRequest(
   context: AuthorizationContext,
   input: { requestId: string | undefined; csrfToken: string | undefined; decision: string | undefined },
-  userId: string | null,
+  signedIn: SignedIn | null,
   origin: AuditEntry['origin'],
 ): Promise<DecisionOutcome> {
+  const userId = signedIn?.userId ?? null;
   const forbidden = async (reason: string, clientId?: string): Promise<DecisionOutcome> => {
     await context.audit.record({
       action: 'OAuthConsentCsrfRejected',
@@ -288,7 +368,7 @@ export async function decideAuthorizationRequest(
   if (!input.requestId || !UUID.test(input.requestId)) return forbidden('request_id_malformed');
   const request: AuthorizationRequestRow | null = await findAuthorizationRequest(context.db, input.requestId);
   if (!request) return forbidden('request_unknown');
-  if (!userId) return forbidden('not_signed_in', request.clientId);
+  if (!signedIn || !userId) return forbidden('not_signed_in', request.clientId);
   if (request.userId !== userId || request.csrfHash === null) return forbidden('other_user', request.clientId);
   if (!input.csrfToken) return forbidden('csrf_token_missing', request.clientId);
   if (!matchesStoredHash(input.csrfToken, request.csrfHash)) return forbidden('csrf_token_wrong', request.clientId);
@@ -322,8 +402,8 @@ export async function decideAuthorizationRequest(
 
   const location = await issueCode(
     context,
-    { clientId: client.id, redirectUri: request.redirectUri, scopes: request.scopes, state, codeChallenge: request.codeChallenge },
-    userId,
+    { clientId: client.id, redirectUri: request.redirectUri, scopes: request.scopes, state, codeChallenge: request.codeChallenge, nonce: request.nonce },
+    signedIn,
     origin,
     'approved',
     claim,

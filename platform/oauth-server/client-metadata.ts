@@ -44,6 +44,15 @@ export interface ClientMetadataInput {
   kind: string;
   /** Only for kind voice, which needs it. */
   voicePlatform?: string | undefined;
+  /** OpenID Connect: set by operators only (never by dynamic registration). */
+  firstParty?: boolean | undefined;
+  postLogoutRedirectUris?: string[] | undefined;
+  backchannelLogoutUri?: string | undefined;
+}
+
+/** Where the rules differ by environment: back-channel logout over http to a loopback address only outside production. */
+export interface ClientMetadataEnvironment {
+  production: boolean;
 }
 
 /** Metadata that passed validation, deduplicated, ready for registerClient. */
@@ -55,6 +64,9 @@ export interface ValidClientMetadata {
   tokenEndpointAuthMethod: TokenEndpointAuthMethod;
   kind: ClientKind;
   voicePlatform: VoicePlatform | null;
+  firstParty: boolean;
+  postLogoutRedirectUris: string[];
+  backchannelLogoutUri: string | null;
 }
 
 // Control characters and whitespace: the URL parser silently strips or encodes some of them, so the
@@ -163,11 +175,7 @@ export function validateRedirectUris(redirectUris: readonly string[], grantTypes
     throw new ClientMetadataError('invalid_redirect_uri', `at most ${MAX_REDIRECT_URIS} redirect URIs may be registered`);
   }
   for (const uri of redirectUris) {
-    if (typeof uri !== 'string' || uri.length === 0) throw new ClientMetadataError('invalid_redirect_uri', 'a redirect URI must be a non-empty string');
-    if (uri.length > MAX_REDIRECT_URI_LENGTH) {
-      throw new ClientMetadataError('invalid_redirect_uri', `a redirect URI must be at most ${MAX_REDIRECT_URI_LENGTH} characters long`);
-    }
-    if (UNSAFE_CHARACTERS.test(uri)) throw new ClientMetadataError('invalid_redirect_uri', 'a redirect URI must not contain whitespace or control characters');
+    checkRegisteredUri(uri, 'redirect URI');
     const problem = redirectUriProblem(uri);
     if (problem) throw new ClientMetadataError('invalid_redirect_uri', `redirect URI ${JSON.stringify(uri)} ${problem}`);
   }
@@ -181,6 +189,47 @@ export function validateRedirectUris(redirectUris: readonly string[], grantTypes
   return unique(redirectUris);
 }
 
+/** One URI a client registers: a non-empty string, bounded, with nothing a URL parser would rewrite. */
+function checkRegisteredUri(uri: unknown, what: string, code: ClientMetadataErrorCode = 'invalid_redirect_uri'): asserts uri is string {
+  if (typeof uri !== 'string' || uri.length === 0) throw new ClientMetadataError(code, `a ${what} must be a non-empty string`);
+  if (uri.length > MAX_REDIRECT_URI_LENGTH) throw new ClientMetadataError(code, `a ${what} must be at most ${MAX_REDIRECT_URI_LENGTH} characters long`);
+  if (UNSAFE_CHARACTERS.test(uri)) throw new ClientMetadataError(code, `a ${what} must not contain whitespace or control characters`);
+}
+
+/**
+ * OpenID Connect RP-Initiated Logout 1.0 section 3.1: where a client may send the browser after logout.
+ * The rules of redirect URIs (redirectUriProblem), matched exactly, for authorization_code clients only
+ * (logout names a client by its id_token). Throws `invalid_redirect_uri`.
+ */
+export function validatePostLogoutRedirectUris(uris: readonly string[], grantTypes: readonly string[]): string[] {
+  if (uris.length > MAX_REDIRECT_URIS) throw new ClientMetadataError('invalid_redirect_uri', `at most ${MAX_REDIRECT_URIS} post-logout redirect URIs may be registered`);
+  for (const uri of uris) {
+    checkRegisteredUri(uri, 'post-logout redirect URI');
+    const problem = redirectUriProblem(uri);
+    if (problem) throw new ClientMetadataError('invalid_redirect_uri', `post-logout redirect URI ${JSON.stringify(uri)} ${problem}`);
+  }
+  if (uris.length > 0 && !grantTypes.includes('authorization_code')) {
+    throw new ClientMetadataError('invalid_redirect_uri', 'post-logout redirect URIs are only used by authorization_code clients');
+  }
+  return unique(uris);
+}
+
+/**
+ * OpenID Connect Back-Channel Logout 1.0 section 2.2: where logout tokens are posted. Absolute, no
+ * fragment, a DNS name or IP literal; https, or http on 127.0.0.1 or [::1] outside production (the
+ * development portal). Throws `invalid_client_metadata`.
+ */
+export function validateBackchannelLogoutUri(uri: string | null, grantTypes: readonly string[], environment: ClientMetadataEnvironment): string | null {
+  if (uri === null) return null;
+  const invalid = (message: string) => new ClientMetadataError('invalid_client_metadata', message);
+  checkRegisteredUri(uri, 'backchannel_logout_uri', 'invalid_client_metadata');
+  const problem = redirectUriProblem(uri);
+  if (problem) throw invalid(`backchannel_logout_uri ${problem}`);
+  if (environment.production && new URL(uri).protocol !== 'https:') throw invalid('backchannel_logout_uri must use https');
+  if (!grantTypes.includes('authorization_code')) throw invalid('backchannel_logout_uri is only used by authorization_code clients');
+  return uri;
+}
+
 /**
  * Checks a whole client registration:
  * - name: non-empty, printable (no bidirectional formatting characters), at most MAX_CLIENT_NAME_LENGTH characters;
@@ -191,9 +240,11 @@ export function validateRedirectUris(redirectUris: readonly string[], grantTypes
  * - kind: voice clients (Alexa, Google Home) name their voice_platform and are confidential clients
  *   with exactly authorization_code and refresh_token, since they get year-long refresh tokens, and
  *   authenticate and redirect as their platform does (VOICE_PLATFORM_RULES); service clients use
- *   client_credentials only.
+ *   client_credentials only;
+ * - OpenID Connect: post-logout redirect URIs and the back-channel logout URI (see their validators);
+ *   first_party (no consent page) only for confidential clients, since anyone can pose as a public one.
  */
-export function validateClientMetadata(input: ClientMetadataInput): ValidClientMetadata {
+export function validateClientMetadata(input: ClientMetadataInput, environment: ClientMetadataEnvironment = { production: true }): ValidClientMetadata {
   const invalid = (message: string) => new ClientMetadataError('invalid_client_metadata', message);
 
   const name = input.name.trim();
@@ -234,7 +285,20 @@ export function validateClientMetadata(input: ClientMetadataInput): ValidClientM
   if (voicePlatform !== null) checkVoiceClientScopes(voicePlatform, scopes);
 
   const redirectUris = validateRedirectUris(input.redirectUris, grantTypes, voicePlatform);
-  return { name, redirectUris, grantTypes: grantTypes as GrantType[], scopes, tokenEndpointAuthMethod, kind, voicePlatform };
+  const firstParty = input.firstParty ?? false;
+  if (firstParty && !confidential) throw invalid('a first-party client must be confidential: anyone can pose as a public client');
+  return {
+    name,
+    redirectUris,
+    grantTypes: grantTypes as GrantType[],
+    scopes,
+    tokenEndpointAuthMethod,
+    kind,
+    voicePlatform,
+    firstParty,
+    postLogoutRedirectUris: validatePostLogoutRedirectUris(input.postLogoutRedirectUris ?? [], grantTypes),
+    backchannelLogoutUri: validateBackchannelLogoutUri(input.backchannelLogoutUri ?? null, grantTypes, environment),
+  };
 }
 
 /** What Amazon's skill manifest takes (its domains, at most 15 too, are only the hosts of OAUTH_ISSUER and PUBLIC_BASE_URL). */
@@ -335,6 +399,9 @@ export function clientMetadataView(client: OAuthClientRow) {
     scopes: client.scopes,
     kind: client.kind,
     voice_platform: client.voicePlatform,
+    first_party: client.firstParty,
+    post_logout_redirect_uris: client.postLogoutRedirectUris,
+    backchannel_logout_uri: client.backchannelLogoutUri,
     registered_by: client.registeredBy,
     created_at: new Date(client.createdAt).toISOString(),
     secret_rotated_at: client.secretRotatedAt === null ? null : new Date(client.secretRotatedAt).toISOString(),
@@ -358,6 +425,9 @@ export const clientMetadataViewSchema = {
     scopes: { type: 'array', items: { type: 'string' } },
     kind: { type: 'string' },
     voice_platform: { type: ['string', 'null'] },
+    first_party: { type: 'boolean' },
+    post_logout_redirect_uris: { type: 'array', items: { type: 'string' } },
+    backchannel_logout_uri: { type: ['string', 'null'] },
     registered_by: { type: 'string' },
     created_at: { type: 'string' },
     secret_rotated_at: { type: ['string', 'null'] },

@@ -1,11 +1,32 @@
 import type { DatabasePool } from 'slonik';
 import { revokeClientTokens } from '../../db/queries/oauth-tokens';
-import { findClient, markClientRevoked, updateRedirectUris, updateSecretHash, type OAuthClientRow } from '../../db/queries/oauth-clients';
+import {
+  findClient,
+  markClientRevoked,
+  updateOpenIdMembers,
+  updateRedirectUris,
+  updateSecretHash,
+  type OAuthClientRow,
+  type OpenIdClientChange,
+} from '../../db/queries/oauth-clients';
 import { revokeClientGrants } from '../../db/queries/oauth-grants';
 import type { AuditEntry, AuditLog } from '../audit';
 import { hashBearerValue, randomToken } from '../secrets';
 import { registerClient } from './clients';
-import { validateRedirectUris, type ValidClientMetadata } from './client-metadata';
+import {
+  validateBackchannelLogoutUri,
+  validatePostLogoutRedirectUris,
+  validateRedirectUris,
+  type ClientMetadataEnvironment,
+  type ValidClientMetadata,
+} from './client-metadata';
+
+/** The registration names (RFC 7591, OpenID Connect) of the members changeOpenIdMembers changes. */
+const OPEN_ID_MEMBER_NAMES: Record<keyof OpenIdClientChange, string> = {
+  firstParty: 'first_party',
+  postLogoutRedirectUris: 'post_logout_redirect_uris',
+  backchannelLogoutUri: 'backchannel_logout_uri',
+};
 
 /** Who asked for a change to a client, for the audit row. */
 export interface ClientChangeActor {
@@ -62,6 +83,9 @@ export class ClientRegistry {
             grant_types: client.grantTypes,
             scopes: client.scopes,
             redirect_uris: client.redirectUris,
+            first_party: client.firstParty,
+            post_logout_redirect_uris: client.postLogoutRedirectUris,
+            backchannel_logout_uri: client.backchannelLogoutUri,
           },
         },
         transaction,
@@ -84,6 +108,44 @@ export class ClientRegistry {
           clientId,
           origin: who.origin,
           details: { field: 'redirect_uris', previous_redirect_uris: client.redirectUris, redirect_uris: updated.redirectUris },
+        },
+        transaction,
+      );
+      return updated;
+    });
+  }
+
+  /** Changes the client's OpenID Connect members (first_party, post-logout redirect URIs, back-channel logout URI); audits what changed. */
+  async changeOpenIdMembers(clientId: string, change: OpenIdClientChange, environment: ClientMetadataEnvironment, who: ClientChangeActor): Promise<OAuthClientRow> {
+    return this.db.transaction(async (transaction) => {
+      const client = await this.liveClient(transaction, clientId);
+      const validated: OpenIdClientChange = {
+        ...(change.firstParty !== undefined ? { firstParty: change.firstParty } : {}),
+        ...(change.postLogoutRedirectUris !== undefined
+          ? { postLogoutRedirectUris: validatePostLogoutRedirectUris(change.postLogoutRedirectUris, client.grantTypes) }
+          : {}),
+        ...(change.backchannelLogoutUri !== undefined
+          ? { backchannelLogoutUri: validateBackchannelLogoutUri(change.backchannelLogoutUri, client.grantTypes, environment) }
+          : {}),
+      };
+      if (validated.firstParty && client.clientType !== 'confidential') {
+        throw new ClientChangeError('public_client', 'a first-party client must be confidential: anyone can pose as a public client');
+      }
+      const updated = await updateOpenIdMembers(transaction, clientId, validated);
+      if (!updated) throw new ClientChangeError('revoked', 'the client was revoked');
+      await this.audit.record(
+        {
+          action: 'OAuthClientUpdate',
+          outcome: 'success',
+          actor: who.actor,
+          clientId,
+          origin: who.origin,
+          details: {
+            fields: Object.keys(validated).map((member) => OPEN_ID_MEMBER_NAMES[member as keyof OpenIdClientChange]),
+            first_party: updated.firstParty,
+            post_logout_redirect_uris: updated.postLogoutRedirectUris,
+            backchannel_logout_uri: updated.backchannelLogoutUri,
+          },
         },
         transaction,
       );

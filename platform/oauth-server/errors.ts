@@ -1,4 +1,4 @@
-/** The only error codes the server answers: RFC 6749 section 5.2's, RFC 7591's registration errors, and invalid_token. */
+/** The only error codes the server answers: RFC 6749 section 5.2's, RFC 7591's registration errors, invalid_token and RFC 8693's invalid_target. */
 export const OAUTH_ERROR_CODES = [
   'invalid_request',
   'invalid_client',
@@ -11,6 +11,14 @@ export const OAUTH_ERROR_CODES = [
   'invalid_client_metadata',
   'invalid_redirect_uri',
   'invalid_token',
+  // RFC 8693 section 2.2.2: the token exchange's audience is not one we issue tokens for.
+  'invalid_target',
+  // RFC 6750 section 3.1 (userinfo) and OpenID Connect Core section 3.1.2.6 (authorization).
+  'insufficient_scope',
+  'login_required',
+  'consent_required',
+  'request_not_supported',
+  'request_uri_not_supported',
   'temporarily_unavailable',
   'server_error',
 ] as const;

@@ -61,14 +61,15 @@ export async function findToken(db: CommonQueryMethods, tokens: TokenIssuer, tok
 }
 
 /**
- * Unexpired at `now`, unrevoked (and for a refresh token, unrotated), with a live grant and client.
- * Pass the authorization server's clock (TokenIssuer.clock) where it may differ from real time.
+ * Unexpired at `now`, unrevoked (and for a refresh token, unrotated), with a live grant and client,
+ * and a user who is not disabled. Pass the authorization server's clock (TokenIssuer.clock) where it
+ * may differ from real time.
  */
 export function isLive(found: FoundToken, now: Date = new Date()): boolean {
   const { row } = found;
   if (found.kind === 'access_token' && found.claims.client_id !== row.clientId) return false;
   if (found.kind === 'refresh_token' && found.row.rotatedAt !== null) return false;
-  return row.revokedAt === null && row.expiresAt > now.getTime() && row.grantRevokedAt === null && row.clientRevokedAt === null;
+  return row.revokedAt === null && row.expiresAt > now.getTime() && row.grantRevokedAt === null && row.clientRevokedAt === null && !row.userDisabled;
 }
 
 /**

@@ -13,6 +13,10 @@ export const SCOPE_DESCRIPTIONS: Record<string, string> = {
   'calendar:read': 'See availability and blocked dates',
   'devices:control': 'Control your smart-home devices by voice',
   offline_access: 'Stay connected when you are not using the app',
+  // OpenID Connect (id-tokens.ts, userinfo.ts): who the user is, for "sign in with the PM app".
+  openid: 'Know who you are when you sign in (your account id)',
+  profile: 'See your name',
+  email: 'See your email address',
 };
 
 export const SUPPORTED_SCOPES = Object.keys(SCOPE_DESCRIPTIONS);

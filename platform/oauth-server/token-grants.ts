@@ -16,6 +16,7 @@ import {
   wipeSuccessorResponse,
   type RefreshTokenSuccessor,
   type RotatableRefreshTokenRow,
+  type TokenAuthentication,
 } from '../../db/queries/oauth-tokens';
 import { ensureVoiceDevice, findVoiceDeviceByGrant, type VoiceDeviceRow } from '../../db/queries/voice-devices';
 import { verifyPkce } from '../pkce';
@@ -148,13 +149,18 @@ export class TokenGrants {
       }
       if (!grant?.live) return invalid('the grant behind this code was revoked');
 
+      const authentication = { sessionId: code.sessionId, authTime: code.authTime };
       const tokens = await this.issuer.issue(
         transaction,
-        { client, userId: code.userId, grantId: code.grantId, familyId: code.familyId, scopes: code.scopes },
+        { client, userId: code.userId, grantId: code.grantId, familyId: code.familyId, scopes: code.scopes, authentication },
         client.grantTypes.includes('refresh_token'),
       );
+      const oidc = await this.withIdToken(transaction, client, code.scopes, tokens, { userId: code.userId, nonce: code.nonce, authentication });
       await touchGrant(transaction, code.grantId, now);
-      await this.audit.record(this.entry(context, 'OAuthCodeExchange', 'success', { userId: code.userId, details: { scopes: code.scopes } }), transaction);
+      await this.audit.record(
+        this.entry(context, 'OAuthCodeExchange', 'success', { userId: code.userId, details: { scopes: code.scopes, ...oidc } }),
+        transaction,
+      );
       return { granted: { tokens, voiceDevice: await this.linkVoiceDevice(context, transaction, code) } };
     });
     if ('failure' in outcome) throw outcome.failure;
@@ -211,16 +217,18 @@ export class TokenGrants {
       const scopes = requestedScopes.length > 0 ? requestedScopes : token.scopes;
       if (!scopes.every((scope) => token.scopes.includes(scope))) return { failure: new OAuthError('invalid_scope', 'a refresh cannot widen the scope') };
 
+      const authentication = { sessionId: token.sessionId, authTime: token.authTime };
       const minted = await this.issuer.mint(
         transaction,
-        { client, userId: token.userId, grantId: token.grantId, familyId: token.familyId, scopes, refreshTokenScopes: token.scopes },
+        { client, userId: token.userId, grantId: token.grantId, familyId: token.familyId, scopes, refreshTokenScopes: token.scopes, authentication },
         true,
       );
+      const oidc = await this.withIdToken(transaction, client, scopes, minted.response, { userId: token.userId, nonce: null, authentication });
       // This token was its predecessor's successor: now that it has been used, the predecessor stops answering.
       await wipeSuccessorResponse(transaction, token.id);
       await markRefreshTokenRotated(transaction, token.id, now, client.kind === 'voice' ? this.successor(token.id, minted, now) : undefined);
       await touchGrant(transaction, token.grantId, now);
-      await this.audit.record(this.entry(context, 'OAuthTokenRefresh', 'success', { userId: token.userId, details: { scopes } }), transaction);
+      await this.audit.record(this.entry(context, 'OAuthTokenRefresh', 'success', { userId: token.userId, details: { scopes, ...oidc } }), transaction);
       return { granted: { tokens: minted.response, voiceDevice: await this.voiceDeviceOf(client, transaction, token.grantId) } };
     });
     if ('failure' in outcome) throw outcome.failure;
@@ -237,6 +245,22 @@ export class TokenGrants {
       await this.audit.record(this.entry(context, 'OAuthClientCredentials', 'success', { details: { scopes } }), transaction);
       return tokens;
     });
+  }
+
+  /**
+   * Adds an OpenID Connect id_token to the answer when the scope has `openid`; the audit detail says so
+   * (the id_token itself never reaches an audit row). A voice platform links devices, it signs no one in.
+   */
+  private async withIdToken(
+    transaction: CommonQueryMethods,
+    client: OAuthClientRow,
+    scopes: readonly string[],
+    response: TokenResponse,
+    subject: { userId: string; nonce: string | null; authentication: TokenAuthentication },
+  ): Promise<{ oidc: true; sid: string | null } | Record<string, never>> {
+    if (!scopes.includes('openid') || client.kind === 'voice') return {};
+    response.id_token = await this.issuer.idToken(transaction, { client, ...subject });
+    return { oidc: true, sid: subject.authentication.sessionId };
   }
 
   /** The answer a rotated voice token repeats, sealed to the rotated token's row for the grace. */

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import type { CommonQueryMethods } from 'slonik';
-import { insertAccessToken, insertRefreshToken } from '../../db/queries/oauth-tokens';
+import { insertAccessToken, insertRefreshToken, type TokenAuthentication } from '../../db/queries/oauth-tokens';
 import type { OAuthClientRow } from '../../db/queries/oauth-clients';
 import { hashBearerValue, randomToken } from '../secrets';
+import { signIdToken } from './id-tokens';
 import type { SigningKeys } from './signing-keys';
 
 /** RFC 6749 section 5.1. */
@@ -13,6 +14,8 @@ export interface TokenResponse {
   expires_in: number;
   refresh_token?: string;
   scope: string;
+  /** OpenID Connect: when the scope has `openid`. */
+  id_token?: string;
 }
 
 /** The RFC 9068 claims of our JWT access tokens. */
@@ -33,6 +36,8 @@ export interface TokenIssuerSettings {
   accessTokenSeconds: number;
   refreshTokenSeconds: number;
   deviceRefreshTokenSeconds: number;
+  /** ID_TOKEN_TTL_SECONDS. */
+  idTokenSeconds: number;
 }
 
 export interface TokenSubject {
@@ -46,6 +51,8 @@ export interface TokenSubject {
   scopes: string[];
   /** The refresh token's scopes when they differ from the access token's (a narrowing refresh keeps the original scope, RFC 6749 section 6). */
   refreshTokenScopes?: string[];
+  /** The sign-in the grant's tokens began with; its refresh token keeps it for later id_tokens. */
+  authentication?: TokenAuthentication;
 }
 
 /** What was minted, with what the rotation grace of voice clients keeps of it. */
@@ -118,10 +125,28 @@ export class TokenIssuer {
         scopes: subject.refreshTokenScopes ?? subject.scopes,
         createdAt: issuedAt,
         expiresAt: new Date((now + lifetime) * 1000),
+        ...subject.authentication,
       });
       response.refresh_token = refreshToken;
     }
     return { response, accessTokenExpiresAt: expiresAt, refreshTokenId };
+  }
+
+  /** An OpenID Connect id_token for the user and client, with the sign-in it stands for. */
+  async idToken(
+    db: CommonQueryMethods,
+    subject: { client: OAuthClientRow; userId: string; nonce: string | null; authentication: TokenAuthentication },
+  ): Promise<string> {
+    return signIdToken(await this.keys.activeKey(db), {
+      issuer: this.settings.issuer,
+      clientId: subject.client.id,
+      userId: subject.userId,
+      nonce: subject.nonce,
+      sessionId: subject.authentication.sessionId,
+      authTime: subject.authentication.authTime,
+      now: this.clock(),
+      lifetimeSeconds: this.settings.idTokenSeconds,
+    });
   }
 
   /** The claims of a well-formed, unexpired access token we signed; null for anything else. */

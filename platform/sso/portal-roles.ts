@@ -1,9 +1,12 @@
-import { sql, type DatabasePool } from 'slonik';
+import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import type { AuditLog } from '../audit';
 
-/** What applied the mapping: the SSO login, a portal request that saw a newer roles_version, or the SSO session workflow. */
-export type RoleApplicationTrigger = 'sso_login' | 'request' | 'workflow';
+/**
+ * What applied the mapping: the SSO login, a portal request that saw a newer roles_version, the SSO
+ * session workflow, or an operator's change of the user's roles or of a mapping (admin API, CLI).
+ */
+export type RoleApplicationTrigger = 'sso_login' | 'request' | 'workflow' | 'operator';
 
 export interface AppliedPortalRoles {
   portalUserId: string;
@@ -26,10 +29,10 @@ const computed = z.object({
  * a mapping gives nothing) and marks every live portal session of the account as up to date with the
  * PM user's roles_version. The portal account's row is locked, so concurrent applications serialise and
  * the last one sees the newest roles. Null when the PM user has no portal account. A change is audited
- * as SsoRolesApplied.
+ * as SsoRolesApplied. `db` may be an open transaction (the SSO login's), which this joins as a savepoint.
  */
 export async function applyMappedPortalRoles(
-  db: DatabasePool,
+  db: CommonQueryMethods,
   audit: AuditLog,
   pmUserId: string,
   trigger: RoleApplicationTrigger,
@@ -42,8 +45,8 @@ export async function applyMappedPortalRoles(
       SELECT account.id AS "portalUserId", account.roles AS "previousRoles", u.roles_version AS "rolesVersion",
         coalesce((
           SELECT array_agg(DISTINCT portal_role ORDER BY portal_role)
-          FROM unnest(u.roles) AS pm_role
-          JOIN sso_role_mappings m ON m.pm_role = pm_role
+          FROM unnest(u.roles) AS held(pm_role)
+          JOIN sso_role_mappings m ON m.pm_role = held.pm_role
           CROSS JOIN LATERAL unnest(m.portal_roles) AS portal_role
         ), '{}') AS roles
       FROM account JOIN users u ON u.id = ${pmUserId}`);

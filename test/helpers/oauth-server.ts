@@ -28,9 +28,10 @@ export interface OAuthTestServer extends PlatformServices {
 
 /**
  * The api-server over real HTTP with a fresh database, as the authorization server's tests need it.
- * Temporal is not involved here, so the client connects lazily and is never used.
+ * Temporal is not involved here, so the client connects lazily (to an address where nothing answers)
+ * unless a test that watches what the api-server tells workflows hands in its own `temporal` client.
  */
-export async function startOAuthTestServer(environment: Record<string, string> = {}): Promise<OAuthTestServer> {
+export async function startOAuthTestServer(environment: Record<string, string> = {}, options: { temporal?: Client } = {}): Promise<OAuthTestServer> {
   const database = await createTestDatabase(inject('databaseUrl'));
   await migrate(database.url);
   const temporalConnection = Connection.lazy({ address: '127.0.0.1:1' });
@@ -48,7 +49,7 @@ export async function startOAuthTestServer(environment: Record<string, string> =
     ...environment,
   });
   const services = await createPlatformServices(config);
-  const app = await buildApiServer({ ...services, config, temporal: new Client({ connection: temporalConnection }) }).catch(async (error) => {
+  const app = await buildApiServer({ ...services, config, temporal: options.temporal ?? new Client({ connection: temporalConnection }) }).catch(async (error) => {
     await services.db.end();
     throw error;
   });

@@ -24,6 +24,7 @@ import { loadConfig, type Config } from '../../platform/config';
 import { generateEncryptionKey } from '../../platform/integration-crypto';
 import { createPayloadCodec, type PayloadEncryptionCodec } from '../../platform/payload-codec';
 import { createPlatformServices, type PlatformServices } from '../../platform/services';
+import { createSsoSessionSync, type SsoSessionSync } from '../../platform/sso/backchannel-delivery';
 import { createConnectionWorker, WORKFLOWS_PATH } from '../../platform/worker';
 import { createUser } from '../../platform/users';
 import { statusQuery, type ConnectionState } from '../../workflows/connection-messages';
@@ -35,6 +36,8 @@ export const TEST_PASSWORD = 'correct horse battery staple';
 
 export interface TestPlatform extends PlatformServices {
   config: Config;
+  /** The worker's SSO settings: the issuers, the portal client and both servers' signing keys. */
+  sso: SsoSessionSync;
   api: FastifyInstance;
   apiUrl: string;
   temporal: TestWorkflowEnvironment;
@@ -151,6 +154,7 @@ export async function startTestPlatform(options: {
     ...options.environment,
   });
   const services = await createPlatformServices(config, options.serverClock ? { clock: options.serverClock } : {});
+  const sso = createSsoSessionSync(config, services);
   await migrate(database.url);
   const payloadCodec = createPayloadCodec(config.payloadEncryption);
   const clientOptions: ClientOptions = {
@@ -164,7 +168,7 @@ export async function startTestPlatform(options: {
     connection: options.temporal.nativeConnection,
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.taskQueue,
-    dependencies: { ...services, clock: options.clock ?? (() => new Date()) },
+    dependencies: { ...services, sso, clock: options.clock ?? (() => new Date()) },
     payloadCodec,
     workflowBundle: await workflowBundle(),
     interceptors: {
@@ -191,6 +195,7 @@ export async function startTestPlatform(options: {
 
   return {
     ...services,
+    sso,
     config,
     api,
     apiUrl: config.http.publicBaseUrl,

@@ -16,6 +16,7 @@ import { startFakeGoogle, type FakeGoogle } from '../../fakes/google';
 import { loadConfig, type Config } from '../../platform/config';
 import { generateEncryptionKey, type FieldBinding } from '../../platform/integration-crypto';
 import { createPkcePair } from '../../platform/pkce';
+import { createSsoSessionSync } from '../../platform/sso/backchannel-delivery';
 import { redirectUriFor } from '../../platform/providers/provider';
 import { hashBearerValue, randomToken } from '../../platform/secrets';
 import { createPlatformServices, type PlatformServices } from '../../platform/services';
@@ -51,7 +52,7 @@ beforeAll(async () => {
     GOOGLE_REVOKE_URL: google.revokeUrl,
   });
   services = await createPlatformServices(config);
-  activities = createActivities({ ...services, clock: () => new Date() });
+  activities = createActivities({ ...services, sso: createSsoSessionSync(config, services), clock: () => new Date() });
 });
 
 afterAll(async () => {

@@ -1,8 +1,5 @@
-import { mkdir, writeFile } from 'node:fs/promises';
 import { sql } from 'slonik';
-import path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { History } from '@temporalio/common/lib/proto-utils';
@@ -22,9 +19,7 @@ import {
 } from '../../workflows/connection-messages';
 import { BOOKING_TEST_ACCOUNT, bookingEnvironment, connectBooking } from '../helpers/booking';
 import type { housekeepingWorkflow } from '../../workflows/housekeeping';
-import { historyTexts } from '../helpers/history';
-import { decodeHistoryPayloads } from '../helpers/payload-history';
-import { historyFromJsonObject, historyToJsonObject } from './history-json';
+import { recordedHistory, writeCheckedHistories } from './recording';
 import { connectGoogleCalendar, GOOGLE_TEST_CLIENT, startTestPlatform, TEST_PASSWORD, waitForConnectionState, type TestPlatform } from '../helpers/platform';
 import { voiceDeviceWorkflowStart } from '../../api/voice-device-workflow';
 import { voiceDeviceColumn } from '../../db/encrypted-columns';
@@ -43,8 +38,6 @@ import { dayOf, grantAlexaPermission, linkDevice, outcomeOf, waitForDeviceState,
  * The histories are committed, so every one is checked for every secret the run handled (tokens and
  * codes the fake issued, verifiers, states, session tokens, the client secret, the encryption key).
  */
-
-export const HISTORIES_DIR = fileURLToPath(new URL('./histories', import.meta.url));
 
 const MINUTE = 60 * 1000;
 const HOUR = 60 * MINUTE;
@@ -140,9 +133,7 @@ describe('record replay histories (time-skipping)', { timeout: 10 * 60 * 1000 },
   }
 
   async function record(name: string, handle: WorkflowHandle, runId?: string): Promise<void> {
-    const run = runId ? handle.client.getHandle(handle.workflowId, runId) : handle;
-    // Decoded with the payload codec of the platform that ran it: committed histories replay without any key.
-    recorded.set(name, await decodeHistoryPayloads(await run.fetchHistory(), handle.client.options.loadedDataConverter.payloadCodecs));
+    recorded.set(name, await recordedHistory(handle, runId));
   }
 
   it('connectionWorkflow: connect, hourly refreshes, disconnect', async () => {
@@ -422,41 +413,6 @@ describe('record replay histories (time-skipping)', { timeout: 10 * 60 * 1000 },
     expect(recorded.size).toBe(23);
     for (const secret of [...google.issuedSecrets(), ...booking.issuedSecrets()]) secrets.add(secret);
     expect(secrets.size).toBeGreaterThan(20);
-    await mkdir(HISTORIES_DIR, { recursive: true });
-    for (const [name, history] of recorded) {
-      const json = `${JSON.stringify(scrubIdentities(historyToJsonObject(history)), null, 1)}\n`;
-      // What is scanned is what is committed, read back as the replay test reads it.
-      const texts = [...historyTexts(historyFromJsonObject(JSON.parse(json))), json];
-      for (const secret of secrets) {
-        expect(texts.some((text) => text.includes(secret)), `${name} holds a secret`).toBe(false);
-      }
-      // Payloads must be readable JSON so that replay needs no key and the scan above means something.
-      expect(payloadEncodings(historyFromJsonObject(JSON.parse(json))).filter((encoding) => encoding !== 'json/plain' && encoding !== 'binary/null'), name).toEqual([]);
-      await writeFile(path.join(HISTORIES_DIR, `${name}.json`), json);
-    }
+    await writeCheckedHistories(recorded, secrets);
   });
 });
-
-/** Worker identities name the recording machine (pid@host): no business of the repository. */
-function scrubIdentities(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(scrubIdentities);
-  if (!value || typeof value !== 'object') return value;
-  return Object.fromEntries(
-    Object.entries(value).map(([key, inner]) => [key, key === 'identity' && typeof inner === 'string' ? 'record-replay-histories' : scrubIdentities(inner)]),
-  );
-}
-
-function payloadEncodings(history: History): string[] {
-  const encodings: string[] = [];
-  const visit = (value: unknown): void => {
-    if (!value || typeof value !== 'object' || value instanceof Uint8Array) return;
-    if (Array.isArray(value)) return value.forEach(visit);
-    const metadata = (value as { metadata?: unknown }).metadata;
-    if (metadata && typeof metadata === 'object' && 'encoding' in metadata && (metadata as { encoding: unknown }).encoding instanceof Uint8Array) {
-      encodings.push(Buffer.from((metadata as { encoding: Uint8Array }).encoding).toString('utf8'));
-    }
-    Object.values(value).forEach(visit);
-  };
-  visit(history.events);
-  return encodings;
-}

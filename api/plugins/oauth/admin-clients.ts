@@ -37,6 +37,13 @@ const redirectUrisSchema = {
   items: { type: 'string', minLength: 1, maxLength: MAX_REDIRECT_URI_LENGTH },
 } as const;
 
+/** OpenID Connect members; URIs are plain strings for the same reason as redirect URIs. */
+const openIdMembersSchema = {
+  first_party: { type: 'boolean' },
+  post_logout_redirect_uris: redirectUrisSchema,
+  backchannel_logout_uri: { type: ['string', 'null'], maxLength: MAX_REDIRECT_URI_LENGTH },
+} as const;
+
 const createBodySchema = {
   type: 'object',
   required: ['name', 'grant_types', 'scopes', 'token_endpoint_auth_method'],
@@ -49,10 +56,17 @@ const createBodySchema = {
     token_endpoint_auth_method: { type: 'string', enum: [...TOKEN_ENDPOINT_AUTH_METHODS] },
     kind: { type: 'string', enum: [...CLIENT_KINDS] },
     voice_platform: { type: 'string', enum: [...VOICE_PLATFORMS] },
+    ...openIdMembersSchema,
   },
 } as const;
 
-interface CreateBody {
+interface OpenIdMembersBody {
+  first_party?: boolean;
+  post_logout_redirect_uris?: string[];
+  backchannel_logout_uri?: string | null;
+}
+
+interface CreateBody extends OpenIdMembersBody {
   name: string;
   redirect_uris?: string[];
   grant_types: string[];
@@ -122,13 +136,15 @@ async function mapErrors<T>(run: () => Promise<T>): Promise<T> {
 
 /**
  * Client administration for operators, behind `Authorization: Bearer <ADMIN_API_TOKEN>`
- * (requireAdminToken): create, list, read, replace redirect URIs, rotate the secret, revoke; voice
+ * (requireAdminToken): create, list, read, replace redirect URIs, change the OpenID Connect members
+ * (first_party, post_logout_redirect_uris, backchannel_logout_uri), rotate the secret, revoke; voice
  * clients are created from their platform's settings. Secrets are answered once, never logged or
  * audited.
  */
 export default async function adminClients(app: FastifyInstance) {
   const { db, audit, config } = app.services;
   const registry = new ClientRegistry(db, audit);
+  const environment = { production: config.appEnv === 'production' };
   requireAdminToken(app);
 
   async function create(request: FastifyRequest, validate: () => ValidClientMetadata) {
@@ -151,7 +167,10 @@ export default async function adminClients(app: FastifyInstance) {
           tokenEndpointAuthMethod: body.token_endpoint_auth_method,
           kind: body.kind ?? 'third_party',
           voicePlatform: body.voice_platform,
-        }),
+          firstParty: body.first_party,
+          postLogoutRedirectUris: body.post_logout_redirect_uris,
+          backchannelLogoutUri: body.backchannel_logout_uri ?? undefined,
+        }, environment),
       );
       return reply.code(201).send(created);
     },
@@ -215,6 +234,28 @@ export default async function adminClients(app: FastifyInstance) {
       clientMetadataView(
         await mapErrors(() => registry.replaceRedirectUris(request.params.id, request.body.redirect_uris, { actor: ADMIN_ACTOR, origin: requestOrigin(request) })),
       ),
+  );
+
+  app.patch<{ Params: { id: string }; Body: OpenIdMembersBody }>(
+    `${ADMIN_CLIENTS_PREFIX}/:id`,
+    {
+      schema: {
+        params: idParamsSchema,
+        body: { type: 'object', minProperties: 1, additionalProperties: false, properties: openIdMembersSchema },
+        response: { 200: clientMetadataViewSchema, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const body = request.body;
+      const change = {
+        ...(body.first_party !== undefined ? { firstParty: body.first_party } : {}),
+        ...(body.post_logout_redirect_uris !== undefined ? { postLogoutRedirectUris: body.post_logout_redirect_uris } : {}),
+        ...(body.backchannel_logout_uri !== undefined ? { backchannelLogoutUri: body.backchannel_logout_uri } : {}),
+      };
+      return clientMetadataView(
+        await mapErrors(() => registry.changeOpenIdMembers(request.params.id, change, environment, { actor: ADMIN_ACTOR, origin: requestOrigin(request) })),
+      );
+    },
   );
 
   app.post<{ Params: { id: string } }>(

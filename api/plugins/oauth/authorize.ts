@@ -3,9 +3,10 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { errorPage, html, renderPage, sendHtml } from '../../../platform/html';
 import {
   authorizationResponseUrl,
-  authorizeWithExistingGrant,
+  authorizeWithoutConsent,
   checkAuthorizationRequest,
   decideAuthorizationRequest,
+  promptNoneFailure,
   recordAuthorizeRejection,
   resumePendingRequest,
   startConsent,
@@ -14,13 +15,30 @@ import {
   type AuthorizeQuery,
   type ValidAuthorizationRequest,
 } from '../../../platform/oauth-server/authorization-requests';
+import { verifyIdTokenHint } from '../../../platform/oauth-server/id-tokens';
+import { signInServes } from '../../../platform/oauth-server/oidc-request';
 import { SCOPE_DESCRIPTIONS } from '../../../platform/oauth-server/scopes';
 import { VOICE_PLATFORM_RULES } from '../../../platform/oauth-server/client-metadata';
-import { cookieSessionUser } from '../sessions';
+import type { PmSession, UserRow } from '../../../db/queries/users';
+import { cookieSession, cookieSessionUser } from '../sessions';
 import { requestOrigin } from '../../request-origin';
 import { safeString } from '../../schemas';
 
-const AUTHORIZE_PARAMETERS = ['response_type', 'client_id', 'redirect_uri', 'scope', 'state', 'code_challenge', 'code_challenge_method'] as const;
+const AUTHORIZE_PARAMETERS = [
+  'response_type',
+  'client_id',
+  'redirect_uri',
+  'scope',
+  'state',
+  'code_challenge',
+  'code_challenge_method',
+  'nonce',
+  'prompt',
+  'max_age',
+  'id_token_hint',
+  'request',
+  'request_uri',
+] as const;
 
 /**
  * `resume` names a request that was checked and stored while the user signed in (storePendingRequest):
@@ -107,6 +125,8 @@ ${linkStatement(client)}
  * with PKCE S256 only (omitted only by the clients mayOmitPkce names: Google's), exact redirect URIs,
  * errors the client cannot be trusted with shown as a page, login and consent as server-rendered pages
  * without JavaScript, and a 303 after the decision POST. No CORS: browsers only ever navigate here.
+ * OpenID Connect's nonce, prompt and max_age apply to every client (oidc-request.ts); a first-party
+ * client, or a covering grant, needs no consent page.
  */
 export default async function authorize(app: FastifyInstance) {
   const { db, audit, config } = app.services;
@@ -119,10 +139,13 @@ export default async function authorize(app: FastifyInstance) {
   };
 
   const loginUrl = (returnTo: string) => `/login?${new URLSearchParams({ return_to: returnTo })}`;
+  type Origin = ReturnType<typeof requestOrigin>;
+  type SignedInUser = { user: UserRow; session: PmSession };
 
-  /** A checked request and a signed-in user: a code at once for a covering grant, else the consent page. */
-  async function continueAsUser(reply: FastifyReply, request: ValidAuthorizationRequest, user: { id: string; email: string }, origin: ReturnType<typeof requestOrigin>) {
-    const location = await authorizeWithExistingGrant(context, request, user.id, origin);
+  /** A checked request and a signed-in user: a code at once when no consent is needed (first party, covering grant), else the consent page. */
+  async function continueAsUser(reply: FastifyReply, request: ValidAuthorizationRequest, signedIn: SignedInUser, origin: Origin) {
+    const { user, session } = signedIn;
+    const location = await authorizeWithoutConsent(context, request, { userId: user.id, session }, origin);
     if (location) return redirect(reply, location);
 
     const { requestId, csrfToken } = await startConsent(db, request, user.id);
@@ -131,6 +154,32 @@ export default async function authorize(app: FastifyInstance) {
     return sendHtml(reply, 200, consentPage(request, user, requestId, csrfToken), {
       formAction: ["'self'", new URL(request.redirectUri).origin],
     });
+  }
+
+  /**
+   * prompt=none (OpenID Connect Core section 3.1.2.1): a code only if neither sign-in nor consent is
+   * needed, else login_required or consent_required at the redirect URI. An id_token_hint is checked
+   * here (ours, expired or not) and must name the signed-in user; elsewhere it is ignored.
+   */
+  async function answerWithoutInteraction(reply: FastifyReply, request: ValidAuthorizationRequest, signedIn: SignedInUser | null, origin: Origin) {
+    const clientId = request.client.id;
+    const refuse = async (error: 'login_required' | 'consent_required' | 'invalid_request', reason: string) => {
+      await recordAuthorizeRejection(audit, { clientId, reason }, signedIn?.user.id ?? null, origin);
+      return redirect(reply, promptNoneFailure(request, error, context.issuer));
+    };
+    if (!signedIn) return refuse('login_required', 'not_signed_in');
+    if (!signInServes(request, signedIn.session.authTime.getTime(), Date.now())) return refuse('login_required', 'max_age_exceeded');
+    if (request.idTokenHint !== undefined) {
+      const check = await verifyIdTokenHint(request.idTokenHint, app.authorizationServer.keys, {
+        issuer: context.issuer,
+        acceptExpiredSeconds: config.lifetimes.sessionSeconds,
+        now: new Date(),
+      });
+      if (!check.ok) return refuse('invalid_request', `id_token_hint_${check.reason}`);
+      if (check.hint.sub !== signedIn.user.id) return refuse('login_required', 'id_token_hint_other_user');
+    }
+    const location = await authorizeWithoutConsent(context, request, { userId: signedIn.user.id, session: signedIn.session }, origin);
+    return location ? redirect(reply, location) : refuse('consent_required', 'consent_required');
   }
 
   app.get<{ Querystring: AuthorizeQuery & { [RESUME_PARAMETER]?: string } }>(
@@ -149,11 +198,13 @@ export default async function authorize(app: FastifyInstance) {
       if (resumeId !== undefined) {
         // A stored request is resumed on its own; mixing it with new parameters is not a request we sent.
         if (AUTHORIZE_PARAMETERS.some((name) => request.query[name] !== undefined)) return badRequestPage(reply, 'The request is malformed.');
-        const user = await cookieSessionUser(db, config, request);
-        if (!user) return redirect(reply, loginUrl(request.url));
-        const resumed = await resumePendingRequest(db, resumeId);
-        if (!resumed) return badRequestPage(reply, 'This sign-in link has expired or was already used. Start again from the application.');
-        return continueAsUser(reply, resumed, user, origin);
+        const signedIn = await cookieSession(db, config, request);
+        if (!signedIn) return redirect(reply, loginUrl(request.url));
+        const resumed = await resumePendingRequest(db, resumeId, signedIn.session.authTime.getTime(), Date.now());
+        if (resumed.kind === 'gone') return badRequestPage(reply, 'This sign-in link has expired or was already used. Start again from the application.');
+        // The application asked for a new sign-in (prompt=login, max_age) and this one began before it asked.
+        if (resumed.kind === 'sign_in_again') return redirect(reply, loginUrl(request.url));
+        return continueAsUser(reply, resumed.request, signedIn, origin);
       }
 
       const check = await checkAuthorizationRequest(db, request.query);
@@ -165,13 +216,14 @@ export default async function authorize(app: FastifyInstance) {
         if (check.kind === 'page') return badRequestPage(reply, check.message);
         return redirect(reply, authorizationResponseUrl(check.redirectUri, check.params, context.issuer));
       }
-      const user = await cookieSessionUser(db, config, request);
-      if (!user) {
+      const signedIn = await cookieSession(db, config, request);
+      if (check.request.prompt.includes('none')) return answerWithoutInteraction(reply, check.request, signedIn, origin);
+      if (!signedIn || !signInServes(check.request, signedIn.session.authTime.getTime(), Date.now())) {
         // The request (whose state may be long) waits here; the login page gets a short return URL.
         const pendingId = await storePendingRequest(db, check.request);
         return redirect(reply, loginUrl(`/oauth/authorize?${new URLSearchParams({ [RESUME_PARAMETER]: pendingId })}`));
       }
-      return continueAsUser(reply, check.request, user, origin);
+      return continueAsUser(reply, check.request, signedIn, origin);
     },
   );
 
@@ -188,11 +240,11 @@ export default async function authorize(app: FastifyInstance) {
     },
     async (request, reply) => {
       const body = request.body ?? {};
-      const user = await cookieSessionUser(db, config, request);
+      const signedIn = await cookieSession(db, config, request);
       const outcome = await decideAuthorizationRequest(
         context,
         { requestId: body.request_id, csrfToken: body.csrf_token, decision: body.decision },
-        user?.id ?? null,
+        signedIn ? { userId: signedIn.user.id, session: signedIn.session } : null,
         requestOrigin(request),
       );
       if (outcome.kind === 'forbidden') return sendHtml(reply, 403, errorPage('Request refused', outcome.message));

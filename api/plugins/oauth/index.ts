@@ -35,6 +35,7 @@ export const authorizationServerServices = fp(async function authorizationServer
       accessTokenSeconds: config.lifetimes.accessTokenSeconds,
       refreshTokenSeconds: config.lifetimes.refreshTokenSeconds,
       deviceRefreshTokenSeconds: config.lifetimes.deviceRefreshTokenSeconds,
+      idTokenSeconds: config.sso.idTokenSeconds,
     },
     clock,
   );

@@ -3,9 +3,14 @@ import { SUPPORTED_GRANT_TYPES } from '../../../platform/oauth-server/clients';
 import { TOKEN_ENDPOINT_AUTH_METHODS } from '../../../platform/oauth-server/client-metadata';
 import { SUPPORTED_SCOPES } from '../../../platform/oauth-server/scopes';
 
+/** An endpoint's URL under the issuer (which may have a path). */
+export function issuerEndpoint(issuer: string, path: string): string {
+  return new URL(path, issuer.endsWith('/') ? issuer : `${issuer}/`).toString();
+}
+
 /** RFC 8414 authorization server metadata, built once from the configured issuer. */
 export function authorizationServerMetadata(issuer: string, registrationEnabled: boolean) {
-  const endpoint = (path: string) => new URL(path, issuer.endsWith('/') ? issuer : `${issuer}/`).toString();
+  const endpoint = (path: string) => issuerEndpoint(issuer, path);
   return {
     issuer,
     authorization_endpoint: endpoint('oauth/authorize'),
@@ -28,7 +33,27 @@ export function authorizationServerMetadata(issuer: string, registrationEnabled:
   };
 }
 
-const stringArray = { type: 'array', items: { type: 'string' } } as const;
+export const stringArray = { type: 'array', items: { type: 'string' } } as const;
+
+/** The response schema's properties of authorizationServerMetadata (the OpenID Provider's document extends them). */
+export const authorizationServerMetadataProperties = {
+  issuer: { type: 'string' },
+  authorization_endpoint: { type: 'string' },
+  token_endpoint: { type: 'string' },
+  introspection_endpoint: { type: 'string' },
+  revocation_endpoint: { type: 'string' },
+  registration_endpoint: { type: 'string' },
+  jwks_uri: { type: 'string' },
+  response_types_supported: stringArray,
+  response_modes_supported: stringArray,
+  grant_types_supported: stringArray,
+  token_endpoint_auth_methods_supported: stringArray,
+  introspection_endpoint_auth_methods_supported: stringArray,
+  revocation_endpoint_auth_methods_supported: stringArray,
+  code_challenge_methods_supported: stringArray,
+  scopes_supported: stringArray,
+  authorization_response_iss_parameter_supported: { type: 'boolean' },
+} as const;
 
 /** GET /.well-known/oauth-authorization-server (RFC 8414 section 3). */
 export default async function metadata(app: FastifyInstance) {
@@ -40,24 +65,7 @@ export default async function metadata(app: FastifyInstance) {
         response: {
           200: {
             type: 'object',
-            properties: {
-              issuer: { type: 'string' },
-              authorization_endpoint: { type: 'string' },
-              token_endpoint: { type: 'string' },
-              introspection_endpoint: { type: 'string' },
-              revocation_endpoint: { type: 'string' },
-              registration_endpoint: { type: 'string' },
-              jwks_uri: { type: 'string' },
-              response_types_supported: stringArray,
-              response_modes_supported: stringArray,
-              grant_types_supported: stringArray,
-              token_endpoint_auth_methods_supported: stringArray,
-              introspection_endpoint_auth_methods_supported: stringArray,
-              revocation_endpoint_auth_methods_supported: stringArray,
-              code_challenge_methods_supported: stringArray,
-              scopes_supported: stringArray,
-              authorization_response_iss_parameter_supported: { type: 'boolean' },
-            },
+            properties: authorizationServerMetadataProperties,
           },
         },
       },

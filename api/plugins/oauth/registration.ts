@@ -38,6 +38,8 @@ interface RegistrationRequest {
   response_types?: unknown;
   token_endpoint_auth_method?: unknown;
   scope?: unknown;
+  post_logout_redirect_uris?: unknown;
+  backchannel_logout_uri?: unknown;
 }
 
 // Redirect URIs stay plain strings: validateRedirectUris refuses NUL (and every control character)
@@ -51,6 +53,8 @@ const registrationBodySchema = {
     response_types: { type: 'array', maxItems: 10, items: safeString(100) },
     token_endpoint_auth_method: safeString(100),
     scope: safeString(4096),
+    post_logout_redirect_uris: { type: 'array', items: { type: 'string' } },
+    backchannel_logout_uri: { type: 'string' },
   },
 } as const;
 
@@ -106,6 +110,8 @@ function defaultName(redirectUris: string[]): string {
  * - When OAUTH_INITIAL_ACCESS_TOKEN is not set, dynamic registration is disabled and the endpoint
  *   answers 404 `not_found`: the server then does not offer RFC 7591 at all, and the metadata
  *   document should not advertise a registration_endpoint (RFC 8414 section 2).
+ * - OpenID Connect members: post_logout_redirect_uris and backchannel_logout_uri (OpenID Connect
+ *   RP-Initiated and Back-Channel Logout); a client never makes itself first_party.
  * - Registered clients are kind third_party, registered_by dynamic. Defaults per RFC 7591 section 2:
  *   grant_types ["authorization_code"], response_types ["code"], token_endpoint_auth_method
  *   client_secret_basic; scope defaults to defaultDynamicScopes(). client_credentials is for clients
@@ -159,6 +165,8 @@ export default async function registration(app: FastifyInstance) {
       const authMethod = optionalString(body.token_endpoint_auth_method, 'token_endpoint_auth_method') ?? 'client_secret_basic';
       const scope = optionalString(body.scope, 'scope');
       const name = optionalString(body.client_name, 'client_name');
+      const postLogoutRedirectUris = stringArray(body.post_logout_redirect_uris, 'post_logout_redirect_uris');
+      const backchannelLogoutUri = optionalString(body.backchannel_logout_uri, 'backchannel_logout_uri');
 
       // Section 2.1: response_types and grant_types must agree; only the code flow exists here.
       const unsupportedResponses = (responseTypes ?? []).filter((type) => type !== 'code');
@@ -178,7 +186,10 @@ export default async function registration(app: FastifyInstance) {
           scopes: scope === undefined ? defaultDynamicScopes(grantTypes) : scope.split(' ').filter(Boolean),
           tokenEndpointAuthMethod: authMethod,
           kind: 'third_party',
-        });
+          // first_party is not a member a client can register: only operators make a client first-party.
+          postLogoutRedirectUris,
+          backchannelLogoutUri,
+        }, { production: config.appEnv === 'production' });
       } catch (error) {
         if (error instanceof ClientMetadataError) throw new OAuthError(error.code, error.message);
         throw error;

@@ -26,6 +26,7 @@ const tokenResponseSchema = {
     expires_in: { type: 'integer' },
     refresh_token: { type: 'string' },
     scope: { type: 'string' },
+    id_token: { type: 'string' },
   },
 } as const;
 
@@ -43,7 +44,8 @@ export function tokenRateLimitKey(request: FastifyRequest): string {
 
 /**
  * POST /oauth/token (RFC 6749 section 3.2): authorization_code (PKCE as the code was issued),
- * refresh_token and client_credentials. Form-encoded only; the client authenticates as it registered.
+ * refresh_token and client_credentials; with the openid scope, the first two also answer an
+ * OpenID Connect id_token. Form-encoded only; the client authenticates as it registered.
  * A voice client's tokens come with its device link, whose workflow is started here if it is not running yet.
  */
 export default async function token(app: FastifyInstance) {

@@ -1,0 +1,50 @@
+import { sql, type CommonQueryMethods } from 'slonik';
+import { z } from 'zod';
+
+export type PmSessionStanding = 'live' | 'ended' | 'user_disabled';
+
+/**
+ * Whether the PM session an SSO sign-in names is live (not revoked, not expired, used within
+ * `idleSeconds`) and belongs to this PM user, who is not disabled. The session and user rows stay
+ * share-locked until the caller's transaction ends: a logout or disablement committed meanwhile waits,
+ * and then finds the portal session this sign-in creates.
+ */
+export async function lockPmSessionForSso(
+  db: CommonQueryMethods,
+  pmSessionId: string,
+  pmUserId: string,
+  idleSeconds: number,
+): Promise<PmSessionStanding> {
+  const row = await db.maybeOne(sql.type(z.object({ live: z.boolean(), disabled: z.boolean() }))`
+    SELECT s.revoked_at IS NULL AND s.expires_at > now() AND s.last_seen_at > now() - make_interval(secs => ${idleSeconds}) AS live,
+      u.disabled_at IS NOT NULL AS disabled
+    FROM user_sessions s JOIN users u ON u.id = s.user_id
+    WHERE s.id = ${pmSessionId} AND s.user_id = ${pmUserId}
+    FOR SHARE OF s, u`);
+  if (!row) return 'ended';
+  if (row.disabled) return 'user_disabled';
+  return row.live ? 'live' : 'ended';
+}
+
+/**
+ * Consumes an SSO token's jti. False when it was redeemed before: the primary key decides, and a
+ * concurrent redemption of the same jti waits for this transaction and then finds it taken.
+ */
+export async function recordSsoTokenRedemption(db: CommonQueryMethods, redemption: { jti: string; pmUserId: string; expiresAt: Date }): Promise<boolean> {
+  const recorded = await db.maybeOneFirst(sql.type(z.object({ jti: z.string() }))`
+    INSERT INTO sso_token_redemptions (jti, user_id, expires_at)
+    VALUES (${redemption.jti}, ${redemption.pmUserId}, ${sql.timestamp(redemption.expiresAt)})
+    ON CONFLICT (jti) DO NOTHING
+    RETURNING jti`);
+  return recorded !== null;
+}
+
+/**
+ * The user signed out at the portal and the SSO session workflow could not be told: the PM session
+ * the portal session came from ends here (the PM app checks it on its next request). True when it was live until now.
+ */
+export async function endPmSessionOfPortalLogout(db: CommonQueryMethods, pmSessionId: string): Promise<boolean> {
+  const result = await db.query(sql.unsafe`
+    UPDATE user_sessions SET revoked_at = now(), ended_reason = 'portal_logout' WHERE id = ${pmSessionId} AND revoked_at IS NULL`);
+  return result.rowCount === 1;
+}

@@ -1,0 +1,162 @@
+import type { DatabasePool } from 'slonik';
+import { endPmSessions } from '../../db/queries/pm-sessions';
+import {
+  endPortalSessionsOfPmUser,
+  findAdminUser,
+  lockUser,
+  replaceUserRoles,
+  setUserDisabled,
+  type AdminUserRow,
+} from '../../db/queries/user-administration';
+import type { AuditEntry, AuditLog } from '../audit';
+import { applyMappedPortalRoles } from './portal-roles';
+
+/** PM and portal role names (sso_role_mappings.pm_role has the same CHECK). */
+export const ROLE_NAME_PATTERN = '^[a-z][a-z0-9_-]{0,62}$';
+const ROLE_NAME = new RegExp(ROLE_NAME_PATTERN);
+export const MAX_ROLES = 50;
+
+/** An operator's change that cannot be made: the message says why (the admin API answers 404 or 400, the CLI exits 1 or 2). */
+export class SsoAdministrationError extends Error {
+  override name = 'SsoAdministrationError';
+
+  constructor(
+    readonly reason: 'not_found' | 'invalid_roles',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Checked, deduplicated and sorted role names. */
+export function roleNames(roles: readonly string[], what: string): string[] {
+  if (roles.length > MAX_ROLES) throw new SsoAdministrationError('invalid_roles', `${what}: at most ${MAX_ROLES}`);
+  const invalid = roles.find((role) => !ROLE_NAME.test(role));
+  if (invalid !== undefined) {
+    throw new SsoAdministrationError('invalid_roles', `${what}: "${invalid.slice(0, 64)}" is not a role name (a lower-case letter, then up to 62 lower-case letters, digits, _ or -)`);
+  }
+  return [...new Set(roles)].sort();
+}
+
+/** Who changes it, for the audit row: the admin API or an operator at the command line. */
+export interface OperatorChange {
+  actor: AuditEntry['actor'];
+  origin?: AuditEntry['origin'];
+}
+
+export interface AdminUserView {
+  id: string;
+  email: string;
+  displayName: string;
+  roles: string[];
+  rolesVersion: number;
+  disabledAt: Date | null;
+  /** The portal account linked to the PM user (created on their first SSO), with its mapped roles. */
+  portalAccount: { id: string; roles: string[] } | null;
+}
+
+function view(row: AdminUserRow): AdminUserView {
+  return {
+    id: row.id,
+    email: row.email,
+    displayName: row.displayName,
+    roles: row.roles,
+    rolesVersion: row.rolesVersion,
+    disabledAt: row.disabledAt === null ? null : new Date(row.disabledAt),
+    portalAccount: row.portalUserId === null ? null : { id: row.portalUserId, roles: row.portalRoles ?? [] },
+  };
+}
+
+export async function findUserView(db: DatabasePool, userId: string): Promise<AdminUserView | null> {
+  const row = await findAdminUser(db, userId);
+  return row && view(row);
+}
+
+async function requireUserView(db: DatabasePool, userId: string): Promise<AdminUserView> {
+  const found = await findUserView(db, userId);
+  if (!found) throw new SsoAdministrationError('not_found', `no PM user ${userId}`);
+  return found;
+}
+
+const sameRoles = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((role, index) => role === b[index]);
+
+/**
+ * Replaces the PM user's roles. A change bumps roles_version (every portal session that applied an
+ * older one re-applies the mapping on its next request), is audited as UserRolesChange, and is applied
+ * to the user's portal account at once (SsoRolesApplied); the caller also tells the SSO session
+ * workflows (signalPmRolesChanged). The same roles again change nothing.
+ */
+export async function setUserRoles(
+  db: DatabasePool,
+  audit: AuditLog,
+  userId: string,
+  roles: readonly string[],
+  by: OperatorChange,
+): Promise<{ user: AdminUserView; changed: boolean }> {
+  const wanted = roleNames(roles, 'roles');
+  const changed = await db.transaction(async (transaction) => {
+    const current = await lockUser(transaction, userId);
+    if (!current) throw new SsoAdministrationError('not_found', `no PM user ${userId}`);
+    const previous = [...current.roles].sort();
+    if (sameRoles(previous, wanted)) return false;
+    const rolesVersion = await replaceUserRoles(transaction, userId, wanted);
+    await audit.record(
+      { action: 'UserRolesChange', outcome: 'success', actor: by.actor, userId, ...(by.origin ? { origin: by.origin } : {}), details: { roles: wanted, previousRoles: previous, rolesVersion } },
+      transaction,
+    );
+    return true;
+  });
+  if (changed) await applyMappedPortalRoles(db, audit, userId, 'operator');
+  return { user: await requireUserView(db, userId), changed };
+}
+
+/**
+ * Disables the PM user: they cannot sign in (same answer as a wrong password), every live PM session
+ * ends (ended_reason 'user_disabled'), and so does every portal session of their portal account, at
+ * once and in the same transaction. Their OAuth grants stay but are not live while the user is
+ * disabled (lockGrant, isLive): no refresh, no code exchange, introspection says inactive. Audited as
+ * UserDisable. The caller tells the SSO session workflows of `endedPortalSessionIds` (signalPmUserDisabled).
+ */
+export async function disableUser(
+  db: DatabasePool,
+  audit: AuditLog,
+  userId: string,
+  by: OperatorChange,
+): Promise<{ user: AdminUserView; changed: boolean; endedPmSessionIds: string[]; endedPortalSessionIds: string[] }> {
+  const outcome = await db.transaction(async (transaction) => {
+    const current = await lockUser(transaction, userId);
+    if (!current) throw new SsoAdministrationError('not_found', `no PM user ${userId}`);
+    const changed = current.disabledAt === null;
+    if (changed) await setUserDisabled(transaction, userId, true);
+    const pmSessions = await endPmSessions(transaction, { userId }, 'user_disabled');
+    const portalSessionIds = await endPortalSessionsOfPmUser(transaction, userId, 'user_disabled');
+    if (changed || pmSessions.length > 0 || portalSessionIds.length > 0) {
+      await audit.record(
+        {
+          action: 'UserDisable',
+          outcome: 'success',
+          actor: by.actor,
+          userId,
+          ...(by.origin ? { origin: by.origin } : {}),
+          details: { alreadyDisabled: !changed, pmSessionsEnded: pmSessions.length, portalSessionsEnded: portalSessionIds.length },
+        },
+        transaction,
+      );
+    }
+    return { changed, endedPmSessionIds: pmSessions.map((session) => session.id), endedPortalSessionIds: [...portalSessionIds] };
+  });
+  return { user: await requireUserView(db, userId), ...outcome };
+}
+
+/** Lets a disabled PM user sign in again (their grants work again too); audited as UserEnable. Sessions that ended stay ended. */
+export async function enableUser(db: DatabasePool, audit: AuditLog, userId: string, by: OperatorChange): Promise<{ user: AdminUserView; changed: boolean }> {
+  const changed = await db.transaction(async (transaction) => {
+    const current = await lockUser(transaction, userId);
+    if (!current) throw new SsoAdministrationError('not_found', `no PM user ${userId}`);
+    if (current.disabledAt === null) return false;
+    await setUserDisabled(transaction, userId, false);
+    await audit.record({ action: 'UserEnable', outcome: 'success', actor: by.actor, userId, ...(by.origin ? { origin: by.origin } : {}) }, transaction);
+    return true;
+  });
+  return { user: await requireUserView(db, userId), changed };
+}
