@@ -23,6 +23,8 @@ import { runUntilSignalled } from '../platform/process';
 import { randomToken } from '../platform/secrets';
 import { createPlatformServices } from '../platform/services';
 import { createSsoSessionSync } from '../platform/sso/backchannel-delivery';
+import { ensureRealityPortalClient } from '../platform/sso/portal-client';
+import { findUserView, setUserRoles } from '../platform/sso/user-administration';
 import { connectTemporalClient } from '../platform/temporal';
 import { createUser } from '../platform/users';
 import { createConnectionWorker } from '../platform/worker';
@@ -50,6 +52,8 @@ const SANDBOX_AMAZON_PORT = 4014;
 const SANDBOX_LWA_CLIENT = { clientId: 'amzn1.application-oa2-client.sandbox', clientSecret: 'sandbox-lwa-secret' };
 const SANDBOX_GOOGLE_HOME_PORT = 4015;
 const DEMO_EMAIL = 'demo@example.com';
+// Mapped onto the portal roles portal_admin and listing_editor (the default role mappings).
+const DEMO_ROLES = ['owner'];
 const TEMPORAL_PORT = 7233;
 const TEMPORAL_UI_PORT = 8233;
 
@@ -82,6 +86,10 @@ await runUntilSignalled('dev', async () => {
   }
   if (!environment.CODEC_SERVER_TOKEN) {
     environment.CODEC_SERVER_TOKEN = (await readOrCreate(path.join(DATA_DIR, 'codec-server-token'), randomToken)).value;
+  }
+  if (!environment.REALITY_OIDC_CLIENT_SECRET) {
+    // The Reality Portal's secret as the api-server's OpenID Connect client: single sign-on works out of the box.
+    environment.REALITY_OIDC_CLIENT_SECRET = (await readOrCreate(path.join(DATA_DIR, 'reality-oidc-client-secret'), randomToken)).value;
   }
   const codecPort = environment.CODEC_SERVER_PORT ?? '8234';
   const codecServerUrl = `http://localhost:${codecPort}`;
@@ -206,9 +214,16 @@ await runUntilSignalled('dev', async () => {
   const services = await createPlatformServices(config);
   stops.push(() => services.db.end());
 
+  // As the api-server's start does (api/main.ts): the portal is its first-party client.
+  await ensureRealityPortalClient(services.db, services.audit, config);
+
   const demoPassword = await readOrCreate(path.join(DATA_DIR, 'demo-password'), () => randomToken().slice(0, 20));
-  if (!(await findUserCredentials(services.db, DEMO_EMAIL))) {
-    await createUser(services.db, { email: DEMO_EMAIL, displayName: 'Demo User', password: demoPassword.value });
+  const demoUser = await findUserCredentials(services.db, DEMO_EMAIL);
+  if (!demoUser) {
+    await createUser(services.db, { email: DEMO_EMAIL, displayName: 'Demo User', password: demoPassword.value, roles: DEMO_ROLES });
+  } else if ((await findUserView(services.db, demoUser.id))?.roles.length === 0) {
+    // A demo user from before PM roles existed.
+    await setUserRoles(services.db, services.audit, demoUser.id, DEMO_ROLES, { actor: { type: 'system', id: 'npm run dev' } });
   }
 
   // Before the worker: a workflow that upserts an unregistered search attribute fails its task.
@@ -261,7 +276,8 @@ await runUntilSignalled('dev', async () => {
   await reality.listen({ host: config.realityServer.host, port: config.realityServer.port });
   stops.push(() => reality.close());
   const api = config.http.publicBaseUrl;
-  lines.unshift(`api-server        ${api} (OpenAPI: ${api}/openapi.json)`, `reality-server    http://localhost:${config.realityServer.port} (/healthz, /readyz)`);
+  const portal = config.sso.portal.publicUrl;
+  lines.unshift(`api-server        ${api} (OpenAPI: ${api}/openapi.json)`, `reality-server    ${portal} (the Reality Portal; /healthz, /readyz)`);
 
   console.log(
     [
@@ -269,7 +285,12 @@ await runUntilSignalled('dev', async () => {
       'OAuth integration platform (development)',
       ...lines.map((line) => `  ${line}`),
       '',
-      `  Demo user         ${DEMO_EMAIL} / ${demoPassword.value}`,
+      `  Demo user         ${DEMO_EMAIL} / ${demoPassword.value} (PM role ${DEMO_ROLES.join(', ')})`,
+      '',
+      '  Open the Reality Portal with the PM app\'s sign-in (two clicks in a browser):',
+      `    1. ${api}/sso/reality-portal: sign in as the demo user`,
+      '    2. press "Open Reality Portal": the portal shows the demo user and the portal roles mapped from their PM role',
+      `  Or start at the portal: ${portal}/ → "Sign in with the PM app" (OpenID Connect).`,
       '',
       '  Connect Google Calendar from a terminal (follows the redirects like a browser):',
       `    curl -s -c .data/dev/cookies -H 'content-type: application/json' \\`,
