@@ -31,10 +31,16 @@ export interface BackchannelFailureDetails {
  */
 export function createSsoSessionLogoutActivities({ db, sso, clock }: Pick<ActivityDependencies, 'db' | 'sso' | 'clock'>) {
   async function deliver(keys: SigningKeys, claims: { issuer: string; audience: string }, uri: string, subject: LogoutTokenSubject): Promise<BackchannelDelivered> {
-    const { token } = await signLogoutToken(await keys.activeKey(), { ...claims, sessionId: subject.pmSessionId, subject: subject.pmUserId, now: clock() });
+    const { token } = await signLogoutToken(await keys.activeKey(), {
+      ...claims,
+      sessionId: subject.pmSessionId,
+      subject: subject.pmUserId,
+      now: clock(),
+      lifetimeSeconds: sso.logoutTokenSeconds,
+    });
     const context = Context.current();
     const attempts = context.info.attempt;
-    const answer = await postLogoutToken(uri, token, context.cancellationSignal);
+    const answer = await postLogoutToken(uri, token, { timeoutSeconds: sso.deliveryTimeoutSeconds, signal: context.cancellationSignal });
     if (answer.outcome === 'delivered') return { status: answer.status!, attempts };
     const details: BackchannelFailureDetails = { status: answer.status, attempts };
     throw ApplicationFailure.create({
@@ -49,7 +55,7 @@ export function createSsoSessionLogoutActivities({ db, sso, clock }: Pick<Activi
     /** The api-server's logout token, to the portal client's backchannel_logout_uri (else the reality-server's receiver). */
     async deliverLogoutToPortal(input: LogoutTokenSubject): Promise<BackchannelDelivered> {
       const client = await findClient(db, sso.portal.clientId);
-      const uri = client?.backchannelLogoutUri ?? portalBackchannelLogoutUri(sso);
+      const uri = portalBackchannelLogoutUri(sso, client?.backchannelLogoutUri ?? null);
       return deliver(sso.authorizationServerKeys, { issuer: sso.issuer, audience: sso.portal.clientId }, uri, input);
     },
 

@@ -23,14 +23,16 @@ export interface SsoSessionPairView {
   userDisabled: boolean;
   /** The later last use of the two sessions (epoch ms); null when neither is there. */
   lastActivityAt: number | null;
-  /** The earlier absolute expiry of the two sessions (epoch ms); null when neither is there. */
-  expiresAt: number | null;
+  /** The portal session's absolute expiry (epoch ms); null when it is gone. */
+  portalExpiresAt: number | null;
+  /** The PM session's absolute expiry (epoch ms); null when it is gone. */
+  pmExpiresAt: number | null;
   /** The PM user's roles_version moved past the one the portal session applied. */
   rolesOutdated: boolean;
 }
 
 export interface SsoSessionPairEnding extends SsoSessionPairIds {
-  /** The pair's workflow: its SsoLogout row names it, and is written once. */
+  /** The pair's workflow: its SsoLogout row (when it writes one) names it, and is written once. */
   workflowId: string;
   /** Who ended the pair (SsoLogout's initiatedBy). */
   initiatedBy: string;
@@ -56,13 +58,13 @@ export function createSsoSessionPairActivities({ db, audit, clock }: Pick<Activi
       const row = await readSsoSessionPairRow(db, input);
       const known = (...values: Array<number | null>) => values.filter((value): value is number => value !== null);
       const lastUses = known(row.portalLastSeenAt, row.pmLastSeenAt);
-      const expiries = known(row.portalExpiresAt, row.pmExpiresAt);
       return {
         portalEnded: !row.portalFound ? 'gone' : row.portalEndedAt !== null ? (row.portalEndedReason ?? 'ended') : null,
         pmEnded: !row.pmFound ? 'gone' : row.pmRevokedAt !== null ? (row.pmEndedReason ?? 'revoked') : null,
         userDisabled: !row.userFound || row.userDisabledAt !== null,
         lastActivityAt: lastUses.length > 0 ? Math.max(...lastUses) : null,
-        expiresAt: expiries.length > 0 ? Math.min(...expiries) : null,
+        portalExpiresAt: row.portalExpiresAt,
+        pmExpiresAt: row.pmExpiresAt,
         rolesOutdated: row.portalFound && row.userFound && row.userRolesVersion !== row.portalRolesVersion,
       };
     },
@@ -74,28 +76,33 @@ export function createSsoSessionPairActivities({ db, audit, clock }: Pick<Activi
     },
 
     /**
-     * Ends what is still live of the pair and audits SsoLogout once per pair, in one transaction with
-     * both sessions locked: an idle expiry cannot end a session that a request is using, and a retried
-     * attempt neither ends nor audits anything twice. 'in_use' (idle expiry only): nothing changed.
+     * Ends what is still live of the pair, in one transaction with both sessions locked: an idle expiry
+     * cannot end a session that a request is using, and a retried attempt neither ends nor audits
+     * anything twice. SsoLogout is audited (once per pair) only when this ended a session or a delivery
+     * failed: a session that ended elsewhere (a sign-out, a receiver of the logout token, a portal
+     * request) has its row from there. 'in_use' (idle expiry only): nothing changed.
      */
     async finishSsoSessionPair(input: SsoSessionPairEnding): Promise<'ended' | 'in_use'> {
       const now = clock();
       return db.transaction(async (transaction) => {
-        const portal = await lockPortalSession(transaction, input.portalSessionId);
+        // PM session before portal session: the order every path takes (disabling a user, portal requests).
         const pm = await lockPmSession(transaction, input.pmSessionId);
+        const portal = await lockPortalSession(transaction, input.portalSessionId);
         const usedSince = (session: LockedSession | null) => session !== null && !session.ended && session.lastSeenAt > input.unusedSince!;
         if (input.unusedSince !== undefined && (usedSince(portal) || usedSince(pm))) return 'in_use';
 
         const endedHere: string[] = [];
         if (input.endPortal && (await endLivePortalSession(transaction, input.portalSessionId, input.endPortal, now))) endedHere.push('portal');
         if (input.endPm && (await revokeLivePmSession(transaction, input.pmSessionId, input.endPm, now))) endedHere.push('pm');
+        const { delivery } = input;
+        const deliveryFailed = delivery !== undefined && delivery.outcome !== 'delivered';
+        if (endedHere.length === 0 && !deliveryFailed) return 'ended';
         if (await isSsoLogoutAudited(transaction, input.pmUserId, input.workflowId)) return 'ended';
 
-        const { delivery } = input;
         await audit.record(
           {
             action: 'SsoLogout',
-            outcome: !delivery || delivery.outcome === 'delivered' ? 'success' : 'failure',
+            outcome: deliveryFailed ? 'failure' : 'success',
             actor: { type: 'system' },
             userId: input.pmUserId,
             details: {

@@ -26,11 +26,12 @@ const BROKEN_CONNECTION_MESSAGE = /^(Connection terminated|Client (has encounter
  * A bug of ours is never transient, so that it answers 500 and is logged as an error rather than hidden
  * behind retries: a transaction left idle past idle_in_transaction_session_timeout (25P03, slonik's
  * IdleTransactionTimeoutError: work that does not belong in a transaction), a deadlock (40P01, after
- * slonik's own retries: two of our transactions take locks in different orders), and slonik's "Cannot
- * use released connection" (a connection used after its callback returned).
+ * slonik's own retries: two of our transactions take locks in different orders; but see LostLockRace),
+ * and slonik's "Cannot use released connection" (a connection used after its callback returned).
  */
 export function isTransientDatabaseFault(error: unknown): boolean {
   for (let current = error, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth += 1) {
+    if (current instanceof LostLockRace) return true;
     // Its message starts "Connection terminated" like a broken connection's.
     if (current instanceof IdleTransactionTimeoutError) return false;
     if (TRANSIENT_ERROR_CLASSES.some((errorClass) => current instanceof errorClass)) return true;
@@ -39,4 +40,28 @@ export function isTransientDatabaseFault(error: unknown): boolean {
     if (BROKEN_CONNECTION_MESSAGE.test(current.message)) return true;
   }
   return false;
+}
+
+/**
+ * A deadlock (40P01) that outlasted slonik's retries of a statement that runs alone, outside any
+ * transaction, on rows our transactions lock (the portal's per-request session sync): the statement
+ * lost a race to a transaction that went on and committed, which says nothing of a bug in either, so
+ * the request is answered "try again" (503) rather than 500.
+ */
+export class LostLockRace extends Error {
+  override name = 'LostLockRace';
+}
+
+const DEADLOCK_DETECTED = '40P01';
+
+/** Runs one lone statement (see LostLockRace), turning its deadlock into a transient fault. */
+export async function passingOnLostLockRace<T>(statement: () => Promise<T>): Promise<T> {
+  try {
+    return await statement();
+  } catch (error) {
+    for (let current: unknown = error, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth += 1) {
+      if ((current as { code?: unknown }).code === DEADLOCK_DETECTED) throw new LostLockRace('the statement lost a deadlock to a concurrent transaction', { cause: error });
+    }
+    throw error;
+  }
 }

@@ -40,6 +40,7 @@ const environmentSchema = z.object({
   REALITY_HOST: z.string().min(1).default('0.0.0.0'),
   REALITY_PORT: port(3002),
   REALITY_PUBLIC_URL: httpUrl.optional(),
+  REALITY_INTERNAL_URL: httpUrl.optional(),
   REALITY_OIDC_CLIENT_ID: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1 to 64 letters, digits, dots, dashes or underscores').default('reality-portal'),
   REALITY_OIDC_CLIENT_SECRET: z.string().min(32, 'must have at least 32 characters').optional(),
   OPENAPI_ENABLED: flag.optional(),
@@ -95,6 +96,7 @@ const environmentSchema = z.object({
   WEBHOOK_BASE_URL: httpUrl.optional(),
 
   OAUTH_ISSUER: httpUrl.optional(),
+  API_INTERNAL_URL: httpUrl.optional(),
   OAUTH_ACCESS_TOKEN_AUDIENCE: z.string().min(1).optional(),
   ADMIN_API_TOKEN: z.string().min(32, 'must have at least 32 characters').optional(),
   OAUTH_INITIAL_ACCESS_TOKEN: z.string().min(32, 'must have at least 32 characters').optional(),
@@ -113,6 +115,9 @@ const environmentSchema = z.object({
   SSO_TOKEN_REQUESTS_PER_MINUTE: z.coerce.number().int().positive().default(30),
   ID_TOKEN_TTL_SECONDS: seconds(3600),
   SSO_BACKCHANNEL_LOGOUT_DEADLINE_SECONDS: seconds(3600),
+  // Below the 1-minute start-to-close timeout of the workflow's delivery activity (workflows/sso-session-activities.ts).
+  SSO_BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS: z.coerce.number().int().positive().max(50).default(10),
+  SSO_LOGOUT_TOKEN_TTL_SECONDS: seconds(300),
   ACCESS_TOKEN_TTL_SECONDS: seconds(15 * 60),
   REFRESH_TOKEN_TTL_SECONDS: seconds(7 * 24 * 3600),
   DEVICE_REFRESH_TOKEN_TTL_SECONDS: seconds(365 * 24 * 3600),
@@ -220,6 +225,11 @@ export interface SsoSettings {
   portal: {
     /** Where browsers reach the reality-server (REALITY_PUBLIC_URL; its issuer for logout tokens it sends). */
     publicUrl: string;
+    /**
+     * Where the worker reaches the reality-server (REALITY_INTERNAL_URL, default publicUrl): a URI under
+     * publicUrl (its back-channel logout URI) is posted to at the same path under this one.
+     */
+    internalUrl: string;
     clientId: string;
     /** Unset: the api-server registers no portal client and the portal offers only its own logins. */
     clientSecret: string | undefined;
@@ -235,6 +245,10 @@ export interface SsoSettings {
   portalSessionSeconds: number;
   /** How long the SSO session workflow retries a back-channel logout delivery before it gives up. */
   backchannelLogoutDeadlineSeconds: number;
+  /** How long one back-channel logout delivery waits for the receiver's answer. */
+  backchannelLogoutTimeoutSeconds: number;
+  /** Lifetime (`exp`) of the logout tokens we sign, and the most a received one may have aged (its `iat`). */
+  logoutTokenSeconds: number;
 }
 
 export interface Config {
@@ -271,6 +285,11 @@ export interface Config {
   tokenRefresh: { marginSeconds: number; jitterSeconds: number };
   authorizationServer: {
     issuer: string;
+    /**
+     * Where the reality-server and the worker reach the api-server (API_INTERNAL_URL, default the
+     * issuer): an endpoint under the issuer is called at the same path under this URL.
+     */
+    internalUrl: string;
     /** `aud` of our access tokens (OAUTH_ACCESS_TOKEN_AUDIENCE, default the issuer). */
     audience: string;
     adminApiToken: string | undefined;
@@ -353,6 +372,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
   const microsoft = credentials(env.MICROSOFT_CLIENT_ID, env.MICROSOFT_CLIENT_SECRET);
   const airbnb = credentials(env.AIRBNB_CLIENT_ID, env.AIRBNB_CLIENT_SECRET);
   const publicBaseUrl = env.PUBLIC_BASE_URL ?? `http://localhost:${env.API_PORT}`;
+  const realityPublicUrl = env.REALITY_PUBLIC_URL ?? `http://127.0.0.1:${env.REALITY_PORT}`;
 
   return {
     appEnv: env.APP_ENV,
@@ -374,7 +394,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
     realityServer: { host: env.REALITY_HOST, port: env.REALITY_PORT },
     sso: {
       portal: {
-        publicUrl: env.REALITY_PUBLIC_URL ?? `http://127.0.0.1:${env.REALITY_PORT}`,
+        publicUrl: realityPublicUrl,
+        internalUrl: env.REALITY_INTERNAL_URL ?? realityPublicUrl,
         clientId: env.REALITY_OIDC_CLIENT_ID,
         clientSecret: env.REALITY_OIDC_CLIENT_SECRET,
       },
@@ -384,6 +405,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
       sessionIdleSeconds: env.SESSION_IDLE_SECONDS,
       portalSessionSeconds: env.PORTAL_SESSION_TTL_SECONDS,
       backchannelLogoutDeadlineSeconds: env.SSO_BACKCHANNEL_LOGOUT_DEADLINE_SECONDS,
+      backchannelLogoutTimeoutSeconds: env.SSO_BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS,
+      logoutTokenSeconds: env.SSO_LOGOUT_TOKEN_TTL_SECONDS,
     },
     openapiEnabled: env.OPENAPI_ENABLED ?? !production,
     encryption: {
@@ -442,6 +465,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
     tokenRefresh: { marginSeconds: env.TOKEN_REFRESH_MARGIN_SECONDS, jitterSeconds: env.TOKEN_REFRESH_JITTER_SECONDS },
     authorizationServer: {
       issuer: env.OAUTH_ISSUER ?? publicBaseUrl,
+      internalUrl: env.API_INTERNAL_URL ?? env.OAUTH_ISSUER ?? publicBaseUrl,
       audience: env.OAUTH_ACCESS_TOKEN_AUDIENCE ?? env.OAUTH_ISSUER ?? publicBaseUrl,
       adminApiToken: env.ADMIN_API_TOKEN,
       initialAccessToken: env.OAUTH_INITIAL_ACCESS_TOKEN,

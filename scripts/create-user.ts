@@ -3,8 +3,9 @@ import { parseArgs } from 'node:util';
 import { UniqueIntegrityConstraintViolationError } from 'slonik';
 import { createDatabasePool } from '../db/pool';
 import { ConfigError, loadConfig } from '../platform/config';
-import { roleNames, SsoAdministrationError } from '../platform/sso/user-administration';
 import { createUser } from '../platform/users';
+import { emailArgument, roleListArgument, UsageError } from './admin/command';
+import { readNewPassword } from './new-password';
 
 /**
  * Creates a PM-app user:
@@ -17,10 +18,6 @@ import { createUser } from '../platform/users';
  */
 
 const USAGE = 'usage: npm run create-user -- --email <email> --name <display name> [--roles <role,...>] [--password-stdin]';
-
-class UsageError extends Error {
-  override name = 'UsageError';
-}
 
 export interface CreateUserArguments {
   email: string;
@@ -50,39 +47,10 @@ export function parseCreateUserArguments(argv: string[]): CreateUserArguments {
   const email = values.email?.trim() ?? '';
   const displayName = values.name?.trim() ?? '';
   if (!email) throw new UsageError('--email is required');
-  if (!/^[^\s@]+@[^\s@]+$/.test(email)) throw new UsageError(`--email: "${email}" is not an email address`);
+  emailArgument(email, '--email');
   if (!displayName) throw new UsageError('--name is required');
-  let roles: string[];
-  try {
-    roles = roleNames((values.roles ?? '').split(',').map((role) => role.trim()).filter((role) => role !== ''), '--roles');
-  } catch (error) {
-    if (error instanceof SsoAdministrationError) throw new UsageError(error.message);
-    throw error;
-  }
+  const roles = roleListArgument(values.roles ?? '', '--roles');
   return { email, displayName, roles, passwordFromStdin: values['password-stdin'] ?? false };
-}
-
-async function readStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
-  return Buffer.concat(chunks).toString('utf8');
-}
-
-async function readPassword(fromStdin: boolean, env: NodeJS.ProcessEnv): Promise<string> {
-  if (fromStdin) {
-    if (process.stdin.isTTY) console.error('create-user: reading the password from stdin; end it with Ctrl-D');
-    // Only the line ending that `echo` or a here-string adds is removed; the rest is the password.
-    const password = (await readStdin()).replace(/\r?\n$/, '');
-    if (!password) throw new UsageError('--password-stdin: stdin held no password');
-    return password;
-  }
-  const password = env.NEW_USER_PASSWORD;
-  if (!password) {
-    throw new UsageError(
-      'no password given: pipe it in with --password-stdin, or set NEW_USER_PASSWORD (never pass it as an argument)',
-    );
-  }
-  return password;
 }
 
 function readDatabaseUrl(env: NodeJS.ProcessEnv): string {
@@ -98,7 +66,7 @@ async function main(): Promise<number> {
   try {
     args = parseCreateUserArguments(process.argv.slice(2));
     databaseUrl = readDatabaseUrl(process.env);
-    password = await readPassword(args.passwordFromStdin, process.env);
+    password = await readNewPassword('create-user', args.passwordFromStdin, process.env);
   } catch (error) {
     if (error instanceof UsageError) {
       console.error(`create-user: ${error.message}\n${USAGE}`);

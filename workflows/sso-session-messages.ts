@@ -10,8 +10,11 @@ export function ssoSessionWorkflowId(portalSessionId: string): string {
   return `sso-session:${portalSessionId}`;
 }
 
-/** The side whose action ended the pair; audited as `initiatedBy` of SsoLogout. */
-export type SsoLogoutInitiator = 'pm' | 'portal' | 'idle_expiry' | 'absolute_expiry' | 'user_disabled' | 'operator';
+/**
+ * The side whose action ended the pair; audited as `initiatedBy` of SsoLogout. `replaced`: a new sign-in
+ * in the same browser ended the portal session (its PM session lives on).
+ */
+export type SsoLogoutInitiator = 'pm' | 'portal' | 'idle_expiry' | 'absolute_expiry' | 'user_disabled' | 'replaced';
 
 export interface SsoSessionWorkflowInput {
   portalSessionId: string;
@@ -44,7 +47,7 @@ export interface SsoSessionState {
     receivedAt: number;
     /** The side that is told by back-channel logout; absent when both sessions end here, or had ended already. */
     receiver?: 'api-server' | 'reality-server';
-    /** Why the PM side ended (pmSessionEnded's reason, or what the pair's records said). */
+    /** Why the PM side ended, or is to end here (pmSessionEnded's reason, what the pair's records said, or its own expiry). */
     pmReason?: string;
     /** Idle expiry: the last use it was decided on; a use since keeps the pair alive. */
     unusedSince?: number;
@@ -56,7 +59,7 @@ export interface SsoSessionState {
 
 /** The PM session ended (logout at the api-server, RP-initiated logout, revocation): log the portal out. */
 export interface PmSessionEndedSignal {
-  reason: 'logout' | 'revoked' | 'user_disabled' | 'operator';
+  reason: 'logout' | 'revoked' | 'user_disabled';
 }
 
 /** The portal session ended at the portal (its sign-out): log the PM session out. */

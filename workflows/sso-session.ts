@@ -27,17 +27,16 @@ const PM_SIGNAL_INITIATORS: Record<PmSessionEndedSignal['reason'], SsoLogoutInit
   logout: 'pm',
   revoked: 'pm',
   user_disabled: 'user_disabled',
-  operator: 'operator',
 };
 /** What a session's ended_reason says about who ended it, when it says more than the side's own logout. */
 const ENDED_REASON_INITIATORS = new Map<string, SsoLogoutInitiator>([
   ['user_disabled', 'user_disabled'],
-  ['operator', 'operator'],
   ['portal_logout', 'portal'],
   ['idle', 'idle_expiry'],
   ['expired', 'absolute_expiry'],
+  ['replaced', 'replaced'],
 ]);
-/** The ended_reason of both sessions when the pair expires. */
+/** The ended_reason of the portal session (and of the PM session, when its own time has come too) on an expiry. */
 const EXPIRY_REASONS = new Map<SsoLogoutInitiator, string>([
   ['idle_expiry', 'idle'],
   ['absolute_expiry', 'expired'],
@@ -45,13 +44,14 @@ const EXPIRY_REASONS = new Map<SsoLogoutInitiator, string>([
 
 /**
  * The life of an SSO pair: a portal session that began with single sign-on and the PM session (`sid`)
- * it came from. While both live, the portal follows the PM user's roles. The pair ends together: a
- * logout on one side is carried to the other by OpenID Connect Back-Channel Logout (retried with
- * backoff until the deadline; a refused or undelivered one is made good by ending that session here,
- * in the shared database), a disabled PM user loses the portal at once, and when neither session was
- * used for the idle time, or the absolute expiry comes, both end here. The workflow sleeps until the
- * next such deadline, wakes for signals, and reads the pair itself when it wakes, so a lost signal
- * costs at most the idle time.
+ * it came from. While both live, the portal follows the PM user's roles. A logout on one side is
+ * carried to the other by OpenID Connect Back-Channel Logout (retried with backoff until the deadline;
+ * a refused or undelivered one is made good by ending that session here, in the shared database), a
+ * disabled PM user loses the portal at once, and when neither session was used for the idle time, or
+ * the PM session's absolute expiry comes, both end here. The portal session's own expiry (or its
+ * replacement by a new sign-in in the same browser) ends only the portal session: the PM session keeps
+ * its own lifetime. The workflow sleeps until the next such deadline, wakes for signals, and reads the
+ * pair itself when it wakes, so a lost signal costs at most the idle time.
  */
 export async function ssoSessionWorkflow(input: SsoSessionWorkflowInput): Promise<SsoSessionOutcome> {
   const pair = { portalSessionId: input.portalSessionId, pmSessionId: input.pmSessionId, pmUserId: input.pmUserId };
@@ -102,11 +102,14 @@ export async function ssoSessionWorkflow(input: SsoSessionWorkflowInput): Promis
     const view = await pairRecord.readSsoSessionPair(pair);
     const now = Date.now();
     if (view.lastActivityAt !== null) state.lastActivityAt = view.lastActivityAt;
-    state.expiresAt = Math.min(input.expiresAt, view.expiresAt ?? input.expiresAt);
+    state.expiresAt = Math.min(input.expiresAt, view.portalExpiresAt ?? input.expiresAt, view.pmExpiresAt ?? input.expiresAt);
     const ended = endingOf(view);
     if (ended) requestLogout(ended);
-    else if (state.expiresAt <= now) requestLogout({ initiatedBy: 'absolute_expiry' });
-    else if (view.lastActivityAt !== null && view.lastActivityAt + idleMs <= now) requestLogout({ initiatedBy: 'idle_expiry', unusedSince: view.lastActivityAt });
+    // The PM session's own expiry ends both; the portal session's ends only the portal session.
+    else if (view.pmExpiresAt !== null && view.pmExpiresAt <= now) requestLogout({ initiatedBy: 'absolute_expiry', pmReason: 'expired' });
+    else if (view.portalExpiresAt !== null && view.portalExpiresAt <= now) requestLogout({ initiatedBy: 'absolute_expiry' });
+    // Neither session used for the idle time: the PM session's own idle time has passed as well.
+    else if (view.lastActivityAt !== null && view.lastActivityAt + idleMs <= now) requestLogout({ initiatedBy: 'idle_expiry', pmReason: 'idle', unusedSince: view.lastActivityAt });
     else if (view.rolesOutdated) rolesChanged = true;
   }
 
@@ -169,17 +172,23 @@ function endingOf(view: SsoSessionPairView): LogoutRequest | undefined {
   if (view.portalEnded === null) return pmSide && (EXPIRY_REASONS.has(pmSide.initiatedBy) ? pmSide : { ...pmSide, receiver: 'reality-server' });
   // The portal's sign-out whose signal was lost: the PM side has yet to hear of it.
   if (view.portalEnded === 'logout' && !pmSide) return { initiatedBy: 'portal', receiver: 'api-server' };
-  // The portal session ended on its own (a portal request saw the pair end, or a logout token reached it).
-  const portalSide = ENDED_REASON_INITIATORS.get(view.portalEnded) ?? pmSide?.initiatedBy ?? (view.portalEnded.startsWith('pm_') ? 'pm' : 'portal');
-  return { ...pmSide, initiatedBy: portalSide };
+  // The portal session ended on its own (a portal request saw the pair end, a logout token reached it, a
+  // new sign-in replaced it). The PM session ends with it only when the pair went idle, which is the PM
+  // session's own idle time too: the portal's own expiry or its replacement leaves the PM session be.
+  const initiatedBy = ENDED_REASON_INITIATORS.get(view.portalEnded) ?? pmSide?.initiatedBy ?? (view.portalEnded.startsWith('pm_') ? 'pm' : 'portal');
+  if (pmSide) return { ...pmSide, initiatedBy };
+  return view.portalEnded === 'idle' ? { initiatedBy, pmReason: 'idle' } : { initiatedBy };
 }
 
-/** The ended_reason of each session the end has yet to end: whatever is live is ended, so nothing outlives the pair. */
+/**
+ * The ended_reason of each session the end has yet to end. The portal session never outlives the pair;
+ * the PM session is ended here only for a reason of its own (`pmReason`) or the portal's logout.
+ */
 function endedReasons(logout: Logout, sent: Delivery | undefined): Pick<SsoSessionPairEnding, 'endPortal' | 'endPm'> {
-  const expiry = EXPIRY_REASONS.get(logout.initiatedBy);
-  if (expiry) return { endPortal: expiry, endPm: expiry };
-  if (logout.receiver === 'api-server') return { endPortal: 'logout', endPm: 'portal_logout' };
   const pm = logout.pmReason ? { endPm: logout.pmReason } : {};
+  const expiry = EXPIRY_REASONS.get(logout.initiatedBy);
+  if (expiry) return { endPortal: expiry, ...pm };
+  if (logout.receiver === 'api-server') return { endPortal: 'logout', endPm: 'portal_logout' };
   if (logout.receiver !== 'reality-server' || !sent) return pm;
   return { ...pm, endPortal: sent.outcome === 'delivered' ? 'pm_logout' : `backchannel_${sent.outcome}` };
 }

@@ -5,7 +5,7 @@ import type { errorResponseBuilderContext } from '@fastify/rate-limit';
 import type { CommonQueryMethods } from 'slonik';
 import { findLiveSession, insertSession, revokeSession, type PmSession, type UserRow } from '../../db/queries/users';
 import type { Config } from '../../platform/config';
-import { attemptLogin } from '../../platform/login';
+import { attemptLogin, PM_USER_ACCOUNTS } from '../../platform/login';
 import { hashBearerValue, randomToken } from '../../platform/secrets';
 import { errorResponseSchema, HttpError } from '../errors';
 import { signalPmSessionsEnded } from '../sso-session-signals';
@@ -133,10 +133,10 @@ export default fp(async function sessions(app) {
       },
     },
     async (request, reply) => {
-      const outcome = await attemptLogin(db, audit, loginSettings(config), { email: request.body.email, password: request.body.password, origin: requestOrigin(request) });
+      const outcome = await attemptLogin(db, audit, PM_USER_ACCOUNTS, loginSettings(config), { email: request.body.email, password: request.body.password, origin: requestOrigin(request) });
       // A locked account gets the same answer as a wrong password.
       if (!outcome.ok) throw new HttpError(401, 'invalid_credentials', 'Email or password is wrong');
-      const { user } = outcome;
+      const user = outcome.account;
       await revokePresentedSession(db, request);
       const { token, expiresAt } = await startSession(db, config, reply, user.id);
       return { user, sessionToken: token, expiresAt: expiresAt.toISOString() };

@@ -38,13 +38,14 @@ export function realityServicesFromConfig(services: RealityServices): ResolvedRe
   return {
     ...services,
     audit: services.audit ?? new AuditLog(services.db),
-    apiServerKeys: services.apiServerKeys ?? apiServerKeySet(issuer),
+    apiServerKeys: services.apiServerKeys ?? apiServerKeySet(config.authorizationServer.internalUrl),
     relyingParty:
       'relyingParty' in services
         ? services.relyingParty
         : clientSecret
           ? new PortalRelyingParty({
               issuer,
+              apiServerUrl: config.authorizationServer.internalUrl,
               clientId,
               clientSecret,
               // openid-client speaks only https to the issuer unless told; plain http only outside production.

@@ -33,6 +33,9 @@ ALTER TABLE oauth_authorization_codes ADD COLUMN auth_time timestamptz;
 -- A refresh of an openid grant issues a new id_token with the session it began in.
 ALTER TABLE oauth_refresh_tokens ADD COLUMN session_id uuid REFERENCES user_sessions (id) ON DELETE SET NULL;
 ALTER TABLE oauth_refresh_tokens ADD COLUMN auth_time timestamptz;
+-- Housekeeping deletes old user_sessions; each deletion finds the references it sets to null by these indexes.
+CREATE INDEX oauth_authorization_codes_session_idx ON oauth_authorization_codes (session_id);
+CREATE INDEX oauth_refresh_tokens_session_idx ON oauth_refresh_tokens (session_id);
 
 -- PM roles onto portal roles. The seeded rows are the defaults; operators change them (admin API, CLI).
 CREATE TABLE sso_role_mappings (
@@ -54,6 +57,8 @@ CREATE TABLE sso_token_redemptions (
   redeemed_at  timestamptz NOT NULL DEFAULT now(),
   expires_at   timestamptz NOT NULL
 );
+CREATE INDEX sso_token_redemptions_user_idx ON sso_token_redemptions (user_id);
+CREATE INDEX sso_token_redemptions_expiry_idx ON sso_token_redemptions (expires_at);
 
 -- The portal's own users. A PM user's portal account is linked by pm_user_id (the stable id, never the
 -- email) and created on the first SSO. A portal-only account (pm_user_id null) has its own password.
@@ -64,7 +69,6 @@ CREATE TABLE portal_users (
   display_name   text NOT NULL,
   password_hash  text,
   roles          text[] NOT NULL DEFAULT '{}',
-  disabled_at    timestamptz,
   created_at     timestamptz NOT NULL DEFAULT now(),
   updated_at     timestamptz NOT NULL DEFAULT now(),
   CHECK ((pm_user_id IS NULL) = (password_hash IS NOT NULL))
@@ -86,10 +90,14 @@ CREATE TABLE portal_sessions (
   last_seen_at    timestamptz NOT NULL DEFAULT now(),
   expires_at      timestamptz NOT NULL,
   ended_at        timestamptz,
-  ended_reason    text
+  ended_reason    text,
+  CONSTRAINT portal_sessions_ended_reason_check CHECK ((ended_at IS NULL) = (ended_reason IS NULL))
 );
-CREATE INDEX portal_sessions_pm_session_idx ON portal_sessions (pm_session_id) WHERE ended_at IS NULL;
-CREATE INDEX portal_sessions_user_idx ON portal_sessions (portal_user_id) WHERE ended_at IS NULL;
+-- Not partial: a deleted PM session (housekeeping) or portal account finds its portal sessions by them too.
+CREATE INDEX portal_sessions_pm_session_idx ON portal_sessions (pm_session_id);
+CREATE INDEX portal_sessions_user_idx ON portal_sessions (portal_user_id);
+-- When the session stopped being usable (LEAST ignores a null ended_at), which housekeeping deletes by.
+CREATE INDEX portal_sessions_over_idx ON portal_sessions (LEAST(ended_at, expires_at));
 
 -- Logout tokens a receiver accepted, by receiver: a jti is recorded only once its sessions have ended,
 -- so a delivery retried after a failure is still honoured, and a replay afterwards is refused.
@@ -100,3 +108,4 @@ CREATE TABLE backchannel_logout_receipts (
   expires_at   timestamptz NOT NULL,
   PRIMARY KEY (receiver, jti)
 );
+CREATE INDEX backchannel_logout_receipts_expiry_idx ON backchannel_logout_receipts (expires_at);

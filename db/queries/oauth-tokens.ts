@@ -110,15 +110,17 @@ export async function wipeSuccessorResponse(db: CommonQueryMethods, successorId:
  * tokens. Refresh, code exchange, grant revocation and client revocation all follow it, so they
  * never deadlock, and a revocation either waits for a refresh to commit (and then revokes what the
  * refresh issued, in a later statement) or runs first (and the refresh then finds the grant or its
- * token revoked). Returns whether the grant is still live: not revoked, and its user not disabled (a
- * disabled user's grants stay, and work again once the user is enabled). FOR NO KEY UPDATE leaves the
- * FOR KEY SHARE locks of token inserts (foreign keys) unblocked; the user's row is not locked.
+ * token revoked). Answers whether the grant is revoked, whether its user is disabled (a disabled user's
+ * grants stay, and work again once the user is enabled), and whether it is live (neither). FOR NO KEY
+ * UPDATE leaves the FOR KEY SHARE locks of token inserts (foreign keys) unblocked; the user's row is not locked.
  */
-export async function lockGrant(db: CommonQueryMethods, grantId: string): Promise<{ live: boolean } | null> {
+export async function lockGrant(db: CommonQueryMethods, grantId: string): Promise<{ live: boolean; revoked: boolean; userDisabled: boolean } | null> {
   const row = await db.maybeOne(sql.type(z.object({ revokedAt: z.number().nullable(), userDisabled: z.boolean() }))`
     SELECT g.revoked_at AS "revokedAt", u.disabled_at IS NOT NULL AS "userDisabled"
     FROM oauth_grants g JOIN users u ON u.id = g.user_id WHERE g.id = ${grantId} FOR NO KEY UPDATE OF g`);
-  return row ? { live: row.revokedAt === null && !row.userDisabled } : null;
+  if (!row) return null;
+  const revoked = row.revokedAt !== null;
+  return { live: !revoked && !row.userDisabled, revoked, userDisabled: row.userDisabled };
 }
 
 // A revoked token answers nothing, so the answer it could have repeated goes with it.

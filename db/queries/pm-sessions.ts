@@ -21,3 +21,10 @@ export function endPmSessions(db: CommonQueryMethods, target: { sessionId?: stri
     WHERE ${sql.join(conditions, sql.fragment` AND `)}
     RETURNING id, user_id AS "userId"`);
 }
+
+/** Whether the PM session is this user's and has not ended (revoked or expired). */
+export async function isLivePmSession(db: CommonQueryMethods, sessionId: string, userId: string): Promise<boolean> {
+  const live = await db.maybeOneFirst(sql.type(z.object({ live: z.boolean() }))`
+    SELECT true AS live FROM user_sessions WHERE id = ${sessionId} AND user_id = ${userId} AND revoked_at IS NULL AND expires_at > now()`);
+  return live !== null;
+}

@@ -1,5 +1,7 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
+import { passingOnLostLockRace } from '../transient-faults';
+import { LAST_SEEN_PRECISION_SECONDS } from './users';
 
 /** Live portal sessions that began with SSO from one of these PM sessions. */
 export function livePortalSessionsOfPmSessions(db: CommonQueryMethods, pmSessionIds: readonly string[]): Promise<readonly string[]> {
@@ -15,10 +17,11 @@ export function livePortalSessionsOfPmUser(db: CommonQueryMethods, pmUserId: str
     WHERE pu.pm_user_id = ${pmUserId} AND ps.ended_at IS NULL AND ps.pm_session_id IS NOT NULL`);
 }
 
-export type PortalSessionMethod = 'sso_token' | 'oidc' | 'password';
+const portalSessionMethod = z.enum(['sso_token', 'oidc', 'password']);
+export type PortalSessionMethod = z.infer<typeof portalSessionMethod>;
 
-/** Why a portal session ended (portal_sessions.ended_reason). */
-export type PortalSessionEndReason = 'logout' | 'pm_logout' | 'pm_session_ended' | 'user_disabled' | 'idle' | 'expired';
+/** Why a portal session ended (portal_sessions.ended_reason); `replaced`: a new sign-in in the same browser. */
+export type PortalSessionEndReason = 'logout' | 'pm_logout' | 'pm_session_ended' | 'user_disabled' | 'idle' | 'expired' | 'replaced';
 
 /**
  * Starts a portal session. An SSO session (`pmSessionId` set) lives until its own lifetime or the PM
@@ -38,7 +41,7 @@ export function insertPortalSession(
 
 const requestSessionRow = z.object({
   id: z.string(),
-  method: z.enum(['sso_token', 'oidc', 'password']),
+  method: portalSessionMethod,
   expiresAt: z.number(),
   pmSessionId: z.string().nullable(),
   workflowStartedAt: z.number().nullable(),
@@ -56,24 +59,26 @@ const requestSessionRow = z.object({
 });
 export type PortalRequestSession = z.infer<typeof requestSessionRow>;
 
-/** How stale last_seen_at may grow before a request writes it again: idle expiry needs minutes, not every request. */
-const LAST_SEEN_PRECISION_SECONDS = 60;
-
 /**
  * Session sync on every portal request, in one statement: the unended portal session of this token with
  * its account, and for an SSO session the PM session it came from and the PM user. It says why the
- * session must end (account or PM user disabled, PM session revoked, expired or gone, the portal
+ * session must end (PM user disabled, PM session revoked, expired or gone, the portal
  * session expired, or the pair idle: neither session used within `idleSeconds`) and whether the PM
  * roles moved on. A live session is marked as used, and so is its PM session: using the portal is
  * using the pair, so the PM app does not sign the user out while they work in the portal.
+ *
+ * Lock order, as everywhere: the PM session's row before the portal session's (disableUser locks the
+ * user, then ends the PM sessions, then the portal sessions). A data-modifying WITH runs in no set
+ * order, so touched_portal waits for touched_pm by reading it. The statement runs alone, outside any
+ * transaction: should it still lose a deadlock to one of ours, the request is asked to retry (503).
  */
 export function findPortalRequestSession(db: CommonQueryMethods, tokenHash: string, idleSeconds: number): Promise<PortalRequestSession | null> {
-  return db.maybeOne(sql.type(requestSessionRow)`
+  return passingOnLostLockRace(() => db.maybeOne(sql.type(requestSessionRow)`
     WITH found AS (
       SELECT ps.id, ps.method, ps.expires_at, ps.pm_session_id, ps.workflow_started_at, ps.last_seen_at, ps.roles_version,
         pu.id AS portal_user_id, pu.pm_user_id, pu.email::text AS email, pu.display_name, pu.roles,
         CASE
-          WHEN pu.disabled_at IS NOT NULL OR u.disabled_at IS NOT NULL THEN 'user_disabled'
+          WHEN u.disabled_at IS NOT NULL THEN 'user_disabled'
           WHEN ps.method <> 'password' AND (s.id IS NULL OR s.revoked_at IS NOT NULL OR s.expires_at <= now()) THEN 'pm_session_ended'
           WHEN ps.expires_at <= now() THEN 'expired'
           WHEN GREATEST(ps.last_seen_at, s.last_seen_at) <= now() - make_interval(secs => ${idleSeconds}) THEN 'idle'
@@ -85,23 +90,25 @@ export function findPortalRequestSession(db: CommonQueryMethods, tokenHash: stri
       LEFT JOIN user_sessions s ON s.id = ps.pm_session_id
       LEFT JOIN users u ON u.id = pu.pm_user_id
       WHERE ps.token_hash = ${tokenHash} AND ps.ended_at IS NULL
-    ), touched_portal AS (
-      UPDATE portal_sessions SET last_seen_at = now()
-      WHERE id IN (SELECT id FROM found WHERE end_reason IS NULL AND last_seen_at < now() - make_interval(secs => ${LAST_SEEN_PRECISION_SECONDS}))
-      RETURNING id
     ), touched_pm AS (
       UPDATE user_sessions SET last_seen_at = now()
       WHERE id IN (SELECT pm_session_id FROM found WHERE end_reason IS NULL AND pm_last_seen_at < now() - make_interval(secs => ${LAST_SEEN_PRECISION_SECONDS}))
+      RETURNING id
+    ), touched_portal AS (
+      UPDATE portal_sessions SET last_seen_at = now()
+      WHERE id IN (SELECT id FROM found WHERE end_reason IS NULL AND last_seen_at < now() - make_interval(secs => ${LAST_SEEN_PRECISION_SECONDS}))
+        AND (SELECT count(*) FROM touched_pm) >= 0
+      RETURNING id
     )
     SELECT id, method, expires_at AS "expiresAt", pm_session_id AS "pmSessionId", workflow_started_at AS "workflowStartedAt",
       portal_user_id AS "portalUserId", pm_user_id AS "pmUserId", email, display_name AS "displayName", roles,
       end_reason AS "endReason", roles_stale AS "rolesStale", EXISTS (SELECT 1 FROM touched_portal) AS touched
-    FROM found`);
+    FROM found`));
 }
 
 const endedSessionRow = z.object({
   id: z.string(),
-  method: z.enum(['sso_token', 'oidc', 'password']),
+  method: portalSessionMethod,
   portalUserId: z.string(),
   pmUserId: z.string().nullable(),
   pmSessionId: z.string().nullable(),

@@ -5,9 +5,12 @@ export type PmSessionStanding = 'live' | 'ended' | 'user_disabled';
 
 /**
  * Whether the PM session an SSO sign-in names is live (not revoked, not expired, used within
- * `idleSeconds`) and belongs to this PM user, who is not disabled. The session and user rows stay
+ * `idleSeconds`) and belongs to this PM user, who is not disabled. The user and session rows stay
  * share-locked until the caller's transaction ends: a logout or disablement committed meanwhile waits,
  * and then finds the portal session this sign-in creates.
+ *
+ * Lock order, everywhere: users, then user_sessions, then portal_sessions (disableUser takes them in
+ * that order). Hence two statements: one SELECT … FOR SHARE OF s, u would lock in the plan's order.
  */
 export async function lockPmSessionForSso(
   db: CommonQueryMethods,
@@ -15,15 +18,16 @@ export async function lockPmSessionForSso(
   pmUserId: string,
   idleSeconds: number,
 ): Promise<PmSessionStanding> {
-  const row = await db.maybeOne(sql.type(z.object({ live: z.boolean(), disabled: z.boolean() }))`
-    SELECT s.revoked_at IS NULL AND s.expires_at > now() AND s.last_seen_at > now() - make_interval(secs => ${idleSeconds}) AS live,
-      u.disabled_at IS NOT NULL AS disabled
-    FROM user_sessions s JOIN users u ON u.id = s.user_id
-    WHERE s.id = ${pmSessionId} AND s.user_id = ${pmUserId}
-    FOR SHARE OF s, u`);
-  if (!row) return 'ended';
-  if (row.disabled) return 'user_disabled';
-  return row.live ? 'live' : 'ended';
+  const disabled = await db.maybeOneFirst(sql.type(z.object({ disabled: z.boolean() }))`
+    SELECT disabled_at IS NOT NULL AS disabled FROM users WHERE id = ${pmUserId} FOR SHARE`);
+  if (disabled === null) return 'ended';
+  const live = await db.maybeOneFirst(sql.type(z.object({ live: z.boolean() }))`
+    SELECT revoked_at IS NULL AND expires_at > now() AND last_seen_at > now() - make_interval(secs => ${idleSeconds}) AS live
+    FROM user_sessions WHERE id = ${pmSessionId} AND user_id = ${pmUserId}
+    FOR SHARE`);
+  if (live === null) return 'ended';
+  if (disabled) return 'user_disabled';
+  return live ? 'live' : 'ended';
 }
 
 /**

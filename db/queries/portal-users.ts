@@ -38,9 +38,9 @@ export function insertLocalPortalUser(
     RETURNING ${PORTAL_USER_COLUMNS}`);
 }
 
-/** A portal-only account's password hash, when the account exists and is not disabled. */
+/** A portal-only account's password hash, when the account exists. */
 export function findLocalPortalUserCredentials(db: CommonQueryMethods, email: string) {
   return db.maybeOne(sql.type(portalUserRow.extend({ passwordHash: z.string() }))`
     SELECT ${PORTAL_USER_COLUMNS}, password_hash AS "passwordHash"
-    FROM portal_users WHERE email = ${email} AND pm_user_id IS NULL AND disabled_at IS NULL`);
+    FROM portal_users WHERE email = ${email} AND pm_user_id IS NULL`);
 }

@@ -35,8 +35,11 @@ export async function insertSession(db: CommonQueryMethods, session: { userId: s
   return { id: row.id, authTime: new Date(row.authTime) };
 }
 
-/** How stale last_seen_at may grow before a request writes it again: idle expiry needs minutes, not every request. */
-const LAST_SEEN_PRECISION_SECONDS = 60;
+/**
+ * How stale last_seen_at (of PM and portal sessions) may grow before a request writes it again: idle
+ * expiry needs minutes, not every request.
+ */
+export const LAST_SEEN_PRECISION_SECONDS = 60;
 
 /**
  * The user and session of a session token: not revoked, not expired, used within `idleSeconds`, and

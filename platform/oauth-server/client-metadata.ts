@@ -47,6 +47,7 @@ export interface ClientMetadataInput {
   /** OpenID Connect: set by operators only (never by dynamic registration). */
   firstParty?: boolean | undefined;
   postLogoutRedirectUris?: string[] | undefined;
+  /** First-party clients only (validateBackchannelLogoutUri). */
   backchannelLogoutUri?: string | undefined;
 }
 
@@ -214,19 +215,31 @@ export function validatePostLogoutRedirectUris(uris: readonly string[], grantTyp
   return unique(uris);
 }
 
+/** Why a third-party client cannot register a back-channel logout URI, as its error says it. */
+export const BACKCHANNEL_LOGOUT_FIRST_PARTY_ONLY =
+  'backchannel_logout_uri is accepted for first-party clients only: logout tokens are delivered to the Reality Portal alone; ' +
+  'other relying parties use RP-initiated logout (end_session_endpoint) and see a session end when userinfo or a refresh is refused';
+
 /**
  * OpenID Connect Back-Channel Logout 1.0 section 2.2: where logout tokens are posted. Absolute, no
  * fragment, a DNS name or IP literal; https, or http on 127.0.0.1 or [::1] outside production (the
- * development portal). Throws `invalid_client_metadata`.
+ * development portal). Only for first-party clients: only the SSO session workflow sends logout tokens,
+ * and only to the portal, so a third party registering one would wait for tokens that never come.
+ * Throws `invalid_client_metadata`.
  */
-export function validateBackchannelLogoutUri(uri: string | null, grantTypes: readonly string[], environment: ClientMetadataEnvironment): string | null {
+export function validateBackchannelLogoutUri(
+  uri: string | null,
+  client: { grantTypes: readonly string[]; firstParty: boolean },
+  environment: ClientMetadataEnvironment,
+): string | null {
   if (uri === null) return null;
   const invalid = (message: string) => new ClientMetadataError('invalid_client_metadata', message);
   checkRegisteredUri(uri, 'backchannel_logout_uri', 'invalid_client_metadata');
   const problem = redirectUriProblem(uri);
   if (problem) throw invalid(`backchannel_logout_uri ${problem}`);
   if (environment.production && new URL(uri).protocol !== 'https:') throw invalid('backchannel_logout_uri must use https');
-  if (!grantTypes.includes('authorization_code')) throw invalid('backchannel_logout_uri is only used by authorization_code clients');
+  if (!client.grantTypes.includes('authorization_code')) throw invalid('backchannel_logout_uri is only used by authorization_code clients');
+  if (!client.firstParty) throw invalid(BACKCHANNEL_LOGOUT_FIRST_PARTY_ONLY);
   return uri;
 }
 
@@ -241,8 +254,9 @@ export function validateBackchannelLogoutUri(uri: string | null, grantTypes: rea
  *   with exactly authorization_code and refresh_token, since they get year-long refresh tokens, and
  *   authenticate and redirect as their platform does (VOICE_PLATFORM_RULES); service clients use
  *   client_credentials only;
- * - OpenID Connect: post-logout redirect URIs and the back-channel logout URI (see their validators);
- *   first_party (no consent page) only for confidential clients, since anyone can pose as a public one.
+ * - OpenID Connect: post-logout redirect URIs and the back-channel logout URI (see their validators;
+ *   the latter for first-party clients only); first_party (no consent page) only for confidential
+ *   clients, since anyone can pose as a public one.
  */
 export function validateClientMetadata(input: ClientMetadataInput, environment: ClientMetadataEnvironment = { production: true }): ValidClientMetadata {
   const invalid = (message: string) => new ClientMetadataError('invalid_client_metadata', message);
@@ -297,7 +311,7 @@ export function validateClientMetadata(input: ClientMetadataInput, environment: 
     voicePlatform,
     firstParty,
     postLogoutRedirectUris: validatePostLogoutRedirectUris(input.postLogoutRedirectUris ?? [], grantTypes),
-    backchannelLogoutUri: validateBackchannelLogoutUri(input.backchannelLogoutUri ?? null, grantTypes, environment),
+    backchannelLogoutUri: validateBackchannelLogoutUri(input.backchannelLogoutUri ?? null, { grantTypes, firstParty }, environment),
   };
 }
 

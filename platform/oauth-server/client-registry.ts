@@ -14,6 +14,8 @@ import type { AuditEntry, AuditLog } from '../audit';
 import { hashBearerValue, randomToken } from '../secrets';
 import { registerClient } from './clients';
 import {
+  BACKCHANNEL_LOGOUT_FIRST_PARTY_ONLY,
+  ClientMetadataError,
   validateBackchannelLogoutUri,
   validatePostLogoutRedirectUris,
   validateRedirectUris,
@@ -119,15 +121,19 @@ export class ClientRegistry {
   async changeOpenIdMembers(clientId: string, change: OpenIdClientChange, environment: ClientMetadataEnvironment, who: ClientChangeActor): Promise<OAuthClientRow> {
     return this.db.transaction(async (transaction) => {
       const client = await this.liveClient(transaction, clientId);
+      const firstParty = change.firstParty ?? client.firstParty;
       const validated: OpenIdClientChange = {
         ...(change.firstParty !== undefined ? { firstParty: change.firstParty } : {}),
         ...(change.postLogoutRedirectUris !== undefined
           ? { postLogoutRedirectUris: validatePostLogoutRedirectUris(change.postLogoutRedirectUris, client.grantTypes) }
           : {}),
         ...(change.backchannelLogoutUri !== undefined
-          ? { backchannelLogoutUri: validateBackchannelLogoutUri(change.backchannelLogoutUri, client.grantTypes, environment) }
+          ? { backchannelLogoutUri: validateBackchannelLogoutUri(change.backchannelLogoutUri, { grantTypes: client.grantTypes, firstParty }, environment) }
           : {}),
       };
+      if (!firstParty && change.backchannelLogoutUri === undefined && client.backchannelLogoutUri !== null) {
+        throw new ClientMetadataError('invalid_client_metadata', `${BACKCHANNEL_LOGOUT_FIRST_PARTY_ONLY} (send backchannel_logout_uri: null with first_party: false)`);
+      }
       if (validated.firstParty && client.clientType !== 'confidential') {
         throw new ClientChangeError('public_client', 'a first-party client must be confidential: anyone can pose as a public client');
       }

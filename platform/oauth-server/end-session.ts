@@ -1,17 +1,21 @@
 import type { CommonQueryMethods } from 'slonik';
 import { findClient } from '../../db/queries/oauth-clients';
+import { isLivePmSession } from '../../db/queries/pm-sessions';
+import { UUID } from '../uuid';
 import { redirectUriProblem } from './clients';
 import { verifyIdTokenHint } from './id-tokens';
 import type { SigningKeys } from './signing-keys';
 
 /**
  * OpenID Connect RP-Initiated Logout 1.0: what a logout request asks for, decided before anything
- * changes. A PM session ends without a question only when an id_token of ours names it: it is the
- * browser's session (cookie), or the browser presents none (a cross-site POST carries no SameSite=Lax
- * cookie) and the hint's `sid` is live. Otherwise the user is asked (a hint for another session than the
- * browser's, no hint at all), and a request that cannot be trusted (a bad hint, a client or
- * post_logout_redirect_uri that does not match) is refused before anything happens. The browser is
- * sent back only to a post_logout_redirect_uri registered, exactly, for the hint's or client_id's client.
+ * changes. A PM session ends without a question only when an id_token of ours names the browser's own
+ * session (its cookie). Otherwise the user is asked: a hint for another session than the browser's, no
+ * hint at all, or a browser that presents no session while the hint's `sid` is live (a cross-site POST
+ * carries no SameSite=Lax cookie; the confirmation form, posted from our page, does). An id_token alone
+ * never ends a session: any relying party holds one, and a leaked copy stays usable as a hint long after
+ * it expired. A request that cannot be trusted (a bad hint, a client or post_logout_redirect_uri that
+ * does not match) is refused before anything happens. The browser is sent back only to a
+ * post_logout_redirect_uri registered, exactly, for the hint's or client_id's client.
  */
 
 export interface EndSessionParameters {
@@ -36,10 +40,10 @@ export interface EndSessionTarget {
 
 export type EndSessionPlan =
   | { kind: 'refuse'; reason: string; message: string; clientId: string | undefined }
-  /** End the browser's session, or (no browser session) the one the hint names. */
-  | ({ kind: 'end'; session: 'browser' | BrowserSession } & EndSessionTarget)
-  /** Ask the user first (form POST with a CSRF token); `reason` is audited. */
-  | ({ kind: 'confirm'; reason: 'other_session' | 'id_token_hint_missing' } & EndSessionTarget)
+  /** End the browser's session. */
+  | ({ kind: 'end' } & EndSessionTarget)
+  /** Ask the user first (form POST with a CSRF token); `reason` says what the page tells them. */
+  | ({ kind: 'confirm'; reason: 'other_session' | 'id_token_hint_missing' | 'no_browser_session' } & EndSessionTarget)
   /** No session to end: say so, or go back to the client. */
   | ({ kind: 'signed_out' } & EndSessionTarget);
 
@@ -95,13 +99,14 @@ export async function planEndSession(context: EndSessionContext, parameters: End
 
   if (hint === undefined) return browser ? { kind: 'confirm', reason: 'id_token_hint_missing', ...target } : { kind: 'signed_out', ...target };
   if (browser) {
-    return browser.sessionId === hint.sid && browser.userId === hint.sub ? { kind: 'end', session: 'browser', ...target } : { kind: 'confirm', reason: 'other_session', ...target };
+    return browser.sessionId === hint.sid && browser.userId === hint.sub ? { kind: 'end', ...target } : { kind: 'confirm', reason: 'other_session', ...target };
   }
-  return hint.sid === undefined ? { kind: 'signed_out', ...target } : { kind: 'end', session: { userId: hint.sub, sessionId: hint.sid }, ...target };
+  const named = hint.sid !== undefined && UUID.test(hint.sid) && UUID.test(hint.sub) && (await isLivePmSession(context.db, hint.sid, hint.sub));
+  return named ? { kind: 'confirm', reason: 'no_browser_session', ...target } : { kind: 'signed_out', ...target };
 }
 
 /** The confirmation form, submitted: the user asked for it, so the browser's session ends; the client is checked as without a hint. */
 export async function planConfirmedEndSession(context: EndSessionContext, parameters: EndSessionParameters, browser: BrowserSession | null): Promise<EndSessionPlan> {
   const plan = await planEndSession(context, { ...parameters, id_token_hint: undefined }, browser);
-  return plan.kind === 'confirm' ? { kind: 'end', session: 'browser', clientId: plan.clientId, redirectTo: plan.redirectTo } : plan;
+  return plan.kind === 'confirm' ? { kind: 'end', clientId: plan.clientId, redirectTo: plan.redirectTo } : plan;
 }

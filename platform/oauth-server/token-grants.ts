@@ -84,6 +84,16 @@ function pkceProblem(codeChallenge: string | null, codeVerifier: string | undefi
 }
 
 /**
+ * A voice client's refresh for a disabled user. Alexa and Google drop the account link for good on
+ * invalid_grant, so they are asked to come back later (503, per RFC 6749's temporarily_unavailable):
+ * the link works again once an operator enables the user. Other clients get invalid_grant, and sign the
+ * user in again when they are enabled.
+ */
+function userDisabledForNow(): OAuthError {
+  return new OAuthError('temporarily_unavailable', "the user's account is disabled for now; try again later", 503);
+}
+
+/**
  * The three grant types of the token endpoint. Each checks what RFC 6749, RFC 7636 and RFC 9700
  * ask of it and audits both the success and the attacks it detects (code replay, a code or refresh
  * token presented by another client, refresh reuse, an expired code, a redirect_uri mismatch).
@@ -192,7 +202,9 @@ export class TokenGrants {
       }
       if (token.revokedAt !== null) return invalid('refresh token is invalid or revoked');
       if (token.rotatedAt !== null) {
-        const repeated = grant?.live && client.kind === 'voice' ? this.repeatableSuccessor(token, now) : undefined;
+        const repeated = grant && !grant.revoked && client.kind === 'voice' ? this.repeatableSuccessor(token, now) : undefined;
+        // A retry within the grace is no leak: while the user is disabled it waits like any refresh of theirs.
+        if (repeated && grant?.userDisabled) return { failure: userDisabledForNow() };
         if (repeated) {
           await this.audit.record(
             this.entry(context, 'OAuthTokenRefresh', 'success', { userId: token.userId, details: { scopes: parseScope(repeated.scope), repeated: true } }),
@@ -212,6 +224,7 @@ export class TokenGrants {
         return invalid('refresh token was already used');
       }
       if (token.expiresAt <= now.getTime()) return invalid('refresh token has expired');
+      if (grant && !grant.revoked && grant.userDisabled && client.kind === 'voice') return { failure: userDisabledForNow() };
       if (!grant?.live) return invalid('the grant behind this token was revoked');
       // RFC 6749 section 6: the access token may be narrowed; the new refresh token keeps the original scope.
       const scopes = requestedScopes.length > 0 ? requestedScopes : token.scopes;

@@ -1,6 +1,7 @@
 import type { CommonQueryMethods, DatabasePool } from 'slonik';
 import {
   endPortalSession,
+  endPortalSessionOfToken,
   findPortalRequestSession,
   insertPortalSession,
   type EndedPortalSession,
@@ -27,6 +28,7 @@ const INITIATED_BY: Record<PortalSessionEndReason, string> = {
   user_disabled: 'user_disabled',
   idle: 'idle_expiry',
   expired: 'absolute_expiry',
+  replaced: 'replaced',
 };
 
 export function portalActorId(portalUserId: string): string {
@@ -107,6 +109,28 @@ export async function endPortalSessionAudited(
   return db.transaction(async (transaction) => {
     const ended = await endPortalSession(transaction, sessionId, reason);
     if (ended) await auditPortalSessionEnd(audit, ended, reason, { ...context, within: transaction });
+    return ended;
+  });
+}
+
+/**
+ * The user's own end of the session their browser presents: the sign-out ('logout'), or a new sign-in
+ * in the same browser ('replaced'). Audited with the user as actor, in one transaction; null when the
+ * token names no live session.
+ */
+export async function endPresentedPortalSession(
+  db: DatabasePool,
+  audit: AuditLog,
+  token: string,
+  reason: 'logout' | 'replaced',
+  origin: NonNullable<AuditEntry['origin']>,
+): Promise<EndedPortalSession | null> {
+  return db.transaction(async (transaction) => {
+    const ended = await endPortalSessionOfToken(transaction, hashBearerValue(token), reason);
+    if (ended) {
+      const actor = { type: 'user' as const, id: ended.pmUserId ?? portalActorId(ended.portalUserId) };
+      await auditPortalSessionEnd(audit, ended, reason, { actor, origin, within: transaction });
+    }
     return ended;
   });
 }

@@ -1,6 +1,6 @@
-import { hash, verify } from '@node-rs/argon2';
 import type { CommonQueryMethods } from 'slonik';
 import { findLocalPortalUserCredentials, insertLocalPortalUser, type PortalUserRow } from '../../db/queries/portal-users';
+import { accountWithPassword, hashNewPassword } from '../passwords';
 
 /**
  * The Reality Portal's own accounts. A PM user's account is created on their first SSO and linked by
@@ -9,26 +9,15 @@ import { findLocalPortalUserCredentials, insertLocalPortalUser, type PortalUserR
  * email, since whoever controls one side would then take over the other.
  */
 
-// Verified against when the email is unknown, so a login takes as long whether or not the account exists.
-const ABSENT_USER_HASH = hash('portal timing equaliser, never a real password');
-
-export const PORTAL_PASSWORD_MIN_LENGTH = 12;
-
 export async function createPortalUser(
   db: CommonQueryMethods,
   input: { email: string; displayName: string; password: string; roles?: string[] },
 ): Promise<PortalUserRow> {
-  if (input.password.length < PORTAL_PASSWORD_MIN_LENGTH) throw new Error(`password must have at least ${PORTAL_PASSWORD_MIN_LENGTH} characters`);
-  return insertLocalPortalUser(db, { email: input.email, displayName: input.displayName, passwordHash: await hash(input.password), roles: input.roles ?? [] });
+  const passwordHash = await hashNewPassword(input.password);
+  return insertLocalPortalUser(db, { email: input.email, displayName: input.displayName, passwordHash, roles: input.roles ?? [] });
 }
 
 /** The portal-only account when the password matches (and the account is not disabled). */
 export async function verifyPortalUserPassword(db: CommonQueryMethods, email: string, password: string): Promise<PortalUserRow | null> {
-  const candidate = await findLocalPortalUserCredentials(db, email);
-  if (!candidate) {
-    await verify(await ABSENT_USER_HASH, password).catch(() => false);
-    return null;
-  }
-  const { passwordHash, ...user } = candidate;
-  return (await verify(passwordHash, password)) ? user : null;
+  return accountWithPassword(await findLocalPortalUserCredentials(db, email), password);
 }

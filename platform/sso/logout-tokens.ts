@@ -7,14 +7,12 @@ import { joseRejection, type SsoTokenRejection } from './sso-tokens';
 /**
  * OpenID Connect Back-Channel Logout 1.0 logout tokens, both directions: the api-server's (signed with
  * the authorization server's keys, to the portal) and the portal's (signed with the reality-server's
- * keys, to the api-server). Section 2.4: `iss`, `aud`, `iat`, `jti`, `events` with the back-channel
+ * keys, to the api-server). Section 2.4: `iss`, `aud`, `iat`, `exp`, `jti`, `events` with the back-channel
  * logout member, `sid` and/or `sub`, never a `nonce`; `typ: logout+jwt` (section 2.4 recommends it).
  */
 
 export const BACKCHANNEL_LOGOUT_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 export const LOGOUT_TOKEN_JWT_TYPE = 'logout+jwt';
-/** A logout token older than this is refused (section 2.6 step 5: recent iat), and its receipt forgotten after. */
-export const LOGOUT_TOKEN_MAX_AGE_SECONDS = 300;
 
 export type LogoutReceiver = 'api-server' | 'reality-server';
 
@@ -29,9 +27,10 @@ export interface LogoutTokenClaims {
   sub?: string;
 }
 
+/** `lifetimeSeconds`: SSO_LOGOUT_TOKEN_TTL_SECONDS, the token's `exp` after its `iat`. */
 export async function signLogoutToken(
   key: SigningKey,
-  claims: { issuer: string; audience: string; sessionId?: string; subject?: string; now: Date },
+  claims: { issuer: string; audience: string; sessionId?: string; subject?: string; now: Date; lifetimeSeconds: number },
 ): Promise<{ token: string; jti: string }> {
   if (!claims.sessionId && !claims.subject) throw new Error('a logout token names a session (sid), a subject (sub), or both');
   const iat = Math.floor(claims.now.getTime() / 1000);
@@ -42,7 +41,7 @@ export async function signLogoutToken(
     .setAudience(claims.audience)
     .setJti(jti)
     .setIssuedAt(iat)
-    .setExpirationTime(iat + LOGOUT_TOKEN_MAX_AGE_SECONDS);
+    .setExpirationTime(iat + claims.lifetimeSeconds);
   if (claims.subject) jwt.setSubject(claims.subject);
   return { token: await jwt.sign(key.privateKey), jti };
 }
@@ -54,12 +53,13 @@ export type LogoutTokenVerification = { ok: true; claims: LogoutTokenClaims } | 
 /**
  * Section 2.6 validation, except the replay check (the receiver's, with isLogoutTokenReceived before it
  * acts and recordLogoutTokenReceipt after its sessions have ended). The `typ` header is not required:
- * section 2.4 only recommends it.
+ * section 2.4 only recommends it. A token older than `maxAgeSeconds` (SSO_LOGOUT_TOKEN_TTL_SECONDS) is
+ * refused (section 2.6 step 5: a recent `iat`).
  */
 export async function verifyLogoutToken(
   token: string,
   keys: JWTVerifyGetKey,
-  expected: { issuer: string; audience: string; now?: Date },
+  expected: { issuer: string; audience: string; maxAgeSeconds: number; now?: Date },
 ): Promise<LogoutTokenVerification> {
   let payload;
   try {
@@ -67,8 +67,9 @@ export async function verifyLogoutToken(
       issuer: expected.issuer,
       audience: expected.audience,
       algorithms: ['RS256'],
-      requiredClaims: ['iat', 'jti'],
-      maxTokenAge: LOGOUT_TOKEN_MAX_AGE_SECONDS,
+      // Back-Channel Logout 1.0 (final) section 2.4 makes exp required; a token without one is malformed.
+      requiredClaims: ['iat', 'exp', 'jti'],
+      maxTokenAge: expected.maxAgeSeconds,
       ...(expected.now ? { currentDate: expected.now } : {}),
     }));
   } catch (error) {
@@ -102,10 +103,13 @@ export async function isLogoutTokenReceived(db: CommonQueryMethods, receiver: Lo
   return row !== null;
 }
 
-/** Recorded once the sessions the token names have ended; a concurrent duplicate is harmless (same outcome). */
-export async function recordLogoutTokenReceipt(db: CommonQueryMethods, receiver: LogoutReceiver, claims: LogoutTokenClaims): Promise<void> {
+/**
+ * Recorded once the sessions the token names have ended; a concurrent duplicate is harmless (same
+ * outcome). Kept until the token is too old to be accepted anyway (`maxAgeSeconds` after its `iat`).
+ */
+export async function recordLogoutTokenReceipt(db: CommonQueryMethods, receiver: LogoutReceiver, claims: LogoutTokenClaims, maxAgeSeconds: number): Promise<void> {
   await db.query(sql.unsafe`
     INSERT INTO backchannel_logout_receipts (receiver, jti, expires_at)
-    VALUES (${receiver}, ${claims.jti}, ${sql.timestamp(new Date((claims.iat + LOGOUT_TOKEN_MAX_AGE_SECONDS) * 1000))})
+    VALUES (${receiver}, ${claims.jti}, ${sql.timestamp(new Date((claims.iat + maxAgeSeconds) * 1000))})
     ON CONFLICT DO NOTHING`);
 }

@@ -1,22 +1,15 @@
-import type { JWTVerifyGetKey } from 'jose';
-import type { DatabasePool } from 'slonik';
 import { endSsoSessionsOfLogout } from '../../db/queries/portal-sessions';
-import type { AuditEntry, AuditLog } from '../audit';
+import type { AuditEntry } from '../audit';
+import type { ApiServerTokenContext } from './api-server-token-context';
 import { UUID } from '../uuid';
 import { auditPortalSessionEnd } from '../portal/sessions';
 import { isLogoutTokenReceived, recordLogoutTokenReceipt, unverifiedClaims, verifyLogoutToken, type LogoutTokenRejection } from './logout-tokens';
 
 export type PmLogoutOutcome = { ok: true; endedSessions: number } | { ok: false; reason: LogoutTokenRejection };
 
-export interface PmLogoutContext {
-  db: DatabasePool;
-  audit: AuditLog;
-  /** The api-server's keys (platform/sso/api-server-keys.ts). */
-  keys: JWTVerifyGetKey;
-  now: () => Date;
-  /** The api-server's issuer (the tokens' `iss`) and the portal's client id (their `aud`). */
-  issuer: string;
-  clientId: string;
+export interface PmLogoutContext extends ApiServerTokenContext {
+  /** SSO_LOGOUT_TOKEN_TTL_SECONDS: the most a logout token may have aged. */
+  logoutTokenSeconds: number;
 }
 
 /**
@@ -31,7 +24,7 @@ export interface PmLogoutContext {
  */
 export async function receivePmLogoutToken(context: PmLogoutContext, token: string, origin: NonNullable<AuditEntry['origin']>): Promise<PmLogoutOutcome> {
   const { db, audit, issuer, clientId } = context;
-  const verified = await verifyLogoutToken(token, context.keys, { issuer, audience: clientId, now: context.now() });
+  const verified = await verifyLogoutToken(token, context.keys, { issuer, audience: clientId, maxAgeSeconds: context.logoutTokenSeconds, now: context.now() });
   const reject = async (reason: LogoutTokenRejection, claims: { iss?: string; sub?: string; sid?: string }) => {
     await audit.record({
       action: 'SsoLogoutTokenRejected',
@@ -56,7 +49,7 @@ export async function receivePmLogoutToken(context: PmLogoutContext, token: stri
     for (const session of ended) {
       await auditPortalSessionEnd(audit, session, 'pm_logout', { actor: { type: 'client', id: issuer }, origin, within: transaction });
     }
-    await recordLogoutTokenReceipt(transaction, 'reality-server', claims);
+    await recordLogoutTokenReceipt(transaction, 'reality-server', claims, context.logoutTokenSeconds);
     return ended.length;
   });
   return { ok: true, endedSessions };

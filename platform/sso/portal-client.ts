@@ -19,7 +19,8 @@ export function realityPortalClientMetadata(config: Config): ValidClientMetadata
       {
         name: 'Reality Portal',
         redirectUris: [`${publicUrl}/sso/callback`],
-        grantTypes: ['authorization_code', 'refresh_token'],
+        // The portal signs users in and keeps its own sessions; it never calls the api-server on their behalf.
+        grantTypes: ['authorization_code'],
         scopes: ['openid', 'profile', 'email'],
         tokenEndpointAuthMethod: 'client_secret_basic',
         kind: 'third_party',

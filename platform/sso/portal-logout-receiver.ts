@@ -23,6 +23,8 @@ export interface PortalLogoutReceiver {
   portalClientId: string;
   /** The api-server's issuer: the `aud` of the portal's logout tokens. */
   audience: string;
+  /** SSO_LOGOUT_TOKEN_TTL_SECONDS: the most a logout token may have aged. */
+  logoutTokenSeconds: number;
   clock: () => Date;
 }
 
@@ -65,7 +67,8 @@ function portalKeySet(keys: SigningKeys): JWTVerifyGetKey {
  * no error. Refusals (and replays) are audited as SsoLogoutTokenRejected with the token's unverified
  * `iss`, `sub` and `sid`. The end of the sessions, its SsoLogout row and the receipt of the `jti` commit
  * together: a delivery that failed before the commit is honoured when retried, a replay after it is not.
- * The portal side is not told again: its SSO session workflow sent the token.
+ * The caller tells the SSO session workflows of the other portal sessions of `endedPmSessionIds` after
+ * the commit (the one that sent the token is already ending).
  */
 export async function receivePortalLogoutToken(
   receiver: PortalLogoutReceiver,
@@ -81,6 +84,7 @@ export async function receivePortalLogoutToken(
   const verification = await verifyLogoutToken(token, portalKeySet(receiver.portalKeys), {
     issuer: receiver.portalIssuer,
     audience: receiver.audience,
+    maxAgeSeconds: receiver.logoutTokenSeconds,
     now: receiver.clock(),
   });
   if (!verification.ok) return reject(verification.reason);
@@ -107,7 +111,7 @@ export async function receivePortalLogoutToken(
       },
       transaction,
     );
-    await recordLogoutTokenReceipt(transaction, 'api-server', claims);
+    await recordLogoutTokenReceipt(transaction, 'api-server', claims, receiver.logoutTokenSeconds);
     return sessions;
   });
   return { ok: true, endedPmSessionIds: ended.map((session) => session.id) };

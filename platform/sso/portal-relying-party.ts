@@ -1,8 +1,14 @@
 import * as client from 'openid-client';
+import { internalUrlOf, type ServerAddress } from './internal-urls';
 
 export interface PortalRelyingPartySettings {
   /** The api-server's issuer; its discovery document is `${issuer}/.well-known/openid-configuration`. */
   issuer: string;
+  /**
+   * Where the portal reaches the api-server (API_INTERNAL_URL), when not at the issuer: discovery and
+   * every endpoint under the issuer that openid-client calls are reached at the same paths under it.
+   */
+  apiServerUrl?: string;
   clientId: string;
   clientSecret: string;
   /** Plain http to the issuer, which openid-client refuses unless told (development and tests only). */
@@ -14,7 +20,8 @@ export interface PortalRelyingPartySettings {
 /**
  * The Reality Portal as the api-server's OpenID Connect client, with openid-client. The discovered
  * Configuration is kept; a failed discovery is not, so the next sign-in discovers again, and so does
- * one after `forget` (a grant that failed in a way new metadata might cure).
+ * one after `forget` (a grant that failed in a way new metadata might cure). openid-client checks the
+ * issuer and the endpoints' https against the public URLs; only its requests go to `apiServerUrl`.
  */
 export class PortalRelyingParty {
   private discovered: Promise<client.Configuration> | undefined;
@@ -23,9 +30,11 @@ export class PortalRelyingParty {
 
   configuration(): Promise<client.Configuration> {
     if (!this.discovered) {
-      const { issuer, clientId, clientSecret, allowInsecureRequests, timeoutSeconds } = this.settings;
+      const { issuer, apiServerUrl, clientId, clientSecret, allowInsecureRequests, timeoutSeconds } = this.settings;
+      const address: ServerAddress = { publicUrl: issuer, internalUrl: apiServerUrl ?? issuer };
       const discovered = client.discovery(new URL(issuer), clientId, clientSecret, client.ClientSecretBasic(clientSecret), {
         ...(allowInsecureRequests ? { execute: [client.allowInsecureRequests] } : {}),
+        [client.customFetch]: (url, options) => fetch(internalUrlOf(url, address), options),
         timeout: timeoutSeconds ?? 5,
       });
       this.discovered = discovered;

@@ -24,11 +24,12 @@ export function portalSsoEnabled(sso: SsoSettings): boolean {
 /**
  * The one-time SSO token for the signed-in PM user, for the portal's client only, audited as
  * SsoTokenIssued with its session (`sid`) and `jti`: ids the portal's redemption and SsoLogin rows name
- * too, so the two can be matched; the token itself is never recorded.
+ * too, so the two can be matched; the token itself is never recorded. `browserBinding` (the button's
+ * flow) binds it to the browser that asked (`bnd`).
  */
 export async function issuePortalSsoToken(
   issuer: SsoTokenIssuer,
-  subject: { userId: string; sessionId: string; origin: NonNullable<AuditEntry['origin']> },
+  subject: { userId: string; sessionId: string; browserBinding?: string; origin: NonNullable<AuditEntry['origin']> },
   requestedBy: SsoTokenRequestKind,
 ): Promise<{ token: string; expiresInSeconds: number }> {
   const lifetimeSeconds = issuer.sso.tokenSeconds;
@@ -37,6 +38,7 @@ export async function issuePortalSsoToken(
     audience: issuer.sso.portal.clientId,
     userId: subject.userId,
     sessionId: subject.sessionId,
+    ...(subject.browserBinding !== undefined ? { browserBinding: subject.browserBinding } : {}),
     lifetimeSeconds,
     now: issuer.clock(),
   });
@@ -47,7 +49,7 @@ export async function issuePortalSsoToken(
     userId: subject.userId,
     clientId: issuer.sso.portal.clientId,
     origin: subject.origin,
-    details: { sid: subject.sessionId, jti, requestedBy, expiresInSeconds: lifetimeSeconds },
+    details: { sid: subject.sessionId, jti, requestedBy, browserBound: subject.browserBinding !== undefined, expiresInSeconds: lifetimeSeconds },
   });
   return { token, expiresInSeconds: lifetimeSeconds };
 }

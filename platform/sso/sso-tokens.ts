@@ -7,6 +7,8 @@ import type { SigningKey } from '../oauth-server/signing-keys';
  * signs with its keys (`typ: sso+jwt`, so it is never mistaken for an access token or an id_token), for
  * the portal's client id only, alive SSO_TOKEN_TTL_SECONDS, carrying ids and nothing personal. The
  * portal verifies it against the api-server's JWKS and redeems its `jti` once (sso_token_redemptions).
+ * The button's token is bound to the browser that asked for it (`bnd`, platform/sso/browser-binding.ts);
+ * the token exchange's (POST /api/v1/sso/token) is not, and only the JSON redemption takes it.
  */
 
 export const SSO_TOKEN_JWT_TYPE = 'sso+jwt';
@@ -22,6 +24,8 @@ export interface SsoTokenClaims {
   aud: string;
   /** The PM session the token was asked for from. */
   sid: string;
+  /** The browser the token is for: the SHA-256 of its binding cookie (the button's tokens only). */
+  bnd?: string;
   jti: string;
   iat: number;
   exp: number;
@@ -29,11 +33,11 @@ export interface SsoTokenClaims {
 
 export async function signSsoToken(
   key: SigningKey,
-  claims: { issuer: string; audience: string; userId: string; sessionId: string; lifetimeSeconds: number; now: Date },
+  claims: { issuer: string; audience: string; userId: string; sessionId: string; browserBinding?: string; lifetimeSeconds: number; now: Date },
 ): Promise<{ token: string; jti: string; expiresAt: Date }> {
   const iat = Math.floor(claims.now.getTime() / 1000);
   const jti = randomUUID();
-  const token = await new SignJWT({ sid: claims.sessionId })
+  const token = await new SignJWT({ sid: claims.sessionId, ...(claims.browserBinding !== undefined ? { bnd: claims.browserBinding } : {}) })
     .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: SSO_TOKEN_JWT_TYPE })
     .setIssuer(claims.issuer)
     .setSubject(claims.userId)
@@ -66,6 +70,7 @@ export async function verifySsoToken(
       ...(expected.now ? { currentDate: expected.now } : {}),
     });
     if (typeof payload.sid !== 'string' || typeof payload.jti !== 'string' || Array.isArray(payload.aud)) return { ok: false, reason: 'malformed' };
+    if (payload.bnd !== undefined && typeof payload.bnd !== 'string') return { ok: false, reason: 'malformed' };
     return { ok: true, claims: payload as unknown as SsoTokenClaims };
   } catch (error) {
     return { ok: false, reason: joseRejection(error) };

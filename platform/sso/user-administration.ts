@@ -9,12 +9,8 @@ import {
   type AdminUserRow,
 } from '../../db/queries/user-administration';
 import type { AuditEntry, AuditLog } from '../audit';
+import { InvalidRoleNames, roleNames as checkedRoleNames } from '../roles';
 import { applyMappedPortalRoles } from './portal-roles';
-
-/** PM and portal role names (sso_role_mappings.pm_role has the same CHECK). */
-export const ROLE_NAME_PATTERN = '^[a-z][a-z0-9_-]{0,62}$';
-const ROLE_NAME = new RegExp(ROLE_NAME_PATTERN);
-export const MAX_ROLES = 50;
 
 /** An operator's change that cannot be made: the message says why (the admin API answers 404 or 400, the CLI exits 1 or 2). */
 export class SsoAdministrationError extends Error {
@@ -28,14 +24,14 @@ export class SsoAdministrationError extends Error {
   }
 }
 
-/** Checked, deduplicated and sorted role names. */
+/** Checked, deduplicated and sorted role names (platform/roles.ts), refused as an operator's invalid change. */
 export function roleNames(roles: readonly string[], what: string): string[] {
-  if (roles.length > MAX_ROLES) throw new SsoAdministrationError('invalid_roles', `${what}: at most ${MAX_ROLES}`);
-  const invalid = roles.find((role) => !ROLE_NAME.test(role));
-  if (invalid !== undefined) {
-    throw new SsoAdministrationError('invalid_roles', `${what}: "${invalid.slice(0, 64)}" is not a role name (a lower-case letter, then up to 62 lower-case letters, digits, _ or -)`);
+  try {
+    return checkedRoleNames(roles, what);
+  } catch (error) {
+    if (error instanceof InvalidRoleNames) throw new SsoAdministrationError('invalid_roles', error.message);
+    throw error;
   }
-  return [...new Set(roles)].sort();
 }
 
 /** Who changes it, for the audit row: the admin API or an operator at the command line. */
@@ -114,8 +110,11 @@ export async function setUserRoles(
  * Disables the PM user: they cannot sign in (same answer as a wrong password), every live PM session
  * ends (ended_reason 'user_disabled'), and so does every portal session of their portal account, at
  * once and in the same transaction. Their OAuth grants stay but are not live while the user is
- * disabled (lockGrant, isLive): no refresh, no code exchange, introspection says inactive. Audited as
- * UserDisable. The caller tells the SSO session workflows of `endedPortalSessionIds` (signalPmUserDisabled).
+ * disabled (lockGrant, isLive): no refresh (voice clients are asked to retry later, so Alexa and Google
+ * keep the link), no code exchange, introspection says inactive. Audited as UserDisable. The caller
+ * tells the SSO session workflows of `endedPortalSessionIds` (signalPmUserDisabled).
+ *
+ * Locks, in the one order every path takes: the user, then the PM sessions, then the portal sessions.
  */
 export async function disableUser(
   db: DatabasePool,

@@ -1,4 +1,5 @@
 import type { ParseArgsConfig } from 'node:util';
+import { InvalidRoleNames, roleNames } from '../../platform/roles';
 import type { AdminContext } from './context';
 
 /** Bad usage: the message names the problem; the command line answers it with exit code 2. */
@@ -45,6 +46,24 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function uuidArgument(value: string, what: string): string {
   if (!UUID.test(value)) throw new UsageError(`${what}: "${value}" is not a UUID`);
   return value.toLowerCase();
+}
+
+const EMAIL = /^[^\s@]+@[^\s@]+$/;
+
+export function emailArgument(value: string, what: string): string {
+  if (!EMAIL.test(value)) throw new UsageError(`${what}: "${value}" is not an email address`);
+  return value;
+}
+
+/** A comma-separated list of role names (PM or portal roles); "" is none. Checked, deduplicated and sorted. */
+export function roleListArgument(value: string, what: string): string[] {
+  const names = value.split(',').map((name) => name.trim()).filter((name) => name !== '');
+  try {
+    return roleNames(names, what);
+  } catch (error) {
+    if (error instanceof InvalidRoleNames) throw new UsageError(error.message);
+    throw error;
+  }
 }
 
 export function oneOf<T extends string>(value: string, allowed: readonly T[], what: string): T {

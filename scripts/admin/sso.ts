@@ -6,8 +6,8 @@ import { findAdminUserByEmail } from '../../db/queries/user-administration';
 import { AuditLog } from '../../platform/audit';
 import { createLogger } from '../../platform/logger';
 import { deleteRoleMapping, roleMappings, setRoleMapping } from '../../platform/sso/role-mappings';
-import { disableUser, enableUser, findUserView, roleNames, setUserRoles, SsoAdministrationError, type AdminUserView } from '../../platform/sso/user-administration';
-import { CommandFailed, UsageError, type AdminCommand, type OptionValues } from './command';
+import { disableUser, enableUser, findUserView, setUserRoles, SsoAdministrationError, type AdminUserView } from '../../platform/sso/user-administration';
+import { CommandFailed, emailArgument, roleListArgument, UsageError, type AdminCommand, type OptionValues } from './command';
 import { operatorId } from './connection-actions';
 import type { AdminContext } from './context';
 import { formatTable, printJson, timeCell } from './table';
@@ -18,24 +18,6 @@ import { formatTable, printJson, timeCell } from './table';
  * told when Temporal can be reached; when it cannot, the change stands all the same (every portal
  * request re-checks the PM side, and the workflows' own checks find it), and a note says so.
  */
-
-const EMAIL = /^[^\s@]+@[^\s@]+$/;
-
-function emailArgument(value: string): string {
-  if (!EMAIL.test(value)) throw new UsageError(`<email>: "${value}" is not an email address`);
-  return value;
-}
-
-/** A comma-separated list of role names; "" is none. Checked before anything is opened. */
-function roleListArgument(value: string, what: string): string[] {
-  const names = value.split(',').map((name) => name.trim()).filter((name) => name !== '');
-  try {
-    return roleNames(names, what);
-  } catch (error) {
-    if (error instanceof SsoAdministrationError) throw new UsageError(error.message);
-    throw error;
-  }
-}
 
 async function userOf(db: DatabasePool, email: string): Promise<string> {
   const user = await findAdminUserByEmail(db, email);
@@ -92,37 +74,55 @@ function printUser(values: OptionValues, user: AdminUserView, extra: Record<stri
   );
 }
 
-const operator = (values: OptionValues) => ({ actor: { type: 'operator' as const, id: operatorId(values) } });
+/**
+ * A change an operator makes: its arguments are checked before anything is opened, then it is made
+ * with the operator (--operator) as the audit row's actor.
+ */
+function operatorCommand<Args>(command: {
+  name: string;
+  /** The positionals' part of the synopsis. */
+  synopsis: string;
+  summary: string;
+  positionals: string[];
+  args(positionals: string[]): Args;
+  change(args: Args, on: { db: DatabasePool; by: { actor: { type: 'operator'; id: string } }; values: OptionValues; context: AdminContext }): Promise<void>;
+}): AdminCommand {
+  return {
+    name: command.name,
+    synopsis: `${command.synopsis} [--operator NAME] [--json]`,
+    summary: command.summary,
+    options: { operator: { type: 'string' }, json: { type: 'boolean' } },
+    positionals: command.positionals,
+    async run({ values, positionals }, context) {
+      const args = command.args(positionals);
+      const by = { actor: { type: 'operator' as const, id: operatorId(values) } };
+      await command.change(args, { db: await context.db(), by, values, context });
+      return 0;
+    },
+  };
+}
 
-export const usersRolesCommand: AdminCommand = {
+export const usersRolesCommand = operatorCommand({
   name: 'users roles',
-  synopsis: '<email> <role,...> [--operator NAME] [--json]',
+  synopsis: '<email> <role,...>',
   summary: 'replace a PM user\'s roles ("" for none); their portal account gets the mapped portal roles at once',
-  options: { operator: { type: 'string' }, json: { type: 'boolean' } },
   positionals: ['email', 'role,...'],
-  async run({ values, positionals }, context) {
-    const email = emailArgument(positionals[0]!);
-    const roles = roleListArgument(positionals[1]!, '<role,...>');
-    const by = operator(values);
-    const db = await context.db();
+  args: ([email, roles]) => ({ email: emailArgument(email!, '<email>'), roles: roleListArgument(roles!, '<role,...>') }),
+  async change({ email, roles }, { db, by, values, context }) {
     const userId = await userOf(db, email);
     const { user, changed } = await changing(() => setUserRoles(db, new AuditLog(db), userId, roles, by));
     const told = changed ? await tellWorkflows(context, await livePortalSessionCount(db, [userId]), (target) => signalPmRolesChanged(target, [userId])) : true;
     printUser(values, user, { changed, workflowsTold: told }, changed ? `roles of ${email} set to ${roles.join(',') || '(none)'}` : `roles of ${email} were already ${roles.join(',') || '(none)'}`);
-    return 0;
   },
-};
+});
 
-export const usersDisableCommand: AdminCommand = {
+export const usersDisableCommand = operatorCommand({
   name: 'users disable',
-  synopsis: '<email> [--operator NAME] [--json]',
+  synopsis: '<email>',
   summary: 'disable a PM user: no sign-in, every PM and portal session ends now, OAuth tokens stop working',
-  options: { operator: { type: 'string' }, json: { type: 'boolean' } },
   positionals: ['email'],
-  async run({ values, positionals }, context) {
-    const email = emailArgument(positionals[0]!);
-    const by = operator(values);
-    const db = await context.db();
+  args: ([email]) => emailArgument(email!, '<email>'),
+  async change(email, { db, by, values, context }) {
     const userId = await userOf(db, email);
     const outcome = await changing(() => disableUser(db, new AuditLog(db), userId, by));
     const told = await tellWorkflows(context, outcome.endedPortalSessionIds.length + (await livePortalSessionCount(db, [userId])), (target) =>
@@ -135,25 +135,20 @@ export const usersDisableCommand: AdminCommand = {
       { changed: outcome.changed, ...ended, workflowsTold: told },
       `${email} ${outcome.changed ? 'disabled' : 'was already disabled'}; ${ended.pmSessionsEnded} PM and ${ended.portalSessionsEnded} portal session(s) ended`,
     );
-    return 0;
   },
-};
+});
 
-export const usersEnableCommand: AdminCommand = {
+export const usersEnableCommand = operatorCommand({
   name: 'users enable',
-  synopsis: '<email> [--operator NAME] [--json]',
+  synopsis: '<email>',
   summary: 'let a disabled PM user sign in again',
-  options: { operator: { type: 'string' }, json: { type: 'boolean' } },
   positionals: ['email'],
-  async run({ values, positionals }, context) {
-    const email = emailArgument(positionals[0]!);
-    const by = operator(values);
-    const db = await context.db();
+  args: ([email]) => emailArgument(email!, '<email>'),
+  async change(email, { db, by, values }) {
     const { user, changed } = await changing(async () => enableUser(db, new AuditLog(db), await userOf(db, email), by));
     printUser(values, user, { changed }, `${email} ${changed ? 'enabled' : 'was not disabled'}`);
-    return 0;
   },
-};
+});
 
 export const usersShowCommand: AdminCommand = {
   name: 'users show',
@@ -162,7 +157,7 @@ export const usersShowCommand: AdminCommand = {
   options: { json: { type: 'boolean' } },
   positionals: ['email'],
   async run({ values, positionals }, context) {
-    const email = emailArgument(positionals[0]!);
+    const email = emailArgument(positionals[0]!, '<email>');
     const db = await context.db();
     const user = await findUserView(db, await userOf(db, email));
     if (!user) throw new CommandFailed(`no PM user with the email ${email}`);
@@ -200,35 +195,26 @@ async function printMappingChange(values: OptionValues, context: AdminContext, d
   else console.log(`${summary}; ${change.usersAffected} PM user(s) hold the role`);
 }
 
-export const ssoRolesSetCommand: AdminCommand = {
+export const ssoRolesSetCommand = operatorCommand({
   name: 'sso-roles set',
-  synopsis: '<pmRole> <portalRole,...> [--operator NAME] [--json]',
+  synopsis: '<pmRole> <portalRole,...>',
   summary: 'map a PM role onto portal roles; its holders\' portal accounts get them at once',
-  options: { operator: { type: 'string' }, json: { type: 'boolean' } },
   positionals: ['pmRole', 'portalRole,...'],
-  async run({ values, positionals }, context) {
-    const pmRole = pmRoleArgument(positionals[0]!);
-    const portalRoles = roleListArgument(positionals[1]!, '<portalRole,...>');
-    const by = operator(values);
-    const db = await context.db();
+  args: ([pmRole, portalRoles]) => ({ pmRole: pmRoleArgument(pmRole!), portalRoles: roleListArgument(portalRoles!, '<portalRole,...>') }),
+  async change({ pmRole, portalRoles }, { db, by, values, context }) {
     const change = await changing(() => setRoleMapping(db, new AuditLog(db), pmRole, portalRoles, by));
     await printMappingChange(values, context, db, change, change.changed ? `${pmRole} now maps to ${portalRoles.join(',') || '(nothing)'}` : `${pmRole} already mapped to ${portalRoles.join(',') || '(nothing)'}`);
-    return 0;
   },
-};
+});
 
-export const ssoRolesDeleteCommand: AdminCommand = {
+export const ssoRolesDeleteCommand = operatorCommand({
   name: 'sso-roles delete',
-  synopsis: '<pmRole> [--operator NAME] [--json]',
+  synopsis: '<pmRole>',
   summary: "remove a PM role's mapping: the role then gives no portal role",
-  options: { operator: { type: 'string' }, json: { type: 'boolean' } },
   positionals: ['pmRole'],
-  async run({ values, positionals }, context) {
-    const pmRole = pmRoleArgument(positionals[0]!);
-    const by = operator(values);
-    const db = await context.db();
+  args: ([pmRole]) => pmRoleArgument(pmRole!),
+  async change(pmRole, { db, by, values, context }) {
     const change = await changing(() => deleteRoleMapping(db, new AuditLog(db), pmRole, by));
     await printMappingChange(values, context, db, change, `the mapping of ${pmRole} is removed`);
-    return 0;
   },
-};
+});

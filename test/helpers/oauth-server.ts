@@ -84,3 +84,12 @@ export async function startOAuthTestServer(environment: Record<string, string> =
     },
   };
 }
+
+/** A request to the api-server's admin API with the admin token (or `token`); `body` is sent as JSON. */
+export function adminRequest(baseUrl: string, method: string, path: string, body?: unknown, token = ADMIN_TOKEN): Promise<Response> {
+  return fetch(`${baseUrl}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+}

@@ -5,6 +5,7 @@ import { sql } from 'slonik';
 import { z } from 'zod';
 import { buildRealityServer, type RealityServices } from '../../api/reality/app';
 import { createDatabasePool, type DatabasePool } from '../../db/pool';
+import type { AuditLog } from '../../platform/audit';
 import { loadConfig, type Config } from '../../platform/config';
 import { SigningKeys, type SigningKey } from '../../platform/oauth-server/signing-keys';
 import { hashBearerValue } from '../../platform/secrets';
@@ -14,15 +15,7 @@ import { signSsoToken } from '../../platform/sso/sso-tokens';
 import { TestBrowser } from './oauth-browser';
 import { startOAuthTestServer, type OAuthTestServer } from './oauth-server';
 import { freePort } from './ports';
-
-const auditRow = z.object({
-  userId: z.string().nullable(),
-  clientId: z.string().nullable(),
-  actorType: z.string(),
-  actorId: z.string().nullable(),
-  details: z.record(z.unknown()),
-});
-export type AuditRow = z.infer<typeof auditRow>;
+import { auditRows, sessionIdOf, type AuditRow } from './sso-pm';
 
 /** A PM user signed in at the api-server, in a browser that holds the PM session cookie. */
 export interface PmSignIn {
@@ -47,8 +40,23 @@ export interface RealityTestServers {
   authorizationServerKeys: SigningKeys;
   /** A browser on the portal that keeps the portal's cookies. */
   browser(): TestBrowser;
+  /** Another reality-server on the same database and Temporal client, with `services` in place of its own; not listening (inject), closed by the caller. */
+  otherPortal(services: Partial<RealityServices>): Promise<FastifyInstance>;
+  /**
+   * The portal's /sso/handoff in `browser` (the first step after the PM app's button): the browser gets
+   * its binding cookie; returned is the binding the PM app's next step puts in the token (`bnd`).
+   */
+  handoff(browser: TestBrowser): Promise<string>;
+  /** The button's flow in `browser` for this PM session: the handoff, a token bound to the browser, its GET /sso/redeem (answered). */
+  redeemInBrowser(browser: TestBrowser, pm: { userId: string; sessionId: string }): Promise<Response>;
   /** A new PM user (with these PM roles) signed in at the api-server's login page. */
   signInPmUser(options?: { roles?: string[] }): Promise<PmSignIn>;
+  /** POST /api/v1/sso/redeem with `token`, as an API consumer does. */
+  redeemApi(token: string): Promise<Response>;
+  /** A portal session opened through the redemption API from the PM session: its token and id. */
+  apiPortalSession(pm: PmSignIn): Promise<{ sessionToken: string; portalSessionId: string }>;
+  /** The id of the portal session whose token (the API's, or the browser's cookie) this is. */
+  portalSessionIdOf(sessionToken: string): Promise<string>;
   /** An SSO token as the api-server issues it; `overrides` change any of its inputs. */
   mintSsoToken(pm: { userId: string; sessionId: string }, overrides?: Partial<Parameters<typeof signSsoToken>[1]> & { key?: SigningKey }): Promise<string>;
   /** A logout token as the api-server's SSO session workflow sends it to the portal. */
@@ -56,6 +64,30 @@ export interface RealityTestServers {
   /** The audit rows of one action, oldest first. */
   auditRows(action: string): Promise<readonly AuditRow[]>;
   close(): Promise<void>;
+}
+
+/**
+ * The reality-server over HTTP, wired as in production: registered as the api-server's first-party
+ * client (as the api-server's start, api/main.ts, does), with its own pool on the shared database
+ * (statement and lock timeouts as in production). The caller closes the app, then the pool.
+ */
+export async function startRealityServer(
+  apiServer: { db: DatabasePool; audit: AuditLog },
+  config: Config,
+  temporal: Client,
+  address: { host: string; port: number },
+  services: Partial<RealityServices> = {},
+): Promise<{ app: FastifyInstance; db: DatabasePool }> {
+  await ensureRealityPortalClient(apiServer.db, apiServer.audit, config);
+  const db = await createDatabasePool(config.databaseUrl!, { statementTimeoutMs: config.databaseStatementTimeoutMs, lockTimeoutMs: config.databaseLockTimeoutMs });
+  try {
+    const app = await buildRealityServer({ config, db, temporal, ...services });
+    await app.listen(address);
+    return { app, db };
+  } catch (error) {
+    await db.end();
+    throw error;
+  }
 }
 
 /**
@@ -78,19 +110,12 @@ export async function startRealityTestServers(
     { APP_ENV: 'test', LOG_LEVEL: 'silent', DATABASE_URL: api.config.databaseUrl, PUBLIC_BASE_URL: api.url, REALITY_PORT: String(port), ...sso, ...options.realityEnvironment },
     [],
   );
-  // As the api-server's start (api/main.ts) registers it.
-  await ensureRealityPortalClient(api.db, api.audit, config);
-  const db = await createDatabasePool(config.databaseUrl!, {
-    statementTimeoutMs: config.databaseStatementTimeoutMs,
-    lockTimeoutMs: config.databaseLockTimeoutMs,
-  });
   const lazyConnection = options.temporal ? undefined : Connection.lazy({ address: '127.0.0.1:1' });
   const temporal = options.temporal ?? new Client({ connection: lazyConnection! });
-  const app = await buildRealityServer({ config, db, temporal, ...options.services });
-  await app.listen({ host: '127.0.0.1', port });
+  const { app, db } = await startRealityServer(api, config, temporal, { host: '127.0.0.1', port }, options.services);
   const authorizationServerKeys = new SigningKeys(api.db, api.crypto, api.config.authorizationServer.signingKeyGraceSeconds);
 
-  return {
+  const servers: RealityTestServers = {
     api,
     url,
     config,
@@ -99,6 +124,17 @@ export async function startRealityTestServers(
     clientSecret,
     authorizationServerKeys,
     browser: () => new TestBrowser(url),
+    otherPortal: (services) => buildRealityServer({ config, db, temporal, ...services }),
+    async handoff(browser) {
+      const response = await browser.get('/sso/handoff');
+      const next = new URL(response.headers.get('location') ?? '', url);
+      if (response.status !== 303 || next.pathname !== '/sso/reality-portal/token') throw new Error(`the handoff answered ${response.status} to ${next.href}`);
+      return next.searchParams.get('binding')!;
+    },
+    async redeemInBrowser(browser, pm) {
+      const token = await servers.mintSsoToken(pm, { browserBinding: await servers.handoff(browser) });
+      return browser.get(`/sso/redeem?sso_token=${token}`);
+    },
     async signInPmUser(signInOptions = {}) {
       const user = await api.createUser(`pm-${randomUUID()}@example.com`);
       if (signInOptions.roles) {
@@ -109,9 +145,18 @@ export async function startRealityTestServers(
       if (response.status !== 303) throw new Error(`the PM sign-in answered ${response.status}`);
       const token = browser.cookies.get('pm_session');
       if (!token) throw new Error('the PM sign-in set no session cookie');
-      const sessionId = await api.db.oneFirst(sql.type(z.object({ id: z.string() }))`SELECT id FROM user_sessions WHERE token_hash = ${hashBearerValue(token)}`);
-      return { user, sessionId, browser };
+      return { user, sessionId: await sessionIdOf(api.db, token), browser };
     },
+    redeemApi: (token) =>
+      fetch(`${url}/api/v1/sso/redeem`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sso_token: token }) }),
+    async apiPortalSession(pm) {
+      const response = await this.redeemApi(await this.mintSsoToken({ userId: pm.user.id, sessionId: pm.sessionId }));
+      if (response.status !== 200) throw new Error(`the redemption answered ${response.status}: ${await response.text()}`);
+      const { sessionToken } = (await response.json()) as { sessionToken: string };
+      return { sessionToken, portalSessionId: await this.portalSessionIdOf(sessionToken) };
+    },
+    portalSessionIdOf: (sessionToken) =>
+      db.oneFirst(sql.type(z.object({ id: z.string() }))`SELECT id FROM portal_sessions WHERE token_hash = ${hashBearerValue(sessionToken)}`),
     async mintSsoToken(pm, overrides = {}) {
       const { key, ...claims } = overrides;
       const { token } = await signSsoToken(key ?? (await authorizationServerKeys.activeKey()), {
@@ -130,15 +175,12 @@ export async function startRealityTestServers(
         issuer: api.config.authorizationServer.issuer,
         audience: config.sso.portal.clientId,
         now: new Date(),
+        lifetimeSeconds: config.sso.logoutTokenSeconds,
         ...claims,
       });
       return token;
     },
-    auditRows(action) {
-      return api.db.any(sql.type(auditRow)`
-        SELECT user_id AS "userId", client_id AS "clientId", actor_type AS "actorType", actor_id AS "actorId", details
-        FROM audit_log WHERE action = ${action} ORDER BY id`);
-    },
+    auditRows: (action) => auditRows(api.db, action),
     async close() {
       // Closing the portal waits for its SSO session workflow calls in flight before the connection goes.
       await app.close();
@@ -147,5 +189,6 @@ export async function startRealityTestServers(
       await api.close();
     },
   };
+  return servers;
 }
 

@@ -1,21 +1,21 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import type { WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { buildRealityServer } from '../../api/reality/app';
-import { createDatabasePool, type DatabasePool } from '../../db/pool';
+import type { DatabasePool } from '../../db/pool';
 import { hashBearerValue } from '../../platform/secrets';
-import { ensureRealityPortalClient } from '../../platform/sso/portal-client';
 import { createUser } from '../../platform/users';
 import type { ssoSessionWorkflow } from '../../workflows/sso-session';
 import { ssoSessionWorkflowId } from '../../workflows/sso-session-messages';
 import { eventually } from './eventually';
 import { TestBrowser } from './oauth-browser';
-import { ADMIN_TOKEN, USER_PASSWORD } from './oauth-server';
+import { adminRequest, ADMIN_TOKEN, USER_PASSWORD } from './oauth-server';
 import { startTestPlatform, type TestPlatform } from './platform';
 import { freePort } from './ports';
+import { startRealityServer } from './reality';
+import { auditRows, type AuditRow } from './sso-pm';
+import type { SsoSessionHandle } from './sso-sessions';
 
 /**
  * Single sign-on with every real part, wired as production wires it: the platform of startTestPlatform
@@ -77,21 +77,13 @@ export async function startSsoTestPlatform(temporal: TestWorkflowEnvironment, op
     await platform.close();
   };
   try {
-    await ensureRealityPortalClient(platform.db, platform.audit, config);
-    portalDb = await createDatabasePool(config.databaseUrl!, { statementTimeoutMs: config.databaseStatementTimeoutMs, lockTimeoutMs: config.databaseLockTimeoutMs });
-    portal = await buildRealityServer({ config, db: portalDb, temporal: platform.client });
-    await portal.listen({ host: config.realityServer.host, port: config.realityServer.port });
+    ({ app: portal, db: portalDb } = await startRealityServer(platform, config, platform.client, { host: config.realityServer.host, port: config.realityServer.port }));
   } catch (error) {
     await close();
     throw error;
   }
 
-  const admin: SsoTestPlatform['admin'] = (method, path, body) =>
-    fetch(`${platform.apiUrl}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
+  const admin: SsoTestPlatform['admin'] = (method, path, body) => adminRequest(platform.apiUrl, method, path, body);
 
   return {
     platform,
@@ -160,20 +152,13 @@ export function readPmSession(sso: SsoTestPlatform, pmSessionId: string): Promis
     SELECT revoked_at AS "revokedAt", ended_reason AS "endedReason" FROM user_sessions WHERE id = ${pmSessionId}`);
 }
 
-export type SsoSessionHandle = WorkflowHandle<typeof ssoSessionWorkflow>;
-
 /** The portal session's SSO session workflow, once the reality-server has recorded its start. */
 export async function runningSsoSessionWorkflow(sso: SsoTestPlatform, portalSessionId: string): Promise<SsoSessionHandle> {
   await eventually(async () => (await readPortalSession(sso, portalSessionId)).workflowStartedAt !== null, 15_000, 'the start of the SSO session workflow');
   return sso.platform.client.workflow.getHandle<typeof ssoSessionWorkflow>(ssoSessionWorkflowId(portalSessionId));
 }
 
-const auditRow = z.object({ outcome: z.string(), actorType: z.string(), actorId: z.string().nullable(), details: z.record(z.unknown()) });
-export type SsoAuditRow = z.infer<typeof auditRow>;
-
 /** The audit rows of one action about one PM user, oldest first. */
-export function auditRowsOf(sso: SsoTestPlatform, action: string, pmUserId: string): Promise<readonly SsoAuditRow[]> {
-  return sso.platform.db.any(sql.type(auditRow)`
-    SELECT outcome, actor_type AS "actorType", actor_id AS "actorId", details FROM audit_log
-    WHERE action = ${action} AND user_id = ${pmUserId} ORDER BY id`);
+export async function auditRowsOf(sso: SsoTestPlatform, action: string, pmUserId: string): Promise<AuditRow[]> {
+  return (await auditRows(sso.platform.db, action)).filter((row) => row.userId === pmUserId);
 }

@@ -1,6 +1,8 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
+import { SigningKeys } from '../../platform/oauth-server/signing-keys';
 import { hashBearerValue, randomToken } from '../../platform/secrets';
+import { signLogoutToken } from '../../platform/sso/logout-tokens';
 import type { OAuthTestServer } from './oauth-server';
 
 /**
@@ -34,6 +36,37 @@ export async function signInPm(server: OAuthTestServer, email: string, password:
 
 export function sessionIdOf(db: CommonQueryMethods, sessionToken: string): Promise<string> {
   return db.oneFirst(sql.type(z.object({ id: z.string() }))`SELECT id FROM user_sessions WHERE token_hash = ${hashBearerValue(sessionToken)}`);
+}
+
+/** Whether the PM session has ended (revoked_at), and why. */
+export function sessionRevoked(server: { db: CommonQueryMethods }, sessionId: string): Promise<{ revoked: boolean; reason: string | null }> {
+  return server.db.one(sql.type(z.object({ revoked: z.boolean(), reason: z.string().nullable() }))`
+    SELECT revoked_at IS NOT NULL AS revoked, ended_reason AS reason FROM user_sessions WHERE id = ${sessionId}`);
+}
+
+/** The reality-server's keys in the shared database: the worker signs the portal's logout tokens with them. */
+export function portalSigningKeys(server: OAuthTestServer): SigningKeys {
+  return new SigningKeys(server.db, server.crypto, server.config.authorizationServer.signingKeyGraceSeconds, 'reality-server');
+}
+
+/** A logout token as the SSO session workflow sends it for the portal to the api-server; `claims` override its inputs. */
+export async function portalLogoutToken(server: OAuthTestServer, claims: { sessionId?: string; subject?: string; audience?: string; issuer?: string; now?: Date }) {
+  return signLogoutToken(await portalSigningKeys(server).activeKey(), {
+    issuer: PORTAL_URL,
+    audience: server.url,
+    now: new Date(),
+    lifetimeSeconds: server.config.sso.logoutTokenSeconds,
+    ...claims,
+  });
+}
+
+/** Delivers a logout token to the api-server's POST /oauth/backchannel-logout as the worker does (no form field when undefined). */
+export function sendPortalLogoutToken(server: OAuthTestServer, token: string | undefined): Promise<Response> {
+  return fetch(`${server.url}/oauth/backchannel-logout`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams(token === undefined ? {} : { logout_token: token }).toString(),
+  });
 }
 
 /** What `/api/v1/auth/me` answers for the session token: 200 while the session lives. */

@@ -27,6 +27,7 @@ const MINUTE = 60_000;
 
 export const SSO_IDLE_SECONDS = 1800;
 export const SSO_BACKCHANNEL_DEADLINE_SECONDS = 600;
+export const SSO_LOGOUT_TOKEN_SECONDS = 120;
 
 export interface SsoSessionTestPlatform {
   platform: TestPlatform;
@@ -66,6 +67,7 @@ export async function startSsoSessionTestPlatform(temporal: TestWorkflowEnvironm
       REALITY_PUBLIC_URL: portal.url,
       SESSION_IDLE_SECONDS: String(SSO_IDLE_SECONDS),
       SSO_BACKCHANNEL_LOGOUT_DEADLINE_SECONDS: String(SSO_BACKCHANNEL_DEADLINE_SECONDS),
+      SSO_LOGOUT_TOKEN_TTL_SECONDS: String(SSO_LOGOUT_TOKEN_SECONDS),
     },
   });
   holder.platform = platform;
@@ -118,8 +120,10 @@ export interface SsoPairOptions {
   pmRoles?: string[];
   /** The roles_version the portal session applied (the user's own by default). */
   appliedRolesVersion?: number;
-  /** Absolute lifetime of the portal session from `now` (12 h by default; the PM session's is 12 h). */
+  /** Absolute lifetime of the portal session from `now` (12 h by default). */
   portalSessionMs?: number;
+  /** Absolute lifetime of the PM session from `now` (12 h by default). */
+  pmSessionMs?: number;
 }
 
 export async function insertSsoPair(db: CommonQueryMethods, options: SsoPairOptions): Promise<SsoPair> {
@@ -132,7 +136,7 @@ export async function insertSsoPair(db: CommonQueryMethods, options: SsoPairOpti
   const pmToken = randomToken();
   const pmSessionId = await db.oneFirst(sql.type(z.object({ id: z.string() }))`
     INSERT INTO user_sessions (user_id, token_hash, created_at, last_seen_at, expires_at)
-    VALUES (${pmUserId}, ${hashBearerValue(pmToken)}, ${at(0)}, ${at(0)}, ${at(12 * 60 * MINUTE)})
+    VALUES (${pmUserId}, ${hashBearerValue(pmToken)}, ${at(0)}, ${at(0)}, ${at(options.pmSessionMs ?? 12 * 60 * MINUTE)})
     RETURNING id`);
   const portalUserId = await db.oneFirst(sql.type(z.object({ id: z.string() }))`
     INSERT INTO portal_users (pm_user_id, email, display_name, roles) VALUES (${pmUserId}, ${email}, 'SSO user', '{listing_viewer}')

@@ -69,22 +69,50 @@ describe('housekeeping', () => {
       INSERT INTO user_login_failures (email, failures, last_failure) VALUES
         ('forgotten@example.com', 2, now() - interval '2 days'), ('recent@example.com', 2, now())`);
     await platform.db.query(sql.unsafe`
+      INSERT INTO portal_login_failures (email, failures, last_failure) VALUES
+        ('forgotten@example.com', 2, now() - interval '2 days'), ('recent@example.com', 2, now())`);
+    const portalUserId = await platform.db.oneFirst(sql.type(z.object({ id: z.string() }))`
+      INSERT INTO portal_users (pm_user_id, email, display_name) VALUES (${userId}, 'portal@example.com', 'Portal') RETURNING id`);
+    // Expired two days ago, and ended two days ago: both go. Ended an hour ago, and live: both stay.
+    for (const [expiresAt, endedAt] of [
+      [sql.fragment`now() - interval '2 days'`, null],
+      [sql.fragment`now() + interval '1 hour'`, sql.fragment`now() - interval '2 days'`],
+      [sql.fragment`now() + interval '1 hour'`, sql.fragment`now() - interval '1 hour'`],
+      [sql.fragment`now() + interval '1 hour'`, null],
+    ] as const) {
+      await platform.db.query(sql.unsafe`
+        INSERT INTO portal_sessions (portal_user_id, token_hash, method, expires_at, ended_at, ended_reason)
+        VALUES (${portalUserId}, ${randomUUID()}, 'password', ${expiresAt}, ${endedAt}, ${endedAt === null ? null : 'logout'})`);
+    }
+    // Replay guards go an hour after their token expired.
+    for (const expiresAt of [sql.fragment`now() - interval '2 hours'`, sql.fragment`now() - interval '30 minutes'`]) {
+      await platform.db.query(sql.unsafe`
+        INSERT INTO sso_token_redemptions (jti, user_id, expires_at) VALUES (${randomUUID()}, ${userId}, ${expiresAt})`);
+      await platform.db.query(sql.unsafe`
+        INSERT INTO backchannel_logout_receipts (receiver, jti, expires_at) VALUES ('reality-server', ${randomUUID()}, ${expiresAt})`);
+    }
+    await platform.db.query(sql.unsafe`
       INSERT INTO webhook_deliveries (provider, delivery_id, received_at) VALUES
         ('google-calendar', ${randomUUID()}, now() - interval '31 days'), ('google-calendar', ${randomUUID()}, now() - interval '29 days')`);
   }
 
   it('deletes what expired more than a day ago and keeps the rest', async () => {
     await seedExpiredAndLiveRows();
-    const tables = [
-      'integration_authorizations',
-      'oauth_authorization_requests',
-      'oauth_authorization_codes',
-      'oauth_access_tokens',
-      'oauth_refresh_tokens',
-      'user_sessions',
-      'user_login_failures',
-      'webhook_deliveries',
-    ];
+    const expectedDeletions: Record<string, number> = {
+      integration_authorizations: 1,
+      oauth_authorization_requests: 1,
+      oauth_authorization_codes: 1,
+      oauth_access_tokens: 1,
+      oauth_refresh_tokens: 1,
+      portal_sessions: 2,
+      user_sessions: 1,
+      user_login_failures: 1,
+      portal_login_failures: 1,
+      sso_token_redemptions: 1,
+      backchannel_logout_receipts: 1,
+      webhook_deliveries: 1,
+    };
+    const tables = Object.keys(expectedDeletions);
     const before = Object.fromEntries(await Promise.all(tables.map(async (table) => [table, await count(table)] as const)));
 
     const deleted = await platform.client.workflow.execute<typeof housekeepingWorkflow>('housekeepingWorkflow', {
@@ -92,8 +120,8 @@ describe('housekeeping', () => {
       taskQueue: platform.config.temporal.taskQueue,
     });
 
-    expect(deleted).toEqual(Object.fromEntries(tables.map((table) => [table, 1])));
-    for (const table of tables) expect(await count(table), table).toBe(before[table]! - 1);
+    expect(deleted).toEqual(expectedDeletions);
+    for (const table of tables) expect(await count(table), table).toBe(before[table]! - expectedDeletions[table]!);
     // The signed-in user's own session is live and stays.
     expect(await count('user_sessions')).toBeGreaterThanOrEqual(2);
   });

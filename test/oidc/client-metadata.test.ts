@@ -1,10 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClientMetadataError, validateBackchannelLogoutUri } from '../../platform/oauth-server/client-metadata';
-import { startOAuthTestServer, ADMIN_TOKEN, INITIAL_ACCESS_TOKEN, type OAuthTestServer } from '../helpers/oauth-server';
+import { adminRequest, startOAuthTestServer, INITIAL_ACCESS_TOKEN, type OAuthTestServer } from '../helpers/oauth-server';
 import { auditRows } from '../oauth/token-helpers';
 import { CALLBACK, LOGGED_OUT } from './oidc-helpers';
 
-/** post_logout_redirect_uris and backchannel_logout_uri: registered by operators and by dynamic registration, checked, stored and shown. */
+/**
+ * post_logout_redirect_uris (operators and dynamic registration) and backchannel_logout_uri (operators,
+ * first-party clients only: logout tokens go to the Reality Portal alone): checked, stored and shown.
+ */
 describe('OpenID Connect client metadata', () => {
   let server: OAuthTestServer;
   beforeAll(async () => {
@@ -12,12 +15,7 @@ describe('OpenID Connect client metadata', () => {
   });
   afterAll(() => server?.close());
 
-  const admin = (method: string, path: string, body?: unknown) =>
-    fetch(`${server.url}/api/v1/admin/oauth/clients${path}`, {
-      method,
-      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
+  const admin = (method: string, path: string, body?: unknown) => adminRequest(server.url, method, `/api/v1/admin/oauth/clients${path}`, body);
   const register = (body: unknown) =>
     fetch(`${server.url}/oauth/register`, {
       method: 'POST',
@@ -32,11 +30,13 @@ describe('OpenID Connect client metadata', () => {
     token_endpoint_auth_method: 'client_secret_basic',
   };
 
-  it('the admin API stores both and every read shows them', async () => {
-    const created = await admin('POST', '', { ...base, post_logout_redirect_uris: [LOGGED_OUT, LOGGED_OUT], backchannel_logout_uri: 'https://rp.example/bc?x=1' });
+  const firstParty = { ...base, first_party: true };
+
+  it('the admin API stores both for a first-party client and every read shows them', async () => {
+    const created = await admin('POST', '', { ...firstParty, post_logout_redirect_uris: [LOGGED_OUT, LOGGED_OUT], backchannel_logout_uri: 'https://rp.example/bc?x=1' });
     expect(created.status).toBe(201);
     const view = (await created.json()) as { client_id: string };
-    const expected = { first_party: false, post_logout_redirect_uris: [LOGGED_OUT], backchannel_logout_uri: 'https://rp.example/bc?x=1' };
+    const expected = { first_party: true, post_logout_redirect_uris: [LOGGED_OUT], backchannel_logout_uri: 'https://rp.example/bc?x=1' };
     expect(view).toMatchObject(expected);
     expect(await (await admin('GET', `/${view.client_id}`)).json()).toMatchObject(expected);
     const list = (await (await admin('GET', '')).json()) as { clients: Array<{ client_id: string }> };
@@ -54,9 +54,9 @@ describe('OpenID Connect client metadata', () => {
     ['a fragment', { post_logout_redirect_uris: [`${LOGGED_OUT}#done`] }, 'invalid_redirect_uri'],
     ['whitespace', { post_logout_redirect_uris: [`${LOGGED_OUT} `] }, 'invalid_redirect_uri'],
     ['a relative URI', { post_logout_redirect_uris: ['/out'] }, 'invalid_redirect_uri'],
-    ['a back-channel URI over plain http to a remote host', { backchannel_logout_uri: 'http://rp.example/bc' }, 'invalid_client_metadata'],
-    ['a back-channel URI with a fragment', { backchannel_logout_uri: 'https://rp.example/bc#x' }, 'invalid_client_metadata'],
-    ['a back-channel URI that is no URI', { backchannel_logout_uri: 'bc' }, 'invalid_client_metadata'],
+    ['a back-channel URI over plain http to a remote host', { first_party: true, backchannel_logout_uri: 'http://rp.example/bc' }, 'invalid_client_metadata'],
+    ['a back-channel URI with a fragment', { first_party: true, backchannel_logout_uri: 'https://rp.example/bc#x' }, 'invalid_client_metadata'],
+    ['a back-channel URI that is no URI', { first_party: true, backchannel_logout_uri: 'bc' }, 'invalid_client_metadata'],
   ])('the admin API refuses %s', async (_label, members, error) => {
     const response = await admin('POST', '', { ...base, ...members });
     expect(response.status).toBe(400);
@@ -70,18 +70,42 @@ describe('OpenID Connect client metadata', () => {
   });
 
   it('http to a loopback address is a back-channel URI outside production only', async () => {
-    const created = await admin('POST', '', { ...base, backchannel_logout_uri: 'http://127.0.0.1:4000/bc' });
+    const created = await admin('POST', '', { ...firstParty, backchannel_logout_uri: 'http://127.0.0.1:4000/bc' });
     expect(created.status).toBe(201);
-    expect(validateBackchannelLogoutUri('http://127.0.0.1:4000/bc', ['authorization_code'], { production: false })).toBe('http://127.0.0.1:4000/bc');
-    expect(() => validateBackchannelLogoutUri('http://127.0.0.1:4000/bc', ['authorization_code'], { production: true })).toThrow(ClientMetadataError);
-    expect(validateBackchannelLogoutUri('https://rp.example/bc', ['authorization_code'], { production: true })).toBe('https://rp.example/bc');
+    const portalLike = { grantTypes: ['authorization_code'], firstParty: true };
+    expect(validateBackchannelLogoutUri('http://127.0.0.1:4000/bc', portalLike, { production: false })).toBe('http://127.0.0.1:4000/bc');
+    expect(() => validateBackchannelLogoutUri('http://127.0.0.1:4000/bc', portalLike, { production: true })).toThrow(ClientMetadataError);
+    expect(validateBackchannelLogoutUri('https://rp.example/bc', portalLike, { production: true })).toBe('https://rp.example/bc');
+  });
+
+  it('refuses a back-channel URI for a third-party client, which would never receive a logout token', async () => {
+    const response = await admin('POST', '', { ...base, backchannel_logout_uri: 'https://rp.example/bc' });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: 'invalid_client_metadata', message: expect.stringMatching(/first-party clients only.*RP-initiated logout/) });
+
+    const { client_id: clientId } = (await (await admin('POST', '', base)).json()) as { client_id: string };
+    const patched = await admin('PATCH', `/${clientId}`, { backchannel_logout_uri: 'https://rp.example/bc' });
+    expect(patched.status).toBe(400);
+    expect(await patched.json()).toMatchObject({ error: 'invalid_client_metadata' });
+    expect(await (await admin('GET', `/${clientId}`)).json()).toMatchObject({ backchannel_logout_uri: null });
+
+    // Made first-party in the same change, it may have one; made third-party again, the URI must go with it.
+    expect((await admin('PATCH', `/${clientId}`, { first_party: true, backchannel_logout_uri: 'https://rp.example/bc' })).status).toBe(200);
+    const demoted = await admin('PATCH', `/${clientId}`, { first_party: false });
+    expect(demoted.status).toBe(400);
+    expect(await demoted.json()).toMatchObject({ error: 'invalid_client_metadata' });
+    expect(await (await admin('GET', `/${clientId}`)).json()).toMatchObject({ first_party: true, backchannel_logout_uri: 'https://rp.example/bc' });
+    expect(await (await admin('PATCH', `/${clientId}`, { first_party: false, backchannel_logout_uri: null })).json()).toMatchObject({
+      first_party: false,
+      backchannel_logout_uri: null,
+    });
   });
 
   it('the admin API changes them (PATCH), audited with what changed', async () => {
-    const { client_id: clientId } = (await (await admin('POST', '', { ...base, backchannel_logout_uri: 'https://rp.example/bc' })).json()) as { client_id: string };
+    const { client_id: clientId } = (await (await admin('POST', '', { ...firstParty, backchannel_logout_uri: 'https://rp.example/bc' })).json()) as { client_id: string };
     const changed = await admin('PATCH', `/${clientId}`, { post_logout_redirect_uris: [LOGGED_OUT], backchannel_logout_uri: null });
     expect(changed.status).toBe(200);
-    expect(await changed.json()).toMatchObject({ post_logout_redirect_uris: [LOGGED_OUT], backchannel_logout_uri: null, first_party: false });
+    expect(await changed.json()).toMatchObject({ post_logout_redirect_uris: [LOGGED_OUT], backchannel_logout_uri: null, first_party: true });
     expect((await auditRows(server, 'OAuthClientUpdate')).at(-1)).toMatchObject({
       client_id: clientId,
       details: { fields: ['post_logout_redirect_uris', 'backchannel_logout_uri'], post_logout_redirect_uris: [LOGGED_OUT], backchannel_logout_uri: null },
@@ -96,10 +120,16 @@ describe('OpenID Connect client metadata', () => {
     expect((await admin('PATCH', `/${clientId}`, { first_party: true })).status).toBe(409);
   });
 
-  it('dynamic registration takes both (RFC 7591 and OpenID Connect names)', async () => {
-    const response = await register({ redirect_uris: [CALLBACK], scope: 'openid email', post_logout_redirect_uris: [LOGGED_OUT], backchannel_logout_uri: 'https://rp.example/bc' });
+  it('dynamic registration takes post-logout redirect URIs (OpenID Connect names)', async () => {
+    const response = await register({ redirect_uris: [CALLBACK], scope: 'openid email', post_logout_redirect_uris: [LOGGED_OUT] });
     expect(response.status).toBe(201);
-    expect(await response.json()).toMatchObject({ post_logout_redirect_uris: [LOGGED_OUT], backchannel_logout_uri: 'https://rp.example/bc', first_party: false, scope: 'openid email' });
+    expect(await response.json()).toMatchObject({ post_logout_redirect_uris: [LOGGED_OUT], backchannel_logout_uri: null, first_party: false, scope: 'openid email' });
+  });
+
+  it('dynamic registration refuses a back-channel URI, saying why and what to use instead', async () => {
+    const response = await register({ redirect_uris: [CALLBACK], scope: 'openid', backchannel_logout_uri: 'https://rp.example/bc' });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toEqual({ error: 'invalid_client_metadata', error_description: expect.stringMatching(/first-party clients only.*RP-initiated logout/) });
   });
 
   it.each([

@@ -28,8 +28,9 @@ describe('OpenID Provider discovery', () => {
       claim_types_supported: ['normal'],
       prompt_values_supported: ['none', 'login', 'consent'],
       acr_values_supported: ['urn:pm-app:acr:password'],
-      backchannel_logout_supported: true,
-      backchannel_logout_session_supported: true,
+      // Only first-party clients receive logout tokens (client-metadata.ts), so third parties are told none.
+      backchannel_logout_supported: false,
+      backchannel_logout_session_supported: false,
       frontchannel_logout_supported: false,
       claims_parameter_supported: false,
       request_parameter_supported: false,

@@ -2,7 +2,8 @@ import * as openid from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { INITIAL_ACCESS_TOKEN, startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
 import { parseForm, TestBrowser } from '../helpers/oauth-browser';
-import { browserSession, sessionRevoked } from './oidc-helpers';
+import { sessionRevoked } from '../helpers/sso-pm';
+import { browserSession } from './oidc-helpers';
 
 const REDIRECT_URI = 'https://rp.example/callback';
 const POST_LOGOUT_REDIRECT_URI = 'https://rp.example/signed-out';

@@ -70,11 +70,6 @@ export async function browserSession(server: OAuthTestServer, browser: TestBrows
   return { id: row.id, authTime: Math.floor(row.createdAt / 1000), revoked: row.revoked };
 }
 
-export async function sessionRevoked(server: OAuthTestServer, sessionId: string): Promise<{ revoked: boolean; reason: string | null }> {
-  return server.db.one(sql.type(z.object({ revoked: z.boolean(), reason: z.string().nullable() }))`
-    SELECT revoked_at IS NOT NULL AS revoked, ended_reason AS reason FROM user_sessions WHERE id = ${sessionId}`);
-}
-
 /** Makes the browser's session look as if it signed in `seconds` ago (auth_time in the past). */
 export async function ageSession(server: OAuthTestServer, sessionId: string, seconds: number): Promise<void> {
   await server.db.query(sql.unsafe`UPDATE user_sessions SET created_at = now() - make_interval(secs => ${seconds}) WHERE id = ${sessionId}`);

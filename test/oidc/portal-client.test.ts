@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, type Config } from '../../platform/config';
 import { ensureRealityPortalClient } from '../../platform/sso/portal-client';
-import { ADMIN_TOKEN, startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
+import { adminRequest, startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
 import { authorizePath, signedInBrowser } from '../helpers/oauth-browser';
 import { auditRows, basicAuth, postForm } from '../oauth/token-helpers';
 
@@ -19,12 +19,7 @@ describe('Reality Portal client registration', () => {
   /** The server's configuration with another portal client id or secret (each test its own client). */
   const configWith = (portal: Partial<Config['sso']['portal']>): Config => ({ ...server.config, sso: { ...server.config.sso, portal: { ...server.config.sso.portal, ...portal } } });
   const ensure = (config: Config) => ensureRealityPortalClient(server.db, server.audit, config);
-  const admin = (method: string, path: string, body?: unknown) =>
-    fetch(`${server.url}/api/v1/admin/oauth/clients${path}`, {
-      method,
-      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
+  const admin = (method: string, path: string, body?: unknown) => adminRequest(server.url, method, `/api/v1/admin/oauth/clients${path}`, body);
   /** Whether the secret authenticates the client (introspection answers 200 only to an authenticated client). */
   const authenticates = async (clientId: string, secret: string) =>
     (await postForm(server, '/oauth/introspect', { token: 'x' }, { authorization: basicAuth(clientId, secret) })).status === 200;
@@ -49,7 +44,7 @@ describe('Reality Portal client registration', () => {
       redirect_uris: [`${PORTAL_URL}/sso/callback`],
       post_logout_redirect_uris: [`${PORTAL_URL}/`],
       backchannel_logout_uri: `${PORTAL_URL}/sso/backchannel-logout`,
-      grant_types: ['authorization_code', 'refresh_token'],
+      grant_types: ['authorization_code'],
       scopes: ['openid', 'profile', 'email'],
     });
     expect(await authenticates('reality-portal', SECRET)).toBe(true);
@@ -86,10 +81,14 @@ describe('Reality Portal client registration', () => {
     const config = configWith({ clientId: 'portal-drift' });
     await ensure(config);
     await admin('PUT', '/portal-drift/redirect-uris', { redirect_uris: ['https://elsewhere.example/cb'] });
-    await admin('PATCH', '/portal-drift', { first_party: false });
+    expect((await admin('PATCH', '/portal-drift', { first_party: false, backchannel_logout_uri: null })).status).toBe(200);
     expect(await ensure(config)).toBe('updated');
-    expect(await (await admin('GET', '/portal-drift')).json()).toMatchObject({ redirect_uris: [`${PORTAL_URL}/sso/callback`], first_party: true });
-    expect((await auditRows(server, 'OAuthClientUpdate')).at(-1)).toMatchObject({ details: { fields: ['redirect_uris', 'first_party'] } });
+    expect(await (await admin('GET', '/portal-drift')).json()).toMatchObject({
+      redirect_uris: [`${PORTAL_URL}/sso/callback`],
+      first_party: true,
+      backchannel_logout_uri: `${PORTAL_URL}/sso/backchannel-logout`,
+    });
+    expect((await auditRows(server, 'OAuthClientUpdate')).at(-1)).toMatchObject({ details: { fields: ['redirect_uris', 'first_party', 'backchannel_logout_uri'] } });
 
     await admin('DELETE', '/portal-drift');
     expect(await ensure(config)).toBe('revoked');
@@ -100,12 +99,20 @@ describe('Reality Portal client registration', () => {
     await expect(ensure(configWith({ clientId: 'portal-bad', publicUrl: 'http://portal.example' }))).rejects.toThrow(ConfigError);
   });
 
-  it('signs a PM user in to the portal without a consent page', async () => {
+  it('signs a PM user in to the portal without a consent page, with an id_token and no refresh token', async () => {
     await ensure(server.config);
     const { browser } = await signedInBrowser(server);
-    const { path } = authorizePath({ clientId: 'reality-portal', redirectUri: `${PORTAL_URL}/sso/callback`, scope: 'openid profile email' });
+    const redirectUri = `${PORTAL_URL}/sso/callback`;
+    const { path, pkce } = authorizePath({ clientId: 'reality-portal', redirectUri, scope: 'openid profile email' });
     const response = await browser.get(path);
     expect(response.status).toBe(303);
-    expect(response.headers.get('location')).toMatch(new RegExp(`^${PORTAL_URL}/sso/callback\\?code=`));
+    const location = response.headers.get('location')!;
+    expect(location).toMatch(new RegExp(`^${PORTAL_URL}/sso/callback\\?code=`));
+
+    const code = new URL(location).searchParams.get('code')!;
+    const tokens = await postForm(server, '/oauth/token', { grant_type: 'authorization_code', code, redirect_uri: redirectUri, code_verifier: pkce.verifier }, { authorization: basicAuth('reality-portal', SECRET) });
+    expect(tokens.status).toBe(200);
+    expect(tokens.body).toMatchObject({ id_token: expect.any(String), access_token: expect.any(String) });
+    expect(tokens.body).not.toHaveProperty('refresh_token');
   });
 });

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
 import { signedInBrowser, TestBrowser } from '../helpers/oauth-browser';
+import { sessionRevoked } from '../helpers/sso-pm';
 import { auditRows, type TestClient } from '../oauth/token-helpers';
 import {
   ageSession,
@@ -10,7 +11,6 @@ import {
   createRelyingParty,
   exchangeCode,
   rpAuthorizePath,
-  sessionRevoked,
   signInWithOpenId,
   verifiedIdToken,
 } from './oidc-helpers';

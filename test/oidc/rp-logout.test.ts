@@ -6,7 +6,8 @@ import { signIdToken } from '../../platform/oauth-server/id-tokens';
 import { startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
 import { parseForm, signedInBrowser, TestBrowser } from '../helpers/oauth-browser';
 import { auditRows, type TestClient } from '../oauth/token-helpers';
-import { browserSession, createRelyingParty, LOGGED_OUT, sessionRevoked, signInWithOpenId } from './oidc-helpers';
+import { sessionRevoked } from '../helpers/sso-pm';
+import { browserSession, createRelyingParty, LOGGED_OUT, signInWithOpenId } from './oidc-helpers';
 
 /** RP-initiated logout at /oauth/logout: who is signed out, when the user is asked, and where the browser goes. */
 describe('RP-initiated logout', () => {
@@ -48,7 +49,7 @@ describe('RP-initiated logout', () => {
     expect((await auditRows(server, 'OidcLogout')).at(-1)).toMatchObject({
       user_id: user.id,
       client_id: client.client.id,
-      details: { sid: session.id, confirmed: false, browser_session: true },
+      details: { sid: session.id, confirmed: false },
     });
   });
 
@@ -60,12 +61,6 @@ describe('RP-initiated logout', () => {
     expect((await sessionRevoked(server, session.id)).revoked).toBe(true);
   });
 
-  it('ends the session the hint names when the browser presents no session (a cross-site POST carries no Lax cookie)', async () => {
-    const { idToken, session } = await signedInWithIdToken();
-    const response = await new TestBrowser(server.url).post('/oauth/logout', { id_token_hint: idToken, post_logout_redirect_uri: LOGGED_OUT, state: 's' });
-    expect(redirectedTo(response).searchParams.get('state')).toBe('s');
-    expect(await sessionRevoked(server, session.id)).toEqual({ revoked: true, reason: 'rp_logout' });
-  });
 
   it('accepts an expired id_token as the hint', async () => {
     const { browser, user, session } = await signedInWithIdToken();
@@ -99,6 +94,52 @@ describe('RP-initiated logout', () => {
   });
 
   describe('asks the user instead of signing anyone out silently', () => {
+    const rejectedCount = async () => (await auditRows(server, 'OidcLogoutRejected')).length;
+
+    it('when the browser presents no session (a cross-site POST carries no Lax cookie); confirming from the page signs it out', async () => {
+      const { browser, idToken, session } = await signedInWithIdToken();
+      const rejectedBefore = await rejectedCount();
+      const sessionCookie = browser.cookies.get('pm_session')!;
+      browser.cookies.delete('pm_session');
+      const response = await browser.post('/oauth/logout', { id_token_hint: idToken, post_logout_redirect_uri: LOGGED_OUT, state: 's' });
+      expect(response.status).toBe(200);
+      const page = await response.text();
+      expect(page).toContain('Sign out of your account?');
+      expect(page).not.toContain('Signed in as');
+      await expectStillSignedIn(session.id);
+      // Showing the question refuses nothing.
+      expect(await rejectedCount()).toBe(rejectedBefore);
+
+      // The form is posted from our own page: the browser's Lax session cookie goes with it.
+      browser.cookies.set('pm_session', sessionCookie);
+      const confirmed = await browser.submit(page, {}, 'yes');
+      expect(redirectedTo(confirmed).searchParams.get('state')).toBe('s');
+      expect(await sessionRevoked(server, session.id)).toEqual({ revoked: true, reason: 'rp_logout' });
+      expect((await auditRows(server, 'OidcLogout')).at(-1)).toMatchObject({ details: { sid: session.id, confirmed: true } });
+    });
+
+    it('a leaked id_token ends nothing from a browser without the session, even a redirect asked for', async () => {
+      const { idToken, session } = await signedInWithIdToken();
+      const holder = new TestBrowser(server.url);
+      for (const parameters of [{ id_token_hint: idToken }, { id_token_hint: idToken, post_logout_redirect_uri: LOGGED_OUT, state: 'x' }] as Array<Record<string, string>>) {
+        const response = await holder.get(logoutPath(parameters));
+        expect(response.status, JSON.stringify(parameters)).toBe(200);
+        expect(await response.text()).toContain('Sign out of your account?');
+      }
+      await expectStillSignedIn(session.id);
+      // Confirming there signs out only that browser, which has no session.
+      const page = await (await holder.get(logoutPath({ id_token_hint: idToken, post_logout_redirect_uri: LOGGED_OUT }))).text();
+      expect(redirectedTo(await holder.submit(page, {}, 'yes')).origin).toBe('https://rp.example');
+      await expectStillSignedIn(session.id);
+    });
+
+    it('but a hint whose session has ended needs no question: the browser goes back at once', async () => {
+      const { idToken, session } = await signedInWithIdToken();
+      await server.db.query(sql.unsafe`UPDATE user_sessions SET revoked_at = now(), ended_reason = 'logout' WHERE id = ${session.id}`);
+      const response = await new TestBrowser(server.url).get(logoutPath({ id_token_hint: idToken, post_logout_redirect_uri: LOGGED_OUT, state: 'gone' }));
+      expect(redirectedTo(response).searchParams.get('state')).toBe('gone');
+    });
+
     it('when the hint names another session than the browser is signed in with; confirming signs the browser out', async () => {
       const { browser, user, idToken, session: before } = await signedInWithIdToken();
       await browser.signIn(user.email, user.password);
@@ -110,7 +151,6 @@ describe('RP-initiated logout', () => {
       expect(page).toContain('Sign out of your account?');
       expect(parseForm(page).fields).toMatchObject({ client_id: client.client.id, post_logout_redirect_uri: LOGGED_OUT, state: 'later' });
       await expectStillSignedIn(current.id);
-      expect((await auditRows(server, 'OidcLogoutRejected')).at(-1)).toMatchObject({ user_id: user.id, details: { reason: 'other_session' } });
       expect((await sessionRevoked(server, before.id)).reason).toBe('replaced_by_login');
 
       const confirmed = await browser.submit(page, {}, 'yes');
@@ -122,9 +162,11 @@ describe('RP-initiated logout', () => {
     it('when there is no hint; the confirmation needs the CSRF cookie of the page', async () => {
       const { browser, user } = await signedInBrowser(server);
       const session = await browserSession(server, browser);
+      const rejectedBefore = await rejectedCount();
       const response = await browser.get(logoutPath({ client_id: client.client.id, post_logout_redirect_uri: LOGGED_OUT }));
       expect(response.status).toBe(200);
       const page = await response.text();
+      expect(await rejectedCount()).toBe(rejectedBefore);
 
       // The same form posted from a browser without the page's cookie (another site) is refused.
       const forged = new TestBrowser(server.url);

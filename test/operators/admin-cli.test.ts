@@ -1,5 +1,3 @@
-import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'slonik';
 import { z } from 'zod';
@@ -10,15 +8,7 @@ import { statusQuery } from '../../workflows/connection-messages';
 import { connectGoogleCalendar, GOOGLE_TEST_CLIENT, startTestPlatform, TEST_PASSWORD, waitForConnectionState, type TestPlatform } from '../helpers/platform';
 import { authorizePath, TestBrowser } from '../helpers/oauth-browser';
 import { startTemporalDevServer } from '../helpers/temporal';
-
-const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const TSX = fileURLToPath(new URL('../../node_modules/.bin/tsx', import.meta.url));
-
-interface CliRun {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+import { runScript, type CliRun } from '../helpers/cli';
 
 /**
  * `npm run admin` as an operator runs it: a separate process configured only by environment variables,
@@ -52,21 +42,13 @@ describe('admin command line', { timeout: 120_000 }, () => {
 
   function adminWith(extraEnv: Record<string, string>, ...args: string[]): Promise<CliRun> {
     const env = {
-      PATH: process.env.PATH ?? '',
-      APP_ENV: 'test',
-      LOG_LEVEL: 'silent',
-      DATABASE_URL: platform.config.databaseUrl!,
       TEMPORAL_ADDRESS: temporal.address,
       TEMPORAL_NAMESPACE: platform.config.temporal.namespace,
       TEMPORAL_TASK_QUEUE: platform.config.temporal.taskQueue,
       TEMPORAL_PAYLOAD_KEY: platform.config.payloadEncryption.activeKey!,
       ...extraEnv,
     };
-    return new Promise((resolve) => {
-      execFile(TSX, ['scripts/admin.ts', ...args], { cwd: REPO_ROOT, env, timeout: 50_000 }, (error, stdout, stderr) => {
-        resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
-      });
-    });
+    return runScript('scripts/admin.ts', args, { databaseUrl: platform.config.databaseUrl!, env });
   }
 
   const listedConnection = z.object({

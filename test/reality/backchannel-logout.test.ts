@@ -3,10 +3,8 @@ import { generateKeyPair, SignJWT } from 'jose';
 import { sql } from 'slonik';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { buildRealityServer } from '../../api/reality/app';
 import type { SigningKey } from '../../platform/oauth-server/signing-keys';
 import { createPortalUser } from '../../platform/portal/users';
-import { hashBearerValue } from '../../platform/secrets';
 import { apiServerKeySet } from '../../platform/sso/api-server-keys';
 import { BACKCHANNEL_LOGOUT_EVENT } from '../../platform/sso/logout-tokens';
 import { freePort } from '../helpers/ports';
@@ -34,14 +32,8 @@ describe('back-channel logout receiver', () => {
 
   async function ssoSession(pm?: Awaited<ReturnType<RealityTestServers['signInPmUser']>>) {
     const signedIn = pm ?? (await servers.signInPmUser());
-    const response = await fetch(`${servers.url}/api/v1/sso/redeem`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ sso_token: await servers.mintSsoToken({ userId: signedIn.user.id, sessionId: signedIn.sessionId }) }),
-    });
-    const { sessionToken } = (await response.json()) as { sessionToken: string };
-    const id = await servers.db.oneFirst(sql.type(z.object({ id: z.string() }))`SELECT id FROM portal_sessions WHERE token_hash = ${hashBearerValue(sessionToken)}`);
-    return { pm: signedIn, sessionToken, id };
+    const { sessionToken, portalSessionId } = await servers.apiPortalSession(signedIn);
+    return { pm: signedIn, sessionToken, id: portalSessionId };
   }
 
   const endReason = (portalSessionId: string) =>
@@ -114,7 +106,8 @@ describe('back-channel logout receiver', () => {
       { reason: 'events_missing', token: await craftedToken({ sid }) },
       { reason: 'events_missing', token: await craftedToken({ sid, events: { 'http://example.com/other-event': {} } }) },
       { reason: 'sub_and_sid_missing', token: await craftedToken({ events }) },
-      { reason: 'bad_signature', token: await craftedToken({ sid, events }, { key: (await generateKeyPair('RS256')).privateKey }) },
+      // The api-server's kid with another key: an unknown kid is only refused once the key set was fetched for it.
+      { reason: 'bad_signature', token: await craftedToken({ sid, events }, { key: (await generateKeyPair('RS256')).privateKey, kid: (await servers.authorizationServerKeys.activeKey()).kid }) },
       { reason: 'wrong_audience', token: await craftedToken({ sid, events, aud: 'another-client' }) },
       { reason: 'malformed', token: 'not-a-jwt' },
     ];
@@ -159,12 +152,7 @@ describe('back-channel logout receiver', () => {
 
   it("answers 503 when the api-server's keys cannot be fetched", async () => {
     const session = await ssoSession();
-    const cutOff = await buildRealityServer({
-      config: servers.config,
-      db: servers.db,
-      temporal: servers.app.portal.temporal,
-      apiServerKeys: apiServerKeySet(`http://127.0.0.1:${await freePort()}`),
-    });
+    const cutOff = await servers.otherPortal({ apiServerKeys: apiServerKeySet(`http://127.0.0.1:${await freePort()}`) });
     try {
       const response = await cutOff.inject({
         method: 'POST',

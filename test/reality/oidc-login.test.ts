@@ -1,7 +1,6 @@
 import { sql } from 'slonik';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { buildRealityServer } from '../../api/reality/app';
 import { hashBearerValue } from '../../platform/secrets';
 import { PortalRelyingParty } from '../../platform/sso/portal-relying-party';
 import { TestBrowser } from '../helpers/oauth-browser';
@@ -102,6 +101,25 @@ describe('OpenID Connect sign-in at the portal', () => {
     expect((await servers.auditRows('SsoTokenRejected')).at(-1)!.details).toMatchObject({ method: 'oidc', reason: 'access_denied' });
   });
 
+  it('audits only a known OAuth error code: anything else the callback URL says is "unknown"', async () => {
+    const madeUp = 'made_up<script>-code-of-the-visitor';
+    const withoutFlow = await servers.browser().get(`/sso/callback?${new URLSearchParams({ error: madeUp })}`);
+    expect(withoutFlow.status).toBe(400);
+    expect(await withoutFlow.text()).not.toContain('made_up');
+    expect((await servers.auditRows('SsoTokenRejected')).at(-1)!.details).toMatchObject({ method: 'oidc', reason: 'unknown' });
+
+    const portal = servers.browser();
+    const { state } = await startFlow(portal);
+    const withFlow = await portal.get(`/sso/callback?${new URLSearchParams({ error: madeUp, state, iss: servers.api.config.authorizationServer.issuer })}`);
+    expect(withFlow.status).toBe(400);
+    expect((await servers.auditRows('SsoTokenRejected')).at(-1)!.details).toMatchObject({ method: 'oidc', reason: 'unknown' });
+    expect(JSON.stringify(await servers.auditRows('SsoTokenRejected'))).not.toContain('made_up');
+
+    const known = await servers.browser().get(`/sso/callback?${new URLSearchParams({ error: 'login_required' })}`);
+    expect(known.status).toBe(401);
+    expect((await servers.auditRows('SsoTokenRejected')).at(-1)!.details).toMatchObject({ reason: 'login_required' });
+  });
+
   it('refuses a callback from another browser or with another state', async () => {
     const pm = await servers.signInPmUser();
     const portal = servers.browser();
@@ -133,10 +151,7 @@ describe('OpenID Connect sign-in at the portal', () => {
 
   it('answers 503 while the api-server cannot be reached', async () => {
     const deadIssuer = `http://127.0.0.1:${await freePort()}`;
-    const unreachable = await buildRealityServer({
-      config: servers.config,
-      db: servers.db,
-      temporal: servers.app.portal.temporal,
+    const unreachable = await servers.otherPortal({
       relyingParty: new PortalRelyingParty({ issuer: deadIssuer, clientId: servers.config.sso.portal.clientId, clientSecret: servers.clientSecret, allowInsecureRequests: true }),
     });
     try {

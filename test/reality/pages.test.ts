@@ -3,7 +3,6 @@ import { sql } from 'slonik';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createPortalUser } from '../../platform/portal/users';
-import { hashBearerValue } from '../../platform/secrets';
 import { parseForm } from '../helpers/oauth-browser';
 import { startRealityTestServers, type RealityTestServers } from '../helpers/reality';
 
@@ -22,10 +21,9 @@ describe('portal pages and sign-out', () => {
   async function ssoBrowser(roles: string[] = []) {
     const pm = await servers.signInPmUser({ roles });
     const browser = servers.browser();
-    const response = await browser.get(`/sso/redeem?sso_token=${await servers.mintSsoToken({ userId: pm.user.id, sessionId: pm.sessionId })}`);
+    const response = await servers.redeemInBrowser(browser, { userId: pm.user.id, sessionId: pm.sessionId });
     expect(response.status).toBe(303);
-    const portalSessionId = await servers.db.oneFirst(sql.type(z.object({ id: z.string() }))`
-      SELECT id FROM portal_sessions WHERE token_hash = ${hashBearerValue(browser.cookies.get('portal_session')!)}`);
+    const portalSessionId = await servers.portalSessionIdOf(browser.cookies.get('portal_session')!);
     return { pm, browser, portalSessionId };
   }
 

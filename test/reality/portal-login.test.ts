@@ -1,16 +1,13 @@
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { sql } from 'slonik';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createPortalUser } from '../../platform/portal/users';
+import { runScript } from '../helpers/cli';
 import { parseForm } from '../helpers/oauth-browser';
 import { USER_PASSWORD } from '../helpers/oauth-server';
 import { startRealityTestServers, type RealityTestServers } from '../helpers/reality';
 
-const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const TSX = fileURLToPath(new URL('../../node_modules/.bin/tsx', import.meta.url));
 const PORTAL_PASSWORD = 'portal account password';
 
 /** Portal-only accounts (no PM user) keep their own email and password login at the portal. */
@@ -112,16 +109,7 @@ describe('portal-only accounts', () => {
 
   it('creates portal-only accounts from the admin command line, the password read from stdin', async () => {
     const email = `cli-${randomUUID()}@example.com`;
-    const run = (args: string[], stdin: string) =>
-      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-        const child = execFile(
-          TSX,
-          ['scripts/admin.ts', ...args],
-          { cwd: REPO_ROOT, env: { PATH: process.env.PATH ?? '', APP_ENV: 'test', LOG_LEVEL: 'silent', DATABASE_URL: servers.config.databaseUrl! } },
-          (error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
-        );
-        child.stdin!.end(stdin);
-      });
+    const run = (args: string[], stdin: string) => runScript('scripts/admin.ts', args, { databaseUrl: servers.config.databaseUrl!, stdin });
     const created = await run(['portal-users', 'create', email, 'Cli Person', '--roles', 'listing_viewer', '--password-stdin'], `${PORTAL_PASSWORD}\n`);
     expect(created.stderr).toBe('');
     expect(created.code).toBe(0);

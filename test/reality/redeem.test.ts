@@ -1,13 +1,13 @@
-import { randomUUID } from 'node:crypto';
 import { generateKeyPair } from 'jose';
 import { sql } from 'slonik';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { buildRealityServer } from '../../api/reality/app';
 import { createPortalUser } from '../../platform/portal/users';
+import { hashBearerValue } from '../../platform/secrets';
 import { apiServerKeySet } from '../../platform/sso/api-server-keys';
 import { freePort } from '../helpers/ports';
-import { startRealityTestServers, type RealityTestServers } from '../helpers/reality';
+import type { TestBrowser } from '../helpers/oauth-browser';
+import { startRealityTestServers, type PmSignIn, type RealityTestServers } from '../helpers/reality';
 
 /** The PM app's "Open Reality Portal" button lands on the portal with a one-time SSO token. */
 describe('SSO token redemption', () => {
@@ -21,19 +21,41 @@ describe('SSO token redemption', () => {
     await servers?.close();
   });
 
-  const redeemApi = (token: string) =>
-    fetch(`${servers.url}/api/v1/sso/redeem`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sso_token: token }) });
-
   async function rejectionReasons(): Promise<unknown[]> {
     return (await servers.auditRows('SsoTokenRejected')).map((row) => row.details.reason);
   }
 
-  it('opens a portal session from the browser link and shows the mapped roles', async () => {
+  /** A token bound to `browser` (its handoff done), as the PM app's token step mints it. */
+  async function boundToken(browser: TestBrowser, pm: PmSignIn): Promise<string> {
+    return servers.mintSsoToken({ userId: pm.user.id, sessionId: pm.sessionId }, { browserBinding: await servers.handoff(browser) });
+  }
+
+  const portalSessionsOf = (pmUserId: string) =>
+    servers.db.any(sql.type(z.object({ id: z.string(), endedReason: z.string().nullable() }))`
+      SELECT ps.id, ps.ended_reason AS "endedReason" FROM portal_sessions ps JOIN portal_users pu ON pu.id = ps.portal_user_id
+      WHERE pu.pm_user_id = ${pmUserId} ORDER BY ps.created_at`);
+
+  it('hands the browser to the PM app with a binding cookie, and opens a portal session from its bound link with the mapped roles', async () => {
     const pm = await servers.signInPmUser({ roles: ['manager', 'viewer'] });
     const browser = servers.browser();
-    const response = await browser.get(`/sso/redeem?sso_token=${await servers.mintSsoToken({ userId: pm.user.id, sessionId: pm.sessionId })}`);
+    const handoff = await browser.get('/sso/handoff');
+    expect(handoff.status).toBe(303);
+    expect(handoff.headers.get('cache-control')).toBe('no-store');
+    const next = new URL(handoff.headers.get('location')!);
+    expect(`${next.origin}${next.pathname}`).toBe(`${servers.api.url}/sso/reality-portal/token`);
+    const bindingCookie = handoff.headers.getSetCookie().find((header) => header.startsWith('portal_sso_binding='))!;
+    expect(bindingCookie).toMatch(/HttpOnly/i);
+    expect(bindingCookie).toMatch(/SameSite=Lax/i);
+    expect(bindingCookie).toMatch(/Path=\/sso(;|$)/);
+    expect(bindingCookie).toMatch(/Max-Age=600/);
+    // Only the hash of the cookie leaves the browser.
+    const binding = next.searchParams.get('binding')!;
+    expect(binding).toBe(hashBearerValue(browser.cookies.get('portal_sso_binding')!));
 
+    const token = await servers.mintSsoToken({ userId: pm.user.id, sessionId: pm.sessionId }, { browserBinding: binding });
+    const response = await browser.get(`/sso/redeem?sso_token=${token}`);
     expect(response.status).toBe(303);
+    expect(browser.cookies.has('portal_sso_binding')).toBe(false);
     expect(response.headers.get('location')).toBe('/');
     expect(response.headers.get('cache-control')).toBe('no-store');
     expect(response.headers.get('referrer-policy')).toBe('no-referrer');
@@ -68,14 +90,14 @@ describe('SSO token redemption', () => {
     });
     expect(exchange.status).toBe(200);
     const { access_token: ssoToken } = (await exchange.json()) as { access_token: string };
-    const response = await redeemApi(ssoToken);
+    const response = await servers.redeemApi(ssoToken);
     expect(response.status).toBe(200);
     expect(await response.json()).toMatchObject({ user: { pmUserId: pm.user.id }, roles: ['listing_viewer'] });
   });
 
   it('answers the session token, user and roles to an API consumer, and the token opens /api/v1/portal/me', async () => {
     const pm = await servers.signInPmUser({ roles: ['owner'] });
-    const response = await redeemApi(await servers.mintSsoToken({ userId: pm.user.id, sessionId: pm.sessionId }));
+    const response = await servers.redeemApi(await servers.mintSsoToken({ userId: pm.user.id, sessionId: pm.sessionId }));
     expect(response.status).toBe(200);
     const body = (await response.json()) as { sessionToken: string; expiresAt: string; user: { pmUserId: string; email: string }; roles: string[] };
     expect(body.user).toMatchObject({ pmUserId: pm.user.id, email: pm.user.email });
@@ -91,7 +113,7 @@ describe('SSO token redemption', () => {
     const pm = await servers.signInPmUser();
     const portalOnly = await createPortalUser(servers.db, { email: pm.user.email, displayName: 'Someone else', password: 'portal-only password 1' });
     for (let attempt = 0; attempt < 2; attempt += 1) {
-      expect((await redeemApi(await servers.mintSsoToken({ userId: pm.user.id, sessionId: pm.sessionId }))).status).toBe(200);
+      expect((await servers.redeemApi(await servers.mintSsoToken({ userId: pm.user.id, sessionId: pm.sessionId }))).status).toBe(200);
     }
     const accounts = await servers.db.any(sql.type(z.object({ id: z.string(), pmUserId: z.string().nullable() }))`
       SELECT id, pm_user_id AS "pmUserId" FROM portal_users WHERE email = ${pm.user.email} ORDER BY created_at`);
@@ -102,27 +124,93 @@ describe('SSO token redemption', () => {
 
   it('refuses a replayed token with a clear page, and exactly one of two concurrent redemptions succeeds', async () => {
     const pm = await servers.signInPmUser();
-    const token = await servers.mintSsoToken({ userId: pm.user.id, sessionId: pm.sessionId });
-    expect((await servers.browser().get(`/sso/redeem?sso_token=${token}`)).status).toBe(303);
-    const replay = await servers.browser().get(`/sso/redeem?sso_token=${token}`);
-    expect(replay.status).toBe(401);
+    const browser = servers.browser();
+    const token = await boundToken(browser, pm);
+    const [first, second] = await Promise.all([browser.get(`/sso/redeem?sso_token=${token}`), browser.get(`/sso/redeem?sso_token=${token}`)]);
+    expect([first!.status, second!.status].sort()).toEqual([303, 401]);
+    const replay = first!.status === 401 ? first! : second!;
     expect(replay.headers.get('content-type')).toMatch(/text\/html/);
     expect(await replay.text()).toContain('This sign-in link has already been used');
+    // Its binding cookie is gone with the first use: the same link again is from no browser of the token's.
+    const again = await browser.get(`/sso/redeem?sso_token=${token}`);
+    expect(again.status).toBe(403);
+    expect(await again.text()).toContain('Start again from the PM app');
 
     const raced = await servers.mintSsoToken({ userId: pm.user.id, sessionId: pm.sessionId });
-    const answers = await Promise.all([redeemApi(raced), redeemApi(raced), redeemApi(raced)]);
+    const answers = await Promise.all([servers.redeemApi(raced), servers.redeemApi(raced), servers.redeemApi(raced)]);
     expect(answers.map((answer) => answer.status).sort()).toEqual([200, 401, 401]);
     const refused = await Promise.all(answers.filter((answer) => answer.status === 401).map((answer) => answer.json()));
     expect(refused).toEqual([expect.objectContaining({ error: 'replayed' }), expect.objectContaining({ error: 'replayed' })]);
     const replays = (await servers.auditRows('SsoTokenRejected')).filter((row) => row.details.reason === 'replayed' && row.userId === pm.user.id);
     expect(replays).toHaveLength(3);
+    expect(await portalSessionsOf(pm.user.id)).toHaveLength(2);
     expect(replays[0]!.clientId).toBe(servers.config.sso.portal.clientId);
+  });
+
+  it("refuses a link with a token minted for another browser (login CSRF): nothing is opened, the victim's session stays, and the refusal is audited", async () => {
+    // The attacker runs the button's flow in their own browser and keeps the link instead of following it.
+    const attacker = await servers.signInPmUser();
+    const attackerBrowser = servers.browser();
+    const attackersLink = `/sso/redeem?sso_token=${await boundToken(attackerBrowser, attacker)}`;
+    // The victim is signed in to the portal and has just started a sign-in of their own.
+    const victim = await servers.signInPmUser();
+    const victimBrowser = servers.browser();
+    expect((await victimBrowser.get(`/sso/redeem?sso_token=${await boundToken(victimBrowser, victim)}`)).status).toBe(303);
+    const victimCookie = victimBrowser.cookies.get('portal_session');
+    await servers.handoff(victimBrowser);
+    const before = (await servers.auditRows('SsoTokenRejected')).length;
+
+    const lured = await victimBrowser.get(attackersLink);
+    expect(lured.status).toBe(403);
+    expect(await lured.text()).toContain('This sign-in link was not started in this browser. Start again from the PM app.');
+    expect(lured.headers.getSetCookie().some((header) => header.startsWith('portal_session='))).toBe(false);
+    expect(victimBrowser.cookies.get('portal_session')).toBe(victimCookie);
+    expect(await portalSessionsOf(attacker.user.id)).toEqual([]);
+    expect(await portalSessionsOf(victim.user.id)).toEqual([expect.objectContaining({ endedReason: null })]);
+    expect((await servers.auditRows('SsoTokenRejected')).slice(before)).toEqual([
+      expect.objectContaining({ userId: attacker.user.id, details: expect.objectContaining({ method: 'sso_token', reason: 'browser_mismatch', sid: attacker.sessionId }) }),
+    ]);
+    // Nor was the attacker's token used up: it still works in the browser it was made for.
+    expect((await attackerBrowser.get(attackersLink)).status).toBe(303);
+  });
+
+  it('takes an unbound token (the token exchange’s) only at the JSON API, and a bound one only from its browser', async () => {
+    const pm = await servers.signInPmUser();
+    const unbound = await servers.mintSsoToken({ userId: pm.user.id, sessionId: pm.sessionId });
+    const browser = servers.browser();
+    await servers.handoff(browser);
+    const inBrowser = await browser.get(`/sso/redeem?sso_token=${unbound}`);
+    expect(inBrowser.status).toBe(403);
+
+    const bound = await boundToken(servers.browser(), pm);
+    const atApi = await servers.redeemApi(bound);
+    expect(atApi.status).toBe(403);
+    expect(await atApi.json()).toMatchObject({ error: 'browser_mismatch', message: expect.stringContaining('POST /api/v1/sso/token') });
+    expect(await portalSessionsOf(pm.user.id)).toEqual([]);
+    expect((await servers.redeemApi(unbound)).status).toBe(200);
+  });
+
+  it('a new sign-in in a browser that holds a live portal session replaces it; the PM session it came from lives on', async () => {
+    const pm = await servers.signInPmUser();
+    const browser = servers.browser();
+    expect((await browser.get(`/sso/redeem?sso_token=${await boundToken(browser, pm)}`)).status).toBe(303);
+    const [first] = await portalSessionsOf(pm.user.id);
+    expect((await browser.get(`/sso/redeem?sso_token=${await boundToken(browser, pm)}`)).status).toBe(303);
+
+    const sessions = await portalSessionsOf(pm.user.id);
+    expect(sessions).toEqual([{ id: first!.id, endedReason: 'replaced' }, expect.objectContaining({ endedReason: null })]);
+    expect((await browser.get('/api/v1/portal/me')).status).toBe(200);
+    expect((await pm.browser.get('/api/v1/auth/me')).status).toBe(200);
+    expect((await servers.auditRows('SsoLogout')).filter((row) => row.details.portalSessionId === first!.id)).toEqual([
+      expect.objectContaining({ userId: pm.user.id, actorType: 'user', details: expect.objectContaining({ reason: 'replaced', initiatedBy: 'replaced', sid: pm.sessionId }) }),
+    ]);
   });
 
   it('refuses expired, wrong-audience, wrongly signed and malformed tokens, each with its audited reason', async () => {
     const pm = await servers.signInPmUser();
     const ids = { userId: pm.user.id, sessionId: pm.sessionId };
-    const strangerKey = { kid: randomUUID(), alg: 'RS256' as const, privateKey: (await generateKeyPair('RS256')).privateKey };
+    // The api-server's kid with another key: an unknown kid is only refused once the key set was fetched for it.
+    const strangerKey = { kid: (await servers.authorizationServerKeys.activeKey()).kid, alg: 'RS256' as const, privateKey: (await generateKeyPair('RS256')).privateKey };
     const cases = [
       { token: await servers.mintSsoToken(ids, { now: new Date(Date.now() - 120_000) }), status: 401, reason: 'expired' },
       { token: await servers.mintSsoToken(ids, { audience: 'another-client' }), status: 401, reason: 'wrong_audience' },
@@ -131,7 +219,7 @@ describe('SSO token redemption', () => {
     ];
     for (const { token, status, reason } of cases) {
       const before = (await rejectionReasons()).length;
-      const response = await redeemApi(token);
+      const response = await servers.redeemApi(token);
       expect(response.status, reason).toBe(status);
       expect(await response.json()).toMatchObject({ error: reason });
       expect((await rejectionReasons()).slice(before)).toEqual([reason]);
@@ -151,14 +239,15 @@ describe('SSO token redemption', () => {
     const disabled = await servers.signInPmUser();
     const disabledToken = await servers.mintSsoToken({ userId: disabled.user.id, sessionId: disabled.sessionId });
     await servers.api.db.query(sql.unsafe`UPDATE users SET disabled_at = now() WHERE id = ${disabled.user.id}`);
-    const refusedDisabled = await redeemApi(disabledToken);
+    const refusedDisabled = await servers.redeemApi(disabledToken);
     expect(refusedDisabled.status).toBe(401);
     expect(await refusedDisabled.json()).toMatchObject({ error: 'user_disabled' });
 
     const loggedOut = await servers.signInPmUser();
-    const loggedOutToken = await servers.mintSsoToken({ userId: loggedOut.user.id, sessionId: loggedOut.sessionId });
+    const portalBrowser = servers.browser();
+    const loggedOutToken = await boundToken(portalBrowser, loggedOut);
     await loggedOut.browser.post('/api/v1/auth/logout', {});
-    const page = await servers.browser().get(`/sso/redeem?sso_token=${loggedOutToken}`);
+    const page = await portalBrowser.get(`/sso/redeem?sso_token=${loggedOutToken}`);
     expect(page.status).toBe(401);
     expect(await page.text()).toContain('Your PM app session has ended');
 
@@ -170,12 +259,7 @@ describe('SSO token redemption', () => {
   it("answers 503 when the api-server's keys cannot be fetched, and the token still works afterwards", async () => {
     const pm = await servers.signInPmUser();
     const token = await servers.mintSsoToken({ userId: pm.user.id, sessionId: pm.sessionId });
-    const cutOff = await buildRealityServer({
-      config: servers.config,
-      db: servers.db,
-      temporal: servers.app.portal.temporal,
-      apiServerKeys: apiServerKeySet(`http://127.0.0.1:${await freePort()}`),
-    });
+    const cutOff = await servers.otherPortal({ apiServerKeys: apiServerKeySet(`http://127.0.0.1:${await freePort()}`) });
     try {
       const page = await cutOff.inject({ url: `/sso/redeem?sso_token=${token}` });
       expect(page.statusCode).toBe(503);
@@ -187,12 +271,12 @@ describe('SSO token redemption', () => {
     } finally {
       await cutOff.close();
     }
-    expect((await redeemApi(token)).status).toBe(200);
+    expect((await servers.redeemApi(token)).status).toBe(200);
   });
 
   it('keeps the sign-in when the SSO session workflow cannot be started, and records no start', async () => {
     const pm = await servers.signInPmUser();
-    const response = await redeemApi(await servers.mintSsoToken({ userId: pm.user.id, sessionId: pm.sessionId }));
+    const response = await servers.redeemApi(await servers.mintSsoToken({ userId: pm.user.id, sessionId: pm.sessionId }));
     expect(response.status).toBe(200);
     const started = await servers.db.oneFirst(sql.type(z.object({ started: z.boolean() }))`
       SELECT bool_or(ps.workflow_started_at IS NOT NULL) AS started FROM portal_sessions ps JOIN portal_users pu ON pu.id = ps.portal_user_id

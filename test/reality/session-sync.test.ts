@@ -1,7 +1,6 @@
 import { sql } from 'slonik';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { hashBearerValue } from '../../platform/secrets';
 import { startRealityTestServers, type RealityTestServers } from '../helpers/reality';
 
 /**
@@ -22,15 +21,7 @@ describe('portal session sync on every request', () => {
   /** A PM user with a portal session opened through the redemption API. */
   async function ssoSession(roles: string[] = []) {
     const pm = await servers.signInPmUser({ roles });
-    const response = await fetch(`${servers.url}/api/v1/sso/redeem`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ sso_token: await servers.mintSsoToken({ userId: pm.user.id, sessionId: pm.sessionId }) }),
-    });
-    const { sessionToken } = (await response.json()) as { sessionToken: string };
-    const portalSessionId = await servers.db.oneFirst(sql.type(z.object({ id: z.string() }))`
-      SELECT id FROM portal_sessions WHERE token_hash = ${hashBearerValue(sessionToken)}`);
-    return { pm, sessionToken, portalSessionId };
+    return { pm, ...(await servers.apiPortalSession(pm)) };
   }
 
   const me = (token: string) => fetch(`${servers.url}/api/v1/portal/me`, { headers: { authorization: `Bearer ${token}` } });
@@ -59,7 +50,7 @@ describe('portal session sync on every request', () => {
   it('signs the browser out on its next page view, clears the cookie and says why', async () => {
     const pm = await servers.signInPmUser();
     const browser = servers.browser();
-    await browser.get(`/sso/redeem?sso_token=${await servers.mintSsoToken({ userId: pm.user.id, sessionId: pm.sessionId })}`);
+    await servers.redeemInBrowser(browser, { userId: pm.user.id, sessionId: pm.sessionId });
     expect(await (await browser.get('/')).text()).toContain('Signed in as');
     await pm.browser.post('/api/v1/auth/logout', {});
 
@@ -127,11 +118,7 @@ describe('portal session sync on every request', () => {
   it('never outlives the PM session it came from', async () => {
     const pm = await servers.signInPmUser();
     await servers.api.db.query(sql.unsafe`UPDATE user_sessions SET expires_at = now() + interval '10 minutes' WHERE id = ${pm.sessionId}`);
-    const response = await fetch(`${servers.url}/api/v1/sso/redeem`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ sso_token: await servers.mintSsoToken({ userId: pm.user.id, sessionId: pm.sessionId }) }),
-    });
+    const response = await servers.redeemApi(await servers.mintSsoToken({ userId: pm.user.id, sessionId: pm.sessionId }));
     const { expiresAt } = (await response.json()) as { expiresAt: string };
     const pmExpiresAt = await servers.db.oneFirst(sql.type(z.object({ expiresAt: z.number() }))`
       SELECT expires_at AS "expiresAt" FROM user_sessions WHERE id = ${pm.sessionId}`);

@@ -6,11 +6,13 @@ import { pmSessionEndedSignal, rolesChangedSignal } from '../../workflows/sso-se
 import {
   pmLogout,
   portalLogout,
+  readPmSession,
   receiversEndSessions,
   startSsoPair,
   startSsoSessionTestPlatform,
   useSessions,
   waitForSsoSessionState,
+  type SsoPairOptions,
   type SsoSessionHandle,
   type SsoSessionTestPlatform,
 } from '../helpers/sso-sessions';
@@ -45,10 +47,10 @@ describe('record SSO session workflow histories (time-skipping)', { timeout: 5 *
     await temporal?.teardown();
   });
 
-  async function pair() {
+  async function pair(options: Partial<SsoPairOptions> = {}) {
     setup.portal.reset();
     setup.apiServer.reset();
-    const started = await startSsoPair(setup.platform, clock);
+    const started = await startSsoPair(setup.platform, clock, options);
     for (const secret of started.pair.secrets) secrets.add(secret);
     receiversEndSessions(setup, started.pair);
     return started;
@@ -80,8 +82,8 @@ describe('record SSO session workflow histories (time-skipping)', { timeout: 5 *
   it('a refused logout token, and an undelivered one', async () => {
     const refused = await pair();
     setup.portal.answers = [400];
-    await refused.handle.signal(pmSessionEndedSignal, { reason: 'operator' });
-    expect(await refused.handle.result()).toEqual({ status: 'ended', initiatedBy: 'operator', backchannelDelivered: false });
+    await refused.handle.signal(pmSessionEndedSignal, { reason: 'revoked' });
+    expect(await refused.handle.result()).toEqual({ status: 'ended', initiatedBy: 'pm', backchannelDelivered: false });
     await record('sso-session-backchannel-refused', refused.handle);
 
     const undelivered = await pair();
@@ -97,6 +99,13 @@ describe('record SSO session workflow histories (time-skipping)', { timeout: 5 *
     await useSessions(setup.platform.db, rows, clock.now());
     expect(await handle.result()).toEqual({ status: 'ended', initiatedBy: 'idle_expiry' });
     await record('sso-session-idle-expiry', handle);
+  });
+
+  it("the portal session's own expiry, which leaves the PM session be", async () => {
+    const { pair: rows, handle } = await pair({ portalSessionMs: 20 * MINUTE });
+    expect(await handle.result()).toEqual({ status: 'ended', initiatedBy: 'absolute_expiry' });
+    expect(await readPmSession(setup.platform.db, rows)).toMatchObject({ endedAt: null });
+    await record('sso-session-portal-expiry', handle);
   });
 
   it('a disabled user seen at a check', async () => {
@@ -121,7 +130,7 @@ describe('record SSO session workflow histories (time-skipping)', { timeout: 5 *
   });
 
   it('holds no secret and no encoded payload, and writes the histories', async () => {
-    expect(recorded.size).toBe(8);
+    expect(recorded.size).toBe(9);
     expect(secrets.size).toBeGreaterThan(16);
     await writeCheckedHistories(recorded, secrets);
   });

@@ -33,6 +33,27 @@ describe('service settings', () => {
     for (const name of ['OPENAPI_ENABLED', 'REALITY_PORT', 'WORKER_SHUTDOWN_GRACE_SECONDS']) expect((error as ConfigError).message).toContain(name);
   });
 
+  it('server-to-server addresses default to the public ones; each must be an http(s) URL', () => {
+    const publicOnly = loadConfig({ APP_ENV: 'development', PUBLIC_BASE_URL: 'https://pm.example', REALITY_PUBLIC_URL: 'https://portal.example' });
+    expect(publicOnly.authorizationServer.internalUrl).toBe('https://pm.example');
+    expect(publicOnly.sso.portal.internalUrl).toBe('https://portal.example');
+    expect(loadConfig({ APP_ENV: 'development', OAUTH_ISSUER: 'https://id.example/auth' }).authorizationServer.internalUrl).toBe('https://id.example/auth');
+
+    const compose = loadConfig({
+      APP_ENV: 'development',
+      PUBLIC_BASE_URL: 'https://pm.example',
+      REALITY_PUBLIC_URL: 'https://portal.example',
+      API_INTERNAL_URL: 'http://api-server:3000/',
+      REALITY_INTERNAL_URL: 'http://reality-server:3002',
+    });
+    expect(compose.authorizationServer).toMatchObject({ issuer: 'https://pm.example', internalUrl: 'http://api-server:3000' });
+    expect(compose.sso.portal).toMatchObject({ publicUrl: 'https://portal.example', internalUrl: 'http://reality-server:3002' });
+
+    expect(() => loadConfig({ APP_ENV: 'development', API_INTERNAL_URL: 'api-server:3000', REALITY_INTERNAL_URL: 'ftp://reality-server' })).toThrow(
+      new ConfigError(['REALITY_INTERNAL_URL: must be an http(s) URL', 'API_INTERNAL_URL: must be an http(s) URL']).message,
+    );
+  });
+
   it('the reality-server needs its database, the payload key and its place as the api-server\'s client in production, nothing else', () => {
     expect(() => loadConfig({}, REALITY_SERVER_NEEDS)).toThrow(
       new ConfigError([

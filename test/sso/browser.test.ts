@@ -66,6 +66,8 @@ describe('single sign-on in a real browser', { timeout: 120_000 }, () => {
 
       await Promise.all([page.waitForURL(onPortal), page.click('button:has-text("Open Reality Portal")')]);
       expect(await page.textContent('strong')).toBe(user.displayName);
+      // The flow's binding cookie was used up by the redemption.
+      expect((await context.cookies()).map((cookie) => cookie.name)).not.toContain('portal_sso_binding');
       expect(await roles(page)).toEqual(['listing_editor', 'portal_admin']);
 
       // The page is at the portal's / already: what shows that the sign-out's redirect landed is the signed-out page.

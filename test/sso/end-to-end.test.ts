@@ -85,10 +85,15 @@ describe('single sign-on end to end', { timeout: 120_000 }, () => {
 
     const pressed = await browser.submit(buttonPage);
     expect(pressed.status).toBe(303);
-    const redeemUrl = new URL(pressed.headers.get('location')!);
-    expect(`${redeemUrl.origin}${redeemUrl.pathname}`).toBe(`${sso.portalUrl}/sso/redeem`);
+    // The portal binds the flow to this browser, the PM app mints the token for it, the portal redeems it.
     const { response, visited } = await followRedirects(browser, pressed);
-    expect(visited.map((url) => url.toString())).toEqual([redeemUrl.toString(), `${sso.portalUrl}/`]);
+    expect(visited.map((url) => `${url.origin}${url.pathname}`)).toEqual([
+      `${sso.portalUrl}/sso/handoff`,
+      `${sso.platform.apiUrl}/sso/reality-portal/token`,
+      `${sso.portalUrl}/sso/redeem`,
+      `${sso.portalUrl}/`,
+    ]);
+    expect(browser.cookies.has('portal_sso_binding')).toBe(false);
     const page = readPortalPage(await response.text());
     const sessions = await sessionsOf(sso, browser);
     return { browser, page, pmSessionId: sessions.pmSessionId!, portalSessionId: sessions.portalSessionId! };
@@ -129,6 +134,29 @@ describe('single sign-on end to end', { timeout: 120_000 }, () => {
     await runningSsoSessionWorkflow(sso, portalSessionId!);
   });
 
+  it("a link from another user's button flow (login CSRF) does not sign the victim's browser in", async () => {
+    // The attacker presses the button in their own browser and keeps the link to /sso/redeem instead of following it.
+    const attacker = await sso.createPmUser(['owner']);
+    const attackerBrowser = sso.browser();
+    expect((await attackerBrowser.signIn(attacker.email, attacker.password)).status).toBe(303);
+    let step = await attackerBrowser.submit(await (await attackerBrowser.get('/sso/reality-portal')).text());
+    while (!new URL(step.headers.get('location')!, step.url).pathname.startsWith('/sso/redeem')) {
+      step = await attackerBrowser.get(new URL(step.headers.get('location')!, step.url).toString());
+    }
+    const attackersLink = new URL(step.headers.get('location')!, step.url).toString();
+
+    // The victim, signed in to the PM app and to the portal, is lured to the link.
+    const victim = await sso.createPmUser(['viewer']);
+    const { browser: victimBrowser, page } = await openPortalWithButton(victim);
+    expect(page.signedInAs).toBe(victim.displayName);
+    const lured = await victimBrowser.get(attackersLink);
+    expect(lured.status).toBe(403);
+    expect(await lured.text()).toContain('Start again from the PM app');
+    expect((await portalPage(victimBrowser)).signedInAs).toBe(victim.displayName);
+    expect(await auditRowsOf(sso, 'SsoLogin', attacker.id)).toEqual([]);
+    expect(await auditRowsOf(sso, 'SsoTokenRejected', attacker.id)).toEqual([expect.objectContaining({ details: expect.objectContaining({ reason: 'browser_mismatch' }) })]);
+  });
+
   describe('session sync', () => {
     it('a PM logout ends the portal session on its very next request, while the back-channel logout is still held up', async () => {
       const user = await sso.createPmUser(['viewer']);
@@ -157,11 +185,12 @@ describe('single sign-on end to end', { timeout: 120_000 }, () => {
         return session.endedAt !== null && session;
       }, 15_000, 'the portal session to end');
       expect(ended.endedReason).toBe('pm_logout');
-      // Ended by the portal's receiver of the api-server's logout token.
-      expect(await auditRowsOf(sso, 'SsoLogout', user.id)).toContainEqual(
-        expect.objectContaining({ actorType: 'client', details: expect.objectContaining({ initiatedBy: 'pm', reason: 'pm_logout', portalSessionId, sid: pmSessionId }) }),
-      );
       expect(await workflow.result()).toMatchObject({ status: 'ended', initiatedBy: 'pm', backchannelDelivered: true });
+      // One SsoLogout row: the portal's receiver of the api-server's logout token, which ended the portal
+      // session. The workflow, which only delivered, writes none of its own.
+      expect(await auditRowsOf(sso, 'SsoLogout', user.id)).toEqual([
+        expect.objectContaining({ actorType: 'client', details: expect.objectContaining({ initiatedBy: 'pm', reason: 'pm_logout', portalSessionId, sid: pmSessionId }) }),
+      ]);
       expect((await portalPage(browser)).signedInAs).toBeNull();
     });
 
@@ -195,10 +224,12 @@ describe('single sign-on end to end', { timeout: 120_000 }, () => {
       expect(await workflow.result()).toMatchObject({ status: 'ended', initiatedBy: 'portal', backchannelDelivered: true });
       expect(await pmMe(browser)).toBe(401);
       expect(await readPmSession(sso, pmSessionId)).toMatchObject({ endedReason: 'portal_logout' });
-      // Ended by the api-server's receiver of the portal's logout token.
-      expect(await auditRowsOf(sso, 'SsoLogout', user.id)).toContainEqual(
+      // One row per side that ended: the sign-out's (the portal session) and the api-server's receiver's
+      // (the PM session, by the portal's logout token); the workflow, which only delivered, writes none.
+      expect(await auditRowsOf(sso, 'SsoLogout', user.id)).toEqual([
+        expect.objectContaining({ actorType: 'user', details: expect.objectContaining({ initiatedBy: 'portal', reason: 'logout', portalSessionId, sid: pmSessionId }) }),
         expect.objectContaining({ actorType: 'client', details: expect.objectContaining({ initiatedBy: 'portal', sid: pmSessionId, pmSessionIds: [pmSessionId] }) }),
-      );
+      ]);
     });
 
     it('a role change through the admin API reaches the portal: pushed by the workflow, and on the next page', async () => {

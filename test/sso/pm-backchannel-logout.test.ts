@@ -2,11 +2,21 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPair, SignJWT } from 'jose';
 import { sql } from 'slonik';
-import { z } from 'zod';
-import { SigningKeys, type SigningKey } from '../../platform/oauth-server/signing-keys';
-import { BACKCHANNEL_LOGOUT_EVENT, signLogoutToken } from '../../platform/sso/logout-tokens';
+import type { SigningKey } from '../../platform/oauth-server/signing-keys';
+import { BACKCHANNEL_LOGOUT_EVENT } from '../../platform/sso/logout-tokens';
 import { startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
-import { auditRows, meStatus, PORTAL_URL, signInPm, SSO_ENVIRONMENT, type PmSignIn } from '../helpers/sso-pm';
+import {
+  auditRows,
+  meStatus,
+  portalLogoutToken,
+  portalSigningKeys,
+  PORTAL_URL,
+  sendPortalLogoutToken,
+  sessionRevoked,
+  signInPm,
+  SSO_ENVIRONMENT,
+  type PmSignIn,
+} from '../helpers/sso-pm';
 
 /**
  * POST /oauth/backchannel-logout: the portal's logout tokens (Back-Channel Logout 1.0, the portal as
@@ -14,12 +24,9 @@ import { auditRows, meStatus, PORTAL_URL, signInPm, SSO_ENVIRONMENT, type PmSign
  */
 describe('back-channel logout from the portal to the PM app', () => {
   let server: OAuthTestServer;
-  let portalKeys: SigningKeys;
 
   beforeAll(async () => {
     server = await startOAuthTestServer(SSO_ENVIRONMENT);
-    // The reality-server's own keys in the shared database, as the worker signs the portal's logout tokens with them.
-    portalKeys = new SigningKeys(server.db, server.crypto, server.config.authorizationServer.signingKeyGraceSeconds, 'reality-server');
   });
 
   afterAll(async () => {
@@ -33,45 +40,31 @@ describe('back-channel logout from the portal to the PM app', () => {
     return { ...(await signInPm(server, user.email, user.password)), userId: user.id, email: user.email, password: user.password };
   }
 
-  const sendLogoutToken = (token: string | undefined) =>
-    fetch(`${server.url}/oauth/backchannel-logout`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams(token === undefined ? {} : { logout_token: token }).toString(),
-    });
 
-  async function portalLogoutToken(claims: { sessionId?: string; subject?: string; audience?: string; issuer?: string; now?: Date }) {
-    return signLogoutToken(await portalKeys.activeKey(), { issuer: PORTAL_URL, audience: server.url, now: new Date(), ...claims });
-  }
-
-  /** A token as a broken or hostile sender would make it: any claims, signed with `key`. */
-  async function craftedToken(claims: Record<string, unknown>, key?: SigningKey) {
-    const signer = key ?? (await portalKeys.activeKey());
+  /** A token as a broken or hostile sender would make it: any claims, signed with `key`, with or without `exp`. */
+  async function craftedToken(claims: Record<string, unknown>, key?: SigningKey, expires = true) {
+    const signer = key ?? (await portalSigningKeys(server).activeKey());
     const now = Math.floor(Date.now() / 1000);
-    return new SignJWT({ events: { [BACKCHANNEL_LOGOUT_EVENT]: {} }, jti: randomUUID(), ...claims })
+    const jwt = new SignJWT({ events: { [BACKCHANNEL_LOGOUT_EVENT]: {} }, jti: randomUUID(), ...claims })
       .setProtectedHeader({ alg: 'RS256', kid: signer.kid, typ: 'logout+jwt' })
       .setIssuer(PORTAL_URL)
       .setAudience(server.url)
-      .setIssuedAt(now)
-      .setExpirationTime(now + 120)
-      .sign(signer.privateKey);
+      .setIssuedAt(now);
+    if (expires) jwt.setExpirationTime(now + 120);
+    return jwt.sign(signer.privateKey);
   }
-
-  const sessionEnd = (sessionId: string) =>
-    server.db.one(sql.type(z.object({ revoked: z.boolean(), reason: z.string().nullable() }))`
-      SELECT revoked_at IS NOT NULL AS revoked, ended_reason AS reason FROM user_sessions WHERE id = ${sessionId}`);
 
   it("ends the PM session named by sid: the next request of that session is refused; audited, the jti recorded, never cached", async () => {
     const user = await signedInUser();
     const other = await signInPm(server, user.email, user.password);
-    const { token, jti } = await portalLogoutToken({ sessionId: user.sessionId, subject: user.userId });
-    const response = await sendLogoutToken(token);
+    const { token, jti } = await portalLogoutToken(server, { sessionId: user.sessionId, subject: user.userId });
+    const response = await sendPortalLogoutToken(server, token);
     expect(response.status).toBe(200);
     expect(response.headers.get('cache-control')).toBe('no-store');
     expect(await response.json()).toEqual({});
 
     expect(await meStatus(server, user.sessionToken)).toBe(401);
-    expect(await sessionEnd(user.sessionId)).toEqual({ revoked: true, reason: 'portal_logout' });
+    expect(await sessionRevoked(server, user.sessionId)).toEqual({ revoked: true, reason: 'portal_logout' });
     // Only the session the portal came from: the user's other PM session lives on.
     expect(await meStatus(server, other.sessionToken)).toBe(200);
     expect((await auditRows(server.db, 'SsoLogout')).filter((row) => row.userId === user.userId)).toEqual([
@@ -83,9 +76,9 @@ describe('back-channel logout from the portal to the PM app', () => {
 
   it('refuses a replayed logout token with a 400 and an audit row', async () => {
     const user = await signedInUser();
-    const { token } = await portalLogoutToken({ sessionId: user.sessionId });
-    expect((await sendLogoutToken(token)).status).toBe(200);
-    const replay = await sendLogoutToken(token);
+    const { token } = await portalLogoutToken(server, { sessionId: user.sessionId });
+    expect((await sendPortalLogoutToken(server, token)).status).toBe(200);
+    const replay = await sendPortalLogoutToken(server, token);
     expect(replay.status).toBe(400);
     expect(await replay.json()).toEqual({ error: 'invalid_request', error_description: 'the logout token was already received' });
     const rejected = (await auditRows(server.db, 'SsoLogoutTokenRejected')).filter((row) => row.details.sid === user.sessionId);
@@ -96,8 +89,8 @@ describe('back-channel logout from the portal to the PM app', () => {
     const user = await signedInUser();
     const second = await signInPm(server, user.email, user.password);
     const bystander = await signedInUser();
-    const { token } = await portalLogoutToken({ subject: user.userId });
-    expect((await sendLogoutToken(token)).status).toBe(200);
+    const { token } = await portalLogoutToken(server, { subject: user.userId });
+    expect((await sendPortalLogoutToken(server, token)).status).toBe(200);
     expect(await meStatus(server, user.sessionToken)).toBe(401);
     expect(await meStatus(server, second.sessionToken)).toBe(401);
     expect(await meStatus(server, bystander.sessionToken)).toBe(200);
@@ -113,13 +106,13 @@ describe('back-channel logout from the portal to the PM app', () => {
       // sid and sub together name the session only when it is that user's.
       { sessionId: user.sessionId, subject: bystander.userId },
     ]) {
-      expect((await sendLogoutToken((await portalLogoutToken(claims)).token)).status, JSON.stringify(claims)).toBe(200);
+      expect((await sendPortalLogoutToken(server, (await portalLogoutToken(server, claims)).token)).status, JSON.stringify(claims)).toBe(200);
     }
     expect(await meStatus(server, user.sessionToken)).toBe(200);
     expect(await meStatus(server, bystander.sessionToken)).toBe(200);
 
-    expect((await sendLogoutToken((await portalLogoutToken({ sessionId: user.sessionId })).token)).status).toBe(200);
-    expect((await sendLogoutToken((await portalLogoutToken({ sessionId: user.sessionId })).token)).status).toBe(200);
+    expect((await sendPortalLogoutToken(server, (await portalLogoutToken(server, { sessionId: user.sessionId })).token)).status).toBe(200);
+    expect((await sendPortalLogoutToken(server, (await portalLogoutToken(server, { sessionId: user.sessionId })).token)).status).toBe(200);
     expect((await auditRows(server.db, 'SsoLogout')).filter((row) => row.details.sid === user.sessionId).map((row) => row.details.pmSessionsEnded)).toEqual([0, 1, 0]);
   });
 
@@ -137,14 +130,16 @@ describe('back-channel logout from the portal to the PM app', () => {
       ['bad_signature', craftedToken({ sid }, strangerKey), /not signed with one of the Reality Portal's keys/],
       // The api-server's own keys sign tokens for the portal, never the portal's tokens.
       ['bad_signature', craftedToken({ sid }, authorizationServerKey), /not signed with one of the Reality Portal's keys/],
-      ['wrong_audience', portalLogoutToken({ sessionId: sid, audience: 'https://someone-else.example' }).then((signed) => signed.token), /not addressed to this server/],
-      ['wrong_issuer', portalLogoutToken({ sessionId: sid, issuer: 'https://impostor.example' }).then((signed) => signed.token), /not issued by the Reality Portal/],
-      ['expired', portalLogoutToken({ sessionId: sid, now: new Date(Date.now() - 10 * 60_000) }).then((signed) => signed.token), /expired/],
+      ['wrong_audience', portalLogoutToken(server, { sessionId: sid, audience: 'https://someone-else.example' }).then((signed) => signed.token), /not addressed to this server/],
+      ['wrong_issuer', portalLogoutToken(server, { sessionId: sid, issuer: 'https://impostor.example' }).then((signed) => signed.token), /not issued by the Reality Portal/],
+      ['expired', portalLogoutToken(server, { sessionId: sid, now: new Date(Date.now() - 10 * 60_000) }).then((signed) => signed.token), /expired/],
       ['malformed', Promise.resolve('not.a.jwt'), /not a well-formed logout token/],
+      // Back-Channel Logout 1.0 section 2.4 requires exp.
+      ['malformed', craftedToken({ sid }, undefined, false), /not a well-formed logout token/],
     ];
     for (const [reason, tokenPromise, description] of cases) {
       const before = (await auditRows(server.db, 'SsoLogoutTokenRejected')).length;
-      const response = await sendLogoutToken(await tokenPromise);
+      const response = await sendPortalLogoutToken(server, await tokenPromise);
       expect(response.status, reason).toBe(400);
       const body = (await response.json()) as { error: string; error_description: string };
       expect(body.error, reason).toBe('invalid_request');
@@ -157,7 +152,7 @@ describe('back-channel logout from the portal to the PM app', () => {
   });
 
   it('answers 400 to a request without a logout_token, and to a JSON body', async () => {
-    const missing = await sendLogoutToken(undefined);
+    const missing = await sendPortalLogoutToken(server, undefined);
     expect(missing.status).toBe(400);
     expect(await missing.json()).toMatchObject({ error: 'invalid_request', error_description: 'logout_token is required' });
     const json = await fetch(`${server.url}/oauth/backchannel-logout`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ logout_token: 'x' }) });
@@ -166,18 +161,17 @@ describe('back-channel logout from the portal to the PM app', () => {
 
   it("accepts a token from a portal key created after the receiver last read the portal's keys", async () => {
     const first = await signedInUser();
-    expect((await sendLogoutToken((await portalLogoutToken({ sessionId: first.sessionId })).token)).status).toBe(200);
+    expect((await sendPortalLogoutToken(server, (await portalLogoutToken(server, { sessionId: first.sessionId })).token)).status).toBe(200);
     // Another process (the worker) rotates the portal's keys: this receiver's cached key set lacks the new one.
-    await new SigningKeys(server.db, server.crypto, server.config.authorizationServer.signingKeyGraceSeconds, 'reality-server').rotate();
-    portalKeys = new SigningKeys(server.db, server.crypto, server.config.authorizationServer.signingKeyGraceSeconds, 'reality-server');
+    await portalSigningKeys(server).rotate();
     const second = await signedInUser();
-    expect((await sendLogoutToken((await portalLogoutToken({ sessionId: second.sessionId })).token)).status).toBe(200);
+    expect((await sendPortalLogoutToken(server, (await portalLogoutToken(server, { sessionId: second.sessionId })).token)).status).toBe(200);
     expect(await meStatus(server, second.sessionToken)).toBe(401);
   });
 
   it('answers 503 (never 400) when the database fails while ending the session, and honours the same token when it is sent again', async () => {
     const user = await signedInUser();
-    const { token, jti } = await portalLogoutToken({ sessionId: user.sessionId });
+    const { token, jti } = await portalLogoutToken(server, { sessionId: user.sessionId });
     // A lock wait that timed out (55P03, lock_not_available): a fault that passes.
     await server.db.query(sql.unsafe`
       CREATE FUNCTION refuse_portal_logout() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -186,7 +180,7 @@ describe('back-channel logout from the portal to the PM app', () => {
       CREATE TRIGGER refuse_portal_logout BEFORE UPDATE ON user_sessions FOR EACH ROW
       WHEN (NEW.ended_reason = 'portal_logout') EXECUTE FUNCTION refuse_portal_logout()`);
     try {
-      const failed = await sendLogoutToken(token);
+      const failed = await sendPortalLogoutToken(server, token);
       expect(failed.status).toBe(503);
       expect(failed.headers.get('retry-after')).toBeTruthy();
       expect(await failed.json()).toMatchObject({ error: 'temporarily_unavailable' });
@@ -196,8 +190,8 @@ describe('back-channel logout from the portal to the PM app', () => {
       await server.db.query(sql.unsafe`DROP TRIGGER refuse_portal_logout ON user_sessions`);
       await server.db.query(sql.unsafe`DROP FUNCTION refuse_portal_logout()`);
     }
-    expect((await sendLogoutToken(token)).status).toBe(200);
+    expect((await sendPortalLogoutToken(server, token)).status).toBe(200);
     expect(await meStatus(server, user.sessionToken)).toBe(401);
-    expect((await sendLogoutToken(token)).status).toBe(400);
+    expect((await sendPortalLogoutToken(server, token)).status).toBe(400);
   });
 });

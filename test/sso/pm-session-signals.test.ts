@@ -1,20 +1,15 @@
-import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { sql } from 'slonik';
 import { generateEncryptionKey } from '../../platform/integration-crypto';
-import { SigningKeys } from '../../platform/oauth-server/signing-keys';
-import { signLogoutToken } from '../../platform/sso/logout-tokens';
 import { ssoSessionWorkflowId } from '../../workflows/sso-session-messages';
+import { runScript } from '../helpers/cli';
 import { ADMIN_TOKEN, startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
-import { insertPortalSession, PORTAL_URL, signInPm, SSO_ENVIRONMENT } from '../helpers/sso-pm';
+import { insertPortalSession, portalLogoutToken, sendPortalLogoutToken, signInPm, SSO_ENVIRONMENT } from '../helpers/sso-pm';
 import { startTemporalDevServer } from '../helpers/temporal';
 
-const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const TSX = fileURLToPath(new URL('../../node_modules/.bin/tsx', import.meta.url));
 // No worker polls it: the workflows only collect what the api-server tells them, for the test to read.
 const TASK_QUEUE = 'sso-signals-without-worker';
 
@@ -26,7 +21,8 @@ interface ReceivedSignal {
 /**
  * What the PM side tells the SSO session workflows of the portal sessions that came from its sessions:
  * logout, a session replaced by a new sign-in, disablement and role changes, through the api-server
- * and through the admin command line. A logout the portal started is not echoed back to the portal.
+ * and through the admin command line. A logout the portal started reaches the PM session's other
+ * portal sessions, and is not echoed back to the workflow that sent it.
  */
 describe('the PM side tells the SSO session workflows', { timeout: 120_000 }, () => {
   let temporal: TestWorkflowEnvironment;
@@ -96,32 +92,25 @@ describe('the PM side tells the SSO session workflows', { timeout: 120_000 }, ()
     ]);
   });
 
-  it("a logout token from the portal ends the PM session without telling the portal's workflow again", async () => {
-    const { user, pm, workflow } = await ssoPair();
-    const portalKeys = new SigningKeys(server.db, server.crypto, server.config.authorizationServer.signingKeyGraceSeconds, 'reality-server');
-    const { token } = await signLogoutToken(await portalKeys.activeKey(), { issuer: PORTAL_URL, audience: server.url, sessionId: pm.sessionId, subject: user.id, now: new Date() });
-    const response = await fetch(`${server.url}/oauth/backchannel-logout`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ logout_token: token }).toString() });
+  it("a logout token from the portal tells the workflows of the PM session's other portal sessions, not the sender's", async () => {
+    const { user, pm, workflow: sender } = await ssoPair();
+    // A second portal session (another browser) opened from the same PM session, with its own workflow.
+    const { portalSessionId: otherPortalSessionId } = await insertPortalSession(server.db, user.id, pm.sessionId);
+    const other = await temporal.client.workflow.start('ssoSessionWorkflow', { workflowId: ssoSessionWorkflowId(otherPortalSessionId), taskQueue: TASK_QUEUE, args: [] });
+    // The sender's portal session ended with the sign-out that made its workflow send the token.
+    await server.db.query(sql.unsafe`
+      UPDATE portal_sessions SET ended_at = now(), ended_reason = 'logout' WHERE id <> ${otherPortalSessionId} AND pm_session_id = ${pm.sessionId}`);
+    const { token } = await portalLogoutToken(server, { sessionId: pm.sessionId, subject: user.id });
+    const response = await sendPortalLogoutToken(server, token);
     expect(response.status).toBe(200);
-    expect(await signals(workflow)).toEqual([]);
+    expect(await signals(other)).toEqual([{ name: 'pmSessionEnded', input: { reason: 'logout' } }]);
+    expect(await signals(sender)).toEqual([]);
   });
 
   it('the admin command line tells the workflows too when Temporal can be reached', async () => {
     const { user, workflow } = await ssoPair(['viewer']);
-    const env = {
-      PATH: process.env.PATH ?? '',
-      APP_ENV: 'test',
-      LOG_LEVEL: 'silent',
-      DATABASE_URL: server.config.databaseUrl!,
-      TEMPORAL_ADDRESS: temporal.address,
-      TEMPORAL_NAMESPACE: temporal.namespace ?? 'default',
-      TEMPORAL_PAYLOAD_KEY: generateEncryptionKey(),
-    };
-    const run = (...args: string[]) =>
-      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-        execFile(TSX, ['scripts/admin.ts', ...args], { cwd: REPO_ROOT, env, timeout: 50_000 }, (error, stdout, stderr) =>
-          resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr }),
-        );
-      });
+    const env = { TEMPORAL_ADDRESS: temporal.address, TEMPORAL_NAMESPACE: temporal.namespace ?? 'default', TEMPORAL_PAYLOAD_KEY: generateEncryptionKey() };
+    const run = (...args: string[]) => runScript('scripts/admin.ts', args, { databaseUrl: server.config.databaseUrl!, env });
     const roles = await run('users', 'roles', user.email, 'owner', '--json');
     expect(roles, roles.stderr).toMatchObject({ code: 0 });
     expect(JSON.parse(roles.stdout)).toMatchObject({ changed: true, workflowsTold: true });

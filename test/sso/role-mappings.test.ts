@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { ADMIN_TOKEN, startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
+import { adminRequest, startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
 import { auditRows, insertPortalSession, signInPm, SSO_ENVIRONMENT } from '../helpers/sso-pm';
 
 /**
@@ -19,12 +19,7 @@ describe('SSO role mappings (/api/v1/admin/sso/role-mappings)', () => {
     await server?.close();
   });
 
-  const admin = (method: string, path = '', body?: unknown, token = ADMIN_TOKEN) =>
-    fetch(`${server.url}/api/v1/admin/sso/role-mappings${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
+  const admin = (method: string, path = '', body?: unknown, token?: string) => adminRequest(server.url, method, `/api/v1/admin/sso/role-mappings${path}`, body, token);
 
   let userCount = 0;
   /** A PM user with these roles; with a portal account and a live SSO portal session when `portal` is set. */

@@ -1,20 +1,10 @@
-import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'slonik';
 import { z } from 'zod';
 import { generateEncryptionKey } from '../../platform/integration-crypto';
+import { runScript } from '../helpers/cli';
 import { startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
 import { auditRows, insertPortalSession, meStatus, signInPm, SSO_ENVIRONMENT } from '../helpers/sso-pm';
-
-const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const TSX = fileURLToPath(new URL('../../node_modules/.bin/tsx', import.meta.url));
-
-interface CliRun {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 /**
  * `npm run admin -- users …` and `sso-roles …`, and `npm run create-user -- --roles`, as an operator runs
@@ -33,15 +23,8 @@ describe('admin command line: PM users and SSO role mappings', { timeout: 120_00
     await server?.close();
   });
 
-  function runScript(script: string, args: string[], extraEnv: Record<string, string> = {}): Promise<CliRun> {
-    const env = { PATH: process.env.PATH ?? '', APP_ENV: 'test', LOG_LEVEL: 'silent', DATABASE_URL: server.config.databaseUrl!, ...extraEnv };
-    return new Promise((resolve) => {
-      execFile(TSX, [script, ...args], { cwd: REPO_ROOT, env, timeout: 50_000 }, (error, stdout, stderr) => {
-        resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
-      });
-    });
-  }
-  const admin = (...args: string[]) => runScript('scripts/admin.ts', args);
+  const run = (script: string, args: string[], env: Record<string, string> = {}) => runScript(script, args, { databaseUrl: server.config.databaseUrl!, env });
+  const admin = (...args: string[]) => run('scripts/admin.ts', args);
 
   const userRoles = (email: string) =>
     server.db.one(sql.type(z.object({ roles: z.array(z.string()), rolesVersion: z.number(), disabled: z.boolean() }))`
@@ -89,7 +72,7 @@ describe('admin command line: PM users and SSO role mappings', { timeout: 120_00
     const user = await server.createUser('cli-disable@example.com');
     const pm = await signInPm(server, user.email, user.password);
     await insertPortalSession(server.db, user.id, pm.sessionId);
-    const disabled = await runScript('scripts/admin.ts', ['users', 'disable', user.email, '--json'], { TEMPORAL_ADDRESS: '127.0.0.1:1', TEMPORAL_PAYLOAD_KEY: generateEncryptionKey() });
+    const disabled = await run('scripts/admin.ts', ['users', 'disable', user.email, '--json'], { TEMPORAL_ADDRESS: '127.0.0.1:1', TEMPORAL_PAYLOAD_KEY: generateEncryptionKey() });
     expect(disabled.code, disabled.stderr).toBe(0);
     expect(JSON.parse(disabled.stdout)).toMatchObject({ changed: true, pmSessionsEnded: 1, portalSessionsEnded: 1, workflowsTold: false });
     expect(disabled.stderr).toContain('Temporal could not be reached');
@@ -105,10 +88,10 @@ describe('admin command line: PM users and SSO role mappings', { timeout: 120_00
   });
 
   it('creates a user with roles (npm run create-user -- --roles), and refuses a malformed role', async () => {
-    const created = await runScript('scripts/create-user.ts', ['--email', 'cli-created@example.com', '--name', 'Created', '--roles', 'owner,agent'], { NEW_USER_PASSWORD: 'a long enough password' });
+    const created = await run('scripts/create-user.ts', ['--email', 'cli-created@example.com', '--name', 'Created', '--roles', 'owner,agent'], { NEW_USER_PASSWORD: 'a long enough password' });
     expect(created.code, created.stderr).toBe(0);
     expect((await userRoles('cli-created@example.com')).roles).toEqual(['agent', 'owner']);
-    const refused = await runScript('scripts/create-user.ts', ['--email', 'cli-refused@example.com', '--name', 'Refused', '--roles', 'Owner'], { NEW_USER_PASSWORD: 'a long enough password' });
+    const refused = await run('scripts/create-user.ts', ['--email', 'cli-refused@example.com', '--name', 'Refused', '--roles', 'Owner'], { NEW_USER_PASSWORD: 'a long enough password' });
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain('--roles');
   });

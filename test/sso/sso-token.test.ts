@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { sql } from 'slonik';
+import { hashBearerValue, randomToken } from '../../platform/secrets';
 import { verifySsoToken } from '../../platform/sso/sso-tokens';
 import { startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
 import { TestBrowser, parseForm } from '../helpers/oauth-browser';
@@ -149,7 +150,7 @@ describe('SSO token for the Reality Portal', () => {
       expect(response.headers.get('location')).toBe('/login?return_to=%2Fsso%2Freality-portal');
     });
 
-    it('shows who is signed in and, on the press of the button, redirects to the portal with a valid one-time token', async () => {
+    it('shows who is signed in and, on the press of the button, sends the browser to the portal, whose handoff comes back for a token bound to that browser', async () => {
       const { browser, user } = await signedInBrowser();
       const pageResponse = await browser.get('/sso/reality-portal');
       expect(pageResponse.status).toBe(200);
@@ -162,16 +163,52 @@ describe('SSO token for the Reality Portal', () => {
 
       const pressed = await browser.submit(page);
       expect(pressed.status).toBe(303);
-      expect(pressed.headers.get('cache-control')).toBe('no-store');
-      expect(pressed.headers.get('referrer-policy')).toBe('no-referrer');
-      const location = new URL(pressed.headers.get('location')!);
+      expect(pressed.headers.get('location')).toBe(`${PORTAL_URL}/sso/handoff`);
+      // The press mints nothing: the token waits for the portal to name the browser.
+      expect((await auditRows(server.db, 'SsoTokenIssued')).filter((row) => row.userId === user.id)).toEqual([]);
+
+      // What the portal's /sso/handoff does: a binding cookie of its own, its hash to the PM app.
+      const binding = hashBearerValue(randomToken());
+      const minted = await browser.get(`/sso/reality-portal/token?binding=${binding}`);
+      expect(minted.status).toBe(303);
+      expect(minted.headers.get('cache-control')).toBe('no-store');
+      expect(minted.headers.get('referrer-policy')).toBe('no-referrer');
+      const location = new URL(minted.headers.get('location')!);
       expect(`${location.origin}${location.pathname}`).toBe(`${PORTAL_URL}/sso/redeem`);
       const token = location.searchParams.get('sso_token')!;
       const verified = await verifySsoToken(token, jwks, { issuer: server.url, audience: PORTAL_CLIENT_ID });
-      expect(verified).toMatchObject({ ok: true, claims: { sub: user.id } });
+      expect(verified).toMatchObject({ ok: true, claims: { sub: user.id, bnd: binding } });
       const sessionId = await server.db.oneFirst(sql.unsafe`SELECT id FROM user_sessions WHERE user_id = ${user.id} AND revoked_at IS NULL`);
       expect(verified.ok && verified.claims.sid).toBe(sessionId);
-      expect((await auditRows(server.db, 'SsoTokenIssued')).filter((row) => row.userId === user.id).map((row) => row.details.requestedBy)).toEqual(['button']);
+      expect((await auditRows(server.db, 'SsoTokenIssued')).filter((row) => row.userId === user.id).map((row) => row.details)).toEqual([
+        expect.objectContaining({ requestedBy: 'button', browserBound: true, sid: sessionId }),
+      ]);
+    });
+
+    it('sends a browser without a PM session from the token step to the login page, which comes back to the same step', async () => {
+      userCount += 1;
+      const user = await server.createUser(`sso-button-${userCount}@example.com`);
+      const browser = new TestBrowser(server.url);
+      const step = `/sso/reality-portal/token?binding=${hashBearerValue(randomToken())}`;
+      const unsigned = await browser.get(step);
+      expect(unsigned.status).toBe(303);
+      expect(unsigned.headers.get('location')).toBe(`/login?${new URLSearchParams({ return_to: step })}`);
+
+      const signedIn = await browser.signIn(user.email, user.password, step);
+      expect(signedIn.headers.get('location')).toBe(step);
+      const minted = await browser.get(step);
+      expect(minted.status).toBe(303);
+      expect(minted.headers.get('location')).toMatch(new RegExp(`^${PORTAL_URL}/sso/redeem\\?sso_token=`));
+    });
+
+    it('refuses a token step without a well-formed binding, and mints nothing', async () => {
+      const { browser, user } = await signedInBrowser();
+      for (const query of ['', '?binding=short', `?binding=${'a'.repeat(42)}!`]) {
+        const response = await browser.get(`/sso/reality-portal/token${query}`);
+        expect(response.status, query).toBe(400);
+        expect(await response.text()).toContain('Open the Reality Portal again from the PM app');
+      }
+      expect((await auditRows(server.db, 'SsoTokenIssued')).filter((row) => row.userId === user.id)).toEqual([]);
     });
 
     it('refuses a press without the page\'s CSRF token, or from another site, and mints nothing', async () => {
@@ -205,6 +242,19 @@ describe('SSO token for the Reality Portal', () => {
       });
       expect(response.status).toBe(303);
       expect(response.headers.get('location')).toBe('/login?return_to=%2Fsso%2Freality-portal');
+      const step = await fetch(`${server.url}/sso/reality-portal/token?binding=${hashBearerValue(randomToken())}`, { redirect: 'manual', headers: bearer(user.sessionToken) });
+      expect(step.status).toBe(303);
+      expect(step.headers.get('location')).toMatch(/^\/login\?return_to=/);
+      expect((await auditRows(server.db, 'SsoTokenIssued')).filter((row) => row.userId === user.userId)).toEqual([]);
+    });
+
+    it(`limits the token step to SSO_TOKEN_REQUESTS_PER_MINUTE (${REQUESTS_PER_MINUTE}) a minute per user`, async () => {
+      const { browser } = await signedInBrowser();
+      const step = () => browser.get(`/sso/reality-portal/token?binding=${hashBearerValue(randomToken())}`);
+      for (let request = 0; request < REQUESTS_PER_MINUTE; request += 1) expect((await step()).status).toBe(303);
+      const limited = await step();
+      expect(limited.status).toBe(429);
+      expect(await limited.text()).toContain('Too many attempts');
     });
   });
 

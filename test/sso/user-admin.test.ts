@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { ADMIN_TOKEN, startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
+import { adminRequest, startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
 import { TestBrowser } from '../helpers/oauth-browser';
 import { auditRows, insertPortalSession, meStatus, signInPm, SSO_ENVIRONMENT } from '../helpers/sso-pm';
 import { introspect, issueCode, exchangeCode, obtainTokens, refresh, type TestClient } from '../oauth/token-helpers';
@@ -23,12 +23,7 @@ describe('PM user administration (/api/v1/admin/users)', () => {
     await server?.close();
   });
 
-  const admin = (method: string, path: string, body?: unknown, token = ADMIN_TOKEN) =>
-    fetch(`${server.url}/api/v1/admin/users${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
+  const admin = (method: string, path: string, body?: unknown, token?: string) => adminRequest(server.url, method, `/api/v1/admin/users${path}`, body, token);
 
   let userCount = 0;
   const newUser = () => server.createUser(`admin-user-${(userCount += 1)}@example.com`);

@@ -64,6 +64,7 @@ describe('loadConfig', () => {
     expect(config.tokenRefresh).toEqual({ marginSeconds: 300, jitterSeconds: 60 });
     expect(config.authorizationServer).toEqual({
       issuer: 'https://pm.example.com',
+      internalUrl: 'https://pm.example.com',
       audience: 'https://pm.example.com',
       adminApiToken: undefined,
       initialAccessToken: undefined,

@@ -4,6 +4,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { loadConfig, REALITY_SERVER_NEEDS, WORKER_NEEDS } from '../../platform/config';
+import { realityPortalClientMetadata } from '../../platform/sso/portal-client';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const composeFile = path.join(repoRoot, 'docker-compose.yml');
@@ -46,6 +48,29 @@ function commandOf(name: string): string {
   const command = service(name).command;
   return Array.isArray(command) ? command.join(' ') : String(command);
 }
+
+/** What the service's process sees: Compose's `${NAME}`, `${NAME:-default}` and `${NAME:?message}` resolved against `shell`. */
+function resolvedEnvironment(name: string, shell: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(environment(name)).map(([key, value]) => [
+      key,
+      String(value).replace(/\$\{(\w+)(?::([-?])([^}]*))?\}/g, (_match, variable: string, kind: string | undefined, argument: string) => {
+        const set = shell[variable];
+        if (set) return set;
+        if (kind === '?') throw new Error(`compose refuses to start without ${variable}: ${argument}`);
+        return kind === '-' ? argument : '';
+      }),
+    ]),
+  );
+}
+
+const REQUIRED_SHELL = {
+  INTEGRATION_ENCRYPTION_KEY: Buffer.alloc(32, 1).toString('base64'),
+  TEMPORAL_PAYLOAD_KEY: Buffer.alloc(32, 2).toString('base64'),
+  CODEC_SERVER_TOKEN: 'c'.repeat(32),
+  REALITY_OIDC_CLIENT_SECRET: 's'.repeat(32),
+  REALITY_PUBLIC_URL: 'https://portal.example',
+};
 
 const composeAvailable = spawnSync('docker', ['compose', 'version'], { stdio: 'ignore', timeout: 20_000 }).status === 0;
 
@@ -121,6 +146,37 @@ describe('docker-compose.yml', () => {
     }
   });
 
+  it('requires the portal\'s public URL (https in production) and gives every service a configuration it starts with', () => {
+    for (const name of ['api-server', 'reality-server', 'worker']) {
+      expect(environment(name).REALITY_PUBLIC_URL, name).toMatch(/^\$\{REALITY_PUBLIC_URL:\?.*https.*\}$/);
+    }
+    const shell = { ...REQUIRED_SHELL, PUBLIC_BASE_URL: 'https://pm.example' };
+    // The api-server registers the portal's client at start, which refuses a plain-http back-channel logout URI in production.
+    const api = loadConfig(resolvedEnvironment('api-server', shell));
+    expect(realityPortalClientMetadata(api).backchannelLogoutUri).toBe('https://portal.example/sso/backchannel-logout');
+    expect(() => realityPortalClientMetadata(loadConfig(resolvedEnvironment('api-server', { ...shell, REALITY_PUBLIC_URL: 'http://portal.example' })))).toThrow(/https/);
+    loadConfig(resolvedEnvironment('reality-server', shell), REALITY_SERVER_NEEDS);
+    loadConfig(resolvedEnvironment('worker', shell), WORKER_NEEDS);
+  });
+
+  it('has the containers reach each other by service name and port, while browsers and tokens keep the public URLs', () => {
+    const shell = { ...REQUIRED_SHELL, PUBLIC_BASE_URL: 'https://pm.example' };
+    const reality = loadConfig(resolvedEnvironment('reality-server', shell), REALITY_SERVER_NEEDS);
+    const worker = loadConfig(resolvedEnvironment('worker', shell), WORKER_NEEDS);
+    for (const config of [reality, worker]) {
+      expect(config.authorizationServer.issuer).toBe('https://pm.example');
+      expect(config.authorizationServer.internalUrl).toBe('http://api-server:3000');
+      expect(config.sso.portal.publicUrl).toBe('https://portal.example');
+    }
+    expect(worker.sso.portal.internalUrl).toBe('http://reality-server:3002');
+    // Each internal URL names a service, at the port that service listens on.
+    expect(environment('api-server').API_PORT).toBe('3000');
+    expect(environment('reality-server').REALITY_PORT).toBe('3002');
+    for (const url of [reality.authorizationServer.internalUrl, worker.authorizationServer.internalUrl, worker.sso.portal.internalUrl]) {
+      expect(Object.keys(services)).toContain(new URL(url).hostname);
+    }
+  });
+
   it('runs the codec server with the payload key and a required operator token, and nothing else secret', () => {
     const env = environment('codec-server');
     expect(env.APP_ENV).toBe('production');
@@ -141,6 +197,8 @@ describe('docker-compose.yml', () => {
         INTEGRATION_ENCRYPTION_KEY: 'dummy-key-for-config-check',
         TEMPORAL_PAYLOAD_KEY: 'dummy-payload-key-for-config-check',
         CODEC_SERVER_TOKEN: 'dummy-codec-server-token-for-config-check',
+        REALITY_OIDC_CLIENT_SECRET: 'dummy-reality-client-secret-for-config-check',
+        REALITY_PUBLIC_URL: 'https://portal.example',
         PUBLIC_BASE_URL: 'http://localhost:3000',
       },
     });

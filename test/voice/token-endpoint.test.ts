@@ -11,7 +11,7 @@ import type { OAuthClientRow } from '../../platform/oauth-server/clients';
 import { createPkcePair } from '../../platform/pkce';
 import { hashBearerValue } from '../../platform/secrets';
 import { authorizePath, signedInBrowser, WITHOUT_PKCE, type TestBrowser } from '../helpers/oauth-browser';
-import { startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
+import { ADMIN_TOKEN, startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
 import { freePort } from '../helpers/ports';
 import {
   auditRows,
@@ -239,6 +239,28 @@ describe('a Google-like client (credentials in the body, parallel and retried re
     expect(await introspectAs(server, google, third.refresh_token)).toEqual({ active: false });
     expect(await introspectAs(server, google, third.access_token)).toEqual({ active: false });
     expect(await auditRows(server, 'OAuthRefreshTokenReuse')).toContainEqual(expect.objectContaining({ client_id: google.client.id, outcome: 'failure' }));
+  });
+
+  it("a disabled user's link waits (503 temporarily_unavailable, never invalid_grant, a retry in the grace too) and refreshes again once enabled", async () => {
+    const { browser, user } = await signedInBrowser(server);
+    const { landed } = await consentTo(server, google, browser, 'disabled-user');
+    const first = tokensOf(await tokenRequest(server, google, { grant_type: 'authorization_code', code: landed.searchParams.get('code')!, redirect_uri: GOOGLE_REDIRECT }));
+    const grantId = await grantOfRefreshToken(server, first.refresh_token);
+    const successor = tokensOf(await refreshAs(server, google, first.refresh_token));
+    const operator = (action: 'disable' | 'enable') =>
+      fetch(`${server.url}/api/v1/admin/users/${user.id}/${action}`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    expect((await operator('disable')).status).toBe(200);
+
+    for (const refreshToken of [successor.refresh_token, first.refresh_token]) {
+      const waiting = await refreshAs(server, google, refreshToken);
+      expect(waiting.status, waiting.text).toBe(503);
+      expect(waiting.body).toMatchObject({ error: 'temporarily_unavailable', error_description: expect.stringContaining('disabled') });
+    }
+    expect(await voiceDevicesOfGrant(server, grantId)).toEqual([{ id: expect.any(String), platform: 'google', status: 'linked' }]);
+    expect((await auditRows(server, 'OAuthRefreshTokenReuse')).filter((row) => row.user_id === user.id)).toEqual([]);
+
+    expect((await operator('enable')).status).toBe(200);
+    expect(tokensOf(await refreshAs(server, google, successor.refresh_token)).refresh_token).not.toBe(successor.refresh_token);
   });
 
   it('the old token stops repeating once the grace has passed on the authorization server clock, and reuse then revokes the family', async () => {

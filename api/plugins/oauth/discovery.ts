@@ -11,8 +11,14 @@ const CLAIMS_SUPPORTED = ['iss', 'sub', 'aud', 'exp', 'iat', 'auth_time', 'nonce
 
 /**
  * OpenID Connect Discovery 1.0 section 3: the RFC 8414 document and what an OpenID Provider adds.
- * Back-channel logout carries `sid`; there is no front-channel logout, no request objects and no
- * `claims` parameter (request_uri_parameter_supported defaults to true, so it is said explicitly).
+ * There is no front-channel logout, no request objects and no `claims` parameter
+ * (request_uri_parameter_supported defaults to true, so it is said explicitly).
+ *
+ * backchannel_logout_supported is false although the Reality Portal receives logout tokens: this
+ * document speaks to every relying party, and only first-party clients (the portal, served by its SSO
+ * session workflow) may register a backchannel_logout_uri. A third party reading true would register
+ * one and wait for tokens that never come; it uses RP-initiated logout and sees a session end when
+ * userinfo or a refresh is refused.
  */
 export function openIdProviderMetadata(issuer: string, registrationEnabled: boolean) {
   return {
@@ -25,8 +31,8 @@ export function openIdProviderMetadata(issuer: string, registrationEnabled: bool
     claim_types_supported: ['normal'],
     prompt_values_supported: [...PROMPT_VALUES],
     acr_values_supported: [PASSWORD_ACR],
-    backchannel_logout_supported: true,
-    backchannel_logout_session_supported: true,
+    backchannel_logout_supported: false,
+    backchannel_logout_session_supported: false,
     frontchannel_logout_supported: false,
     claims_parameter_supported: false,
     request_parameter_supported: false,

@@ -1,5 +1,4 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { endPmSessions } from '../../../db/queries/pm-sessions';
 import { revokeSession } from '../../../db/queries/users';
 import type { AuditEntry } from '../../../platform/audit';
 import { errorPage, html, renderPage, sendHtml } from '../../../platform/html';
@@ -40,13 +39,20 @@ const parametersSchema = {
 
 const htmlResponse = { 200: { type: 'string' } } as const;
 
-function confirmationPage(email: string, plan: Extract<EndSessionPlan, { kind: 'confirm' }>, parameters: EndSessionParameters, csrfToken: string): string {
+const CONFIRMATION_REASONS: Record<Extract<EndSessionPlan, { kind: 'confirm' }>['reason'], string> = {
+  other_session: 'An application asked to sign you out, but it was signed in with another sign-in than this one.',
+  id_token_hint_missing: 'An application asked to sign you out.',
+  no_browser_session: 'An application asked to sign you out.',
+};
+
+/** `email`: the browser's signed-in user; absent when the request came without the session cookie. */
+function confirmationPage(email: string | undefined, plan: Extract<EndSessionPlan, { kind: 'confirm' }>, parameters: EndSessionParameters, csrfToken: string): string {
   const hidden = (name: string, value: string | undefined) => (value === undefined ? '' : html`<input type="hidden" name="${name}" value="${value}">`);
   return renderPage(
     'Sign out?',
     html`<h1>Sign out of your account?</h1>
-<p>${plan.reason === 'other_session' ? 'An application asked to sign you out, but it was signed in with another sign-in than this one.' : 'An application asked to sign you out.'}</p>
-<p class="note">Signed in as ${email}. If you did not ask to sign out, close this page.</p>
+<p>${CONFIRMATION_REASONS[plan.reason]}</p>
+<p class="note">${email === undefined ? '' : `Signed in as ${email}. `}If you did not ask to sign out, close this page.</p>
 <form method="post" action="${END_SESSION_PATH}">
 <input type="hidden" name="csrf_token" value="${csrfToken}">
 ${hidden('client_id', plan.clientId)}
@@ -61,12 +67,12 @@ const signedOutPage = () => renderPage('Signed out', html`<h1>You are signed out
 
 /**
  * OpenID Connect RP-Initiated Logout 1.0 at `GET|POST /oauth/logout` (the end_session_endpoint).
- * What happens is planned by platform/oauth-server/end-session.ts: a session named by a valid
- * id_token_hint ends at once (`rp_logout`, audited OidcLogout, its portal sessions told through
- * signalPmSessionsEnded), then a 303 to the registered post_logout_redirect_uri with state, or the
- * "You are signed out" page. Anything less certain asks the user (a form POST with a double-submit
- * CSRF token, as /login does) or is refused with a page; both are audited OidcLogoutRejected.
- * ui_locales and logout_hint are accepted and ignored.
+ * What happens is planned by platform/oauth-server/end-session.ts: the browser's session, when a valid
+ * id_token_hint names it, ends at once (`rp_logout`, audited OidcLogout, its portal sessions told
+ * through signalPmSessionsEnded), then a 303 to the registered post_logout_redirect_uri with state, or
+ * the "You are signed out" page. Anything less certain asks the user (a form POST with a double-submit
+ * CSRF token, as /login does; nothing is refused, so nothing is audited until they answer) or is refused
+ * with a page, audited OidcLogoutRejected. ui_locales and logout_hint are accepted and ignored.
  */
 export default async function endSession(app: FastifyInstance) {
   const { db, audit, config, temporal } = app.services;
@@ -110,38 +116,35 @@ export default async function endSession(app: FastifyInstance) {
     }
     if (plan.kind === 'signed_out') return finish(reply, plan.redirectTo);
     if (plan.kind === 'confirm') {
-      await rejected(plan.reason, plan.clientId);
       const existing = request.cookies[LOGOUT_CSRF_COOKIE];
       const token = existing && CSRF_TOKEN.test(existing) ? existing : randomToken();
       csrfCookie(reply, token);
       // The form's answer redirects to the client, which form-action must allow (browsers apply it to redirects).
       const formAction = ["'self'", ...(plan.redirectTo === undefined ? [] : [new URL(plan.redirectTo).origin])];
-      return sendHtml(reply, 200, confirmationPage(live!.user.email, plan, parameters, token), { formAction });
+      return sendHtml(reply, 200, confirmationPage(live?.user.email, plan, parameters, token), { formAction });
     }
 
-    const { session } = plan;
-    const sessionToken = request.cookies[SESSION_COOKIE];
+    // An 'end' plan is only ever the browser's own session.
+    const userId = browser!.userId;
+    const sessionToken = request.cookies[SESSION_COOKIE]!;
     const ended = await db.transaction(async (transaction) => {
-      const row =
-        session === 'browser'
-          ? { id: await revokeSession(transaction, hashBearerValue(sessionToken!), 'rp_logout'), userId: browser!.userId }
-          : { id: (await endPmSessions(transaction, session, 'rp_logout'))[0]?.id ?? null, userId: session.userId };
-      if (row.id === null) return null;
+      const sessionId = await revokeSession(transaction, hashBearerValue(sessionToken), 'rp_logout');
+      if (sessionId === null) return null;
       await audit.record(
         {
           action: 'OidcLogout',
           outcome: 'success',
-          actor: { type: 'user', id: row.userId },
-          userId: row.userId,
+          actor: { type: 'user', id: userId },
+          userId,
           ...(plan.clientId ? { clientId: plan.clientId } : {}),
           origin,
-          details: { sid: row.id, confirmed: confirmation, browser_session: session === 'browser' },
+          details: { sid: sessionId, confirmed: confirmation },
         },
         transaction,
       );
-      return row.id;
+      return sessionId;
     });
-    if (session === 'browser') reply.clearCookie(SESSION_COOKIE, { path: '/' });
+    reply.clearCookie(SESSION_COOKIE, { path: '/' });
     // The portal sessions that came from it follow through their SSO session workflows (never throws).
     if (ended) await signalPmSessionsEnded({ temporal, db, log: request.log }, [ended], 'logout');
     return finish(reply, plan.redirectTo);

@@ -1,16 +1,14 @@
+import { DoubleSubmitCsrf } from '../../csrf';
 import { isClientError } from '../../errors';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { html, renderPage, sendHtml } from '../../../platform/html';
-import { attemptLogin } from '../../../platform/login';
-import { randomToken, secretsEqual } from '../../../platform/secrets';
+import { sendHtml } from '../../../platform/html';
+import { attemptLogin, PM_USER_ACCOUNTS } from '../../../platform/login';
+import { LOGIN_FAILED_MESSAGE, LOGIN_FORM_EXPIRED_MESSAGE, LOGIN_RATE_LIMITED_MESSAGE, renderLoginPage } from '../../../platform/login-page';
 import { LOGIN_RATE_LIMIT, loginSettings, revokePresentedSession, startSession } from '../sessions';
 import { requestOrigin } from '../../request-origin';
 import { safeString } from '../../schemas';
 
 export const DEFAULT_RETURN_TO = '/oauth/grants';
-export const LOGIN_CSRF_COOKIE = 'pm_login_csrf';
-const GENERIC_FAILURE = 'Email or password is wrong, or the account is temporarily locked.';
-const CSRF_TOKEN = /^[A-Za-z0-9_-]{43}$/;
 
 /**
  * Only a same-origin relative path is a return URL: "/x?y" yes; "//evil", "/\\evil", "https://evil",
@@ -31,20 +29,13 @@ export function safeReturnTo(value: unknown, base: string): string {
 }
 
 function loginPage(options: { returnTo: string; csrfToken: string; email?: string; error?: string }): string {
-  return renderPage(
-    'Sign in',
-    html`<h1>Sign in</h1>
-${options.error ? html`<p class="error" role="alert">${options.error}</p>` : ''}
-<form method="post" action="/login">
-<input type="hidden" name="csrf_token" value="${options.csrfToken}">
-<input type="hidden" name="return_to" value="${options.returnTo}">
-<label for="email">Email</label>
-<input id="email" name="email" type="email" autocomplete="username" required maxlength="320" value="${options.email ?? ''}">
-<label for="password">Password</label>
-<input id="password" name="password" type="password" autocomplete="current-password" required maxlength="1024">
-<div class="actions"><button type="submit">Sign in</button></div>
-</form>`,
-  );
+  return renderLoginPage({
+    title: 'Sign in',
+    action: '/login',
+    hiddenFields: { csrf_token: options.csrfToken, return_to: options.returnTo },
+    email: options.email,
+    error: options.error,
+  });
 }
 
 // No NUL in any field: PostgreSQL refuses it in text, which would otherwise surface as a 500.
@@ -63,31 +54,22 @@ const loginQuerySchema = { type: 'object', properties: { return_to: safeString(4
 /**
  * The sign-in page of the authorization server (email + password, no JavaScript).
  *
- * Login CSRF: a double-submit token. GET /login puts a random token in an HttpOnly, SameSite=Strict
- * cookie scoped to /login and in a hidden field; POST /login needs both, equal. Another site can
- * neither read the cookie nor set it, so it cannot forge a sign-in (e.g. into the attacker's account).
+ * Login CSRF: a double-submit token (api/csrf.ts) scoped to /login, so another site cannot forge a
+ * sign-in (e.g. into the attacker's account).
  */
 export default async function login(app: FastifyInstance) {
   const { db, audit, config } = app.services;
   const base = config.authorizationServer.issuer;
 
-  const csrfCookie = (reply: FastifyReply, token: string) =>
-    reply.setCookie(LOGIN_CSRF_COOKIE, token, { path: '/login', httpOnly: true, sameSite: 'strict', secure: config.http.secureCookies });
-
-  /** Keeps the token of an existing cookie, so two open login tabs both work. */
-  const csrfTokenFor = (request: FastifyRequest, reply: FastifyReply): string => {
-    const existing = request.cookies[LOGIN_CSRF_COOKIE];
-    const token = existing && CSRF_TOKEN.test(existing) ? existing : randomToken();
-    csrfCookie(reply, token);
-    return token;
-  };
+  const csrf = new DoubleSubmitCsrf('pm_login_csrf', '/login', config.http.secureCookies);
+  const page = (reply: FastifyReply, status: number, options: Parameters<typeof loginPage>[0]) => sendHtml(reply, status, loginPage(options), { formAction: 'unrestricted' });
 
   const htmlErrorHandler = (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
     if (!isClientError(error)) throw error;
     if (error.statusCode === 429) {
-      return sendHtml(reply, 429, loginPage({ returnTo: DEFAULT_RETURN_TO, csrfToken: csrfTokenFor(request, reply), error: 'Too many attempts. Wait a minute and try again.' }), { formAction: 'unrestricted' });
+      return page(reply, 429, { returnTo: DEFAULT_RETURN_TO, csrfToken: csrf.issue(request, reply), error: LOGIN_RATE_LIMITED_MESSAGE });
     }
-    return sendHtml(reply, 400, loginPage({ returnTo: DEFAULT_RETURN_TO, csrfToken: csrfTokenFor(request, reply), error: 'The form was malformed. Try again.' }), { formAction: 'unrestricted' });
+    return page(reply, 400, { returnTo: DEFAULT_RETURN_TO, csrfToken: csrf.issue(request, reply), error: 'The form was malformed. Try again.' });
   };
 
   app.get<{ Querystring: { return_to?: string } }>(
@@ -98,7 +80,7 @@ export default async function login(app: FastifyInstance) {
     },
     async (request, reply) => {
       const returnTo = safeReturnTo(request.query.return_to, base);
-      return sendHtml(reply, 200, loginPage({ returnTo, csrfToken: csrfTokenFor(request, reply) }), { formAction: 'unrestricted' });
+      return page(reply, 200, { returnTo, csrfToken: csrf.issue(request, reply) });
     },
   );
 
@@ -112,28 +94,23 @@ export default async function login(app: FastifyInstance) {
     async (request, reply) => {
       const body = request.body ?? {};
       const returnTo = safeReturnTo(body.return_to, base);
-      const cookieToken = request.cookies[LOGIN_CSRF_COOKIE];
-      const formToken = body.csrf_token;
-      const csrfOk = Boolean(cookieToken && formToken && secretsEqual(formToken, cookieToken));
-      if (!csrfOk) {
+      if (!csrf.matches(request, body.csrf_token)) {
         // Fresh token: the page works when submitted again from this browser.
-        const token = randomToken();
-        csrfCookie(reply, token);
-        return sendHtml(reply, 403, loginPage({ returnTo, csrfToken: token, error: 'Your sign-in form expired. Please try again.' }), { formAction: 'unrestricted' });
+        return page(reply, 403, { returnTo, csrfToken: csrf.renew(reply), error: LOGIN_FORM_EXPIRED_MESSAGE });
       }
       const email = (body.email ?? '').trim();
       const password = body.password ?? '';
       if (!email || !password) {
-        return sendHtml(reply, 401, loginPage({ returnTo, csrfToken: csrfTokenFor(request, reply), email, error: GENERIC_FAILURE }), { formAction: 'unrestricted' });
+        return page(reply, 401, { returnTo, csrfToken: csrf.issue(request, reply), email, error: LOGIN_FAILED_MESSAGE });
       }
-      const outcome = await attemptLogin(db, audit, loginSettings(config), { email, password, origin: requestOrigin(request) });
+      const outcome = await attemptLogin(db, audit, PM_USER_ACCOUNTS, loginSettings(config), { email, password, origin: requestOrigin(request) });
       if (!outcome.ok) {
-        return sendHtml(reply, 401, loginPage({ returnTo, csrfToken: csrfTokenFor(request, reply), email, error: GENERIC_FAILURE }), { formAction: 'unrestricted' });
+        return page(reply, 401, { returnTo, csrfToken: csrf.issue(request, reply), email, error: LOGIN_FAILED_MESSAGE });
       }
       // A session the browser already had (possibly planted) does not outlive the sign-in.
       await revokePresentedSession(db, request);
-      await startSession(db, config, reply, outcome.user.id);
-      reply.clearCookie(LOGIN_CSRF_COOKIE, { path: '/login' });
+      await startSession(db, config, reply, outcome.account.id);
+      csrf.clear(reply);
       return reply.header('cache-control', 'no-store').redirect(returnTo, 303);
     },
   );

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { deleteRoleMapping, roleMappings, setRoleMapping, type RoleMapping } from '../../../platform/sso/role-mappings';
-import { ROLE_NAME_PATTERN } from '../../../platform/sso/user-administration';
+import { ROLE_NAME_PATTERN } from '../../../platform/roles';
 import { errorResponseSchema } from '../../errors';
 import { requestOrigin } from '../../request-origin';
 import { signalPmRolesChanged } from '../../sso-session-signals';

@@ -1,15 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { AuditEntry } from '../../../platform/audit';
-import {
-  disableUser,
-  enableUser,
-  findUserView,
-  MAX_ROLES,
-  ROLE_NAME_PATTERN,
-  setUserRoles,
-  SsoAdministrationError,
-  type AdminUserView,
-} from '../../../platform/sso/user-administration';
+import { MAX_ROLES, ROLE_NAME_PATTERN } from '../../../platform/roles';
+import { disableUser, enableUser, findUserView, setUserRoles, SsoAdministrationError, type AdminUserView } from '../../../platform/sso/user-administration';
 import { UUID } from '../../../platform/uuid';
 import { errorResponseSchema, HttpError } from '../../errors';
 import { requestOrigin } from '../../request-origin';

@@ -3,6 +3,7 @@ import { OAuthError, oauthErrorSchema } from '../../../platform/oauth-server/err
 import { SigningKeys } from '../../../platform/oauth-server/signing-keys';
 import { receivePortalLogoutToken, type PortalLogoutReceiver } from '../../../platform/sso/portal-logout-receiver';
 import { requestOrigin } from '../../request-origin';
+import { signalPmSessionsEnded } from '../../sso-session-signals';
 import { CLIENT_REQUEST_BODY_LIMIT, requireFormParameters, stringField, type FormParameters } from '../oauth/client-request';
 import { answerOAuthErrors } from '../oauth/oauth-errors';
 
@@ -12,10 +13,15 @@ import { answerOAuthErrors } from '../oauth/oauth-errors';
  * Answers (section 2.8): 200 when the named PM sessions have ended (also when there was none left),
  * 400 `{ error: 'invalid_request', error_description }` for a token that fails validation or was
  * received before, 503 when the database could not answer (the sender retries). Never cached.
+ *
+ * After the commit, the SSO session workflows of the other live portal sessions opened from the ended
+ * PM sessions are told (pmSessionEnded, reason logout), so they end within seconds rather than at the
+ * portal's next request. The workflow that sent the token is not among them: its portal session ended
+ * before it sent, and a workflow already ending ignores a later end.
  */
 export default async function backchannelLogout(app: FastifyInstance) {
   answerOAuthErrors(app);
-  const { db, audit, crypto, config } = app.services;
+  const { db, audit, crypto, config, temporal } = app.services;
   const receiver: PortalLogoutReceiver = {
     db,
     audit,
@@ -23,6 +29,7 @@ export default async function backchannelLogout(app: FastifyInstance) {
     portalIssuer: config.sso.portal.publicUrl,
     portalClientId: config.sso.portal.clientId,
     audience: app.authorizationServer.issuer,
+    logoutTokenSeconds: config.sso.logoutTokenSeconds,
     clock: app.authorizationServer.tokens.clock,
   };
 
@@ -44,6 +51,7 @@ export default async function backchannelLogout(app: FastifyInstance) {
       if (token === undefined) throw new OAuthError('invalid_request', 'logout_token is required');
       const outcome = await receivePortalLogoutToken(receiver, token, requestOrigin(request));
       if (!outcome.ok) throw new OAuthError('invalid_request', outcome.description);
+      await signalPmSessionsEnded({ temporal, db, log: request.log }, outcome.endedPmSessionIds, 'logout');
       return {};
     },
   );

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { errorPage, html, renderPage, sendHtml } from '../../../platform/html';
 import { randomToken, secretsEqual } from '../../../platform/secrets';
+import { BROWSER_BINDING, PM_SSO_TOKEN_PATH, PORTAL_HANDOFF_PATH } from '../../../platform/sso/browser-binding';
 import { issuePortalSsoToken, portalSsoEnabled } from '../../../platform/sso/sso-token-issuance';
 import { isClientError } from '../../errors';
 import { requestOrigin } from '../../request-origin';
@@ -11,7 +12,7 @@ import { portalSsoTokenIssuer, ssoTokenRateLimit } from './sso-token-requests';
 export const PORTAL_BUTTON_PATH = '/sso/reality-portal';
 export const PORTAL_BUTTON_CSRF_COOKIE = 'pm_sso_csrf';
 const CSRF_TOKEN = /^[A-Za-z0-9_-]{43}$/;
-const LOGIN_REDIRECT = `/login?${new URLSearchParams({ return_to: PORTAL_BUTTON_PATH })}`;
+const loginRedirect = (returnTo: string) => `/login?${new URLSearchParams({ return_to: returnTo })}`;
 
 function buttonPage(options: { email: string; csrfToken: string; error?: string }): string {
   return renderPage(
@@ -27,6 +28,11 @@ ${options.error ? html`<p class="error" role="alert">${options.error}</p>` : ''}
   );
 }
 
+/** Where the button sends the browser first: the portal binds the flow to this browser there. */
+export function portalHandoffUrl(portalPublicUrl: string): string {
+  return `${portalPublicUrl.replace(/\/+$/, '')}${PORTAL_HANDOFF_PATH}`;
+}
+
 /** Where the browser takes the token: the portal's redemption page, which opens the portal session. */
 export function portalRedeemUrl(portalPublicUrl: string, token: string): string {
   const url = new URL(`${portalPublicUrl.replace(/\/+$/, '')}/sso/redeem`);
@@ -35,14 +41,19 @@ export function portalRedeemUrl(portalPublicUrl: string, token: string): string 
 }
 
 /**
- * The PM app's "Open Reality Portal" button. GET shows who is signed in (session cookie only: a Bearer
- * header is not a browser sign-in) and a form; POST mints a one-time SSO token and sends the browser to
- * the portal's /sso/redeem with it (303, never cached, no Referer).
+ * The PM app's "Open Reality Portal" button, one click through three redirects. GET shows who is
+ * signed in (session cookie only: a Bearer header is not a browser sign-in) and a form; POST sends the
+ * browser to the portal's /sso/handoff, which sets a binding cookie and comes back to
+ * GET /sso/reality-portal/token?binding=<the cookie's SHA-256>; that mints the one-time SSO token bound
+ * to the binding (`bnd`) and sends the browser to the portal's /sso/redeem with it (303, never cached,
+ * no Referer). The portal opens a session only in the browser holding the cookie, so a token minted in
+ * one browser cannot sign another in (platform/sso/browser-binding.ts).
  *
- * CSRF, beyond the session cookie's SameSite=Lax (a cross-site POST carries no session): a
+ * CSRF on the form, beyond the session cookie's SameSite=Lax (a cross-site POST carries no session): a
  * double-submit token like the login page's (an HttpOnly, SameSite=Strict cookie scoped to this path,
- * equal to a hidden field), and a cross-site Sec-Fetch-Site is refused outright. Otherwise another site
- * could open the portal in the victim's name, which is harmless but not what they asked for.
+ * equal to a hidden field), and a cross-site Sec-Fetch-Site is refused outright. The token step is a
+ * GET another site can link to, but all it can do is open the portal, signed in as the user themselves,
+ * in whichever browser holds the binding: what /sso/login (OpenID Connect) does for any link as well.
  */
 export default async function portalButton(app: FastifyInstance) {
   const { db, config } = app.services;
@@ -78,15 +89,17 @@ export default async function portalButton(app: FastifyInstance) {
   const htmlErrorHandler = (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
     if (!isClientError(error) || !request.user) throw error;
     if (error.statusCode === 429) return page(request, reply, 429, { error: 'Too many attempts. Wait a minute and try again.' });
-    return page(request, reply, 400, { error: 'The form was malformed. Try again.' });
+    return page(request, reply, 400, { error: 'The request was malformed. Press the button again.' });
   };
+
+  const signInFirst = (reply: FastifyReply, returnTo: string) => reply.header('cache-control', 'no-store').redirect(loginRedirect(returnTo), 303);
 
   app.get(
     PORTAL_BUTTON_PATH,
     { preHandler: findCookieSession, schema: { summary: 'The "Open Reality Portal" page of the PM app', response: { 200: { type: 'string' } } } },
     async (request, reply) => {
       if (!portalSsoEnabled(config.sso)) return notConfigured(reply);
-      if (!request.user) return reply.header('cache-control', 'no-store').redirect(LOGIN_REDIRECT, 303);
+      if (!request.user) return signInFirst(reply, PORTAL_BUTTON_PATH);
       return page(request, reply, 200);
     },
   );
@@ -95,10 +108,9 @@ export default async function portalButton(app: FastifyInstance) {
     PORTAL_BUTTON_PATH,
     {
       preHandler: findCookieSession,
-      config: { rateLimit: ssoTokenRateLimit(config) },
       errorHandler: htmlErrorHandler,
       schema: {
-        summary: 'Mints a one-time SSO token and redirects the browser to the Reality Portal with it',
+        summary: "Sends the browser to the Reality Portal's /sso/handoff, the first step of its single sign-on",
         consumes: ['application/x-www-form-urlencoded'],
         body: { type: 'object', properties: { csrf_token: safeString(128) } },
         response: { '4xx': { type: 'string' } },
@@ -106,7 +118,7 @@ export default async function portalButton(app: FastifyInstance) {
     },
     async (request, reply) => {
       if (!portalSsoEnabled(config.sso)) return notConfigured(reply);
-      if (!request.user || !request.pmSession) return reply.header('cache-control', 'no-store').redirect(LOGIN_REDIRECT, 303);
+      if (!request.user || !request.pmSession) return signInFirst(reply, PORTAL_BUTTON_PATH);
       const site = request.headers['sec-fetch-site'];
       const crossSite = site !== undefined && site !== 'same-origin' && site !== 'none';
       const cookieToken = request.cookies[PORTAL_BUTTON_CSRF_COOKIE];
@@ -115,7 +127,35 @@ export default async function portalButton(app: FastifyInstance) {
         // A fresh token: pressing the button on this page works.
         return page(request, reply, 403, { error: 'This page expired. Press the button again.', freshToken: true });
       }
-      const { token } = await issuePortalSsoToken(issuer, { userId: request.user.id, sessionId: request.pmSession.id, origin: requestOrigin(request) }, 'button');
+      return reply.header('cache-control', 'no-store').redirect(portalHandoffUrl(portal.publicUrl), 303);
+    },
+  );
+
+  app.get<{ Querystring: { binding?: string } }>(
+    PM_SSO_TOKEN_PATH,
+    {
+      preHandler: findCookieSession,
+      config: { rateLimit: ssoTokenRateLimit(config) },
+      errorHandler: htmlErrorHandler,
+      schema: {
+        summary: 'Mints the one-time SSO token bound to the browser the portal named, and redirects the browser to the Reality Portal with it',
+        querystring: { type: 'object', properties: { binding: safeString(128) } },
+        response: { '4xx': { type: 'string' } },
+      },
+    },
+    async (request, reply) => {
+      if (!portalSsoEnabled(config.sso)) return notConfigured(reply);
+      const { binding } = request.query;
+      if (!binding || !BROWSER_BINDING.test(binding)) {
+        return sendHtml(reply, 400, errorPage('Reality Portal', 'This link to the Reality Portal is incomplete. Open the Reality Portal again from the PM app.'));
+      }
+      // After the sign-in, the login page comes back to this step: the binding cookie still waits at the portal.
+      if (!request.user || !request.pmSession) return signInFirst(reply, `${PM_SSO_TOKEN_PATH}?${new URLSearchParams({ binding })}`);
+      const { token } = await issuePortalSsoToken(
+        issuer,
+        { userId: request.user.id, sessionId: request.pmSession.id, browserBinding: binding, origin: requestOrigin(request) },
+        'button',
+      );
       return reply.header('cache-control', 'no-store').header('pragma', 'no-cache').header('referrer-policy', 'no-referrer').redirect(portalRedeemUrl(portal.publicUrl, token), 303);
     },
   );

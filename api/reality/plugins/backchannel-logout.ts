@@ -1,15 +1,11 @@
 import type { FastifyInstance } from 'fastify';
+import { oauthErrorSchema } from '../../../platform/oauth-server/errors';
+import { apiServerTokenContext } from '../../../platform/sso/api-server-token-context';
 import { receivePmLogoutToken } from '../../../platform/sso/portal-backchannel-logout';
 import { askToRetryLater } from '../../plugins/errors';
 import { requestOrigin } from '../../request-origin';
 import { safeString } from '../../schemas';
 import { isTransientPortalFault } from '../transient-faults';
-
-const oauthErrorSchema = {
-  type: 'object',
-  required: ['error'],
-  properties: { error: { type: 'string' }, error_description: { type: 'string' } },
-} as const;
 
 /**
  * POST /sso/backchannel-logout: OpenID Connect Back-Channel Logout 1.0 section 2.8, the receiver of the
@@ -19,8 +15,8 @@ const oauthErrorSchema = {
  * reached now, so the sender retries. Nothing here signals the workflow: it is the sender.
  */
 export default async function backchannelLogout(app: FastifyInstance) {
-  const { db, audit, config, apiServerKeys, clock } = app.portal;
-  const context = { db, audit, keys: apiServerKeys, now: clock, issuer: config.authorizationServer.issuer, clientId: config.sso.portal.clientId };
+  const { config } = app.portal;
+  const context = { ...apiServerTokenContext(app.portal), logoutTokenSeconds: config.sso.logoutTokenSeconds };
 
   app.post<{ Body: { logout_token?: string } }>(
     '/sso/backchannel-logout',

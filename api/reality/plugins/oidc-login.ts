@@ -6,7 +6,7 @@ import { requestOrigin } from '../../request-origin';
 import { safeString } from '../../schemas';
 import { htmlErrorHandler, sendProblemPage } from '../pages';
 import { isTransientPortalFault } from '../transient-faults';
-import { setPortalSessionCookie } from './portal-sessions';
+import { startBrowserPortalSession } from './portal-sessions';
 
 /** The flow's state, nonce and PKCE verifier, kept in the browser that started it (and only there). */
 export const OIDC_FLOW_COOKIE = 'portal_oidc_flow';
@@ -31,6 +31,37 @@ function readFlow(value: string | undefined): Flow | undefined {
 }
 
 const START_AGAIN = html`<p><a href="/sso/login">Sign in with the PM app again</a> · <a href="/">Reality Portal</a></p>`;
+
+/**
+ * The error codes an authorization or token response may carry (RFC 6749 sections 4.1.2.1 and 5.2,
+ * OpenID Connect Core 3.1.2.6). The callback's `error` is whatever the URL says, so only these are
+ * audited or shown; anything else is 'unknown'.
+ */
+const OAUTH_ERROR_CODES = new Set([
+  'invalid_request',
+  'unauthorized_client',
+  'access_denied',
+  'unsupported_response_type',
+  'invalid_scope',
+  'server_error',
+  'temporarily_unavailable',
+  'invalid_client',
+  'invalid_grant',
+  'unsupported_grant_type',
+  'interaction_required',
+  'login_required',
+  'account_selection_required',
+  'consent_required',
+  'invalid_request_uri',
+  'invalid_request_object',
+  'request_not_supported',
+  'request_uri_not_supported',
+  'registration_not_supported',
+]);
+
+function knownErrorCode(error: string): string {
+  return OAUTH_ERROR_CODES.has(error) ? error : 'unknown';
+}
 
 /** Pages for the authorization server's error answers (RFC 6749 section 4.1.2.1, OpenID Connect Core 3.1.2.6). */
 function authorizationErrorPage(error: string): { status: number; message: string } {
@@ -105,8 +136,9 @@ export default async function oidcLogin(app: FastifyInstance) {
       };
       if (!flow) {
         if (request.query.error) {
-          const page = authorizationErrorPage(request.query.error);
-          return refuse(request.query.error, page.status, page.message);
+          const error = knownErrorCode(request.query.error);
+          const page = authorizationErrorPage(error);
+          return refuse(error, page.status, page.message);
         }
         return refuse('flow_missing', 400, 'This sign-in took too long or was started in another browser. Start again.');
       }
@@ -125,8 +157,9 @@ export default async function oidcLogin(app: FastifyInstance) {
         claims = tokens.claims();
       } catch (error) {
         if (error instanceof client.AuthorizationResponseError) {
-          const page = authorizationErrorPage(error.error);
-          return refuse(error.error, page.status, page.message);
+          const code = knownErrorCode(error.error);
+          const page = authorizationErrorPage(code);
+          return refuse(code, page.status, page.message);
         }
         // New metadata or keys may cure what failed: the next sign-in discovers again.
         relyingParty.forget();
@@ -134,7 +167,7 @@ export default async function oidcLogin(app: FastifyInstance) {
         // Name and code only: openid-client's error causes can carry the id_token's parts.
         const { name, message, code } = error as { name?: string; message?: string; code?: string };
         request.log.warn({ error: { name, message, code } }, 'the OpenID Connect callback was refused');
-        if (error instanceof client.ResponseBodyError) return refuse(error.error, 400, 'The PM app did not accept this sign-in. Start again.');
+        if (error instanceof client.ResponseBodyError) return refuse(knownErrorCode(error.error), 400, 'The PM app did not accept this sign-in. Start again.');
         const reason = error instanceof client.ClientError && error.code ? error.code : 'invalid_response';
         return refuse(reason, 400, "The PM app's answer could not be verified. Start again.");
       }
@@ -152,7 +185,7 @@ export default async function oidcLogin(app: FastifyInstance) {
         return sendProblemPage(reply, status, 'Could not sign you in', message, START_AGAIN);
       }
       const { session } = signedIn;
-      setPortalSessionCookie(reply, config, session.token, session.expiresAt);
+      await startBrowserPortalSession(app.portal, request, reply, session);
       void workflows.ensureStarted({ id: session.id, pmSessionId: sid, pmUserId: claims.sub, expiresAt: session.expiresAt }, request.log);
       return reply.header('cache-control', 'no-store').redirect('/', 303);
     },

@@ -1,32 +1,26 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { html, renderPage, sendHtml } from '../../../platform/html';
-import { attemptPortalLogin } from '../../../platform/portal/login';
+import { html, sendHtml } from '../../../platform/html';
+import { attemptLogin } from '../../../platform/login';
+import { LOGIN_FAILED_MESSAGE, LOGIN_FORM_EXPIRED_MESSAGE, LOGIN_RATE_LIMITED_MESSAGE, renderLoginPage } from '../../../platform/login-page';
+import { PORTAL_ACCOUNTS } from '../../../platform/portal/login';
 import { startPasswordSession } from '../../../platform/portal/sessions';
 import { isClientError } from '../../errors';
 import { LOGIN_RATE_LIMIT, loginSettings } from '../../plugins/sessions';
 import { requestOrigin } from '../../request-origin';
 import { safeString } from '../../schemas';
-import { DoubleSubmitCsrf } from '../csrf';
+import { DoubleSubmitCsrf } from '../../csrf';
 import { htmlErrorHandler } from '../pages';
-import { setPortalSessionCookie } from './portal-sessions';
-
-const GENERIC_FAILURE = 'Email or password is wrong, or the account is temporarily locked.';
+import { startBrowserPortalSession } from './portal-sessions';
 
 function loginPage(options: { csrfToken: string; email?: string; error?: string }): string {
-  return renderPage(
-    'Portal account sign-in',
-    html`<h1>Portal account sign-in</h1>
-${options.error ? html`<p class="error" role="alert">${options.error}</p>` : ''}
-<p class="note">For accounts of the Reality Portal only. PM app users: <a href="/sso/login">sign in with the PM app</a>.</p>
-<form method="post" action="/login">
-<input type="hidden" name="csrf_token" value="${options.csrfToken}">
-<label for="email">Email</label>
-<input id="email" name="email" type="email" autocomplete="username" required maxlength="320" value="${options.email ?? ''}">
-<label for="password">Password</label>
-<input id="password" name="password" type="password" autocomplete="current-password" required maxlength="1024">
-<div class="actions"><button type="submit">Sign in</button></div>
-</form>`,
-  );
+  return renderLoginPage({
+    title: 'Portal account sign-in',
+    action: '/login',
+    note: html`<p class="note">For accounts of the Reality Portal only. PM app users: <a href="/sso/login">sign in with the PM app</a>.</p>\n`,
+    hiddenFields: { csrf_token: options.csrfToken },
+    email: options.email,
+    error: options.error,
+  });
 }
 
 const loginBodySchema = {
@@ -36,7 +30,7 @@ const loginBodySchema = {
 
 /**
  * GET|POST /login: portal-only accounts (no PM user) sign in with their own email and password.
- * Login CSRF is prevented with a double-submit token (api/reality/csrf.ts); failures count towards the
+ * Login CSRF is prevented with a double-submit token (api/csrf.ts); failures count towards the
  * same lockout as PM logins (LOGIN_MAX_FAILURES, LOGIN_LOCKOUT_SECONDS) in the portal's own ledger, and
  * each address is rate limited. A PM user's email and password do not work here: PM users sign in with
  * the PM app, and their portal account is linked to them, never to an email.
@@ -57,7 +51,7 @@ export default async function portalLogin(app: FastifyInstance) {
       config: { rateLimit: LOGIN_RATE_LIMIT },
       errorHandler: (error, request, reply) => {
         if (isClientError(error) && error.statusCode === 429) {
-          return page(reply, 429, { csrfToken: csrf.issue(request, reply), error: 'Too many attempts. Wait a minute and try again.' });
+          return page(reply, 429, { csrfToken: csrf.issue(request, reply), error: LOGIN_RATE_LIMITED_MESSAGE });
         }
         return htmlErrorHandler(error, request, reply);
       },
@@ -65,16 +59,16 @@ export default async function portalLogin(app: FastifyInstance) {
     async (request, reply) => {
       const body = request.body ?? {};
       if (!csrf.matches(request, body.csrf_token)) {
-        return page(reply, 403, { csrfToken: csrf.renew(reply), error: 'Your sign-in form expired. Please try again.' });
+        return page(reply, 403, { csrfToken: csrf.renew(reply), error: LOGIN_FORM_EXPIRED_MESSAGE });
       }
       const email = (body.email ?? '').trim();
       const password = body.password ?? '';
-      if (!email || !password) return page(reply, 401, { csrfToken: csrf.issue(request, reply), email, error: GENERIC_FAILURE });
+      if (!email || !password) return page(reply, 401, { csrfToken: csrf.issue(request, reply), email, error: LOGIN_FAILED_MESSAGE });
       const origin = requestOrigin(request);
-      const outcome = await attemptPortalLogin(db, audit, loginSettings(config), { email, password, origin });
-      if (!outcome.ok) return page(reply, 401, { csrfToken: csrf.issue(request, reply), email, error: GENERIC_FAILURE });
-      const session = await startPasswordSession(db, audit, outcome.user, { lifetimeSeconds: config.sso.portalSessionSeconds, origin });
-      setPortalSessionCookie(reply, config, session.token, session.expiresAt);
+      const outcome = await attemptLogin(db, audit, PORTAL_ACCOUNTS, loginSettings(config), { email, password, origin });
+      if (!outcome.ok) return page(reply, 401, { csrfToken: csrf.issue(request, reply), email, error: LOGIN_FAILED_MESSAGE });
+      const session = await startPasswordSession(db, audit, outcome.account, { lifetimeSeconds: config.sso.portalSessionSeconds, origin });
+      await startBrowserPortalSession(app.portal, request, reply, session);
       csrf.clear(reply);
       return reply.header('cache-control', 'no-store').redirect('/', 303);
     },

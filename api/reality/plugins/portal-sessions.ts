@@ -2,14 +2,38 @@ import fp from 'fastify-plugin';
 import cookie from '@fastify/cookie';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../../../platform/config';
-import { syncPortalSession, type PortalPrincipal } from '../../../platform/portal/sessions';
+import { endPresentedPortalSession, syncPortalSession, type PortalPrincipal } from '../../../platform/portal/sessions';
 import { HttpError } from '../../errors';
+import { requestOrigin } from '../../request-origin';
 import type { PortalServices } from '../services';
 
 export const PORTAL_SESSION_COOKIE = 'portal_session';
 
 export function setPortalSessionCookie(reply: FastifyReply, config: Config, token: string, expiresAt: Date): void {
   reply.setCookie(PORTAL_SESSION_COOKIE, token, { path: '/', httpOnly: true, sameSite: 'lax', secure: config.http.secureCookies, expires: expiresAt });
+}
+
+/**
+ * A sign-in's new session into the browser's cookie. A live session the browser still presented ends
+ * ('replaced', audited): one browser, one portal session. Quietly: its SSO session workflow is not
+ * told, and completes at its next check without ending the PM session (a new sign-in is no logout). A
+ * failure to end it is only logged: the browser no longer holds its token, and it ends with its own
+ * lifetime or its PM session.
+ */
+export async function startBrowserPortalSession(
+  portal: PortalServices,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  session: { token: string; expiresAt: Date },
+): Promise<void> {
+  const previous = request.cookies[PORTAL_SESSION_COOKIE];
+  setPortalSessionCookie(reply, portal.config, session.token, session.expiresAt);
+  if (!previous) return;
+  try {
+    await endPresentedPortalSession(portal.db, portal.audit, previous, 'replaced', requestOrigin(request));
+  } catch (error) {
+    request.log.warn({ err: error }, 'the portal session this sign-in replaced could not be ended');
+  }
 }
 
 export function clearPortalSessionCookie(reply: FastifyReply): void {

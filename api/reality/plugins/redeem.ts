@@ -1,15 +1,23 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { redeemSsoToken, type SsoRedemption, type SsoRedemptionRejection } from '../../../platform/sso/sso-redemption';
+import { html } from '../../../platform/html';
+import { apiServerTokenContext } from '../../../platform/sso/api-server-token-context';
+import { newBrowserBinding, PM_SSO_TOKEN_PATH, PORTAL_HANDOFF_PATH } from '../../../platform/sso/browser-binding';
+import { redeemSsoToken, type SsoRedemption, type SsoRedemptionRejection, type SsoTokenPresenter } from '../../../platform/sso/sso-redemption';
 import { auditSsoRejection } from '../../../platform/sso/portal-sign-in';
 import { errorResponseSchema, HttpError } from '../../errors';
 import { requestOrigin } from '../../request-origin';
 import { safeString } from '../../schemas';
 import { htmlErrorHandler, sendProblemPage } from '../pages';
 import { jsonTransientFaultHandler } from '../transient-faults';
-import { setPortalSessionCookie } from './portal-sessions';
+import { startBrowserPortalSession } from './portal-sessions';
+
+/** The browser's half of the button's token (platform/sso/browser-binding.ts): set by /sso/handoff, used once by /sso/redeem. */
+export const SSO_BINDING_COOKIE = 'portal_sso_binding';
+const BINDING_COOKIE_PATH = '/sso';
 
 /** What the user reads when the PM app's sign-in link did not open the portal, and the status it comes with. */
-const REJECTIONS: Record<SsoRedemptionRejection, { status: 400 | 401; message: string }> = {
+const REJECTIONS: Record<SsoRedemptionRejection, { status: 400 | 401 | 403; message: string }> = {
+  browser_mismatch: { status: 403, message: 'This sign-in link was not started in this browser. Start again from the PM app.' },
   replayed: { status: 401, message: 'This sign-in link has already been used. Open the Reality Portal again from the PM app.' },
   expired: { status: 401, message: 'This sign-in link has expired. Open the Reality Portal again from the PM app.' },
   pm_session_ended: { status: 401, message: 'Your PM app session has ended. Sign in to the PM app again, then open the Reality Portal from there.' },
@@ -29,37 +37,56 @@ export const portalUserSchema = {
   properties: { id: { type: 'string' }, email: { type: 'string' }, displayName: { type: 'string' }, pmUserId: { type: ['string', 'null'] } },
 } as const;
 
+/** The JSON API's words for a browser's token. */
+const API_BROWSER_TOKEN = "This SSO token belongs to a browser's sign-in through the PM app; an API consumer asks POST /api/v1/sso/token for its own.";
+
 /**
- * Redemption of the PM app's one-time SSO token ("Open Reality Portal"): the browser arrives at
- * GET /sso/redeem?sso_token=… (and is sent on to the portal's page), an API consumer posts the token to
- * POST /api/v1/sso/redeem. Both open a portal session (cookie; the API also answers its token) and
- * start the session's SSO session workflow.
+ * Redemption of the PM app's one-time SSO token ("Open Reality Portal"). The button sends the browser
+ * to GET /sso/handoff, which gives it a binding cookie and sends it to the PM app's
+ * /sso/reality-portal/token with the cookie's hash; the PM app mints a token bound to that hash and
+ * sends the browser to GET /sso/redeem?sso_token=…, which opens a session only in the browser holding
+ * the cookie, and sends it on to the portal's page. An API consumer posts an unbound token (the token
+ * exchange's) to POST /api/v1/sso/redeem. Both open a portal session (cookie; the API also answers its
+ * token), replacing the one the browser held, and start the session's SSO session workflow.
  */
 export default async function redeem(app: FastifyInstance) {
-  const { db, audit, config, apiServerKeys, clock, workflows } = app.portal;
+  const { portal } = app;
+  const { audit, config, workflows } = portal;
+  const pmAppUrl = config.http.publicBaseUrl.replace(/\/+$/, '');
+  const startAgain = html`<p><a href="${pmAppUrl}/sso/reality-portal">Start again from the PM app</a> · <a href="/">Reality Portal</a></p>`;
   const context = {
-    db,
-    audit,
-    keys: apiServerKeys,
-    now: clock,
-    issuer: config.authorizationServer.issuer,
-    clientId: config.sso.portal.clientId,
+    ...apiServerTokenContext(portal),
     settings: { portalSessionSeconds: config.sso.portalSessionSeconds, idleSeconds: config.sso.sessionIdleSeconds },
   };
 
-  const redeemFor = async (request: FastifyRequest, reply: FastifyReply, token: string | undefined): Promise<SsoRedemption> => {
+  const redeemFor = async (request: FastifyRequest, reply: FastifyReply, token: string | undefined, presenter: SsoTokenPresenter): Promise<SsoRedemption> => {
     if (!token) {
       await auditSsoRejection(audit, { method: 'sso_token', reason: 'malformed', clientId: context.clientId, origin: requestOrigin(request) });
       return { ok: false, reason: 'malformed' };
     }
-    const redemption = await redeemSsoToken(context, token, requestOrigin(request));
+    const redemption = await redeemSsoToken(context, token, presenter, requestOrigin(request));
     if (redemption.ok) {
       const { session, pmUserId, pmSessionId } = redemption;
-      setPortalSessionCookie(reply, config, session.token, session.expiresAt);
+      await startBrowserPortalSession(portal, request, reply, session);
       void workflows.ensureStarted({ id: session.id, pmSessionId, pmUserId, expiresAt: session.expiresAt }, request.log);
     }
     return redemption;
   };
+
+  app.get(PORTAL_HANDOFF_PATH, { schema: { response: { '5xx': { type: 'string' } } }, errorHandler: htmlErrorHandler }, async (_request, reply) => {
+    const { cookieValue, binding } = newBrowserBinding();
+    reply.setCookie(SSO_BINDING_COOKIE, cookieValue, {
+      path: BINDING_COOKIE_PATH,
+      httpOnly: true,
+      // Lax: the cookie must come along when the PM app sends the browser back (a top-level GET).
+      sameSite: 'lax',
+      secure: config.http.secureCookies,
+      maxAge: config.lifetimes.oauthStateSeconds,
+    });
+    const tokenUrl = new URL(`${pmAppUrl}${PM_SSO_TOKEN_PATH}`);
+    tokenUrl.searchParams.set('binding', binding);
+    return reply.header('cache-control', 'no-store').redirect(tokenUrl.href, 303);
+  });
 
   app.get<{ Querystring: { sso_token?: string } }>(
     '/sso/redeem',
@@ -68,10 +95,13 @@ export default async function redeem(app: FastifyInstance) {
       errorHandler: htmlErrorHandler,
     },
     async (request, reply) => {
-      const redemption = await redeemFor(request, reply, request.query.sso_token);
+      const browserBindingCookie = request.cookies[SSO_BINDING_COOKIE];
+      // One use, whatever comes of it: the next sign-in starts from the button again.
+      reply.clearCookie(SSO_BINDING_COOKIE, { path: BINDING_COOKIE_PATH });
+      const redemption = await redeemFor(request, reply, request.query.sso_token, { browserBindingCookie });
       if (!redemption.ok) {
         const { status, message } = REJECTIONS[redemption.reason];
-        return sendProblemPage(reply, status, 'Could not open the Reality Portal', message);
+        return sendProblemPage(reply, status, 'Could not open the Reality Portal', message, startAgain);
       }
       // The token was in this URL: no cache keeps it, no Referer carries it on.
       return reply.header('cache-control', 'no-store').header('referrer-policy', 'no-referrer').redirect('/', 303);
@@ -102,10 +132,10 @@ export default async function redeem(app: FastifyInstance) {
       errorHandler: jsonTransientFaultHandler,
     },
     async (request, reply) => {
-      const redemption = await redeemFor(request, reply, request.body.sso_token);
+      const redemption = await redeemFor(request, reply, request.body.sso_token, 'api');
       if (!redemption.ok) {
         const { status, message } = REJECTIONS[redemption.reason];
-        throw new HttpError(status, redemption.reason, message);
+        throw new HttpError(status, redemption.reason, redemption.reason === 'browser_mismatch' ? API_BROWSER_TOKEN : message);
       }
       const { session } = redemption;
       return reply.header('cache-control', 'no-store').send({

@@ -1,11 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../../../platform/config';
-import { endPortalSessionOfToken } from '../../../db/queries/portal-sessions';
-import { auditPortalSessionEnd, portalActorId } from '../../../platform/portal/sessions';
-import { hashBearerValue } from '../../../platform/secrets';
+import { endPresentedPortalSession } from '../../../platform/portal/sessions';
 import { requestOrigin } from '../../request-origin';
 import { safeString } from '../../schemas';
-import { DoubleSubmitCsrf } from '../csrf';
+import { DoubleSubmitCsrf } from '../../csrf';
 import { htmlErrorHandler, sendProblemPage } from '../pages';
 import { clearPortalSessionCookie, PORTAL_SESSION_COOKIE } from './portal-sessions';
 
@@ -38,16 +36,7 @@ export default async function signOut(app: FastifyInstance) {
         return sendProblemPage(reply, 403, 'Sign-out not confirmed', 'Your sign-out form expired. Open the portal page and press Sign out again.');
       }
       const token = request.cookies[PORTAL_SESSION_COOKIE];
-      const ended = token
-        ? await db.transaction(async (transaction) => {
-            const session = await endPortalSessionOfToken(transaction, hashBearerValue(token), 'logout');
-            if (session) {
-              const actor = { type: 'user' as const, id: session.pmUserId ?? portalActorId(session.portalUserId) };
-              await auditPortalSessionEnd(audit, session, 'logout', { actor, origin: requestOrigin(request), within: transaction });
-            }
-            return session;
-          })
-        : null;
+      const ended = token ? await endPresentedPortalSession(db, audit, token, 'logout', requestOrigin(request)) : null;
       if (ended?.pmSessionId) await workflows.portalSessionEnded({ id: ended.id, pmSessionId: ended.pmSessionId }, request.log);
       clearPortalSessionCookie(reply);
       csrf.clear(reply);

@@ -1,12 +1,13 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { randomToken, secretsEqual } from '../../platform/secrets';
+import { randomToken, secretsEqual } from '../platform/secrets';
 
 const CSRF_TOKEN = /^[A-Za-z0-9_-]{43}$/;
 
 /**
- * A double-submit CSRF token for the portal's forms: the page puts a random token in an HttpOnly,
- * SameSite=Strict cookie scoped to the form's target path and in a hidden field; the POST needs both,
- * equal. Another site can neither read the cookie nor set it, so it cannot submit the form for the user.
+ * A double-submit CSRF token for a form (the sign-in pages, the portal's sign-out): the page puts a
+ * random token in an HttpOnly, SameSite=Strict cookie scoped to the form's target path and in a hidden
+ * field; the POST needs both, equal. Another site can neither read the cookie nor set it, so it cannot
+ * submit the form for the user (nor sign them in to the attacker's account).
  */
 export class DoubleSubmitCsrf {
   constructor(
