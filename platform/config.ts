@@ -118,6 +118,8 @@ const environmentSchema = z.object({
   // Below the 1-minute start-to-close timeout of the workflow's delivery activity (workflows/sso-session-activities.ts).
   SSO_BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS: z.coerce.number().int().positive().max(50).default(10),
   SSO_LOGOUT_TOKEN_TTL_SECONDS: seconds(300),
+  PORTAL_API_SERVER_TIMEOUT_MS: z.coerce.number().int().positive().default(5000),
+  SSO_TEMPORAL_DEADLINE_MS: z.coerce.number().int().positive().default(2000),
   ACCESS_TOKEN_TTL_SECONDS: seconds(15 * 60),
   REFRESH_TOKEN_TTL_SECONDS: seconds(7 * 24 * 3600),
   DEVICE_REFRESH_TOKEN_TTL_SECONDS: seconds(365 * 24 * 3600),
@@ -233,6 +235,8 @@ export interface SsoSettings {
     clientId: string;
     /** Unset: the api-server registers no portal client and the portal offers only its own logins. */
     clientSecret: string | undefined;
+    /** How long one request of the portal to the api-server (its key set, OpenID Connect discovery and endpoints) may take; a user waits for it. */
+    apiServerTimeoutMs: number;
   };
   /** Lifetime of the one-time SSO token of the PM app's "Open Reality Portal" button. */
   tokenSeconds: number;
@@ -249,6 +253,12 @@ export interface SsoSettings {
   backchannelLogoutTimeoutSeconds: number;
   /** Lifetime (`exp`) of the logout tokens we sign, and the most a received one may have aged (its `iat`). */
   logoutTokenSeconds: number;
+  /**
+   * How long both servers let one start or signal of an SSO session workflow take before they give up
+   * on it (logged; every portal request checks the PM session anyway), so a request does not wait on a
+   * Temporal server that is down.
+   */
+  temporalDeadlineMs: number;
 }
 
 export interface Config {
@@ -398,6 +408,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
         internalUrl: env.REALITY_INTERNAL_URL ?? realityPublicUrl,
         clientId: env.REALITY_OIDC_CLIENT_ID,
         clientSecret: env.REALITY_OIDC_CLIENT_SECRET,
+        apiServerTimeoutMs: env.PORTAL_API_SERVER_TIMEOUT_MS,
       },
       tokenSeconds: env.SSO_TOKEN_TTL_SECONDS,
       tokenRequestsPerMinute: env.SSO_TOKEN_REQUESTS_PER_MINUTE,
@@ -407,6 +418,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
       backchannelLogoutDeadlineSeconds: env.SSO_BACKCHANNEL_LOGOUT_DEADLINE_SECONDS,
       backchannelLogoutTimeoutSeconds: env.SSO_BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS,
       logoutTokenSeconds: env.SSO_LOGOUT_TOKEN_TTL_SECONDS,
+      temporalDeadlineMs: env.SSO_TEMPORAL_DEADLINE_MS,
     },
     openapiEnabled: env.OPENAPI_ENABLED ?? !production,
     encryption: {

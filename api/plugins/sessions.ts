@@ -8,7 +8,7 @@ import type { Config } from '../../platform/config';
 import { attemptLogin, PM_USER_ACCOUNTS } from '../../platform/login';
 import { hashBearerValue, randomToken } from '../../platform/secrets';
 import { errorResponseSchema, HttpError } from '../errors';
-import { signalPmSessionsEnded } from '../sso-session-signals';
+import { signalPmSessionsEnded, ssoSignalTarget } from '../sso-session-signals';
 import { requestOrigin } from '../request-origin';
 import { safeString } from '../schemas';
 
@@ -75,7 +75,7 @@ export async function revokePresentedSession(db: CommonQueryMethods, request: Fa
   const token = sessionToken(request);
   const revoked = token ? await revokeSession(db, hashBearerValue(token), 'replaced_by_login') : null;
   // Portal sessions opened from it end with it, through their SSO session workflows.
-  if (revoked) await signalPmSessionsEnded({ temporal: request.server.services.temporal, db, log: request.log }, [revoked], 'revoked');
+  if (revoked) await signalPmSessionsEnded(ssoSignalTarget(request.server.services, request.log), [revoked], 'revoked');
   return revoked;
 }
 
@@ -151,7 +151,7 @@ export default fp(async function sessions(app) {
       const revoked = await revokeSession(db, hashBearerValue(token), 'logout');
       if (user) await audit.record({ action: 'UserLogout', outcome: 'success', actor: { type: 'user', id: user.id }, userId: user.id, origin: requestOrigin(request) });
       // The portal sessions opened from this one are logged out through their SSO session workflows (back-channel logout).
-      if (revoked) await signalPmSessionsEnded({ temporal: app.services.temporal, db, log: request.log }, [revoked], 'logout');
+      if (revoked) await signalPmSessionsEnded(ssoSignalTarget(app.services, request.log), [revoked], 'logout');
     }
     reply.clearCookie(SESSION_COOKIE, { path: '/' });
     return reply.code(204).send();

@@ -34,11 +34,11 @@ export interface PortalServices extends ResolvedRealityServices {
 export function realityServicesFromConfig(services: RealityServices): ResolvedRealityServices {
   const { config } = services;
   const issuer = config.authorizationServer.issuer;
-  const { clientId, clientSecret } = config.sso.portal;
+  const { clientId, clientSecret, apiServerTimeoutMs } = config.sso.portal;
   return {
     ...services,
     audit: services.audit ?? new AuditLog(services.db),
-    apiServerKeys: services.apiServerKeys ?? apiServerKeySet(config.authorizationServer.internalUrl),
+    apiServerKeys: services.apiServerKeys ?? apiServerKeySet(config.authorizationServer.internalUrl, { timeoutMs: apiServerTimeoutMs }),
     relyingParty:
       'relyingParty' in services
         ? services.relyingParty
@@ -50,6 +50,7 @@ export function realityServicesFromConfig(services: RealityServices): ResolvedRe
               clientSecret,
               // openid-client speaks only https to the issuer unless told; plain http only outside production.
               allowInsecureRequests: config.appEnv !== 'production' && issuer.startsWith('http:'),
+              timeoutMs: apiServerTimeoutMs,
             })
           : undefined,
     clock: services.clock ?? (() => new Date()),

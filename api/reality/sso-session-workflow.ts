@@ -2,16 +2,9 @@ import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Clien
 import type { FastifyBaseLogger } from 'fastify';
 import type { DatabasePool } from '../../db/pool';
 import { markSsoSessionWorkflowStarted } from '../../db/queries/portal-sessions';
-import { endPmSessionOfPortalLogout } from '../../db/queries/portal-sso';
 import type { Config } from '../../platform/config';
 import { portalSessionEndedSignal, ssoSessionWorkflowId, type SsoSessionWorkflowInput } from '../../workflows/sso-session-messages';
-
-/**
- * How long one start or signal may take. Temporal's client retries an unreachable server with backoff
- * and notices the deadline only at its next attempt, so a call against a server that is down fails
- * within about 2 s.
- */
-const TEMPORAL_DEADLINE_MS = 1500;
+import { signalPmSessionsEnded, ssoSignalTarget } from '../sso-session-signals';
 
 /** The SSO portal session a workflow keeps in step with its PM session. */
 export interface SsoPortalSession {
@@ -57,8 +50,9 @@ export class SsoSessionWorkflows {
   }
 
   private withDeadline<T>(signal: AbortSignal, call: () => Promise<T>): Promise<T> {
-    const { connection } = this.services.temporal;
-    return connection.withAbortSignal(signal, () => connection.withDeadline(Date.now() + TEMPORAL_DEADLINE_MS, call));
+    const { temporal, config } = this.services;
+    // SSO_TEMPORAL_DEADLINE_MS: Temporal's client retries an unreachable server with backoff and notices the deadline between attempts.
+    return temporal.connection.withAbortSignal(signal, () => temporal.connection.withDeadline(Date.now() + config.sso.temporalDeadlineMs, call));
   }
 
   /** Starts the session's `sso-session:<id>` workflow (by name: its code belongs to the worker); never throws. */
@@ -85,26 +79,27 @@ export class SsoSessionWorkflows {
   }
 
   /**
-   * The user signed out at the portal: the workflow logs the PM session out (back-channel logout to the
-   * api-server). When the workflow cannot be told (not running, Temporal unreachable), the PM session is
-   * ended here in the shared database, so the PM app's next request finds it ended all the same. Never throws.
+   * The user signed out at the portal, which ended the PM session too (platform/portal/sessions.ts
+   * signOutPortalSession). The session's workflow is told, and sends the api-server its back-channel
+   * logout; so are the workflows of the PM session's other portal sessions (another browser), which log
+   * those out, when this sign-out ended it. A workflow that cannot be told is only logged: both servers
+   * check the sessions on every request, and each workflow reads its pair on its own. Never throws.
    */
-  portalSessionEnded(session: { id: string; pmSessionId: string }, log: FastifyBaseLogger): Promise<void> {
-    const { temporal, db } = this.services;
+  portalSignedOut(session: { id: string; pmSessionId: string; pmSessionEnded: boolean }, log: FastifyBaseLogger): Promise<void> {
+    const { temporal } = this.services;
     const workflowId = ssoSessionWorkflowId(session.id);
-    return this.track(async (signal) => {
+    const tellOwnWorkflow = async (signal: AbortSignal) => {
       try {
         await this.withDeadline(signal, () => temporal.workflow.getHandle(workflowId).signal(portalSessionEndedSignal, { reason: 'logout' }));
-        return;
       } catch (error) {
-        if (error instanceof WorkflowNotFoundError) log.info({ workflowId }, 'no SSO session workflow runs for the signed-out session; ending its PM session directly');
-        else log.warn({ err: error, workflowId }, 'could not signal the SSO session workflow; ending its PM session directly');
+        if (error instanceof WorkflowNotFoundError) log.info({ workflowId }, 'no SSO session workflow runs for the signed-out session');
+        else log.warn({ err: error, workflowId }, 'could not signal the SSO session workflow of the signed-out session');
       }
-      try {
-        await endPmSessionOfPortalLogout(db, session.pmSessionId);
-      } catch (error) {
-        log.error({ err: error, workflowId }, 'could not end the PM session of a portal sign-out');
-      }
+    };
+    const tellOtherWorkflows = (signal: AbortSignal) =>
+      temporal.connection.withAbortSignal(signal, () => signalPmSessionsEnded(ssoSignalTarget(this.services, log), [session.pmSessionId], 'logout'));
+    return this.track(async (signal) => {
+      await Promise.all([tellOwnWorkflow(signal), session.pmSessionEnded ? tellOtherWorkflows(signal) : undefined]);
     });
   }
 

@@ -106,7 +106,7 @@ export function findPortalRequestSession(db: CommonQueryMethods, tokenHash: stri
     FROM found`));
 }
 
-const endedSessionRow = z.object({
+export const endedSessionRow = z.object({
   id: z.string(),
   method: portalSessionMethod,
   portalUserId: z.string(),
@@ -115,7 +115,8 @@ const endedSessionRow = z.object({
 });
 export type EndedPortalSession = z.infer<typeof endedSessionRow>;
 
-const ENDED_COLUMNS = sql.fragment`ps.id, ps.method, ps.portal_user_id AS "portalUserId", pu.pm_user_id AS "pmUserId", ps.pm_session_id AS "pmSessionId"`;
+/** The columns of endedSessionRow, from `portal_sessions ps` joined with `portal_users pu`. */
+export const ENDED_COLUMNS = sql.fragment`ps.id, ps.method, ps.portal_user_id AS "portalUserId", pu.pm_user_id AS "pmUserId", ps.pm_session_id AS "pmSessionId"`;
 
 /** Ends the session unless it has ended already; only the call that ended it gets the row (and audits). */
 export function endPortalSession(db: CommonQueryMethods, id: string, reason: PortalSessionEndReason): Promise<EndedPortalSession | null> {
@@ -124,6 +125,18 @@ export function endPortalSession(db: CommonQueryMethods, id: string, reason: Por
     FROM portal_users pu
     WHERE ps.id = ${id} AND ps.ended_at IS NULL AND pu.id = ps.portal_user_id
     RETURNING ${ENDED_COLUMNS}`);
+}
+
+/**
+ * Locks the PM session the unended portal session of this token came from (none for a portal-only
+ * session), until the transaction ends: a sign-out that ends both takes the PM session first, the
+ * order every path takes (disableUser, portal requests, the SSO session workflow).
+ */
+export async function lockPmSessionOfPortalToken(db: CommonQueryMethods, tokenHash: string): Promise<void> {
+  await db.query(sql.unsafe`
+    SELECT 1 FROM user_sessions
+    WHERE id = (SELECT pm_session_id FROM portal_sessions WHERE token_hash = ${tokenHash} AND ended_at IS NULL)
+    FOR NO KEY UPDATE`);
 }
 
 /** Ends the unended session of this token (sign-out); the row when this call ended it. */

@@ -42,13 +42,3 @@ export async function recordSsoTokenRedemption(db: CommonQueryMethods, redemptio
     RETURNING jti`);
   return recorded !== null;
 }
-
-/**
- * The user signed out at the portal and the SSO session workflow could not be told: the PM session
- * the portal session came from ends here (the PM app checks it on its next request). True when it was live until now.
- */
-export async function endPmSessionOfPortalLogout(db: CommonQueryMethods, pmSessionId: string): Promise<boolean> {
-  const result = await db.query(sql.unsafe`
-    UPDATE user_sessions SET revoked_at = now(), ended_reason = 'portal_logout' WHERE id = ${pmSessionId} AND revoked_at IS NULL`);
-  return result.rowCount === 1;
-}

@@ -1,5 +1,6 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
+import { ENDED_COLUMNS, endedSessionRow, type EndedPortalSession, type PortalSessionEndReason } from './portal-sessions';
 
 const adminUserRow = z.object({
   id: z.string(),
@@ -48,14 +49,14 @@ export async function setUserDisabled(db: CommonQueryMethods, userId: string, di
 }
 
 /**
- * Ends the unended SSO portal sessions of the PM user's portal account at once (a disabled user loses
- * the portal without waiting for a request or a workflow); answers their ids, whose SSO session
- * workflows are still to be told.
+ * Ends the unended portal sessions of the PM user's portal account at once (a disabled user loses the
+ * portal without waiting for a request or a workflow); answers them, to be audited, and their SSO
+ * session workflows told.
  */
-export function endPortalSessionsOfPmUser(db: CommonQueryMethods, pmUserId: string, reason: string): Promise<readonly string[]> {
-  return db.anyFirst(sql.type(z.object({ id: z.string() }))`
+export function endPortalSessionsOfPmUser(db: CommonQueryMethods, pmUserId: string, reason: PortalSessionEndReason): Promise<readonly EndedPortalSession[]> {
+  return db.any(sql.type(endedSessionRow)`
     UPDATE portal_sessions ps SET ended_at = now(), ended_reason = ${reason}
     FROM portal_users pu
     WHERE pu.id = ps.portal_user_id AND pu.pm_user_id = ${pmUserId} AND ps.ended_at IS NULL
-    RETURNING ps.id`);
+    RETURNING ${ENDED_COLUMNS}`);
 }

@@ -1,4 +1,5 @@
 import type { OAuthClientRow } from '../../db/queries/oauth-clients';
+import type { Config } from '../config';
 import { redirectUriProblem, SUPPORTED_GRANT_TYPES } from './clients';
 import { SUPPORTED_SCOPES } from './scopes';
 
@@ -47,13 +48,24 @@ export interface ClientMetadataInput {
   /** OpenID Connect: set by operators only (never by dynamic registration). */
   firstParty?: boolean | undefined;
   postLogoutRedirectUris?: string[] | undefined;
-  /** First-party clients only (validateBackchannelLogoutUri). */
+  /** The Reality Portal's client only (validateBackchannelLogoutUri). */
   backchannelLogoutUri?: string | undefined;
+  /** The id the client will have, when chosen before registration: only the portal's configured client's is. */
+  clientId?: string | undefined;
 }
 
-/** Where the rules differ by environment: back-channel logout over http to a loopback address only outside production. */
+/**
+ * Where the rules differ by deployment: back-channel logout over http to a loopback address only
+ * outside production, and only for the client that receives logout tokens.
+ */
 export interface ClientMetadataEnvironment {
   production: boolean;
+  /** REALITY_OIDC_CLIENT_ID: the one client the SSO session workflow sends logout tokens to. Absent: none may register a backchannel_logout_uri. */
+  portalClientId?: string | undefined;
+}
+
+export function clientMetadataEnvironment(config: Pick<Config, 'appEnv' | 'sso'>): ClientMetadataEnvironment {
+  return { production: config.appEnv === 'production', portalClientId: config.sso.portal.clientId };
 }
 
 /** Metadata that passed validation, deduplicated, ready for registerClient. */
@@ -215,31 +227,35 @@ export function validatePostLogoutRedirectUris(uris: readonly string[], grantTyp
   return unique(uris);
 }
 
-/** Why a third-party client cannot register a back-channel logout URI, as its error says it. */
-export const BACKCHANNEL_LOGOUT_FIRST_PARTY_ONLY =
-  'backchannel_logout_uri is accepted for first-party clients only: logout tokens are delivered to the Reality Portal alone; ' +
+/** Why any other client cannot register a back-channel logout URI, as its error says it. */
+export const BACKCHANNEL_LOGOUT_PORTAL_ONLY =
+  "backchannel_logout_uri is accepted for the Reality Portal's client only: logout tokens are delivered to it alone; " +
   'other relying parties use RP-initiated logout (end_session_endpoint) and see a session end when userinfo or a refresh is refused';
+
+/** Why the portal's client cannot keep one without being first-party. */
+export const BACKCHANNEL_LOGOUT_FIRST_PARTY = "backchannel_logout_uri needs first_party: true, as the Reality Portal's client has";
 
 /**
  * OpenID Connect Back-Channel Logout 1.0 section 2.2: where logout tokens are posted. Absolute, no
  * fragment, a DNS name or IP literal; https, or http on 127.0.0.1 or [::1] outside production (the
- * development portal). Only for first-party clients: only the SSO session workflow sends logout tokens,
- * and only to the portal, so a third party registering one would wait for tokens that never come.
- * Throws `invalid_client_metadata`.
+ * development portal). Only for the Reality Portal's client (environment.portalClientId), first-party:
+ * only the SSO session workflow sends logout tokens, and only to the portal, so any other client
+ * registering one would wait for tokens that never come. Throws `invalid_client_metadata`.
  */
 export function validateBackchannelLogoutUri(
   uri: string | null,
-  client: { grantTypes: readonly string[]; firstParty: boolean },
+  client: { id: string | undefined; grantTypes: readonly string[]; firstParty: boolean },
   environment: ClientMetadataEnvironment,
 ): string | null {
   if (uri === null) return null;
   const invalid = (message: string) => new ClientMetadataError('invalid_client_metadata', message);
+  if (client.id === undefined || client.id !== environment.portalClientId) throw invalid(BACKCHANNEL_LOGOUT_PORTAL_ONLY);
   checkRegisteredUri(uri, 'backchannel_logout_uri', 'invalid_client_metadata');
   const problem = redirectUriProblem(uri);
   if (problem) throw invalid(`backchannel_logout_uri ${problem}`);
   if (environment.production && new URL(uri).protocol !== 'https:') throw invalid('backchannel_logout_uri must use https');
   if (!client.grantTypes.includes('authorization_code')) throw invalid('backchannel_logout_uri is only used by authorization_code clients');
-  if (!client.firstParty) throw invalid(BACKCHANNEL_LOGOUT_FIRST_PARTY_ONLY);
+  if (!client.firstParty) throw invalid(BACKCHANNEL_LOGOUT_FIRST_PARTY);
   return uri;
 }
 
@@ -255,7 +271,7 @@ export function validateBackchannelLogoutUri(
  *   authenticate and redirect as their platform does (VOICE_PLATFORM_RULES); service clients use
  *   client_credentials only;
  * - OpenID Connect: post-logout redirect URIs and the back-channel logout URI (see their validators;
- *   the latter for first-party clients only); first_party (no consent page) only for confidential
+ *   the latter for the Reality Portal's client only); first_party (no consent page) only for confidential
  *   clients, since anyone can pose as a public one.
  */
 export function validateClientMetadata(input: ClientMetadataInput, environment: ClientMetadataEnvironment = { production: true }): ValidClientMetadata {
@@ -311,7 +327,7 @@ export function validateClientMetadata(input: ClientMetadataInput, environment: 
     voicePlatform,
     firstParty,
     postLogoutRedirectUris: validatePostLogoutRedirectUris(input.postLogoutRedirectUris ?? [], grantTypes),
-    backchannelLogoutUri: validateBackchannelLogoutUri(input.backchannelLogoutUri ?? null, { grantTypes, firstParty }, environment),
+    backchannelLogoutUri: validateBackchannelLogoutUri(input.backchannelLogoutUri ?? null, { id: input.clientId, grantTypes, firstParty }, environment),
   };
 }
 

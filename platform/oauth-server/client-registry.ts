@@ -14,7 +14,7 @@ import type { AuditEntry, AuditLog } from '../audit';
 import { hashBearerValue, randomToken } from '../secrets';
 import { registerClient } from './clients';
 import {
-  BACKCHANNEL_LOGOUT_FIRST_PARTY_ONLY,
+  BACKCHANNEL_LOGOUT_FIRST_PARTY,
   ClientMetadataError,
   validateBackchannelLogoutUri,
   validatePostLogoutRedirectUris,
@@ -128,11 +128,11 @@ export class ClientRegistry {
           ? { postLogoutRedirectUris: validatePostLogoutRedirectUris(change.postLogoutRedirectUris, client.grantTypes) }
           : {}),
         ...(change.backchannelLogoutUri !== undefined
-          ? { backchannelLogoutUri: validateBackchannelLogoutUri(change.backchannelLogoutUri, { grantTypes: client.grantTypes, firstParty }, environment) }
+          ? { backchannelLogoutUri: validateBackchannelLogoutUri(change.backchannelLogoutUri, { id: clientId, grantTypes: client.grantTypes, firstParty }, environment) }
           : {}),
       };
       if (!firstParty && change.backchannelLogoutUri === undefined && client.backchannelLogoutUri !== null) {
-        throw new ClientMetadataError('invalid_client_metadata', `${BACKCHANNEL_LOGOUT_FIRST_PARTY_ONLY} (send backchannel_logout_uri: null with first_party: false)`);
+        throw new ClientMetadataError('invalid_client_metadata', `${BACKCHANNEL_LOGOUT_FIRST_PARTY} (send backchannel_logout_uri: null with first_party: false)`);
       }
       if (validated.firstParty && client.clientType !== 'confidential') {
         throw new ClientChangeError('public_client', 'a first-party client must be confidential: anyone can pose as a public client');

@@ -1,9 +1,11 @@
 import type { CommonQueryMethods, DatabasePool } from 'slonik';
+import { endPmSessions } from '../../db/queries/pm-sessions';
 import {
   endPortalSession,
   endPortalSessionOfToken,
   findPortalRequestSession,
   insertPortalSession,
+  lockPmSessionOfPortalToken,
   type EndedPortalSession,
   type PortalSessionEndReason,
   type PortalSessionMethod,
@@ -113,25 +115,74 @@ export async function endPortalSessionAudited(
   });
 }
 
-/**
- * The user's own end of the session their browser presents: the sign-out ('logout'), or a new sign-in
- * in the same browser ('replaced'). Audited with the user as actor, in one transaction; null when the
- * token names no live session.
- */
-export async function endPresentedPortalSession(
-  db: DatabasePool,
+/** Ends the session of this token, audited with the user as actor; null when the token names no unended session. */
+async function endTokenSession(
+  transaction: CommonQueryMethods,
   audit: AuditLog,
-  token: string,
+  tokenHash: string,
   reason: 'logout' | 'replaced',
   origin: NonNullable<AuditEntry['origin']>,
 ): Promise<EndedPortalSession | null> {
+  const ended = await endPortalSessionOfToken(transaction, tokenHash, reason);
+  if (ended) {
+    const actor = { type: 'user' as const, id: ended.pmUserId ?? portalActorId(ended.portalUserId) };
+    await auditPortalSessionEnd(audit, ended, reason, { actor, origin, within: transaction });
+  }
+  return ended;
+}
+
+/**
+ * A new sign-in in the same browser ends the session the browser presented ('replaced'), audited, in
+ * one transaction; null when the token names no unended session. Its PM session lives on.
+ */
+export async function replacePresentedPortalSession(
+  db: DatabasePool,
+  audit: AuditLog,
+  token: string,
+  origin: NonNullable<AuditEntry['origin']>,
+): Promise<EndedPortalSession | null> {
+  return db.transaction((transaction) => endTokenSession(transaction, audit, hashBearerValue(token), 'replaced', origin));
+}
+
+export interface SignedOutPortalSession extends EndedPortalSession {
+  /** The sign-out ended the PM session it came from (false: there was none, or it had ended already). */
+  pmSessionEnded: boolean;
+}
+
+/**
+ * The portal sign-out: the session the browser presents ends ('logout'), and with an SSO session the
+ * PM session it came from ends as well ('portal_logout'), so the PM app's very next request is refused,
+ * whatever becomes of the back-channel logout the SSO session workflow still sends. Each end is audited
+ * SsoLogout (initiatedBy portal; PortalLogout for a portal-only session) with the user as actor, all in
+ * one transaction, which locks the PM session before the portal session, as every path does. Null when
+ * the token names no unended session.
+ */
+export async function signOutPortalSession(
+  db: DatabasePool,
+  audit: AuditLog,
+  token: string,
+  origin: NonNullable<AuditEntry['origin']>,
+): Promise<SignedOutPortalSession | null> {
+  const tokenHash = hashBearerValue(token);
   return db.transaction(async (transaction) => {
-    const ended = await endPortalSessionOfToken(transaction, hashBearerValue(token), reason);
-    if (ended) {
-      const actor = { type: 'user' as const, id: ended.pmUserId ?? portalActorId(ended.portalUserId) };
-      await auditPortalSessionEnd(audit, ended, reason, { actor, origin, within: transaction });
+    await lockPmSessionOfPortalToken(transaction, tokenHash);
+    const ended = await endTokenSession(transaction, audit, tokenHash, 'logout', origin);
+    if (!ended) return null;
+    const [pmSession] = ended.pmSessionId ? await endPmSessions(transaction, { sessionId: ended.pmSessionId }, 'portal_logout') : [];
+    if (pmSession) {
+      await audit.record(
+        {
+          action: 'SsoLogout',
+          outcome: 'success',
+          actor: { type: 'user', id: pmSession.userId },
+          userId: pmSession.userId,
+          origin,
+          details: { initiatedBy: INITIATED_BY.logout, reason: 'portal_logout', sid: pmSession.id, portalSessionId: ended.id },
+        },
+        transaction,
+      );
     }
-    return ended;
+    return { ...ended, pmSessionEnded: pmSession !== undefined };
   });
 }
 

@@ -10,21 +10,18 @@ export class KeySetUnavailable extends Error {
   override name = 'KeySetUnavailable';
 }
 
-/** How long one fetch of the key set may take: a request waits for it. */
-const KEY_SET_FETCH_TIMEOUT_MS = 3000;
-
 /**
  * The keys the api-server signs SSO tokens and logout tokens with, fetched from its JWKS
  * (`${apiServerUrl}/oauth/jwks`: the discovery document's jwks_uri, at the address this server reaches
  * the api-server by) and cached by jose. A token naming a kid the cached set lacks makes jose fetch
  * again, but not within `cooldownMs` of the last fetch, so invented kids cannot make us hammer the
- * api-server. Such a kid is the token's fault only when the set was fetched after the token arrived;
+ * api-server. One fetch may take `timeoutMs` (PORTAL_API_SERVER_TIMEOUT_MS): a request waits for it. Such a kid is the token's fault only when the set was fetched after the token arrived;
  * while the cooldown holds it may be a key the api-server has just rotated to, and the answer is
  * "later" (KeySetUnavailable).
  */
-export function apiServerKeySet(apiServerUrl: string, options: { timeoutMs?: number; cooldownMs?: number } = {}): JWTVerifyGetKey {
+export function apiServerKeySet(apiServerUrl: string, options: { timeoutMs: number; cooldownMs?: number }): JWTVerifyGetKey {
   const remote = createRemoteJWKSet(new URL(`${apiServerUrl}/oauth/jwks`), {
-    timeoutDuration: options.timeoutMs ?? KEY_SET_FETCH_TIMEOUT_MS,
+    timeoutDuration: options.timeoutMs,
     ...(options.cooldownMs !== undefined ? { cooldownDuration: options.cooldownMs } : {}),
   });
   return async (protectedHeader, token) => {

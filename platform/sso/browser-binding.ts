@@ -16,6 +16,13 @@ export const PM_SSO_TOKEN_PATH = '/sso/reality-portal/token';
 /** A binding as it travels: the base64url SHA-256 of the cookie's value (43 characters). */
 export const BROWSER_BINDING = /^[A-Za-z0-9_-]{43}$/;
 
+/**
+ * The PM app's proof of a button press (api/plugins/sso/button-press.ts), in the same form as a
+ * binding: the handoff passes it from the button's redirect on to the token step, untouched and unread.
+ */
+export const BUTTON_PRESS_PARAMETER = 'press';
+export const BUTTON_PRESS = BROWSER_BINDING;
+
 /** A fresh cookie value and the binding that names it. */
 export function newBrowserBinding(): { cookieValue: string; binding: string } {
   const cookieValue = randomToken();

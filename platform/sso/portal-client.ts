@@ -2,7 +2,7 @@ import { sql, type DatabasePool } from 'slonik';
 import { findClientWithSecretHash, insertClient, updateConfiguredClient } from '../../db/queries/oauth-clients';
 import type { AuditLog } from '../audit';
 import { ConfigError, type Config } from '../config';
-import { ClientMetadataError, validateClientMetadata, type ValidClientMetadata } from '../oauth-server/client-metadata';
+import { ClientMetadataError, clientMetadataEnvironment, validateClientMetadata, type ValidClientMetadata } from '../oauth-server/client-metadata';
 import { hashBearerValue, matchesStoredHash } from '../secrets';
 
 // Any constant works; it serialises the check-and-write of api-server processes starting together.
@@ -27,8 +27,9 @@ export function realityPortalClientMetadata(config: Config): ValidClientMetadata
         firstParty: true,
         postLogoutRedirectUris: [`${publicUrl}/`],
         backchannelLogoutUri: `${publicUrl}/sso/backchannel-logout`,
+        clientId: config.sso.portal.clientId,
       },
-      { production: config.appEnv === 'production' },
+      clientMetadataEnvironment(config),
     );
   } catch (error) {
     if (error instanceof ClientMetadataError) throw new ConfigError([`REALITY_PUBLIC_URL: the portal's OpenID Connect client cannot use it: ${error.message}`]);

@@ -65,7 +65,7 @@ function portalKeySet(keys: SigningKeys): JWTVerifyGetKey {
  * logout token ends the PM session it names (`sid`; with `sub` as well, only when it is that user's),
  * or with `sub` alone every live PM session of that user (section 2.7). An unknown or ended session is
  * no error. Refusals (and replays) are audited as SsoLogoutTokenRejected with the token's unverified
- * `iss`, `sub` and `sid`. The end of the sessions, its SsoLogout row and the receipt of the `jti` commit
+ * `iss`, `sub` and `sid`. The end of the sessions, their SsoLogout row and the receipt of the `jti` commit
  * together: a delivery that failed before the commit is honoured when retried, a replay after it is not.
  * The caller tells the SSO session workflows of the other portal sessions of `endedPmSessionIds` after
  * the commit (the one that sent the token is already ending).
@@ -98,8 +98,9 @@ export async function receivePortalLogoutToken(
       named(claims.sid) && named(claims.sub)
         ? await endPmSessions(transaction, { ...(claims.sid ? { sessionId: claims.sid } : {}), ...(claims.sub ? { userId: claims.sub } : {}) }, 'portal_logout')
         : [];
-    const userId = sessions[0]?.userId ?? (claims.sub && UUID.test(claims.sub) ? claims.sub : undefined);
-    await receiver.audit.record(
+    const userId = sessions[0]?.userId;
+    // A session the portal's sign-out already ended has its row from there: one SsoLogout per session ended.
+    if (userId) await receiver.audit.record(
       {
         action: 'SsoLogout',
         outcome: 'success',

@@ -13,8 +13,8 @@ export interface PortalRelyingPartySettings {
   clientSecret: string;
   /** Plain http to the issuer, which openid-client refuses unless told (development and tests only). */
   allowInsecureRequests: boolean;
-  /** How long one request to the api-server may take. */
-  timeoutSeconds?: number;
+  /** How long one request to the api-server may take (PORTAL_API_SERVER_TIMEOUT_MS). */
+  timeoutMs: number;
 }
 
 /**
@@ -30,12 +30,13 @@ export class PortalRelyingParty {
 
   configuration(): Promise<client.Configuration> {
     if (!this.discovered) {
-      const { issuer, apiServerUrl, clientId, clientSecret, allowInsecureRequests, timeoutSeconds } = this.settings;
+      const { issuer, apiServerUrl, clientId, clientSecret, allowInsecureRequests, timeoutMs } = this.settings;
       const address: ServerAddress = { publicUrl: issuer, internalUrl: apiServerUrl ?? issuer };
       const discovered = client.discovery(new URL(issuer), clientId, clientSecret, client.ClientSecretBasic(clientSecret), {
         ...(allowInsecureRequests ? { execute: [client.allowInsecureRequests] } : {}),
         [client.customFetch]: (url, options) => fetch(internalUrlOf(url, address), options),
-        timeout: timeoutSeconds ?? 5,
+        // openid-client counts in seconds.
+        timeout: timeoutMs / 1000,
       });
       this.discovered = discovered;
       discovered.catch(() => {

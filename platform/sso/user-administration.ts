@@ -9,6 +9,7 @@ import {
   type AdminUserRow,
 } from '../../db/queries/user-administration';
 import type { AuditEntry, AuditLog } from '../audit';
+import { auditPortalSessionEnd } from '../portal/sessions';
 import { InvalidRoleNames, roleNames as checkedRoleNames } from '../roles';
 import { applyMappedPortalRoles } from './portal-roles';
 
@@ -111,8 +112,10 @@ export async function setUserRoles(
  * ends (ended_reason 'user_disabled'), and so does every portal session of their portal account, at
  * once and in the same transaction. Their OAuth grants stay but are not live while the user is
  * disabled (lockGrant, isLive): no refresh (voice clients are asked to retry later, so Alexa and Google
- * keep the link), no code exchange, introspection says inactive. Audited as UserDisable. The caller
- * tells the SSO session workflows of `endedPortalSessionIds` (signalPmUserDisabled).
+ * keep the link), no code exchange, introspection says inactive. Audited as UserDisable, and each
+ * portal session it ended as SsoLogout (initiatedBy user_disabled): the SSO session workflows find the
+ * pairs ended already and audit only what they end themselves or fail to deliver. The caller tells
+ * those workflows (signalPmUserDisabled).
  *
  * Locks, in the one order every path takes: the user, then the PM sessions, then the portal sessions.
  */
@@ -128,8 +131,11 @@ export async function disableUser(
     const changed = current.disabledAt === null;
     if (changed) await setUserDisabled(transaction, userId, true);
     const pmSessions = await endPmSessions(transaction, { userId }, 'user_disabled');
-    const portalSessionIds = await endPortalSessionsOfPmUser(transaction, userId, 'user_disabled');
-    if (changed || pmSessions.length > 0 || portalSessionIds.length > 0) {
+    const portalSessions = await endPortalSessionsOfPmUser(transaction, userId, 'user_disabled');
+    for (const ended of portalSessions) {
+      await auditPortalSessionEnd(audit, ended, 'user_disabled', { actor: by.actor, ...(by.origin ? { origin: by.origin } : {}), within: transaction });
+    }
+    if (changed || pmSessions.length > 0 || portalSessions.length > 0) {
       await audit.record(
         {
           action: 'UserDisable',
@@ -137,12 +143,12 @@ export async function disableUser(
           actor: by.actor,
           userId,
           ...(by.origin ? { origin: by.origin } : {}),
-          details: { alreadyDisabled: !changed, pmSessionsEnded: pmSessions.length, portalSessionsEnded: portalSessionIds.length },
+          details: { alreadyDisabled: !changed, pmSessionsEnded: pmSessions.length, portalSessionsEnded: portalSessions.length },
         },
         transaction,
       );
     }
-    return { changed, endedPmSessionIds: pmSessions.map((session) => session.id), endedPortalSessionIds: [...portalSessionIds] };
+    return { changed, endedPmSessionIds: pmSessions.map((session) => session.id), endedPortalSessionIds: portalSessions.map((session) => session.id) };
   });
   return { user: await requireUserView(db, userId), ...outcome };
 }

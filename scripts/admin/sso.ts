@@ -1,6 +1,6 @@
 import type { DatabasePool } from 'slonik';
 import type { Client } from '@temporalio/client';
-import { signalPmRolesChanged, signalPmUserDisabled } from '../../api/sso-session-signals';
+import { signalPmRolesChanged, signalPmUserDisabled, ssoSignalTarget, type SignalTarget } from '../../api/sso-session-signals';
 import { livePortalSessionsOfPmUser } from '../../db/queries/portal-sessions';
 import { findAdminUserByEmail } from '../../db/queries/user-administration';
 import { AuditLog } from '../../platform/audit';
@@ -38,7 +38,7 @@ async function changing<T>(run: () => Promise<T>): Promise<T> {
  * Tells the SSO session workflows, connecting to Temporal only when there are portal sessions to tell.
  * Answers whether they were told (false: Temporal could not be reached).
  */
-async function tellWorkflows(context: AdminContext, portalSessionCount: number, send: (target: { temporal: Client; db: DatabasePool; log: ReturnType<typeof createLogger> }) => Promise<void>): Promise<boolean> {
+async function tellWorkflows(context: AdminContext, portalSessionCount: number, send: (target: SignalTarget) => Promise<void>): Promise<boolean> {
   if (portalSessionCount === 0) return true;
   let temporal: Client;
   try {
@@ -50,7 +50,7 @@ async function tellWorkflows(context: AdminContext, portalSessionCount: number, 
     );
     return false;
   }
-  await send({ temporal, db: await context.db(), log: createLogger({ logLevel: 'warn' }, process.stderr) });
+  await send(ssoSignalTarget({ temporal, db: await context.db(), config: context.config() }, createLogger({ logLevel: 'warn' }, process.stderr)));
   return true;
 }
 

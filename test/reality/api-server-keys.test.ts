@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { generateKeyPair } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiServerKeySet } from '../../platform/sso/api-server-keys';
+import { newBrowserBinding } from '../../platform/sso/browser-binding';
 import { eventually } from '../helpers/eventually';
 import { startRealityTestServers, type PmSignIn, type RealityTestServers } from '../helpers/reality';
 
@@ -26,7 +27,7 @@ describe("the api-server's keys at the portal", () => {
 
   /** A reality-server on the shared database with a key set of its own, not fetched yet. */
   async function portalWithOwnKeySet(options: { cooldownMs?: number } = {}): Promise<FastifyInstance> {
-    const portal = await servers.otherPortal({ apiServerKeys: apiServerKeySet(servers.api.url, options) });
+    const portal = await servers.otherPortal({ apiServerKeys: apiServerKeySet(servers.api.url, { timeoutMs: servers.config.sso.portal.apiServerTimeoutMs, ...options }) });
     portals.push(portal);
     return portal;
   }
@@ -81,6 +82,35 @@ describe("the api-server's keys at the portal", () => {
     }, 10_000, 'the redemption after the cooldown');
     expect(new Set(statuses.slice(0, -1))).toEqual(new Set(statuses.length > 1 ? [503] : []));
     expect(await rejections(pm)).toEqual([]);
+  });
+
+  it("keeps the browser's binding cookie through a 503, so reloading the PM app's link signs in once the keys are fetched again", async () => {
+    const pm = await servers.signInPmUser();
+    const portal = await portalWithOwnKeySet({ cooldownMs: 1000 });
+    expect((await redeem(portal, await ssoToken(pm))).statusCode).toBe(200);
+
+    await servers.authorizationServerKeys.rotate();
+    const { cookieValue, binding } = newBrowserBinding();
+    const link = `/sso/redeem?sso_token=${await servers.mintSsoToken({ userId: pm.user.id, sessionId: pm.sessionId }, { browserBinding: binding })}`;
+    const open = () => portal.inject({ url: link, cookies: { portal_sso_binding: cookieValue } });
+    const bindingCookieSet = (response: Awaited<ReturnType<typeof open>>) => response.cookies.find((cookie) => cookie.name === 'portal_sso_binding');
+
+    const first = await open();
+    expect(first.statusCode).toBe(503);
+    expect(bindingCookieSet(first)).toBeUndefined();
+    // The browser reloads the same link (with the cookie it still holds) until the portal has the new key.
+    const signedIn = await eventually(async () => {
+      const response = await open();
+      if (response.statusCode === 503) expect(bindingCookieSet(response)).toBeUndefined();
+      return response.statusCode !== 503 && response;
+    }, 10_000, 'the reload after the cooldown');
+    expect(signedIn.statusCode).toBe(303);
+    expect(signedIn.headers.location).toBe('/');
+    expect(signedIn.cookies.map((cookie) => cookie.name)).toContain('portal_session');
+    // Used now: cleared.
+    expect(bindingCookieSet(signedIn)).toMatchObject({ value: '' });
+    expect(await rejections(pm)).toEqual([]);
+    expect((await servers.auditRows('SsoLogin')).filter((row) => row.userId === pm.user.id)).toHaveLength(2);
   });
 
   it('refuses a key the api-server never had once the key set was fetched for it, and fetches no more for invented kids meanwhile', async () => {

@@ -152,7 +152,7 @@ describe('back-channel logout receiver', () => {
 
   it("answers 503 when the api-server's keys cannot be fetched", async () => {
     const session = await ssoSession();
-    const cutOff = await servers.otherPortal({ apiServerKeys: apiServerKeySet(`http://127.0.0.1:${await freePort()}`) });
+    const cutOff = await servers.otherPortal({ apiServerKeys: apiServerKeySet(`http://127.0.0.1:${await freePort()}`, { timeoutMs: servers.config.sso.portal.apiServerTimeoutMs }) });
     try {
       const response = await cutOff.inject({
         method: 'POST',

@@ -152,7 +152,7 @@ describe('OpenID Connect sign-in at the portal', () => {
   it('answers 503 while the api-server cannot be reached', async () => {
     const deadIssuer = `http://127.0.0.1:${await freePort()}`;
     const unreachable = await servers.otherPortal({
-      relyingParty: new PortalRelyingParty({ issuer: deadIssuer, clientId: servers.config.sso.portal.clientId, clientSecret: servers.clientSecret, allowInsecureRequests: true }),
+      relyingParty: new PortalRelyingParty({ issuer: deadIssuer, clientId: servers.config.sso.portal.clientId, clientSecret: servers.clientSecret, allowInsecureRequests: true, timeoutMs: servers.config.sso.portal.apiServerTimeoutMs }),
     });
     try {
       const response = await unreachable.inject({ url: '/sso/login' });

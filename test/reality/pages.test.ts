@@ -48,7 +48,7 @@ describe('portal pages and sign-out', () => {
     expect(form.buttons.map((button) => button.label)).toEqual(['Sign out']);
   });
 
-  it('signs out of the portal and of the PM app, even when the SSO session workflow cannot be told', async () => {
+  it('signs out of the portal and of the PM app at once, in the shared database, even when the SSO session workflow cannot be told', async () => {
     const { pm, browser, portalSessionId } = await ssoBrowser();
     const page = await (await browser.get('/')).text();
     const response = await browser.submit(page);
@@ -61,10 +61,13 @@ describe('portal pages and sign-out', () => {
       SELECT (SELECT ended_reason FROM portal_sessions WHERE id = ${portalSessionId}) AS portal,
              (SELECT ended_reason FROM user_sessions WHERE id = ${pm.sessionId} AND revoked_at IS NOT NULL) AS pm`);
     expect(ended).toEqual({ portal: 'logout', pm: 'portal_logout' });
-    // Temporal is unreachable in this test: the PM session was ended in the shared database, so the PM app's next request is signed out.
+    // Temporal is unreachable in this test: the sign-out itself ended the PM session, so the PM app's next request is signed out.
     expect((await pm.browser.get('/api/v1/auth/me')).status).toBe(401);
     const audit = (await servers.auditRows('SsoLogout')).filter((row) => row.details.portalSessionId === portalSessionId);
-    expect(audit).toEqual([expect.objectContaining({ actorType: 'user', actorId: pm.user.id, details: expect.objectContaining({ initiatedBy: 'portal', reason: 'logout' }) })]);
+    expect(audit).toEqual([
+      expect.objectContaining({ actorType: 'user', actorId: pm.user.id, details: expect.objectContaining({ initiatedBy: 'portal', reason: 'logout', sid: pm.sessionId }) }),
+      expect.objectContaining({ actorType: 'user', actorId: pm.user.id, userId: pm.user.id, details: expect.objectContaining({ initiatedBy: 'portal', reason: 'portal_logout', sid: pm.sessionId }) }),
+    ]);
   });
 
   it('refuses a sign-out without the form\'s CSRF token and stays signed in', async () => {

@@ -259,7 +259,7 @@ describe('SSO token redemption', () => {
   it("answers 503 when the api-server's keys cannot be fetched, and the token still works afterwards", async () => {
     const pm = await servers.signInPmUser();
     const token = await servers.mintSsoToken({ userId: pm.user.id, sessionId: pm.sessionId });
-    const cutOff = await servers.otherPortal({ apiServerKeys: apiServerKeySet(`http://127.0.0.1:${await freePort()}`) });
+    const cutOff = await servers.otherPortal({ apiServerKeys: apiServerKeySet(`http://127.0.0.1:${await freePort()}`, { timeoutMs: servers.config.sso.portal.apiServerTimeoutMs }) });
     try {
       const page = await cutOff.inject({ url: `/sso/redeem?sso_token=${token}` });
       expect(page.statusCode).toBe(503);

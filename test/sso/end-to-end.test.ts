@@ -209,27 +209,53 @@ describe('single sign-on end to end', { timeout: 120_000 }, () => {
       expect(deliveries).toEqual([expect.objectContaining({ receiver: 'reality-server', delivered: true, attempts: 3, status: 200 })]);
     });
 
-    it('the portal sign-out ends the PM session through the workflow’s back-channel logout to the api-server', async () => {
+    /** The portal page's Sign out button, pressed. */
+    async function signOutAtPortal(browser: TestBrowser) {
+      const form = parseForm(await (await browser.get(`${sso.portalUrl}/`)).text());
+      expect(form.buttons.map((button) => button.label)).toEqual(['Sign out']);
+      const signOut = await browser.post(new URL(form.action, sso.portalUrl).toString(), form.fields);
+      expect(signOut.status).toBe(303);
+    }
+
+    it('the portal sign-out ends the PM session at once; the workflow still delivers its back-channel logout to the api-server', async () => {
       const user = await sso.createPmUser(['viewer']);
       const { browser, pmSessionId, portalSessionId } = await openPortalWithButton(user);
       const workflow = await runningSsoSessionWorkflow(sso, portalSessionId);
       expect(await pmMe(browser)).toBe(200);
 
-      const form = parseForm(await (await browser.get(`${sso.portalUrl}/`)).text());
-      expect(form.buttons.map((button) => button.label)).toEqual(['Sign out']);
-      const signOut = await browser.post(new URL(form.action, sso.portalUrl).toString(), form.fields);
-      expect(signOut.status).toBe(303);
+      await signOutAtPortal(browser);
+      // The PM app's very next request, whether or not the workflow has delivered yet.
+      expect(await pmMe(browser)).toBe(401);
+      expect(await readPmSession(sso, pmSessionId)).toMatchObject({ endedReason: 'portal_logout' });
       expect((await portalPage(browser)).signedInAs).toBeNull();
 
       expect(await workflow.result()).toMatchObject({ status: 'ended', initiatedBy: 'portal', backchannelDelivered: true });
-      expect(await pmMe(browser)).toBe(401);
-      expect(await readPmSession(sso, pmSessionId)).toMatchObject({ endedReason: 'portal_logout' });
-      // One row per side that ended: the sign-out's (the portal session) and the api-server's receiver's
-      // (the PM session, by the portal's logout token); the workflow, which only delivered, writes none.
+      const { deliveries } = await workflow.query(ssoSessionStatusQuery);
+      expect(deliveries).toEqual([expect.objectContaining({ receiver: 'api-server', delivered: true, status: 200 })]);
+      // One row per session ended, both by the sign-out; the api-server's receiver found the PM session
+      // ended already and the workflow only delivered, so neither writes one.
       expect(await auditRowsOf(sso, 'SsoLogout', user.id)).toEqual([
         expect.objectContaining({ actorType: 'user', details: expect.objectContaining({ initiatedBy: 'portal', reason: 'logout', portalSessionId, sid: pmSessionId }) }),
-        expect.objectContaining({ actorType: 'client', details: expect.objectContaining({ initiatedBy: 'portal', sid: pmSessionId, pmSessionIds: [pmSessionId] }) }),
+        expect.objectContaining({ actorType: 'user', details: expect.objectContaining({ initiatedBy: 'portal', reason: 'portal_logout', portalSessionId, sid: pmSessionId }) }),
       ]);
+    });
+
+    it("the portal sign-out in one browser logs out the PM session's portal session in another browser, without a request there", async () => {
+      const user = await sso.createPmUser(['viewer']);
+      const { browser, pmSessionId } = await openPortalWithButton(user);
+      // A second browser holding the same PM session opens the portal too.
+      const other = sso.browser();
+      other.cookies.set('pm_session', browser.cookies.get('pm_session')!);
+      const { response } = await followRedirects(other, await other.submit(await (await other.get('/sso/reality-portal')).text()));
+      expect(readPortalPage(await response.text()).signedInAs).toBe(user.displayName);
+      const otherSessions = await sessionsOf(sso, other);
+      expect(otherSessions.pmSessionId).toBe(pmSessionId);
+      const otherWorkflow = await runningSsoSessionWorkflow(sso, otherSessions.portalSessionId!);
+
+      await signOutAtPortal(browser);
+      expect(await otherWorkflow.result()).toMatchObject({ status: 'ended', backchannelDelivered: true });
+      expect(await readPortalSession(sso, otherSessions.portalSessionId!)).toMatchObject({ endedReason: 'pm_logout' });
+      expect((await portalPage(other)).signedInAs).toBeNull();
     });
 
     it('a role change through the admin API reaches the portal: pushed by the workflow, and on the next page', async () => {

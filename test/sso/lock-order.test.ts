@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { findPortalRequestSession } from '../../db/queries/portal-sessions';
 import { lockPmSessionForSso } from '../../db/queries/portal-sso';
+import { signOutPortalSession } from '../../platform/portal/sessions';
 import { hashBearerValue, randomToken } from '../../platform/secrets';
 import { applyMappedPortalRoles } from '../../platform/sso/portal-roles';
 import { eventually } from '../helpers/eventually';
@@ -11,11 +12,12 @@ import { startRealityTestServers, type RealityTestServers } from '../helpers/rea
 
 /**
  * One lock order everywhere: the PM user, then the PM session, then the portal session. Disabling a user
- * takes them in that order (platform/sso/user-administration.ts); an SSO sign-in and the portal's
- * per-request session sync must not hold a later one while waiting for an earlier one, or the two
- * deadlock. Each test plays the disablement by hand, one statement at a time, on its own connection.
+ * takes them in that order (platform/sso/user-administration.ts); an SSO sign-in, the portal's
+ * per-request session sync and its sign-out (which ends the PM session with the portal session) must
+ * not hold a later one while waiting for an earlier one, or the two deadlock. Each test plays the
+ * disablement by hand, one statement at a time, on its own connection.
  */
-describe('lock order between disablement, SSO sign-in, portal requests and role mapping', () => {
+describe('lock order between disablement, SSO sign-in, portal requests, sign-out and role mapping', () => {
   let servers: RealityTestServers;
   const connections: pg.Client[] = [];
 
@@ -101,6 +103,23 @@ describe('lock order between disablement, SSO sign-in, portal requests and role 
     await expect(request).resolves.toMatchObject({ id: portalSessionId });
     // The next request sees the end.
     expect(await findPortalRequestSession(servers.db, hashBearerValue(token), servers.config.sso.sessionIdleSeconds)).toBeNull();
+  });
+
+  it('a portal sign-out takes the PM session before the portal session, so a disablement ending both goes through', async () => {
+    const pm = await servers.signInPmUser();
+    const { token, portalSessionId } = await portalSessionOf(pm.user.id, pm.sessionId);
+    const disablement = await beginDisablement(pm.user.id);
+    await disablement.query("UPDATE user_sessions SET revoked_at = now(), ended_reason = 'user_disabled' WHERE id = $1", [pm.sessionId]);
+    const signOut = signOutPortalSession(servers.db, servers.api.audit, token, { ip: '127.0.0.1', userAgent: 'lock-order test' });
+    await someoneWaitsForALock();
+
+    // A sign-out holding the portal session row would block this, and the disablement would fail.
+    await disablement.query("UPDATE portal_sessions SET ended_at = now(), ended_reason = 'user_disabled' WHERE id = $1", [portalSessionId]);
+    await disablement.query('COMMIT');
+    // The disablement ended both first: the sign-out finds nothing left to end, and audits nothing.
+    expect(await signOut).toBeNull();
+    const signOutRows = (await servers.auditRows('SsoLogout')).filter((row) => row.details.portalSessionId === portalSessionId && row.actorType === 'user');
+    expect(signOutRows).toEqual([]);
   });
 
   it("roles applied after waiting for the portal account's lock are mapped from the PM roles committed meanwhile", async () => {

@@ -3,6 +3,8 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { sql } from 'slonik';
+import { signalPmRolesChanged, signalPmSessionsEnded, signalPmUserDisabled, type SignalTarget } from '../../api/sso-session-signals';
+import { createDatabasePool } from '../../db/pool';
 import { generateEncryptionKey } from '../../platform/integration-crypto';
 import { ssoSessionWorkflowId } from '../../workflows/sso-session-messages';
 import { runScript } from '../helpers/cli';
@@ -46,7 +48,7 @@ describe('the PM side tells the SSO session workflows', { timeout: 120_000 }, ()
     const { portalSessionId } = await insertPortalSession(server.db, user.id, pm.sessionId);
     await server.db.query(sql.unsafe`UPDATE users SET roles = ${sql.array(roles, 'text')} WHERE id = ${user.id}`);
     const workflow = await temporal.client.workflow.start('ssoSessionWorkflow', { workflowId: ssoSessionWorkflowId(portalSessionId), taskQueue: TASK_QUEUE, args: [] });
-    return { user, pm, workflow };
+    return { user, pm, portalSessionId, workflow };
   }
 
   async function signals(workflow: WorkflowHandle, decode = true): Promise<ReceivedSignal[]> {
@@ -105,6 +107,21 @@ describe('the PM side tells the SSO session workflows', { timeout: 120_000 }, ()
     expect(response.status).toBe(200);
     expect(await signals(other)).toEqual([{ name: 'pmSessionEnded', input: { reason: 'logout' } }]);
     expect(await signals(sender)).toEqual([]);
+  });
+
+  it('never throws, not even when the database cannot name the portal sessions to tell: it logs, and still tells those it was given', async () => {
+    const { user, pm, portalSessionId, workflow } = await ssoPair();
+    const closed = await createDatabasePool(server.config.databaseUrl!);
+    await closed.end();
+    const warnings: unknown[][] = [];
+    const target: SignalTarget = { temporal: temporal.client, db: closed, log: { warn: (...args: unknown[]) => warnings.push(args) }, deadlineMs: server.config.sso.temporalDeadlineMs };
+
+    await expect(signalPmSessionsEnded(target, [pm.sessionId], 'logout')).resolves.toBeUndefined();
+    await expect(signalPmRolesChanged(target, [user.id])).resolves.toBeUndefined();
+    // The sessions a disablement ended itself are named by the caller: their workflows are told all the same.
+    await expect(signalPmUserDisabled(target, user.id, [portalSessionId])).resolves.toBeUndefined();
+    expect(warnings).toHaveLength(3);
+    expect(await signals(workflow)).toEqual([{ name: 'pmSessionEnded', input: { reason: 'user_disabled' } }]);
   });
 
   it('the admin command line tells the workflows too when Temporal can be reached', async () => {

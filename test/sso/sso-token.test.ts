@@ -150,6 +150,28 @@ describe('SSO token for the Reality Portal', () => {
       expect(response.headers.get('location')).toBe('/login?return_to=%2Fsso%2Freality-portal');
     });
 
+    /** What the portal's /sso/handoff does: a binding cookie of its own, its hash to the PM app. */
+    const portalBinding = () => hashBearerValue(randomToken());
+    const tokenStep = (query: Record<string, string>) => `/sso/reality-portal/token?${new URLSearchParams(query)}`;
+    const issuedTo = async (userId: string) => (await auditRows(server.db, 'SsoTokenIssued')).filter((row) => row.userId === userId);
+
+    /** Presses the button in `browser`; answers the press its redirect to the portal's handoff carries. */
+    async function pressButton(browser: TestBrowser): Promise<string> {
+      const pressed = await browser.submit(await (await browser.get('/sso/reality-portal')).text());
+      expect(pressed.status).toBe(303);
+      return new URL(pressed.headers.get('location')!).searchParams.get('press')!;
+    }
+
+    /** The token step answered the button page, and minted nothing. */
+    async function expectButtonPage(response: Response, email: string) {
+      expect(response.status).toBe(200);
+      expect(response.headers.get('location')).toBeNull();
+      const page = await response.text();
+      expect(page).toContain(`Signed in as <strong>${email}</strong>`);
+      expect(parseForm(page)).toMatchObject({ action: '/sso/reality-portal', method: 'post', buttons: [expect.objectContaining({ label: 'Open Reality Portal' })] });
+      expect(page).not.toContain('sso_token');
+    }
+
     it('shows who is signed in and, on the press of the button, sends the browser to the portal, whose handoff comes back for a token bound to that browser', async () => {
       const { browser, user } = await signedInBrowser();
       const pageResponse = await browser.get('/sso/reality-portal');
@@ -163,13 +185,22 @@ describe('SSO token for the Reality Portal', () => {
 
       const pressed = await browser.submit(page);
       expect(pressed.status).toBe(303);
-      expect(pressed.headers.get('location')).toBe(`${PORTAL_URL}/sso/handoff`);
+      const handoff = new URL(pressed.headers.get('location')!);
+      expect(`${handoff.origin}${handoff.pathname}`).toBe(`${PORTAL_URL}/sso/handoff`);
+      // The press: a cookie for the token step only, and its hash in the redirect chain, for the handoff to bring back.
+      const pressCookie = pressed.headers.getSetCookie().find((header) => header.startsWith('pm_sso_press='))!;
+      expect(pressCookie).toMatch(/HttpOnly/i);
+      expect(pressCookie).toMatch(/SameSite=Lax/i);
+      expect(pressCookie).toMatch(/Path=\/sso\/reality-portal\/token(;|$)/);
+      expect(pressCookie).toMatch(new RegExp(`Max-Age=${server.config.lifetimes.oauthStateSeconds}`));
+      const press = handoff.searchParams.get('press')!;
+      expect(press).toBe(hashBearerValue(browser.cookies.get('pm_sso_press')!));
       // The press mints nothing: the token waits for the portal to name the browser.
-      expect((await auditRows(server.db, 'SsoTokenIssued')).filter((row) => row.userId === user.id)).toEqual([]);
+      expect(await issuedTo(user.id)).toEqual([]);
 
-      // What the portal's /sso/handoff does: a binding cookie of its own, its hash to the PM app.
-      const binding = hashBearerValue(randomToken());
-      const minted = await browser.get(`/sso/reality-portal/token?binding=${binding}`);
+      const binding = portalBinding();
+      const step = tokenStep({ binding, press });
+      const minted = await browser.get(step);
       expect(minted.status).toBe(303);
       expect(minted.headers.get('cache-control')).toBe('no-store');
       expect(minted.headers.get('referrer-policy')).toBe('no-referrer');
@@ -180,16 +211,45 @@ describe('SSO token for the Reality Portal', () => {
       expect(verified).toMatchObject({ ok: true, claims: { sub: user.id, bnd: binding } });
       const sessionId = await server.db.oneFirst(sql.unsafe`SELECT id FROM user_sessions WHERE user_id = ${user.id} AND revoked_at IS NULL`);
       expect(verified.ok && verified.claims.sid).toBe(sessionId);
-      expect((await auditRows(server.db, 'SsoTokenIssued')).filter((row) => row.userId === user.id).map((row) => row.details)).toEqual([
-        expect.objectContaining({ requestedBy: 'button', browserBound: true, sid: sessionId }),
-      ]);
+      expect((await issuedTo(user.id)).map((row) => row.details)).toEqual([expect.objectContaining({ requestedBy: 'button', browserBound: true, sid: sessionId })]);
+
+      // The press is used up: the same step again (a reload, a copied URL) mints no second token.
+      expect(browser.cookies.has('pm_sso_press')).toBe(false);
+      await expectButtonPage(await browser.get(step), user.email);
+      expect(await issuedTo(user.id)).toHaveLength(1);
     });
 
-    it('sends a browser without a PM session from the token step to the login page, which comes back to the same step', async () => {
-      userCount += 1;
-      const user = await server.createUser(`sso-button-${userCount}@example.com`);
-      const browser = new TestBrowser(server.url);
-      const step = `/sso/reality-portal/token?binding=${hashBearerValue(randomToken())}`;
+    it("mints nothing for a link from another site (a binding of the attacker's browser), and shows the button page instead", async () => {
+      // The attacker's own handoff and press, in the attacker's own browser.
+      const attacker = await signedInBrowser();
+      const attackersPress = await pressButton(attacker.browser);
+      const attackersBinding = portalBinding();
+
+      // The victim, signed in to the PM app, is lured to the token step (a top-level GET: the session cookie comes along).
+      const victim = await signedInBrowser();
+      for (const query of [{ binding: attackersBinding }, { binding: attackersBinding, press: attackersPress }] as Record<string, string>[]) {
+        await expectButtonPage(await victim.browser.get(tokenStep(query)), victim.user.email);
+      }
+      expect(await issuedTo(victim.user.id)).toEqual([]);
+
+      // Nor while the victim's own press is under way: the lure does not know its hash, and does not use it up.
+      const victimsPress = await pressButton(victim.browser);
+      await expectButtonPage(await victim.browser.get(tokenStep({ binding: attackersBinding, press: attackersPress })), victim.user.email);
+      await expectButtonPage(await victim.browser.get(tokenStep({ binding: attackersBinding })), victim.user.email);
+      expect(await issuedTo(victim.user.id)).toEqual([]);
+      const victimsBinding = portalBinding();
+      const own = await victim.browser.get(tokenStep({ binding: victimsBinding, press: victimsPress }));
+      expect(own.status).toBe(303);
+      const verified = await verifySsoToken(new URL(own.headers.get('location')!).searchParams.get('sso_token')!, jwks, { issuer: server.url, audience: PORTAL_CLIENT_ID });
+      expect(verified).toMatchObject({ ok: true, claims: { sub: victim.user.id, bnd: victimsBinding } });
+    });
+
+    it('sends a browser without a PM session from the token step to the login page, which comes back to the same step and its press', async () => {
+      const { browser, user } = await signedInBrowser();
+      const press = await pressButton(browser);
+      // The PM session cookie is gone by the time the portal sends the browser back.
+      browser.cookies.delete('pm_session');
+      const step = tokenStep({ binding: portalBinding(), press });
       const unsigned = await browser.get(step);
       expect(unsigned.status).toBe(303);
       expect(unsigned.headers.get('location')).toBe(`/login?${new URLSearchParams({ return_to: step })}`);
@@ -250,9 +310,9 @@ describe('SSO token for the Reality Portal', () => {
 
     it(`limits the token step to SSO_TOKEN_REQUESTS_PER_MINUTE (${REQUESTS_PER_MINUTE}) a minute per user`, async () => {
       const { browser } = await signedInBrowser();
-      const step = () => browser.get(`/sso/reality-portal/token?binding=${hashBearerValue(randomToken())}`);
-      for (let request = 0; request < REQUESTS_PER_MINUTE; request += 1) expect((await step()).status).toBe(303);
-      const limited = await step();
+      const pressAndStep = async () => browser.get(tokenStep({ binding: portalBinding(), press: await pressButton(browser) }));
+      for (let request = 0; request < REQUESTS_PER_MINUTE; request += 1) expect((await pressAndStep()).status).toBe(303);
+      const limited = await pressAndStep();
       expect(limited.status).toBe(429);
       expect(await limited.text()).toContain('Too many attempts');
     });

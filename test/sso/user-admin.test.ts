@@ -86,23 +86,33 @@ describe('PM user administration (/api/v1/admin/users)', () => {
       const user = await newUser();
       const first = await signInPm(server, user.email, user.password);
       const second = await signInPm(server, user.email, user.password);
-      const { portalSessionId } = await insertPortalSession(server.db, user.id, first.sessionId);
+      const { portalSessionId, portalUserId } = await insertPortalSession(server.db, user.id, first.sessionId);
+      const { portalSessionId: secondPortalSessionId } = await insertPortalSession(server.db, user.id, second.sessionId);
       const bystander = await newUser();
       const bystanderSession = await signInPm(server, bystander.email, bystander.password);
 
       const response = await admin('POST', `/${user.id}/disable`);
       expect(response.status).toBe(200);
-      expect(await response.json()).toMatchObject({ changed: true, pmSessionsEnded: 2, portalSessionsEnded: 1, user: { disabledAt: expect.any(String) } });
+      expect(await response.json()).toMatchObject({ changed: true, pmSessionsEnded: 2, portalSessionsEnded: 2, user: { disabledAt: expect.any(String) } });
       expect(await meStatus(server, first.sessionToken)).toBe(401);
       expect(await meStatus(server, second.sessionToken)).toBe(401);
       expect(await meStatus(server, bystanderSession.sessionToken)).toBe(200);
       const ends = await server.db.any(sql.type(z.object({ reason: z.string().nullable() }))`
         SELECT ended_reason AS reason FROM user_sessions WHERE user_id = ${user.id}
-        UNION ALL SELECT ended_reason FROM portal_sessions WHERE id = ${portalSessionId} AND ended_at IS NOT NULL`);
-      expect(ends.map((end) => end.reason)).toEqual(['user_disabled', 'user_disabled', 'user_disabled']);
+        UNION ALL SELECT ended_reason FROM portal_sessions WHERE portal_user_id = ${portalUserId} AND ended_at IS NOT NULL`);
+      expect(ends.map((end) => end.reason)).toEqual(['user_disabled', 'user_disabled', 'user_disabled', 'user_disabled']);
       expect((await auditRows(server.db, 'UserDisable')).filter((row) => row.userId === user.id)).toEqual([
-        expect.objectContaining({ actorType: 'operator', details: { alreadyDisabled: false, pmSessionsEnded: 2, portalSessionsEnded: 1 } }),
+        expect.objectContaining({ actorType: 'operator', details: { alreadyDisabled: false, pmSessionsEnded: 2, portalSessionsEnded: 2 } }),
       ]);
+      // One SsoLogout row per portal session the disablement ended, naming the pair.
+      const ssoLogouts = (await auditRows(server.db, 'SsoLogout')).filter((row) => row.userId === user.id);
+      expect(ssoLogouts).toHaveLength(2);
+      expect(ssoLogouts).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({ outcome: 'success', actorType: 'operator', details: expect.objectContaining({ initiatedBy: 'user_disabled', portalSessionId, sid: first.sessionId }) }),
+          expect.objectContaining({ outcome: 'success', actorType: 'operator', details: expect.objectContaining({ initiatedBy: 'user_disabled', portalSessionId: secondPortalSessionId, sid: second.sessionId }) }),
+        ]),
+      );
 
       const login = await fetch(`${server.url}/api/v1/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: user.email, password: user.password }) });
       const wrongPassword = await fetch(`${server.url}/api/v1/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: user.email, password: 'wrong password, twelve+' }) });
@@ -115,6 +125,7 @@ describe('PM user administration (/api/v1/admin/users)', () => {
 
       // A second disable changes nothing and ends nothing more.
       expect(await (await admin('POST', `/${user.id}/disable`)).json()).toMatchObject({ changed: false, pmSessionsEnded: 0, portalSessionsEnded: 0 });
+      expect((await auditRows(server.db, 'SsoLogout')).filter((row) => row.userId === user.id)).toHaveLength(2);
     });
 
     it("stops the user's OAuth tokens while disabled (no refresh, no code exchange, introspection inactive) and lets them work again once enabled", async () => {

@@ -5,6 +5,7 @@ import type { AuditEntry } from '../../../platform/audit';
 import {
   CLIENT_KINDS,
   ClientMetadataError,
+  clientMetadataEnvironment,
   clientMetadataView,
   clientMetadataViewSchema,
   MAX_CLIENT_NAME_LENGTH,
@@ -144,7 +145,7 @@ async function mapErrors<T>(run: () => Promise<T>): Promise<T> {
 export default async function adminClients(app: FastifyInstance) {
   const { db, audit, config } = app.services;
   const registry = new ClientRegistry(db, audit);
-  const environment = { production: config.appEnv === 'production' };
+  const environment = clientMetadataEnvironment(config);
   requireAdminToken(app);
 
   async function create(request: FastifyRequest, validate: () => ValidClientMetadata) {

@@ -15,8 +15,8 @@ const CLAIMS_SUPPORTED = ['iss', 'sub', 'aud', 'exp', 'iat', 'auth_time', 'nonce
  * (request_uri_parameter_supported defaults to true, so it is said explicitly).
  *
  * backchannel_logout_supported is false although the Reality Portal receives logout tokens: this
- * document speaks to every relying party, and only first-party clients (the portal, served by its SSO
- * session workflow) may register a backchannel_logout_uri. A third party reading true would register
+ * document speaks to every relying party, and only the portal's own client (served by its SSO session
+ * workflow) may register a backchannel_logout_uri. A third party reading true would register
  * one and wait for tokens that never come; it uses RP-initiated logout and sees a session end when
  * userinfo or a refresh is refused.
  */

@@ -3,7 +3,8 @@ import { revokeSession } from '../../../db/queries/users';
 import type { AuditEntry } from '../../../platform/audit';
 import { errorPage, html, renderPage, sendHtml } from '../../../platform/html';
 import { planConfirmedEndSession, planEndSession, type EndSessionParameters, type EndSessionPlan } from '../../../platform/oauth-server/end-session';
-import { hashBearerValue, randomToken, secretsEqual } from '../../../platform/secrets';
+import { hashBearerValue } from '../../../platform/secrets';
+import { DoubleSubmitCsrf } from '../../csrf';
 import { isClientError } from '../../errors';
 import { requestOrigin } from '../../request-origin';
 import { safeString } from '../../schemas';
@@ -12,7 +13,6 @@ import { cookieSession, SESSION_COOKIE } from '../sessions';
 
 export const END_SESSION_PATH = '/oauth/logout';
 export const LOGOUT_CSRF_COOKIE = 'pm_logout_csrf';
-const CSRF_TOKEN = /^[A-Za-z0-9_-]{43}$/;
 
 interface EndSessionRequest extends EndSessionParameters {
   ui_locales?: string;
@@ -78,8 +78,7 @@ export default async function endSession(app: FastifyInstance) {
   const { db, audit, config, temporal } = app.services;
   const context = { db, keys: app.authorizationServer.keys, issuer: app.authorizationServer.issuer, sessionSeconds: config.lifetimes.sessionSeconds };
 
-  const csrfCookie = (reply: FastifyReply, token: string) =>
-    reply.setCookie(LOGOUT_CSRF_COOKIE, token, { path: END_SESSION_PATH, httpOnly: true, sameSite: 'strict', secure: config.http.secureCookies });
+  const csrf = new DoubleSubmitCsrf(LOGOUT_CSRF_COOKIE, END_SESSION_PATH, config.http.secureCookies);
 
   const htmlErrorHandler = (error: unknown, _request: FastifyRequest, reply: FastifyReply) => {
     if (!isClientError(error)) throw error;
@@ -101,12 +100,11 @@ export default async function endSession(app: FastifyInstance) {
       audit.record({ action: 'OidcLogoutRejected', outcome: 'failure', actor, ...(browser ? { userId: browser.userId } : {}), ...(clientId ? { clientId } : {}), origin, details: { reason } });
 
     if (confirmation) {
-      const cookieToken = request.cookies[LOGOUT_CSRF_COOKIE];
-      if (!cookieToken || !parameters.csrf_token || !secretsEqual(parameters.csrf_token, cookieToken)) {
+      if (!csrf.matches(request, parameters.csrf_token)) {
         await rejected('csrf_token_wrong', undefined);
         return sendHtml(reply, 403, errorPage('Sign-out refused', 'This form was not sent from the sign-out page we showed you. You are still signed in.'));
       }
-      reply.clearCookie(LOGOUT_CSRF_COOKIE, { path: END_SESSION_PATH });
+      csrf.clear(reply);
     }
     const plan = confirmation ? await planConfirmedEndSession(context, parameters, browser) : await planEndSession(context, parameters, browser);
 
@@ -116,9 +114,7 @@ export default async function endSession(app: FastifyInstance) {
     }
     if (plan.kind === 'signed_out') return finish(reply, plan.redirectTo);
     if (plan.kind === 'confirm') {
-      const existing = request.cookies[LOGOUT_CSRF_COOKIE];
-      const token = existing && CSRF_TOKEN.test(existing) ? existing : randomToken();
-      csrfCookie(reply, token);
+      const token = csrf.issue(request, reply);
       // The form's answer redirects to the client, which form-action must allow (browsers apply it to redirects).
       const formAction = ["'self'", ...(plan.redirectTo === undefined ? [] : [new URL(plan.redirectTo).origin])];
       return sendHtml(reply, 200, confirmationPage(live?.user.email, plan, parameters, token), { formAction });
@@ -146,7 +142,7 @@ export default async function endSession(app: FastifyInstance) {
     });
     reply.clearCookie(SESSION_COOKIE, { path: '/' });
     // The portal sessions that came from it follow through their SSO session workflows (never throws).
-    if (ended) await signalPmSessionsEnded({ temporal, db, log: request.log }, [ended], 'logout');
+    if (ended) await signalPmSessionsEnded({ temporal, db, log: request.log, deadlineMs: config.sso.temporalDeadlineMs }, [ended], 'logout');
     return finish(reply, plan.redirectTo);
   }
 

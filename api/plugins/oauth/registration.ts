@@ -3,6 +3,7 @@ import type { OAuthClientRow } from '../../../db/queries/oauth-clients';
 import { SUPPORTED_SCOPES } from '../../../platform/oauth-server/scopes';
 import {
   ClientMetadataError,
+  clientMetadataEnvironment,
   clientMetadataView,
   clientMetadataViewSchema,
   MAX_CLIENT_NAME_LENGTH,
@@ -189,7 +190,7 @@ export default async function registration(app: FastifyInstance) {
           // first_party is not a member a client can register: only operators make a client first-party.
           postLogoutRedirectUris,
           backchannelLogoutUri,
-        }, { production: config.appEnv === 'production' });
+        }, clientMetadataEnvironment(config));
       } catch (error) {
         if (error instanceof ClientMetadataError) throw new OAuthError(error.code, error.message);
         throw error;

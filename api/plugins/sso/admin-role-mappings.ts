@@ -3,7 +3,7 @@ import { deleteRoleMapping, roleMappings, setRoleMapping, type RoleMapping } fro
 import { ROLE_NAME_PATTERN } from '../../../platform/roles';
 import { errorResponseSchema } from '../../errors';
 import { requestOrigin } from '../../request-origin';
-import { signalPmRolesChanged } from '../../sso-session-signals';
+import { signalPmRolesChanged, ssoSignalTarget } from '../../sso-session-signals';
 import { requireAdminToken } from '../oauth/admin-authentication';
 import { ADMIN_ACTOR, mapErrors, roleNamesSchema } from './admin-users';
 
@@ -27,7 +27,7 @@ const mappingJson = (mapping: RoleMapping) => ({ ...mapping, updatedAt: mapping.
  * accounts at once, is audited (SsoRoleMappingChange) and is told to their SSO session workflows.
  */
 export default async function adminRoleMappings(app: FastifyInstance) {
-  const { db, audit, temporal } = app.services;
+  const { db, audit } = app.services;
   requireAdminToken(app);
   const by = (request: FastifyRequest) => ({ actor: ADMIN_ACTOR, origin: requestOrigin(request) });
 
@@ -54,7 +54,7 @@ export default async function adminRoleMappings(app: FastifyInstance) {
     },
     async (request) => {
       const outcome = await mapErrors(() => setRoleMapping(db, audit, request.params.pmRole, request.body.portalRoles, by(request)));
-      await signalPmRolesChanged({ temporal, db, log: request.log }, outcome.portalPmUserIds);
+      await signalPmRolesChanged(ssoSignalTarget(app.services, request.log), outcome.portalPmUserIds);
       return { mapping: mappingJson(outcome.mapping), changed: outcome.changed, usersAffected: outcome.usersAffected };
     },
   );
@@ -70,7 +70,7 @@ export default async function adminRoleMappings(app: FastifyInstance) {
     },
     async (request) => {
       const outcome = await mapErrors(() => deleteRoleMapping(db, audit, request.params.pmRole, by(request)));
-      await signalPmRolesChanged({ temporal, db, log: request.log }, outcome.portalPmUserIds);
+      await signalPmRolesChanged(ssoSignalTarget(app.services, request.log), outcome.portalPmUserIds);
       return { changed: outcome.changed, usersAffected: outcome.usersAffected };
     },
   );

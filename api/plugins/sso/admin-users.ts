@@ -6,7 +6,7 @@ import { UUID } from '../../../platform/uuid';
 import { errorResponseSchema, HttpError } from '../../errors';
 import { requestOrigin } from '../../request-origin';
 import { safeString } from '../../schemas';
-import { signalPmRolesChanged, signalPmUserDisabled } from '../../sso-session-signals';
+import { signalPmRolesChanged, signalPmUserDisabled, ssoSignalTarget } from '../../sso-session-signals';
 import { requireAdminToken } from '../oauth/admin-authentication';
 
 export const ADMIN_USERS_PREFIX = '/api/v1/admin/users';
@@ -62,7 +62,7 @@ export async function mapErrors<T>(run: () => Promise<T>): Promise<T> {
  * SSO session workflows (which also follow on their own: every portal request re-checks the PM side).
  */
 export default async function adminUsers(app: FastifyInstance) {
-  const { db, audit, temporal } = app.services;
+  const { db, audit } = app.services;
   requireAdminToken(app);
 
   const userIdOf = (request: FastifyRequest<{ Params: { userId: string } }>) => {
@@ -70,7 +70,7 @@ export default async function adminUsers(app: FastifyInstance) {
     return request.params.userId;
   };
   const by = (request: FastifyRequest) => ({ actor: ADMIN_ACTOR, origin: requestOrigin(request) });
-  const signalTarget = (request: FastifyRequest) => ({ temporal, db, log: request.log });
+  const signalTarget = (request: FastifyRequest) => ssoSignalTarget(app.services, request.log);
 
   app.get<{ Params: { userId: string } }>(
     `${ADMIN_USERS_PREFIX}/:userId`,

@@ -3,7 +3,7 @@ import { OAuthError, oauthErrorSchema } from '../../../platform/oauth-server/err
 import { SigningKeys } from '../../../platform/oauth-server/signing-keys';
 import { receivePortalLogoutToken, type PortalLogoutReceiver } from '../../../platform/sso/portal-logout-receiver';
 import { requestOrigin } from '../../request-origin';
-import { signalPmSessionsEnded } from '../../sso-session-signals';
+import { signalPmSessionsEnded, ssoSignalTarget } from '../../sso-session-signals';
 import { CLIENT_REQUEST_BODY_LIMIT, requireFormParameters, stringField, type FormParameters } from '../oauth/client-request';
 import { answerOAuthErrors } from '../oauth/oauth-errors';
 
@@ -21,7 +21,7 @@ import { answerOAuthErrors } from '../oauth/oauth-errors';
  */
 export default async function backchannelLogout(app: FastifyInstance) {
   answerOAuthErrors(app);
-  const { db, audit, crypto, config, temporal } = app.services;
+  const { db, audit, crypto, config } = app.services;
   const receiver: PortalLogoutReceiver = {
     db,
     audit,
@@ -51,7 +51,7 @@ export default async function backchannelLogout(app: FastifyInstance) {
       if (token === undefined) throw new OAuthError('invalid_request', 'logout_token is required');
       const outcome = await receivePortalLogoutToken(receiver, token, requestOrigin(request));
       if (!outcome.ok) throw new OAuthError('invalid_request', outcome.description);
-      await signalPmSessionsEnded({ temporal, db, log: request.log }, outcome.endedPmSessionIds, 'logout');
+      await signalPmSessionsEnded(ssoSignalTarget(app.services, request.log), outcome.endedPmSessionIds, 'logout');
       return {};
     },
   );

@@ -2,7 +2,7 @@ import fp from 'fastify-plugin';
 import cookie from '@fastify/cookie';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../../../platform/config';
-import { endPresentedPortalSession, syncPortalSession, type PortalPrincipal } from '../../../platform/portal/sessions';
+import { replacePresentedPortalSession, syncPortalSession, type PortalPrincipal } from '../../../platform/portal/sessions';
 import { HttpError } from '../../errors';
 import { requestOrigin } from '../../request-origin';
 import type { PortalServices } from '../services';
@@ -30,7 +30,7 @@ export async function startBrowserPortalSession(
   setPortalSessionCookie(reply, portal.config, session.token, session.expiresAt);
   if (!previous) return;
   try {
-    await endPresentedPortalSession(portal.db, portal.audit, previous, 'replaced', requestOrigin(request));
+    await replacePresentedPortalSession(portal.db, portal.audit, previous, requestOrigin(request));
   } catch (error) {
     request.log.warn({ err: error }, 'the portal session this sign-in replaced could not be ended');
   }

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { html } from '../../../platform/html';
 import { apiServerTokenContext } from '../../../platform/sso/api-server-token-context';
-import { newBrowserBinding, PM_SSO_TOKEN_PATH, PORTAL_HANDOFF_PATH } from '../../../platform/sso/browser-binding';
+import { BUTTON_PRESS, BUTTON_PRESS_PARAMETER, newBrowserBinding, PM_SSO_TOKEN_PATH, PORTAL_HANDOFF_PATH } from '../../../platform/sso/browser-binding';
 import { redeemSsoToken, type SsoRedemption, type SsoRedemptionRejection, type SsoTokenPresenter } from '../../../platform/sso/sso-redemption';
 import { auditSsoRejection } from '../../../platform/sso/portal-sign-in';
 import { errorResponseSchema, HttpError } from '../../errors';
@@ -73,20 +73,32 @@ export default async function redeem(app: FastifyInstance) {
     return redemption;
   };
 
-  app.get(PORTAL_HANDOFF_PATH, { schema: { response: { '5xx': { type: 'string' } } }, errorHandler: htmlErrorHandler }, async (_request, reply) => {
-    const { cookieValue, binding } = newBrowserBinding();
-    reply.setCookie(SSO_BINDING_COOKIE, cookieValue, {
-      path: BINDING_COOKIE_PATH,
-      httpOnly: true,
-      // Lax: the cookie must come along when the PM app sends the browser back (a top-level GET).
-      sameSite: 'lax',
-      secure: config.http.secureCookies,
-      maxAge: config.lifetimes.oauthStateSeconds,
-    });
-    const tokenUrl = new URL(`${pmAppUrl}${PM_SSO_TOKEN_PATH}`);
-    tokenUrl.searchParams.set('binding', binding);
-    return reply.header('cache-control', 'no-store').redirect(tokenUrl.href, 303);
-  });
+  app.get<{ Querystring: { press?: string } }>(
+    PORTAL_HANDOFF_PATH,
+    {
+      schema: {
+        querystring: { type: 'object', properties: { [BUTTON_PRESS_PARAMETER]: { type: 'string', pattern: BUTTON_PRESS.source } } },
+        response: { '4xx': { type: 'string' }, '5xx': { type: 'string' } },
+      },
+      errorHandler: htmlErrorHandler,
+    },
+    async (request, reply) => {
+      const { cookieValue, binding } = newBrowserBinding();
+      reply.setCookie(SSO_BINDING_COOKIE, cookieValue, {
+        path: BINDING_COOKIE_PATH,
+        httpOnly: true,
+        // Lax: the cookie must come along when the PM app sends the browser back (a top-level GET).
+        sameSite: 'lax',
+        secure: config.http.secureCookies,
+        maxAge: config.lifetimes.oauthStateSeconds,
+      });
+      const tokenUrl = new URL(`${pmAppUrl}${PM_SSO_TOKEN_PATH}`);
+      tokenUrl.searchParams.set('binding', binding);
+      // The PM app's proof that its button was pressed in this browser: the token step mints only with it.
+      if (request.query.press !== undefined) tokenUrl.searchParams.set(BUTTON_PRESS_PARAMETER, request.query.press);
+      return reply.header('cache-control', 'no-store').redirect(tokenUrl.href, 303);
+    },
+  );
 
   app.get<{ Querystring: { sso_token?: string } }>(
     '/sso/redeem',
@@ -95,10 +107,10 @@ export default async function redeem(app: FastifyInstance) {
       errorHandler: htmlErrorHandler,
     },
     async (request, reply) => {
-      const browserBindingCookie = request.cookies[SSO_BINDING_COOKIE];
-      // One use, whatever comes of it: the next sign-in starts from the button again.
+      const redemption = await redeemFor(request, reply, request.query.sso_token, { browserBindingCookie: request.cookies[SSO_BINDING_COOKIE] });
+      // One use once there is an answer, sign-in or refusal: the next sign-in starts from the button again.
+      // A fault (503, thrown) decided nothing and keeps it, so a reload of this link can still sign in.
       reply.clearCookie(SSO_BINDING_COOKIE, { path: BINDING_COOKIE_PATH });
-      const redemption = await redeemFor(request, reply, request.query.sso_token, { browserBindingCookie });
       if (!redemption.ok) {
         const { status, message } = REJECTIONS[redemption.reason];
         return sendProblemPage(reply, status, 'Could not open the Reality Portal', message, startAgain);

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../../../platform/config';
-import { endPresentedPortalSession } from '../../../platform/portal/sessions';
+import { signOutPortalSession } from '../../../platform/portal/sessions';
 import { requestOrigin } from '../../request-origin';
 import { safeString } from '../../schemas';
 import { DoubleSubmitCsrf } from '../../csrf';
@@ -13,9 +13,11 @@ export function signOutCsrf(config: Config): DoubleSubmitCsrf {
 }
 
 /**
- * POST /logout: the portal sign-out. The portal session ends (audited as initiated by the portal), and
- * for an SSO session the SSO session workflow is told, which logs the PM session out by back-channel
- * logout; when it cannot be told, the PM session is ended directly in the shared database.
+ * POST /logout: the portal sign-out. The portal session ends, and for an SSO session the PM session it
+ * came from ends with it in the shared database, so the PM app refuses its very next request (both
+ * audited as initiated by the portal). Then the SSO session workflows are told: the session's own
+ * sends the api-server its back-channel logout, those of the PM session's other portal sessions log
+ * them out.
  */
 export default async function signOut(app: FastifyInstance) {
   const { db, audit, config, workflows } = app.portal;
@@ -36,8 +38,8 @@ export default async function signOut(app: FastifyInstance) {
         return sendProblemPage(reply, 403, 'Sign-out not confirmed', 'Your sign-out form expired. Open the portal page and press Sign out again.');
       }
       const token = request.cookies[PORTAL_SESSION_COOKIE];
-      const ended = token ? await endPresentedPortalSession(db, audit, token, 'logout', requestOrigin(request)) : null;
-      if (ended?.pmSessionId) await workflows.portalSessionEnded({ id: ended.id, pmSessionId: ended.pmSessionId }, request.log);
+      const ended = token ? await signOutPortalSession(db, audit, token, requestOrigin(request)) : null;
+      if (ended?.pmSessionId) await workflows.portalSignedOut({ id: ended.id, pmSessionId: ended.pmSessionId, pmSessionEnded: ended.pmSessionEnded }, request.log);
       clearPortalSessionCookie(reply);
       csrf.clear(reply);
       return reply.header('cache-control', 'no-store').redirect('/', 303);
