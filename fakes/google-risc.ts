@@ -23,6 +23,8 @@ export interface SecurityEventOptions {
   /** Where to POST; defaults to the receiver registered with `registerRiscReceiver` (Google's stream:update). */
   receiverUrl?: string;
   jti?: string;
+  /** The `iat`, in seconds since the epoch; defaults to now (by the fake's clock). */
+  issuedAt?: number;
   issuer?: string;
   audience?: string;
   /** `untrusted`: signed by a key that is not in the JWKS but claims the same kid, as a forger would. */
@@ -93,7 +95,7 @@ export class FakeGoogleKeys {
     const claims = {
       iss: options.issuer ?? GOOGLE_RISC_ISSUER,
       aud: options.audience ?? this.clientId,
-      iat: Math.floor(this.clock() / 1000),
+      iat: options.issuedAt ?? Math.floor(this.clock() / 1000),
       jti,
       events: {
         [RISC_EVENT_TYPES[event]]: event === 'verification'

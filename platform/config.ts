@@ -72,6 +72,10 @@ const environmentSchema = z.object({
   // Google's RISC configuration names its issuer with the trailing slash, unlike its OpenID Connect issuer.
   GOOGLE_RISC_ISSUER: z.string().min(1).default('https://accounts.google.com/'),
   GOOGLE_RISC_JWKS_URL: httpUrl.default('https://www.googleapis.com/oauth2/v3/certs'),
+  // Security event tokens carry no exp; older ones are refused so a captured one cannot be replayed later.
+  // At most a day: a replay guard (the jti) and the authorization an event is compared with are kept
+  // at least that long (db/queries/housekeeping.ts).
+  GOOGLE_RISC_MAX_TOKEN_AGE_SECONDS: z.coerce.number().int().positive().max(24 * 3600).default(24 * 3600),
   MICROSOFT_CLIENT_ID: z.string().min(1).optional(),
   MICROSOFT_CLIENT_SECRET: z.string().min(1).optional(),
   MICROSOFT_AUTHORIZE_URL: httpUrl.default('https://login.microsoftonline.com/common/oauth2/v2.0/authorize'),
@@ -163,7 +167,7 @@ export interface GoogleSettings {
   syncIntervalSeconds: number;
   channelTtlSeconds: number;
   /** Cross-Account Protection: who signs the security event tokens and where their keys are. */
-  risc: { issuer: string; jwksUrl: string };
+  risc: { issuer: string; jwksUrl: string; maxTokenAgeSeconds: number };
 }
 
 export interface MicrosoftSettings {
@@ -444,7 +448,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
       calendarApiUrl: env.GOOGLE_CALENDAR_API_URL,
       syncIntervalSeconds: env.GOOGLE_CALENDAR_SYNC_INTERVAL_SECONDS,
       channelTtlSeconds: env.GOOGLE_CHANNEL_TTL_SECONDS,
-      risc: { issuer: env.GOOGLE_RISC_ISSUER, jwksUrl: env.GOOGLE_RISC_JWKS_URL },
+      risc: { issuer: env.GOOGLE_RISC_ISSUER, jwksUrl: env.GOOGLE_RISC_JWKS_URL, maxTokenAgeSeconds: env.GOOGLE_RISC_MAX_TOKEN_AGE_SECONDS },
     },
     microsoft: {
       credentials: microsoft,

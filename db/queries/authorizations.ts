@@ -66,3 +66,15 @@ export async function wipeConnectionAuthorizations(db: CommonQueryMethods, conne
     UPDATE integration_authorizations SET code_enc = NULL, code_verifier_enc = NULL
     WHERE connection_id = ${connectionId} AND (code_enc IS NOT NULL OR code_verifier_enc IS NOT NULL)`);
 }
+
+/**
+ * Whether the connection got tokens from an authorization the user started after the given second:
+ * an event issued before that cannot concern the grant it produced. Compared by whole seconds (an
+ * `iat`'s precision), so an event from the same second still counts.
+ */
+export async function authorizedAgainSince(db: CommonQueryMethods, connectionId: string, since: Date): Promise<boolean> {
+  return db.exists(sql.unsafe`
+    SELECT 1 FROM integration_authorizations
+    WHERE connection_id = ${connectionId} AND exchanged_at IS NOT NULL
+      AND date_trunc('second', created_at) > ${sql.timestamp(since)}`);
+}

@@ -22,7 +22,9 @@ const EXPIRED_RECORDS = {
   // hour covers a server whose clock lags the database's.
   sso_token_redemptions: sql.fragment`expires_at < now() - interval '1 hour'`,
   backchannel_logout_receipts: sql.fragment`expires_at < now() - interval '1 hour'`,
-  // Providers redeliver for hours, not weeks: a month of delivery ids catches every duplicate.
+  // Providers redeliver for hours, not weeks: a month of delivery ids catches every duplicate. It also
+  // outlasts GOOGLE_RISC_MAX_TOKEN_AGE_SECONDS (at most a day), past which a security event is refused
+  // anyway, as integration_authorizations' day past expiry outlasts it for the event's iat check.
   webhook_deliveries: sql.fragment`received_at < now() - interval '30 days'`,
 } as const;
 

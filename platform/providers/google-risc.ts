@@ -6,8 +6,12 @@ import { secretsEqual } from '../secrets';
 /**
  * Google Cross-Account Protection (RISC): security event tokens (RFC 8417 SETs) that Google POSTs when
  * something happened to a user's Google account. Verified against Google's published keys; they carry
- * no `exp`, so a token is applied once by its `jti`.
+ * no `exp`, so a token is applied once by its `jti` and refused once its `iat` is older than the
+ * configured maximum age.
  */
+
+/** Google's clock and ours may differ a little; an `iat` this far ahead is not yet suspicious. */
+const CLOCK_SKEW_SECONDS = 60;
 
 const RISC_EVENT = 'https://schemas.openid.net/secevent/risc/event-type/';
 const OAUTH_EVENT = 'https://schemas.openid.net/secevent/oauth/event-type/';
@@ -32,6 +36,7 @@ export type SecurityEventSubject = z.infer<typeof subjectClaim>;
 
 const securityEventClaims = z.object({
   jti: z.string().min(1).max(255),
+  iat: z.number(),
   events: z.record(z.string().max(255), z.object({ subject: subjectClaim.optional(), reason: z.string().max(255).optional() })),
 });
 
@@ -44,6 +49,7 @@ export interface SecurityEvent {
 
 export interface SecurityEventToken {
   jti: string;
+  issuedAt: Date;
   events: SecurityEvent[];
 }
 
@@ -56,25 +62,41 @@ export class SecurityEventRejected extends Error {
   constructor(
     readonly code: SecurityEventRejection,
     message: string,
+    /** Which check refused a token that was otherwise well formed (for the audit row). */
+    readonly check?: 'too_old',
   ) {
     super(message);
   }
 }
 
-/** Verifies a SET: RS256 by one of Google's keys, our issuer setting, our client id as audience. */
-export function createSecurityEventVerifier(risc: { issuer: string; jwksUrl: string }, clientId: string): (token: string) => Promise<SecurityEventToken> {
+/** Verifies a SET: RS256 by one of Google's keys, our issuer setting, our client id as audience, not too old. */
+export function createSecurityEventVerifier(
+  risc: { issuer: string; jwksUrl: string; maxTokenAgeSeconds: number },
+  clientId: string,
+): (token: string) => Promise<SecurityEventToken> {
   const googleKeys = createRemoteJWKSet(new URL(risc.jwksUrl));
   return async (token) => {
     let payload: unknown;
     try {
-      ({ payload } = await jwtVerify(token, googleKeys, { issuer: risc.issuer, audience: clientId, algorithms: ['RS256'], requiredClaims: ['jti', 'iat'] }));
+      ({ payload } = await jwtVerify(token, googleKeys, {
+        issuer: risc.issuer,
+        audience: clientId,
+        algorithms: ['RS256'],
+        requiredClaims: ['jti', 'iat'],
+        maxTokenAge: risc.maxTokenAgeSeconds,
+        clockTolerance: CLOCK_SKEW_SECONDS,
+      }));
     } catch (error) {
+      if (error instanceof errors.JWTExpired && error.claim === 'iat') {
+        throw new SecurityEventRejected('invalid_request', `the security event token was issued more than ${risc.maxTokenAgeSeconds} seconds ago`, 'too_old');
+      }
       throw rejection(error) ?? error;
     }
     const claims = securityEventClaims.safeParse(payload);
     if (!claims.success) throw new SecurityEventRejected('invalid_request', 'the security event token has no readable jti or events claim');
     return {
       jti: claims.data.jti,
+      issuedAt: new Date(claims.data.iat * 1000),
       events: Object.entries(claims.data.events).map(([type, event]) => ({ invalidates: INVALIDATING_EVENTS.get(type), subject: event.subject, reason: event.reason })),
     };
   };

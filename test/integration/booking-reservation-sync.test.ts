@@ -8,6 +8,7 @@ import { startTestPlatform, waitForConnectionState, type TestPlatform } from '..
 import { BOOKING_TEST_ACCOUNT, bookingEnvironment, connectBooking, storedReservations } from '../helpers/booking';
 import { eventually } from '../helpers/eventually';
 import { historyPayloadTexts } from '../helpers/history';
+import type { ConnectionStatusResponse } from '../../api/plugins/connection-status-schema';
 
 const HOTEL = '1234567';
 
@@ -47,6 +48,21 @@ describe('Booking.com reservation sync (dev server)', () => {
   const failedSyncRuns = () =>
     platform.db.any(sql.type(z.object({ errorKind: z.string().nullable(), errorMessage: z.string().nullable() }))`
       SELECT error_kind AS "errorKind", error_message AS "errorMessage" FROM sync_runs WHERE connection_id = ${connection.connectionId} AND outcome = 'failed' ORDER BY id`);
+  /** The run in progress at `at` (ms): the latest one started by then. */
+  const syncRunAt = (at: number) =>
+    platform.db.maybeOne(sql.type(z.object({ id: z.coerce.number(), finishedAt: z.number().nullable(), outcome: z.string().nullable() }))`
+      SELECT id, finished_at AS "finishedAt", outcome FROM sync_runs
+      WHERE connection_id = ${connection.connectionId} AND started_at <= ${sql.timestamp(new Date(at))} ORDER BY id DESC LIMIT 1`);
+  const finishedRunAt = (at: number, what: string) =>
+    eventually(async () => {
+      const run = await syncRunAt(at);
+      return run?.finishedAt != null && run;
+    }, 20_000, `${what} finished`);
+  const connectionStatus = async (sessionToken: string): Promise<ConnectionStatusResponse> => {
+    const response = await fetch(`${platform.apiUrl}/api/v1/integrations/booking-com/status`, { headers: { authorization: `Bearer ${sessionToken}` } });
+    expect(response.status).toBe(200);
+    return (await response.json()) as ConnectionStatusResponse;
+  };
   const guest = (surname: string) => ({ givenName: 'Test', surname });
 
   it('refuses credentials Booking.com rejects with a clear error, and stores nothing', async () => {
@@ -101,19 +117,28 @@ describe('Booking.com reservation sync (dev server)', () => {
 
     const acknowledgedBefore = booking.acknowledged().length;
     booking.queueCancellation(reservationId);
-    await eventually(() => booking.acknowledged().length > acknowledgedBefore, 20_000, 'cancellation acknowledged');
+    const cancellationAck = await eventually(() => booking.acknowledged()[acknowledgedBefore], 20_000, 'cancellation acknowledged');
     expect(await storedReservations(platform, reservationId)).toMatchObject([{ status: 'cancelled', checkOut: '2031-05-06' }]);
     expect(booking.pending('reservations')).toEqual([]);
     expect(booking.pending('modifications')).toEqual([]);
 
+    // The acknowledgement is audited after Booking.com has taken it: once its run has finished.
+    const cancellationRun = await finishedRunAt(cancellationAck.at, 'the run that acknowledged the cancellation');
+    expect(cancellationRun.outcome).toBe('succeeded');
     const acknowledgements = (await auditRows({ connectionId: connection.connectionId })).filter((entry) => entry.action === 'ReservationAcknowledge');
     expect(acknowledgements.map((entry) => entry.details)).toEqual([
       { queue: 'reservations', count: 1, reservationIds: [reservationId] },
       { queue: 'modifications', count: 1, reservationIds: [reservationId] },
       { queue: 'modifications', count: 1, reservationIds: [reservationId] },
     ]);
-    const status = await fetch(`${platform.apiUrl}/api/v1/integrations/booking-com/status`, { headers: { authorization: `Bearer ${user.sessionToken}` } });
-    expect(await status.json()).toMatchObject({
+    // Runs follow each other every second, so the status is read once it reports a finished run no
+    // older than the one that acknowledged the cancellation, rather than whichever run is current.
+    const status = await eventually(async () => {
+      const body = await connectionStatus(user.sessionToken);
+      const sync = body.connection?.sync;
+      return sync?.lastOutcome != null && Date.parse(sync.lastRunAt!) >= cancellationRun.finishedAt! && body;
+    }, 20_000, 'the status reports a finished run since the cancellation');
+    expect(status).toMatchObject({
       provider: 'booking-com',
       configured: true,
       connected: true,
@@ -203,7 +228,9 @@ describe('Booking.com reservation sync (dev server)', () => {
     const damaged = booking.queueReservation({ ...stays, guest: guest('Damaged'), incomplete: true });
     const after = booking.queueReservation({ ...stays, guest: guest('Also Readable') });
 
-    await eventually(() => acknowledged(before, 'reservations') && acknowledged(after, 'reservations'), 20_000, 'readable reservations acknowledged');
+    const acknowledgement = await eventually(() => booking.acknowledged().find((ack) => ack.reservationId === after && ack.queue === 'reservations'), 20_000, 'readable reservations acknowledged');
+    expect(acknowledged(before, 'reservations')).toBe(true);
+    await finishedRunAt(acknowledgement.at, 'the run that acknowledged them');
     expect(await storedReservations(platform, before)).toHaveLength(1);
     expect(await storedReservations(platform, after)).toHaveLength(1);
     expect(await storedReservations(platform, damaged)).toEqual([]);
@@ -213,7 +240,8 @@ describe('Booking.com reservation sync (dev server)', () => {
 
     // Later polls deliver it again and skip it again, without failing the runs.
     const callsBefore = booking.calls.length;
-    await eventually(() => booking.calls.slice(callsBefore).filter((call) => call.endpoint === 'poll' && call.reservationIds?.includes(damaged)).length >= 2, 20_000, 'damaged reservation polled again');
+    const secondPoll = await eventually(() => booking.calls.slice(callsBefore).filter((call) => call.endpoint === 'poll' && call.reservationIds?.includes(damaged))[1], 20_000, 'damaged reservation polled again');
+    await finishedRunAt(secondPoll.at, 'the run that polled it again');
     expect(booking.pending('reservations')).toEqual([damaged]);
     expect((await failedSyncRuns()).length).toBe(failuresBefore);
   });

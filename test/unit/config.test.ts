@@ -57,7 +57,7 @@ describe('loadConfig', () => {
       calendarApiUrl: 'https://www.googleapis.com/calendar/v3',
       syncIntervalSeconds: 6 * 3600,
       channelTtlSeconds: 7 * 24 * 3600,
-      risc: { issuer: 'https://accounts.google.com/', jwksUrl: 'https://www.googleapis.com/oauth2/v3/certs' },
+      risc: { issuer: 'https://accounts.google.com/', jwksUrl: 'https://www.googleapis.com/oauth2/v3/certs', maxTokenAgeSeconds: 24 * 3600 },
     });
     expect(config.microsoft.credentials).toBeUndefined();
     expect(config.airbnb.credentials).toBeUndefined();
@@ -153,6 +153,8 @@ describe('loadConfig', () => {
     ],
     // A repeated answer hands out the successor's access token: it must outlive the grace.
     ['VOICE_REFRESH_GRACE_SECONDS reaches the access-token lifetime', { VOICE_REFRESH_GRACE_SECONDS: '900', ACCESS_TOKEN_TTL_SECONDS: '900' }, 'VOICE_REFRESH_GRACE_SECONDS'],
+    // The replay guards and authorization records a security event is checked against are kept a day.
+    ['GOOGLE_RISC_MAX_TOKEN_AGE_SECONDS exceeds a day', { GOOGLE_RISC_MAX_TOKEN_AGE_SECONDS: '86401' }, 'GOOGLE_RISC_MAX_TOKEN_AGE_SECONDS'],
     ['OAUTH_TOKEN_REQUESTS_PER_MINUTE is not a positive number', { OAUTH_TOKEN_REQUESTS_PER_MINUTE: '0' }, 'OAUTH_TOKEN_REQUESTS_PER_MINUTE'],
   ] as const)('stops with a ConfigError naming the variable when %s', (_label, overrides, variable) => {
     const env: NodeJS.ProcessEnv = { ...MINIMAL_PRODUCTION, ...overrides };

@@ -230,6 +230,16 @@ describe('Alexa', () => {
     expect(acceptGrantRefusal(broken.accepted ? '' : broken.reason)).toMatchObject({ statusCode: 503, code: 'device_workflow_unavailable' });
   });
 
+  it('takes a region only from an event gateway it knows: an endpoint host named like an object property is no region', async () => {
+    const account = await linkAccount(voice, voice.alexaClient);
+    const alexaUserId = `amzn1.ask.account.${randomUUID()}`;
+    for (const apiEndpoint of ['https://constructor', 'https://__proto__', 'https://tostring']) {
+      const launch = await sendSkillRequest(voice, { type: 'LaunchRequest', accessToken: account.accessToken, userId: alexaUserId, apiEndpoint });
+      expect(launch.status, apiEndpoint).toBe(200);
+    }
+    expect(await deviceOf(voice.platform, account.userId)).toMatchObject({ alexaUserId, alexaRegion: null });
+  });
+
   it('answers the skill: LinkAccount without a live token, a welcome, today\'s check-ins and check-outs from the reservations, help and stop', async () => {
     const { platform } = voice;
     const unlinked = await sendSkillRequest(voice, { type: 'LaunchRequest' });

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { startTemporalDevServer } from '../helpers/temporal';
 import { startFakeGoogle, type FakeGoogle } from '../../fakes/google';
-import { GOOGLE_TEST_CLIENT, startTestPlatform, waitForConnectionState, type TestPlatform } from '../helpers/platform';
+import { connectGoogleCalendar, GOOGLE_TEST_CLIENT, startTestPlatform, waitForConnectionState, type TestPlatform } from '../helpers/platform';
 import { auditActions, connectGoogleAccount, signalCount } from '../helpers/google-calendar';
 
 /**
@@ -121,5 +121,47 @@ describe('Google RISC receiver (dev server)', () => {
     const delivery = await google.sendSecurityEvent('300000000000000000005', 'verification', { state: 'stream-check' });
     expect(delivery.status).toBe(202);
     expect(await securityEvents()).toHaveLength(eventsBefore);
+  });
+
+  it('refuses a security event token older than the maximum age, audits it, and changes nothing', async () => {
+    const account = '300000000000000000006';
+    const connection = await activeConnection('risc.eve@example.com', account);
+    const overADayAgo = Math.floor(Date.now() / 1000) - 24 * 3600 - 600;
+
+    const stale = await google.sendSecurityEvent(account, 'tokens-revoked', { issuedAt: overADayAgo });
+    expect([stale.status, JSON.parse(stale.body)]).toEqual([400, { error: 'invalid_request', message: expect.stringContaining('issued more than 86400 seconds ago') }]);
+    const rejected = await platform.db.anyFirst(sql.type(z.object({ details: z.record(z.unknown()) }))`
+      SELECT details FROM audit_log WHERE action = 'WebhookRejected' ORDER BY id`);
+    expect(rejected.at(-1)).toEqual({ reason: 'invalid_request', check: 'too_old' });
+    expect(await platform.db.oneFirst(sql.type(z.object({ count: z.number() }))`
+      SELECT count(*)::int AS count FROM webhook_deliveries WHERE provider = 'google-risc' AND delivery_id = ${stale.jti}`)).toBe(0);
+    expect(await signalCount(platform, connection.workflowId, 'invalidated')).toBe(0);
+    expect((await waitForConnectionState(platform, connection.workflowId, () => true)).status).toBe('active');
+  });
+
+  it('does not send a connection the user has authorized again back to needs_reauth for an event issued before that', async () => {
+    const account = '300000000000000000007';
+    const connection = await activeConnection('risc.fay@example.com', account);
+    expect((await google.sendSecurityEvent(account, 'sessions-revoked')).status).toBe(202);
+    await waitForConnectionState(platform, connection.workflowId, (s) => s.status === 'needs_reauth');
+
+    google.signInAs(account);
+    try {
+      expect((await connectGoogleCalendar(platform, connection.sessionToken)).status).toBe(202);
+    } finally {
+      google.signInAs(undefined);
+    }
+    await waitForConnectionState(platform, connection.workflowId, (s) => s.status === 'active');
+
+    // Another event from before the re-authorization (a late delivery, or a capture whose jti was purged).
+    const late = await google.sendSecurityEvent(account, 'tokens-revoked', { issuedAt: Math.floor(Date.now() / 1000) - 600 });
+    expect(late.status).toBe(202);
+    expect((await securityEvents()).at(-1)).toEqual({ event: 'tokens-revoked', jti: late.jti, reason: null, connections: 1, ignored: 'authorized_after_event' });
+    expect(await signalCount(platform, connection.workflowId, 'invalidated')).toBe(1);
+    expect((await waitForConnectionState(platform, connection.workflowId, () => true)).status).toBe('active');
+
+    // An event issued after the re-authorization still counts.
+    expect((await google.sendSecurityEvent(account, 'tokens-revoked')).status).toBe(202);
+    await waitForConnectionState(platform, connection.workflowId, (s) => s.status === 'needs_reauth' && s.lastError?.kind === 'tokens-revoked');
   });
 });

@@ -211,4 +211,23 @@ describe('Microsoft Graph webhooks (dev server)', () => {
     expect(microsoft.calls.slice(since).filter((call): call is FakeGraphCall => call.endpoint === 'delta').map((call) => call.delta)).toEqual(['incremental']);
     expect(await count(sql.unsafe`SELECT 1 FROM calendar_events WHERE external_id = ${added}`)).toBe(1);
   });
+
+  it('acknowledges lifecycle events it has no use for, even ones named like object properties, and changes nothing', async () => {
+    const subscription = liveSubscription();
+    const signalsBefore = await providerEventSignals();
+    const deliveriesBefore = await count(sql.unsafe`SELECT 1 FROM webhook_deliveries`);
+    const rejectionsBefore = (await rejections()).length;
+    for (const lifecycleEvent of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'somethingNew']) {
+      const response = await fetch(`${webhookUrl()}/lifecycle`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ value: [{ subscriptionId: subscription.id, clientState: subscription.clientState, lifecycleEvent }] }),
+      });
+      expect([lifecycleEvent, response.status]).toEqual([lifecycleEvent, 202]);
+    }
+    expect(await providerEventSignals()).toBe(signalsBefore);
+    expect(await count(sql.unsafe`SELECT 1 FROM webhook_deliveries`)).toBe(deliveriesBefore);
+    expect(await rejections()).toHaveLength(rejectionsBefore);
+    expect((await waitForConnectionState(platform, connection.workflowId, () => true)).status).toBe('active');
+  });
 });

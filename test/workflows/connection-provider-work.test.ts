@@ -10,6 +10,7 @@ import type { connectionWorkflow } from '../../workflows/connection';
 import { authorizeSignal, disconnectSignal, providerEventSignal, statusQuery, syncRequestSignal } from '../../workflows/connection-messages';
 import { CONNECTION_STATUS, PROVIDER } from '../../workflows/search-attributes';
 import { startTimeSkippingServer } from '../helpers/temporal';
+import { eventually } from '../helpers/eventually';
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
@@ -27,7 +28,7 @@ describe('connection workflow: provider work', () => {
   let worker: Worker;
   let running: Promise<void>;
   let calls: Call[];
-  let script: { syncFailure?: () => ApplicationFailure; stopFailure?: () => ApplicationFailure; syncMs: number; renewAtOffsetMs: number };
+  let script: { syncFailure?: () => ApplicationFailure; stopFailure?: () => ApplicationFailure; renewAtOffsetMs: number; syncsHeldUntil?: Promise<void> };
   let syncsInFlight = 0;
   let maxSyncsInFlight = 0;
   const taskQueue = `provider-work-${randomUUID()}`;
@@ -55,7 +56,7 @@ describe('connection workflow: provider work', () => {
         syncsInFlight += 1;
         maxSyncsInFlight = Math.max(maxSyncsInFlight, syncsInFlight);
         try {
-          await new Promise((resolve) => setTimeout(resolve, script.syncMs));
+          await script.syncsHeldUntil;
           if (script.syncFailure) throw script.syncFailure();
           return { runId: calls.length, created: 1, updated: 0, deleted: 0, fullResync: false, finishedAt: await now() };
         } finally {
@@ -84,7 +85,7 @@ describe('connection workflow: provider work', () => {
 
   beforeEach(() => {
     calls = [];
-    script = { syncMs: 0, renewAtOffsetMs: 24 * HOUR };
+    script = { renewAtOffsetMs: 24 * HOUR };
     maxSyncsInFlight = 0;
   });
 
@@ -134,16 +135,22 @@ describe('connection workflow: provider work', () => {
   });
 
   it('folds webhook notices that arrive during a sync into one more run, never two at once', async () => {
-    script.syncMs = 1500;
     const handle = await connect();
     await until(() => syncsInFlight === 0);
     const before = calls.filter((call) => call.name === 'sync').length;
+    // The sync is held until every notice has reached the workflow, so they all arrive during it.
+    let releaseSyncs!: () => void;
+    script.syncsHeldUntil = new Promise((resolve) => (releaseSyncs = resolve));
     await handle.signal(providerEventSignal, { kind: 'changed' });
     await until(() => syncsInFlight === 1);
     for (let notice = 0; notice < 5; notice++) await handle.signal(providerEventSignal, { kind: 'changed' });
     await handle.signal(syncRequestSignal, { reason: 'operator', full: true });
-    await until(() => calls.filter((call) => call.name === 'sync').length === before + 2 && syncsInFlight === 0);
-    await new Promise((resolve) => setTimeout(resolve, 2000));
+    releaseSyncs();
+    // Both runs recorded and nothing left requested: the next sync is the scheduled one.
+    await eventually(async () => {
+      const state = await handle.query(statusQuery);
+      return state.sync?.runCount === before + 2 && state.syncRequest === undefined && state.nextSyncAt! >= (await temporal.currentTimeMs()) + SYNC_INTERVAL_SECONDS * 1000 - MINUTE;
+    }, 20_000, 'both runs recorded with no sync left requested');
 
     const syncs = calls.filter((call) => call.name === 'sync').slice(before);
     expect(syncs).toHaveLength(2);

@@ -11,7 +11,12 @@ import { requestVoiceDeviceUnlink } from './unlink';
  * (alexa-smart-home.ts), which is where Amazon sends the skill events of a smart-home skill.
  */
 
-const REGIONS: Record<string, AlexaRegionName> = { 'api.amazonalexa.com': 'NA', 'api.eu.amazonalexa.com': 'EU', 'api.fe.amazonalexa.com': 'FE' };
+// A Map: the host comes from the request, and a plain object would answer "constructor" with a function.
+const REGIONS = new Map<string, AlexaRegionName>([
+  ['api.amazonalexa.com', 'NA'],
+  ['api.eu.amazonalexa.com', 'EU'],
+  ['api.fe.amazonalexa.com', 'FE'],
+]);
 
 // PostgreSQL refuses NUL in text; ids that reach a query exclude it.
 const text = (maxLength: number) => z.string().min(1).max(maxLength).refine((value) => !value.includes('\u0000'), 'must not contain NUL');
@@ -80,7 +85,7 @@ export async function rememberAlexaUser(app: FastifyInstance, device: VoiceDevic
 function regionOf(apiEndpoint: string | undefined): AlexaRegionName | null {
   if (!apiEndpoint) return null;
   try {
-    return REGIONS[new URL(apiEndpoint).hostname.toLowerCase()] ?? null;
+    return REGIONS.get(new URL(apiEndpoint).hostname.toLowerCase()) ?? null;
   } catch {
     return null;
   }

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { CommonQueryMethods } from 'slonik';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { connectionColumn } from '../../../db/encrypted-columns';
+import { authorizedAgainSince } from '../../../db/queries/authorizations';
 import { liveProviderConnections, readConnectionSecrets, type ConnectionRow } from '../../../db/queries/connections';
 import { recordFirstDelivery } from '../../../db/queries/webhook-deliveries';
 import type { AuditEntry } from '../../../platform/audit';
@@ -52,7 +53,7 @@ export default async function googleRiscReceiver(app: FastifyInstance) {
         actor: { type: 'system', id: DELIVERY_PROVIDER },
         provider: PROVIDER,
         origin: requestOrigin(request),
-        details: { reason: error.code },
+        details: { reason: error.code, ...(error.check ? { check: error.check } : {}) },
       });
       throw new HttpError(error.code === 'invalid_request' ? 400 : 401, error.code, error.message);
     }
@@ -73,8 +74,11 @@ export default async function googleRiscReceiver(app: FastifyInstance) {
         };
         if (connections.length === 0) await audit.record(entry, transaction);
         for (const connection of connections) {
-          await invalidate(connection, event.invalidates);
-          await audit.record({ ...entry, connectionId: connection.id, userId: connection.userId }, transaction);
+          // A replayed or late event must not undo the user's re-authorization.
+          const stale = await authorizedAgainSince(transaction, connection.id, token.issuedAt);
+          if (!stale) await invalidate(connection, event.invalidates);
+          const details = stale ? { ...entry.details, ignored: 'authorized_after_event' } : entry.details;
+          await audit.record({ ...entry, connectionId: connection.id, userId: connection.userId, details }, transaction);
         }
       }
     });

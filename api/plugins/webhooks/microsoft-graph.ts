@@ -58,12 +58,15 @@ const routeSchema = {
   },
 } as const;
 
-/** Graph's lifecycle events and what the connection workflow is asked to do about each. */
-const LIFECYCLE_SIGNALS: Record<string, ProviderEventSignal['kind']> = {
-  reauthorizationRequired: 'reauthorization_required',
-  subscriptionRemoved: 'subscription_removed',
-  missed: 'missed',
-};
+/**
+ * Graph's lifecycle events and what the connection workflow is asked to do about each. A Map, because
+ * the key comes from the request: an object would answer `constructor` or `__proto__` with its own members.
+ */
+const LIFECYCLE_SIGNALS: ReadonlyMap<string, ProviderEventSignal['kind']> = new Map<string, ProviderEventSignal['kind']>([
+  ['reauthorizationRequired', 'reauthorization_required'],
+  ['subscriptionRemoved', 'subscription_removed'],
+  ['missed', 'missed'],
+]);
 
 /**
  * Microsoft Graph change and lifecycle notifications. Both URLs answer Graph's validation handshake;
@@ -149,7 +152,7 @@ export default async function microsoftGraphWebhooks(app: FastifyInstance) {
 
 function signalFor(item: GraphNotification): ProviderEventSignal | undefined {
   if (item.lifecycleEvent === undefined) return { kind: 'changed' };
-  const kind = LIFECYCLE_SIGNALS[item.lifecycleEvent];
+  const kind = LIFECYCLE_SIGNALS.get(item.lifecycleEvent);
   // Lifecycle events this connection has no use for are acknowledged and dropped.
   if (!kind) return undefined;
   return kind === 'missed' ? { kind } : { kind, subscriptionId: item.subscriptionId };
