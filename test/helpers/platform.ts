@@ -5,10 +5,7 @@ import {
   bundleWorkflowCode,
   DefaultLogger,
   Runtime,
-  type ActivityExecuteInput,
-  type ActivityInboundCallsInterceptor,
   type ActivityInterceptorsFactory,
-  type Next,
   type Worker,
 } from '@temporalio/worker';
 import { inject } from 'vitest';
@@ -29,6 +26,7 @@ import { createConnectionWorker, WORKFLOWS_PATH } from '../../platform/worker';
 import { createUser } from '../../platform/users';
 import { statusQuery, type ConnectionState } from '../../workflows/connection-messages';
 import { createTestDatabase } from './database';
+import { timeSkippingLock } from './temporal';
 import { freePort } from './ports';
 
 export const GOOGLE_TEST_CLIENT = { clientId: 'test-client.apps.googleusercontent.com', clientSecret: 'GOCSPX-test-client-secret-value' };
@@ -86,20 +84,6 @@ const quietBundlerLogger = {
   error: (message: string, meta?: Record<string, unknown>) => console.error(message, meta),
 };
 
-/** Holds time still while an activity runs (the test server counts locks, so concurrent activities are fine). */
-class TimeSkippingLock implements ActivityInboundCallsInterceptor {
-  constructor(private readonly testService: NonNullable<TestWorkflowEnvironment['connection']['testService']>) {}
-
-  async execute(input: ActivityExecuteInput, next: Next<ActivityInboundCallsInterceptor, 'execute'>): Promise<unknown> {
-    await this.testService.lockTimeSkipping({});
-    try {
-      return await next(input);
-    } finally {
-      await this.testService.unlockTimeSkipping({});
-    }
-  }
-}
-
 /** Every Google setting pointed at the fake, so no test process ever calls the real Google. */
 export function fakeGoogleEnvironment(google: FakeGoogle): Record<string, string> {
   return {
@@ -137,7 +121,6 @@ export async function startTestPlatform(options: {
   /** How the Alexa skill endpoint checks requests (tests sign them with their own certificate authority). */
   alexaRequestVerifier?: AlexaRequestVerifier;
 }): Promise<TestPlatform> {
-  const testService = options.temporal.connection.testService;
   const database = await createTestDatabase(inject('databaseUrl'));
   const port = await freePort();
   const config = loadConfig({
@@ -173,8 +156,7 @@ export async function startTestPlatform(options: {
     workflowBundle: await workflowBundle(),
     interceptors: {
       activity: [
-        // The time-skipping server treats a running activity as idle time and would skip past its timeout.
-        ...(testService && options.temporal.supportsTimeSkipping ? [() => ({ inbound: new TimeSkippingLock(testService) })] : []),
+        ...timeSkippingLock(options.temporal),
         ...(options.activityInterceptors ?? []),
       ],
     },

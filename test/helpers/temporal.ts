@@ -1,5 +1,6 @@
 import { Context } from '@temporalio/activity';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { ActivityExecuteInput, ActivityInboundCallsInterceptor, ActivityInterceptorsFactory, Next } from '@temporalio/worker';
 import { inject } from 'vitest';
 import { registerSearchAttributes } from '../../platform/search-attributes';
 
@@ -20,6 +21,30 @@ export async function startTemporalDevServer(options: { uiPort?: number } = {}):
 export async function startTimeSkippingServer(): Promise<TestWorkflowEnvironment> {
   const server = inject('temporalTestServerPath');
   return withSearchAttributes(await TestWorkflowEnvironment.createTimeSkipping(server ? { server: { executable: { type: 'existing-path', path: server } } } : {}));
+}
+
+/** Holds time still while an activity runs (the test server counts locks, so concurrent activities are fine). */
+class TimeSkippingLock implements ActivityInboundCallsInterceptor {
+  constructor(private readonly testService: NonNullable<TestWorkflowEnvironment['connection']['testService']>) {}
+
+  async execute(input: ActivityExecuteInput, next: Next<ActivityInboundCallsInterceptor, 'execute'>): Promise<unknown> {
+    await this.testService.lockTimeSkipping({});
+    try {
+      return await next(input);
+    } finally {
+      await this.testService.unlockTimeSkipping({});
+    }
+  }
+}
+
+/**
+ * The activity interceptor every worker on the time-skipping server needs: the server treats a running
+ * activity as idle time, and on a loaded machine would skip past the activity's timeout while it runs.
+ * Nothing on a dev server.
+ */
+export function timeSkippingLock(temporal: TestWorkflowEnvironment): ActivityInterceptorsFactory[] {
+  const { testService } = temporal.connection;
+  return testService && temporal.supportsTimeSkipping ? [() => ({ inbound: new TimeSkippingLock(testService) })] : [];
 }
 
 /** Like `npm run dev`, tests register the custom search attributes the workflows set. */

@@ -9,7 +9,7 @@ import { WORKFLOWS_PATH } from '../../platform/worker';
 import type { connectionWorkflow } from '../../workflows/connection';
 import { authorizeSignal, disconnectSignal, providerEventSignal, statusQuery, syncRequestSignal } from '../../workflows/connection-messages';
 import { CONNECTION_STATUS, PROVIDER } from '../../workflows/search-attributes';
-import { startTimeSkippingServer } from '../helpers/temporal';
+import { startTimeSkippingServer, timeSkippingLock } from '../helpers/temporal';
 import { eventually } from '../helpers/eventually';
 
 const MINUTE = 60_000;
@@ -73,7 +73,13 @@ describe('connection workflow: provider work', () => {
       markConnectionNeedsReauth: async (input) => void (await record('needsReauth', input)),
       markConnectionFailed: async (input) => void (await record('failed', input)),
     };
-    worker = await Worker.create({ connection: temporal.nativeConnection, taskQueue, workflowsPath: WORKFLOWS_PATH, activities });
+    worker = await Worker.create({
+      connection: temporal.nativeConnection,
+      taskQueue,
+      workflowsPath: WORKFLOWS_PATH,
+      activities,
+      interceptors: { activity: timeSkippingLock(temporal) },
+    });
     running = worker.run();
   });
 

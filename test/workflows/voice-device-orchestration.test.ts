@@ -18,7 +18,7 @@ import {
   type VoiceDeviceState,
   type VoicePlatform,
 } from '../../workflows/voice-device-messages';
-import { startTimeSkippingServer } from '../helpers/temporal';
+import { startTimeSkippingServer, timeSkippingLock } from '../helpers/temporal';
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
@@ -79,7 +79,13 @@ describe('voice-device workflow: orchestration', () => {
       deleteGoogleAgentUser: async (input) => (await record('deleteAgentUser', input), 'deleted' as const),
       abandonGoogleAgentUserDeletion: async (input) => void (await record('abandonAgentUser', input)),
     };
-    worker = await Worker.create({ connection: temporal.nativeConnection, taskQueue, workflowsPath: WORKFLOWS_PATH, activities });
+    worker = await Worker.create({
+      connection: temporal.nativeConnection,
+      taskQueue,
+      workflowsPath: WORKFLOWS_PATH,
+      activities,
+      interceptors: { activity: timeSkippingLock(temporal) },
+    });
     running = worker.run();
   });
 
