@@ -1,4 +1,4 @@
-import { sql, type CommonQueryMethods } from 'slonik';
+import { sql, type CommonQueryMethods, type FragmentSqlToken } from 'slonik';
 import { z } from 'zod';
 import { passingOnLostLockRace } from '../transient-faults';
 import { LAST_SEEN_PRECISION_SECONDS } from './users';
@@ -106,7 +106,7 @@ export function findPortalRequestSession(db: CommonQueryMethods, tokenHash: stri
     FROM found`));
 }
 
-export const endedSessionRow = z.object({
+const endedSessionRow = z.object({
   id: z.string(),
   method: portalSessionMethod,
   portalUserId: z.string(),
@@ -116,15 +116,20 @@ export const endedSessionRow = z.object({
 export type EndedPortalSession = z.infer<typeof endedSessionRow>;
 
 /** The columns of endedSessionRow, from `portal_sessions ps` joined with `portal_users pu`. */
-export const ENDED_COLUMNS = sql.fragment`ps.id, ps.method, ps.portal_user_id AS "portalUserId", pu.pm_user_id AS "pmUserId", ps.pm_session_id AS "pmSessionId"`;
+const ENDED_COLUMNS = sql.fragment`ps.id, ps.method, ps.portal_user_id AS "portalUserId", pu.pm_user_id AS "pmUserId", ps.pm_session_id AS "pmSessionId"`;
 
-/** Ends the session unless it has ended already; only the call that ended it gets the row (and audits). */
-export function endPortalSession(db: CommonQueryMethods, id: string, reason: PortalSessionEndReason): Promise<EndedPortalSession | null> {
-  return db.maybeOne(sql.type(endedSessionRow)`
+/** Ends the unended sessions the condition (on `portal_sessions ps`, `portal_users pu`) names; the rows this call ended. */
+function endPortalSessionsWhere(db: CommonQueryMethods, condition: FragmentSqlToken, reason: PortalSessionEndReason): Promise<readonly EndedPortalSession[]> {
+  return db.any(sql.type(endedSessionRow)`
     UPDATE portal_sessions ps SET ended_at = now(), ended_reason = ${reason}
     FROM portal_users pu
-    WHERE ps.id = ${id} AND ps.ended_at IS NULL AND pu.id = ps.portal_user_id
+    WHERE pu.id = ps.portal_user_id AND ps.ended_at IS NULL AND ${condition}
     RETURNING ${ENDED_COLUMNS}`);
+}
+
+/** Ends the session unless it has ended already; only the call that ended it gets the row (and audits). */
+export async function endPortalSession(db: CommonQueryMethods, id: string, reason: PortalSessionEndReason): Promise<EndedPortalSession | null> {
+  return (await endPortalSessionsWhere(db, sql.fragment`ps.id = ${id}`, reason))[0] ?? null;
 }
 
 /**
@@ -140,12 +145,8 @@ export async function lockPmSessionOfPortalToken(db: CommonQueryMethods, tokenHa
 }
 
 /** Ends the unended session of this token (sign-out); the row when this call ended it. */
-export function endPortalSessionOfToken(db: CommonQueryMethods, tokenHash: string, reason: PortalSessionEndReason): Promise<EndedPortalSession | null> {
-  return db.maybeOne(sql.type(endedSessionRow)`
-    UPDATE portal_sessions ps SET ended_at = now(), ended_reason = ${reason}
-    FROM portal_users pu
-    WHERE ps.token_hash = ${tokenHash} AND ps.ended_at IS NULL AND pu.id = ps.portal_user_id
-    RETURNING ${ENDED_COLUMNS}`);
+export async function endPortalSessionOfToken(db: CommonQueryMethods, tokenHash: string, reason: PortalSessionEndReason): Promise<EndedPortalSession | null> {
+  return (await endPortalSessionsWhere(db, sql.fragment`ps.token_hash = ${tokenHash}`, reason))[0] ?? null;
 }
 
 /**
@@ -161,11 +162,16 @@ export function endSsoSessionsOfLogout(
   if (!target.sid && !target.sub) throw new Error('a logout names a PM session, a PM user, or both');
   const bySession = target.sid ? sql.fragment`ps.pm_session_id = ${target.sid}` : sql.fragment`ps.pm_session_id IS NOT NULL`;
   const byUser = target.sub ? sql.fragment`pu.pm_user_id = ${target.sub}` : sql.fragment`true`;
-  return db.any(sql.type(endedSessionRow)`
-    UPDATE portal_sessions ps SET ended_at = now(), ended_reason = ${reason}
-    FROM portal_users pu
-    WHERE pu.id = ps.portal_user_id AND ps.ended_at IS NULL AND ${bySession} AND ${byUser}
-    RETURNING ${ENDED_COLUMNS}`);
+  return endPortalSessionsWhere(db, sql.fragment`${bySession} AND ${byUser}`, reason);
+}
+
+/**
+ * Ends the unended portal sessions of the PM user's portal account at once (a disabled user loses the
+ * portal without waiting for a request or a workflow); answers them, to be audited, and their SSO
+ * session workflows told.
+ */
+export function endPortalSessionsOfPmUser(db: CommonQueryMethods, pmUserId: string, reason: PortalSessionEndReason): Promise<readonly EndedPortalSession[]> {
+  return endPortalSessionsWhere(db, sql.fragment`pu.pm_user_id = ${pmUserId}`, reason);
 }
 
 /** The session's SSO session workflow has been started (or found running). */

@@ -1,6 +1,5 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
-import { ENDED_COLUMNS, endedSessionRow, type EndedPortalSession, type PortalSessionEndReason } from './portal-sessions';
 
 const adminUserRow = z.object({
   id: z.string(),
@@ -48,15 +47,3 @@ export async function setUserDisabled(db: CommonQueryMethods, userId: string, di
   await db.query(sql.unsafe`UPDATE users SET disabled_at = ${disabled ? sql.fragment`now()` : null} WHERE id = ${userId}`);
 }
 
-/**
- * Ends the unended portal sessions of the PM user's portal account at once (a disabled user loses the
- * portal without waiting for a request or a workflow); answers them, to be audited, and their SSO
- * session workflows told.
- */
-export function endPortalSessionsOfPmUser(db: CommonQueryMethods, pmUserId: string, reason: PortalSessionEndReason): Promise<readonly EndedPortalSession[]> {
-  return db.any(sql.type(endedSessionRow)`
-    UPDATE portal_sessions ps SET ended_at = now(), ended_reason = ${reason}
-    FROM portal_users pu
-    WHERE pu.id = ps.portal_user_id AND pu.pm_user_id = ${pmUserId} AND ps.ended_at IS NULL
-    RETURNING ${ENDED_COLUMNS}`);
-}

@@ -1,7 +1,7 @@
 import type { DatabasePool } from 'slonik';
 import { endPmSessions } from '../../db/queries/pm-sessions';
+import { endPortalSessionsOfPmUser } from '../../db/queries/portal-sessions';
 import {
-  endPortalSessionsOfPmUser,
   findAdminUser,
   lockUser,
   replaceUserRoles,
