@@ -1,13 +1,20 @@
+import { ApplicationFailure } from '@temporalio/activity';
 import { findConnection, readConnectionSecrets, transitionConnectionStatus, wipeConnectionTokens } from '../db/queries/connections';
 import type { RevocationOutcome } from '../platform/providers/provider';
 import { connectionColumn } from '../db/encrypted-columns';
 import { wipeConnectionAuthorizations } from '../db/queries/authorizations';
 import { deleteCalendarEvents } from '../db/queries/calendar-events';
 import { dropSyncCursor } from '../db/queries/sync';
-import { providerAdapter, retryableProviderFailure, type ActivityDependencies } from './dependencies';
+import { providerActivityFailure, providerAdapter, type ActivityDependencies } from './dependencies';
+import { FailureType } from './failure-types';
+import { grantKeepers } from './shared-grant';
 
-/** `failed` is decided by the workflow once revocation has run out of attempts. */
-export type DisconnectRevocationOutcome = RevocationOutcome | 'nothing_to_revoke' | 'failed';
+/**
+ * `failed` is decided by the workflow once revocation was refused for good or has run out of attempts.
+ * `skipped_shared_grant`: another live connection keeps the provider account's grant, which the
+ * provider would end as a whole (defect 4 of issue 11); our tokens are wiped, the grant stays.
+ */
+export type DisconnectRevocationOutcome = RevocationOutcome | 'nothing_to_revoke' | 'skipped_shared_grant' | 'failed';
 
 export interface DisconnectRequest {
   connectionId: string;
@@ -29,13 +36,26 @@ export function createDisconnectActivities({ db, crypto, providers, audit }: Act
           : undefined;
       if (!sealed) return 'nothing_to_revoke';
 
-      let outcome: RevocationOutcome;
-      try {
-        outcome = await providerAdapter(providers, connection.provider).revoke(
-          crypto.decrypt(sealed.value, connectionColumn(request.connectionId, sealed.column)),
-        );
-      } catch (error) {
-        throw retryableProviderFailure(error);
+      const adapter = providerAdapter(providers, connection.provider);
+      const keepers = await grantKeepers(db, adapter, connection.providerAccountId, request.connectionId);
+      let outcome: DisconnectRevocationOutcome;
+      if (keepers.length > 0) {
+        outcome = 'skipped_shared_grant';
+      } else {
+        let token: string;
+        try {
+          token = crypto.decrypt(sealed.value, connectionColumn(request.connectionId, sealed.column));
+        } catch (error) {
+          // No later attempt can read it either: the workflow records the revocation as failed and wipes.
+          throw ApplicationFailure.nonRetryable(error instanceof Error ? error.message : String(error), FailureType.credentialUnreadable);
+        }
+        try {
+          outcome = await adapter.revoke(token);
+        } catch (error) {
+          // A refusal (invalid_client, any 4xx but 408 and 429) will not change: final at once, so the
+          // connection does not sit in `disconnecting` for hours. Outages are retried by the workflow.
+          throw providerActivityFailure(error);
+        }
       }
       await audit.record({
         action: 'OAuthRevoke',
@@ -44,7 +64,10 @@ export function createDisconnectActivities({ db, crypto, providers, audit }: Act
         userId: connection.userId,
         provider: connection.provider,
         connectionId: request.connectionId,
-        details: { revocation: outcome, revokedTokenKind: sealed.column === 'refresh_token_enc' ? 'refresh' : 'access' },
+        details: {
+          revocation: outcome,
+          ...(keepers.length > 0 ? { sharedGrantWith: keepers } : { revokedTokenKind: sealed.column === 'refresh_token_enc' ? 'refresh' : 'access' }),
+        },
       });
       return outcome;
     },

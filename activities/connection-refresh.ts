@@ -4,13 +4,15 @@ import {
   readConnectionSecrets,
   recordConnectionError,
   storeTokensIfVersion,
+  type ConnectionRow,
   type ConnectionStatus,
 } from '../db/queries/connections';
 import { ProviderError } from '../platform/providers/provider-error';
 import type { ProviderTokens } from '../platform/providers/oauth-tokens';
-import { FailureType } from './failure-types';
+import { FailureType, REFRESH_TOKEN_LOST_IN_FLIGHT } from './failure-types';
 import { connectionColumn } from '../db/encrypted-columns';
 import { accessTokenExpiry, currentTokenState, providerActivityFailure, providerAdapter, transitionAndAudit, type ActivityDependencies, type TokenState } from './dependencies';
+import { TokenLease } from './token-lease';
 
 /** Only an active connection is refreshed; a connection on its way out tells the workflow to finish it. */
 function assertRefreshable(status: ConnectionStatus): void {
@@ -23,93 +25,16 @@ export function createRefreshActivities({ db, crypto, providers, audit, clock }:
   return {
     /**
      * The only code that refreshes a connection's tokens, run only by the connection's workflow
-     * (design invariants 2 and 3). The new tokens are stored, compare-and-set on the version, before
-     * the activity completes; a retry whose earlier attempt already stored them just reports them.
+     * (design invariants 2 and 3), and by one attempt at a time: the attempt holds the connection's
+     * token lease across the provider call. The new tokens are stored, compare-and-set on the version,
+     * before the activity completes; a retry whose earlier attempt already stored them just reports them.
      */
     async refreshConnectionTokens(input: { connectionId: string; expectedVersion: number }): Promise<TokenState> {
-      const secrets = await readConnectionSecrets(db, input.connectionId);
-      assertRefreshable(secrets.status);
-      if (secrets.tokenVersion !== input.expectedVersion) return currentTokenState(db, input.connectionId);
-      if (!secrets.refreshTokenEnc) throw ApplicationFailure.nonRetryable('connection holds no refresh token', FailureType.grantRevoked);
-
-      const connection = (await findConnection(db, input.connectionId))!;
-      const adapter = providerAdapter(providers, connection.provider);
-      let current: string;
-      let previous: string | undefined;
-      try {
-        current = crypto.decrypt(secrets.refreshTokenEnc, connectionColumn(input.connectionId, 'refresh_token_enc'));
-        previous = secrets.previousRefreshTokenEnc
-          ? crypto.decrypt(secrets.previousRefreshTokenEnc, connectionColumn(input.connectionId, 'previous_refresh_token_enc'))
-          : undefined;
-      } catch (error) {
-        const message = error instanceof Error ? error.message : String(error);
-        await recordConnectionError(db, { connectionId: input.connectionId, tokenVersion: input.expectedVersion, kind: 'credential_unreadable', message, at: clock() });
-        throw ApplicationFailure.nonRetryable(message, FailureType.credentialUnreadable);
-      }
-
-      // Expiry counts from before the request: the provider's clock started no earlier, so we err early.
-      const requestedAt = clock();
-      let tokens: ProviderTokens;
-      let usedRefreshToken = current;
-      try {
-        tokens = await adapter.refresh(current);
-      } catch (error) {
-        // A rotated token that never worked may have been lost upstream; the one before it may still be good.
-        if (!(error instanceof ProviderError && error.kind === 'invalid_grant' && previous)) throw await failed(error);
-        try {
-          tokens = await adapter.refresh(previous);
-          usedRefreshToken = previous;
-        } catch (fallbackError) {
-          throw await failed(fallbackError);
-        }
-      }
-
-      const accessTokenExpiresAt = accessTokenExpiry(tokens, requestedAt);
-      // Keep the token we used until its successor has worked once; a non-rotating provider leaves nothing to keep.
-      const rotated = tokens.refreshToken !== undefined && tokens.refreshToken !== usedRefreshToken;
-      return db.transaction(async (transaction) => {
-        const tokenVersion = await storeTokensIfVersion(
-          transaction,
-          input.connectionId,
-          input.expectedVersion,
-          {
-            accessTokenEnc: crypto.encrypt(tokens.accessToken, connectionColumn(input.connectionId, 'access_token_enc')),
-            refreshTokenEnc: crypto.encrypt(tokens.refreshToken ?? usedRefreshToken, connectionColumn(input.connectionId, 'refresh_token_enc')),
-            previousRefreshTokenEnc: rotated
-              ? crypto.encrypt(usedRefreshToken, connectionColumn(input.connectionId, 'previous_refresh_token_enc'))
-              : null,
-            accessTokenExpiresAt,
-            scopes: tokens.scopes,
-          },
-          requestedAt,
-          ['active'],
-        );
-        if (tokenVersion === null) {
-          // Someone else wrote first: a re-consent (its tokens stand) or a disconnect (it wins).
-          assertRefreshable((await readConnectionSecrets(transaction, input.connectionId)).status);
-          return currentTokenState(transaction, input.connectionId);
-        }
-        await audit.record(
-          {
-            action: 'OAuthTokenRefresh',
-            outcome: 'success',
-            actor: { type: 'system' },
-            userId: connection.userId,
-            provider: connection.provider,
-            connectionId: input.connectionId,
-            details: { tokenVersion, rotated, fellBackToPreviousGrant: usedRefreshToken !== current },
-          },
-          transaction,
-        );
-        return { tokenVersion, accessTokenExpiresAt: accessTokenExpiresAt.getTime() };
-      });
-
-      async function failed(error: unknown): Promise<ApplicationFailure> {
-        const kind = error instanceof ProviderError ? error.kind : 'unknown';
-        const message = error instanceof Error ? error.message : String(error);
-        await recordConnectionError(db, { connectionId: input.connectionId, tokenVersion: input.expectedVersion, kind, message, at: clock() });
-        return providerActivityFailure(error);
-      }
+      const connection = await findConnection(db, input.connectionId);
+      if (!connection) throw ApplicationFailure.nonRetryable('connection does not exist', FailureType.connectionGone);
+      assertRefreshable(connection.status);
+      if (connection.tokenVersion !== input.expectedVersion) return currentTokenState(db, input.connectionId);
+      return TokenLease.hold(db, input.connectionId, input.expectedVersion, (lease) => refreshHolding(lease, connection));
     },
 
     /** Moves the connection to needs_reauth; only the call that makes the move writes the audit row. */
@@ -117,4 +42,112 @@ export function createRefreshActivities({ db, crypto, providers, audit, clock }:
       await transitionAndAudit({ db, audit }, { ...input, to: 'needs_reauth', from: ['active', 'pending'], action: 'IntegrationNeedsReauth', outcome: 'success' });
     },
   };
+
+  /** The refresh proper, by the lease's holder: what it read before taking the lease may be stale, so it reads again. */
+  async function refreshHolding(lease: TokenLease, connection: ConnectionRow): Promise<TokenState> {
+    const { connectionId, tokenVersion: expectedVersion } = lease;
+    const secrets = await readConnectionSecrets(db, connectionId);
+    assertRefreshable(secrets.status);
+    // An earlier attempt stored its answer before this one took the lease.
+    if (secrets.tokenVersion !== expectedVersion) return currentTokenState(db, connectionId);
+    if (!secrets.refreshTokenEnc) throw ApplicationFailure.nonRetryable('connection holds no refresh token', FailureType.grantRevoked);
+
+    const adapter = providerAdapter(providers, connection.provider);
+    let current: string;
+    let previous: string | undefined;
+    try {
+      current = crypto.decrypt(secrets.refreshTokenEnc, connectionColumn(connectionId, 'refresh_token_enc'));
+      previous = secrets.previousRefreshTokenEnc
+        ? crypto.decrypt(secrets.previousRefreshTokenEnc, connectionColumn(connectionId, 'previous_refresh_token_enc'))
+        : undefined;
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      await recordConnectionError(db, { connectionId, tokenVersion: expectedVersion, kind: 'credential_unreadable', message, at: clock() });
+      throw ApplicationFailure.nonRetryable(message, FailureType.credentialUnreadable);
+    }
+
+    const presenting = async (refreshToken: string): Promise<ProviderTokens> => {
+      await lease.beforeProviderCall();
+      try {
+        return await adapter.refresh(refreshToken, { signal: lease.signal });
+      } catch (error) {
+        lease.noteAnswer(error);
+        throw error;
+      }
+    };
+
+    // Expiry counts from before the request: the provider's clock started no earlier, so we err early.
+    const requestedAt = clock();
+    let tokens: ProviderTokens;
+    let usedRefreshToken = current;
+    try {
+      tokens = await presenting(current);
+    } catch (error) {
+      // A rotated token that never worked may have been lost upstream; the one before it may still be good.
+      if (!(isRefusedGrant(error) && previous)) throw await failed(error);
+      try {
+        tokens = await presenting(previous);
+        usedRefreshToken = previous;
+      } catch (fallbackError) {
+        throw await failed(fallbackError);
+      }
+    }
+
+    const accessTokenExpiresAt = accessTokenExpiry(tokens, requestedAt);
+    // Keep the token we used until its successor has worked once; a non-rotating provider leaves nothing to keep.
+    const rotated = tokens.refreshToken !== undefined && tokens.refreshToken !== usedRefreshToken;
+    return db.transaction(async (transaction) => {
+      await lease.settleWith(transaction);
+      const tokenVersion = await storeTokensIfVersion(
+        transaction,
+        connectionId,
+        expectedVersion,
+        {
+          accessTokenEnc: crypto.encrypt(tokens.accessToken, connectionColumn(connectionId, 'access_token_enc')),
+          refreshTokenEnc: crypto.encrypt(tokens.refreshToken ?? usedRefreshToken, connectionColumn(connectionId, 'refresh_token_enc')),
+          previousRefreshTokenEnc: rotated ? crypto.encrypt(usedRefreshToken, connectionColumn(connectionId, 'previous_refresh_token_enc')) : null,
+          accessTokenExpiresAt,
+          scopes: tokens.scopes,
+        },
+        requestedAt,
+        ['active'],
+      );
+      if (tokenVersion === null) {
+        // Someone else wrote first: a re-consent (its tokens stand) or a disconnect (it wins).
+        assertRefreshable((await readConnectionSecrets(transaction, connectionId)).status);
+        return currentTokenState(transaction, connectionId);
+      }
+      await audit.record(
+        {
+          action: 'OAuthTokenRefresh',
+          outcome: 'success',
+          actor: { type: 'system' },
+          userId: connection.userId,
+          provider: connection.provider,
+          connectionId,
+          details: { tokenVersion, rotated, fellBackToPreviousGrant: usedRefreshToken !== current },
+        },
+        transaction,
+      );
+      return { tokenVersion, accessTokenExpiresAt: accessTokenExpiresAt.getTime() };
+    });
+
+    async function failed(error: unknown): Promise<ApplicationFailure> {
+      lease.rethrowIfAborted(error);
+      // Every token we hold refused, after an attempt whose answer never came: the provider rotated and the answer was lost.
+      if (isRefusedGrant(error) && lease.earlierCallUnanswered) {
+        const message = "the provider refused every refresh token we hold after an earlier attempt's answer was lost in flight";
+        await recordConnectionError(db, { connectionId, tokenVersion: expectedVersion, kind: REFRESH_TOKEN_LOST_IN_FLIGHT, message, at: clock() });
+        return ApplicationFailure.nonRetryable(message, FailureType.refreshTokenLostInFlight);
+      }
+      const kind = error instanceof ProviderError ? error.kind : 'unknown';
+      const message = error instanceof Error ? error.message : String(error);
+      await recordConnectionError(db, { connectionId, tokenVersion: expectedVersion, kind, message, at: clock() });
+      return providerActivityFailure(error);
+    }
+  }
+}
+
+function isRefusedGrant(error: unknown): boolean {
+  return error instanceof ProviderError && error.kind === 'invalid_grant';
 }

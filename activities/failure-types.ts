@@ -11,6 +11,13 @@ export const FailureType = {
   connectionGone: 'ConnectionGone',
   /** Provider unavailable, rate limited or unreachable. Retried. */
   providerUnavailable: 'ProviderUnavailable',
+  /** Another attempt of the same token write still holds the connection's lease and may be talking to the provider. Retried. */
+  tokenWriteInProgress: 'TokenWriteInProgress',
+  /**
+   * Both refresh tokens were refused after an earlier attempt's provider call went unanswered: the
+   * provider rotated and the answer was lost. Final, like GrantRevoked, but with its own reason.
+   */
+  refreshTokenLostInFlight: 'RefreshTokenLostInFlight',
   /** The provider refuses our client or answers what we cannot read: an operator must look. Not retried at once. */
   providerRejected: 'ProviderRejected',
   /** A stored secret cannot be decrypted (its key is gone): an operator must look. Not retried at once. */
@@ -27,8 +34,12 @@ export const FailureType = {
   backchannelLogoutUndelivered: 'BackchannelLogoutUndelivered',
 } as const;
 
+/** The needs_reauth reason (and recorded error kind) for RefreshTokenLostInFlight. */
+export const REFRESH_TOKEN_LOST_IN_FLIGHT = 'refresh_token_lost_in_flight';
+
 export const NON_RETRYABLE_FAILURES = [
   FailureType.grantRevoked,
+  FailureType.refreshTokenLostInFlight,
   FailureType.authorizationRejected,
   FailureType.connectionGone,
   FailureType.providerRejected,

@@ -1,5 +1,6 @@
 import { createAuthorizationActivities } from './connection-authorization';
 import { createDisconnectActivities } from './connection-disconnect';
+import { createUnkeptTokenActivities } from './unkept-tokens';
 import { createRefreshActivities } from './connection-refresh';
 import { createHousekeepingActivities } from './housekeeping';
 import { createProviderActivities } from './connection-provider';
@@ -19,6 +20,7 @@ export function createActivities(dependencies: ActivityDependencies) {
     ...createAuthorizationActivities(dependencies),
     ...createRefreshActivities(dependencies),
     ...createDisconnectActivities(dependencies),
+    ...createUnkeptTokenActivities(dependencies),
     ...createMachineAccountActivities(dependencies),
     ...createProviderActivities(dependencies),
     ...createHousekeepingActivities(dependencies),

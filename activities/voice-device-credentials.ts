@@ -1,10 +1,12 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import type { CommonQueryMethods } from 'slonik';
+import { z } from 'zod';
 import { voiceDeviceColumn } from '../db/encrypted-columns';
 import {
   discardAlexaGrantCode,
   readVoiceDeviceSecrets,
   recordVoiceDeviceError,
+  stageExchangedLwaTokens,
   storeLwaTokensIfVersion,
   type VoiceDeviceSecretsRow,
 } from '../db/queries/voice-devices';
@@ -30,41 +32,37 @@ export function createVoiceCredentialActivities(dependencies: ActivityDependenci
 
   return {
     /**
-     * Exchanges the AcceptGrant code waiting on the device row (it lives minutes). The code is
-     * consumed with the tokens it yields, or dropped with a final refusal; a transient failure leaves
-     * it for the next attempt. A retry whose earlier attempt stored the tokens reports them.
+     * Exchanges the AcceptGrant code waiting on the device row (it lives minutes). Once Amazon answers,
+     * the answer takes the code's place on the row (encrypted) until the tokens are stored, so a retry
+     * after a failed store stores it rather than spending the code again; a refusal drops the code, a
+     * transient failure before the answer leaves it for the next attempt. A retry whose earlier
+     * attempt stored the tokens reports them.
      */
     async exchangeAlexaGrant(input: { deviceId: string; knownVersion: number }): Promise<AlexaGrantExchange> {
       const device = await linkedVoiceDevice(db, input.deviceId);
       const secrets = (await readVoiceDeviceSecrets(db, input.deviceId))!;
-      if (!secrets.lwaGrantCodeEnc) {
+      let exchanged: { tokens: LwaTokens; sealed: string };
+      if (secrets.lwaGrantCodeEnc) {
+        const outcome = await exchangeCode(secrets.lwaGrantCodeEnc);
+        if ('accepted' in outcome) return outcome;
+        exchanged = outcome;
+      } else if (secrets.lwaExchangedTokensEnc) {
+        // An earlier attempt spent the code and could not store what it got: store that now.
+        const plaintext = crypto.decrypt(secrets.lwaExchangedTokensEnc, voiceDeviceColumn(input.deviceId, 'lwa_exchanged_tokens_enc'));
+        exchanged = { tokens: lwaTokens.parse(JSON.parse(plaintext)), sealed: secrets.lwaExchangedTokensEnc };
+      } else {
         if (secrets.lwaTokenVersion > input.knownVersion && secrets.lwaAccessTokenExpiresAt !== null) {
           return { accepted: true, tokenVersion: secrets.lwaTokenVersion, accessTokenExpiresAt: secrets.lwaAccessTokenExpiresAt };
         }
         return refuse('no_grant_code', 'no AcceptGrant code is waiting for this device');
       }
-      if (!voice.loginWithAmazon) return refuse('lwa_not_configured', 'Login with Amazon is not configured (ALEXA_LWA_CLIENT_ID, ALEXA_LWA_CLIENT_SECRET)');
-      const sealedCode = secrets.lwaGrantCodeEnc;
-      const code = crypto.decrypt(sealedCode, voiceDeviceColumn(input.deviceId, 'lwa_grant_code_enc'));
 
-      const requestedAt = clock();
-      let tokens: ProviderTokens;
-      try {
-        tokens = await voice.loginWithAmazon.exchangeCode(code, platformCallOptions());
-      } catch (error) {
-        if (error instanceof ProviderError && error.kind === 'invalid_grant') return refuse('invalid_grant', error.message);
-        if (error instanceof ProviderError && (error.kind === 'invalid_client' || error.kind === 'protocol')) return refuse('lwa_client_rejected', error.message);
-        throw await recordedVoiceFailure(db, input.deviceId, error);
-      }
-      if (!tokens.refreshToken) return refuse('lwa_client_rejected', 'Login with Amazon answered without a refresh token');
-      const refreshToken = tokens.refreshToken;
-
-      // The code is spent at Amazon now: these tokens replace whatever the device held, whoever wrote last.
+      // The code is spent at Amazon: these tokens replace whatever the device held, whoever wrote last.
       for (let attempt = 1; attempt <= STORE_ATTEMPTS; attempt++) {
         const stored = await db.transaction(async (transaction) => {
           const current = await readVoiceDeviceSecrets(transaction, input.deviceId);
           if (current?.status !== 'linked') throw ApplicationFailure.nonRetryable(`voice device is ${current?.status ?? 'gone'}`, FailureType.deviceUnlinked);
-          const state = await writeLwaTokens(dependencies, transaction, { deviceId: input.deviceId, expectedVersion: current.lwaTokenVersion, consumedGrantCodeEnc: sealedCode }, { ...tokens, refreshToken }, requestedAt);
+          const state = await writeLwaTokens(dependencies, transaction, { deviceId: input.deviceId, expectedVersion: current.lwaTokenVersion, consumedEnc: exchanged.sealed }, exchanged.tokens);
           if (!state) return null;
           await audit.record(
             { action: 'VoiceAcceptGrant', outcome: 'success', actor: { type: 'system' }, ...deviceAuditEntry(device), details: { deviceId: device.id, lwaTokenVersion: state.tokenVersion } },
@@ -75,6 +73,26 @@ export function createVoiceCredentialActivities(dependencies: ActivityDependenci
         if (stored) return { accepted: true, ...stored };
       }
       throw ApplicationFailure.retryable('the device kept changing while the AcceptGrant tokens were stored', FailureType.providerUnavailable);
+
+      /** Exchanges the code, and keeps the answer on the row in its place before anything else can fail. */
+      async function exchangeCode(sealedCode: string): Promise<AlexaGrantExchange | { tokens: LwaTokens; sealed: string }> {
+        if (!voice.loginWithAmazon) return refuse('lwa_not_configured', 'Login with Amazon is not configured (ALEXA_LWA_CLIENT_ID, ALEXA_LWA_CLIENT_SECRET)');
+        const code = crypto.decrypt(sealedCode, voiceDeviceColumn(input.deviceId, 'lwa_grant_code_enc'));
+        const requestedAt = clock();
+        let answer: ProviderTokens;
+        try {
+          answer = await voice.loginWithAmazon.exchangeCode(code, platformCallOptions());
+        } catch (error) {
+          if (error instanceof ProviderError && error.kind === 'invalid_grant') return refuse('invalid_grant', error.message);
+          if (error instanceof ProviderError && (error.kind === 'invalid_client' || error.kind === 'protocol')) return refuse('lwa_client_rejected', error.message);
+          throw await recordedVoiceFailure(db, input.deviceId, error);
+        }
+        if (!answer.refreshToken) return refuse('lwa_client_rejected', 'Login with Amazon answered without a refresh token');
+        const tokens = lwaTokensOf({ ...answer, refreshToken: answer.refreshToken }, requestedAt);
+        const sealed = crypto.encrypt(JSON.stringify(tokens), voiceDeviceColumn(input.deviceId, 'lwa_exchanged_tokens_enc'));
+        await stageExchangedLwaTokens(db, input.deviceId, sealedCode, sealed);
+        return { tokens, sealed };
+      }
 
       async function refuse(reason: Extract<AlexaGrantExchange, { accepted: false }>['reason'], message: string): Promise<AlexaGrantExchange> {
         await db.transaction(async (transaction) => {
@@ -130,11 +148,16 @@ export async function refreshLwaTokens(dependencies: ActivityDependencies, devic
   try {
     tokens = await loginWithAmazon.refresh(refreshToken, platformCallOptions());
   } catch (error) {
+    if (error instanceof ProviderError && error.kind === 'invalid_grant') {
+      // A re-grant ends the old grant at Amazon: if an AcceptGrant stored its tokens meanwhile, those stand.
+      const current = await readVoiceDeviceSecrets(db, deviceId);
+      if (current?.lwaTokenVersion !== expectedVersion) return storedLwaState(current);
+    }
     throw await recordedVoiceFailure(db, deviceId, error);
   }
   const newRefreshToken = tokens.refreshToken ?? refreshToken;
   return db.transaction(async (transaction) => {
-    const stored = await writeLwaTokens(dependencies, transaction, { deviceId, expectedVersion, consumedGrantCodeEnc: null }, { ...tokens, refreshToken: newRefreshToken }, requestedAt);
+    const stored = await writeLwaTokens(dependencies, transaction, { deviceId, expectedVersion, consumedEnc: null }, lwaTokensOf({ ...tokens, refreshToken: newRefreshToken }, requestedAt));
     // Someone else wrote first (an AcceptGrant, a forced refresh) or the device was unlinked: theirs stands.
     if (!stored) return storedLwaState(await readVoiceDeviceSecrets(transaction, deviceId));
     await audit.record(
@@ -151,15 +174,21 @@ export async function refreshLwaTokens(dependencies: ActivityDependencies, devic
   });
 }
 
+/** LWA tokens as the device row keeps them; also what a spent AcceptGrant code's answer is staged as (encrypted). */
+const lwaTokens = z.object({ accessToken: z.string(), refreshToken: z.string(), accessTokenExpiresAt: z.number(), obtainedAt: z.number() });
+type LwaTokens = z.infer<typeof lwaTokens>;
+
+function lwaTokensOf(tokens: ProviderTokens & { refreshToken: string }, requestedAt: Date): LwaTokens {
+  return { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, accessTokenExpiresAt: accessTokenExpiry(tokens, requestedAt).getTime(), obtainedAt: requestedAt.getTime() };
+}
+
 /** Encrypts and stores LWA tokens, compare-and-set on the version; null when another writer came first. */
 async function writeLwaTokens(
   { crypto }: Pick<ActivityDependencies, 'crypto'>,
   transaction: CommonQueryMethods,
-  write: { deviceId: string; expectedVersion: number; consumedGrantCodeEnc: string | null },
-  tokens: ProviderTokens & { refreshToken: string },
-  requestedAt: Date,
+  write: { deviceId: string; expectedVersion: number; consumedEnc: string | null },
+  tokens: LwaTokens,
 ): Promise<TokenState | null> {
-  const accessTokenExpiresAt = accessTokenExpiry(tokens, requestedAt);
   const version = await storeLwaTokensIfVersion(
     transaction,
     write.deviceId,
@@ -167,12 +196,12 @@ async function writeLwaTokens(
     {
       accessTokenEnc: crypto.encrypt(tokens.accessToken, voiceDeviceColumn(write.deviceId, 'lwa_access_token_enc')),
       refreshTokenEnc: crypto.encrypt(tokens.refreshToken, voiceDeviceColumn(write.deviceId, 'lwa_refresh_token_enc')),
-      accessTokenExpiresAt,
-      refreshedAt: requestedAt,
+      accessTokenExpiresAt: new Date(tokens.accessTokenExpiresAt),
+      refreshedAt: new Date(tokens.obtainedAt),
     },
-    write.consumedGrantCodeEnc,
+    write.consumedEnc,
   );
-  return version === null ? null : { tokenVersion: version, accessTokenExpiresAt: accessTokenExpiresAt.getTime() };
+  return version === null ? null : { tokenVersion: version, accessTokenExpiresAt: tokens.accessTokenExpiresAt };
 }
 
 function storedLwaState(secrets: VoiceDeviceSecretsRow | null): TokenState {

@@ -8,7 +8,8 @@ export const ENCRYPTED_COLUMNS = {
   webhook_subscriptions: ['verification_enc'],
   oauth_signing_keys: ['private_jwk_enc'],
   oauth_refresh_tokens: ['successor_response_enc'],
-  voice_devices: ['lwa_grant_code_enc', 'lwa_access_token_enc', 'lwa_refresh_token_enc'],
+  voice_devices: ['lwa_grant_code_enc', 'lwa_access_token_enc', 'lwa_refresh_token_enc', 'lwa_exchanged_tokens_enc'],
+  unkept_provider_tokens: ['token_enc'],
 } as const;
 
 export type EncryptedTable = keyof typeof ENCRYPTED_COLUMNS;
@@ -29,3 +30,5 @@ export const voiceDeviceColumn = (deviceId: string, column: EncryptedColumn<'voi
 
 export const refreshTokenColumn = (refreshTokenId: string, column: EncryptedColumn<'oauth_refresh_tokens'>) =>
   encryptedField('oauth_refresh_tokens', column, refreshTokenId);
+
+export const unkeptTokenColumn = (unkeptTokenId: string) => encryptedField('unkept_provider_tokens', 'token_enc', unkeptTokenId);

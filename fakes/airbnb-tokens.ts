@@ -1,5 +1,6 @@
 // Token bookkeeping for the fake Airbnb (fakes/airbnb.ts). No HTTP here.
 import { randomBytes } from 'node:crypto';
+import { IssuedSecrets } from './issued-secrets';
 
 const CODE_LIFETIME_MS = 10 * 60 * 1000;
 
@@ -48,7 +49,7 @@ export class AirbnbTokenStore {
   private readonly codes = new Map<string, CodeRecord>();
   private readonly refreshTokens = new Map<string, RefreshRecord>();
   private readonly accessTokens = new Map<string, AccessRecord>();
-  private readonly issued: string[] = [];
+  private readonly issued: string[] = new IssuedSecrets();
 
   constructor(
     private readonly clock: () => number,

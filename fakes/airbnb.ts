@@ -10,6 +10,7 @@ import { AirbnbHosts, type FakeListing, type FakeReservation, type FakeWebhookSu
 import { AirbnbTokenStore, type IssuedTokens } from './airbnb-tokens';
 import { assertLoopback } from './loopback';
 import { paramsOf } from './http-params';
+import type { TokenEndpointFaults } from './token-endpoint-faults';
 
 export interface FakeAirbnbOptions {
   clientId: string;
@@ -23,8 +24,10 @@ export interface FakeAirbnbOptions {
    * (unverified); 10 minutes by default, like the grace Microsoft gives, and 0 ends it at once.
    */
   rotationGraceSeconds?: number;
+  /** Chaos scenarios only: outages and lost answers of the token endpoint, and its record of every refresh. */
+  faults?: TokenEndpointFaults;
   /** How the fake signs the webhooks it sends: the partner secret shared with the platform. */
-  webhook?: { secret: string; signatureHeader?: string; signatureEncoding?: 'hex' | 'base64' };
+  webhook?: { secret: string; signatureHeader?: string; signatureEncoding?: 'hex' | 'base64'; timestampHeader?: string };
 }
 
 export interface FakeAirbnbOAuthCall {
@@ -64,6 +67,11 @@ export interface ReservationEventRequest {
   signature?: 'valid' | 'bad' | 'missing';
   /** Deliver here instead of to the host's subscriptions. */
   url?: string;
+  /**
+   * When the delivery is signed; now (real time, as the receiver's clock) by default. An earlier time
+   * makes it a captured delivery replayed later.
+   */
+  signedAt?: Date;
 }
 
 function basicCredentials(request: FastifyRequest): { id?: string; secret?: string } {
@@ -131,7 +139,13 @@ export async function startFakeAirbnb(options: FakeAirbnbOptions) {
     const call: FakeAirbnbOAuthCall = { endpoint: 'token', at: clock(), status: 200, ...(grant ? { grant } : {}) };
     if (grant === 'refresh') call.rotated = query.reset_refresh_token === '1';
     calls.push(call);
+    const refreshing = grant === 'refresh' ? body.refresh_token : undefined;
+    if (options.faults && (await options.faults.outage(request, reply, { error: 'server_error', error_description: 'Please try again later' }, refreshing !== undefined, refreshing))) {
+      call.status = 0;
+      return reply;
+    }
     const refuse = (status: number, error: string, description: string) => {
+      if (refreshing !== undefined) options.faults?.refreshDone({ at: call.at, presented: refreshing, succeeded: false });
       Object.assign(call, { status, error });
       return oauthError(reply, status, error, description);
     };
@@ -145,6 +159,22 @@ export async function startFakeAirbnb(options: FakeAirbnbOptions) {
     else if (!switches.invalidGrant) issued = tokens.refresh(body.refresh_token!, call.rotated === true);
     if (!issued) return refuse(400, 'invalid_grant', grant === 'code' ? 'The authorization code is invalid or expired' : 'The refresh token is invalid or revoked');
     const answer = { access_token: issued.accessToken, expires_at: issued.expiresAt, refresh_token: issued.refreshToken, user_id: Number(issued.userId) };
+    if (options.faults) {
+      const accessTokenExpiresAt = issued.expiresAt * 1000;
+      options.faults.accessTokenIssued(issued.userId, accessTokenExpiresAt);
+      const lost = refreshing === undefined ? undefined : options.faults.refreshDone({
+        at: call.at,
+        presented: refreshing,
+        succeeded: true,
+        grant: issued.userId,
+        ...(issued.refreshToken === refreshing ? {} : { rotatedTo: issued.refreshToken }),
+        accessTokenExpiresAt,
+      });
+      if (lost) {
+        await options.faults.neverAnswer(request, reply, lost);
+        return reply;
+      }
+    }
     return reply.header('cache-control', 'no-store').send(query._unwrapped === 'true' ? answer : { oauth2_authorization: answer });
   });
 
@@ -196,19 +226,22 @@ export async function startFakeAirbnb(options: FakeAirbnbOptions) {
     const deliveries: Array<{ url: string; status: number; body: unknown }> = [];
     for (const url of targets) {
       assertLoopback(url);
-      const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...signatureHeaders(body, request.signature ?? 'valid') }, body });
+      const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...signatureHeaders(body, request.signature ?? 'valid', request.signedAt ?? new Date()) }, body });
       const text = await response.text();
       deliveries.push({ url, status: response.status, body: text === '' ? null : (JSON.parse(text) as unknown) });
     }
     return { eventId, deliveries };
   }
 
-  function signatureHeaders(body: string, signature: 'valid' | 'bad' | 'missing'): Record<string, string> {
+  /** The signature covers the timestamp and the body, so a captured delivery cannot be replayed later. */
+  function signatureHeaders(body: string, signature: 'valid' | 'bad' | 'missing', signedAt: Date): Record<string, string> {
     if (!options.webhook) throw new Error('the fake Airbnb was started without a webhook secret');
-    if (signature === 'missing') return {};
+    const timestamp = String(Math.floor(signedAt.getTime() / 1000));
+    const timestampHeader = { [options.webhook.timestampHeader ?? 'x-airbnb-timestamp']: timestamp };
+    if (signature === 'missing') return timestampHeader;
     const secret = signature === 'valid' ? options.webhook.secret : `${options.webhook.secret}-forged`;
-    const value = createHmac('sha256', secret).update(body).digest(options.webhook.signatureEncoding ?? 'hex');
-    return { [options.webhook.signatureHeader ?? 'x-airbnb-signature']: value };
+    const value = signAirbnbWebhook(secret, timestamp, body).toString(options.webhook.signatureEncoding ?? 'hex');
+    return { ...timestampHeader, [options.webhook.signatureHeader ?? 'x-airbnb-signature']: value };
   }
 
   await app.listen({ host: '127.0.0.1', port: options.port ?? 0 });
@@ -240,3 +273,8 @@ export async function startFakeAirbnb(options: FakeAirbnbOptions) {
 }
 
 export type FakeAirbnb = Awaited<ReturnType<typeof startFakeAirbnb>>;
+
+/** The MAC the fake signs with and tests forge deliveries with: HMAC-SHA256 over `<timestamp>.<body>`. */
+export function signAirbnbWebhook(secret: string, timestamp: string, body: string): Buffer {
+  return createHmac('sha256', secret).update(`${timestamp}.${body}`).digest();
+}

@@ -1,6 +1,7 @@
 // Login with Amazon's bookkeeping for the fake Amazon (fakes/amazon.ts): AcceptGrant codes, refresh and
 // access tokens of Amazon customers who enabled the skill. No HTTP here.
 import { randomBytes, randomUUID } from 'node:crypto';
+import { IssuedSecrets } from './issued-secrets';
 
 export type FakeAlexaRegion = 'NA' | 'EU' | 'FE';
 
@@ -33,7 +34,7 @@ export class AmazonTokenStore {
   private readonly codes = new Map<string, { grant: Grant; expiresAt: number; used: boolean }>();
   private readonly refreshTokens = new Map<string, { grant: Grant; replaced: boolean }>();
   private readonly accessTokens = new Map<string, { grant: Grant; expiresAt: number }>();
-  private readonly issued: string[] = [];
+  private readonly issued: string[] = new IssuedSecrets();
 
   constructor(
     private readonly clock: () => number,

@@ -2,6 +2,7 @@
 // issuing limit, and their verification on the OTA endpoints. No HTTP here.
 import { randomInt, randomUUID } from 'node:crypto';
 import { errors as joseErrors, generateKeyPair, jwtVerify, SignJWT, type CryptoKey } from 'jose';
+import { IssuedSecrets } from './issued-secrets';
 
 const ISSUER = 'urn://connectivity-modern-auth/v1';
 const HOUR_MS = 3600 * 1000;
@@ -10,7 +11,7 @@ export type TokenCheck = 'valid' | 'expired' | 'invalid';
 
 export class BookingTokenIssuer {
   private readonly issuedAt: number[] = [];
-  private readonly issued: string[] = [];
+  private readonly issued: string[] = new IssuedSecrets();
   private readonly machineAccountId = String(randomInt(10_000, 99_999));
 
   private constructor(

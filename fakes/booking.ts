@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { XMLBuilder } from 'fast-xml-parser';
 import { BookingReservationQueues, type Acknowledgement, type FakeBookingQueue, type FakeReservationInput } from './booking-queue';
 import { BookingTokenIssuer } from './booking-tokens';
+import type { TokenEndpointFaults } from './token-endpoint-faults';
 
 export type { Acknowledgement, FakeBookingQueue, FakeReservationInput } from './booking-queue';
 
@@ -21,6 +22,11 @@ export interface FakeBookingOptions {
   /** How many messages one poll returns at most; the rest come with the next poll. */
   batchSize?: number;
   logger?: boolean;
+  /**
+   * Chaos scenarios only: outages and lost answers of the token exchange, and its record of every
+   * exchange (recorded as refreshes that present the machine account's client id).
+   */
+  faults?: TokenEndpointFaults;
 }
 
 export type FakeBookingEndpoint = 'token' | 'poll' | 'acknowledge';
@@ -118,6 +124,8 @@ export async function startFakeBooking(options: FakeBookingOptions): Promise<Fak
     const failure = await scripted('token');
     if (failure) return answer(failure, { errors: [{ code: failure === 429 ? 'rate_limited' : 'internal_error', message: 'Please retry later' }] });
     const body = (typeof request.body === 'object' && request.body !== null ? request.body : {}) as Record<string, unknown>;
+    const presented = typeof body.client_id === 'string' ? body.client_id : undefined;
+    if (options.faults && (await options.faults.outage(request, reply, { errors: [{ code: 'internal_error', message: 'Please retry later' }] }, presented !== undefined, presented))) return reply;
     if (typeof body.client_id !== 'string' || typeof body.client_secret !== 'string') {
       return answer(400, { errors: [{ code: 'invalid_request', message: 'client_id and client_secret are required' }] });
     }
@@ -126,6 +134,16 @@ export async function startFakeBooking(options: FakeBookingOptions): Promise<Fak
     }
     const jwt = await tokens.issue();
     if (!jwt) return answer(429, { errors: [{ code: 'rate_limited', message: 'Token limit of the machine account reached for this hour' }] });
+    if (options.faults) {
+      const accessTokenExpiresAt = (Math.floor(at / 1000) + (options.tokenLifetimeSeconds ?? 3600)) * 1000;
+      options.faults.accessTokenIssued(body.client_id, accessTokenExpiresAt);
+      const lost = options.faults.refreshDone({ at, presented: body.client_id, succeeded: true, grant: body.client_id, accessTokenExpiresAt });
+      if (lost) {
+        calls.push({ endpoint: 'token', at, status: 200 });
+        await options.faults.neverAnswer(request, reply, lost);
+        return reply;
+      }
+    }
     return answer(200, { jwt, ruid: randomUUID() });
   });
 

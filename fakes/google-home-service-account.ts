@@ -2,6 +2,7 @@
 // Google's token endpoint checks in an assertion, and the access tokens it issues. No HTTP here.
 import { generateKeyPairSync, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
 import { decodeProtectedHeader, errors as joseErrors, jwtVerify } from 'jose';
+import { IssuedSecrets } from './issued-secrets';
 
 export const HOME_GRAPH_SCOPE = 'https://www.googleapis.com/auth/homegraph';
 /** Google refuses assertions that claim to live longer than an hour. */
@@ -41,7 +42,7 @@ export type BearerCheck = 'valid' | 'expired' | 'unknown';
 
 export class ServiceAccountTokenIssuer {
   private readonly accessTokens = new Map<string, number>();
-  private readonly issued: string[] = [];
+  private readonly issued: string[] = new IssuedSecrets();
 
   constructor(
     private readonly account: FakeServiceAccount,

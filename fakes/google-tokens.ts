@@ -1,5 +1,6 @@
 // Token bookkeeping for the fake Google server (fakes/google.ts). No HTTP here.
 import { createHash, randomBytes, randomInt } from 'node:crypto';
+import { IssuedSecrets } from './issued-secrets';
 
 const CODE_LIFETIME_MS = 10 * 60 * 1000;
 // RFC 7636 §4.1: 43-128 unreserved characters. Google rejects anything else.
@@ -68,7 +69,7 @@ export class GoogleTokenStore {
   private readonly codes = new Map<string, CodeRecord>();
   private readonly refreshTokens = new Map<string, RefreshRecord>();
   private readonly accessTokens = new Map<string, AccessRecord>();
-  private readonly issued: string[] = [];
+  private readonly issued: string[] = new IssuedSecrets();
 
   constructor(
     private readonly clock: () => number,
@@ -112,19 +113,27 @@ export class GoogleTokenStore {
     return { revoked: record.grant.revoked, expired: this.clock() >= record.expiresAt, account: record.grant.account };
   }
 
-  /** Revokes the whole grant behind a live access or refresh token; false when the token is not live. */
-  revoke(token: string): boolean {
+  /**
+   * Revokes the whole grant behind a live access or refresh token (with `wholeAccount`, every grant of
+   * its account); false when the token is not live.
+   */
+  revoke(token: string, wholeAccount = false): boolean {
     const refresh = this.refreshTokens.get(token);
-    if (refresh && !refresh.rotatedAway && !refresh.grant.revoked) {
-      refresh.grant.revoked = true;
-      return true;
-    }
     const access = this.accessTokens.get(token);
-    if (access && !access.grant.revoked && this.clock() < access.expiresAt) {
-      access.grant.revoked = true;
-      return true;
+    const grant =
+      refresh && !refresh.rotatedAway && !refresh.grant.revoked
+        ? refresh.grant
+        : access && !access.grant.revoked && this.clock() < access.expiresAt
+          ? access.grant
+          : undefined;
+    if (!grant) return false;
+    grant.revoked = true;
+    if (wholeAccount) {
+      for (const record of [...this.refreshTokens.values(), ...this.accessTokens.values()]) {
+        if (record.grant.account === grant.account) record.grant.revoked = true;
+      }
     }
-    return false;
+    return true;
   }
 
   revokeAll(): void {

@@ -12,6 +12,7 @@ import { FakeGoogleKeys, GOOGLE_RISC_ISSUER, type RiscEventName, type SecurityEv
 import { clientCredentials, errorPage } from './google-oauth-http';
 import { paramsOf, type Params } from './http-params';
 import { GoogleTokenStore, newGoogleAccountId, type IssuedTokens } from './google-tokens';
+import type { TokenEndpointFaults } from './token-endpoint-faults';
 
 export interface FakeGoogleOptions {
   clientId: string;
@@ -20,6 +21,13 @@ export interface FakeGoogleOptions {
   clock?: () => number;
   accessTokenLifetimeSeconds?: number;
   logger?: boolean;
+  /**
+   * As real Google does: revoking any token ends every grant of that account to this client. Off by
+   * default, where a revocation ends only the consent the token came from.
+   */
+  revocationEndsAccountGrants?: boolean;
+  /** Chaos scenarios only: outages and lost answers of the token endpoint, and its record of every refresh. */
+  faults?: TokenEndpointFaults;
 }
 
 export interface FakeGoogleCall {
@@ -39,6 +47,8 @@ export interface FakeGoogleSwitches {
   delayMs: number;
   /** Token and revocation endpoints only; the Calendar API has its own in `calendar`. */
   failNext(count: number, status?: number): void;
+  /** While set, every revocation is refused with this HTTP status and OAuth error (e.g. 401 `invalid_client`). */
+  refuseRevocations: { status: number; error: string } | undefined;
   calendar: CalendarApiSwitches;
 }
 
@@ -111,6 +121,7 @@ export async function startFakeGoogle(options: FakeGoogleOptions): Promise<FakeG
     invalidGrant: false,
     rotateRefreshTokens: false,
     delayMs: 0,
+    refuseRevocations: undefined,
     failNext(count: number, status = 503) {
       if (!Number.isInteger(count) || count < 0) throw new RangeError('failNext count must be a non-negative integer');
       if (status !== 429 && (status < 500 || status > 599)) throw new RangeError('failNext status must be 429 or 5xx');
@@ -194,7 +205,8 @@ export async function startFakeGoogle(options: FakeGoogleOptions): Promise<FakeG
     // Google takes the token from the form body or, for older clients, the query string.
     const token = body.token ?? paramsOf(request.query).token;
     if (token === undefined) return oauthError(400, 'invalid_request', 'Bad Request');
-    return tokens.revoke(token) ? { status: 200, body: {} } : oauthError(400, 'invalid_token', 'Token expired or revoked');
+    if (switches.refuseRevocations) return oauthError(switches.refuseRevocations.status, switches.refuseRevocations.error);
+    return tokens.revoke(token, options.revocationEndsAccountGrants ?? false) ? { status: 200, body: {} } : oauthError(400, 'invalid_token', 'Token expired or revoked');
   }
 
   // Shared by /token and /revoke: scripted failures and delays apply before any real work.
@@ -206,6 +218,9 @@ export async function startFakeGoogle(options: FakeGoogleOptions): Promise<FakeG
   ): Promise<FastifyReply> {
     const at = clock();
     const body = paramsOf(request.body);
+    const faults = endpoint === 'token' ? options.faults : undefined;
+    const refreshing = body.grant_type === 'refresh_token' ? body.refresh_token : undefined;
+    if (faults && (await faults.outage(request, reply, { error: 'backend_error' }, refreshing !== undefined, refreshing))) return reply;
     let answer: Answer;
     if (pendingFailures.count > 0) {
       pendingFailures.count -= 1;
@@ -222,7 +237,29 @@ export async function startFakeGoogle(options: FakeGoogleOptions): Promise<FakeG
       ...(endpoint === 'token' && body.grant_type !== undefined ? { grantType: body.grant_type } : {}),
       ...(answer.error === undefined ? {} : { error: answer.error }),
     });
+    const lost = faults ? recordTokenAnswer(faults, at, answer, refreshing) : undefined;
+    if (lost) {
+      calls[calls.length - 1]!.answerLost = true;
+      await faults!.neverAnswer(request, reply, lost);
+      return reply;
+    }
     return reply.code(answer.status).header('cache-control', 'no-store').send(answer.body);
+  }
+
+  function recordTokenAnswer(faults: TokenEndpointFaults, at: number, answer: Answer, presented: string | undefined) {
+    const issued = answer.status === 200 ? (answer.body as { access_token: string; expires_in: number; refresh_token?: string }) : undefined;
+    const grant = issued ? tokens.accessTokenState(issued.access_token)?.account : undefined;
+    const accessTokenExpiresAt = issued ? at + issued.expires_in * 1000 : undefined;
+    if (grant !== undefined && accessTokenExpiresAt !== undefined) faults.accessTokenIssued(grant, accessTokenExpiresAt);
+    if (presented === undefined) return undefined;
+    return faults.refreshDone({
+      at,
+      presented,
+      succeeded: issued !== undefined,
+      ...(grant === undefined ? {} : { grant }),
+      ...(issued?.refresh_token === undefined ? {} : { rotatedTo: issued.refresh_token }),
+      ...(accessTokenExpiresAt === undefined ? {} : { accessTokenExpiresAt }),
+    });
   }
 
   app.post('/token', (request, reply) => oauthEndpoint('token', request, reply, tokenAnswer));
@@ -267,6 +304,7 @@ export async function startFakeGoogle(options: FakeGoogleOptions): Promise<FakeG
       switches.invalidGrant = false;
       switches.rotateRefreshTokens = false;
       switches.delayMs = 0;
+      switches.refuseRevocations = undefined;
       pendingFailures = { count: 0, status: 503 };
       calendarApi.reset();
     },

@@ -1,6 +1,7 @@
 // Token bookkeeping of the fake Microsoft identity platform (fakes/microsoft.ts). No HTTP here.
 import { createHash, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
+import { IssuedSecrets } from './issued-secrets';
 
 const CODE_LIFETIME_MS = 10 * 60 * 1000;
 /** Microsoft refresh tokens die after 90 days unused. */
@@ -81,7 +82,7 @@ export class MicrosoftTokenStore {
   private readonly refreshTokens = new Map<string, RefreshRecord>();
   private readonly accessTokens = new Map<string, { grant: Grant; expiresAt: number }>();
   private readonly newest = new Map<string, string>();
-  private readonly issued: string[] = [];
+  private readonly issued: string[] = new IssuedSecrets();
   private readonly signingKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
 
   constructor(

@@ -9,6 +9,7 @@ import { FakeCalendars, type FakeEventInput } from './microsoft-calendar';
 import { registerFakeGraph, type FakeGraphCall } from './microsoft-graph';
 import { AADSTS, MicrosoftTokenStore, type AadstsCode, type IssuedTokens, type Refusal } from './microsoft-tokens';
 import { paramsOf, type Params } from './http-params';
+import type { TokenEndpointFaults } from './token-endpoint-faults';
 
 export interface FakeMicrosoftOptions {
   clientId: string;
@@ -18,6 +19,8 @@ export interface FakeMicrosoftOptions {
   accessTokenLifetimeSeconds?: number;
   /** How long a refresh token keeps working after its successor was issued (Microsoft: until it expires). */
   rotationGraceSeconds?: number;
+  /** Chaos scenarios only: outages and lost answers of the token endpoint, and its record of every refresh. */
+  faults?: TokenEndpointFaults;
 }
 
 export interface FakeIdentityCall {
@@ -172,6 +175,8 @@ export async function startFakeMicrosoft(options: FakeMicrosoftOptions) {
     const at = clock();
     const body = paramsOf(request.body);
     const presented = body.refresh_token ? tokens.generation(body.refresh_token) : undefined;
+    const refreshing = body.grant_type === 'refresh_token' ? body.refresh_token : undefined;
+    if (options.faults && (await options.faults.outage(request, reply, aadError(90033).body, refreshing !== undefined, refreshing))) return reply;
     const failure = await disturbance('token');
     const answer: { status: number; body: object; aadsts?: number } = failure === undefined ? await tokenAnswer(request, body) : { ...aadError(90033), status: failure };
     const error = (answer.body as { error?: string }).error;
@@ -184,8 +189,30 @@ export async function startFakeMicrosoft(options: FakeMicrosoftOptions) {
       ...(answer.aadsts ? { aadsts: answer.aadsts } : {}),
       ...(presented ? { presented } : {}),
     });
+    const lost = options.faults ? recordTokenAnswer(options.faults, at, answer, refreshing) : undefined;
+    if (lost) {
+      await options.faults!.neverAnswer(request, reply, lost);
+      return reply;
+    }
     return reply.code(answer.status).header('cache-control', 'no-store').send(answer.body);
   });
+
+  function recordTokenAnswer(faults: TokenEndpointFaults, at: number, answer: { status: number; body: object }, presented: string | undefined) {
+    const issued = answer.status === 200 ? (answer.body as { access_token: string; expires_in: number; refresh_token: string }) : undefined;
+    const account = issued ? tokens.accessTokenAccount(issued.access_token) : undefined;
+    const grant = typeof account === 'object' ? account.oid : undefined;
+    const accessTokenExpiresAt = issued ? at + issued.expires_in * 1000 : undefined;
+    if (grant !== undefined && accessTokenExpiresAt !== undefined) faults.accessTokenIssued(grant, accessTokenExpiresAt);
+    if (presented === undefined) return undefined;
+    return faults.refreshDone({
+      at,
+      presented,
+      succeeded: issued !== undefined,
+      ...(grant === undefined ? {} : { grant }),
+      ...(issued === undefined ? {} : { rotatedTo: issued.refresh_token }),
+      ...(accessTokenExpiresAt === undefined ? {} : { accessTokenExpiresAt }),
+    });
+  }
 
   const graph = registerFakeGraph(app, () => url, {
     clock,

@@ -92,6 +92,8 @@ const environmentSchema = z.object({
   AIRBNB_WEBHOOK_SECRET: z.string().min(16, 'must have at least 16 characters').optional(),
   AIRBNB_WEBHOOK_SIGNATURE_HEADER: z.string().regex(/^[a-z0-9-]+$/, 'must be a lower-case header name').default('x-airbnb-signature'),
   AIRBNB_WEBHOOK_SIGNATURE_ENCODING: z.enum(['hex', 'base64']).default('hex'),
+  AIRBNB_WEBHOOK_TIMESTAMP_HEADER: z.string().regex(/^[a-z0-9-]+$/, 'must be a lower-case header name').default('x-airbnb-timestamp'),
+  AIRBNB_WEBHOOK_MAX_AGE_SECONDS: z.coerce.number().int().min(30).max(3600).default(300),
   AIRBNB_RESERVATION_SYNC_INTERVAL_SECONDS: seconds(3600),
   BOOKING_AUTH_URL: httpUrl.default('https://connectivity-authentication.booking.com/token-based-authentication/exchange'),
   BOOKING_XML_URL: httpUrl.default('https://secure-supply-xml.booking.com/hotels/ota'),
@@ -111,6 +113,9 @@ const environmentSchema = z.object({
 
   TOKEN_REFRESH_MARGIN_SECONDS: seconds(300),
   TOKEN_REFRESH_JITTER_SECONDS: z.coerce.number().int().min(0).default(60),
+  TOKEN_REFRESH_MARGIN_FRACTION: z.coerce.number().gt(0).max(0.5).default(0.2),
+  TOKEN_REFRESH_MIN_MARGIN_SECONDS: seconds(60),
+  TOKEN_REFRESH_TRIES_BEFORE_EXPIRY: z.coerce.number().int().min(2).max(50).default(6),
   OAUTH_STATE_TTL_SECONDS: seconds(600),
   SESSION_TTL_SECONDS: seconds(12 * 3600),
   SESSION_IDLE_SECONDS: seconds(30 * 60),
@@ -187,7 +192,7 @@ export interface AirbnbSettings {
   apiUrl: string;
   scopes: string[];
   /** Airbnb's signature scheme is unverified (protocols.md), so header and encoding are configurable. */
-  webhook: { secret: string | undefined; signatureHeader: string; signatureEncoding: 'hex' | 'base64' };
+  webhook: { secret: string | undefined; signatureHeader: string; signatureEncoding: 'hex' | 'base64'; timestampHeader: string; maxAgeSeconds: number };
   syncIntervalSeconds: number;
 }
 
@@ -296,7 +301,8 @@ export interface Config {
   booking: BookingSettings;
   /** Where providers deliver webhooks (WEBHOOK_BASE_URL, default PUBLIC_BASE_URL); real providers require https. */
   webhookBaseUrl: string;
-  tokenRefresh: { marginSeconds: number; jitterSeconds: number };
+  /** When connection tokens are refreshed and how failed refreshes are spaced (workflows/connection-messages.ts, RefreshPolicy). */
+  tokenRefresh: { marginSeconds: number; jitterSeconds: number; marginFraction: number; minMarginSeconds: number; triesBeforeExpiry: number };
   authorizationServer: {
     issuer: string;
     /**
@@ -368,6 +374,9 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
   }
   if (parsed.success && parsed.data.TOKEN_REFRESH_JITTER_SECONDS >= parsed.data.TOKEN_REFRESH_MARGIN_SECONDS) {
     problems.push('TOKEN_REFRESH_JITTER_SECONDS: must be smaller than TOKEN_REFRESH_MARGIN_SECONDS');
+  }
+  if (parsed.success && parsed.data.TOKEN_REFRESH_MIN_MARGIN_SECONDS > parsed.data.TOKEN_REFRESH_MARGIN_SECONDS) {
+    problems.push('TOKEN_REFRESH_MIN_MARGIN_SECONDS: must not exceed TOKEN_REFRESH_MARGIN_SECONDS');
   }
   if (parsed.success && parsed.data.OAUTH_SIGNING_KEY_GRACE_SECONDS < parsed.data.ACCESS_TOKEN_TTL_SECONDS) {
     // A retired key must verify every token it signed until that token expires.
@@ -468,6 +477,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
         secret: env.AIRBNB_WEBHOOK_SECRET,
         signatureHeader: env.AIRBNB_WEBHOOK_SIGNATURE_HEADER,
         signatureEncoding: env.AIRBNB_WEBHOOK_SIGNATURE_ENCODING,
+        timestampHeader: env.AIRBNB_WEBHOOK_TIMESTAMP_HEADER,
+        maxAgeSeconds: env.AIRBNB_WEBHOOK_MAX_AGE_SECONDS,
       },
       syncIntervalSeconds: env.AIRBNB_RESERVATION_SYNC_INTERVAL_SECONDS,
     },
@@ -478,7 +489,13 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
       ackPauseMs: env.BOOKING_ACK_PAUSE_MS,
     },
     webhookBaseUrl: env.WEBHOOK_BASE_URL ?? publicBaseUrl,
-    tokenRefresh: { marginSeconds: env.TOKEN_REFRESH_MARGIN_SECONDS, jitterSeconds: env.TOKEN_REFRESH_JITTER_SECONDS },
+    tokenRefresh: {
+      marginSeconds: env.TOKEN_REFRESH_MARGIN_SECONDS,
+      jitterSeconds: env.TOKEN_REFRESH_JITTER_SECONDS,
+      marginFraction: env.TOKEN_REFRESH_MARGIN_FRACTION,
+      minMarginSeconds: env.TOKEN_REFRESH_MIN_MARGIN_SECONDS,
+      triesBeforeExpiry: env.TOKEN_REFRESH_TRIES_BEFORE_EXPIRY,
+    },
     authorizationServer: {
       issuer: env.OAUTH_ISSUER ?? publicBaseUrl,
       internalUrl: env.API_INTERNAL_URL ?? env.OAUTH_ISSUER ?? publicBaseUrl,

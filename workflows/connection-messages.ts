@@ -11,9 +11,26 @@ export interface ConnectionWorkflowInput {
   connectionId: string;
   provider: string;
   userId: string;
-  refreshPolicy: { marginSeconds: number; jitterSeconds: number };
+  refreshPolicy: RefreshPolicy;
   /** Set only by continue-as-new: what the previous run knew. */
   carriedState?: ConnectionState;
+}
+
+/**
+ * When tokens are refreshed and how failed refreshes are spaced (the TOKEN_REFRESH_* settings). The
+ * fields after the first two are absent in runs started before they existed; those use the defaults.
+ */
+export interface RefreshPolicy {
+  /** The most a refresh starts ahead of the access token's expiry. */
+  marginSeconds: number;
+  /** Up to this much earlier still, at random (bounded by a share of the margin), so refreshes do not bunch. */
+  jitterSeconds: number;
+  /** The share of the token's lifetime left when its refresh starts, between the least and the most margin. */
+  marginFraction?: number;
+  /** The least margin, unless that is more than half the token's lifetime. */
+  minMarginSeconds?: number;
+  /** Failed tries are spaced so that at least this many fit before the access token expires. */
+  triesBeforeExpiry?: number;
 }
 
 export interface ConnectionState {

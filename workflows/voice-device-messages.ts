@@ -43,6 +43,8 @@ export interface VoiceDeviceState {
   reportsSent: number;
   /** A state report (Alexa ChangeReport, Home Graph reportStateAndNotification) is wanted. */
   reportRequested?: { reason: string; at: number };
+  /** A change report asked for while the pending report is a discovery, which carries no values: it follows the discovery. */
+  reportAfterDiscovery?: { reason: string; at: number };
   unlinkRequest?: UnlinkSignal & { receivedAt: number };
   lastError?: { kind: string; message: string; at: number };
 }

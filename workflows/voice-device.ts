@@ -7,11 +7,13 @@ import {
   continueAsNew,
   isCancellation,
   log,
+  patched,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { TokenState } from '../activities';
 import { FailureType } from '../activities/failure-types';
+import { acceptGrantFailureReason, failureOf, type VoiceDeviceFailure } from './voice-device-failures';
 import { agentUserDeletion, bookkeeping, grantExchange, linkRecord, lwaRefresh, reporting } from './voice-device-activities';
 import {
   acceptGrantUpdate,
@@ -32,8 +34,12 @@ const CYCLES_PER_RUN = 100;
 const SLOW_RETRY_MS = 5 * 60 * 1000;
 /** The report that follows an AcceptGrant tells Alexa which endpoints exist (Discovery.AddOrUpdateReport). */
 const ACCEPT_GRANT_REPORT = 'accept_grant';
+/** Runs that began before an unlink could cancel Google's first requestSync waited for it (up to an hour). */
+const CANCELLABLE_REQUEST_SYNC_PATCH = 'cancellable-request-sync';
+/** Runs that began before this folded a change report asked for while a discovery waited into that discovery. */
+const CHANGE_REPORT_AFTER_DISCOVERY_PATCH = 'change-report-after-discovery';
 
-type Failure = NonNullable<VoiceDeviceState['lastError']>;
+type Failure = VoiceDeviceFailure;
 
 /**
  * The life of one linked voice device, from its first token to its unlink. It keeps what the
@@ -47,14 +53,13 @@ export async function voiceDeviceWorkflow(input: VoiceDeviceWorkflowInput): Prom
   const state: VoiceDeviceState = input.carriedState ?? { status: 'linked', reportsSent: 0 };
   let refreshScope: CancellationScope | undefined;
   let reportScope: CancellationScope | undefined;
+  let syncScope: CancellationScope | undefined;
   let exchanges: Promise<unknown> = Promise.resolve();
   let exchanging = 0;
   let rescheduled = false;
 
   setHandler(unlinkSignal, (request) => requestUnlink(request.direction, request.requestedBy));
-  setHandler(reportStateSignal, ({ reason }) => {
-    state.reportRequested ??= { reason, at: Date.now() };
-  });
+  setHandler(reportStateSignal, ({ reason }) => requestReport({ reason, at: Date.now() }));
   setHandler(voiceDeviceStatusQuery, () => state);
   setHandler(acceptGrantUpdate, () => oneAtATime(acceptGrant), {
     // Refused updates stay out of history.
@@ -111,6 +116,19 @@ export async function voiceDeviceWorkflow(input: VoiceDeviceWorkflowInput): Prom
     // Nothing the platform needs matters any more; the unlink should not wait for a retrying call.
     refreshScope?.cancel();
     reportScope?.cancel();
+    syncScope?.cancel();
+  }
+
+  /**
+   * A discovery (AddOrUpdateReport) carries no occupancy values: a change report asked for while one
+   * waits is sent after it. Any other pending report already carries the state of the moment it is sent.
+   */
+  function requestReport(request: NonNullable<VoiceDeviceState['reportRequested']>): void {
+    if (state.reportRequested?.reason === ACCEPT_GRANT_REPORT && request.reason !== ACCEPT_GRANT_REPORT && patched(CHANGE_REPORT_AFTER_DISCOVERY_PATCH)) {
+      state.reportAfterDiscovery ??= request;
+    } else {
+      state.reportRequested ??= request;
+    }
   }
 
   /** A failure that ends the link, or the device found unlinked underneath us; anything else is only recorded. */
@@ -134,12 +152,18 @@ export async function voiceDeviceWorkflow(input: VoiceDeviceWorkflowInput): Prom
   }
 
   async function requestSync(): Promise<void> {
+    const scope = new CancellationScope();
+    // An unlink does not wait for it: our tokens would stay live while it retries.
+    if (patched(CANCELLABLE_REQUEST_SYNC_PATCH)) syncScope = scope;
     try {
-      await reporting.requestVoiceDeviceSync({ deviceId });
+      await scope.run(() => reporting.requestVoiceDeviceSync({ deviceId }));
     } catch (error) {
+      if (isCancellation(error)) return;
       // Google asks for SYNC by itself after linking; a failed request only delays what it shows.
       if (!(error instanceof ActivityFailure)) throw error;
       noteFailure(failureOf(error));
+    } finally {
+      syncScope = undefined;
     }
   }
 
@@ -177,7 +201,9 @@ export async function voiceDeviceWorkflow(input: VoiceDeviceWorkflowInput): Prom
       }
       applyLwa(exchange, false);
       state.lastError = undefined;
+      const pending = state.reportRequested;
       state.reportRequested = { reason: ACCEPT_GRANT_REPORT, at: Date.now() };
+      if (pending) requestReport(pending);
       return { accepted: true, accessTokenExpiresAt: exchange.accessTokenExpiresAt };
     } catch (error) {
       if (!(error instanceof ActivityFailure)) throw error;
@@ -186,7 +212,7 @@ export async function voiceDeviceWorkflow(input: VoiceDeviceWorkflowInput): Prom
       if (failure.kind === FailureType.deviceUnlinked) return { accepted: false, reason: 'device_unlinked' };
       // Out of time or refused: the code is worthless minutes from now, so it does not stay behind.
       await bookkeeping.discardAlexaGrantCode({ deviceId });
-      return { accepted: false, reason: failure.kind === FailureType.providerUnavailable ? 'lwa_unavailable' : failure.kind };
+      return { accepted: false, reason: acceptGrantFailureReason(error) };
     } finally {
       exchanging -= 1;
     }
@@ -212,7 +238,8 @@ export async function voiceDeviceWorkflow(input: VoiceDeviceWorkflowInput): Prom
 
   async function report(): Promise<void> {
     const request = state.reportRequested!;
-    state.reportRequested = undefined;
+    state.reportRequested = request.reason === ACCEPT_GRANT_REPORT ? state.reportAfterDiscovery : undefined;
+    state.reportAfterDiscovery = undefined;
     const scope = new CancellationScope();
     reportScope = scope;
     try {
@@ -247,14 +274,8 @@ export async function voiceDeviceWorkflow(input: VoiceDeviceWorkflowInput): Prom
     state.status = 'unlinked';
     state.lwa = undefined;
     state.reportRequested = undefined;
+    state.reportAfterDiscovery = undefined;
     await condition(allHandlersFinished);
     return { status: 'unlinked', direction: request.direction, ...(agentUser ? { agentUser } : {}) };
   }
-}
-
-function failureOf(error: ActivityFailure): Failure {
-  const cause = error.cause;
-  return cause instanceof ApplicationFailure
-    ? { kind: cause.type ?? 'ApplicationFailure', message: cause.message, at: Date.now() }
-    : { kind: cause?.name ?? 'ActivityFailure', message: cause?.message ?? error.message, at: Date.now() };
 }

@@ -34,7 +34,7 @@ export const connectionStatusSchema = {
         disconnectedAt: nullableString,
         sync: {
           type: 'object',
-          description: 'data sync runs: the last one (from the database) and the next (from the workflow)',
+          description: 'data sync runs: the last finished one and the one in progress (from the database), the next (from the workflow)',
           properties: {
             lastRunAt: nullableString,
             lastOutcome: { type: ['string', 'null'], enum: ['succeeded', 'failed', null] },
@@ -43,6 +43,7 @@ export const connectionStatusSchema = {
               properties: { created: { type: 'integer' }, updated: { type: 'integer' }, deleted: { type: 'integer' }, fullResync: { type: 'boolean' } },
             },
             lastError: { type: ['object', 'null'], properties: { kind: { type: 'string' }, message: { type: 'string' } } },
+            runningSince: { ...nullableString, description: 'start of the sync run in progress, if one is' },
             nextRunAt: nullableString,
             runCount: { type: ['integer', 'null'], description: 'syncs run by the connection\'s workflow, across continue-as-new' },
           },
@@ -80,6 +81,7 @@ export interface ConnectionStatusResponse {
     sync: {
       lastRunAt: string | null;
       lastOutcome: 'succeeded' | 'failed' | null;
+      runningSince: string | null;
       lastCounts: { created: number; updated: number; deleted: number; fullResync: boolean } | null;
       lastError: { kind: string; message: string } | null;
       nextRunAt: string | null;

@@ -29,7 +29,10 @@ export default async function connectionStatusRoutes(app: FastifyInstance, optio
     const connection = await findLatestConnection(db, request.user!.id, provider);
     if (!connection) return { provider, configured: Boolean(providers[provider]), connected: false, upstreamRevocation, connection: null };
     const workflow = LIVE_STATUSES.has(connection.status) ? await workflowState(connection) : null;
-    const [lastSync] = await latestSyncRuns(db, connection.id, 1);
+    // At most one run is unfinished; the one before it is the last outcome, which a run in progress must not hide.
+    const recentSyncs = await latestSyncRuns(db, connection.id, 2);
+    const runningSync = recentSyncs.find((run) => run.finishedAt === null);
+    const lastSync = recentSyncs.find((run) => run.finishedAt !== null);
     return {
       provider,
       configured: Boolean(providers[provider]),
@@ -50,12 +53,13 @@ export default async function connectionStatusRoutes(app: FastifyInstance, optio
         createdAt: new Date(connection.createdAt).toISOString(),
         disconnectedAt: isoOrNull(connection.disconnectedAt),
         sync: {
-          lastRunAt: isoOrNull(lastSync?.finishedAt ?? lastSync?.startedAt ?? null),
+          lastRunAt: isoOrNull(lastSync?.finishedAt ?? null),
           lastOutcome: lastSync?.outcome ?? null,
           lastCounts: lastSync?.outcome === 'succeeded'
             ? { created: lastSync.createdCount, updated: lastSync.updatedCount, deleted: lastSync.deletedCount, fullResync: lastSync.fullResync }
             : null,
           lastError: lastSync?.outcome === 'failed' ? { kind: lastSync.errorKind ?? 'unknown', message: lastSync.errorMessage ?? '' } : null,
+          runningSince: isoOrNull(runningSync?.startedAt ?? null),
           nextRunAt: isoOrNull(workflow?.nextSyncAt ?? null),
           runCount: workflow?.sync?.runCount ?? null,
         },

@@ -8,6 +8,6 @@ export function connectionWorkflowInput(config: Config, connection: ConnectionRo
     connectionId: connection.id,
     provider: connection.provider,
     userId: connection.userId,
-    refreshPolicy: { marginSeconds: config.tokenRefresh.marginSeconds, jitterSeconds: config.tokenRefresh.jitterSeconds },
+    refreshPolicy: { ...config.tokenRefresh },
   };
 }

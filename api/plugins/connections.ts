@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { attachCodeToAuthorization, consumeAuthorization, findAuthorizationByStateHash, insertAuthorization } from '../../db/queries/authorizations';
+import { attachCodeToAuthorization, consumeAuthorization, findAuthorizationByStateHash, insertAuthorization, releaseAuthorization } from '../../db/queries/authorizations';
 import { findOrCreateLiveConnection } from '../../db/queries/connections';
 import { authorizationColumn } from '../../db/encrypted-columns';
 import { createPkcePair } from '../../platform/pkce';
 import { redirectUriFor, type OAuthProviderAdapter, type OAuthProviderId } from '../../platform/providers/provider';
 import { hashBearerValue, randomToken } from '../../platform/secrets';
+import { isTransientTemporalFault } from '../../platform/temporal';
 import type { connectionWorkflow } from '../../workflows/connection';
 import { authorizeSignal, type AuthorizeSignal } from '../../workflows/connection-messages';
 import { errorResponseSchema, HttpError } from '../errors';
@@ -129,13 +130,19 @@ export default async function connectionRoutes(app: FastifyInstance, options: { 
       if (!connection) return reject(400, 'state_already_used', 'This authorization was already completed; start again');
       if (connection.status === 'disconnecting') return reject(409, 'disconnect_in_progress', 'The previous connection is still being disconnected; try again shortly');
 
-      await temporal.workflow.signalWithStart<typeof connectionWorkflow, [AuthorizeSignal]>('connectionWorkflow', {
-        workflowId: connection.workflowId,
-        taskQueue: config.temporal.taskQueue,
-        args: [connectionWorkflowInput(config, connection)],
-        signal: authorizeSignal,
-        signalArgs: [{ authorizationId: authorization.id }],
-      });
+      try {
+        await temporal.workflow.signalWithStart<typeof connectionWorkflow, [AuthorizeSignal]>('connectionWorkflow', {
+          workflowId: connection.workflowId,
+          taskQueue: config.temporal.taskQueue,
+          args: [connectionWorkflowInput(config, connection)],
+          signal: authorizeSignal,
+          signalArgs: [{ authorizationId: authorization.id }],
+        });
+      } catch (error) {
+        // Temporal is briefly away (503): nothing owns the code yet, so the browser's retry must find it unspent.
+        if (isTransientTemporalFault(error)) await releaseAuthorization(db, authorization.id);
+        throw error;
+      }
       return reply.code(202).send({ connectionId: connection.id, status: connection.status, workflowId: connection.workflowId });
     },
   );

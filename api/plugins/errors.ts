@@ -1,18 +1,19 @@
 import fp from 'fastify-plugin';
 import type { FastifyError, FastifyReply } from 'fastify';
 import { isTransientDatabaseFault } from '../../db/transient-faults';
+import { isTransientTemporalFault } from '../../platform/temporal';
 import { HttpError } from '../errors';
 
 /** How long a client is asked to wait (Retry-After) when a transient fault kept us from answering. */
 export const TRANSIENT_FAULT_RETRY_AFTER_SECONDS = 5;
 
 /**
- * A fault of ours that passes (the database unreachable, restarting or too slow): the answer is 503
- * with Retry-After, never a refusal the client would take as final, and the request changed nothing
- * (its transaction rolled back).
+ * A fault of ours that passes (the database or Temporal unreachable, restarting or too slow): the answer
+ * is 503 with Retry-After, never a refusal the client would take as final, and the request changed
+ * nothing (its transaction rolled back).
  */
 export function isTransientFault(error: unknown): boolean {
-  return isTransientDatabaseFault(error);
+  return isTransientDatabaseFault(error) || isTransientTemporalFault(error);
 }
 
 export function askToRetryLater(reply: FastifyReply): FastifyReply {

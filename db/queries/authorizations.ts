@@ -49,6 +49,14 @@ export async function attachCodeToAuthorization(db: CommonQueryMethods, id: stri
   await db.query(sql.unsafe`UPDATE integration_authorizations SET code_enc = ${codeEnc}, connection_id = ${connectionId} WHERE id = ${id}`);
 }
 
+/**
+ * Gives back an authorization whose code could not be handed to its workflow, so that the same callback,
+ * sent again, completes it. The code stays: a hand-over whose answer was lost may have arrived after all.
+ */
+export async function releaseAuthorization(db: CommonQueryMethods, id: string): Promise<void> {
+  await db.query(sql.unsafe`UPDATE integration_authorizations SET consumed_at = NULL WHERE id = ${id} AND exchanged_at IS NULL`);
+}
+
 /** Once exchanged, the code and verifier have no further use: they are wiped, not kept encrypted. */
 export async function markAuthorizationExchanged(db: CommonQueryMethods, id: string): Promise<void> {
   await db.query(sql.unsafe`

@@ -120,6 +120,24 @@ export function storeTokensIfVersion(
 }
 
 /**
+ * The connection's long-lived secret and account as they stand at `expectedVersion`, locked until the
+ * transaction ends, so a compare-and-set on that version in the same transaction is sure to replace
+ * exactly these; null when the version or status has moved on (the compare-and-set will lose).
+ */
+export function lockConnectionGrantAtVersion(
+  db: CommonQueryMethods,
+  connectionId: string,
+  expectedVersion: number,
+  fromStatuses: ConnectionStatus[],
+): Promise<{ refreshTokenEnc: string | null; providerAccountId: string | null } | null> {
+  return db.maybeOne(sql.type(z.object({ refreshTokenEnc: z.string().nullable(), providerAccountId: z.string().nullable() }))`
+    SELECT refresh_token_enc AS "refreshTokenEnc", provider_account_id AS "providerAccountId"
+    FROM integration_connections
+    WHERE id = ${connectionId} AND token_version = ${expectedVersion} AND status = ANY(${sql.array(fromStatuses, 'connection_status')})
+    FOR UPDATE`);
+}
+
+/**
  * Records why the last attempt failed, unless the tokens moved on since the failing attempt read them
  * (a later success, a re-consent, a disconnect): a late failure must not paint over a good state.
  */

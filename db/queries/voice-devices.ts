@@ -160,6 +160,7 @@ const voiceDeviceSecretsRow = z.object({
   grantId: z.string().uuid(),
   alexaRegion: alexaRegion.nullable(),
   lwaGrantCodeEnc: z.string().nullable(),
+  lwaExchangedTokensEnc: z.string().nullable(),
   lwaAccessTokenEnc: z.string().nullable(),
   lwaRefreshTokenEnc: z.string().nullable(),
   lwaAccessTokenExpiresAt: z.number().nullable(),
@@ -172,10 +173,21 @@ export type VoiceDeviceSecretsRow = z.infer<typeof voiceDeviceSecretsRow>;
 export function readVoiceDeviceSecrets(db: CommonQueryMethods, deviceId: string): Promise<VoiceDeviceSecretsRow | null> {
   return db.maybeOne(sql.type(voiceDeviceSecretsRow)`
     SELECT status, platform, user_id AS "userId", grant_id AS "grantId", alexa_region AS "alexaRegion",
-           lwa_grant_code_enc AS "lwaGrantCodeEnc", lwa_access_token_enc AS "lwaAccessTokenEnc", lwa_refresh_token_enc AS "lwaRefreshTokenEnc",
+           lwa_grant_code_enc AS "lwaGrantCodeEnc", lwa_exchanged_tokens_enc AS "lwaExchangedTokensEnc", lwa_access_token_enc AS "lwaAccessTokenEnc", lwa_refresh_token_enc AS "lwaRefreshTokenEnc",
            lwa_access_token_expires_at AS "lwaAccessTokenExpiresAt", lwa_token_version AS "lwaTokenVersion",
            agent_user_deleted_at AS "agentUserDeletedAt"
     FROM voice_devices WHERE id = ${deviceId}`);
+}
+
+/**
+ * Keeps what Login with Amazon answered for the waiting AcceptGrant code `spentCodeEnc` (as read) in
+ * place of that code, which is spent now. False when the code was replaced or the device unlinked meanwhile.
+ */
+export async function stageExchangedLwaTokens(db: CommonQueryMethods, deviceId: string, spentCodeEnc: string, exchangedTokensEnc: string): Promise<boolean> {
+  const result = await db.query(sql.unsafe`
+    UPDATE voice_devices SET lwa_exchanged_tokens_enc = ${exchangedTokensEnc}, lwa_grant_code_enc = NULL, updated_at = now()
+    WHERE id = ${deviceId} AND status = 'linked' AND lwa_grant_code_enc = ${spentCodeEnc}`);
+  return result.rowCount === 1;
 }
 
 export interface StoredLwaTokens {
@@ -187,23 +199,24 @@ export interface StoredLwaTokens {
 
 /**
  * Stores Login with Amazon tokens if the device is linked and its token version is still
- * `expectedVersion` (compare-and-set), and consumes the AcceptGrant code they came from
- * (`consumedGrantCodeEnc`, as read: a newer code stored meanwhile stays). Answers the new version,
- * or null when another writer came first.
+ * `expectedVersion` (compare-and-set), and consumes the AcceptGrant code or staged exchange answer they
+ * came from (`consumedEnc`, as read: a newer code stored meanwhile stays). Answers the new version, or
+ * null when another writer came first.
  */
 export function storeLwaTokensIfVersion(
   db: CommonQueryMethods,
   deviceId: string,
   expectedVersion: number,
   tokens: StoredLwaTokens,
-  consumedGrantCodeEnc: string | null,
+  consumedEnc: string | null,
 ): Promise<number | null> {
   return db.maybeOneFirst(sql.type(z.object({ version: z.number().int() }))`
     UPDATE voice_devices SET
       lwa_access_token_enc = ${tokens.accessTokenEnc}, lwa_refresh_token_enc = ${tokens.refreshTokenEnc},
       lwa_access_token_expires_at = ${sql.timestamp(tokens.accessTokenExpiresAt)}, lwa_refreshed_at = ${sql.timestamp(tokens.refreshedAt)},
       lwa_token_version = lwa_token_version + 1,
-      lwa_grant_code_enc = CASE WHEN lwa_grant_code_enc = ${consumedGrantCodeEnc} THEN NULL ELSE lwa_grant_code_enc END,
+      lwa_grant_code_enc = CASE WHEN lwa_grant_code_enc = ${consumedEnc} THEN NULL ELSE lwa_grant_code_enc END,
+      lwa_exchanged_tokens_enc = CASE WHEN lwa_exchanged_tokens_enc = ${consumedEnc} THEN NULL ELSE lwa_exchanged_tokens_enc END,
       last_error_kind = NULL, last_error_message = NULL, updated_at = now()
     WHERE id = ${deviceId} AND status = 'linked' AND lwa_token_version = ${expectedVersion}
     RETURNING lwa_token_version AS version`);
@@ -253,7 +266,7 @@ export async function endVoiceDeviceLink(
     UPDATE voice_devices SET
       status = ${change.to}, unlink_reason = ${change.reason},
       unlinked_at = ${change.to === 'unlinked' ? sql.timestamp(change.at) : null},
-      lwa_grant_code_enc = NULL, lwa_access_token_enc = NULL, lwa_refresh_token_enc = NULL, lwa_access_token_expires_at = NULL,
+      lwa_grant_code_enc = NULL, lwa_exchanged_tokens_enc = NULL, lwa_access_token_enc = NULL, lwa_refresh_token_enc = NULL, lwa_access_token_expires_at = NULL,
       lwa_token_version = lwa_token_version + 1, updated_at = now()
     WHERE id = ${deviceId}`);
   return previous;

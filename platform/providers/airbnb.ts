@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { AirbnbSettings, OAuthClientCredentials } from '../config';
 import { classifyOAuthErrorResponse, providerFetch, ProviderError, readProviderJson } from './provider-error';
-import type { ProviderTokens } from './oauth-tokens';
+import type { ProviderTokens, TokenRequestOptions } from './oauth-tokens';
 import type { AuthorizationRequest, OAuthProviderAdapter, RevocationOutcome } from './provider';
 
 const PROVIDER = 'Airbnb';
@@ -21,13 +21,14 @@ const tokenAnswer = z.object({
 
 /**
  * Airbnb's partner OAuth, as described in shared/protocols.md: a JSON token endpoint with HTTP Basic
- * client authentication instead of RFC 6749 form posts, refresh-token rotation on request, and
- * revocation by DELETE on the authorization.
+ * client authentication instead of RFC 6749 form posts, refresh tokens that stay valid unless rotation
+ * is asked for, and revocation by DELETE on the authorization.
  */
 export class AirbnbAdapter implements OAuthProviderAdapter {
   readonly id = 'airbnb' as const;
   readonly kind = 'oauth' as const;
   readonly supportsRevocation = true;
+  readonly revocationEndsAccountGrant = true;
 
   constructor(
     private readonly settings: AirbnbSettings,
@@ -55,20 +56,20 @@ export class AirbnbAdapter implements OAuthProviderAdapter {
     return url.toString();
   }
 
-  async exchangeCode(input: { code: string }): Promise<ProviderTokens & { refreshToken: string }> {
-    const tokens = await this.tokenRequest({ code: input.code }, {});
+  async exchangeCode(input: { code: string }, options: TokenRequestOptions = {}): Promise<ProviderTokens & { refreshToken: string }> {
+    const tokens = await this.tokenRequest({ code: input.code }, options);
     const { refreshToken } = tokens;
     if (!refreshToken) throw new ProviderError('protocol', `${PROVIDER} issued no refresh token for the authorization code`);
     return { ...tokens, refreshToken };
   }
 
   /**
-   * Always rotating: a refresh token that is used once and replaced is worth less to whoever might copy
-   * it. When Airbnb's answer is lost before it is stored, the retry presents the replaced token again,
-   * which keeps the grant only while Airbnb still honours a replaced token (a grace; unverified for Airbnb).
+   * Never asks for rotation (`reset_refresh_token`): Airbnb keeps a refresh token valid without it, and
+   * a rotation whose answer is lost (a timeout, a worker killed mid-call) could spend the only token we
+   * hold, for as long as Airbnb's grace for a replaced token is unknown.
    */
-  refresh(refreshToken: string): Promise<ProviderTokens> {
-    return this.tokenRequest({ refresh_token: refreshToken }, { reset_refresh_token: '1' });
+  refresh(refreshToken: string, options: TokenRequestOptions = {}): Promise<ProviderTokens> {
+    return this.tokenRequest({ refresh_token: refreshToken }, options);
   }
 
   /** Deleting the authorization ends the whole grant, whichever of its tokens names it. */
@@ -84,8 +85,8 @@ export class AirbnbAdapter implements OAuthProviderAdapter {
     throw await classifyOAuthErrorResponse(PROVIDER, response);
   }
 
-  private async tokenRequest(body: Record<string, string>, query: Record<string, string>): Promise<ProviderTokens> {
-    const search = new URLSearchParams({ _unwrapped: 'true', ...query });
+  private async tokenRequest(body: Record<string, string>, options: TokenRequestOptions): Promise<ProviderTokens> {
+    const search = new URLSearchParams({ _unwrapped: 'true' });
     const response = await providerFetch(
       PROVIDER,
       `${this.settings.apiUrl}${AIRBNB_AUTHORIZATIONS_PATH}?${search}`,
@@ -93,6 +94,7 @@ export class AirbnbAdapter implements OAuthProviderAdapter {
         method: 'POST',
         headers: { authorization: this.basicAuthorization(), 'content-type': 'application/json', accept: 'application/json' },
         body: JSON.stringify(body),
+        signal: options.signal ?? null,
       },
       REQUEST_TIMEOUT_MS,
     );

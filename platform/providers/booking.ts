@@ -2,7 +2,7 @@ import { decodeJwt } from 'jose';
 import { z } from 'zod';
 import type { BookingSettings } from '../config';
 import { providerFetch, ProviderError } from './provider-error';
-import type { ProviderTokens } from './oauth-tokens';
+import type { ProviderTokens, TokenRequestOptions } from './oauth-tokens';
 import type { MachineAccountAdapter, RevocationOutcome } from './provider';
 
 const PROVIDER = 'Booking.com';
@@ -42,11 +42,12 @@ export class BookingAdapter implements MachineAccountAdapter {
   readonly id = 'booking-com' as const;
   readonly kind = 'machine-account' as const;
   readonly supportsRevocation = false;
+  readonly revocationEndsAccountGrant = false;
   readonly scopes: string[] = [];
 
   constructor(private readonly settings: BookingSettings) {}
 
-  async refresh(serializedCredentials: string): Promise<ProviderTokens> {
+  async refresh(serializedCredentials: string, options: TokenRequestOptions = {}): Promise<ProviderTokens> {
     const credentials = parseCredentials(serializedCredentials);
     const response = await providerFetch(
       PROVIDER,
@@ -55,6 +56,7 @@ export class BookingAdapter implements MachineAccountAdapter {
         method: 'POST',
         headers: { 'content-type': 'application/json', accept: 'application/json' },
         body: JSON.stringify(exchangeRequest(credentials)),
+        signal: options.signal ?? null,
       },
       REQUEST_TIMEOUT_MS,
     );

@@ -2,7 +2,7 @@ import { decodeJwt } from 'jose';
 import { z } from 'zod';
 import type { GoogleSettings, OAuthClientCredentials } from '../config';
 import { classifyOAuthErrorResponse, providerFetch, ProviderError } from './provider-error';
-import { readStandardTokenResponse, type ProviderTokens } from './oauth-tokens';
+import { readStandardTokenResponse, type ProviderTokens, type TokenRequestOptions } from './oauth-tokens';
 import type { AuthorizationRequest, OAuthProviderAdapter, RevocationOutcome } from './provider';
 
 const PROVIDER = 'Google';
@@ -14,6 +14,7 @@ export class GoogleCalendarAdapter implements OAuthProviderAdapter {
   readonly id = 'google-calendar' as const;
   readonly kind = 'oauth' as const;
   readonly supportsRevocation = true;
+  readonly revocationEndsAccountGrant = true;
 
   constructor(
     private readonly settings: GoogleSettings,
@@ -42,13 +43,11 @@ export class GoogleCalendarAdapter implements OAuthProviderAdapter {
     return url.toString();
   }
 
-  async exchangeCode(input: { code: string; codeVerifier: string; redirectUri: string }): Promise<ProviderTokens & { refreshToken: string }> {
-    const response = await this.tokenRequest({
-      grant_type: 'authorization_code',
-      code: input.code,
-      code_verifier: input.codeVerifier,
-      redirect_uri: input.redirectUri,
-    });
+  async exchangeCode(input: { code: string; codeVerifier: string; redirectUri: string }, options: TokenRequestOptions = {}): Promise<ProviderTokens & { refreshToken: string }> {
+    const response = await this.tokenRequest(
+      { grant_type: 'authorization_code', code: input.code, code_verifier: input.codeVerifier, redirect_uri: input.redirectUri },
+      options,
+    );
     const tokens = await readStandardTokenResponse(PROVIDER, response.clone());
     const { refreshToken } = tokens;
     if (!refreshToken) throw new ProviderError('protocol', `${PROVIDER} issued no refresh token: access_type=offline was not honoured`);
@@ -56,8 +55,8 @@ export class GoogleCalendarAdapter implements OAuthProviderAdapter {
     return { ...tokens, refreshToken, ...(accountId === undefined ? {} : { accountId }) };
   }
 
-  async refresh(refreshToken: string): Promise<ProviderTokens> {
-    return readStandardTokenResponse(PROVIDER, await this.tokenRequest({ grant_type: 'refresh_token', refresh_token: refreshToken }));
+  async refresh(refreshToken: string, options: TokenRequestOptions = {}): Promise<ProviderTokens> {
+    return readStandardTokenResponse(PROVIDER, await this.tokenRequest({ grant_type: 'refresh_token', refresh_token: refreshToken }, options));
   }
 
   /** Revoking the refresh token ends the whole grant, access tokens included. */
@@ -92,11 +91,11 @@ export class GoogleCalendarAdapter implements OAuthProviderAdapter {
     return claims.sub;
   }
 
-  private async tokenRequest(grant: Record<string, string>): Promise<Response> {
+  private async tokenRequest(grant: Record<string, string>, options: TokenRequestOptions): Promise<Response> {
     const response = await providerFetch(
       PROVIDER,
       this.settings.tokenUrl,
-      this.formPost({ ...grant, client_id: this.credentials.clientId, client_secret: this.credentials.clientSecret }),
+      { ...this.formPost({ ...grant, client_id: this.credentials.clientId, client_secret: this.credentials.clientSecret }), signal: options.signal ?? null },
       REQUEST_TIMEOUT_MS,
     );
     if (!response.ok) throw await classifyOAuthErrorResponse(PROVIDER, response);

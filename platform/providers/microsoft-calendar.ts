@@ -2,7 +2,7 @@ import { decodeJwt, errors as joseErrors } from 'jose';
 import type { MicrosoftSettings, OAuthClientCredentials } from '../config';
 import { classifyMicrosoftTokenError } from './microsoft-identity-errors';
 import { providerFetch, ProviderError } from './provider-error';
-import { readStandardTokenResponse, type ProviderTokens } from './oauth-tokens';
+import { readStandardTokenResponse, type ProviderTokens, type TokenRequestOptions } from './oauth-tokens';
 import type { AuthorizationRequest, OAuthProviderAdapter, RevocationOutcome } from './provider';
 
 const PROVIDER = 'Microsoft';
@@ -13,6 +13,7 @@ export class MicrosoftCalendarAdapter implements OAuthProviderAdapter {
   readonly id = 'microsoft-calendar' as const;
   readonly kind = 'oauth' as const;
   readonly supportsRevocation = false;
+  readonly revocationEndsAccountGrant = false;
 
   constructor(
     private readonly settings: MicrosoftSettings,
@@ -41,13 +42,11 @@ export class MicrosoftCalendarAdapter implements OAuthProviderAdapter {
     return url.toString();
   }
 
-  async exchangeCode(input: { code: string; codeVerifier: string; redirectUri: string }): Promise<ProviderTokens & { refreshToken: string }> {
-    const tokens = await this.tokenRequest({
-      grant_type: 'authorization_code',
-      code: input.code,
-      code_verifier: input.codeVerifier,
-      redirect_uri: input.redirectUri,
-    });
+  async exchangeCode(input: { code: string; codeVerifier: string; redirectUri: string }, options: TokenRequestOptions = {}): Promise<ProviderTokens & { refreshToken: string }> {
+    const tokens = await this.tokenRequest(
+      { grant_type: 'authorization_code', code: input.code, code_verifier: input.codeVerifier, redirect_uri: input.redirectUri },
+      options,
+    );
     const { refreshToken } = tokens;
     if (!refreshToken) throw new ProviderError('protocol', `${PROVIDER} issued no refresh token: offline_access was not granted`);
     return { ...tokens, refreshToken };
@@ -57,8 +56,8 @@ export class MicrosoftCalendarAdapter implements OAuthProviderAdapter {
    * Microsoft answers every refresh with a new refresh token; the connection stores it each time,
    * and keeps the one it used until the new one has worked once.
    */
-  refresh(refreshToken: string): Promise<ProviderTokens> {
-    return this.tokenRequest({ grant_type: 'refresh_token', refresh_token: refreshToken });
+  refresh(refreshToken: string, options: TokenRequestOptions = {}): Promise<ProviderTokens> {
+    return this.tokenRequest({ grant_type: 'refresh_token', refresh_token: refreshToken }, options);
   }
 
   /**
@@ -69,7 +68,7 @@ export class MicrosoftCalendarAdapter implements OAuthProviderAdapter {
     return 'not_supported';
   }
 
-  private async tokenRequest(grant: Record<string, string>): Promise<ProviderTokens> {
+  private async tokenRequest(grant: Record<string, string>, options: TokenRequestOptions): Promise<ProviderTokens> {
     const response = await providerFetch(
       PROVIDER,
       this.settings.tokenUrl,
@@ -83,6 +82,7 @@ export class MicrosoftCalendarAdapter implements OAuthProviderAdapter {
           client_id: this.credentials.clientId,
           client_secret: this.credentials.clientSecret,
         }).toString(),
+        signal: options.signal ?? null,
       },
       REQUEST_TIMEOUT_MS,
     );

@@ -14,6 +14,11 @@ export interface ProviderTokens {
   accountId?: string;
 }
 
+/** A token request stops waiting when its caller cancels (an activity attempt that Temporal gave up on). */
+export interface TokenRequestOptions {
+  signal?: AbortSignal;
+}
+
 const standardTokenResponse = z.object({
   access_token: z.string().min(1),
   refresh_token: z.string().min(1).optional(),

@@ -3,7 +3,7 @@ import { AirbnbAdapter } from './airbnb';
 import { BookingAdapter } from './booking';
 import { GoogleCalendarAdapter } from './google-calendar';
 import { MicrosoftCalendarAdapter } from './microsoft-calendar';
-import type { ProviderTokens } from './oauth-tokens';
+import type { ProviderTokens, TokenRequestOptions } from './oauth-tokens';
 
 /** The providers a user can connect. The id appears in URLs, workflow ids and the database. */
 export const PROVIDER_IDS = ['google-calendar', 'microsoft-calendar', 'airbnb', 'booking-com'] as const;
@@ -32,7 +32,13 @@ export interface CredentialAdapter {
   readonly scopes: string[];
   /** False where revoke() can only answer `not_supported`; the status endpoint tells the user so. */
   readonly supportsRevocation: boolean;
-  refresh(longLivedSecret: string): Promise<ProviderTokens>;
+  /**
+   * True where revoking any one token ends the app's whole grant for that provider account (Google,
+   * Airbnb): every token of every consent of that account dies with it, so a revocation must not run
+   * while a connection we keep holds a grant of the same account.
+   */
+  readonly revocationEndsAccountGrant: boolean;
+  refresh(longLivedSecret: string, options?: TokenRequestOptions): Promise<ProviderTokens>;
   revoke(token: string): Promise<RevocationOutcome>;
 }
 
@@ -41,7 +47,7 @@ export interface OAuthProviderAdapter extends CredentialAdapter {
   readonly kind: 'oauth';
   authorizationUrl(request: AuthorizationRequest): string;
   /** Answers only with a refresh token: a grant we cannot keep alive is refused as a protocol error. */
-  exchangeCode(input: { code: string; codeVerifier: string; redirectUri: string }): Promise<ProviderTokens & { refreshToken: string }>;
+  exchangeCode(input: { code: string; codeVerifier: string; redirectUri: string }, options?: TokenRequestOptions): Promise<ProviderTokens & { refreshToken: string }>;
 }
 
 export interface MachineAccountAdapter extends CredentialAdapter {

@@ -120,8 +120,10 @@ export async function startTestPlatform(options: {
   logDestination?: DestinationStream;
   /** How the Alexa skill endpoint checks requests (tests sign them with their own certificate authority). */
   alexaRequestVerifier?: AlexaRequestVerifier;
+  /** The PostgreSQL cluster to create the platform's database on; the test run's shared one unless given. */
+  databaseServerUrl?: string;
 }): Promise<TestPlatform> {
-  const database = await createTestDatabase(inject('databaseUrl'));
+  const database = await createTestDatabase(options.databaseServerUrl ?? inject('databaseUrl'));
   const port = await freePort();
   const config = loadConfig({
     APP_ENV: 'test',

@@ -66,6 +66,8 @@ export interface VoiceTestPlatformOptions {
   activityInterceptors?: ActivityInterceptorsFactory[];
   /** How long the fake Login with Amazon's access tokens live (LWA's own: 3600 s). */
   lwaAccessTokenLifetimeSeconds?: number;
+  /** False: no worker runs the workflows (the fuzz wants no change it did not cause). */
+  worker?: boolean;
 }
 
 /**
@@ -118,6 +120,7 @@ export async function startVoiceTestPlatform(
     ...(options.clock ? { clock: options.clock.activityClock, serverClock: () => new Date(options.clock!.now()) } : {}),
     ...(!options.clock && options.serverClock ? { serverClock: options.serverClock } : {}),
     ...(options.activityInterceptors ? { activityInterceptors: options.activityInterceptors } : {}),
+    ...(options.worker === false ? { worker: false } : {}),
     alexaRequestVerifier: createAlexaRequestVerifier(signer.verifierOptions(SKILL_ID)),
     environment: {
       ADMIN_API_TOKEN: ADMIN_TOKEN,

@@ -145,6 +145,19 @@ describe('Booking.com reservation sync (dev server)', () => {
       upstreamRevocation: { supported: false },
       connection: { id: connection.connectionId, status: 'active', sync: { lastOutcome: 'succeeded' }, workflow: { running: true, status: 'active' } },
     });
+
+    // A run in progress is reported as such and does not hide the last finished run's outcome.
+    booking.switches.delayMs = 2000;
+    try {
+      const duringRun = await eventually(async () => {
+        const sync = (await connectionStatus(user.sessionToken)).connection?.sync;
+        return sync?.runningSince ? sync : undefined;
+      }, 20_000, 'the status reports a run in progress');
+      expect(duringRun).toMatchObject({ lastOutcome: 'succeeded', lastRunAt: expect.any(String), runningSince: expect.any(String) });
+      expect(Date.parse(duringRun.runningSince!)).toBeGreaterThanOrEqual(Date.parse(duringRun.lastRunAt!));
+    } finally {
+      booking.switches.delayMs = 0;
+    }
   });
 
   it('acknowledges only the reservations it stored; the rest stay queued until they can be stored', async () => {

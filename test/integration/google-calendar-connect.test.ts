@@ -137,8 +137,9 @@ describe('Google Calendar connection (dev server)', () => {
     const stored = await readConnection(connectionId);
     const refreshToken = platform.crypto.decrypt(stored.refreshTokenEnc!, { table: 'integration_connections', column: 'refresh_token_enc', rowId: connectionId });
     expect(google.liveRefreshTokens()).toContain(refreshToken);
-    // The re-consent kept the push channel the first authorization opened.
-    expect(await auditActions(connectionId)).toEqual(['IntegrationConnect', 'WebhookSubscriptionCreate', 'IntegrationConnect']);
+    // The re-consent kept the push channel the first authorization opened. The fake signed in another
+    // Google account this time, so the first account's grant, kept by no one now, was revoked.
+    expect(await auditActions(connectionId)).toEqual(['IntegrationConnect', 'WebhookSubscriptionCreate', 'IntegrationConnect', 'OAuthRevoke']);
   });
 
   it('disconnects a connection whose workflow was terminated: a new run revokes and wipes', async () => {

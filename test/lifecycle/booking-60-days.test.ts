@@ -3,6 +3,7 @@ import { sql } from 'slonik';
 import { z } from 'zod';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { SimulatedClock, startTimeSkippingServer } from '../helpers/temporal';
+import { scanPlatformForSecrets } from '../helpers/secret-scan';
 import { startFakeBooking, type FakeBooking } from '../../fakes/booking';
 import { startTestPlatform, waitForConnectionState, type TestPlatform } from '../helpers/platform';
 import { BOOKING_TEST_ACCOUNT, bookingEnvironment, connectBooking, storedReservations } from '../helpers/booking';
@@ -51,9 +52,13 @@ describe('Booking.com connection over 60 days (time-skipping)', () => {
   });
 
   afterAll(async () => {
+    // Before the database goes: no token, code or secret the fake issued is left in plaintext anywhere.
+    const scan = platform && (await scanPlatformForSecrets(platform, { extraSecrets: booking.issuedSecrets() }));
     await platform?.close();
     await booking?.close();
     await temporal?.teardown();
+    expect(scan?.hits).toEqual([]);
+    expect(scan?.historiesScanned).toBeGreaterThan(0);
   });
 
   it('refreshes the JWT before every expiry within the hourly limit, polls on time, and stores and acknowledges every booking', { timeout: 15 * 60_000 }, async () => {

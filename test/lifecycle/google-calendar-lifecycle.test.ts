@@ -3,6 +3,7 @@ import { sql } from 'slonik';
 import { z } from 'zod';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { SimulatedClock, startTimeSkippingServer } from '../helpers/temporal';
+import { scanPlatformForSecrets } from '../helpers/secret-scan';
 import { startFakeGoogle, type FakeGoogle, type FakeGoogleCall } from '../../fakes/google';
 import { freshTokenUpdate, statusQuery } from '../../workflows/connection-messages';
 import { connectGoogleCalendar, GOOGLE_TEST_CLIENT, startTestPlatform, waitForConnectionState, type TestPlatform } from '../helpers/platform';
@@ -31,9 +32,14 @@ describe('Google Calendar connection lifecycle (time-skipping)', { timeout: 5 * 
   });
 
   afterAll(async () => {
+    // Before the database goes: no token, code or secret Google issued is left in plaintext anywhere.
+    const scan = platform && (await scanPlatformForSecrets(platform, { extraSecrets: google.issuedSecrets() }));
     await platform?.close();
     await google?.close();
     await temporal?.teardown();
+    expect(scan?.hits).toEqual([]);
+    expect(scan?.secretsLookedFor).toBeGreaterThan(0);
+    expect(scan?.historiesScanned).toBeGreaterThan(0);
   });
 
   async function connect(email: string) {

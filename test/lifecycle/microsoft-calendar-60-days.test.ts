@@ -3,6 +3,7 @@ import { sql } from 'slonik';
 import { z } from 'zod';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { SimulatedClock, startTimeSkippingServer } from '../helpers/temporal';
+import { scanPlatformForSecrets } from '../helpers/secret-scan';
 import { startTestPlatform, waitForConnectionState, type TestPlatform } from '../helpers/platform';
 import { connectMicrosoftCalendar, disconnectMicrosoftCalendar, MICROSOFT_TEST_CLIENT, microsoftEnvironment, microsoftStatus } from '../helpers/microsoft';
 import { startFakeMicrosoft, type FakeIdentityCall, type FakeMicrosoft } from '../../fakes/microsoft';
@@ -38,9 +39,13 @@ describe('Microsoft Calendar connection over 60 days (time-skipping)', () => {
   });
 
   afterAll(async () => {
+    // Before the database goes: no token, code or secret the fake issued is left in plaintext anywhere.
+    const scan = platform && (await scanPlatformForSecrets(platform, { extraSecrets: microsoft.issuedSecrets() }));
     await platform?.close();
     await microsoft?.close();
     await temporal?.teardown();
+    expect(scan?.hits).toEqual([]);
+    expect(scan?.historiesScanned).toBeGreaterThan(0);
   });
 
   const storedRefreshToken = async (connectionId: string) =>

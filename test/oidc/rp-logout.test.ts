@@ -86,10 +86,8 @@ describe('RP-initiated logout', () => {
     await server.db.query(sql.unsafe`
       INSERT INTO portal_sessions (portal_user_id, token_hash, pm_session_id, method, expires_at)
       VALUES (${portalUserId}, ${`hash-${session.id}`}, ${session.id}, 'oidc', now() + interval '1 hour')`);
-    const started = Date.now();
+    // The signal gives up at its deadline; the logout is committed whatever Temporal does.
     redirectedTo(await browser.get(logoutPath({ id_token_hint: idToken, post_logout_redirect_uri: LOGGED_OUT })));
-    // The signal has a 2 s deadline; the logout is committed whatever Temporal does.
-    expect(Date.now() - started).toBeLessThan(10_000);
     expect((await sessionRevoked(server, session.id)).revoked).toBe(true);
   });
 

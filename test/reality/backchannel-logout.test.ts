@@ -51,6 +51,18 @@ describe('back-channel logout receiver', () => {
       .sign(key.privateKey);
   }
 
+  it('answers a request its schema or body parser refuses (JSON, a prototype key, a NUL) with an RFC 6749 invalid_request', async () => {
+    for (const [contentType, body] of [
+      ['application/json', '{"__proto__":{"polluted":true},"logout_token":"x"}'],
+      ['application/json', '{"logout_token":'],
+      ['application/x-www-form-urlencoded', 'logout_token=a%00b'],
+    ]) {
+      const response = await fetch(`${servers.url}/sso/backchannel-logout`, { method: 'POST', headers: { 'content-type': contentType! }, body });
+      expect(response.status, body).toBe(400);
+      expect(await response.json(), body).toMatchObject({ error: 'invalid_request', error_description: expect.any(String) });
+    }
+  });
+
   it("ends the portal sessions of the token's sid, records the jti after, and answers 200 with no-store", async () => {
     const session = await ssoSession();
     const token = await servers.mintLogoutToken({ sessionId: session.pm.sessionId, subject: session.pm.user.id });

@@ -1,35 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { FastifyInstance } from 'fastify';
 import { generateEncryptionKey } from '../../platform/integration-crypto';
 import { OAUTH_ERROR_CODES } from '../../platform/oauth-server/errors';
 import { startOAuthTestServer, type OAuthTestServer } from '../helpers/oauth-server';
+import { registeredRoutes } from '../helpers/routes';
 
 interface OpenApiDocument {
   openapi: string;
   info: { title: string; version: string };
   paths: Record<string, Record<string, { tags?: string[]; responses: Record<string, { content?: Record<string, { schema: unknown }> }> }>>;
   components: { schemas: Record<string, { properties: Record<string, { enum?: string[] }> }> };
-}
-
-/**
- * Every route the app really has, read from Fastify's own route tree (independent of the swagger
- * plugin): `printRoutes` nests each path under its parent by four columns per level.
- */
-function registeredRoutes(app: FastifyInstance): string[] {
-  const routes: string[] = [];
-  const prefixes: string[] = [];
-  for (const line of app.printRoutes({ commonPrefix: false }).split('\n')) {
-    const match = /^(.*?)[└├]── (\S+)(?: \(([^)]+)\))?$/.exec(line);
-    if (!match) continue;
-    const depth = match[1]!.length / 4;
-    const path = (prefixes[depth - 1] ?? '') + match[2]!;
-    prefixes[depth] = path;
-    for (const method of match[3]?.split(', ') ?? []) {
-      // Fastify answers HEAD for every GET by itself; the document lists the GET.
-      if (method !== 'HEAD') routes.push(`${method} ${path.replace(/:(\w+)/g, '{$1}')}`);
-    }
-  }
-  return routes;
 }
 
 describe('OpenAPI document', () => {

@@ -18,6 +18,8 @@ import {
   type SsoTestPlatform,
 } from '../helpers/sso-platform';
 import { startTemporalDevServer } from '../helpers/temporal';
+import { scanPlatformForSecrets } from '../helpers/secret-scan';
+import { USER_PASSWORD } from '../helpers/oauth-server';
 
 /** What the portal's page says about who is signed in. */
 interface PortalPage {
@@ -61,7 +63,11 @@ describe('single sign-on end to end', { timeout: 120_000 }, () => {
   });
 
   afterAll(async () => {
+    // Before the database goes: the portal's client secret and the users' password are nowhere in plaintext.
+    const scan = sso && (await scanPlatformForSecrets(sso.platform, { extraSecrets: [sso.platform.config.sso.portal.clientSecret ?? '', USER_PASSWORD] }));
     await sso?.close();
+    expect(scan?.hits).toEqual([]);
+    expect(scan?.historiesScanned).toBeGreaterThan(0);
   });
 
   const portalPage = async (browser: TestBrowser) => {

@@ -292,6 +292,20 @@ describe('SSO token for the Reality Portal', () => {
       expect((await auditRows(server.db, 'SsoTokenIssued')).filter((row) => row.userId === user.id)).toEqual([]);
     });
 
+    it('answers a malformed press or token step (a body that is no form, a NUL in the query) with an HTML error page, signed in or not', async () => {
+      const { browser } = await signedInBrowser();
+      const cookie = [...browser.cookies].map(([name, value]) => `${name}=${value}`).join('; ');
+      for (const headers of [{ cookie }, {}] as Array<Record<string, string>>) {
+        const press = await fetch(`${server.url}/sso/reality-portal`, { method: 'POST', redirect: 'manual', headers: { ...headers, 'content-type': 'text/plain' }, body: 'not a form' });
+        const step = await fetch(`${server.url}/sso/reality-portal/token?binding=%00`, { redirect: 'manual', headers });
+        for (const response of [press, step]) {
+          expect(response.status).toBe(400);
+          expect(response.headers.get('content-type')).toMatch(/^text\/html/);
+          expect(await response.text()).toContain('Reality Portal');
+        }
+      }
+    });
+
     it('does not take a Bearer session token for a browser sign-in: the press goes to the login page', async () => {
       const user = await signedInUser();
       const response = await fetch(`${server.url}/sso/reality-portal`, {

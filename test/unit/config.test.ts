@@ -61,7 +61,7 @@ describe('loadConfig', () => {
     });
     expect(config.microsoft.credentials).toBeUndefined();
     expect(config.airbnb.credentials).toBeUndefined();
-    expect(config.tokenRefresh).toEqual({ marginSeconds: 300, jitterSeconds: 60 });
+    expect(config.tokenRefresh).toEqual({ marginSeconds: 300, jitterSeconds: 60, marginFraction: 0.2, minMarginSeconds: 60, triesBeforeExpiry: 6 });
     expect(config.authorizationServer).toEqual({
       issuer: 'https://pm.example.com',
       internalUrl: 'https://pm.example.com',
@@ -145,6 +145,9 @@ describe('loadConfig', () => {
     ['APP_ENV is unknown', { APP_ENV: 'staging' }, 'APP_ENV'],
     ['TOKEN_REFRESH_JITTER_SECONDS equals the margin', { TOKEN_REFRESH_JITTER_SECONDS: '300' }, 'TOKEN_REFRESH_JITTER_SECONDS'],
     ['TOKEN_REFRESH_JITTER_SECONDS exceeds the margin', { TOKEN_REFRESH_MARGIN_SECONDS: '30', TOKEN_REFRESH_JITTER_SECONDS: '31' }, 'TOKEN_REFRESH_JITTER_SECONDS'],
+    ['TOKEN_REFRESH_MIN_MARGIN_SECONDS exceeds the margin', { TOKEN_REFRESH_MIN_MARGIN_SECONDS: '301' }, 'TOKEN_REFRESH_MIN_MARGIN_SECONDS'],
+    ['TOKEN_REFRESH_MARGIN_FRACTION is more than half', { TOKEN_REFRESH_MARGIN_FRACTION: '0.6' }, 'TOKEN_REFRESH_MARGIN_FRACTION'],
+    ['TOKEN_REFRESH_TRIES_BEFORE_EXPIRY is below two', { TOKEN_REFRESH_TRIES_BEFORE_EXPIRY: '1' }, 'TOKEN_REFRESH_TRIES_BEFORE_EXPIRY'],
     ['SESSION_COOKIE_SECURE is not a flag', { SESSION_COOKIE_SECURE: 'yes' }, 'SESSION_COOKIE_SECURE'],
     [
       'OAUTH_SIGNING_KEY_GRACE_SECONDS is shorter than the access-token lifetime',

@@ -1,10 +1,9 @@
-import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'slonik';
 import { z } from 'zod';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { startTemporalDevServer } from '../helpers/temporal';
-import type { FakeAirbnb } from '../../fakes/airbnb';
+import { signAirbnbWebhook, type FakeAirbnb } from '../../fakes/airbnb';
 import { startTestPlatform, waitForConnectionState, type TestPlatform } from '../helpers/platform';
 import { AIRBNB_WEBHOOK_SECRET, airbnbEnvironment, auditTrail, connectAirbnb, startTestAirbnb } from '../helpers/airbnb';
 
@@ -45,19 +44,27 @@ describe('Airbnb webhooks (dev server)', () => {
   };
   const deliveries = () =>
     platform.db.oneFirst(sql.type(z.object({ count: z.number() }))`SELECT count(*)::int AS count FROM webhook_deliveries WHERE provider = 'airbnb'`);
-  /** A delivery of our own making: `body` as given, signed as configured. */
+  /** A delivery of our own making: `body` and headers as given, stamped now unless the headers say otherwise. */
   const post = (url: string, body: string, headers: Record<string, string>) =>
-    fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body }).then(async (response) => ({ status: response.status, body: await response.json() }));
+    fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', 'x-airbnb-timestamp': nowSeconds(), ...headers }, body }).then(async (response) => ({
+      status: response.status,
+      body: await response.json(),
+    }));
+  const nowSeconds = () => String(Math.floor(Date.now() / 1000));
+  const signed = (body: string, timestamp = nowSeconds()) => signAirbnbWebhook(AIRBNB_WEBHOOK_SECRET, timestamp, body);
 
   it('refuses a forged or missing signature with 401, audits it without secrets, and signals nothing', async () => {
     const signalsBefore = await providerEventSignals();
     const forged = await airbnb.sendReservationEvent({ userId: host.userId, signature: 'bad' });
     const unsigned = await airbnb.sendReservationEvent({ userId: host.userId, signature: 'missing' });
     const body = JSON.stringify({ event_id: 'tampered-1', event_type: 'reservation.created', user_id: Number(host.userId) });
-    const signedOtherBody = createHmac('sha256', AIRBNB_WEBHOOK_SECRET).update(`${body} `).digest('hex');
-    const tampered = await post(webhookUrl(), body, { 'x-airbnb-signature': signedOtherBody });
+    const tampered = await post(webhookUrl(), body, { 'x-airbnb-signature': signed(`${body} `).toString('hex') });
+    // The signing time is signed too: the same MAC under another timestamp is a forgery.
+    const timestamp = nowSeconds();
+    const restamped = await post(webhookUrl(), body, { 'x-airbnb-signature': signed(body, timestamp).toString('hex'), 'x-airbnb-timestamp': String(Number(timestamp) - 1) });
+    const unstamped = await post(webhookUrl(), body, { 'x-airbnb-signature': signed(body).toString('hex'), 'x-airbnb-timestamp': 'yesterday' });
 
-    for (const answer of [...forged.deliveries, ...unsigned.deliveries, tampered]) {
+    for (const answer of [...forged.deliveries, ...unsigned.deliveries, tampered, restamped, unstamped]) {
       expect(answer).toMatchObject({ status: 401, body: { error: 'invalid_signature', message: expect.any(String) } });
     }
     const rejections = (await auditTrail(platform, { provider: 'airbnb' })).filter((row) => row.action === 'WebhookRejected');
@@ -65,6 +72,8 @@ describe('Airbnb webhooks (dev server)', () => {
       ['failure', 'signature_mismatch'],
       ['failure', 'missing_signature'],
       ['failure', 'signature_mismatch'],
+      ['failure', 'signature_mismatch'],
+      ['failure', 'missing_timestamp'],
     ]);
     const recorded = JSON.stringify(rejections);
     for (const secret of airbnb.issuedSecrets()) expect(recorded).not.toContain(secret);
@@ -88,8 +97,7 @@ describe('Airbnb webhooks (dev server)', () => {
     expect(unknownHost.deliveries).toEqual([expect.objectContaining({ status: 200, body: { outcome: 'ignored' } })]);
     expect(otherType.deliveries).toEqual([expect.objectContaining({ status: 200, body: { outcome: 'ignored' } })]);
     for (const body of ['not json', JSON.stringify({ event_type: 'reservation.created' }), JSON.stringify({ event_id: 'a\u0000b', event_type: 'reservation.created', user_id: 1 })]) {
-      const signature = createHmac('sha256', AIRBNB_WEBHOOK_SECRET).update(body).digest('hex');
-      expect(await post(webhookUrl(), body, { 'x-airbnb-signature': signature })).toMatchObject({ status: 400, body: { error: 'invalid_event' } });
+      expect(await post(webhookUrl(), body, { 'x-airbnb-signature': signed(body).toString('hex') })).toMatchObject({ status: 400, body: { error: 'invalid_event' } });
     }
     expect(await deliveries()).toBe(1);
   });
@@ -97,15 +105,23 @@ describe('Airbnb webhooks (dev server)', () => {
   it('follows the configured signature header and encoding', async () => {
     const base64Platform = await startTestPlatform({
       temporal,
-      environment: airbnbEnvironment(airbnb, { AIRBNB_WEBHOOK_SIGNATURE_HEADER: 'x-partner-signature', AIRBNB_WEBHOOK_SIGNATURE_ENCODING: 'base64' }),
+      environment: airbnbEnvironment(airbnb, {
+        AIRBNB_WEBHOOK_SIGNATURE_HEADER: 'x-partner-signature',
+        AIRBNB_WEBHOOK_SIGNATURE_ENCODING: 'base64',
+        AIRBNB_WEBHOOK_TIMESTAMP_HEADER: 'x-partner-timestamp',
+      }),
     });
     try {
       const body = JSON.stringify({ event_id: 'scheme-1', event_type: 'reservation.created', user_id: 55 });
-      const mac = createHmac('sha256', AIRBNB_WEBHOOK_SECRET).update(body).digest();
+      const timestamp = nowSeconds();
+      const mac = signed(body, timestamp);
       const base64 = mac.toString('base64');
-      expect(await post(webhookUrl(base64Platform), body, { 'x-partner-signature': base64 })).toEqual({ status: 200, body: { outcome: 'ignored' } });
-      expect((await post(webhookUrl(base64Platform), body, { 'x-partner-signature': mac.toString('hex') })).status).toBe(401);
-      expect((await post(webhookUrl(base64Platform), body, { 'x-airbnb-signature': base64 })).status).toBe(401);
+      const stamp = { 'x-partner-timestamp': timestamp };
+      expect(await post(webhookUrl(base64Platform), body, { ...stamp, 'x-partner-signature': base64 })).toEqual({ status: 200, body: { outcome: 'ignored' } });
+      expect((await post(webhookUrl(base64Platform), body, { ...stamp, 'x-partner-signature': mac.toString('hex') })).status).toBe(401);
+      expect((await post(webhookUrl(base64Platform), body, { ...stamp, 'x-airbnb-signature': base64 })).status).toBe(401);
+      // The default timestamp header is not the configured one.
+      expect((await post(webhookUrl(base64Platform), body, { 'x-partner-signature': base64 })).status).toBe(401);
     } finally {
       await base64Platform.close();
     }
@@ -129,6 +145,45 @@ describe('Airbnb webhooks (dev server)', () => {
     );
     // The first connection of this file's host is untouched.
     expect((await waitForConnectionState(platform, connection.workflowId, () => true)).status).toBe('active');
+  });
+
+  it('refuses a captured delivery replayed later than AIRBNB_WEBHOOK_MAX_AGE_SECONDS, however well signed', async () => {
+    const signalsBefore = await providerEventSignals();
+    const deliveriesBefore = await deliveries();
+    const captured = new Date(Date.now() - 301_000);
+    const replayed = await airbnb.sendReservationEvent({ userId: host.userId, type: 'authorization.revoked', signedAt: captured });
+    const fromTheFuture = await airbnb.sendReservationEvent({ userId: host.userId, signedAt: new Date(Date.now() + 301_000) });
+    for (const answer of [...replayed.deliveries, ...fromTheFuture.deliveries]) {
+      expect(answer).toMatchObject({ status: 401, body: { error: 'invalid_signature', message: expect.stringContaining('300 seconds') } });
+    }
+    const rejections = (await auditTrail(platform, { provider: 'airbnb' })).filter((row) => row.action === 'WebhookRejected');
+    expect(rejections.slice(-2).map((row) => row.details.reason)).toEqual(['stale_timestamp', 'stale_timestamp']);
+    expect(await deliveries()).toBe(deliveriesBefore);
+    expect(await providerEventSignals()).toBe(signalsBefore);
+    expect((await waitForConnectionState(platform, connection.workflowId, () => true)).status).toBe('active');
+  });
+
+  it('ignores a revocation signed before the host authorized again, and applies one signed after', async () => {
+    const user = await platform.signUp('reauthorized.host@example.com');
+    const reauthorizedHost = airbnb.createHost(['Pier House']);
+    const first = await connectAirbnb(platform, user.sessionToken);
+    await waitForConnectionState(platform, first.workflowId, (state) => state.status === 'active');
+    // The first authorization happened an hour ago; the host authorizes again now.
+    await platform.db.query(sql.unsafe`UPDATE integration_authorizations SET created_at = now() - interval '1 hour' WHERE connection_id = ${first.connectionId}`);
+    const beforeReauthorization = new Date(Date.now() - 60_000);
+    const again = await connectAirbnb(platform, user.sessionToken);
+    expect(again.connectionId).toBe(first.connectionId);
+    await waitForConnectionState(platform, first.workflowId, (state) => state.status === 'active' && state.tokenVersion >= 2);
+
+    const late = await airbnb.sendReservationEvent({ userId: reauthorizedHost.userId, type: 'authorization.revoked', signedAt: beforeReauthorization });
+    expect(late.deliveries).toEqual([{ url: webhookUrl(), status: 200, body: { outcome: 'ignored' } }]);
+    const ignored = (await auditTrail(platform, { connectionId: first.connectionId })).filter((row) => row.action === 'IntegrationSecurityEvent');
+    expect(ignored.map((row) => row.details)).toEqual([{ event: 'authorization.revoked', ignored: 'authorized_after_event' }]);
+    expect((await waitForConnectionState(platform, first.workflowId, () => true)).status).toBe('active');
+
+    const current = await airbnb.sendReservationEvent({ userId: reauthorizedHost.userId, type: 'authorization.revoked' });
+    expect(current.deliveries).toEqual([{ url: webhookUrl(), status: 200, body: { outcome: 'delivered' } }]);
+    await waitForConnectionState(platform, first.workflowId, (state) => state.status === 'needs_reauth', 10_000);
   });
 
   it('without a configured secret answers 503 to every event and subscribes to nothing', async () => {

@@ -42,6 +42,9 @@ describe('voice-device workflow: orchestration', () => {
     link: () => VoiceDeviceLink;
     refreshFailure?: () => ApplicationFailure;
     reportFailure?: () => ApplicationFailure;
+    syncFailure?: () => ApplicationFailure;
+    /** Reports wait for this before they answer. */
+    reportHeld?: Promise<void>;
     exchange: () => Awaited<ReturnType<Activities['exchangeAlexaGrant']>> | ApplicationFailure;
     revokeStatus: 'unlinked' | 'unlinking';
   };
@@ -57,7 +60,11 @@ describe('voice-device workflow: orchestration', () => {
     const tokens = async () => ({ tokenVersion: ++version, accessTokenExpiresAt: (await now()) + LWA_LIFETIME_MS });
     const activities: Partial<Activities> = {
       readVoiceDeviceLink: async (input) => (await record('readLink', input), script.link()),
-      requestVoiceDeviceSync: async (input) => (await record('requestSync', input), 'requested' as const),
+      requestVoiceDeviceSync: async (input) => {
+        await record('requestSync', input);
+        if (script.syncFailure) throw script.syncFailure();
+        return 'requested' as const;
+      },
       exchangeAlexaGrant: async (input) => {
         await record('exchange', input);
         const outcome = script.exchange();
@@ -72,6 +79,7 @@ describe('voice-device workflow: orchestration', () => {
       },
       sendVoiceStateReport: async (input) => {
         await record('report', input);
+        await script.reportHeld;
         if (script.reportFailure) throw script.reportFailure();
         return { outcome: 'sent' as const, events: 1 };
       },
@@ -115,14 +123,14 @@ describe('voice-device workflow: orchestration', () => {
     }
   }
 
-  async function start(platform: VoicePlatform, carriedState?: VoiceDeviceState) {
+  async function start(platform: VoicePlatform, carriedState?: VoiceDeviceState, { awaitLinkRead = true } = {}) {
     const deviceId = randomUUID();
     const handle = await temporal.client.workflow.start<typeof voiceDeviceWorkflow>('voiceDeviceWorkflow', {
       workflowId: voiceDeviceWorkflowId(platform, deviceId),
       taskQueue,
       args: [{ deviceId, platform, refreshPolicy: { marginSeconds: MARGIN_SECONDS, jitterSeconds: 60 }, ...(carriedState ? { carriedState } : {}) }],
     });
-    await until(() => calls.some((call) => call.name === 'readLink' && call.input.deviceId === deviceId) || carriedState !== undefined);
+    if (awaitLinkRead) await until(() => calls.some((call) => call.name === 'readLink' && call.input.deviceId === deviceId) || carriedState !== undefined);
     return handle;
   }
 
@@ -181,6 +189,30 @@ describe('voice-device workflow: orchestration', () => {
     await google.result();
   });
 
+  it('sends a change report requested while the AcceptGrant discovery waits after the discovery, rather than folding it in', async () => {
+    const handle = await linkedAlexa();
+    const reports = () => calls.filter((call) => call.name === 'report');
+    let releaseReport!: () => void;
+    script.reportHeld = new Promise((resolve) => (releaseReport = resolve));
+    await handle.signal(reportStateSignal, { reason: 'reservation_changed' });
+    await until(() => reports().length === 2);
+    // While that report is under way: another change, then a new permission, then a change while its discovery waits.
+    await handle.signal(reportStateSignal, { reason: 'reservation_changed' });
+    expect(await handle.executeUpdate(acceptGrantUpdate)).toMatchObject({ accepted: true });
+    await handle.signal(reportStateSignal, { reason: 'guest_checked_in' });
+    script.reportHeld = undefined;
+    releaseReport();
+
+    await until(() => reports().length === 4);
+    expect(reports().map((call) => call.input.discovery)).toEqual([true, false, true, false]);
+    const state = await handle.query(voiceDeviceStatusQuery);
+    expect(state).toMatchObject({ reportsSent: 4 });
+    expect(state.reportRequested).toBeUndefined();
+    await handle.signal(unlinkSignal, { direction: 'user', requestedBy: { type: 'user' } });
+    await handle.result();
+    expect(reports()).toHaveLength(4);
+  });
+
   it('unlinks when Login with Amazon says invalid_grant, without retrying', async () => {
     const handle = await linkedAlexa();
     script.refreshFailure = () => ApplicationFailure.nonRetryable('invalid_grant', FailureType.grantRevoked);
@@ -229,6 +261,18 @@ describe('voice-device workflow: orchestration', () => {
     expect(attempts).toBeGreaterThan(1);
     await handle.signal(unlinkSignal, { direction: 'operator', requestedBy: { type: 'operator', id: 'ops' } });
     expect(await handle.result()).toEqual({ status: 'unlinked', direction: 'operator' });
+  });
+
+  it("does not wait for Home Graph's first requestSync, retrying, to unlink", async () => {
+    script.syncFailure = () => ApplicationFailure.create({ message: 'Home Graph 503', type: FailureType.providerUnavailable, nextRetryDelay: '10 minutes' });
+    script.revokeStatus = 'unlinking';
+    const handle = await start('google', undefined, { awaitLinkRead: false });
+    await until(() => names().includes('requestSync'));
+    await handle.signal(unlinkSignal, { direction: 'google_disconnect', requestedBy: { type: 'platform' } });
+    expect(await handle.result()).toEqual({ status: 'unlinked', direction: 'google_disconnect', agentUser: 'deleted' });
+    // Its retries (up to an hour) were not waited for: our tokens were revoked at once.
+    expect(names().filter((name) => name === 'requestSync')).toHaveLength(1);
+    expect(names().slice(-2)).toEqual(['revoke', 'deleteAgentUser']);
   });
 
   it('a run started only to unlink asks Google for nothing, and a device found unlinked ends quietly', async () => {

@@ -5,11 +5,14 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { MockActivityEnvironment } from '@temporalio/testing';
+import type { CommonQueryMethods } from 'slonik';
 import { DefaultLogger, type ActivityExecuteInput, type ActivityInboundCallsInterceptor, type Next } from '@temporalio/worker';
 import { createActivities, type Activities } from '../../activities';
 import { voiceDeviceWorkflowStart } from '../../api/voice-device-workflow';
 import { voiceDeviceColumn } from '../../db/encrypted-columns';
 import { storeLwaGrantCode } from '../../db/queries/voice-devices';
+import { AuditLog, type AuditEntry } from '../../platform/audit';
+import type { LoginWithAmazon } from '../../platform/voice/voice-platform';
 import { acceptGrantUpdate, reportStateSignal, unlinkSignal } from '../../workflows/voice-device-messages';
 import { historyPayloadTexts } from '../helpers/history';
 import { SimulatedClock, startTimeSkippingServer } from '../helpers/temporal';
@@ -203,6 +206,82 @@ describe('voice-device workflow (time-skipping, real activities)', { timeout: 12
     const later = await waitForDeviceState(device, (state) => state.lwa!.tokenVersion > version + 1);
     expect(later.status).toBe('linked');
     expect(later.lwa!.accessTokenExpiresAt).toBeGreaterThan(clock.now());
+    await unlinkByOperator(device);
+  });
+
+  it('a refresh that presented the old refresh token while an AcceptGrant replaced it adopts the new tokens rather than unlinking', async () => {
+    const { device, customerId } = await linkWithPermission();
+    const { version } = await readDevice(device.deviceId);
+    const amazon = voice.platform.voice.loginWithAmazon!;
+    let presented!: () => void;
+    const refreshPresented = new Promise<void>((resolve) => (presented = resolve));
+    let answer!: () => void;
+    const answered = new Promise<void>((resolve) => (answer = resolve));
+    const slowRefresh: LoginWithAmazon = {
+      exchangeCode: (code, options) => amazon.exchangeCode(code, options),
+      refresh: async (refreshToken, options) => {
+        presented();
+        await answered;
+        return amazon.refresh(refreshToken, options);
+      },
+    };
+    const refreshing = runActivity(activitiesWith({ voice: { ...voice.platform.voice, loginWithAmazon: slowRefresh } }).refreshAlexaTokens, {
+      deviceId: device.deviceId,
+      expectedVersion: version,
+    });
+    await refreshPresented;
+
+    // The user granted the permission again meanwhile: Amazon ended the old grant, and the new code is exchanged and stored.
+    voice.amazon.revokeCustomer(customerId);
+    const { code } = voice.amazon.issueGrantCode({ customerId });
+    device.secrets.push(code);
+    await storeLwaGrantCode(voice.platform.db, device.deviceId, voice.platform.crypto.encrypt(code, voiceDeviceColumn(device.deviceId, 'lwa_grant_code_enc')));
+    expect(await device.handle.executeUpdate(acceptGrantUpdate)).toMatchObject({ accepted: true });
+    const regranted = await readDevice(device.deviceId);
+    expect(regranted.version).toBe(version + 1);
+
+    answer();
+    expect(await refreshing).toEqual({ tokenVersion: version + 1, accessTokenExpiresAt: expect.any(Number) });
+    expect(voice.amazon.calls.filter((call) => call.endpoint === 'token').at(-1)).toMatchObject({ grantType: 'refresh_token', error: 'invalid_grant' });
+    expect(await readDevice(device.deviceId)).toEqual(regranted);
+    expect(await waitForDeviceState(device, (state) => state.reportsSent === 2)).toMatchObject({ status: 'linked' });
+    await unlinkByOperator(device);
+  });
+
+  it('an AcceptGrant whose tokens could not be stored is stored by the retry, which does not spend the code again', async () => {
+    const device = await link();
+    const { db, crypto } = voice.platform;
+    const { code, customerId } = voice.amazon.issueGrantCode();
+    device.secrets.push(code);
+    await storeLwaGrantCode(db, device.deviceId, crypto.encrypt(code, voiceDeviceColumn(device.deviceId, 'lwa_grant_code_enc')));
+    const exchanges = voice.amazon.codeExchanges();
+    const since = voice.amazon.calls.length;
+
+    class StoreFails extends AuditLog {
+      override async record(entry: AuditEntry, within?: CommonQueryMethods): Promise<void> {
+        if (entry.action === 'VoiceAcceptGrant') throw new Error('Connection terminated unexpectedly');
+        return super.record(entry, within);
+      }
+    }
+    const firstAttempt = runActivity(activitiesWith({ audit: new StoreFails(db) }).exchangeAlexaGrant, { deviceId: device.deviceId, knownVersion: 0 });
+    await expect(firstAttempt).rejects.toThrow('Connection terminated unexpectedly');
+    expect(voice.amazon.codeExchanges()).toBe(exchanges + 1);
+
+    // Temporal's next attempt of the same activity: what Amazon answered is stored, the spent code is not sent again.
+    expect(await runActivity(activitiesWith().exchangeAlexaGrant, { deviceId: device.deviceId, knownVersion: 0 })).toEqual({
+      accepted: true,
+      tokenVersion: 1,
+      accessTokenExpiresAt: expect.any(Number),
+    });
+    expect(voice.amazon.codeExchanges()).toBe(exchanges + 1);
+    expect(voice.amazon.calls.slice(since).filter((call) => call.endpoint === 'token' && call.status !== 200)).toEqual([]);
+    const stored = await readDevice(device.deviceId);
+    expect(stored).toMatchObject({ grantCode: null, version: 1, status: 'linked' });
+    const refreshToken = crypto.decrypt(stored.refreshToken!, voiceDeviceColumn(device.deviceId, 'lwa_refresh_token_enc'));
+    expect(voice.amazon.liveRefreshTokens(customerId)).toEqual([refreshToken]);
+    expect(await auditRows(device.deviceId, 'VoiceAcceptGrant')).toEqual([expect.objectContaining({ outcome: 'success' })]);
+    // A third attempt (the second's answer lost) reports what is stored.
+    expect(await runActivity(activitiesWith().exchangeAlexaGrant, { deviceId: device.deviceId, knownVersion: 0 })).toMatchObject({ accepted: true, tokenVersion: 1 });
     await unlinkByOperator(device);
   });
 

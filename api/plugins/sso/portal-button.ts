@@ -84,7 +84,11 @@ export default async function portalButton(app: FastifyInstance) {
   };
 
   const htmlErrorHandler = (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
-    if (!isClientError(error) || !request.user) throw error;
+    if (!isClientError(error)) throw error;
+    // Refused before the preHandler (content type, schema): no user yet, and the routes answer pages only.
+    if (!request.user) {
+      return sendHtml(reply, error.statusCode ?? 400, errorPage('Reality Portal', 'The request was malformed. Open the Reality Portal again from the PM app.'));
+    }
     if (error.statusCode === 429) return page(request, reply, 429, { error: 'Too many attempts. Wait a minute and try again.' });
     return page(request, reply, 400, { error: 'The request was malformed. Press the button again.' });
   };

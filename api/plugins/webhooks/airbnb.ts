@@ -2,6 +2,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { WorkflowHandle } from '@temporalio/client';
+import { authorizedAgainSince } from '../../../db/queries/authorizations';
 import { connectionWorkflowId, liveProviderConnections } from '../../../db/queries/connections';
 import { liveConnectionsWithListing } from '../../../db/queries/listing-mappings';
 import type { AirbnbSettings } from '../../../platform/config';
@@ -30,6 +31,7 @@ const webhookEvent = z.object({
 type WebhookEvent = z.infer<typeof webhookEvent>;
 
 type EventOutcome = DeliveryOutcome | 'ignored';
+type RejectionReason = 'missing_signature' | 'signature_mismatch' | 'missing_timestamp' | 'stale_timestamp';
 
 const routeSchema = {
   response: {
@@ -41,11 +43,12 @@ const routeSchema = {
 } as const;
 
 /**
- * Airbnb reservation webhooks. An event counts only when its body carries a valid HMAC-SHA256 of the
- * partner's webhook secret (header and encoding configurable: Airbnb's scheme is unverified); a
- * reservation event for a host we know then becomes one `changed` signal to each of the host's
- * connections, once per event, and the sync reads what changed; a revoked authorization moves them to
- * needs_reauth. Airbnb gets its answer at once.
+ * Airbnb reservation webhooks. An event counts only when it carries a valid HMAC-SHA256, with the
+ * partner's webhook secret, of its signing time and body (headers and encoding configurable: Airbnb's
+ * scheme is unverified), signed no longer ago than the configured maximum age; a reservation event for a
+ * host we know then becomes one `changed` signal to each of the host's connections, once per event, and
+ * the sync reads what changed; a revoked authorization moves them to needs_reauth unless the host
+ * authorized again after it was signed. Airbnb gets its answer at once.
  */
 export default async function airbnbWebhooks(app: FastifyInstance) {
   const { audit, config } = app.services;
@@ -61,10 +64,15 @@ export default async function airbnbWebhooks(app: FastifyInstance) {
     const body = request.body ?? Buffer.alloc(0);
     const presented = request.headers[settings.signatureHeader];
     if (typeof presented !== 'string') return reject(request, 'missing_signature');
-    if (!signatureMatches(body, presented, settings.secret, settings.signatureEncoding)) return reject(request, 'signature_mismatch');
+    const timestamp = request.headers[settings.timestampHeader];
+    if (typeof timestamp !== 'string' || !/^\d{1,12}$/.test(timestamp)) return reject(request, 'missing_timestamp');
+    if (!signatureMatches(timestamp, body, presented, settings.secret, settings.signatureEncoding)) return reject(request, 'signature_mismatch');
+    // A delivery id is remembered for days, a signature forever: the signing time bounds how late a capture can be replayed.
+    const signedAt = new Date(Number(timestamp) * 1000);
+    if (Math.abs(Date.now() - signedAt.getTime()) > settings.maxAgeSeconds * 1000) return reject(request, 'stale_timestamp');
 
     const event = parseEvent(body);
-    const outcome = event.event_type === AUTHORIZATION_REVOKED || event.event_type.startsWith('reservation.') ? await deliver(event) : 'ignored';
+    const outcome = event.event_type === AUTHORIZATION_REVOKED || event.event_type.startsWith('reservation.') ? await deliver(event, signedAt) : 'ignored';
     return reply.code(200).send({ outcome });
   });
 
@@ -75,14 +83,27 @@ export default async function airbnbWebhooks(app: FastifyInstance) {
   }
 
   /** Every live connection of the host (by Airbnb user id, else by the listing the event names) is told. */
-  async function deliver(event: WebhookEvent): Promise<EventOutcome> {
+  async function deliver(event: WebhookEvent, signedAt: Date): Promise<EventOutcome> {
     const { db } = app.services;
     const byHost = await liveProviderConnections(db, PROVIDER, event.user_id);
     const connections = byHost.length > 0 || event.listing_id === undefined ? byHost : await liveConnectionsWithListing(db, PROVIDER, event.listing_id);
     // A host with no connection here (disconnected, or another environment's): acknowledged, nothing to do.
     if (connections.length === 0) return 'ignored';
-    const outcomes: DeliveryOutcome[] = [];
+    const outcomes: EventOutcome[] = [];
     for (const connection of connections) {
+      // A revocation signed before the host's newer authorization cannot concern the grant that produced.
+      if (event.event_type === AUTHORIZATION_REVOKED && (await authorizedAgainSince(db, connection.id, signedAt))) {
+        await audit.record({
+          action: 'IntegrationSecurityEvent',
+          outcome: 'success',
+          actor: { type: 'system', id: 'airbnb-webhook' },
+          provider: PROVIDER,
+          connectionId: connection.id,
+          details: { event: AUTHORIZATION_REVOKED, ignored: 'authorized_after_event' },
+        });
+        outcomes.push('ignored');
+        continue;
+      }
       const outcome = await deliverToConnection(
         app,
         // The event id alone would let the first of two connections of one host swallow the event for the second.
@@ -104,22 +125,23 @@ export default async function airbnbWebhooks(app: FastifyInstance) {
     return outcomes.find((outcome) => outcome === 'delivered') ?? outcomes[0]!;
   }
 
-  async function reject(request: FastifyRequest, reason: 'missing_signature' | 'signature_mismatch'): Promise<never> {
+  async function reject(request: FastifyRequest, reason: RejectionReason): Promise<never> {
     await audit.record({
       action: 'WebhookRejected',
       outcome: 'failure',
       actor: { type: 'system', id: 'airbnb-webhook' },
       provider: PROVIDER,
       origin: requestOrigin(request),
-      details: { reason, signatureHeader: settings.signatureHeader },
+      details: { reason, signatureHeader: settings.signatureHeader, timestampHeader: settings.timestampHeader },
     });
+    if (reason === 'stale_timestamp') throw new HttpError(401, 'invalid_signature', `The event was signed more than ${settings.maxAgeSeconds} seconds from now`);
     throw new HttpError(401, 'invalid_signature', 'The event does not carry a valid signature');
   }
 }
 
 /** Constant-time comparison of the decoded bytes; a signature of the wrong length never matches. */
-function signatureMatches(body: Buffer, presented: string, secret: string, encoding: AirbnbSettings['webhook']['signatureEncoding']): boolean {
-  const expected = createHmac('sha256', secret).update(body).digest();
+function signatureMatches(timestamp: string, body: Buffer, presented: string, secret: string, encoding: AirbnbSettings['webhook']['signatureEncoding']): boolean {
+  const expected = createHmac('sha256', secret).update(`${timestamp}.`).update(body).digest();
   const given = Buffer.from(presented.trim(), encoding);
   return given.length === expected.length && timingSafeEqual(given, expected);
 }

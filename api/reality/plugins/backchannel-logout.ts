@@ -3,6 +3,7 @@ import { oauthErrorSchema } from '../../../platform/oauth-server/errors';
 import { apiServerTokenContext } from '../../../platform/sso/api-server-token-context';
 import { receivePmLogoutToken } from '../../../platform/sso/portal-backchannel-logout';
 import { askToRetryLater } from '../../plugins/errors';
+import { answerOAuthErrors } from '../../plugins/oauth/oauth-errors';
 import { requestOrigin } from '../../request-origin';
 import { safeString } from '../../schemas';
 import { isTransientPortalFault } from '../transient-faults';
@@ -17,6 +18,8 @@ import { isTransientPortalFault } from '../transient-faults';
 export default async function backchannelLogout(app: FastifyInstance) {
   const { config } = app.portal;
   const context = { ...apiServerTokenContext(app.portal), logoutTokenSeconds: config.sso.logoutTokenSeconds };
+  // What the body parser or the schema refuses is an invalid_request too, not the API's `{ error, message }`.
+  answerOAuthErrors(app);
 
   app.post<{ Body: { logout_token?: string } }>(
     '/sso/backchannel-logout',

@@ -1,0 +1,201 @@
+import { randomUUID } from 'node:crypto';
+import { ApplicationFailure, log } from '@temporalio/activity';
+import type { CommonQueryMethods } from 'slonik';
+import { connectionColumn, unkeptTokenColumn } from '../db/encrypted-columns';
+import { findConnection, lockConnectionGrantAtVersion, type ConnectionRow, type ConnectionStatus } from '../db/queries/connections';
+import {
+  insertUnkeptToken,
+  listUnkeptTokens,
+  recordUnkeptTokenAttempt,
+  removeUnkeptToken,
+  type UnkeptTokenReason,
+  type UnkeptTokenRow,
+} from '../db/queries/unkept-tokens';
+import type { AuditEntry } from '../platform/audit';
+import type { CredentialAdapter } from '../platform/providers/provider';
+import { ProviderError } from '../platform/providers/provider-error';
+import { providerAdapter, type ActivityDependencies } from './dependencies';
+import { FailureType } from './failure-types';
+import { grantKeepers } from './shared-grant';
+
+/** As long as a disconnect waits out a provider outage before it records the revocation as failed. */
+const REVOCATION_WINDOW_MS = 2 * 60 * 60 * 1000;
+
+type UnkeptTokenDependencies = Pick<ActivityDependencies, 'db' | 'crypto' | 'providers' | 'audit' | 'clock'>;
+
+/**
+ * Tokens an exchange obtained and will not keep (a scope the user refused, a connection disconnected
+ * meanwhile): set aside durably, then revoked at once where the provider answers. An outage leaves them
+ * for the revokeUnkeptTokens activity; a failure here never fails the exchange.
+ */
+export async function dropObtainedTokens(
+  dependencies: UnkeptTokenDependencies,
+  obtained: { connectionId: string; provider: string; providerAccountId: string | undefined; refreshToken: string; reason: UnkeptTokenReason },
+): Promise<void> {
+  try {
+    if (!providerAdapter(dependencies.providers, obtained.provider).supportsRevocation) return;
+    await setAside(dependencies, dependencies.db, { ...obtained, providerAccountId: obtained.providerAccountId ?? null });
+  } catch (error) {
+    log.warn('tokens that will not be kept could not be set aside for revocation', { connectionId: obtained.connectionId, error: describe(error) });
+    return;
+  }
+  await revokeUnkeptTokensNow(dependencies, obtained.connectionId);
+}
+
+/**
+ * A re-consent replaces the connection's grant. Called in the transaction that stores the new tokens,
+ * before the compare-and-set on `expectedVersion`: the refresh token it will overwrite is set aside for
+ * revocation, so it is set aside exactly when it is overwritten. Not where revoking it would end the
+ * grant that replaces it: Google and Airbnb revoke the account's whole grant, and a re-consent by the
+ * same account (or one we cannot tell apart) only adds tokens to that grant, whose revocation at
+ * disconnect ends them all. Revoke what it set aside with revokeUnkeptTokensNow once committed.
+ */
+export async function setAsideSupersededGrant(
+  dependencies: UnkeptTokenDependencies,
+  transaction: CommonQueryMethods,
+  replacement: { connectionId: string; provider: string; expectedVersion: number; fromStatuses: ConnectionStatus[]; providerAccountId: string | undefined },
+): Promise<void> {
+  const adapter = providerAdapter(dependencies.providers, replacement.provider);
+  if (!adapter.supportsRevocation) return;
+  const superseded = await lockConnectionGrantAtVersion(transaction, replacement.connectionId, replacement.expectedVersion, replacement.fromStatuses);
+  if (!superseded?.refreshTokenEnc) return;
+  const sameGrant =
+    superseded.providerAccountId === null || replacement.providerAccountId === undefined || superseded.providerAccountId === replacement.providerAccountId;
+  if (adapter.revocationEndsAccountGrant && sameGrant) return;
+  let refreshToken: string;
+  try {
+    refreshToken = dependencies.crypto.decrypt(superseded.refreshTokenEnc, connectionColumn(replacement.connectionId, 'refresh_token_enc'));
+  } catch (error) {
+    // The new grant is good; only the old one's revocation is lost, and the audit says so.
+    const connection = await findConnection(transaction, replacement.connectionId);
+    await dependencies.audit.record(
+      auditEntry(connection, replacement, 'failure', { reason: 'superseded_by_reconsent', error: describe(error) }),
+      transaction,
+    );
+    return;
+  }
+  await setAside(dependencies, transaction, {
+    connectionId: replacement.connectionId,
+    provider: replacement.provider,
+    providerAccountId: superseded.providerAccountId,
+    refreshToken,
+    reason: 'superseded_by_reconsent',
+  });
+}
+
+/** Best effort, for the end of an exchange: whatever is left waits for the revokeUnkeptTokens activity. */
+export async function revokeUnkeptTokensNow(dependencies: UnkeptTokenDependencies, connectionId: string): Promise<void> {
+  try {
+    await revokeUnkeptTokens(dependencies, connectionId);
+  } catch (error) {
+    log.warn('revoking tokens that will not be kept failed; they wait for the next attempt', { connectionId, error: describe(error) });
+  }
+}
+
+export function createUnkeptTokenActivities(dependencies: UnkeptTokenDependencies) {
+  return {
+    /**
+     * Revokes the connection's set-aside tokens. Retryable while a provider is down (up to the
+     * revocation window, after which each is audited as failed); every final answer is audited once.
+     */
+    async revokeUnkeptTokens(input: { connectionId: string }): Promise<void> {
+      const waiting = await revokeUnkeptTokens(dependencies, input.connectionId);
+      if (waiting > 0) {
+        throw ApplicationFailure.retryable(`${waiting} token(s) that will not be kept still wait for the provider to revoke them`, FailureType.providerUnavailable);
+      }
+    },
+  };
+}
+
+/** Tries each set-aside token once; returns how many still wait for the provider. */
+async function revokeUnkeptTokens(dependencies: UnkeptTokenDependencies, connectionId: string): Promise<number> {
+  const connection = await findConnection(dependencies.db, connectionId);
+  let waiting = 0;
+  for (const unkept of await listUnkeptTokens(dependencies.db, connectionId)) {
+    if (!(await settle(dependencies, connection, unkept))) waiting += 1;
+  }
+  return waiting;
+}
+
+/** True once the token has a final answer (revoked, skipped, or refused for good), false while it waits. */
+async function settle(dependencies: UnkeptTokenDependencies, connection: ConnectionRow | null, unkept: UnkeptTokenRow): Promise<boolean> {
+  const { db, crypto, audit, clock } = dependencies;
+  const finish = (outcome: 'success' | 'failure', details: NonNullable<AuditEntry['details']>) =>
+    db.transaction(async (transaction) => {
+      if (await removeUnkeptToken(transaction, unkept.id)) {
+        await audit.record(auditEntry(connection, unkept, outcome, { reason: unkept.reason, ...details }), transaction);
+      }
+      return true;
+    });
+
+  const adapter = providerAdapter(dependencies.providers, unkept.provider);
+  let token: string;
+  try {
+    token = crypto.decrypt(unkept.tokenEnc, unkeptTokenColumn(unkept.id));
+  } catch (error) {
+    return finish('failure', { error: describe(error) });
+  }
+  const keepers = await keepersOf(db, adapter, connection, unkept);
+  if (keepers.length > 0) return finish('success', { revocation: 'skipped_shared_grant', sharedGrantWith: keepers });
+  let revocation: Awaited<ReturnType<CredentialAdapter['revoke']>>;
+  try {
+    revocation = await adapter.revoke(token);
+  } catch (error) {
+    const transient = !(error instanceof ProviderError) || error.kind === 'transient';
+    if (!transient) return finish('failure', { error: describe(error) });
+    if (clock().getTime() - unkept.createdAt < REVOCATION_WINDOW_MS) {
+      await recordUnkeptTokenAttempt(db, unkept.id, describe(error));
+      return false;
+    }
+    return finish('failure', { error: describe(error), attempts: unkept.attempts + 1 });
+  }
+  return finish('success', { revocation });
+}
+
+/**
+ * Who keeps the grant this token belongs to. Without the account, only the connection's own kept grant
+ * can be told to be at risk (a re-consent by an account the provider did not name).
+ */
+async function keepersOf(db: CommonQueryMethods, adapter: CredentialAdapter, connection: ConnectionRow | null, unkept: UnkeptTokenRow): Promise<string[]> {
+  if (unkept.providerAccountId !== null) return grantKeepers(db, adapter, unkept.providerAccountId);
+  const keepsGrant = adapter.revocationEndsAccountGrant && (connection?.status === 'active' || connection?.status === 'needs_reauth');
+  return keepsGrant ? [unkept.connectionId] : [];
+}
+
+async function setAside(
+  { crypto, clock }: UnkeptTokenDependencies,
+  db: CommonQueryMethods,
+  unkept: { connectionId: string; provider: string; providerAccountId: string | null; refreshToken: string; reason: UnkeptTokenReason },
+): Promise<void> {
+  const id = randomUUID();
+  await insertUnkeptToken(db, {
+    id,
+    connectionId: unkept.connectionId,
+    provider: unkept.provider,
+    providerAccountId: unkept.providerAccountId,
+    tokenEnc: crypto.encrypt(unkept.refreshToken, unkeptTokenColumn(id)),
+    reason: unkept.reason,
+    createdAt: clock(),
+  });
+}
+
+function auditEntry(
+  connection: ConnectionRow | null,
+  subject: { connectionId: string; provider: string },
+  outcome: 'success' | 'failure',
+  details: NonNullable<AuditEntry['details']>,
+): AuditEntry {
+  return {
+    action: 'OAuthRevoke',
+    outcome,
+    actor: { type: 'system' },
+    ...(connection ? { userId: connection.userId } : {}),
+    provider: subject.provider,
+    connectionId: subject.connectionId,
+    details,
+  };
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,58 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { repoRoot } from '../../../scripts/temporal-binaries';
+import { eventually } from '../../helpers/eventually';
+import { freePort } from '../../helpers/ports';
+
+/** The production worker (`npm run worker`) as its own process, configured by environment variables only. */
+export interface ChaosWorkerProcess {
+  child: ChildProcess;
+  /** Everything it wrote to stderr (and stdout lines at warn or above), for a failing test's message. */
+  output(): string;
+  /** Resolves once /readyz answers 200; rejects when the process ends first. */
+  ready(timeoutMs?: number): Promise<void>;
+  /** SIGKILL: no shutdown, no grace, activities in flight are simply gone. Resolves once the process is gone. */
+  kill(): Promise<void>;
+}
+
+/**
+ * Starts `platform/worker-main.ts` under tsx with exactly `environment` (plus PATH and a free health
+ * port), as an orchestrator would. The caller passes the settings platform/config.ts reads.
+ */
+export async function startWorkerProcess(environment: Record<string, string>): Promise<ChaosWorkerProcess> {
+  const healthPort = await freePort();
+  const child = spawn(process.execPath, ['--import', 'tsx', 'platform/worker-main.ts'], {
+    cwd: repoRoot,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { PATH: process.env.PATH, API_HOST: '127.0.0.1', WORKER_HEALTH_PORT: String(healthPort), ...environment },
+  });
+  let output = '';
+  const keep = (chunk: string) => {
+    // A long run's output is only read when it failed: the tail is what matters.
+    output = (output + chunk).slice(-20_000);
+  };
+  child.stdout!.setEncoding('utf8').on('data', keep);
+  child.stderr!.setEncoding('utf8').on('data', keep);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  let ended = false;
+  void exited.then(() => (ended = true));
+
+  return {
+    child,
+    output: () => output,
+    async ready(timeoutMs = 90_000) {
+      await eventually(
+        async () => {
+          if (ended) throw new Error(`worker process ended before it was ready:\n${output}`);
+          const answer = await fetch(`http://127.0.0.1:${healthPort}/readyz`).catch(() => undefined);
+          return answer?.status === 200;
+        },
+        timeoutMs,
+        'worker process ready',
+      );
+    },
+    async kill() {
+      if (!ended) child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}

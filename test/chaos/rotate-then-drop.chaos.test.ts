@@ -1,0 +1,211 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from 'slonik';
+import { z } from 'zod';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { startFakeGoogle, type FakeGoogle } from '../../fakes/google';
+import { newGoogleAccountId } from '../../fakes/google-tokens';
+import { startFakeMicrosoft, type FakeMicrosoft } from '../../fakes/microsoft';
+import { startFakeAirbnb, type FakeAirbnb } from '../../fakes/airbnb';
+import { startFakeBooking, type FakeBooking } from '../../fakes/booking';
+import { TokenEndpointFaults, type RefreshRecord } from '../../fakes/token-endpoint-faults';
+import { connectionColumn } from '../../db/encrypted-columns';
+import { GOOGLE_TEST_CLIENT, startTestPlatform, type TestPlatform } from '../helpers/platform';
+import { connectGoogleAccount } from '../helpers/google-calendar';
+import { connectMicrosoftCalendar, microsoftEnvironment, MICROSOFT_TEST_CLIENT } from '../helpers/microsoft';
+import { AIRBNB_TEST_CLIENT, AIRBNB_WEBHOOK_SECRET, airbnbEnvironment, connectAirbnb } from '../helpers/airbnb';
+import { BOOKING_TEST_ACCOUNT, bookingEnvironment, connectBooking } from '../helpers/booking';
+import { SimulatedClock, startTimeSkippingServer } from '../helpers/temporal';
+import { eventually } from '../helpers/eventually';
+import { recordFault } from './fault-ledger';
+
+const MINUTE = 60 * 1000;
+const HOUR = 60 * MINUTE;
+const PER_PROVIDER = 3;
+const EXACT_REASON = 'refresh_token_lost_in_flight';
+
+/** The providers as they behave (shared/protocols.md), and where the fake's settings make the worst case. */
+type Variant = 'google' | 'google-rotating' | 'microsoft' | 'airbnb-no-grace' | 'booking';
+
+/**
+ * What must come of a refresh whose answer was lost after the provider acted on it:
+ * - Google does not rotate: the token we hold still works;
+ * - Google told to rotate (as it may) kills the old token at once: no way back, needs_reauth with the exact reason;
+ * - Microsoft rotates on every refresh and keeps the old token working for a while: its grace saves us;
+ * - Airbnb rotates only when asked (reset_refresh_token=1), with a grace it does not document: here none;
+ * - Booking.com has no refresh token: the machine account simply exchanges its credentials again.
+ */
+const ACCEPTABLE: Record<Variant, string[]> = {
+  google: ['survived_no_rotation'],
+  'google-rotating': [`needs_reauth:${EXACT_REASON}`],
+  microsoft: ['survived_via_provider_grace', 'survived_via_previous_token'],
+  'airbnb-no-grace': ['survived_no_rotation', `needs_reauth:${EXACT_REASON}`],
+  booking: ['survived_no_rotation'],
+};
+
+interface Tracked {
+  variant: Variant;
+  connectionId: string;
+  workflowId: string;
+  /** The provider's account or authorization the tokens belong to (what the fake records them under). */
+  grant: string;
+}
+
+/**
+ * Issue 11, "The worst case": the provider carries a refresh out (rotating the refresh token where it
+ * rotates) and then its answer never arrives: the platform's request times out. On the time-skipping
+ * server, one refresh of every connection is lost that way; the outcome of each is counted per provider.
+ */
+describe('a refresh answer lost after the provider rotated', () => {
+  let temporal: TestWorkflowEnvironment;
+  let clock: SimulatedClock;
+  let platform: TestPlatform;
+  let google: FakeGoogle;
+  let microsoft: FakeMicrosoft;
+  let airbnb: FakeAirbnb;
+  let booking: FakeBooking;
+  let faults: Record<'google' | 'microsoft' | 'airbnb' | 'booking', TokenEndpointFaults>;
+
+  beforeAll(async () => {
+    temporal = await startTimeSkippingServer();
+    clock = await SimulatedClock.of(temporal);
+    const fakeFaults = () => new TokenEndpointFaults({ clock: clock.now });
+    faults = { google: fakeFaults(), microsoft: fakeFaults(), airbnb: fakeFaults(), booking: fakeFaults() };
+    google = await startFakeGoogle({ ...GOOGLE_TEST_CLIENT, clock: clock.now, faults: faults.google });
+    microsoft = await startFakeMicrosoft({ ...MICROSOFT_TEST_CLIENT, clock: clock.now, faults: faults.microsoft });
+    airbnb = await startFakeAirbnb({
+      ...AIRBNB_TEST_CLIENT,
+      clock: clock.now,
+      accessTokenLifetimeSeconds: 3600,
+      rotationGraceSeconds: 0,
+      webhook: { secret: AIRBNB_WEBHOOK_SECRET },
+      faults: faults.airbnb,
+    });
+    booking = await startFakeBooking({ ...BOOKING_TEST_ACCOUNT, clock: clock.now, faults: faults.booking });
+    platform = await startTestPlatform({
+      temporal,
+      google,
+      clock: clock.activityClock,
+      serverClock: () => new Date(clock.now()),
+      environment: {
+        ...microsoftEnvironment(microsoft),
+        ...airbnbEnvironment(airbnb),
+        ...bookingEnvironment(booking, { pollIntervalSeconds: 24 * 3600, ackPauseMs: 0 }),
+        // Every connection's refresh falls due at the same moment, so the lost answers are waited out together.
+        TOKEN_REFRESH_JITTER_SECONDS: '0',
+        GOOGLE_CALENDAR_SYNC_INTERVAL_SECONDS: String(24 * 3600),
+        MICROSOFT_CALENDAR_SYNC_INTERVAL_SECONDS: String(24 * 3600),
+        AIRBNB_RESERVATION_SYNC_INTERVAL_SECONDS: String(24 * 3600),
+      },
+    });
+  });
+
+  afterAll(async () => {
+    await platform?.close();
+    await Promise.all([google?.close(), microsoft?.close(), airbnb?.close(), booking?.close()]);
+    await temporal?.teardown();
+  });
+
+  let users = 0;
+  const signUp = () => platform.signUp(`rotate-drop-${++users}@example.com`);
+
+  async function connect(variant: Variant): Promise<Tracked> {
+    if (variant === 'google' || variant === 'google-rotating') {
+      const account = newGoogleAccountId();
+      const connected = await connectGoogleAccount(platform, google, `rotate-drop-${++users}@example.com`, account);
+      return { variant, connectionId: connected.connectionId, workflowId: connected.workflowId, grant: account };
+    }
+    const { sessionToken } = await signUp();
+    if (variant === 'microsoft') {
+      const connected = await connectMicrosoftCalendar(platform, microsoft, sessionToken);
+      return { variant, connectionId: connected.connectionId, workflowId: connected.workflowId, grant: connected.oid };
+    }
+    if (variant === 'airbnb-no-grace') {
+      const host = airbnb.createHost([]);
+      const connected = await connectAirbnb(platform, sessionToken);
+      return { variant, connectionId: connected.connectionId, workflowId: connected.workflowId, grant: host.userId };
+    }
+    const connected = await connectBooking(platform, sessionToken);
+    if (connected.status !== 202) throw new Error(`Booking.com connect answered ${connected.status}`);
+    return { variant, connectionId: connected.body.connectionId!, workflowId: connected.body.workflowId!, grant: BOOKING_TEST_ACCOUNT.clientId };
+  }
+
+  const connectionRow = (connectionId: string) =>
+    platform.db.one(sql.type(z.object({ status: z.string(), refreshTokenEnc: z.string().nullable(), fellBack: z.boolean(), reason: z.string().nullable() }))`
+      SELECT c.status::text, c.refresh_token_enc AS "refreshTokenEnc",
+             EXISTS (SELECT 1 FROM audit_log a WHERE a.connection_id = c.id AND a.action = 'OAuthTokenRefresh' AND a.details->>'fellBackToPreviousGrant' = 'true') AS "fellBack",
+             (SELECT details->>'reason' FROM audit_log a WHERE a.connection_id = c.id AND a.action = 'IntegrationNeedsReauth' ORDER BY a.id DESC LIMIT 1) AS reason
+      FROM integration_connections c WHERE c.id = ${connectionId}`);
+
+  const faultsOf = (variant: Variant) => faults[variant === 'google-rotating' ? 'google' : variant === 'airbnb-no-grace' ? 'airbnb' : variant];
+
+  /** Whether the refresh token we hold is one the provider would still honour. */
+  function stillHonoured(connection: Tracked, refreshToken: string | undefined): boolean {
+    if (connection.variant === 'booking') return true; // no refresh token: the machine account's credentials are the grant
+    if (refreshToken === undefined) return false;
+    if (connection.variant === 'microsoft') return microsoft.liveRefreshTokens(connection.grant).includes(refreshToken);
+    if (connection.variant === 'airbnb-no-grace') return airbnb.liveRefreshTokens().includes(refreshToken);
+    return google.liveRefreshTokens().includes(refreshToken);
+  }
+
+  async function outcomeOf(connection: Tracked): Promise<string> {
+    const records = faultsOf(connection.variant).refreshes.filter((refresh) => refresh.grant === connection.grant);
+    const dropped = records.find((refresh) => refresh.lost);
+    if (!dropped) return 'fault_not_injected';
+    const row = await connectionRow(connection.connectionId);
+    if (row.status !== 'active') return row.status === 'needs_reauth' ? `needs_reauth:${row.reason}` : `status:${row.status}`;
+    const stored = row.refreshTokenEnc ? platform.crypto.decrypt(row.refreshTokenEnc, connectionColumn(connection.connectionId, 'refresh_token_enc')) : undefined;
+    const later: RefreshRecord[] = records.filter((refresh) => refresh.at >= dropped.at && refresh !== dropped && refresh.succeeded && !refresh.lost);
+    // Active, but holding nothing the provider honours, or never refreshed again: the user would find out only later.
+    if (!stillHonoured(connection, stored) || later.length < 2) return 'silent_loss';
+    if (row.fellBack) return 'survived_via_previous_token';
+    if (dropped.rotatedTo === undefined) return 'survived_no_rotation';
+    if (later[0]!.presented === dropped.presented) return 'survived_via_provider_grace';
+    return 'survived_unexplained';
+  }
+
+  it('survives through the previous token or the provider grace, and otherwise ends in needs_reauth with the exact reason', { timeout: 240_000 }, async () => {
+    await clock.catchUp();
+    const connections: Tracked[] = [];
+    for (const variant of ['google', 'microsoft', 'airbnb-no-grace'] as const) {
+      for (let index = 0; index < PER_PROVIDER; index++) connections.push(await connect(variant));
+    }
+    connections.push(await connect('booking'));
+    const activeAll = async (tracked: Tracked[]) => {
+      const rows = await Promise.all(tracked.map((connection) => connectionRow(connection.connectionId)));
+      return rows.every((row) => row.status === 'active');
+    };
+    await eventually(() => activeAll(connections), 60_000, 'every connection active');
+    for (const variant of ['google', 'microsoft', 'airbnb-no-grace', 'booking'] as const) {
+      faultsOf(variant).loseNextRefreshAnswerOf(connections.filter((connection) => connection.variant === variant).map((connection) => connection.grant), 'timeout');
+    }
+
+    // Their first refresh (about 55 minutes in) is carried out upstream and its answer lost.
+    await clock.advance(HOUR);
+
+    // Google told to rotate: connected now, so their first refresh comes when nothing else refreshes.
+    google.switches.rotateRefreshTokens = true;
+    const rotating: Tracked[] = [];
+    for (let index = 0; index < PER_PROVIDER; index++) rotating.push(await connect('google-rotating'));
+    await eventually(() => activeAll(rotating), 60_000, 'every rotating Google connection active');
+    faults.google.loseNextRefreshAnswerOf(rotating.map((connection) => connection.grant), 'timeout');
+    await clock.advance(HOUR);
+    google.switches.rotateRefreshTokens = false;
+    connections.push(...rotating);
+
+    // A survivor must refresh normally again: another hour, with nothing lost.
+    await clock.advance(HOUR);
+
+    const outcomes = await Promise.all(connections.map(async (connection) => ({ variant: connection.variant, outcome: await outcomeOf(connection) })));
+    const counts: Record<string, number> = {};
+    for (const { variant, outcome } of outcomes) counts[`${variant} ${outcome}`] = (counts[`${variant} ${outcome}`] ?? 0) + 1;
+    recordFault({
+      fault: 'refresh carried out (and rotated) upstream, answer lost (timeout): Google, Google rotating, Microsoft, Airbnb without grace, Booking.com',
+      injected: outcomes.filter(({ outcome }) => outcome !== 'fault_not_injected').length,
+      outcomes: counts,
+      invariant: `crash-safe refresh: survives via the kept previous token or the provider's grace; otherwise needs_reauth "${EXACT_REASON}", never a silent loss`,
+    });
+
+    const unacceptable = outcomes.filter(({ variant, outcome }) => !ACCEPTABLE[variant].includes(outcome));
+    expect(unacceptable).toEqual([]);
+  });
+});

@@ -1,0 +1,207 @@
+import { randomUUID } from 'node:crypto';
+import { ApplicationFailure, type Info } from '@temporalio/activity';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
+import { sql } from 'slonik';
+import { z } from 'zod';
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { createActivities, type Activities } from '../../activities';
+import { FailureType, NON_RETRYABLE_FAILURES } from '../../activities/failure-types';
+import { migrate } from '../../db/migrate';
+import { attachCodeToAuthorization, insertAuthorization } from '../../db/queries/authorizations';
+import { findOrCreateLiveConnection } from '../../db/queries/connections';
+import { insertUser } from '../../db/queries/users';
+import { startFakeGoogle, type FakeGoogle } from '../../fakes/google';
+import { loadConfig, type Config } from '../../platform/config';
+import { generateEncryptionKey } from '../../platform/integration-crypto';
+import { createPkcePair } from '../../platform/pkce';
+import { redirectUriFor } from '../../platform/providers/provider';
+import { hashBearerValue, randomToken } from '../../platform/secrets';
+import { createPlatformServices, type PlatformServices } from '../../platform/services';
+import { createSsoSessionSync } from '../../platform/sso/backchannel-delivery';
+import { createTestDatabase, type TestDatabase } from '../helpers/database';
+import { GOOGLE_TEST_CLIENT } from '../helpers/platform';
+
+/**
+ * Issue 11 defects 2 and 3 at the activities (real Postgres, the fake Google over HTTP, Temporal's
+ * MockActivityEnvironment): which revocation failures are final, and tokens an exchange obtained for a
+ * connection disconnected meanwhile are revoked, through an outage if need be.
+ */
+
+const PROVIDER = 'google-calendar';
+
+let database: TestDatabase;
+let google: FakeGoogle;
+let config: Config;
+let services: PlatformServices;
+let activities: Activities;
+
+beforeAll(async () => {
+  database = await createTestDatabase(inject('databaseUrl'));
+  await migrate(database.url);
+  google = await startFakeGoogle({ ...GOOGLE_TEST_CLIENT, revocationEndsAccountGrants: true });
+  config = loadConfig({
+    APP_ENV: 'test',
+    LOG_LEVEL: 'silent',
+    DATABASE_URL: database.url,
+    INTEGRATION_ENCRYPTION_KEY: generateEncryptionKey(),
+    GOOGLE_CLIENT_ID: GOOGLE_TEST_CLIENT.clientId,
+    GOOGLE_CLIENT_SECRET: GOOGLE_TEST_CLIENT.clientSecret,
+    GOOGLE_AUTHORIZE_URL: google.authorizeUrl,
+    GOOGLE_TOKEN_URL: google.tokenUrl,
+    GOOGLE_REVOKE_URL: google.revokeUrl,
+  });
+  services = await createPlatformServices(config);
+  activities = createActivities({ ...services, sso: createSsoSessionSync(config, services), clock: () => new Date() });
+});
+
+afterAll(async () => {
+  await services?.db.end();
+  await google?.close();
+  await database?.drop();
+});
+
+// Every case starts from a quiet fake whose earlier grants are all dead, so what is live is this case's.
+beforeEach(() => {
+  google.reset();
+  google.revokeAllGrants();
+});
+
+function runActivity<A extends unknown[], R>(fn: (...args: A) => Promise<R>, args: A, info: Partial<Info> = {}): Promise<R> {
+  return new MockActivityEnvironment(info, { logger: new DefaultLogger('ERROR') }).run(fn, ...args);
+}
+
+async function failureOf(run: Promise<unknown>): Promise<ApplicationFailure> {
+  const error = await run.then(
+    (value: unknown) => {
+      throw new Error(`activity completed with ${JSON.stringify(value)}, expected a failure`);
+    },
+    (thrown: unknown) => thrown,
+  );
+  expect(error).toBeInstanceOf(ApplicationFailure);
+  return error as ApplicationFailure;
+}
+
+/** A new user's pending connection holding an authorization code the fake Google issued. */
+async function pendingAuthorization(): Promise<{ connectionId: string; authorizationId: string }> {
+  const user = await insertUser(services.db, { email: `${randomUUID()}@example.com`, displayName: 'Unkept', passwordHash: 'not-a-real-hash' });
+  const connection = await findOrCreateLiveConnection(services.db, user.id, PROVIDER);
+  const state = randomToken();
+  const pkce = createPkcePair();
+  const redirectUri = redirectUriFor(config.http.publicBaseUrl, PROVIDER);
+  const authorize = new URL(google.authorizeUrl);
+  authorize.search = new URLSearchParams({
+    client_id: GOOGLE_TEST_CLIENT.clientId,
+    redirect_uri: redirectUri,
+    response_type: 'code',
+    scope: config.google.scopes.join(' '),
+    state,
+    code_challenge: pkce.challenge,
+    code_challenge_method: 'S256',
+    access_type: 'offline',
+  }).toString();
+  const consent = await fetch(authorize, { redirect: 'manual' });
+  const code = new URL(consent.headers.get('location')!).searchParams.get('code')!;
+  const authorizationId = randomUUID();
+  const bind = (column: string) => ({ table: 'integration_authorizations', column, rowId: authorizationId });
+  await insertAuthorization(services.db, {
+    id: authorizationId,
+    userId: user.id,
+    provider: PROVIDER,
+    stateHash: hashBearerValue(state),
+    codeVerifierEnc: services.crypto.encrypt(pkce.verifier, bind('code_verifier_enc')),
+    redirectUri,
+    expiresAt: new Date(Date.now() + 10 * 60 * 1000),
+  });
+  await attachCodeToAuthorization(services.db, authorizationId, services.crypto.encrypt(code, bind('code_enc')), connection.id);
+  return { connectionId: connection.id, authorizationId };
+}
+
+async function activeConnection(): Promise<string> {
+  const { connectionId, authorizationId } = await pendingAuthorization();
+  await runActivity(activities.exchangeAuthorizationCode, [{ connectionId, authorizationId }]);
+  return connectionId;
+}
+
+const setStatus = (connectionId: string, status: string) =>
+  services.db.query(sql.unsafe`UPDATE integration_connections SET status = ${status}::connection_status WHERE id = ${connectionId}`);
+
+const revocationAudit = (connectionId: string) =>
+  services.db.any(sql.type(z.object({ outcome: z.string(), details: z.record(z.unknown()) }))`
+    SELECT outcome, details FROM audit_log WHERE action = 'OAuthRevoke' AND connection_id = ${connectionId} ORDER BY id`);
+
+const unkeptCount = (connectionId: string) =>
+  services.db.oneFirst(sql.type(z.object({ count: z.number() }))`
+    SELECT count(*)::int AS count FROM unkept_provider_tokens WHERE connection_id = ${connectionId}`);
+
+const disconnectRequest = (connectionId: string) => ({ connectionId, requestedBy: { type: 'user' as const } });
+
+describe('tokens obtained for a connection disconnected during the authorization', () => {
+  it('are revoked, and the exchange still reports the connection gone', async () => {
+    const { connectionId, authorizationId } = await pendingAuthorization();
+    await setStatus(connectionId, 'disconnecting');
+
+    const failure = await failureOf(runActivity(activities.exchangeAuthorizationCode, [{ connectionId, authorizationId }]));
+    expect([failure.type, failure.nonRetryable]).toEqual([FailureType.connectionGone, true]);
+    expect(google.calls.filter((call) => call.endpoint === 'revoke').map((call) => call.status)).toEqual([200]);
+    expect(google.liveRefreshTokens()).toEqual([]);
+    expect(await revocationAudit(connectionId)).toEqual([{ outcome: 'success', details: { reason: 'disconnected_during_authorization', revocation: 'revoked' } }]);
+    expect(await unkeptCount(connectionId)).toBe(0);
+  });
+
+  it('wait through a provider outage for the retried activity, then are revoked and audited once', async () => {
+    const { connectionId, authorizationId } = await pendingAuthorization();
+    await setStatus(connectionId, 'disconnecting');
+    google.switches.refuseRevocations = { status: 503, error: 'backend_error' };
+
+    expect((await failureOf(runActivity(activities.exchangeAuthorizationCode, [{ connectionId, authorizationId }]))).type).toBe(FailureType.connectionGone);
+    expect(google.liveRefreshTokens()).toHaveLength(1);
+    expect(await unkeptCount(connectionId)).toBe(1);
+    const retried = await failureOf(runActivity(activities.revokeUnkeptTokens, [{ connectionId }]));
+    expect([retried.type, retried.nonRetryable]).toEqual([FailureType.providerUnavailable, false]);
+    expect(await revocationAudit(connectionId)).toEqual([]);
+
+    google.switches.refuseRevocations = undefined;
+    await runActivity(activities.revokeUnkeptTokens, [{ connectionId }]);
+    expect(google.liveRefreshTokens()).toEqual([]);
+    expect(await unkeptCount(connectionId)).toBe(0);
+    await runActivity(activities.revokeUnkeptTokens, [{ connectionId }]);
+    expect(await revocationAudit(connectionId)).toEqual([{ outcome: 'success', details: { reason: 'disconnected_during_authorization', revocation: 'revoked' } }]);
+  });
+});
+
+describe("a disconnect's revocation", () => {
+  it.each([
+    [401, 'invalid_client'],
+    [400, 'invalid_request'],
+    [403, 'access_denied'],
+  ])('is final at once when the provider refuses with %i %s', async (status, error) => {
+    const connectionId = await activeConnection();
+    google.switches.refuseRevocations = { status, error };
+    const failure = await failureOf(runActivity(activities.revokeConnectionUpstream, [disconnectRequest(connectionId)]));
+    expect(failure.nonRetryable).toBe(true);
+    expect(NON_RETRYABLE_FAILURES).toContain(failure.type);
+    expect(failure.message).toContain(error);
+  });
+
+  it.each([
+    [503, 'backend_error'],
+    [429, 'rate_limit_exceeded'],
+    [408, 'request_timeout'],
+  ])('is retried when the provider answers %i %s', async (status, error) => {
+    const connectionId = await activeConnection();
+    google.switches.refuseRevocations = { status, error };
+    const failure = await failureOf(runActivity(activities.revokeConnectionUpstream, [disconnectRequest(connectionId)]));
+    expect([failure.type, failure.nonRetryable]).toEqual([FailureType.providerUnavailable, false]);
+  });
+
+  it('is final at once when the stored token cannot be decrypted', async () => {
+    const connectionId = await activeConnection();
+    // A value bound to another row fails authentication, as one under a lost key does.
+    const foreign = services.crypto.encrypt('a-refresh-token', { table: 'integration_connections', column: 'refresh_token_enc', rowId: randomUUID() });
+    await services.db.query(sql.unsafe`UPDATE integration_connections SET refresh_token_enc = ${foreign} WHERE id = ${connectionId}`);
+    const failure = await failureOf(runActivity(activities.revokeConnectionUpstream, [disconnectRequest(connectionId)]));
+    expect([failure.type, failure.nonRetryable]).toEqual([FailureType.credentialUnreadable, true]);
+    expect(google.calls.filter((call) => call.endpoint === 'revoke')).toEqual([]);
+  });
+});

@@ -1,0 +1,196 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import { ApplicationFailure } from '@temporalio/common';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import type { Activities, TokenState } from '../../activities';
+import { FailureType, REFRESH_TOKEN_LOST_IN_FLIGHT } from '../../activities/failure-types';
+import { WORKFLOWS_PATH } from '../../platform/worker';
+import type { connectionWorkflow } from '../../workflows/connection';
+import { authorizeSignal, statusQuery, type RefreshPolicy } from '../../workflows/connection-messages';
+import { startTimeSkippingServer, timeSkippingLock } from '../helpers/temporal';
+import { eventually } from '../helpers/eventually';
+
+const MINUTE = 60_000;
+/** The settings' defaults, as the API hands them to every connection workflow. */
+const POLICY: RefreshPolicy = { marginSeconds: 300, jitterSeconds: 60, marginFraction: 0.2, minMarginSeconds: 60, triesBeforeExpiry: 6 };
+
+type Call = { name: string; input: Record<string, unknown>; at: number; outcome: 'ok' | 'failed'; expiresAt?: number };
+
+/** What one connection's scripted activities do; each test's connection has its own. */
+interface Script {
+  lifetimeMs: number;
+  exchange?: (authorizationId: string) => Promise<void>;
+  /** Throws for the refresh calls that fail (numbered from 0). */
+  refresh?: (call: number) => void;
+}
+
+/**
+ * The connection workflow's token rules against scripted activities on the time-skipping server:
+ * a newer authorization taking over from a failed one (issue 11, defect 5), refreshes that stay
+ * ahead of expiry while the provider fails often, and the reason a lost rotation leaves behind.
+ */
+describe('connection workflow: tokens', () => {
+  let temporal: TestWorkflowEnvironment;
+  let worker: Worker;
+  let running: Promise<void>;
+  const scripts = new Map<string, Script>();
+  const calls = new Map<string, Call[]>();
+  const taskQueue = `connection-tokens-${randomUUID()}`;
+
+  beforeAll(async () => {
+    temporal = await startTimeSkippingServer();
+    const now = () => temporal.currentTimeMs();
+    const record = async (name: string, input: { connectionId: string }, outcome: Call['outcome'] = 'ok', expiresAt?: number) => {
+      const list = calls.get(input.connectionId) ?? [];
+      calls.set(input.connectionId, list);
+      list.push({ name, input, at: await now(), outcome, ...(expiresAt === undefined ? {} : { expiresAt }) });
+      return list.length;
+    };
+    const tokens = async (connectionId: string): Promise<TokenState> => {
+      const accessTokenExpiresAt = (await now()) + scripts.get(connectionId)!.lifetimeMs;
+      return { tokenVersion: calls.get(connectionId)!.length, accessTokenExpiresAt };
+    };
+    const activities: Partial<Activities> = {
+      exchangeAuthorizationCode: async (input) => {
+        const script = scripts.get(input.connectionId)!;
+        try {
+          await script.exchange?.(input.authorizationId);
+        } catch (error) {
+          await record('exchange', input, 'failed');
+          throw error;
+        }
+        await record('exchange', input);
+        return tokens(input.connectionId);
+      },
+      refreshConnectionTokens: async (input) => {
+        const script = scripts.get(input.connectionId)!;
+        const number = (calls.get(input.connectionId) ?? []).filter((call) => call.name === 'refresh').length;
+        try {
+          script.refresh?.(number);
+        } catch (error) {
+          await record('refresh', input, 'failed');
+          throw error;
+        }
+        const state = await tokens(input.connectionId);
+        await record('refresh', input, 'ok', state.accessTokenExpiresAt);
+        return state;
+      },
+      setUpConnection: async (input) => (await record('setUp', input), { renewSubscriptionsAt: null, syncIntervalSeconds: null }),
+      markConnectionNeedsReauth: async (input) => void (await record('needsReauth', input)),
+      markConnectionFailed: async (input) => void (await record('failed', input)),
+      stopConnectionSubscriptions: async (input) => void (await record('stopSubscriptions', input)),
+      revokeConnectionUpstream: async (input) => (await record('revoke', input), 'revoked' as const),
+      wipeDisconnectedConnection: async (input) => void (await record('wipe', input)),
+    };
+    worker = await Worker.create({
+      connection: temporal.nativeConnection,
+      taskQueue,
+      workflowsPath: WORKFLOWS_PATH,
+      activities,
+      interceptors: { activity: timeSkippingLock(temporal) },
+    });
+    running = worker.run();
+  });
+
+  afterAll(async () => {
+    worker?.shutdown();
+    await running;
+    await temporal?.teardown();
+  });
+
+  async function connect(script: Script, authorizationId = randomUUID()) {
+    const connectionId = randomUUID();
+    scripts.set(connectionId, script);
+    const handle = await temporal.client.workflow.signalWithStart<typeof connectionWorkflow, [{ authorizationId: string }]>('connectionWorkflow', {
+      workflowId: `connection:airbnb:${connectionId}`,
+      taskQueue,
+      args: [{ connectionId, provider: 'airbnb', userId: randomUUID(), refreshPolicy: POLICY }],
+      signal: authorizeSignal,
+      signalArgs: [{ authorizationId }],
+    });
+    return { connectionId, handle, calls: () => calls.get(connectionId) ?? [] };
+  }
+
+  it('an exchange that fails while a newer callback waits gives way to the newer code instead of failing the connection', async () => {
+    let releaseFirst!: () => void;
+    const firstHeld = new Promise<void>((resolve) => (releaseFirst = resolve));
+    const first = randomUUID();
+    const second = randomUUID();
+    const { handle, calls: made } = await connect(
+      {
+        lifetimeMs: 24 * 60 * MINUTE,
+        exchange: async (authorizationId) => {
+          if (authorizationId !== first) return;
+          await firstHeld;
+          throw ApplicationFailure.nonRetryable('the code expired', FailureType.authorizationRejected);
+        },
+      },
+      first,
+    );
+    // The user gave up waiting and authorized again: the API answered the second callback with 202.
+    await eventually(async () => (await handle.describe()).status.name === 'RUNNING' && (await handle.query(statusQuery)).status === 'pending');
+    await handle.signal(authorizeSignal, { authorizationId: second });
+    releaseFirst();
+
+    const state = await eventually(async () => {
+      const current = await handle.query(statusQuery);
+      return current.status === 'active' ? current : undefined;
+    });
+    expect(state.lastError).toBeUndefined();
+    const exchanges = made().filter((call) => call.name === 'exchange');
+    expect(exchanges.map((call) => [call.input.authorizationId, call.outcome])).toEqual([
+      [first, 'failed'],
+      [second, 'ok'],
+    ]);
+    expect(made().map((call) => call.name)).not.toContain('failed');
+    await handle.terminate();
+  });
+
+  it('with 30% of token calls failing for ten minutes, every short-lived token is refreshed before it expires, and not in a loop', { timeout: 120_000 }, async () => {
+    const lifetimeMs = 2 * MINUTE;
+    // Failures come in bursts of four (4 of every 13 calls, 31%): the case a doubling backoff loses.
+    const { handle, calls: made } = await connect({
+      lifetimeMs,
+      refresh: (call) => {
+        if (call % 13 >= 1 && call % 13 <= 4) throw ApplicationFailure.retryable('Airbnb answered 503', FailureType.providerUnavailable);
+      },
+    });
+    await eventually(() => made().some((call) => call.name === 'exchange'));
+    const startedAt = made()[0]!.at;
+    await temporal.sleep(10 * MINUTE);
+
+    const tokens = made().filter((call) => (call.name === 'exchange' || call.name === 'refresh') && call.outcome === 'ok');
+    const refreshCalls = made().filter((call) => call.name === 'refresh');
+    expect(made().at(-1)!.at - startedAt).toBeGreaterThanOrEqual(9 * MINUTE);
+    expect(refreshCalls.filter((call) => call.outcome === 'failed').length / refreshCalls.length).toBeGreaterThanOrEqual(0.25);
+    for (let index = 1; index < tokens.length; index++) {
+      const previousExpiry = tokens[index - 1]!.at + lifetimeMs;
+      // Before the token it replaces expired ...
+      expect(tokens[index]!.at).toBeLessThan(previousExpiry);
+      // ... and not before half of its life was over.
+      expect(tokens[index]!.at - tokens[index - 1]!.at).toBeGreaterThanOrEqual(lifetimeMs / 2 - 1000);
+    }
+    expect(tokens.length).toBeLessThanOrEqual((10 * MINUTE) / (lifetimeMs / 2) + 2);
+    expect((await handle.query(statusQuery)).status).toBe('active');
+    await handle.terminate();
+  });
+
+  it('a refresh token lost in flight ends in needs_reauth with that exact reason', async () => {
+    const { handle, calls: made } = await connect({
+      lifetimeMs: 2 * MINUTE,
+      refresh: () => {
+        throw ApplicationFailure.nonRetryable('every refresh token we hold was refused after a lost answer', FailureType.refreshTokenLostInFlight);
+      },
+    });
+    await eventually(() => made().some((call) => call.name === 'exchange'));
+    await temporal.sleep(2 * MINUTE);
+    const state = await eventually(async () => {
+      const current = await handle.query(statusQuery);
+      return current.status === 'needs_reauth' ? current : undefined;
+    });
+    expect(state.lastError?.kind).toBe(REFRESH_TOKEN_LOST_IN_FLIGHT);
+    expect(made().filter((call) => call.name === 'needsReauth').map((call) => call.input.reason)).toEqual([REFRESH_TOKEN_LOST_IN_FLIGHT]);
+    await handle.terminate();
+  });
+});

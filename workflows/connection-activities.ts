@@ -1,0 +1,96 @@
+import { ActivityFailure, ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import { NON_RETRYABLE_FAILURES } from '../activities/failure-types';
+
+/**
+ * The connection workflow's activities, grouped by how they are retried. Token writes heartbeat: an
+ * attempt that stops heartbeating is given up within seconds, its provider call aborted, and the
+ * next attempt waits for its lease (activities/token-lease.ts) instead of overlapping it.
+ */
+
+const TOKEN_WRITE_HEARTBEAT_TIMEOUT = '10 seconds';
+
+export const codeExchange = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  heartbeatTimeout: TOKEN_WRITE_HEARTBEAT_TIMEOUT,
+  // Authorization codes live minutes, so retrying for longer would only fail later.
+  retry: { initialInterval: '2 seconds', maximumInterval: '30 seconds', maximumAttempts: 8, nonRetryableErrorTypes: NON_RETRYABLE_FAILURES },
+});
+
+export const machineAccountActivation = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '2 seconds', maximumInterval: '30 seconds', maximumAttempts: 8, nonRetryableErrorTypes: NON_RETRYABLE_FAILURES },
+});
+
+const MIN_RETRY_INTERVAL_MS = 1000;
+const MAX_RETRY_INTERVAL_MS = 2 * 60 * 1000;
+const FIRST_RETRY_INTERVAL_MS = 5000;
+const DENSE_TRIES_AFTER_EXPIRY_MS = 60 * 1000;
+
+/**
+ * While the access token is valid, tries are spaced by the validity left, so that `tries` attempts
+ * still come before it expires: a backoff that doubled past the expiry would let the token lapse.
+ * A minute after the expiry the dense tries stop (the workflow tries again after its slow timer);
+ * a refresh of an expired token backs off to two minutes with no attempt limit, since a provider
+ * outage must not cost the user the connection (design invariant 4).
+ */
+export function tokenRefresh(validityLeftMs: number, tries: number) {
+  const beforeExpiry = validityLeftMs > 0;
+  const maximumInterval = beforeExpiry ? Math.min(MAX_RETRY_INTERVAL_MS, Math.max(MIN_RETRY_INTERVAL_MS, Math.floor(validityLeftMs / tries))) : MAX_RETRY_INTERVAL_MS;
+  return proxyActivities<Activities>({
+    startToCloseTimeout: '1 minute',
+    heartbeatTimeout: TOKEN_WRITE_HEARTBEAT_TIMEOUT,
+    ...(beforeExpiry ? { scheduleToCloseTimeout: validityLeftMs + DENSE_TRIES_AFTER_EXPIRY_MS } : {}),
+    retry: {
+      initialInterval: Math.min(FIRST_RETRY_INTERVAL_MS, maximumInterval),
+      backoffCoefficient: 2,
+      maximumInterval,
+      nonRetryableErrorTypes: NON_RETRYABLE_FAILURES,
+    },
+  });
+}
+
+export const revocation = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  // Wiping our copy ends our only way to revoke, so a provider outage is waited out for a while;
+  // after that the disconnect finishes anyway and records that revocation failed.
+  scheduleToCloseTimeout: '2 hours',
+  retry: { initialInterval: '5 seconds', maximumInterval: '5 minutes', nonRetryableErrorTypes: NON_RETRYABLE_FAILURES },
+});
+
+export const providerSetUp = proxyActivities<Activities>({
+  startToCloseTimeout: '2 minutes',
+  // A provider outage is retried here for a while, then again from the workflow's own slower timer.
+  retry: { initialInterval: '5 seconds', maximumInterval: '1 minute', maximumAttempts: 6, nonRetryableErrorTypes: NON_RETRYABLE_FAILURES },
+});
+
+export const dataSync = proxyActivities<Activities>({
+  startToCloseTimeout: '15 minutes',
+  heartbeatTimeout: '1 minute',
+  retry: { initialInterval: '10 seconds', maximumInterval: '2 minutes', maximumAttempts: 4, nonRetryableErrorTypes: NON_RETRYABLE_FAILURES },
+});
+
+export const subscriptionStop = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  // Subscriptions lapse upstream on their own within days, so a disconnect does not wait long for them.
+  scheduleToCloseTimeout: '10 minutes',
+  retry: { initialInterval: '5 seconds', maximumInterval: '1 minute', nonRetryableErrorTypes: NON_RETRYABLE_FAILURES },
+});
+
+export const bookkeeping = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', maximumInterval: '1 minute' },
+});
+
+export interface FailureRecord {
+  kind: string;
+  message: string;
+  at: number;
+}
+
+export function describeFailure(error: ActivityFailure): FailureRecord {
+  const cause = error.cause;
+  return cause instanceof ApplicationFailure
+    ? { kind: cause.type ?? 'ApplicationFailure', message: cause.message, at: Date.now() }
+    : { kind: cause?.name ?? 'ActivityFailure', message: cause?.message ?? error.message, at: Date.now() };
+}

@@ -1,0 +1,156 @@
+import { ActivityFailure, log } from '@temporalio/workflow';
+import { FailureType } from '../activities/failure-types';
+import { dataSync, describeFailure, providerSetUp, type FailureRecord } from './connection-activities';
+import type { SyncRequestSignal } from './connection-messages';
+import { SLOW_RETRY_MS, type ConnectionContext, type ConnectionTokens } from './connection-tokens';
+
+/** Provider calls (setup, renewals, syncs) start only with a token that outlives them comfortably. */
+const PROVIDER_CALL_MIN_VALIDITY_MS = 5 * 60 * 1000;
+const MIN_RENEWAL_DELAY_MS = 60 * 1000;
+
+/**
+ * What the connection does with the provider besides tokens: the setup after each authorization
+ * (listing mapping, webhook subscriptions), renewing subscriptions before they lapse, and syncing the
+ * provider's data on a schedule and whenever a webhook says something changed, one sync at a time.
+ */
+export class ProviderWork {
+  constructor(
+    private readonly connection: ConnectionContext,
+    private readonly tokens: ConnectionTokens,
+  ) {}
+
+  private get state() {
+    return this.connection.state;
+  }
+
+  private get connectionId(): string {
+    return this.connection.input.connectionId;
+  }
+
+  due(): boolean {
+    const { state } = this;
+    return this.connection.providerLifecycle && (isDue(state.setUpDueAt) || isDue(state.renewSubscriptionsAt) || isDue(state.nextSyncAt));
+  }
+
+  /** The earliest of the refresh and the provider work that is planned. */
+  nextWakeAt(): number {
+    const { state } = this;
+    const dueTimes = this.connection.providerLifecycle ? [state.setUpDueAt, state.renewSubscriptionsAt, state.nextSyncAt] : [];
+    return Math.min(state.refreshDueAt!, ...dueTimes.filter((at): at is number => at !== undefined));
+  }
+
+  requestSync(request: SyncRequestSignal): void {
+    const { state } = this;
+    // Requests that pile up while a sync runs become one more run; a full one wins over incremental ones.
+    state.syncRequest = { reason: state.syncRequest?.reason ?? request.reason, full: Boolean(state.syncRequest?.full || request.full) };
+    state.nextSyncAt = Date.now();
+  }
+
+  /** One piece of provider work per loop turn, so a disconnect or a revoked grant is seen between them. */
+  async step(): Promise<void> {
+    const { state } = this;
+    if (this.tokenTooShortLived()) await this.tokens.refreshOnce();
+    if (state.status !== 'active') return;
+    if (this.tokenTooShortLived()) {
+      // Refreshing is failing (and retried on its own timer): provider work waits for it rather than spin.
+      this.postpone(state.refreshDueAt!);
+      return;
+    }
+    if (isDue(state.setUpDueAt)) await this.setUp();
+    else if (isDue(state.renewSubscriptionsAt)) await this.renewSubscriptions();
+    else await this.syncOnce();
+  }
+
+  /**
+   * A provider call needs a token that outlives it comfortably; a token that lives shorter than that
+   * altogether is fresh enough until its refresh is due, or every step would refresh it again.
+   */
+  private tokenTooShortLived(): boolean {
+    const { accessTokenExpiresAt, refreshDueAt } = this.state;
+    return accessTokenExpiresAt! - Date.now() < Math.min(PROVIDER_CALL_MIN_VALIDITY_MS, accessTokenExpiresAt! - refreshDueAt!);
+  }
+
+  private postpone(until: number): void {
+    const { state } = this;
+    if (isDue(state.setUpDueAt)) state.setUpDueAt = until;
+    if (isDue(state.renewSubscriptionsAt)) state.renewSubscriptionsAt = until;
+    if (isDue(state.nextSyncAt)) state.nextSyncAt = until;
+  }
+
+  private async setUp(): Promise<void> {
+    const { state } = this;
+    try {
+      const setUp = await providerSetUp.setUpConnection({ connectionId: this.connectionId });
+      state.setUpDueAt = undefined;
+      state.providerSetUpDone = true;
+      state.providerError = undefined;
+      state.renewSubscriptionsAt = renewalTime(setUp.renewSubscriptionsAt);
+      state.syncIntervalSeconds = setUp.syncIntervalSeconds ?? undefined;
+      // A first sync right away, so the user sees their data without waiting for the schedule.
+      if (setUp.syncIntervalSeconds !== null) this.requestSync({ reason: 'connected', full: false });
+    } catch (error) {
+      state.setUpDueAt = Date.now() + SLOW_RETRY_MS;
+      await this.failure(error, (failure) => (state.providerError = failure));
+    }
+  }
+
+  private async renewSubscriptions(): Promise<void> {
+    const { state } = this;
+    const request = state.renewalRequest;
+    state.renewalRequest = undefined;
+    try {
+      const plan = await providerSetUp.renewConnectionSubscriptions({
+        connectionId: this.connectionId,
+        reason: request?.kind === 'reauthorization_required' || request?.kind === 'subscription_removed' ? request.kind : 'due',
+        ...(request?.subscriptionId ? { subscriptionId: request.subscriptionId } : {}),
+      });
+      state.renewSubscriptionsAt = state.renewalRequest ? Date.now() : renewalTime(plan.renewAt);
+      state.providerError = undefined;
+    } catch (error) {
+      state.renewalRequest ??= request;
+      state.renewSubscriptionsAt = Date.now() + SLOW_RETRY_MS;
+      await this.failure(error, (failure) => (state.providerError = failure));
+    }
+  }
+
+  private async syncOnce(): Promise<void> {
+    const { state } = this;
+    const request = state.syncRequest ?? { reason: 'scheduled', full: false };
+    state.syncRequest = undefined;
+    const sync = (state.sync ??= { runCount: 0 });
+    let retryAt: number | undefined;
+    try {
+      const summary = await dataSync.syncConnection({ connectionId: this.connectionId, ...request });
+      if (summary) {
+        const { created, updated, deleted, fullResync } = summary;
+        Object.assign(sync, { lastRunAt: summary.finishedAt, lastOutcome: 'succeeded', lastCounts: { created, updated, deleted, fullResync }, lastError: undefined });
+        sync.runCount += 1;
+      }
+    } catch (error) {
+      retryAt = Date.now() + SLOW_RETRY_MS;
+      await this.failure(error, (failure) => Object.assign(sync, { lastRunAt: failure.at, lastOutcome: 'failed', lastError: failure }));
+    }
+    const scheduled = state.syncIntervalSeconds ? Date.now() + state.syncIntervalSeconds * 1000 : undefined;
+    if (state.syncRequest) state.nextSyncAt = Date.now();
+    else state.nextSyncAt = retryAt !== undefined && scheduled !== undefined ? Math.min(retryAt, scheduled) : (scheduled ?? retryAt);
+  }
+
+  /** A revoked grant or a vanished connection ends provider work; anything else is recorded and retried later. */
+  private async failure(error: unknown, record: (failure: FailureRecord) => void): Promise<void> {
+    if (!(error instanceof ActivityFailure)) throw error;
+    const failure = describeFailure(error);
+    record(failure);
+    log.warn('provider work failed', { connectionId: this.connectionId, kind: failure.kind });
+    if (failure.kind === FailureType.grantRevoked) await this.tokens.markNeedsReauth('invalid_grant', failure.message);
+    else if (failure.kind === FailureType.connectionGone) this.state.disconnectRequest ??= { requestedBy: { type: 'system' }, receivedAt: Date.now() };
+  }
+}
+
+function isDue(at: number | undefined): boolean {
+  return at !== undefined && at <= Date.now();
+}
+
+/** A provider that grants less than our renewal margin must not make renewals spin. */
+function renewalTime(renewAt: number | null): number | undefined {
+  return renewAt === null ? undefined : Math.max(renewAt, Date.now() + MIN_RENEWAL_DELAY_MS);
+}
