@@ -1,8 +1,17 @@
-import { ApplicationFailure } from '@temporalio/activity';
-import { findAuthorization, markAuthorizationExchanged, wipeAuthorizationSecrets } from '../db/queries/authorizations';
-import { findConnection, storeTokensIfVersion, recordConnectionError } from '../db/queries/connections';
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import type { DatabaseTransactionConnection } from 'slonik';
+import { findAuthorization, markAuthorizationExchanged, wipeAuthorizationSecrets, type AuthorizationRow } from '../db/queries/authorizations';
+import {
+  findConnection,
+  isSecondLiveConnection,
+  storeTokensIfVersion,
+  recordConnectionError,
+  type ConnectionRow,
+  type ConnectionStatus,
+} from '../db/queries/connections';
+import type { ProviderTokens } from '../platform/providers/oauth-tokens';
 import { ProviderError } from '../platform/providers/provider-error';
-import { FailureType } from './failure-types';
+import { AUTHORIZATION_LOST_IN_FLIGHT, FailureType } from './failure-types';
 import { authorizationColumn, connectionColumn } from '../db/encrypted-columns';
 import {
   accessTokenExpiry,
@@ -14,81 +23,128 @@ import {
   type TokenState,
 } from './dependencies';
 import { dropObtainedTokens, revokeUnkeptTokensNow, setAsideSupersededGrant } from './unkept-tokens';
-import { TokenLease } from './token-lease';
+import { heartbeating, TokenLease } from './token-lease';
 
-export function createAuthorizationActivities({ db, crypto, providers, audit, clock }: ActivityDependencies) {
+/**
+ * The statuses a code exchange stores tokens from. `failed` too: a failed first authorization is marked
+ * failed while the user may already have authorized again, and that newer code revives the connection.
+ */
+const EXCHANGE_FROM_STATUSES: ConnectionStatus[] = ['pending', 'active', 'needs_reauth', 'failed'];
+
+export function createAuthorizationActivities({ db, crypto, providers, audit, clock, tokenLease }: ActivityDependencies) {
   const unkept = { db, crypto, providers, audit, clock };
   return {
     /**
      * Trades the stored authorization code for tokens and stores them encrypted. Idempotent: once the
      * authorization is marked exchanged, a retry answers from the database instead of spending the code twice.
+     * Tokens it obtains and does not keep are revoked after the lease is given back, so a refresh
+     * never waits for a revocation.
      */
-    async exchangeAuthorizationCode(input: { connectionId: string; authorizationId: string }): Promise<TokenState> {
-      const authorization = await findAuthorization(db, input.authorizationId);
-      if (!authorization || authorization.connectionId !== input.connectionId) {
-        throw ApplicationFailure.nonRetryable('authorization does not belong to this connection', FailureType.authorizationRejected);
-      }
-      const connection = await findConnection(db, input.connectionId);
-      if (!connection) throw ApplicationFailure.nonRetryable('connection does not exist', FailureType.connectionGone);
-      const { tokenVersion: versionBefore } = connection;
-      if (authorization.exchangedAt !== null) return currentTokenState(db, input.connectionId);
-      if (!authorization.codeEnc || !authorization.codeVerifierEnc) {
-        throw ApplicationFailure.nonRetryable('authorization holds no code to exchange', FailureType.authorizationRejected);
-      }
-
-      // One attempt at a time may spend the code; one that finds it spent by an earlier attempt answers from the database.
-      return TokenLease.hold(db, input.connectionId, versionBefore, async (lease) => {
-        const held = await findAuthorization(db, authorization.id);
-        if (held?.exchangedAt) return currentTokenState(db, input.connectionId);
-        if (!held?.codeEnc || !held.codeVerifierEnc) throw ApplicationFailure.nonRetryable('authorization holds no code to exchange', FailureType.authorizationRejected);
-        const adapter = oauthProviderAdapter(providers, authorization.provider);
-        const code = crypto.decrypt(held.codeEnc, authorizationColumn(authorization.id, 'code_enc'));
-        const codeVerifier = crypto.decrypt(held.codeVerifierEnc, authorizationColumn(authorization.id, 'code_verifier_enc'));
-        // Expiry counts from before the request: the provider's clock started no earlier, so we err early.
-        const requestedAt = clock();
-        let tokens;
-        try {
-          tokens = await adapter.exchangeCode({ code, codeVerifier, redirectUri: authorization.redirectUri }, { signal: lease.signal });
-        } catch (error) {
-          lease.rethrowIfAborted(error);
-          if (error instanceof ProviderError && error.kind !== 'transient') throw await rejected(error.kind, error.message);
-          throw retryableProviderFailure(error);
+    exchangeAuthorizationCode(input: { connectionId: string; authorizationId: string }): Promise<TokenState> {
+      return heartbeating(tokenLease, async () => {
+        const authorization = await findAuthorization(db, input.authorizationId);
+        if (!authorization || authorization.connectionId !== input.connectionId) {
+          throw ApplicationFailure.nonRetryable('authorization does not belong to this connection', FailureType.authorizationRejected);
         }
-        // What we must revoke if we do not keep it (issue 11, defect 3).
-        const obtained = { connectionId: input.connectionId, provider: authorization.provider, providerAccountId: tokens.accountId, refreshToken: tokens.refreshToken };
-        // With granular consent the user may untick a scope; a connection without it would fail later, and quietly.
-        const missingScopes = adapter.scopes.filter((scope) => tokens.scopes && !tokens.scopes.includes(scope));
-        if (missingScopes.length > 0) {
-          await dropObtainedTokens(unkept, { ...obtained, reason: 'insufficient_scope' });
-          throw await rejected('insufficient_scope', `the user did not grant ${missingScopes.join(' ')}`);
+        const connection = await findConnection(db, input.connectionId);
+        if (!connection) throw ApplicationFailure.nonRetryable('connection does not exist', FailureType.connectionGone);
+        if (authorization.exchangedAt !== null) return currentTokenState(db, input.connectionId);
+        if (!authorization.codeEnc || !authorization.codeVerifierEnc) {
+          throw ApplicationFailure.nonRetryable('authorization holds no code to exchange', FailureType.authorizationRejected);
         }
 
-        const accessTokenExpiresAt = accessTokenExpiry(tokens, requestedAt);
-        const { refreshToken } = tokens;
-        const stored = await db.transaction(async (transaction) => {
-          await lease.settleWith(transaction);
-          await setAsideSupersededGrant(unkept, transaction, {
-            connectionId: input.connectionId,
-            provider: authorization.provider,
-            expectedVersion: connection.tokenVersion,
-            fromStatuses: ['pending', 'active', 'needs_reauth'],
+        // One attempt at a time may spend the code; one that finds it spent by an earlier attempt answers from the database.
+        const outcome = await TokenLease.hold(db, input.connectionId, connection.tokenVersion, (lease) => exchangeHolding(lease, authorization), tokenLease);
+        if ('tokens' in outcome) {
+          await revokeUnkeptTokensNow(unkept, input.connectionId);
+          return outcome.tokens;
+        }
+        await dropObtainedTokens(unkept, outcome.unkept);
+        if (outcome.unkept.reason === 'insufficient_scope') throw await rejected(input, connection.tokenVersion, 'insufficient_scope', outcome.message);
+        throw ApplicationFailure.nonRetryable(outcome.message, FailureType.connectionGone);
+      });
+    },
+
+    /** A first authorization that could not be completed leaves a failed connection; the user starts again. */
+    async markConnectionFailed(input: { connectionId: string; reason: string }): Promise<void> {
+      await transitionAndAudit({ db, audit }, { ...input, to: 'failed', from: ['pending'], action: 'IntegrationConnect', outcome: 'failure' });
+    },
+  };
+
+  /** The exchange proper, by the lease's holder: it spends the code and stores what it obtained, or says what it will not keep. */
+  async function exchangeHolding(lease: TokenLease, authorization: AuthorizationRow): Promise<ExchangeOutcome> {
+    const { connectionId } = lease;
+    const held = await findAuthorization(db, authorization.id);
+    if (held?.exchangedAt) return { tokens: await currentTokenState(db, connectionId) };
+    if (!held?.codeEnc || !held.codeVerifierEnc) throw ApplicationFailure.nonRetryable('authorization holds no code to exchange', FailureType.authorizationRejected);
+    const adapter = oauthProviderAdapter(providers, authorization.provider);
+    const code = crypto.decrypt(held.codeEnc, authorizationColumn(authorization.id, 'code_enc'));
+    const codeVerifier = crypto.decrypt(held.codeVerifierEnc, authorizationColumn(authorization.id, 'code_verifier_enc'));
+    // Expiry counts from before the request: the provider's clock started no earlier, so we err early.
+    const requestedAt = clock();
+    let tokens: ProviderTokens & { refreshToken: string };
+    await lease.beforeProviderCall();
+    try {
+      tokens = await adapter.exchangeCode({ code, codeVerifier, redirectUri: authorization.redirectUri }, { signal: lease.signal });
+    } catch (error) {
+      lease.noteAnswer(error);
+      lease.rethrowIfAborted(error);
+      if (!(error instanceof ProviderError) || error.kind === 'transient') throw retryableProviderFailure(error);
+      // An earlier attempt that lost the lease may have stored what it obtained with this code meanwhile.
+      if ((await findAuthorization(db, authorization.id))?.exchangedAt) return { tokens: await currentTokenState(db, connectionId) };
+      if (error.kind === 'invalid_grant' && answerLostBefore(lease)) throw await lostInFlight(lease, authorization.id);
+      throw await rejected({ connectionId, authorizationId: authorization.id }, lease.tokenVersion, error.kind, error.message);
+    }
+    // What we must revoke if we do not keep it (issue 11, defect 3).
+    const obtained = { connectionId, provider: authorization.provider, providerAccountId: tokens.accountId, refreshToken: tokens.refreshToken };
+    // With granular consent the user may untick a scope; a connection without it would fail later, and quietly.
+    const missingScopes = adapter.scopes.filter((scope) => tokens.scopes && !tokens.scopes.includes(scope));
+    if (missingScopes.length > 0) return { unkept: { ...obtained, reason: 'insufficient_scope' }, message: `the user did not grant ${missingScopes.join(' ')}` };
+
+    const accessTokenExpiresAt = accessTokenExpiry(tokens, requestedAt);
+    // A refresh attempt that lost the lease may store after we read the version: its tokens are what this
+    // re-consent replaces, so the store runs again on the version it left. Only a status says "disconnected".
+    for (;;) {
+      const connection = await findConnection(db, connectionId);
+      if (!connection || !EXCHANGE_FROM_STATUSES.includes(connection.status)) {
+        return { unkept: { ...obtained, reason: 'disconnected_during_authorization' }, message: 'connection was disconnected during authorization' };
+      }
+      const stored = await store(connection, async (transaction) => {
+        await lease.settleWith(transaction);
+        await setAsideSupersededGrant(unkept, transaction, {
+          connectionId,
+          provider: authorization.provider,
+          expectedVersion: connection.tokenVersion,
+          fromStatuses: EXCHANGE_FROM_STATUSES,
+          providerAccountId: tokens.accountId,
+        });
+        return storeTokensIfVersion(
+          transaction,
+          connectionId,
+          connection.tokenVersion,
+          {
+            accessTokenEnc: crypto.encrypt(tokens.accessToken, connectionColumn(connectionId, 'access_token_enc')),
+            refreshTokenEnc: crypto.encrypt(tokens.refreshToken, connectionColumn(connectionId, 'refresh_token_enc')),
+            previousRefreshTokenEnc: null,
+            accessTokenExpiresAt,
+            scopes: tokens.scopes ?? adapter.scopes,
             providerAccountId: tokens.accountId,
-          });
-          const tokenVersion = await storeTokensIfVersion(
-            transaction,
-            input.connectionId,
-            connection.tokenVersion,
-            {
-              accessTokenEnc: crypto.encrypt(tokens.accessToken, connectionColumn(input.connectionId, 'access_token_enc')),
-              refreshTokenEnc: crypto.encrypt(refreshToken, connectionColumn(input.connectionId, 'refresh_token_enc')),
-              previousRefreshTokenEnc: null,
-              accessTokenExpiresAt,
-              scopes: tokens.scopes ?? adapter.scopes,
-              providerAccountId: tokens.accountId,
-            },
-            requestedAt,
-            ['pending', 'active', 'needs_reauth'],
-          );
+          },
+          requestedAt,
+          EXCHANGE_FROM_STATUSES,
+        );
+      });
+      if (stored === 'second_live_connection') {
+        return { unkept: { ...obtained, reason: 'disconnected_during_authorization' }, message: 'the user connected this provider again during authorization' };
+      }
+      if (stored !== null) return { tokens: { tokenVersion: stored, accessTokenExpiresAt: accessTokenExpiresAt.getTime() } };
+    }
+
+    /** One try of the compare-and-set, with the authorization marked exchanged and the connect audited in its transaction. */
+    function store(connection: ConnectionRow, write: (transaction: DatabaseTransactionConnection) => Promise<number | null>) {
+      return db
+        .transaction(async (transaction) => {
+          const tokenVersion = await write(transaction);
           if (tokenVersion === null) return null;
           await markAuthorizationExchanged(transaction, authorization.id);
           await audit.record(
@@ -98,32 +154,51 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
               actor: { type: 'user', id: authorization.userId },
               userId: authorization.userId,
               provider: authorization.provider,
-              connectionId: input.connectionId,
-              details: { scopes: tokens.scopes ?? adapter.scopes, reauthorization: connection.status !== 'pending' },
+              connectionId,
+              details: { scopes: tokens.scopes ?? adapter.scopes, reauthorization: connection.status === 'active' || connection.status === 'needs_reauth' },
             },
             transaction,
           );
-          return { tokenVersion, accessTokenExpiresAt: accessTokenExpiresAt.getTime() };
+          return tokenVersion;
+        })
+        .catch((error: unknown) => {
+          // Reviving a failed connection while the user has connected again meanwhile: these tokens are not kept.
+          if (isSecondLiveConnection(error)) return 'second_live_connection' as const;
+          throw error;
         });
-        if (stored === null) {
-          await dropObtainedTokens(unkept, { ...obtained, reason: 'disconnected_during_authorization' });
-          throw ApplicationFailure.nonRetryable('connection was disconnected during authorization', FailureType.connectionGone);
-        }
-        await revokeUnkeptTokensNow(unkept, input.connectionId);
-        return stored;
-      });
+    }
+  }
 
-      /** A code that could not be used is worth nothing: it and its verifier are wiped, the reason kept. */
-      async function rejected(kind: string, message: string): Promise<ApplicationFailure> {
-        await wipeAuthorizationSecrets(db, input.authorizationId);
-        await recordConnectionError(db, { connectionId: input.connectionId, tokenVersion: versionBefore, kind, message, at: clock() });
-        return ApplicationFailure.nonRetryable(message, FailureType.authorizationRejected);
-      }
-    },
+  /**
+   * The code was refused after an earlier attempt of this exchange presented it and never heard back:
+   * the provider spent it then. Recorded with its own reason, and the lease forgets the lost call, which
+   * concerned the code and not the connection's refresh token.
+   */
+  async function lostInFlight(lease: TokenLease, authorizationId: string): Promise<ApplicationFailure> {
+    const message = "the provider refused the authorization code after an earlier attempt's answer was lost in flight";
+    await db.transaction(async (transaction) => {
+      await lease.settleWith(transaction);
+      await wipeAuthorizationSecrets(transaction, authorizationId);
+      await recordConnectionError(transaction, { connectionId: lease.connectionId, tokenVersion: lease.tokenVersion, kind: AUTHORIZATION_LOST_IN_FLIGHT, message, at: clock() });
+    });
+    return ApplicationFailure.nonRetryable(message, FailureType.authorizationLostInFlight);
+  }
 
-    /** A first authorization that could not be completed leaves a failed connection; the user starts again. */
-    async markConnectionFailed(input: { connectionId: string; reason: string }): Promise<void> {
-      await transitionAndAudit({ db, audit }, { ...input, to: 'failed', from: ['pending'], action: 'IntegrationConnect', outcome: 'failure' });
-    },
-  };
+  /** A code that could not be used is worth nothing: it and its verifier are wiped, the reason kept. */
+  async function rejected(input: { connectionId: string; authorizationId: string }, tokenVersion: number, kind: string, message: string): Promise<ApplicationFailure> {
+    await wipeAuthorizationSecrets(db, input.authorizationId);
+    await recordConnectionError(db, { connectionId: input.connectionId, tokenVersion, kind, message, at: clock() });
+    return ApplicationFailure.nonRetryable(message, FailureType.authorizationRejected);
+  }
+}
+
+/** What the lease's holder leaves to do once the lease is given back. */
+type ExchangeOutcome = { tokens: TokenState } | { unkept: Parameters<typeof dropObtainedTokens>[1]; message: string };
+
+/**
+ * An earlier attempt of this very activity presented the code and its answer never came. The lease's
+ * mark alone could be a refresh's lost call at the same version; a first attempt presented nothing before.
+ */
+function answerLostBefore(lease: TokenLease): boolean {
+  return lease.earlierCallUnanswered && Context.current().info.attempt > 1;
 }

@@ -1,4 +1,4 @@
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import {
   findConnection,
   readConnectionSecrets,
@@ -7,12 +7,16 @@ import {
   type ConnectionRow,
   type ConnectionStatus,
 } from '../db/queries/connections';
+import { isTransientDatabaseFault } from '../db/transient-faults';
 import { ProviderError } from '../platform/providers/provider-error';
 import type { ProviderTokens } from '../platform/providers/oauth-tokens';
 import { FailureType, REFRESH_TOKEN_LOST_IN_FLIGHT } from './failure-types';
 import { connectionColumn } from '../db/encrypted-columns';
 import { accessTokenExpiry, currentTokenState, providerActivityFailure, providerAdapter, transitionAndAudit, type ActivityDependencies, type TokenState } from './dependencies';
-import { TokenLease } from './token-lease';
+import { heartbeating, TokenLease } from './token-lease';
+
+/** The first pause before storing again after a database fault; pauses double up to the heartbeat interval. */
+const FIRST_STORE_RETRY_PAUSE_MS = 100;
 
 /** Only an active connection is refreshed; a connection on its way out tells the workflow to finish it. */
 function assertRefreshable(status: ConnectionStatus): void {
@@ -21,7 +25,7 @@ function assertRefreshable(status: ConnectionStatus): void {
   throw ApplicationFailure.nonRetryable(`connection is ${status}`, FailureType.connectionGone);
 }
 
-export function createRefreshActivities({ db, crypto, providers, audit, clock }: ActivityDependencies) {
+export function createRefreshActivities({ db, crypto, providers, audit, clock, tokenLease }: ActivityDependencies) {
   return {
     /**
      * The only code that refreshes a connection's tokens, run only by the connection's workflow
@@ -29,12 +33,14 @@ export function createRefreshActivities({ db, crypto, providers, audit, clock }:
      * token lease across the provider call. The new tokens are stored, compare-and-set on the version,
      * before the activity completes; a retry whose earlier attempt already stored them just reports them.
      */
-    async refreshConnectionTokens(input: { connectionId: string; expectedVersion: number }): Promise<TokenState> {
-      const connection = await findConnection(db, input.connectionId);
-      if (!connection) throw ApplicationFailure.nonRetryable('connection does not exist', FailureType.connectionGone);
-      assertRefreshable(connection.status);
-      if (connection.tokenVersion !== input.expectedVersion) return currentTokenState(db, input.connectionId);
-      return TokenLease.hold(db, input.connectionId, input.expectedVersion, (lease) => refreshHolding(lease, connection));
+    refreshConnectionTokens(input: { connectionId: string; expectedVersion: number }): Promise<TokenState> {
+      return heartbeating(tokenLease, async () => {
+        const connection = await findConnection(db, input.connectionId);
+        if (!connection) throw ApplicationFailure.nonRetryable('connection does not exist', FailureType.connectionGone);
+        assertRefreshable(connection.status);
+        if (connection.tokenVersion !== input.expectedVersion) return currentTokenState(db, input.connectionId);
+        return TokenLease.hold(db, input.connectionId, input.expectedVersion, (lease) => refreshHolding(lease, connection), tokenLease);
+      });
     },
 
     /** Moves the connection to needs_reauth; only the call that makes the move writes the audit row. */
@@ -84,19 +90,20 @@ export function createRefreshActivities({ db, crypto, providers, audit, clock }:
       tokens = await presenting(current);
     } catch (error) {
       // A rotated token that never worked may have been lost upstream; the one before it may still be good.
-      if (!(isRefusedGrant(error) && previous)) throw await failed(error);
+      if (!(isRefusedGrant(error) && previous)) return failed(error);
       try {
         tokens = await presenting(previous);
         usedRefreshToken = previous;
       } catch (fallbackError) {
-        throw await failed(fallbackError);
+        return failed(fallbackError);
       }
     }
 
     const accessTokenExpiresAt = accessTokenExpiry(tokens, requestedAt);
     // Keep the token we used until its successor has worked once; a non-rotating provider leaves nothing to keep.
     const rotated = tokens.refreshToken !== undefined && tokens.refreshToken !== usedRefreshToken;
-    return db.transaction(async (transaction) => {
+    // The provider may have rotated: these tokens may be the only good ones, so a database fault is outlasted, not passed on.
+    return storingDespiteDatabaseFaults(() => db.transaction(async (transaction) => {
       await lease.settleWith(transaction);
       const tokenVersion = await storeTokensIfVersion(
         transaction,
@@ -130,20 +137,47 @@ export function createRefreshActivities({ db, crypto, providers, audit, clock }:
         transaction,
       );
       return { tokenVersion, accessTokenExpiresAt: accessTokenExpiresAt.getTime() };
-    });
+    }));
 
-    async function failed(error: unknown): Promise<ApplicationFailure> {
+    /** Throws what the workflow must see, or answers the stored state when another attempt's answer superseded the failed call. */
+    async function failed(error: unknown): Promise<TokenState> {
       lease.rethrowIfAborted(error);
-      // Every token we hold refused, after an attempt whose answer never came: the provider rotated and the answer was lost.
-      if (isRefusedGrant(error) && lease.earlierCallUnanswered) {
-        const message = "the provider refused every refresh token we hold after an earlier attempt's answer was lost in flight";
-        await recordConnectionError(db, { connectionId, tokenVersion: expectedVersion, kind: REFRESH_TOKEN_LOST_IN_FLIGHT, message, at: clock() });
-        return ApplicationFailure.nonRetryable(message, FailureType.refreshTokenLostInFlight);
+      // Ours (a lease taken over, a cancellation), not the provider's: nothing to record against the connection.
+      if (error instanceof ApplicationFailure || error instanceof CancelledFailure) throw error;
+      if (isRefusedGrant(error)) {
+        // An attempt that lost the lease may have stored its answer meanwhile: the refusal was of a token it rotated away.
+        const latest = await findConnection(db, connectionId);
+        if (latest && latest.tokenVersion !== expectedVersion) return currentTokenState(db, connectionId);
+        // Every token we hold refused, after an attempt whose answer never came: the provider rotated and the answer was lost.
+        if (adapter.rotatesRefreshTokens && lease.earlierCallUnanswered) {
+          const message = "the provider refused every refresh token we hold after an earlier attempt's answer was lost in flight";
+          await recordConnectionError(db, { connectionId, tokenVersion: expectedVersion, kind: REFRESH_TOKEN_LOST_IN_FLIGHT, message, at: clock() });
+          throw ApplicationFailure.nonRetryable(message, FailureType.refreshTokenLostInFlight);
+        }
       }
       const kind = error instanceof ProviderError ? error.kind : 'unknown';
       const message = error instanceof Error ? error.message : String(error);
       await recordConnectionError(db, { connectionId, tokenVersion: expectedVersion, kind, message, at: clock() });
-      return providerActivityFailure(error);
+      throw providerActivityFailure(error);
+    }
+  }
+
+  /**
+   * Runs the store again after a transient database fault (the transaction rolled back, or committed
+   * unseen: then the compare-and-set answers the stored state), while the attempt lives: until Temporal
+   * cancels it (heartbeats carry the cancellation) or its start-to-close timeout is near.
+   */
+  async function storingDespiteDatabaseFaults<T>(store: () => Promise<T>): Promise<T> {
+    const context = Context.current();
+    const { currentAttemptScheduledTimestampMs, startToCloseTimeoutMs } = context.info;
+    const deadline = currentAttemptScheduledTimestampMs + startToCloseTimeoutMs;
+    for (let pause = FIRST_STORE_RETRY_PAUSE_MS; ; pause = Math.min(pause * 2, tokenLease.heartbeatIntervalMs)) {
+      try {
+        return await store();
+      } catch (error) {
+        if (!isTransientDatabaseFault(error) || Date.now() + pause >= deadline) throw error;
+        await context.sleep(pause);
+      }
     }
   }
 }

@@ -10,6 +10,7 @@ import { ProviderError } from '../platform/providers/provider-error';
 import type { ProviderTokens } from '../platform/providers/oauth-tokens';
 import type { VoicePlatforms } from '../platform/voice/voice-platform';
 import type { SsoSessionSync } from '../platform/sso/backchannel-delivery';
+import type { Config } from '../platform/config';
 
 /** Everything activities touch, handed in so tests can pass fakes (a simulated clock, a test database). */
 export interface ActivityDependencies {
@@ -23,6 +24,8 @@ export interface ActivityDependencies {
   voice: VoicePlatforms;
   /** The issuers, the portal client and both servers' signing keys: the SSO session workflow's back-channel logouts. */
   sso: SsoSessionSync;
+  /** How the token writers' lease lives and is renewed (activities/token-lease.ts). */
+  tokenLease: Config['tokenLease'];
   clock: () => Date;
 }
 

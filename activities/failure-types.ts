@@ -18,6 +18,11 @@ export const FailureType = {
    * provider rotated and the answer was lost. Final, like GrantRevoked, but with its own reason.
    */
   refreshTokenLostInFlight: 'RefreshTokenLostInFlight',
+  /**
+   * The authorization code was refused after an earlier attempt's exchange went unanswered: the
+   * provider spent the code and the answer was lost. Final, like AuthorizationRejected, with its own reason.
+   */
+  authorizationLostInFlight: 'AuthorizationLostInFlight',
   /** The provider refuses our client or answers what we cannot read: an operator must look. Not retried at once. */
   providerRejected: 'ProviderRejected',
   /** A stored secret cannot be decrypted (its key is gone): an operator must look. Not retried at once. */
@@ -37,9 +42,13 @@ export const FailureType = {
 /** The needs_reauth reason (and recorded error kind) for RefreshTokenLostInFlight. */
 export const REFRESH_TOKEN_LOST_IN_FLIGHT = 'refresh_token_lost_in_flight';
 
+/** The failed connection's reason (and recorded error kind) for AuthorizationLostInFlight. */
+export const AUTHORIZATION_LOST_IN_FLIGHT = 'authorization_lost_in_flight';
+
 export const NON_RETRYABLE_FAILURES = [
   FailureType.grantRevoked,
   FailureType.refreshTokenLostInFlight,
+  FailureType.authorizationLostInFlight,
   FailureType.authorizationRejected,
   FailureType.connectionGone,
   FailureType.providerRejected,

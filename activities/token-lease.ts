@@ -2,30 +2,48 @@ import { randomUUID } from 'node:crypto';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { DatabasePool, DatabaseTransactionConnection } from 'slonik';
 import { holdsTokenLease, markProviderCallUnanswered, releaseTokenLease, renewTokenLease, takeTokenLease } from '../db/queries/token-leases';
+import { TOKEN_LEASE_DEFAULTS, type Config } from '../platform/config';
 import { ProviderError } from '../platform/providers/provider-error';
 import { FailureType } from './failure-types';
 
 /**
- * Well above the heartbeat interval and the workflow's heartbeat timeout for token writes
- * (workflows/connection-activities.ts): a live holder always renews in time, a dead one blocks the
- * next attempt for this long at most.
+ * TOKEN_LEASE_TTL_SECONDS and TOKEN_LEASE_HEARTBEAT_INTERVAL_MS. The TTL stays above the workflow's
+ * heartbeat timeout for token writes (workflows/connection-activities.ts): Temporal gives up on a
+ * silent attempt before its lease lapses, so a lease only lapses under an attempt already given up on.
  */
-const LEASE_TTL_SECONDS = 15;
-const HEARTBEAT_INTERVAL_MS = 2_000;
+export type TokenLeaseSettings = Config['tokenLease'];
+
+/**
+ * Heartbeats to Temporal from the call until `work` settles, whatever `work` waits for: a database
+ * pool that is slow to hand out a connection must not look like a dead attempt. Token writes wrap
+ * their whole activity in it, the reads before the lease included.
+ */
+export async function heartbeating<T>(settings: TokenLeaseSettings, work: () => Promise<T>): Promise<T> {
+  const context = Context.current();
+  context.heartbeat();
+  const timer = setInterval(() => context.heartbeat(), settings.heartbeatIntervalMs);
+  try {
+    return await work();
+  } finally {
+    clearInterval(timer);
+  }
+}
 
 /**
  * One activity attempt's hold on a connection's token writes (design invariant 2 across attempts).
- * Temporal starts the next attempt when one times out, not when it has stopped; only the holder calls
- * the provider and stores what it answered, so two attempts never present the same refresh token or
- * authorization code. Heartbeats renew the lease; cancellation, or another attempt taking the lease
- * over, aborts the provider call through `signal`.
+ * Temporal starts the next attempt when one times out, not when it has stopped; only the holder starts
+ * a provider call, so two attempts do not present the same refresh token or authorization code while
+ * both are alive. What guards the stored tokens is the compare-and-set on the token version: an attempt
+ * that lost the lease while its provider call was out still stores the answer, if nobody stored first,
+ * since the provider may have rotated and that answer may be the only good token there is.
  */
 export class TokenLease {
-  private readonly taken = new AbortController();
+  /** Aborts the provider call when Temporal cancels the attempt. */
   readonly signal: AbortSignal;
   /** An earlier attempt called the provider with this token version and its answer never arrived. */
   readonly earlierCallUnanswered: boolean;
   private callUnanswered = false;
+  private takenOver = false;
 
   private constructor(
     private readonly db: DatabasePool,
@@ -34,21 +52,30 @@ export class TokenLease {
     readonly tokenVersion: number,
     private readonly inheritedUnanswered: number | null,
   ) {
-    this.signal = AbortSignal.any([Context.current().cancellationSignal, this.taken.signal]);
+    this.signal = Context.current().cancellationSignal;
     this.earlierCallUnanswered = inheritedUnanswered === tokenVersion;
   }
 
-  /** Runs `work` holding the lease, or fails retryably at once when another live attempt holds it. */
-  static async hold<T>(db: DatabasePool, connectionId: string, tokenVersion: number, work: (lease: TokenLease) => Promise<T>): Promise<T> {
+  /**
+   * Runs `work` holding the lease, or fails retryably at once when another live attempt holds it.
+   * `settings` are the activity dependencies' `tokenLease` (the exchange does not hand them in yet).
+   */
+  static async hold<T>(
+    db: DatabasePool,
+    connectionId: string,
+    tokenVersion: number,
+    work: (lease: TokenLease) => Promise<T>,
+    settings: TokenLeaseSettings = TOKEN_LEASE_DEFAULTS,
+  ): Promise<T> {
     const holder = randomUUID();
-    const taken = await db.transaction((transaction) => takeTokenLease(transaction, connectionId, holder, LEASE_TTL_SECONDS));
+    const taken = await db.transaction((transaction) => takeTokenLease(transaction, connectionId, holder, settings.ttlSeconds));
     if (!taken) throw ApplicationFailure.retryable("another attempt is writing this connection's tokens", FailureType.tokenWriteInProgress);
     const lease = new TokenLease(db, holder, connectionId, tokenVersion, taken.unansweredTokenVersion);
-    const heartbeat = lease.keepAlive();
+    const renewal = lease.keepAlive(settings);
     try {
       return await work(lease);
     } finally {
-      clearInterval(heartbeat);
+      clearInterval(renewal);
       // When the database is away, the lease lapses on its own; the attempt's own outcome matters more.
       await releaseTokenLease(db, connectionId, holder, lease.unansweredAfterRelease()).catch(() => undefined);
     }
@@ -65,28 +92,42 @@ export class TokenLease {
     if (error instanceof ProviderError && error.details.status !== undefined) this.callUnanswered = false;
   }
 
-  /** In the transaction that stores the provider's answer: refuses to store for a holder that lost the lease, and ends the lease with the write. */
+  /**
+   * In the transaction that stores the provider's answer, before the compare-and-set: waits for a
+   * takeover in progress to commit, and ends the lease with the write when this attempt still holds it.
+   * An attempt that lost it stores all the same; the version decides which answer stands.
+   */
   async settleWith(transaction: DatabaseTransactionConnection): Promise<void> {
-    if (!(await holdsTokenLease(transaction, this.connectionId, this.holder))) throw this.lost();
-    await releaseTokenLease(transaction, this.connectionId, this.holder, null);
+    if (await holdsTokenLease(transaction, this.connectionId, this.holder)) await releaseTokenLease(transaction, this.connectionId, this.holder, null);
+    else this.takenOver = true;
   }
 
-  /** A cancellation or a lost lease surfaces as itself, not as a provider fault. */
+  /** Another attempt took the lease over (seen by a renewal or by the store): it will not see what this one obtained unless this one stores it. */
+  get takenOverBeforeStoring(): boolean {
+    return this.takenOver;
+  }
+
+  /** A cancellation surfaces as itself, not as a provider fault. */
   rethrowIfAborted(error: unknown): void {
     if (this.signal.aborted && !(error instanceof ProviderError && error.details.status !== undefined)) throw this.signal.reason;
   }
 
-  private keepAlive(): NodeJS.Timeout {
+  /**
+   * Heartbeats (for a caller that does not heartbeat from its start) and renews, neither waiting for
+   * the other: a renewal that waits for the database must not hold back the heartbeat that tells
+   * Temporal the attempt is alive. A renewal that finds the lease taken over changes nothing here: the
+   * call already out runs to its answer, and no new call starts (beforeProviderCall checks the holder).
+   */
+  private keepAlive(settings: TokenLeaseSettings): NodeJS.Timeout {
     const context = Context.current();
-    context.heartbeat();
     return setInterval(() => {
       context.heartbeat();
-      renewTokenLease(this.db, this.connectionId, this.holder, LEASE_TTL_SECONDS).then(
-        (held) => held || this.taken.abort(this.lost()),
-        // A database hiccup is not a lost lease; the next tick tries again before the lease lapses.
+      // A database hiccup is not a lost lease; the next tick tries again before the lease lapses.
+      renewTokenLease(this.db, this.connectionId, this.holder, settings.ttlSeconds).then(
+        (held) => (this.takenOver ||= !held),
         () => undefined,
       );
-    }, HEARTBEAT_INTERVAL_MS);
+    }, settings.heartbeatIntervalMs);
   }
 
   private unansweredAfterRelease(): number | null {

@@ -18,28 +18,54 @@ import { providerAdapter, type ActivityDependencies } from './dependencies';
 import { FailureType } from './failure-types';
 import { grantKeepers } from './shared-grant';
 
-/** As long as a disconnect waits out a provider outage before it records the revocation as failed. */
-const REVOCATION_WINDOW_MS = 2 * 60 * 60 * 1000;
-
 type UnkeptTokenDependencies = Pick<ActivityDependencies, 'db' | 'crypto' | 'providers' | 'audit' | 'clock'>;
+
+type ObtainedTokens = { connectionId: string; provider: string; providerAccountId: string | undefined; refreshToken: string; reason: UnkeptTokenReason };
 
 /**
  * Tokens an exchange obtained and will not keep (a scope the user refused, a connection disconnected
  * meanwhile): set aside durably, then revoked at once where the provider answers. An outage leaves them
- * for the revokeUnkeptTokens activity; a failure here never fails the exchange.
+ * for the revokeUnkeptTokens activity; a failure here never fails the exchange. Tokens that cannot be
+ * set aside are still in hand: they are revoked at once, once, and the outcome audited.
  */
-export async function dropObtainedTokens(
-  dependencies: UnkeptTokenDependencies,
-  obtained: { connectionId: string; provider: string; providerAccountId: string | undefined; refreshToken: string; reason: UnkeptTokenReason },
-): Promise<void> {
+export async function dropObtainedTokens(dependencies: UnkeptTokenDependencies, obtained: ObtainedTokens): Promise<void> {
+  if (!providerAdapter(dependencies.providers, obtained.provider).supportsRevocation) return;
   try {
-    if (!providerAdapter(dependencies.providers, obtained.provider).supportsRevocation) return;
     await setAside(dependencies, dependencies.db, { ...obtained, providerAccountId: obtained.providerAccountId ?? null });
   } catch (error) {
-    log.warn('tokens that will not be kept could not be set aside for revocation', { connectionId: obtained.connectionId, error: describe(error) });
+    log.warn('tokens that will not be kept could not be set aside; revoking them at once', { connectionId: obtained.connectionId, error: describe(error) });
+    await revokeWithoutSettingAside(dependencies, obtained, describe(error));
     return;
   }
   await revokeUnkeptTokensNow(dependencies, obtained.connectionId);
+}
+
+/** The last chance for tokens nothing durable remembers: a failure is audited (or, without a database, logged), never retried. */
+async function revokeWithoutSettingAside(dependencies: UnkeptTokenDependencies, obtained: ObtainedTokens, setAsideError: string): Promise<void> {
+  const { db, audit } = dependencies;
+  const adapter = providerAdapter(dependencies.providers, obtained.provider);
+  let connection: ConnectionRow | null = null;
+  let outcome: 'success' | 'failure';
+  let details: NonNullable<AuditEntry['details']>;
+  try {
+    connection = await findConnection(db, obtained.connectionId);
+    const keepers = await keepersOf(db, adapter, connection, { connectionId: obtained.connectionId, providerAccountId: obtained.providerAccountId ?? null });
+    if (keepers.length > 0) [outcome, details] = ['success', { revocation: 'skipped_shared_grant', sharedGrantWith: keepers }];
+    else [outcome, details] = ['success', { revocation: await adapter.revoke(obtained.refreshToken) }];
+  } catch (error) {
+    [outcome, details] = ['failure', { error: describe(error) }];
+  }
+  try {
+    await audit.record(auditEntry(connection, obtained, outcome, { reason: obtained.reason, ...details, setAsideError }));
+  } catch (error) {
+    log.error('the revocation of tokens that were not set aside could not be audited', {
+      connectionId: obtained.connectionId,
+      reason: obtained.reason,
+      outcome,
+      revocation: details.revocation ?? null,
+      error: describe(error),
+    });
+  }
 }
 
 /**
@@ -83,10 +109,13 @@ export async function setAsideSupersededGrant(
   });
 }
 
-/** Best effort, for the end of an exchange: whatever is left waits for the revokeUnkeptTokens activity. */
+/**
+ * Best effort, for the end of an exchange: whatever is left waits for the revokeUnkeptTokens activity,
+ * which the workflow runs after every exchange and which alone gives up on a token after the window.
+ */
 export async function revokeUnkeptTokensNow(dependencies: UnkeptTokenDependencies, connectionId: string): Promise<void> {
   try {
-    await revokeUnkeptTokens(dependencies, connectionId);
+    await revokeUnkeptTokens(dependencies, connectionId, undefined);
   } catch (error) {
     log.warn('revoking tokens that will not be kept failed; they wait for the next attempt', { connectionId, error: describe(error) });
   }
@@ -95,11 +124,12 @@ export async function revokeUnkeptTokensNow(dependencies: UnkeptTokenDependencie
 export function createUnkeptTokenActivities(dependencies: UnkeptTokenDependencies) {
   return {
     /**
-     * Revokes the connection's set-aside tokens. Retryable while a provider is down (up to the
-     * revocation window, after which each is audited as failed); every final answer is audited once.
+     * Revokes the connection's set-aside tokens. Retryable while a provider is down, for each token up
+     * to `revocationWindowSeconds` (UPSTREAM_REVOCATION_WINDOW_SECONDS) after it was set aside, then
+     * audited as a failed revocation; every final answer is audited once.
      */
-    async revokeUnkeptTokens(input: { connectionId: string }): Promise<void> {
-      const waiting = await revokeUnkeptTokens(dependencies, input.connectionId);
+    async revokeUnkeptTokens(input: { connectionId: string; revocationWindowSeconds: number }): Promise<void> {
+      const waiting = await revokeUnkeptTokens(dependencies, input.connectionId, input.revocationWindowSeconds * 1000);
       if (waiting > 0) {
         throw ApplicationFailure.retryable(`${waiting} token(s) that will not be kept still wait for the provider to revoke them`, FailureType.providerUnavailable);
       }
@@ -107,18 +137,23 @@ export function createUnkeptTokenActivities(dependencies: UnkeptTokenDependencie
   };
 }
 
-/** Tries each set-aside token once; returns how many still wait for the provider. */
-async function revokeUnkeptTokens(dependencies: UnkeptTokenDependencies, connectionId: string): Promise<number> {
+/** Tries each set-aside token once; returns how many still wait for the provider (without a window, all that met an outage). */
+async function revokeUnkeptTokens(dependencies: UnkeptTokenDependencies, connectionId: string, windowMs: number | undefined): Promise<number> {
   const connection = await findConnection(dependencies.db, connectionId);
   let waiting = 0;
   for (const unkept of await listUnkeptTokens(dependencies.db, connectionId)) {
-    if (!(await settle(dependencies, connection, unkept))) waiting += 1;
+    if (!(await settle(dependencies, connection, unkept, windowMs))) waiting += 1;
   }
   return waiting;
 }
 
-/** True once the token has a final answer (revoked, skipped, or refused for good), false while it waits. */
-async function settle(dependencies: UnkeptTokenDependencies, connection: ConnectionRow | null, unkept: UnkeptTokenRow): Promise<boolean> {
+/** True once the token has a final answer (revoked, skipped, refused for good, or out of its window), false while it waits. */
+async function settle(
+  dependencies: UnkeptTokenDependencies,
+  connection: ConnectionRow | null,
+  unkept: UnkeptTokenRow,
+  windowMs: number | undefined,
+): Promise<boolean> {
   const { db, crypto, audit, clock } = dependencies;
   const finish = (outcome: 'success' | 'failure', details: NonNullable<AuditEntry['details']>) =>
     db.transaction(async (transaction) => {
@@ -143,7 +178,7 @@ async function settle(dependencies: UnkeptTokenDependencies, connection: Connect
   } catch (error) {
     const transient = !(error instanceof ProviderError) || error.kind === 'transient';
     if (!transient) return finish('failure', { error: describe(error) });
-    if (clock().getTime() - unkept.createdAt < REVOCATION_WINDOW_MS) {
+    if (windowMs === undefined || clock().getTime() - unkept.createdAt < windowMs) {
       await recordUnkeptTokenAttempt(db, unkept.id, describe(error));
       return false;
     }
@@ -156,7 +191,12 @@ async function settle(dependencies: UnkeptTokenDependencies, connection: Connect
  * Who keeps the grant this token belongs to. Without the account, only the connection's own kept grant
  * can be told to be at risk (a re-consent by an account the provider did not name).
  */
-async function keepersOf(db: CommonQueryMethods, adapter: CredentialAdapter, connection: ConnectionRow | null, unkept: UnkeptTokenRow): Promise<string[]> {
+async function keepersOf(
+  db: CommonQueryMethods,
+  adapter: CredentialAdapter,
+  connection: ConnectionRow | null,
+  unkept: Pick<UnkeptTokenRow, 'connectionId' | 'providerAccountId'>,
+): Promise<string[]> {
   if (unkept.providerAccountId !== null) return grantKeepers(db, adapter, unkept.providerAccountId);
   const keepsGrant = adapter.revocationEndsAccountGrant && (connection?.status === 'active' || connection?.status === 'needs_reauth');
   return keepsGrant ? [unkept.connectionId] : [];

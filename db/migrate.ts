@@ -1,8 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import pg from 'pg';
-import { ConfigError, loadConfig } from '../platform/config';
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations', import.meta.url));
 // Any constant works; it only has to be the same for every process that migrates this database.
@@ -45,17 +44,5 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     return newlyApplied;
   } finally {
     await client.end();
-  }
-}
-
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  try {
-    const { databaseUrl } = loadConfig(process.env, ['DATABASE_URL']);
-    if (!databaseUrl) throw new ConfigError(['DATABASE_URL: is required to run migrations']);
-    const applied = await migrate(databaseUrl, (line) => console.log(line));
-    console.log(applied.length === 0 ? 'database is up to date' : `applied ${applied.length} migration(s)`);
-  } catch (error) {
-    console.error(error instanceof ConfigError ? `migrate: ${error.message}` : error);
-    process.exit(error instanceof ConfigError ? 2 : 1);
   }
 }

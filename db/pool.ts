@@ -64,6 +64,7 @@ function releasingBrokenClients(factory: DriverFactory): DriverFactory {
 }
 
 export interface DatabasePoolOptions {
+  /** Connections the pool opens at most (DATABASE_POOL_SIZE); requests beyond them queue. */
   maximumPoolSize?: number;
   /** How long opening a connection may take (DATABASE_CONNECTION_TIMEOUT_MS). */
   connectionTimeoutMs?: number;

@@ -45,6 +45,8 @@ export type FakeAirbnbCall = FakeAirbnbOAuthCall | FakeAirbnbApiCall;
 export interface FakeAirbnbSwitches {
   invalidGrant: boolean;
   delayMs: number;
+  /** While set, each token request waits, before the fake acts on it, for the promise it returns: a test's gate on the answer. */
+  holdAnswer: (() => Promise<void>) | undefined;
   /** The next `count` token-endpoint (or host API) requests answer `status` (429 or 5xx). */
   failNext(count: number, status?: number, target?: 'token' | 'api'): void;
   /** Every reservations cursor handed out so far answers 410 Gone. */
@@ -97,6 +99,7 @@ export async function startFakeAirbnb(options: FakeAirbnbOptions) {
   const switches: FakeAirbnbSwitches = {
     invalidGrant: false,
     delayMs: 0,
+    holdAnswer: undefined,
     failNext(count, status = 503, target = 'token') {
       if (!Number.isInteger(count) || count < 0) throw new RangeError('failNext count must be a non-negative integer');
       if (status !== 429 && (status < 500 || status > 599)) throw new RangeError('failNext status must be 429 or 5xx');
@@ -109,12 +112,14 @@ export async function startFakeAirbnb(options: FakeAirbnbOptions) {
 
   async function interfere(target: 'token' | 'api'): Promise<number | undefined> {
     if (switches.delayMs > 0) await sleep(switches.delayMs);
+    if (target === 'token' && switches.holdAnswer) await switches.holdAnswer();
     if (failures[target].count === 0) return undefined;
     failures[target].count -= 1;
     return failures[target].status;
   }
 
-  const app = Fastify({ logger: false });
+  // close() drops keep-alive connections still open: a test's teardown need not wait out their timeout.
+  const app = Fastify({ logger: false, forceCloseConnections: true });
 
   app.get('/oauth2/auth', async (request, reply) => {
     const query = paramsOf(request.query);

@@ -102,8 +102,10 @@ export async function startFakeBooking(options: FakeBookingOptions): Promise<Fak
   };
 
   // Request logs carry only method and path: bodies hold credentials and headers tokens.
+  // close() drops keep-alive connections still open: a test's teardown need not wait out their timeout.
   const app = Fastify({
     logger: options.logger ? { serializers: { req: (req) => ({ method: req.method, path: req.url.split('?')[0] }) } } : false,
+    forceCloseConnections: true,
   });
   app.addContentTypeParser(['text/xml', 'application/xml'], { parseAs: 'string' }, (_request, body, done) => done(null, body));
 

@@ -45,6 +45,8 @@ export interface FakeGoogleSwitches {
   invalidGrant: boolean;
   rotateRefreshTokens: boolean;
   delayMs: number;
+  /** While set, each token request waits, after the fake acted on it, for the promise it returns: a test's gate on the answer. */
+  holdAnswer: (() => Promise<void>) | undefined;
   /** Token and revocation endpoints only; the Calendar API has its own in `calendar`. */
   failNext(count: number, status?: number): void;
   /** While set, every revocation is refused with this HTTP status and OAuth error (e.g. 401 `invalid_client`). */
@@ -121,6 +123,7 @@ export async function startFakeGoogle(options: FakeGoogleOptions): Promise<FakeG
     invalidGrant: false,
     rotateRefreshTokens: false,
     delayMs: 0,
+    holdAnswer: undefined,
     refuseRevocations: undefined,
     failNext(count: number, status = 503) {
       if (!Number.isInteger(count) || count < 0) throw new RangeError('failNext count must be a non-negative integer');
@@ -131,8 +134,10 @@ export async function startFakeGoogle(options: FakeGoogleOptions): Promise<FakeG
   };
 
   // Request logs carry only method and path: query strings and headers may hold codes or tokens.
+  // close() drops keep-alive connections still open: a test's teardown need not wait out their timeout.
   const app = Fastify({
     logger: options.logger ? { serializers: { req: (req) => ({ method: req.method, path: req.url.split('?')[0] }) } } : false,
+    forceCloseConnections: true,
   });
   await app.register(formbody);
 
@@ -230,6 +235,7 @@ export async function startFakeGoogle(options: FakeGoogleOptions): Promise<FakeG
       answer = await handle(request, body);
     }
     if (switches.delayMs > 0) await sleep(switches.delayMs);
+    if (endpoint === 'token' && switches.holdAnswer) await switches.holdAnswer();
     calls.push({
       endpoint,
       at,
@@ -304,6 +310,7 @@ export async function startFakeGoogle(options: FakeGoogleOptions): Promise<FakeG
       switches.invalidGrant = false;
       switches.rotateRefreshTokens = false;
       switches.delayMs = 0;
+      switches.holdAnswer = undefined;
       switches.refuseRevocations = undefined;
       pendingFailures = { count: 0, status: 503 };
       calendarApi.reset();

@@ -42,6 +42,8 @@ export interface FakeMicrosoftSwitches {
   /** The token endpoint answers AADSTS7000222 (our client secret has expired). */
   clientSecretExpired: boolean;
   delayMs: number;
+  /** While set, each token request waits, after the fake acted on it, for the promise it returns: a test's gate on the answer. */
+  holdAnswer: (() => Promise<void>) | undefined;
   failNext(count: number, status?: number, target?: 'token' | 'graph'): void;
   /** Every delta link handed out so far gets 410 Gone. */
   deltaGone(): void;
@@ -61,7 +63,8 @@ export async function startFakeMicrosoft(options: FakeMicrosoftOptions) {
   let lostCreateAnswers = 0;
   let url = '';
 
-  const app = Fastify({ logger: false });
+  // close() drops keep-alive connections still open: a test's teardown need not wait out their timeout.
+  const app = Fastify({ logger: false, forceCloseConnections: true });
   await app.register(formbody);
   const tokens = new MicrosoftTokenStore(clock, {
     clientId: options.clientId,
@@ -76,6 +79,7 @@ export async function startFakeMicrosoft(options: FakeMicrosoftOptions) {
     invalidGrant: false,
     clientSecretExpired: false,
     delayMs: 0,
+    holdAnswer: undefined,
     failNext(count, status = 503, target = 'token') {
       if (!Number.isInteger(count) || count < 0) throw new RangeError('failNext count must be a non-negative integer');
       if (status !== 429 && (status < 500 || status > 599)) throw new RangeError('failNext status must be 429 or 5xx');
@@ -179,6 +183,7 @@ export async function startFakeMicrosoft(options: FakeMicrosoftOptions) {
     if (options.faults && (await options.faults.outage(request, reply, aadError(90033).body, refreshing !== undefined, refreshing))) return reply;
     const failure = await disturbance('token');
     const answer: { status: number; body: object; aadsts?: number } = failure === undefined ? await tokenAnswer(request, body) : { ...aadError(90033), status: failure };
+    if (switches.holdAnswer) await switches.holdAnswer();
     const error = (answer.body as { error?: string }).error;
     calls.push({
       endpoint: 'token',
@@ -261,7 +266,7 @@ export async function startFakeMicrosoft(options: FakeMicrosoftOptions) {
     revokeSignInSessionsCalls: () => calls.filter((call) => call.endpoint === 'revokeSignInSessions').length,
     reset() {
       calls.length = 0;
-      Object.assign(switches, { invalidGrant: false, clientSecretExpired: false, delayMs: 0 });
+      Object.assign(switches, { invalidGrant: false, clientSecretExpired: false, delayMs: 0, holdAnswer: undefined });
       failures.token = { count: 0, status: 503 };
       failures.graph = { count: 0, status: 503 };
       lostCreateAnswers = 0;

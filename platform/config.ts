@@ -12,6 +12,9 @@ export class ConfigError extends Error {
   }
 }
 
+const DEFAULT_MIN_REFRESH_MARGIN_SECONDS = 60;
+/** TOKEN_LEASE_TTL_SECONDS and TOKEN_LEASE_HEARTBEAT_INTERVAL_MS when unset. */
+export const TOKEN_LEASE_DEFAULTS = { ttlSeconds: 15, heartbeatIntervalMs: 2000 } as const;
 const seconds = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
 const httpUrl = z
@@ -28,6 +31,8 @@ const environmentSchema = z.object({
   DATABASE_CONNECTION_TIMEOUT_MS: z.coerce.number().int().positive().default(2000),
   DATABASE_STATEMENT_TIMEOUT_MS: z.coerce.number().int().positive().default(3000),
   DATABASE_LOCK_TIMEOUT_MS: z.coerce.number().int().positive().default(2000),
+  // Two at least: the worker runs half as many activities at once (see workerMaxConcurrentActivities).
+  DATABASE_POOL_SIZE: z.coerce.number().int().min(2).max(1000).default(20),
 
   TEMPORAL_ADDRESS: z.string().regex(/^[^\s:]+:\d+$/, 'must be host:port').default('localhost:7233'),
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
@@ -114,8 +119,13 @@ const environmentSchema = z.object({
   TOKEN_REFRESH_MARGIN_SECONDS: seconds(300),
   TOKEN_REFRESH_JITTER_SECONDS: z.coerce.number().int().min(0).default(60),
   TOKEN_REFRESH_MARGIN_FRACTION: z.coerce.number().gt(0).max(0.5).default(0.2),
-  TOKEN_REFRESH_MIN_MARGIN_SECONDS: seconds(60),
+  // Unset, it is 60 or the margin if that is smaller, so a margin that started before this setting existed still starts.
+  TOKEN_REFRESH_MIN_MARGIN_SECONDS: z.coerce.number().int().positive().optional(),
   TOKEN_REFRESH_TRIES_BEFORE_EXPIRY: z.coerce.number().int().min(2).max(50).default(6),
+  TOKEN_LEASE_TTL_SECONDS: seconds(TOKEN_LEASE_DEFAULTS.ttlSeconds),
+  TOKEN_LEASE_HEARTBEAT_INTERVAL_MS: z.coerce.number().int().min(100).default(TOKEN_LEASE_DEFAULTS.heartbeatIntervalMs),
+  // A minute at least, room for a few retries; a day at most: a disconnect waits it out in `disconnecting`, where reconnecting answers 409.
+  UPSTREAM_REVOCATION_WINDOW_SECONDS: z.coerce.number().int().min(60).max(24 * 3600).default(2 * 3600),
   OAUTH_STATE_TTL_SECONDS: seconds(600),
   SESSION_TTL_SECONDS: seconds(12 * 3600),
   SESSION_IDLE_SECONDS: seconds(30 * 60),
@@ -282,6 +292,14 @@ export interface Config {
    */
   databaseStatementTimeoutMs: number;
   databaseLockTimeoutMs: number;
+  /** Connections one process's pool opens at most. */
+  databasePoolSize: number;
+  /**
+   * Activities one worker runs at once: half the pool, because an activity that holds a token lease
+   * uses a second connection to renew it while its own work holds the first; a renewal that queued
+   * behind other activities' work would let the lease lapse under a live holder.
+   */
+  workerMaxConcurrentActivities: number;
   temporal: { address: string; namespace: string; taskQueue: string };
   http: { host: string; port: number; publicBaseUrl: string; secureCookies: boolean; trustProxy: boolean };
   workerHealthPort: number;
@@ -303,6 +321,16 @@ export interface Config {
   webhookBaseUrl: string;
   /** When connection tokens are refreshed and how failed refreshes are spaced (workflows/connection-messages.ts, RefreshPolicy). */
   tokenRefresh: { marginSeconds: number; jitterSeconds: number; marginFraction: number; minMarginSeconds: number; triesBeforeExpiry: number };
+  /**
+   * How long a provider outage is waited out to revoke a grant upstream (a disconnect's, and tokens an
+   * exchange will not keep) before the revocation is recorded as failed.
+   */
+  upstreamRevocationWindowSeconds: number;
+  /**
+   * The lease on a connection's token writes (activities/token-lease.ts): how long it lives unrenewed,
+   * and how often its holder renews it and heartbeats to Temporal.
+   */
+  tokenLease: { ttlSeconds: number; heartbeatIntervalMs: number };
   authorizationServer: {
     issuer: string;
     /**
@@ -375,8 +403,12 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
   if (parsed.success && parsed.data.TOKEN_REFRESH_JITTER_SECONDS >= parsed.data.TOKEN_REFRESH_MARGIN_SECONDS) {
     problems.push('TOKEN_REFRESH_JITTER_SECONDS: must be smaller than TOKEN_REFRESH_MARGIN_SECONDS');
   }
-  if (parsed.success && parsed.data.TOKEN_REFRESH_MIN_MARGIN_SECONDS > parsed.data.TOKEN_REFRESH_MARGIN_SECONDS) {
+  if (parsed.success && (parsed.data.TOKEN_REFRESH_MIN_MARGIN_SECONDS ?? 0) > parsed.data.TOKEN_REFRESH_MARGIN_SECONDS) {
     problems.push('TOKEN_REFRESH_MIN_MARGIN_SECONDS: must not exceed TOKEN_REFRESH_MARGIN_SECONDS');
+  }
+  if (parsed.success && parsed.data.TOKEN_LEASE_HEARTBEAT_INTERVAL_MS * 2 > parsed.data.TOKEN_LEASE_TTL_SECONDS * 1000) {
+    // One renewal may fail (a database hiccup) and the next still comes before the lease lapses.
+    problems.push('TOKEN_LEASE_HEARTBEAT_INTERVAL_MS: must be at most half of TOKEN_LEASE_TTL_SECONDS');
   }
   if (parsed.success && parsed.data.OAUTH_SIGNING_KEY_GRACE_SECONDS < parsed.data.ACCESS_TOKEN_TTL_SECONDS) {
     // A retired key must verify every token it signed until that token expires.
@@ -404,6 +436,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
     databaseConnectionTimeoutMs: env.DATABASE_CONNECTION_TIMEOUT_MS,
     databaseStatementTimeoutMs: env.DATABASE_STATEMENT_TIMEOUT_MS,
     databaseLockTimeoutMs: env.DATABASE_LOCK_TIMEOUT_MS,
+    databasePoolSize: env.DATABASE_POOL_SIZE,
+    workerMaxConcurrentActivities: Math.floor(env.DATABASE_POOL_SIZE / 2),
     temporal: { address: env.TEMPORAL_ADDRESS, namespace: env.TEMPORAL_NAMESPACE, taskQueue: env.TEMPORAL_TASK_QUEUE },
     http: {
       host: env.API_HOST,
@@ -493,9 +527,11 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
       marginSeconds: env.TOKEN_REFRESH_MARGIN_SECONDS,
       jitterSeconds: env.TOKEN_REFRESH_JITTER_SECONDS,
       marginFraction: env.TOKEN_REFRESH_MARGIN_FRACTION,
-      minMarginSeconds: env.TOKEN_REFRESH_MIN_MARGIN_SECONDS,
+      minMarginSeconds: env.TOKEN_REFRESH_MIN_MARGIN_SECONDS ?? Math.min(DEFAULT_MIN_REFRESH_MARGIN_SECONDS, env.TOKEN_REFRESH_MARGIN_SECONDS),
       triesBeforeExpiry: env.TOKEN_REFRESH_TRIES_BEFORE_EXPIRY,
     },
+    upstreamRevocationWindowSeconds: env.UPSTREAM_REVOCATION_WINDOW_SECONDS,
+    tokenLease: { ttlSeconds: env.TOKEN_LEASE_TTL_SECONDS, heartbeatIntervalMs: env.TOKEN_LEASE_HEARTBEAT_INTERVAL_MS },
     authorizationServer: {
       issuer: env.OAUTH_ISSUER ?? publicBaseUrl,
       internalUrl: env.API_INTERNAL_URL ?? env.OAUTH_ISSUER ?? publicBaseUrl,

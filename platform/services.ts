@@ -2,8 +2,9 @@ import { createDatabasePool, type DatabasePool } from '../db/pool';
 import { AuditLog } from './audit';
 import { ConfigError, type Config } from './config';
 import { IntegrationCrypto, KeyFormatError } from './integration-crypto';
-import { createProviderFeatures, type ProviderFeaturesRegistry } from './providers/features';
-import { createProviderRegistry, type ProviderRegistry } from './providers/provider';
+import type { ProviderFeaturesRegistry } from './providers/features';
+import type { ProviderRegistry } from './providers/provider';
+import { createProviderFeatures, createProviderRegistry } from './providers/registry';
 import { createVoicePlatforms } from './voice/registry';
 import type { VoicePlatforms } from './voice/voice-platform';
 
@@ -16,6 +17,8 @@ export interface PlatformServices {
   audit: AuditLog;
   /** Login with Amazon, the Alexa event gateway and Home Graph, for the voice-device workflow's activities. */
   voice: VoicePlatforms;
+  /** How the token writers' lease lives and is renewed (TOKEN_LEASE_*). */
+  tokenLease: Config['tokenLease'];
 }
 
 export function createIntegrationCrypto(config: Config): IntegrationCrypto {
@@ -42,7 +45,11 @@ export async function createPlatformServices(config: Config, options: { clock?: 
   const voice = createVoicePlatforms(config, clock ? { now: () => clock().getTime() } : {});
   if (!config.databaseUrl) throw new ConfigError(['DATABASE_URL: is required']);
   const timeouts = options.process === 'worker' ? {} : { statementTimeoutMs: config.databaseStatementTimeoutMs, lockTimeoutMs: config.databaseLockTimeoutMs };
-  const db = await createDatabasePool(config.databaseUrl, { connectionTimeoutMs: config.databaseConnectionTimeoutMs, ...timeouts });
+  const db = await createDatabasePool(config.databaseUrl, {
+    maximumPoolSize: config.databasePoolSize,
+    connectionTimeoutMs: config.databaseConnectionTimeoutMs,
+    ...timeouts,
+  });
   const providers = createProviderRegistry(config);
-  return { db, crypto, providers, features: createProviderFeatures(config, providers), audit: new AuditLog(db), voice };
+  return { db, crypto, providers, features: createProviderFeatures(config, providers), audit: new AuditLog(db), voice, tokenLease: config.tokenLease };
 }

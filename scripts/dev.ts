@@ -27,9 +27,9 @@ import { ensureRealityPortalClient } from '../platform/sso/portal-client';
 import { findUserView, setUserRoles } from '../platform/sso/user-administration';
 import { connectTemporalClient } from '../platform/temporal';
 import { createUser } from '../platform/users';
-import { createConnectionWorker } from '../platform/worker';
-import { ensureHousekeepingSchedule } from '../platform/schedules';
-import { registerSearchAttributes } from '../platform/search-attributes';
+import { createConnectionWorker } from '../worker/worker';
+import { ensureHousekeepingSchedule } from '../worker/schedules';
+import { registerSearchAttributes } from '../worker/search-attributes';
 import { CUSTOM_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
 import { ensureTemporalCli } from './temporal-binaries';
 
@@ -244,6 +244,7 @@ await runUntilSignalled('dev', async () => {
     dependencies: { ...services, sso: createSsoSessionSync(config, services), clock: () => new Date() },
     payloadCodec,
     shutdownGraceSeconds: config.workerShutdownGraceSeconds,
+    maxConcurrentActivities: config.workerMaxConcurrentActivities,
   });
   const workerRun = worker.run();
   stops.push(async () => {

@@ -1,6 +1,7 @@
 import { ActivityFailure, ApplicationFailure, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { NON_RETRYABLE_FAILURES } from '../activities/failure-types';
+import type { ConnectionWorkflowInput } from './connection-messages';
 
 /**
  * The connection workflow's activities, grouped by how they are retried. Token writes heartbeat: an
@@ -50,13 +51,37 @@ export function tokenRefresh(validityLeftMs: number, tries: number) {
   });
 }
 
-export const revocation = proxyActivities<Activities>({
-  startToCloseTimeout: '1 minute',
-  // Wiping our copy ends our only way to revoke, so a provider outage is waited out for a while;
-  // after that the disconnect finishes anyway and records that revocation failed.
-  scheduleToCloseTimeout: '2 hours',
-  retry: { initialInterval: '5 seconds', maximumInterval: '5 minutes', nonRetryableErrorTypes: NON_RETRYABLE_FAILURES },
-});
+/** Runs started before UPSTREAM_REVOCATION_WINDOW_SECONDS existed wait out an outage as long as its default. */
+const DEFAULT_REVOCATION_WINDOW_SECONDS = 2 * 60 * 60;
+const REVOCATION_ATTEMPT_TIMEOUT_MS = 60 * 1000;
+const REVOCATION_RETRY = { initialInterval: '5 seconds', maximumInterval: '5 minutes', nonRetryableErrorTypes: NON_RETRYABLE_FAILURES } as const;
+/** The activity gives each token up once its window has passed; that last try comes within a retry interval and an attempt. */
+const LAST_TRY_AFTER_WINDOW_MS = 5 * 60 * 1000 + REVOCATION_ATTEMPT_TIMEOUT_MS;
+
+export function revocationWindowSeconds(input: ConnectionWorkflowInput): number {
+  return input.revocationWindowSeconds ?? DEFAULT_REVOCATION_WINDOW_SECONDS;
+}
+
+/**
+ * Wiping our copy ends our only way to revoke, so a provider outage is waited out for the window;
+ * after that the disconnect finishes anyway and records that revocation failed.
+ */
+export function revocation(windowSeconds: number) {
+  return proxyActivities<Activities>({
+    startToCloseTimeout: REVOCATION_ATTEMPT_TIMEOUT_MS,
+    scheduleToCloseTimeout: windowSeconds * 1000,
+    retry: REVOCATION_RETRY,
+  });
+}
+
+/** Tokens an exchange will not keep: retried as long as the window, and once more to record those it gives up on. */
+export function unkeptTokenRevocation(windowSeconds: number) {
+  return proxyActivities<Activities>({
+    startToCloseTimeout: REVOCATION_ATTEMPT_TIMEOUT_MS,
+    scheduleToCloseTimeout: windowSeconds * 1000 + LAST_TRY_AFTER_WINDOW_MS,
+    retry: REVOCATION_RETRY,
+  });
+}
 
 export const providerSetUp = proxyActivities<Activities>({
   startToCloseTimeout: '2 minutes',

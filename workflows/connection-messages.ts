@@ -12,6 +12,11 @@ export interface ConnectionWorkflowInput {
   provider: string;
   userId: string;
   refreshPolicy: RefreshPolicy;
+  /**
+   * How long a provider outage is waited out to revoke upstream (UPSTREAM_REVOCATION_WINDOW_SECONDS);
+   * absent in runs started before the setting existed, which use its default.
+   */
+  revocationWindowSeconds?: number;
   /** Set only by continue-as-new: what the previous run knew. */
   carriedState?: ConnectionState;
 }
@@ -38,6 +43,11 @@ export interface ConnectionState {
   tokenVersion: number;
   accessTokenExpiresAt?: number;
   refreshDueAt?: number;
+  /**
+   * How long before its expiry the current access token was planned to be refreshed; unlike
+   * refreshDueAt, a failed refresh leaves it as it was. Absent in state carried from older runs.
+   */
+  refreshMarginMs?: number;
   lastRefreshedAt?: number;
   refreshCount: number;
   lastError?: { kind: string; message: string; at: number };

@@ -1,4 +1,4 @@
-import { ActivityFailure, log } from '@temporalio/workflow';
+import { ActivityFailure, log, patched } from '@temporalio/workflow';
 import { FailureType } from '../activities/failure-types';
 import { dataSync, describeFailure, providerSetUp, type FailureRecord } from './connection-activities';
 import type { SyncRequestSignal } from './connection-messages';
@@ -6,6 +6,13 @@ import { SLOW_RETRY_MS, type ConnectionContext, type ConnectionTokens } from './
 
 /** Provider calls (setup, renewals, syncs) start only with a token that outlives them comfortably. */
 const PROVIDER_CALL_MIN_VALIDITY_MS = 5 * 60 * 1000;
+/** However short-lived the provider's tokens, one with less left than this is refreshed before a provider call. */
+const PROVIDER_CALL_LEAST_VALIDITY_MS = 30 * 1000;
+/**
+ * A token shorter-lived than PROVIDER_CALL_MIN_VALIDITY_MS is fresh enough for provider work until its
+ * refresh margin (runs from before refreshed it before every step).
+ */
+const SHORT_LIVED_TOKEN_PATCH = 'provider-work-validity-by-refresh-margin';
 const MIN_RENEWAL_DELAY_MS = 60 * 1000;
 
 /**
@@ -63,11 +70,16 @@ export class ProviderWork {
 
   /**
    * A provider call needs a token that outlives it comfortably; a token that lives shorter than that
-   * altogether is fresh enough until its refresh is due, or every step would refresh it again.
+   * altogether is fresh enough until its refresh margin, or every step would refresh it again. The
+   * margin is the one planned when the token came: a failed refresh moves refreshDueAt, maybe past the
+   * expiry, and must not make an expired token look fresh.
    */
   private tokenTooShortLived(): boolean {
-    const { accessTokenExpiresAt, refreshDueAt } = this.state;
-    return accessTokenExpiresAt! - Date.now() < Math.min(PROVIDER_CALL_MIN_VALIDITY_MS, accessTokenExpiresAt! - refreshDueAt!);
+    const { accessTokenExpiresAt, refreshDueAt, refreshMarginMs } = this.state;
+    const validityLeft = accessTokenExpiresAt! - Date.now();
+    if (!patched(SHORT_LIVED_TOKEN_PATCH)) return validityLeft < PROVIDER_CALL_MIN_VALIDITY_MS;
+    const margin = refreshMarginMs ?? accessTokenExpiresAt! - refreshDueAt!;
+    return validityLeft < Math.max(PROVIDER_CALL_LEAST_VALIDITY_MS, Math.min(PROVIDER_CALL_MIN_VALIDITY_MS, margin));
   }
 
   private postpone(until: number): void {

@@ -1,8 +1,9 @@
 import { ActivityFailure, CancellationScope, isCancellation, log, patched } from '@temporalio/workflow';
 import type { TokenState } from '../activities';
-import { FailureType, REFRESH_TOKEN_LOST_IN_FLIGHT } from '../activities/failure-types';
+import { AUTHORIZATION_LOST_IN_FLIGHT, FailureType, REFRESH_TOKEN_LOST_IN_FLIGHT } from '../activities/failure-types';
 import { bookkeeping, codeExchange, describeFailure, machineAccountActivation, tokenRefresh } from './connection-activities';
 import type { ConnectionState, ConnectionWorkflowInput, RefreshPolicy } from './connection-messages';
+import type { UnkeptTokenRevocation } from './connection-unkept-tokens';
 
 /** What the parts of the connection workflow share: its input, its state, and how it tells operators. */
 export interface ConnectionContext {
@@ -26,6 +27,14 @@ const MAX_JITTER_SHARE = 0.25;
 const LIFETIME_MARGIN_PATCH = 'refresh-margin-by-lifetime';
 /** An authorization that fails while a newer one waits gives way to it (runs from before ended as failed). */
 const NEWER_AUTHORIZATION_PATCH = 'newer-authorization-after-failure';
+/** A callback that arrives while an exchange waits behind a refresh is taken after it (runs from before dropped it). */
+const NEWER_AUTHORIZATION_WHILE_WAITING_PATCH = 'newer-authorization-while-exchange-waits';
+/** One that arrives while the connection is marked failed is taken too (runs from before ended as failed). */
+const NEWER_AUTHORIZATION_AFTER_MARKED_FAILED_PATCH = 'newer-authorization-after-marked-failed';
+/** The failed connection's reason for the refusals of an exchange that have their own. */
+const AUTHORIZATION_FAILURE_REASONS: Record<string, string> = {
+  [FailureType.authorizationLostInFlight]: AUTHORIZATION_LOST_IN_FLIGHT,
+};
 /** The needs_reauth reason each final refusal of a refresh records. */
 const NEEDS_REAUTH_REASONS: Record<string, string> = {
   [FailureType.grantRevoked]: 'invalid_grant',
@@ -42,7 +51,10 @@ export class ConnectionTokens {
   private refreshScope: CancellationScope | undefined;
   private tokenWriter: Promise<void> = Promise.resolve();
 
-  constructor(private readonly connection: ConnectionContext) {}
+  constructor(
+    private readonly connection: ConnectionContext,
+    private readonly unkeptTokens: UnkeptTokenRevocation,
+  ) {}
 
   private get state(): ConnectionState {
     return this.connection.state;
@@ -54,10 +66,30 @@ export class ConnectionTokens {
 
   authorize(authorizationId: string): Promise<void> {
     return this.exclusively(async () => {
-      // A newer callback that arrived while an earlier token write finished is the next one's to take.
-      if (this.state.pendingAuthorizationId === authorizationId) this.state.pendingAuthorizationId = undefined;
-      await this.firstTokens(() => codeExchange.exchangeAuthorizationCode({ connectionId: this.connectionId, authorizationId }));
+      // A newer callback that arrived while an earlier token write finished is the next one's to take;
+      // runs from before dropped it. The patch is asked only then, so it marks the histories it changes.
+      const { state } = this;
+      if (state.pendingAuthorizationId === authorizationId || !patched(NEWER_AUTHORIZATION_WHILE_WAITING_PATCH)) state.pendingAuthorizationId = undefined;
+      await this.firstTokens(async () => {
+        try {
+          return await codeExchange.exchangeAuthorizationCode({ connectionId: this.connectionId, authorizationId });
+        } finally {
+          this.unkeptTokens.afterExchange();
+        }
+      });
     });
+  }
+
+  /**
+   * A callback answered while the connection was being marked failed belongs to the user's newer
+   * authorization: the connection goes back to pending and takes it (the exchange accepts a failed
+   * connection). True when it did.
+   */
+  takeNewerAuthorizationAfterFailure(): boolean {
+    const { state } = this;
+    if (state.status !== 'failed' || !state.pendingAuthorizationId || !patched(NEWER_AUTHORIZATION_AFTER_MARKED_FAILED_PATCH)) return false;
+    state.status = 'pending';
+    return true;
   }
 
   activateMachineAccount(): Promise<void> {
@@ -104,7 +136,8 @@ export class ConnectionTokens {
       if (this.connection.providerLifecycle) state.setUpDueAt = Date.now();
     } catch (error) {
       if (!(error instanceof ActivityFailure)) throw error;
-      state.lastError = describeFailure(error);
+      const failure = describeFailure(error);
+      state.lastError = { ...failure, kind: AUTHORIZATION_FAILURE_REASONS[failure.kind] ?? failure.kind };
       log.warn('authorization could not be completed', { connectionId: this.connectionId, kind: state.lastError.kind });
       // A re-consent that fails leaves the existing grant as it was; a first one leaves nothing to keep,
       // unless the user authorized again meanwhile: the main loop takes that newer code next.
@@ -151,6 +184,7 @@ export class ConnectionTokens {
     state.refreshDueAt = patched(LIFETIME_MARGIN_PATCH)
       ? refreshDueAt(tokens.accessTokenExpiresAt, Date.now(), this.connection.input.refreshPolicy)
       : fixedMarginRefreshDueAt(tokens.accessTokenExpiresAt, Date.now(), this.connection.input.refreshPolicy);
+    state.refreshMarginMs = tokens.accessTokenExpiresAt - state.refreshDueAt;
   }
 }
 

@@ -26,6 +26,7 @@ import {
 } from './connection-messages';
 import { ProviderWork } from './connection-provider-work';
 import { ConnectionTokens, type ConnectionContext } from './connection-tokens';
+import { UnkeptTokenRevocation } from './connection-unkept-tokens';
 import { CONNECTION_STATUS, LAST_ERROR_KIND, NEXT_REFRESH_AT, PROVIDER, USER_ID } from './search-attributes';
 
 /** Each run stays far below Temporal's history limits; the state carried over is a few ids and times. */
@@ -49,7 +50,8 @@ export async function connectionWorkflow(input: ConnectionWorkflowInput): Promis
   const state: ConnectionState = input.carriedState ?? { status: 'pending', tokenVersion: 0, refreshCount: 0 };
   let published: string | undefined;
   const connection: ConnectionContext = { input, state, providerLifecycle: patched(PROVIDER_LIFECYCLE_PATCH), publishSearchAttributes };
-  const tokens = new ConnectionTokens(connection);
+  const unkeptTokens = new UnkeptTokenRevocation(connection);
+  const tokens = new ConnectionTokens(connection, unkeptTokens);
   const providerWork = new ProviderWork(connection, tokens);
 
   setHandler(authorizeSignal, ({ authorizationId }) => {
@@ -111,12 +113,15 @@ export async function connectionWorkflow(input: ConnectionWorkflowInput): Promis
 
   for (let cycle = 1; ; cycle++) {
     publishSearchAttributes();
-    if (state.disconnectRequest) return disconnect(connection);
+    if (state.disconnectRequest) return disconnect(connection, unkeptTokens);
     if (state.status === 'disconnected') return { status: 'disconnected' };
     if (state.pendingAuthorizationId || state.pendingActivation) {
       const authorizationId = state.pendingAuthorizationId;
       await (authorizationId ? tokens.authorize(authorizationId) : tokens.activateMachineAccount());
       if (state.status === 'failed') {
+        // What the failed exchange set aside is revoked while this workflow still exists to do it.
+        await unkeptTokens.settled();
+        if (tokens.takeNewerAuthorizationAfterFailure()) continue;
         publishSearchAttributes();
         return { status: 'failed' };
       }
@@ -144,7 +149,7 @@ export async function connectionWorkflow(input: ConnectionWorkflowInput): Promis
 
     if (cycle >= CYCLES_PER_RUN || workflowInfo().continueAsNewSuggested) {
       await condition(allHandlersFinished);
-      if (!somethingToDo()) return continueAsNew<typeof connectionWorkflow>({ ...input, carriedState: state });
+      if (!somethingToDo() && !unkeptTokens.inFlight) return continueAsNew<typeof connectionWorkflow>({ ...input, carriedState: state });
     }
   }
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { sql, type CommonQueryMethods } from 'slonik';
+import { sql, UniqueIntegrityConstraintViolationError, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 
 export const connectionStatus = z.enum(['pending', 'active', 'needs_reauth', 'disconnecting', 'disconnected', 'failed']);
@@ -187,6 +187,14 @@ export async function storeMachineAccountCredentials(db: CommonQueryMethods, con
       token_version = token_version + 1, updated_at = now()
     WHERE id = ${connectionId} AND status IN ('pending', 'active', 'needs_reauth')`);
   return result.rowCount === 1;
+}
+
+/**
+ * The write would make a second live connection of one user to one provider (integration_connections_live_idx):
+ * a connection that had failed cannot come back while the user has connected again meanwhile.
+ */
+export function isSecondLiveConnection(error: unknown): boolean {
+  return error instanceof UniqueIntegrityConstraintViolationError && error.constraint === 'integration_connections_live_idx';
 }
 
 /** A provider's connections that are not over yet; with an account id, only that provider account's (security events name accounts). */

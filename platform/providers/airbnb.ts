@@ -29,6 +29,7 @@ export class AirbnbAdapter implements OAuthProviderAdapter {
   readonly kind = 'oauth' as const;
   readonly supportsRevocation = true;
   readonly revocationEndsAccountGrant = true;
+  readonly rotatesRefreshTokens = false;
 
   constructor(
     private readonly settings: AirbnbSettings,

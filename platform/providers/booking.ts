@@ -43,6 +43,7 @@ export class BookingAdapter implements MachineAccountAdapter {
   readonly kind = 'machine-account' as const;
   readonly supportsRevocation = false;
   readonly revocationEndsAccountGrant = false;
+  readonly rotatesRefreshTokens = false;
   readonly scopes: string[] = [];
 
   constructor(private readonly settings: BookingSettings) {}

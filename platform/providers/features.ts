@@ -3,12 +3,7 @@ import type { ConnectionRow } from '../../db/queries/connections';
 import type { SyncCounts } from '../../db/queries/sync';
 import type { AuditLog } from '../audit';
 import type { IntegrationCrypto } from '../integration-crypto';
-import type { Config } from '../config';
-import { AirbnbReservationFeatures } from './airbnb-features';
-import { BookingReservationFeatures } from './booking-features';
-import { GoogleCalendarFeatures } from './google-calendar-features';
-import { MicrosoftCalendarFeatures } from './microsoft-calendar-features';
-import type { ProviderId, ProviderRegistry } from './provider';
+import type { ProviderId } from './provider';
 
 /**
  * What the generic connection activities hand a provider's features: the connection, a usable access
@@ -56,13 +51,3 @@ export interface ProviderFeatures {
 }
 
 export type ProviderFeaturesRegistry = Partial<Record<ProviderId, ProviderFeatures>>;
-
-/** Providers whose adapter is configured get their features; each entry is built from the same settings. */
-export function createProviderFeatures(config: Config, providers: ProviderRegistry): ProviderFeaturesRegistry {
-  const features: ProviderFeaturesRegistry = {};
-  if (providers['google-calendar']) features['google-calendar'] = new GoogleCalendarFeatures(config.google, config.webhookBaseUrl);
-  if (providers['booking-com']) features['booking-com'] = new BookingReservationFeatures(config.booking);
-  if (providers['microsoft-calendar']) features['microsoft-calendar'] = new MicrosoftCalendarFeatures(config.microsoft, config.webhookBaseUrl);
-  if (providers.airbnb && config.airbnb.credentials) features.airbnb = new AirbnbReservationFeatures(config.airbnb, config.airbnb.credentials, config.webhookBaseUrl);
-  return features;
-}

@@ -15,6 +15,7 @@ export class GoogleCalendarAdapter implements OAuthProviderAdapter {
   readonly kind = 'oauth' as const;
   readonly supportsRevocation = true;
   readonly revocationEndsAccountGrant = true;
+  readonly rotatesRefreshTokens = false;
 
   constructor(
     private readonly settings: GoogleSettings,

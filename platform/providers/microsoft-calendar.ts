@@ -14,6 +14,7 @@ export class MicrosoftCalendarAdapter implements OAuthProviderAdapter {
   readonly kind = 'oauth' as const;
   readonly supportsRevocation = false;
   readonly revocationEndsAccountGrant = false;
+  readonly rotatesRefreshTokens = true;
 
   constructor(
     private readonly settings: MicrosoftSettings,

@@ -1,8 +1,3 @@
-import type { Config } from '../config';
-import { AirbnbAdapter } from './airbnb';
-import { BookingAdapter } from './booking';
-import { GoogleCalendarAdapter } from './google-calendar';
-import { MicrosoftCalendarAdapter } from './microsoft-calendar';
 import type { ProviderTokens, TokenRequestOptions } from './oauth-tokens';
 
 /** The providers a user can connect. The id appears in URLs, workflow ids and the database. */
@@ -38,6 +33,12 @@ export interface CredentialAdapter {
    * while a connection we keep holds a grant of the same account.
    */
   readonly revocationEndsAccountGrant: boolean;
+  /**
+   * True where a refresh answers with a new refresh token and the one presented may die with it
+   * (Microsoft): a refresh whose answer was lost can leave us holding only dead tokens. Elsewhere a
+   * refused refresh token was revoked, whatever happened to an earlier call.
+   */
+  readonly rotatesRefreshTokens: boolean;
   refresh(longLivedSecret: string, options?: TokenRequestOptions): Promise<ProviderTokens>;
   revoke(token: string): Promise<RevocationOutcome>;
 }
@@ -56,16 +57,6 @@ export interface MachineAccountAdapter extends CredentialAdapter {
 
 export type ProviderAdapter = OAuthProviderAdapter | MachineAccountAdapter;
 export type ProviderRegistry = Partial<Record<ProviderId, ProviderAdapter>>;
-
-/** Providers without credentials are left out: their routes answer that the provider is not configured. */
-export function createProviderRegistry(config: Config): ProviderRegistry {
-  return {
-    ...(config.google.credentials ? { 'google-calendar': new GoogleCalendarAdapter(config.google, config.google.credentials) } : {}),
-    ...(config.microsoft.credentials ? { 'microsoft-calendar': new MicrosoftCalendarAdapter(config.microsoft, config.microsoft.credentials) } : {}),
-    ...(config.airbnb.credentials ? { airbnb: new AirbnbAdapter(config.airbnb, config.airbnb.credentials) } : {}),
-    'booking-com': new BookingAdapter(config.booking),
-  };
-}
 
 export function redirectUriFor(publicBaseUrl: string, provider: ProviderId): string {
   return `${publicBaseUrl}/api/v1/integrations/${provider}/callback`;

@@ -1,4 +1,4 @@
-import { registerSearchAttributes } from '../../platform/search-attributes';
+import { registerSearchAttributes } from '../../worker/search-attributes';
 import { CUSTOM_SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
 import { runReencrypt } from '../reencrypt';
 import { runRotateSigningKey } from '../rotate-signing-key';

@@ -5,13 +5,15 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { startFakeGoogle, type FakeGoogle } from '../../fakes/google';
 import { startFakeAirbnb, type FakeAirbnb } from '../../fakes/airbnb';
 import type { FakeChannel } from '../../fakes/google-push';
-import { registerSearchAttributes } from '../../platform/search-attributes';
+import { registerSearchAttributes } from '../../worker/search-attributes';
 import { statusQuery, syncRequestSignal, type ConnectionState } from '../../workflows/connection-messages';
 import { AIRBNB_TEST_CLIENT, AIRBNB_WEBHOOK_SECRET, airbnbEnvironment, connectAirbnb, storedAirbnbReservations } from '../helpers/airbnb';
 import { eventually } from '../helpers/eventually';
 import { connectGoogleAccount, liveChannelsOf } from '../helpers/google-calendar';
 import { GOOGLE_TEST_CLIENT, startTestPlatform, type TestPlatform } from '../helpers/platform';
+import { LogCapture } from '../helpers/secret-scan';
 import { recordFault } from './fault-ledger';
+import { expectNoSecretLeft } from './harness/secret-scan-after-run';
 import { startPersistentTemporal, startPrivatePostgres, type RestartableDependency } from './harness/restartable-dependencies';
 
 const GOOGLE_ACCOUNTS = 6;
@@ -54,6 +56,8 @@ describe('dependencies restarted in the middle of a run', () => {
   let platform: TestPlatform;
   const connections: Tracked[] = [];
   const probes: Probe[] = [];
+  const apiLog = new LogCapture();
+  const sessionTokens: string[] = [];
 
   beforeAll(async () => {
     const cli = inject('temporalCliPath');
@@ -63,7 +67,7 @@ describe('dependencies restarted in the middle of a run', () => {
     await registerSearchAttributes(temporal.connection, 'default');
     google = await startFakeGoogle({ ...GOOGLE_TEST_CLIENT, accessTokenLifetimeSeconds: ACCESS_TOKEN_LIFETIME_SECONDS });
     airbnb = await startFakeAirbnb({ ...AIRBNB_TEST_CLIENT, accessTokenLifetimeSeconds: ACCESS_TOKEN_LIFETIME_SECONDS, webhook: { secret: AIRBNB_WEBHOOK_SECRET } });
-    platform = await startTestPlatform({ temporal, google, environment: airbnbEnvironment(airbnb), databaseServerUrl: postgres.url });
+    platform = await startTestPlatform({ temporal, google, environment: { ...airbnbEnvironment(airbnb), LOG_LEVEL: 'debug' }, logDestination: apiLog, databaseServerUrl: postgres.url });
 
     for (let index = 0; index < GOOGLE_ACCOUNTS; index++) {
       const account = `31000000000000000000${index}`;
@@ -205,6 +209,7 @@ describe('dependencies restarted in the middle of a run', () => {
     const answered = await restart('temporal', temporalServer, async () => {
       const account = '310000000000000000099';
       const { sessionToken } = await platform.signUp('restart.late@example.com');
+      sessionTokens.push(sessionToken);
       const auth = await fetch(`${platform.apiUrl}/api/v1/integrations/google-calendar/auth`, { headers: { authorization: `Bearer ${sessionToken}` }, redirect: 'manual' });
       google.signInAs(account);
       const consent = await fetch(auth.headers.get('location')!, { redirect: 'manual' }).finally(() => google.signInAs(undefined));
@@ -223,6 +228,14 @@ describe('dependencies restarted in the middle of a run', () => {
       injected: 1,
       outcomes: { ...countAnswers(answered), connections_active_after: connections.length + 1 },
       invariant: 'while Temporal is down the API answers 503 and readiness names it; afterwards every workflow resumes from its persisted history with nothing lost',
+    });
+  });
+
+  it('leaves no secret in plaintext in the database, the Temporal histories or the api-server log', async () => {
+    await expectNoSecretLeft('PostgreSQL and Temporal restarted', platform, {
+      logs: [apiLog.text],
+      ownSecrets: [...connections.map((connection) => connection.sessionToken), ...sessionTokens],
+      providerSecrets: [...google.issuedSecrets(), ...airbnb.issuedSecrets()],
     });
   });
 });

@@ -1,10 +1,10 @@
-import { appendFileSync, mkdirSync, readFileSync, existsSync, rmSync } from 'node:fs';
-import path from 'node:path';
-import { repoRoot } from '../../scripts/temporal-binaries';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { inject } from 'vitest';
 
 /**
- * What a chaos scenario injected and what came of it. Scenarios append one line per fault to a file the
- * chaos run's teardown reads, so `npm run test:chaos` prints the table docs/reliability.md shows.
+ * What a chaos scenario injected and what came of it. Scenarios append one line per fault to the run's
+ * own ledger file (global-setup.ts names it), so `npm run test:chaos` prints the table docs/reliability.md
+ * shows and concurrent runs never mix their rows.
  */
 export interface FaultRecord {
   /** The fault, as the reliability table names it ("worker SIGKILL during a refresh storm"). */
@@ -17,20 +17,14 @@ export interface FaultRecord {
   invariant: string;
 }
 
-const LEDGER = path.join(repoRoot, '.data', 'chaos', 'faults.jsonl');
-
-export function resetFaultLedger(): void {
-  rmSync(LEDGER, { force: true });
-}
-
+/** In a scenario: appends to the ledger of the run it belongs to. */
 export function recordFault(record: FaultRecord): void {
-  mkdirSync(path.dirname(LEDGER), { recursive: true });
-  appendFileSync(LEDGER, `${JSON.stringify(record)}\n`);
+  appendFileSync(inject('chaosFaultLedger'), `${JSON.stringify(record)}\n`);
 }
 
-export function readFaultLedger(): FaultRecord[] {
-  if (!existsSync(LEDGER)) return [];
-  return readFileSync(LEDGER, 'utf8')
+export function readFaultLedger(ledger: string): FaultRecord[] {
+  if (!existsSync(ledger)) return [];
+  return readFileSync(ledger, 'utf8')
     .split('\n')
     .filter(Boolean)
     .map((line) => JSON.parse(line) as FaultRecord);

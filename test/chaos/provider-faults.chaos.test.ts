@@ -15,7 +15,9 @@ import { AIRBNB_TEST_CLIENT, AIRBNB_WEBHOOK_SECRET, airbnbEnvironment, connectAi
 import { BOOKING_TEST_ACCOUNT, bookingEnvironment, connectBooking } from '../helpers/booking';
 import { SimulatedClock, startTimeSkippingServer } from '../helpers/temporal';
 import { eventually } from '../helpers/eventually';
+import { LogCapture } from '../helpers/secret-scan';
 import { recordFault } from './fault-ledger';
+import { expectNoSecretLeft } from './harness/secret-scan-after-run';
 import { accessTokenChains } from './harness/refresh-records';
 import { seededRandom } from './harness/seeded-random';
 
@@ -48,6 +50,8 @@ describe('token endpoints failing 30% of the time for ten minutes', () => {
   let airbnb: FakeAirbnb;
   let booking: FakeBooking;
   let faults: Record<Provider, TokenEndpointFaults>;
+  const apiLog = new LogCapture();
+  const sessionTokens: string[] = [];
 
   beforeAll(async () => {
     temporal = await startTimeSkippingServer();
@@ -70,7 +74,9 @@ describe('token endpoints failing 30% of the time for ten minutes', () => {
       google,
       clock: clock.activityClock,
       serverClock: () => new Date(clock.now()),
+      logDestination: apiLog,
       environment: {
+        LOG_LEVEL: 'debug',
         ...microsoftEnvironment(microsoft),
         ...airbnbEnvironment(airbnb),
         ...bookingEnvironment(booking, { pollIntervalSeconds: 24 * 3600, ackPauseMs: 0 }),
@@ -83,21 +89,27 @@ describe('token endpoints failing 30% of the time for ten minutes', () => {
 
   afterAll(async () => {
     await platform?.close();
-    await Promise.all([google?.close(), microsoft?.close(), airbnb?.close(), booking?.close()]);
-    await temporal?.teardown();
+    await Promise.all([google?.close(), microsoft?.close(), airbnb?.close(), booking?.close(), temporal?.teardown()]);
   });
+
+  const signUp = async (email: string) => {
+    const signedUp = await platform.signUp(email);
+    sessionTokens.push(signedUp.sessionToken);
+    return signedUp;
+  };
 
   const statuses = () =>
     platform.db.anyFirst(sql.type(z.object({ status: z.string() }))`SELECT status::text FROM integration_connections ORDER BY created_at`);
 
   it('refreshes every token before it expires, and none in a loop', { timeout: 240_000 }, async () => {
     await clock.catchUp();
-    await connectGoogleAccount(platform, google, 'faults-google@example.com', newGoogleAccountId());
-    await connectGoogleAccount(platform, google, 'faults-google-2@example.com', newGoogleAccountId());
-    await connectMicrosoftCalendar(platform, microsoft, (await platform.signUp('faults-microsoft@example.com')).sessionToken);
+    for (const email of ['faults-google@example.com', 'faults-google-2@example.com']) {
+      sessionTokens.push((await connectGoogleAccount(platform, google, email, newGoogleAccountId())).sessionToken);
+    }
+    await connectMicrosoftCalendar(platform, microsoft, (await signUp('faults-microsoft@example.com')).sessionToken);
     airbnb.createHost([]);
-    await connectAirbnb(platform, (await platform.signUp('faults-airbnb@example.com')).sessionToken);
-    expect((await connectBooking(platform, (await platform.signUp('faults-booking@example.com')).sessionToken)).status).toBe(202);
+    await connectAirbnb(platform, (await signUp('faults-airbnb@example.com')).sessionToken);
+    expect((await connectBooking(platform, (await signUp('faults-booking@example.com')).sessionToken)).status).toBe(202);
     await eventually(async () => (await statuses()).every((status) => status === 'active'), 60_000, 'every connection active');
 
     await clock.catchUp();
@@ -119,7 +131,8 @@ describe('token endpoints failing 30% of the time for ten minutes', () => {
           if (token.expiresAt <= outageStartedAt || (token.successorIssuedAt === undefined && token.expiresAt > outageEndedAt)) continue;
           const lived = token.successorIssuedAt === undefined ? undefined : token.successorIssuedAt - token.issuedAt;
           if (token.successorIssuedAt === undefined || token.successorIssuedAt >= token.expiresAt) late.push(`${provider}: token of ${new Date(token.issuedAt).toISOString()} replaced ${lived === undefined ? 'never' : `after ${lived / SECOND} s`} (lives ${lifetimeMs / SECOND} s)`);
-          else if (lived! < lifetimeMs / 2 - CLOCK_SLACK_MS) early.push(`${provider}: token of ${new Date(token.issuedAt).toISOString()} replaced after ${lived! / SECOND} s (lives ${lifetimeMs / SECOND} s)`);
+          // Replacements before the outage include the API's check of Booking.com credentials (a token it does not keep).
+          else if (token.successorIssuedAt > outageStartedAt && lived! < lifetimeMs / 2 - CLOCK_SLACK_MS) early.push(`${provider}: token of ${new Date(token.issuedAt).toISOString()} replaced after ${lived! / SECOND} s (lives ${lifetimeMs / SECOND} s)`);
         }
         const refreshesInOutage = chain.filter((token) => token.issuedAt > outageStartedAt && token.issuedAt <= outageEndedAt).length;
         const perLifetime = Math.round((refreshesInOutage / (OUTAGE_MS / lifetimeMs)) * 100) / 100;
@@ -146,5 +159,13 @@ describe('token endpoints failing 30% of the time for ten minutes', () => {
     expect(finalStatuses).toEqual(['active', 'active', 'active', 'active', 'active']);
     expect(late).toEqual([]);
     expect(early).toEqual([]);
+  });
+
+  it('leaves no secret in plaintext in the database, the Temporal histories or the api-server log', async () => {
+    await expectNoSecretLeft('token endpoints failing for ten simulated minutes', platform, {
+      logs: [apiLog.text],
+      ownSecrets: sessionTokens,
+      providerSecrets: [...google.issuedSecrets(), ...microsoft.issuedSecrets(), ...airbnb.issuedSecrets(), ...booking.issuedSecrets()],
+    });
   });
 });

@@ -16,7 +16,9 @@ import { AIRBNB_TEST_CLIENT, AIRBNB_WEBHOOK_SECRET, airbnbEnvironment, connectAi
 import { BOOKING_TEST_ACCOUNT, bookingEnvironment, connectBooking } from '../helpers/booking';
 import { SimulatedClock, startTimeSkippingServer } from '../helpers/temporal';
 import { eventually } from '../helpers/eventually';
+import { LogCapture } from '../helpers/secret-scan';
 import { recordFault } from './fault-ledger';
+import { expectNoSecretLeft } from './harness/secret-scan-after-run';
 
 const MINUTE = 60 * 1000;
 const HOUR = 60 * MINUTE;
@@ -64,6 +66,8 @@ describe('a refresh answer lost after the provider rotated', () => {
   let airbnb: FakeAirbnb;
   let booking: FakeBooking;
   let faults: Record<'google' | 'microsoft' | 'airbnb' | 'booking', TokenEndpointFaults>;
+  const apiLog = new LogCapture();
+  const sessionTokens: string[] = [];
 
   beforeAll(async () => {
     temporal = await startTimeSkippingServer();
@@ -86,7 +90,9 @@ describe('a refresh answer lost after the provider rotated', () => {
       google,
       clock: clock.activityClock,
       serverClock: () => new Date(clock.now()),
+      logDestination: apiLog,
       environment: {
+        LOG_LEVEL: 'debug',
         ...microsoftEnvironment(microsoft),
         ...airbnbEnvironment(airbnb),
         ...bookingEnvironment(booking, { pollIntervalSeconds: 24 * 3600, ackPauseMs: 0 }),
@@ -101,17 +107,21 @@ describe('a refresh answer lost after the provider rotated', () => {
 
   afterAll(async () => {
     await platform?.close();
-    await Promise.all([google?.close(), microsoft?.close(), airbnb?.close(), booking?.close()]);
-    await temporal?.teardown();
+    await Promise.all([google?.close(), microsoft?.close(), airbnb?.close(), booking?.close(), temporal?.teardown()]);
   });
 
   let users = 0;
-  const signUp = () => platform.signUp(`rotate-drop-${++users}@example.com`);
+  const signUp = async () => {
+    const signedUp = await platform.signUp(`rotate-drop-${++users}@example.com`);
+    sessionTokens.push(signedUp.sessionToken);
+    return signedUp;
+  };
 
   async function connect(variant: Variant): Promise<Tracked> {
     if (variant === 'google' || variant === 'google-rotating') {
       const account = newGoogleAccountId();
       const connected = await connectGoogleAccount(platform, google, `rotate-drop-${++users}@example.com`, account);
+      sessionTokens.push(connected.sessionToken);
       return { variant, connectionId: connected.connectionId, workflowId: connected.workflowId, grant: account };
     }
     const { sessionToken } = await signUp();
@@ -207,5 +217,13 @@ describe('a refresh answer lost after the provider rotated', () => {
 
     const unacceptable = outcomes.filter(({ variant, outcome }) => !ACCEPTABLE[variant].includes(outcome));
     expect(unacceptable).toEqual([]);
+  });
+
+  it('leaves no secret in plaintext in the database, the Temporal histories or the api-server log', async () => {
+    await expectNoSecretLeft('refresh answers lost after the provider rotated', platform, {
+      logs: [apiLog.text],
+      ownSecrets: sessionTokens,
+      providerSecrets: [...google.issuedSecrets(), ...microsoft.issuedSecrets(), ...airbnb.issuedSecrets(), ...booking.issuedSecrets()],
+    });
   });
 });

@@ -12,7 +12,9 @@ import { connectGoogleAccount, liveChannelsOf } from '../helpers/google-calendar
 import { connectMicrosoftCalendar, MICROSOFT_TEST_CLIENT, microsoftEnvironment } from '../helpers/microsoft';
 import { GOOGLE_TEST_CLIENT, startTestPlatform, type TestPlatform } from '../helpers/platform';
 import { startTemporalDevServer } from '../helpers/temporal';
+import { LogCapture } from '../helpers/secret-scan';
 import { recordFault } from './fault-ledger';
+import { expectNoSecretLeft } from './harness/secret-scan-after-run';
 
 const ACCOUNTS_PER_PROVIDER = 3;
 const ROUNDS = 4;
@@ -54,13 +56,15 @@ describe('webhook storm', () => {
   let airbnb: FakeAirbnb;
   let platform: TestPlatform;
   const connections: Tracked[] = [];
+  const apiLog = new LogCapture();
+  const sessionTokens: string[] = [];
 
   beforeAll(async () => {
     temporal = await startTemporalDevServer();
     google = await startFakeGoogle(GOOGLE_TEST_CLIENT);
     microsoft = await startFakeMicrosoft(MICROSOFT_TEST_CLIENT);
     airbnb = await startTestAirbnb();
-    platform = await startTestPlatform({ temporal, google, environment: { ...microsoftEnvironment(microsoft), ...airbnbEnvironment(airbnb) } });
+    platform = await startTestPlatform({ temporal, google, environment: { ...microsoftEnvironment(microsoft), ...airbnbEnvironment(airbnb), LOG_LEVEL: 'debug' }, logDestination: apiLog });
     for (let index = 0; index < ACCOUNTS_PER_PROVIDER; index++) {
       connections.push(await connectGoogle(index), await connectMicrosoft(index), await connectAirbnbHost(index));
     }
@@ -69,9 +73,14 @@ describe('webhook storm', () => {
 
   afterAll(async () => {
     await platform?.close();
-    await Promise.all([google?.close(), microsoft?.close(), airbnb?.close()]);
-    await temporal?.teardown();
+    await Promise.all([google?.close(), microsoft?.close(), airbnb?.close(), temporal?.teardown()]);
   });
+
+  const signUp = async (email: string) => {
+    const signedUp = await platform.signUp(email);
+    sessionTokens.push(signedUp.sessionToken);
+    return signedUp;
+  };
 
   const state = (connection: Tracked): Promise<ConnectionState> => platform.client.workflow.getHandle(connection.workflowId).query(statusQuery);
 
@@ -79,6 +88,7 @@ describe('webhook storm', () => {
     const account = `32000000000000000000${index}`;
     const calendar = google.calendar(account);
     const connected = await connectGoogleAccount(platform, google, `storm.g${index}@example.com`, account);
+    sessionTokens.push(connected.sessionToken);
     await eventually(() => liveChannelsOf(google, account)[0]?.resourceId !== undefined && liveChannelsOf(google, account)[0], 30_000, 'a push channel');
     const live = new Map<string, string>();
     let messageNumber = 100;
@@ -115,7 +125,7 @@ describe('webhook storm', () => {
   }
 
   async function connectMicrosoft(index: number): Promise<Tracked> {
-    const { sessionToken } = await platform.signUp(`storm.m${index}@example.com`);
+    const { sessionToken } = await signUp(`storm.m${index}@example.com`);
     const connected = await connectMicrosoftCalendar(platform, microsoft, sessionToken);
     const { oid } = connected;
     await eventually(() => microsoft.liveSubscriptions(oid)[0], 30_000, 'a Graph subscription');
@@ -163,7 +173,7 @@ describe('webhook storm', () => {
   }
 
   async function connectAirbnbHost(index: number): Promise<Tracked> {
-    const { sessionToken } = await platform.signUp(`storm.a${index}@example.com`);
+    const { sessionToken } = await signUp(`storm.a${index}@example.com`);
     const host = airbnb.createHost([`Storm Flat ${index}`]);
     const listingId = host.listings[0]!.id;
     const connected = await connectAirbnb(platform, sessionToken);
@@ -330,6 +340,14 @@ describe('webhook storm', () => {
       invariant: 'each notification reaches its workflow exactly once; stored data equals the provider\'s, no row twice, none missing',
     });
     expect(recorded).toBe(unique);
+  });
+
+  it('leaves no secret in plaintext in the database, the Temporal histories or the api-server log', async () => {
+    await expectNoSecretLeft('webhook storm', platform, {
+      logs: [apiLog.text],
+      ownSecrets: sessionTokens,
+      providerSecrets: [...google.issuedSecrets(), ...microsoft.issuedSecrets(), ...airbnb.issuedSecrets()],
+    });
   });
 });
 

@@ -27,10 +27,18 @@ export interface SecretHit {
 // Every fake's secrets are far longer; shorter strings would match by chance.
 const MIN_SECRET_LENGTH = 12;
 const KEY_LENGTH = MIN_SECRET_LENGTH;
+/** The first four characters at `index` packed into one number: a cheap first look that rules out almost every position. */
+function prefixAt(text: string, index: number): number {
+  return (((text.charCodeAt(index) & 0xff) << 24) | ((text.charCodeAt(index + 1) & 0xff) << 16) | ((text.charCodeAt(index + 2) & 0xff) << 8) | (text.charCodeAt(index + 3) & 0xff)) >>> 0;
+}
 
-/** Finds any of many secrets in a text in one pass: candidates by their first characters, then a full compare. */
+/**
+ * Finds any of many secrets in a text in one pass: positions by a number made of their first four
+ * characters (no string is cut for most of them), then candidates by their first twelve, then a full compare.
+ */
 export class SecretIndex {
   private readonly byKey = new Map<string, string[]>();
+  private readonly prefixes = new Set<number>();
   readonly size: number;
 
   constructor(secrets: Iterable<string>) {
@@ -44,6 +52,7 @@ export class SecretIndex {
         const list = this.byKey.get(key) ?? [];
         list.push(form);
         this.byKey.set(key, list);
+        this.prefixes.add(prefixAt(form, 0));
       }
     }
     this.size = size;
@@ -54,6 +63,7 @@ export class SecretIndex {
     const found: string[] = [];
     if (this.size === 0) return found;
     for (let index = 0; index + KEY_LENGTH <= text.length; index += 1) {
+      if (!this.prefixes.has(prefixAt(text, index))) continue;
       const candidates = this.byKey.get(text.slice(index, index + KEY_LENGTH));
       if (!candidates) continue;
       for (const candidate of candidates) if (text.startsWith(candidate, index)) found.push(candidate);
@@ -68,8 +78,8 @@ function hits(index: SecretIndex, text: string, where: string): SecretHit[] {
 
 const SCANNED_TYPES = new Set(['text', 'character varying', 'character', 'bytea', 'json', 'jsonb', 'ARRAY', 'USER-DEFINED']);
 
-/** Every value of every text-like column of every table in the database's public schema. */
-export async function scanDatabase(databaseUrl: string, index: SecretIndex): Promise<SecretHit[]> {
+/** Every value of every text-like column of every table in the database's public schema; `rows` counts the rows read. */
+export async function scanDatabase(databaseUrl: string, index: SecretIndex): Promise<{ rows: number; hits: SecretHit[] }> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
@@ -86,10 +96,12 @@ export async function scanDatabase(databaseUrl: string, index: SecretIndex): Pro
       byTable.set(column.table_name, list);
     }
     const found: SecretHit[] = [];
+    let rowsRead = 0;
     for (const [table, tableColumns] of byTable) {
       // bytea as its bytes; everything else as PostgreSQL prints it (JSON, arrays and enums included).
       const select = tableColumns.map(({ name, bytes }) => (bytes ? client.escapeIdentifier(name) : `${client.escapeIdentifier(name)}::text`)).join(', ');
       const rows = await client.query<Record<string, string | Buffer | null>>({ text: `SELECT ${select} FROM ${client.escapeIdentifier(table)}`, rowMode: 'array' } as pg.QueryConfig);
+      rowsRead += rows.rows.length;
       (rows.rows as unknown as Array<Array<string | Buffer | null>>).forEach((row, rowNumber) => {
         row.forEach((value, columnIndex) => {
           if (value === null) return;
@@ -98,7 +110,7 @@ export async function scanDatabase(databaseUrl: string, index: SecretIndex): Pro
         });
       });
     }
-    return found;
+    return { rows: rowsRead, hits: found };
   } finally {
     await client.end();
   }
@@ -119,54 +131,73 @@ export async function scanTemporal(
   if (options.workflowIds) {
     runs.push(...options.workflowIds.map((workflowId) => ({ workflowId })));
   } else {
-    runs.push(...(await everyRun(connection, client, options.namespace ?? 'default')));
+    runs.push(...(await everyRun(connection, options.namespace ?? 'default')));
   }
   const found: SecretHit[] = [];
-  for (const run of runs) {
-    const handle = client.workflow.getHandle(run.workflowId, run.runId);
-    const history = await handle.fetchHistory();
-    const where = `history ${run.workflowId}/${run.runId ?? 'latest'}`;
-    const stored = Buffer.from(temporal.api.history.v1.History.encode(history).finish()).toString('latin1');
-    found.push(...hits(index, stored, where));
-    if (options.payloadCodecs?.length) {
-      const decoded = await decodeHistoryPayloads(history, options.payloadCodecs);
-      found.push(...hits(index, historyTexts(decoded).join('\n'), `${where} (decoded)`));
+  let next = 0;
+  // A few histories at a time: the server answers one while the scan reads another.
+  const lane = async () => {
+    while (next < runs.length) {
+      const run = runs[next++]!;
+      const history = await client.workflow.getHandle(run.workflowId, run.runId).fetchHistory();
+      const where = `history ${run.workflowId}/${run.runId ?? 'latest'}`;
+      const stored = Buffer.from(temporal.api.history.v1.History.encode(history).finish()).toString('latin1');
+      found.push(...hits(index, stored, where));
+      if (options.payloadCodecs?.length) {
+        const decoded = await decodeHistoryPayloads(history, options.payloadCodecs);
+        found.push(...hits(index, historyTexts(decoded).join('\n'), `${where} (decoded)`));
+      }
     }
-  }
+  };
+  await Promise.all(Array.from({ length: HISTORIES_IN_FLIGHT }, lane));
   return { histories: runs.length, hits: found };
 }
 
 const GRPC_UNIMPLEMENTED = 12;
+const HISTORIES_IN_FLIGHT = 8;
 
-/** Every run on the server: by the visibility query, or where that is missing (the time-skipping server), by the open and closed listings. */
-async function everyRun(connection: Connection, client: Client, namespace: string): Promise<Array<{ workflowId: string; runId: string }>> {
-  const runs: Array<{ workflowId: string; runId: string }> = [];
-  try {
-    for await (const execution of client.workflow.list()) runs.push({ workflowId: execution.workflowId, runId: execution.runId });
-    return runs;
-  } catch (error) {
-    if ((error as { cause?: { code?: number } }).cause?.code !== GRPC_UNIMPLEMENTED) throw error;
-  }
+/**
+ * Every run on the server, from the raw listings (nothing decoded: memos are encrypted): the visibility
+ * listing, or where that is missing (the time-skipping server), the open and closed listings.
+ */
+async function everyRun(connection: Connection, namespace: string): Promise<Array<{ workflowId: string; runId: string }>> {
   const service = connection.workflowService;
   const startTimeFilter = { earliestTime: msToTs(0), latestTime: msToTs(Date.now() + 10 * 365 * 86_400_000) };
   type Page = { executions?: Array<{ execution?: { workflowId?: string | null; runId?: string | null } | null }> | null; nextPageToken?: Uint8Array | null };
-  const listings: Array<(request: { namespace: string; maximumPageSize: number; startTimeFilter: typeof startTimeFilter; nextPageToken?: Uint8Array }) => Promise<Page>> = [
-    (request) => service.listOpenWorkflowExecutions(request),
-    (request) => service.listClosedWorkflowExecutions(request),
+  type Listing = (nextPageToken: Uint8Array | undefined) => Promise<Page>;
+  const page = (nextPageToken: Uint8Array | undefined) => ({ namespace, ...(nextPageToken ? { nextPageToken } : {}) });
+  const visibility: Listing = (nextPageToken) => service.listWorkflowExecutions({ ...page(nextPageToken), pageSize: 1000 });
+  const openAndClosed: Listing[] = [
+    (nextPageToken) => service.listOpenWorkflowExecutions({ ...page(nextPageToken), maximumPageSize: 1000, startTimeFilter }),
+    (nextPageToken) => service.listClosedWorkflowExecutions({ ...page(nextPageToken), maximumPageSize: 1000, startTimeFilter }),
   ];
-  for (const list of listings) {
-    let nextPageToken: Uint8Array | undefined;
-    do {
-      const page = await list({ namespace, maximumPageSize: 1000, startTimeFilter, ...(nextPageToken ? { nextPageToken } : {}) });
-      for (const execution of page.executions ?? []) runs.push({ workflowId: execution.execution!.workflowId!, runId: execution.execution!.runId! });
-      nextPageToken = page.nextPageToken?.length ? page.nextPageToken : undefined;
-    } while (nextPageToken);
+  const runsOf = async (listings: Listing[]) => {
+    const runs: Array<{ workflowId: string; runId: string }> = [];
+    for (const list of listings) {
+      let nextPageToken: Uint8Array | undefined;
+      do {
+        const answer = await list(nextPageToken);
+        for (const execution of answer.executions ?? []) runs.push({ workflowId: execution.execution!.workflowId!, runId: execution.execution!.runId! });
+        nextPageToken = answer.nextPageToken?.length ? answer.nextPageToken : undefined;
+      } while (nextPageToken);
+    }
+    return runs;
+  };
+  try {
+    return await runsOf([visibility]);
+  } catch (error) {
+    if ((error as { code?: number }).code !== GRPC_UNIMPLEMENTED) throw error;
+    return runsOf(openAndClosed);
   }
-  return runs;
 }
 
 export function scanLog(text: string, index: SecretIndex): SecretHit[] {
-  return text.split('\n').flatMap((line, lineNumber) => hits(index, line, `log line ${lineNumber + 1}`));
+  return logLines(text).flatMap((line, lineNumber) => hits(index, line, `log line ${lineNumber + 1}`));
+}
+
+function logLines(text: string): string[] {
+  const lines = text.split('\n');
+  return lines.at(-1) === '' ? lines.slice(0, -1) : lines;
 }
 
 /** A pino destination that keeps every line written to it (hand it to startTestPlatform's `logDestination`). */
@@ -198,19 +229,36 @@ export interface SecretScanTarget {
   extraSecrets?: Iterable<string>;
 }
 
+export interface SecretScan {
+  secretsLookedFor: number;
+  historiesScanned: number;
+  rowsScanned: number;
+  logLinesScanned: number;
+  hits: SecretHit[];
+}
+
 /** The whole scan: every secret any fake issued (this process and the run's ledger) plus `extraSecrets`, everywhere given. */
-export async function scanForSecrets(target: SecretScanTarget): Promise<{ secretsLookedFor: number; historiesScanned: number; hits: SecretHit[] }> {
+export async function scanForSecrets(target: SecretScanTarget): Promise<SecretScan> {
   const index = new SecretIndex([...everyIssuedSecret(), ...(target.extraSecrets ?? [])]);
   const found: SecretHit[] = [];
-  if (target.databaseUrl) found.push(...(await scanDatabase(target.databaseUrl, index)));
+  let rowsScanned = 0;
+  if (target.databaseUrl) {
+    const databaseScan = await scanDatabase(target.databaseUrl, index);
+    rowsScanned = databaseScan.rows;
+    found.push(...databaseScan.hits);
+  }
   let historiesScanned = 0;
   if (target.temporal) {
     const temporalScan = await scanTemporal(target.temporal.connection, index, target.temporal);
     historiesScanned = temporalScan.histories;
     found.push(...temporalScan.hits);
   }
-  for (const log of target.logs ?? []) found.push(...scanLog(log, index));
-  return { secretsLookedFor: index.size, historiesScanned, hits: found };
+  let logLinesScanned = 0;
+  for (const log of target.logs ?? []) {
+    logLinesScanned += logLines(log).length;
+    found.push(...scanLog(log, index));
+  }
+  return { secretsLookedFor: index.size, historiesScanned, rowsScanned, logLinesScanned, hits: found };
 }
 
 /**

@@ -2,7 +2,7 @@ import { Context } from '@temporalio/activity';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { ActivityExecuteInput, ActivityInboundCallsInterceptor, ActivityInterceptorsFactory, Next } from '@temporalio/worker';
 import { inject } from 'vitest';
-import { registerSearchAttributes } from '../../platform/search-attributes';
+import { registerSearchAttributes } from '../../worker/search-attributes';
 
 /**
  * A Temporal dev server from the binary the global setup found (else the SDK downloads one).

@@ -7,7 +7,7 @@ import { startTemporalDevServer } from '../helpers/temporal';
 import { startFakeGoogle, type FakeGoogle } from '../../fakes/google';
 import { upsertGrant } from '../../db/queries/oauth-grants';
 import { registerClient } from '../../platform/oauth-server/clients';
-import { ensureHousekeepingSchedule, HOUSEKEEPING_SCHEDULE_ID } from '../../platform/schedules';
+import { ensureHousekeepingSchedule, HOUSEKEEPING_SCHEDULE_ID } from '../../worker/schedules';
 import type { housekeepingWorkflow } from '../../workflows/housekeeping';
 import { GOOGLE_TEST_CLIENT, startTestPlatform, type TestPlatform } from '../helpers/platform';
 

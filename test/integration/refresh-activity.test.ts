@@ -5,7 +5,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { createActivities, type Activities, type TokenState } from '../../activities';
 import { FailureType, NON_RETRYABLE_FAILURES } from '../../activities/failure-types';
 import { migrate } from '../../db/migrate';
@@ -21,6 +21,7 @@ import { redirectUriFor } from '../../platform/providers/provider';
 import { hashBearerValue, randomToken } from '../../platform/secrets';
 import { createPlatformServices, type PlatformServices } from '../../platform/services';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
+import { eventually } from '../helpers/eventually';
 import { GOOGLE_TEST_CLIENT } from '../helpers/platform';
 
 /**
@@ -66,6 +67,9 @@ beforeEach(() => {
   google.reset();
   google.revokeAllGrants();
 });
+
+const openGates: Array<() => void> = [];
+afterEach(() => openGates.splice(0).forEach((release) => release()));
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -244,6 +248,26 @@ async function timed<T>(run: () => Promise<T>): Promise<{ result: T; before: num
   const before = Date.now();
   const result = await run();
   return { result, before, after: Date.now() };
+}
+
+/** Holds Google's token answers (after it acted) until the test releases them. */
+function gateGoogleAnswers() {
+  const held: Array<() => void> = [];
+  google.switches.holdAnswer = () =>
+    new Promise<void>((resolve) => {
+      held.push(resolve);
+      openGates.push(resolve);
+    });
+  return { arrived: () => held.length, releaseAll: () => held.forEach((release) => release()) };
+}
+
+/** Distinct transactions of ours seen waiting for a row lock on the lease row (the store locks it first). */
+async function storeLockWaits(seen: Set<string>): Promise<number> {
+  const waiting = await services.db.anyFirst(sql.type(z.object({ started: z.string() }))`
+    SELECT xact_start::text AS started FROM pg_stat_activity
+    WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%SELECT holder FROM integration_token_leases%'`);
+  for (const started of waiting) seen.add(started);
+  return seen.size;
 }
 
 // The fake's default access token lifetime.
@@ -425,6 +449,33 @@ describe('refreshConnectionTokens activity', () => {
       lastErrorMessage: null,
       lastErrorAt: null,
     });
+  });
+
+  it('stores what Google answered despite a database fault at the store: the store runs again while the attempt lives', async () => {
+    const seeded = await seedActiveConnection();
+    google.switches.rotateRefreshTokens = true;
+    const gate = gateGoogleAnswers();
+    const running = refresh(seeded.connectionId, seeded.state.tokenVersion, { startToCloseTimeoutMs: 60_000, currentAttemptScheduledTimestampMs: Date.now() });
+    await eventually(() => gate.arrived() === 1, 10_000, 'Google rotated the refresh token');
+
+    // Another transaction holds the lease row: the store's first try runs into this pool's lock timeout (a transient fault).
+    let release!: () => void;
+    const seen = new Set<string>();
+    const blocking = services.db.transaction(async (transaction) => {
+      await transaction.query(sql.unsafe`SELECT 1 FROM integration_token_leases WHERE connection_id = ${seeded.connectionId} FOR UPDATE`);
+      await new Promise<void>((resolve) => (release = resolve));
+    });
+    await eventually(() => release !== undefined, 10_000, 'the lease row is locked');
+    gate.releaseAll();
+    await eventually(async () => (await storeLockWaits(seen)) >= 2, 20_000, 'the store waited for the lock a second time');
+    release();
+    await blocking;
+
+    const result = await running;
+    expect(result.tokenVersion).toBe(seeded.state.tokenVersion + 1);
+    const stored = await readStored(seeded.connectionId);
+    expect(stored).toMatchObject({ tokenVersion: result.tokenVersion, previousRefreshToken: seeded.refreshToken, lastErrorKind: null });
+    expect(google.liveRefreshTokens()).toEqual([stored.refreshToken]);
   });
 
   it('refuses a disconnected connection with a non-retryable ConnectionGone and calls nobody', async () => {

@@ -161,4 +161,24 @@ describe('upstream revocation under faults', () => {
     expect(google.liveRefreshTokens().filter((token) => !liveBefore.has(token))).toEqual([]);
     expect(await revocations(connectionId)).toEqual([{ outcome: 'success', details: { reason: 'insufficient_scope', revocation: 'revoked' } }]);
   });
+
+  it('revokes those tokens once Google is back when its revocation endpoint was down during the exchange', async () => {
+    const { sessionToken } = await platform.signUp('unticked.outage@example.com');
+    const liveBefore = new Set(google.liveRefreshTokens());
+    google.switches.refuseRevocations = { status: 503, error: 'backend_error' };
+    const auth = await fetch(`${platform.apiUrl}/api/v1/integrations/google-calendar/auth`, { headers: { authorization: `Bearer ${sessionToken}` }, redirect: 'manual' });
+    const authorizeUrl = new URL(auth.headers.get('location')!);
+    authorizeUrl.searchParams.set('scope', authorizeUrl.searchParams.get('scope')!.split(' ').filter((scope) => !scope.includes('calendar')).join(' '));
+    const consent = await fetch(authorizeUrl, { redirect: 'manual' });
+    const callback = await fetch(consent.headers.get('location')!, { headers: { authorization: `Bearer ${sessionToken}` } });
+    const { connectionId, workflowId } = (await callback.json()) as { connectionId: string; workflowId: string };
+    await eventually(() => revokeCalls().length > 0, 30_000, 'the exchange tried to revoke what it will not keep');
+    expect(google.liveRefreshTokens().filter((token) => !liveBefore.has(token))).toHaveLength(1);
+
+    google.switches.refuseRevocations = undefined;
+    // The workflow's revocation retries after the outage, and the workflow ends only once it has.
+    expect(await platform.client.workflow.getHandle(workflowId).result()).toEqual({ status: 'failed' });
+    expect(google.liveRefreshTokens().filter((token) => !liveBefore.has(token))).toEqual([]);
+    expect(await revocations(connectionId)).toEqual([{ outcome: 'success', details: { reason: 'insufficient_scope', revocation: 'revoked' } }]);
+  });
 });

@@ -6,7 +6,7 @@ import { sql } from 'slonik';
 import { z } from 'zod';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { createActivities, type Activities } from '../../activities';
-import { FailureType, NON_RETRYABLE_FAILURES } from '../../activities/failure-types';
+import { AUTHORIZATION_LOST_IN_FLIGHT, FailureType, NON_RETRYABLE_FAILURES } from '../../activities/failure-types';
 import { migrate } from '../../db/migrate';
 import { attachCodeToAuthorization, insertAuthorization } from '../../db/queries/authorizations';
 import { findOrCreateLiveConnection } from '../../db/queries/connections';
@@ -20,6 +20,7 @@ import { hashBearerValue, randomToken } from '../../platform/secrets';
 import { createPlatformServices, type PlatformServices } from '../../platform/services';
 import { createSsoSessionSync } from '../../platform/sso/backchannel-delivery';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
+import { eventually } from '../helpers/eventually';
 import { GOOGLE_TEST_CLIENT } from '../helpers/platform';
 
 /**
@@ -86,6 +87,11 @@ async function failureOf(run: Promise<unknown>): Promise<ApplicationFailure> {
 async function pendingAuthorization(): Promise<{ connectionId: string; authorizationId: string }> {
   const user = await insertUser(services.db, { email: `${randomUUID()}@example.com`, displayName: 'Unkept', passwordHash: 'not-a-real-hash' });
   const connection = await findOrCreateLiveConnection(services.db, user.id, PROVIDER);
+  return { connectionId: connection.id, authorizationId: await authorizationFor(user.id, connection.id) };
+}
+
+/** Another consent of the connection's user (by a new Google account), its code attached to the connection. */
+async function authorizationFor(userId: string, connectionId: string, scopes = config.google.scopes): Promise<string> {
   const state = randomToken();
   const pkce = createPkcePair();
   const redirectUri = redirectUriFor(config.http.publicBaseUrl, PROVIDER);
@@ -94,7 +100,7 @@ async function pendingAuthorization(): Promise<{ connectionId: string; authoriza
     client_id: GOOGLE_TEST_CLIENT.clientId,
     redirect_uri: redirectUri,
     response_type: 'code',
-    scope: config.google.scopes.join(' '),
+    scope: scopes.join(' '),
     state,
     code_challenge: pkce.challenge,
     code_challenge_method: 'S256',
@@ -106,15 +112,15 @@ async function pendingAuthorization(): Promise<{ connectionId: string; authoriza
   const bind = (column: string) => ({ table: 'integration_authorizations', column, rowId: authorizationId });
   await insertAuthorization(services.db, {
     id: authorizationId,
-    userId: user.id,
+    userId,
     provider: PROVIDER,
     stateHash: hashBearerValue(state),
     codeVerifierEnc: services.crypto.encrypt(pkce.verifier, bind('code_verifier_enc')),
     redirectUri,
     expiresAt: new Date(Date.now() + 10 * 60 * 1000),
   });
-  await attachCodeToAuthorization(services.db, authorizationId, services.crypto.encrypt(code, bind('code_enc')), connection.id);
-  return { connectionId: connection.id, authorizationId };
+  await attachCodeToAuthorization(services.db, authorizationId, services.crypto.encrypt(code, bind('code_enc')), connectionId);
+  return authorizationId;
 }
 
 async function activeConnection(): Promise<string> {
@@ -135,6 +141,11 @@ const unkeptCount = (connectionId: string) =>
     SELECT count(*)::int AS count FROM unkept_provider_tokens WHERE connection_id = ${connectionId}`);
 
 const disconnectRequest = (connectionId: string) => ({ connectionId, requestedBy: { type: 'user' as const } });
+
+const WINDOW_SECONDS = 2 * 3600;
+
+const connectionStatus = (connectionId: string) =>
+  services.db.oneFirst(sql.type(z.object({ status: z.string() }))`SELECT status::text AS status FROM integration_connections WHERE id = ${connectionId}`);
 
 describe('tokens obtained for a connection disconnected during the authorization', () => {
   it('are revoked, and the exchange still reports the connection gone', async () => {
@@ -157,15 +168,59 @@ describe('tokens obtained for a connection disconnected during the authorization
     expect((await failureOf(runActivity(activities.exchangeAuthorizationCode, [{ connectionId, authorizationId }]))).type).toBe(FailureType.connectionGone);
     expect(google.liveRefreshTokens()).toHaveLength(1);
     expect(await unkeptCount(connectionId)).toBe(1);
-    const retried = await failureOf(runActivity(activities.revokeUnkeptTokens, [{ connectionId }]));
+    const retried = await failureOf(runActivity(activities.revokeUnkeptTokens, [{ connectionId, revocationWindowSeconds: WINDOW_SECONDS }]));
     expect([retried.type, retried.nonRetryable]).toEqual([FailureType.providerUnavailable, false]);
     expect(await revocationAudit(connectionId)).toEqual([]);
 
     google.switches.refuseRevocations = undefined;
-    await runActivity(activities.revokeUnkeptTokens, [{ connectionId }]);
+    await runActivity(activities.revokeUnkeptTokens, [{ connectionId, revocationWindowSeconds: WINDOW_SECONDS }]);
     expect(google.liveRefreshTokens()).toEqual([]);
     expect(await unkeptCount(connectionId)).toBe(0);
-    await runActivity(activities.revokeUnkeptTokens, [{ connectionId }]);
+    await runActivity(activities.revokeUnkeptTokens, [{ connectionId, revocationWindowSeconds: WINDOW_SECONDS }]);
+    expect(await revocationAudit(connectionId)).toEqual([{ outcome: 'success', details: { reason: 'disconnected_during_authorization', revocation: 'revoked' } }]);
+  });
+});
+
+describe('the revocation window', () => {
+  it('is the one the workflow passes: past it, a token the provider still cannot revoke is recorded as a failed revocation', async () => {
+    const { connectionId, authorizationId } = await pendingAuthorization();
+    await setStatus(connectionId, 'disconnecting');
+    google.switches.refuseRevocations = { status: 503, error: 'backend_error' };
+    await failureOf(runActivity(activities.exchangeAuthorizationCode, [{ connectionId, authorizationId }]));
+    await services.db.query(sql.unsafe`UPDATE unkept_provider_tokens SET created_at = now() - interval '20 minutes' WHERE connection_id = ${connectionId}`);
+
+    // Twenty minutes is well inside the default two hours, but past a ten-minute window.
+    await runActivity(activities.revokeUnkeptTokens, [{ connectionId, revocationWindowSeconds: 600 }]);
+    expect(await unkeptCount(connectionId)).toBe(0);
+    expect(await revocationAudit(connectionId)).toEqual([
+      { outcome: 'failure', details: { reason: 'disconnected_during_authorization', error: expect.stringContaining('503'), attempts: 2 } },
+    ]);
+  });
+});
+
+describe('a newer authorization of a connection marked failed meanwhile', () => {
+  it('is stored: the connection comes back active', async () => {
+    const { connectionId, authorizationId } = await pendingAuthorization();
+    // The previous code failed and the workflow marked the connection failed while this callback was answered.
+    await setStatus(connectionId, 'failed');
+
+    const stored = await runActivity(activities.exchangeAuthorizationCode, [{ connectionId, authorizationId }]);
+    expect(stored.tokenVersion).toBe(1);
+    expect(await connectionStatus(connectionId)).toBe('active');
+    expect(google.liveRefreshTokens()).toHaveLength(1);
+  });
+
+  it('is revoked, not stored, when the user has another live connection to the provider by then', async () => {
+    const { connectionId, authorizationId } = await pendingAuthorization();
+    await setStatus(connectionId, 'failed');
+    const userId = await services.db.oneFirst(sql.type(z.object({ userId: z.string() }))`SELECT user_id AS "userId" FROM integration_connections WHERE id = ${connectionId}`);
+    const other = await findOrCreateLiveConnection(services.db, userId, PROVIDER);
+
+    const failure = await failureOf(runActivity(activities.exchangeAuthorizationCode, [{ connectionId, authorizationId }]));
+    expect([failure.type, failure.nonRetryable]).toEqual([FailureType.connectionGone, true]);
+    expect(await connectionStatus(connectionId)).toBe('failed');
+    expect(await connectionStatus(other.id)).toBe('pending');
+    expect(google.liveRefreshTokens()).toEqual([]);
     expect(await revocationAudit(connectionId)).toEqual([{ outcome: 'success', details: { reason: 'disconnected_during_authorization', revocation: 'revoked' } }]);
   });
 });
@@ -203,5 +258,112 @@ describe("a disconnect's revocation", () => {
     const failure = await failureOf(runActivity(activities.revokeConnectionUpstream, [disconnectRequest(connectionId)]));
     expect([failure.type, failure.nonRetryable]).toEqual([FailureType.credentialUnreadable, true]);
     expect(google.calls.filter((call) => call.endpoint === 'revoke')).toEqual([]);
+  });
+});
+
+const userOf = (connectionId: string) =>
+  services.db.oneFirst(sql.type(z.object({ userId: z.string() }))`SELECT user_id AS "userId" FROM integration_connections WHERE id = ${connectionId}`);
+
+const recordedError = (connectionId: string) =>
+  services.db.one(sql.type(z.object({ kind: z.string().nullable(), version: z.number() }))`
+    SELECT last_error_kind AS kind, token_version AS version FROM integration_connections WHERE id = ${connectionId}`);
+
+const leaseHolder = (connectionId: string) =>
+  services.db.maybeOneFirst(sql.type(z.object({ holder: z.string().nullable() }))`SELECT holder FROM integration_token_leases WHERE connection_id = ${connectionId}`);
+
+describe('a re-consent under a refresh that stores late', () => {
+  it('is stored on the version that refresh left, not dropped as a disconnect', async () => {
+    const connectionId = await activeConnection();
+    const authorizationId = await authorizationFor(await userOf(connectionId), connectionId);
+    // A refresh attempt that lost its lease stores while this exchange's provider call is out.
+    google.switches.holdAnswer = async () => {
+      google.switches.holdAnswer = undefined;
+      await services.db.query(sql.unsafe`UPDATE integration_connections SET token_version = token_version + 1 WHERE id = ${connectionId}`);
+    };
+
+    const stored = await runActivity(activities.exchangeAuthorizationCode, [{ connectionId, authorizationId }]);
+    expect(stored.tokenVersion).toBe(3);
+    expect(await connectionStatus(connectionId)).toBe('active');
+    // The new grant is kept: only the one it replaced (another account's) is revoked.
+    expect(google.liveRefreshTokens()).toHaveLength(1);
+    expect(await revocationAudit(connectionId)).toEqual([{ outcome: 'success', details: { reason: 'superseded_by_reconsent', revocation: 'revoked' } }]);
+  });
+});
+
+describe('an exchange whose answer was lost in flight', () => {
+  it('ends, on the retry that finds the code spent, with its own reason rather than invalid_grant', async () => {
+    const { connectionId, authorizationId } = await pendingAuthorization();
+    let answerHeld = false;
+    let releaseAnswer!: () => void;
+    google.switches.holdAnswer = () => {
+      answerHeld = true;
+      return new Promise<void>((resolve) => (releaseAnswer = resolve));
+    };
+    // Google spent the code; the attempt is given up on (cancelled) before its answer arrives.
+    const lost = new MockActivityEnvironment({ attempt: 1 }, { logger: new DefaultLogger('ERROR') });
+    const first = lost.run(activities.exchangeAuthorizationCode, { connectionId, authorizationId }).catch((error: unknown) => error);
+    await eventually(() => answerHeld);
+    lost.cancel('TIMED_OUT');
+    await first;
+    google.switches.holdAnswer = undefined;
+    releaseAnswer();
+
+    const failure = await failureOf(runActivity(activities.exchangeAuthorizationCode, [{ connectionId, authorizationId }], { attempt: 2 }));
+    expect([failure.type, failure.nonRetryable]).toEqual([FailureType.authorizationLostInFlight, true]);
+    expect(await recordedError(connectionId)).toEqual({ kind: AUTHORIZATION_LOST_IN_FLIGHT, version: 0 });
+    // The lost call concerned the code: the lease keeps no mark a later refresh would mistake for its own.
+    expect(await services.db.oneFirst(sql.type(z.object({ version: z.number().nullable() }))`
+      SELECT unanswered_token_version AS version FROM integration_token_leases WHERE connection_id = ${connectionId}`)).toBeNull();
+  });
+});
+
+describe('tokens that cannot be set aside', () => {
+  it('are revoked at once all the same, and the outcome audited', async () => {
+    const { connectionId, authorizationId } = await pendingAuthorization();
+    await setStatus(connectionId, 'disconnecting');
+    await services.db.query(sql.unsafe`
+      CREATE FUNCTION refuse_unkept_tokens() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'the disk is full'; END $$`);
+    await services.db.query(sql.unsafe`
+      CREATE TRIGGER refuse_unkept_tokens BEFORE INSERT ON unkept_provider_tokens FOR EACH ROW EXECUTE FUNCTION refuse_unkept_tokens()`);
+    try {
+      expect((await failureOf(runActivity(activities.exchangeAuthorizationCode, [{ connectionId, authorizationId }]))).type).toBe(FailureType.connectionGone);
+    } finally {
+      await services.db.query(sql.unsafe`DROP TRIGGER refuse_unkept_tokens ON unkept_provider_tokens`);
+      await services.db.query(sql.unsafe`DROP FUNCTION refuse_unkept_tokens()`);
+    }
+    expect(google.liveRefreshTokens()).toEqual([]);
+    expect(await revocationAudit(connectionId)).toEqual([
+      { outcome: 'success', details: { reason: 'disconnected_during_authorization', revocation: 'revoked', setAsideError: expect.stringContaining('the disk is full') } },
+    ]);
+  });
+});
+
+describe('the revocation of what a re-consent will not keep', () => {
+  it('runs after the lease is given back, so a refresh never waits for it', async () => {
+    const connectionId = await activeConnection();
+    // Granular consent: this time the user unticks the calendar scope.
+    const scopes = config.google.scopes.filter((scope) => !scope.includes('calendar'));
+    const authorizationId = await authorizationFor(await userOf(connectionId), connectionId, scopes);
+    const holdersDuringRevocation: (string | null)[] = [];
+    const adapter = services.providers[PROVIDER]!;
+    const watched = new Proxy(adapter, {
+      get(target, property) {
+        if (property === 'revoke') {
+          return async (token: string) => {
+            holdersDuringRevocation.push(await leaseHolder(connectionId));
+            return target.revoke(token);
+          };
+        }
+        const value: unknown = Reflect.get(target, property, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const watching = createActivities({ ...services, providers: { ...services.providers, [PROVIDER]: watched }, sso: createSsoSessionSync(config, services), clock: () => new Date() });
+
+    const failure = await failureOf(runActivity(watching.exchangeAuthorizationCode, [{ connectionId, authorizationId }]));
+    expect(failure.type).toBe(FailureType.authorizationRejected);
+    expect(holdersDuringRevocation).toEqual([null]);
+    expect(await revocationAudit(connectionId)).toEqual([{ outcome: 'success', details: { reason: 'insufficient_scope', revocation: 'revoked' } }]);
+    expect(await connectionStatus(connectionId)).toBe('active');
   });
 });

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { History } from '@temporalio/common/lib/proto-utils';
 import { DefaultLogger, Runtime, Worker, type ReplayResult } from '@temporalio/worker';
-import { WORKFLOWS_PATH } from '../../platform/worker';
+import { WORKFLOWS_PATH } from '../../worker/worker';
 import * as workflows from '../../workflows';
 import { historyFromJsonObject } from './history-json';
 

@@ -25,7 +25,7 @@ export interface WorkerProcess {
 export async function startWorkerProcess(platform: TestPlatform, temporal: TestWorkflowEnvironment, google: FakeGoogle, environment: Record<string, string> = {}): Promise<WorkerProcess> {
   const healthPort = await freePort();
   const { config } = platform;
-  const child = spawn(process.execPath, ['--import', 'tsx', 'platform/worker-main.ts'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'worker/main.ts'], {
     cwd: repoRoot,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {

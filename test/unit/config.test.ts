@@ -62,6 +62,7 @@ describe('loadConfig', () => {
     expect(config.microsoft.credentials).toBeUndefined();
     expect(config.airbnb.credentials).toBeUndefined();
     expect(config.tokenRefresh).toEqual({ marginSeconds: 300, jitterSeconds: 60, marginFraction: 0.2, minMarginSeconds: 60, triesBeforeExpiry: 6 });
+    expect(config.upstreamRevocationWindowSeconds).toBe(2 * 3600);
     expect(config.authorizationServer).toEqual({
       issuer: 'https://pm.example.com',
       internalUrl: 'https://pm.example.com',
@@ -125,6 +126,21 @@ describe('loadConfig', () => {
     expect(loadConfig({ ...MINIMAL_PRODUCTION, OAUTH_ISSUER: 'https://id.example.com' }).authorizationServer.audience).toBe('https://id.example.com');
   });
 
+  it('names both refresh margins when the least exceeds the most', () => {
+    expect(configError({ ...MINIMAL_PRODUCTION, TOKEN_REFRESH_MIN_MARGIN_SECONDS: '301' }).problems).toContain(
+      'TOKEN_REFRESH_MIN_MARGIN_SECONDS: must not exceed TOKEN_REFRESH_MARGIN_SECONDS',
+    );
+  });
+
+  it('starts with a margin lowered below the default least margin, which then follows it', () => {
+    const config = loadConfig({ ...MINIMAL_PRODUCTION, TOKEN_REFRESH_MARGIN_SECONDS: '30', TOKEN_REFRESH_JITTER_SECONDS: '10' });
+    expect(config.tokenRefresh).toMatchObject({ marginSeconds: 30, jitterSeconds: 10, minMarginSeconds: 30 });
+  });
+
+  it('takes the upstream revocation window from UPSTREAM_REVOCATION_WINDOW_SECONDS', () => {
+    expect(loadConfig({ ...MINIMAL_PRODUCTION, UPSTREAM_REVOCATION_WINDOW_SECONDS: '600' }).upstreamRevocationWindowSeconds).toBe(600);
+  });
+
   it('accepts a grace period equal to the access-token lifetime', () => {
     expect(loadConfig({ ...MINIMAL_PRODUCTION, OAUTH_SIGNING_KEY_GRACE_SECONDS: '900', ACCESS_TOKEN_TTL_SECONDS: '900' }).authorizationServer.signingKeyGraceSeconds).toBe(900);
   });
@@ -146,6 +162,9 @@ describe('loadConfig', () => {
     ['TOKEN_REFRESH_JITTER_SECONDS equals the margin', { TOKEN_REFRESH_JITTER_SECONDS: '300' }, 'TOKEN_REFRESH_JITTER_SECONDS'],
     ['TOKEN_REFRESH_JITTER_SECONDS exceeds the margin', { TOKEN_REFRESH_MARGIN_SECONDS: '30', TOKEN_REFRESH_JITTER_SECONDS: '31' }, 'TOKEN_REFRESH_JITTER_SECONDS'],
     ['TOKEN_REFRESH_MIN_MARGIN_SECONDS exceeds the margin', { TOKEN_REFRESH_MIN_MARGIN_SECONDS: '301' }, 'TOKEN_REFRESH_MIN_MARGIN_SECONDS'],
+    ['TOKEN_REFRESH_MIN_MARGIN_SECONDS exceeds a lowered margin', { TOKEN_REFRESH_MARGIN_SECONDS: '30', TOKEN_REFRESH_JITTER_SECONDS: '10', TOKEN_REFRESH_MIN_MARGIN_SECONDS: '60' }, 'TOKEN_REFRESH_MIN_MARGIN_SECONDS'],
+    ['UPSTREAM_REVOCATION_WINDOW_SECONDS is below a minute', { UPSTREAM_REVOCATION_WINDOW_SECONDS: '30' }, 'UPSTREAM_REVOCATION_WINDOW_SECONDS'],
+    ['UPSTREAM_REVOCATION_WINDOW_SECONDS exceeds a day', { UPSTREAM_REVOCATION_WINDOW_SECONDS: '86401' }, 'UPSTREAM_REVOCATION_WINDOW_SECONDS'],
     ['TOKEN_REFRESH_MARGIN_FRACTION is more than half', { TOKEN_REFRESH_MARGIN_FRACTION: '0.6' }, 'TOKEN_REFRESH_MARGIN_FRACTION'],
     ['TOKEN_REFRESH_TRIES_BEFORE_EXPIRY is below two', { TOKEN_REFRESH_TRIES_BEFORE_EXPIRY: '1' }, 'TOKEN_REFRESH_TRIES_BEFORE_EXPIRY'],
     ['SESSION_COOKIE_SECURE is not a flag', { SESSION_COOKIE_SECURE: 'yes' }, 'SESSION_COOKIE_SECURE'],
@@ -255,4 +274,21 @@ describe('a real process with a bad configuration', () => {
     },
     30_000,
   );
+});
+
+describe('token lease and database pool settings', () => {
+  it('defaults: a 15 s lease renewed every 2 s, a pool of 20 and 10 activities at once', () => {
+    const config = loadConfig(MINIMAL_PRODUCTION);
+    expect(config.tokenLease).toEqual({ ttlSeconds: 15, heartbeatIntervalMs: 2000 });
+    expect([config.databasePoolSize, config.workerMaxConcurrentActivities]).toEqual([20, 10]);
+  });
+
+  it.each([
+    ['a heartbeat interval above half the lease', { TOKEN_LEASE_TTL_SECONDS: '4', TOKEN_LEASE_HEARTBEAT_INTERVAL_MS: '2001' }, 'TOKEN_LEASE_HEARTBEAT_INTERVAL_MS'],
+    ['a heartbeat interval under 100 ms', { TOKEN_LEASE_HEARTBEAT_INTERVAL_MS: '50' }, 'TOKEN_LEASE_HEARTBEAT_INTERVAL_MS'],
+    ['a lease of no time', { TOKEN_LEASE_TTL_SECONDS: '0' }, 'TOKEN_LEASE_TTL_SECONDS'],
+    ['a pool of one connection', { DATABASE_POOL_SIZE: '1' }, 'DATABASE_POOL_SIZE'],
+  ] as const)('stops naming the variable for %s', (_label, overrides, variable) => {
+    expect(configError({ ...MINIMAL_PRODUCTION, ...overrides }).problems).toEqual([expect.stringMatching(new RegExp(`^${variable}:`))]);
+  });
 });

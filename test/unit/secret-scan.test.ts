@@ -29,7 +29,7 @@ describe('secret scan', () => {
   });
 
   it('finds it in text (percent-encoded), jsonb, bytea and array columns, and not in others', async () => {
-    const hits = await scanDatabase(database.url, new SecretIndex([secret]));
+    const { hits } = await scanDatabase(database.url, new SecretIndex([secret]));
     expect(hits.map((hit) => hit.where).sort()).toEqual(['sample.details (row 1)', 'sample.note (row 1)', 'sample.raw (row 1)', 'sample.tags (row 1)']);
     expect(hits.every((hit) => !hit.secretPrefix.includes(secret))).toBe(true);
   });

@@ -5,7 +5,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import type { Activities, TokenState } from '../../activities';
 import { FailureType } from '../../activities/failure-types';
-import { WORKFLOWS_PATH } from '../../platform/worker';
+import { WORKFLOWS_PATH } from '../../worker/worker';
 import type { connectionWorkflow } from '../../workflows/connection';
 import { authorizeSignal, disconnectSignal, providerEventSignal, statusQuery, syncRequestSignal } from '../../workflows/connection-messages';
 import { CONNECTION_STATUS, PROVIDER } from '../../workflows/search-attributes';
@@ -16,7 +16,8 @@ const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
 const SYNC_INTERVAL_SECONDS = 3600;
 
-type Call = { name: string; input: unknown; at: number };
+/** `tokenExpiresAt`: when the access token the connection held at the call expires. */
+type Call = { name: string; input: unknown; at: number; tokenExpiresAt: number | undefined };
 
 /**
  * The connection workflow's provider work (setup, renewals, syncs, stopping subscriptions) against
@@ -28,7 +29,15 @@ describe('connection workflow: provider work', () => {
   let worker: Worker;
   let running: Promise<void>;
   let calls: Call[];
-  let script: { syncFailure?: () => ApplicationFailure; stopFailure?: () => ApplicationFailure; renewAtOffsetMs: number; syncsHeldUntil?: Promise<void> };
+  let script: {
+    syncFailure?: () => ApplicationFailure;
+    stopFailure?: () => ApplicationFailure;
+    refreshFailure?: () => ApplicationFailure;
+    renewAtOffsetMs: number;
+    tokenLifetimeMs: number;
+    syncsHeldUntil?: Promise<void>;
+  };
+  let tokenExpiresAt: number | undefined;
   let syncsInFlight = 0;
   let maxSyncsInFlight = 0;
   const taskQueue = `provider-work-${randomUUID()}`;
@@ -37,12 +46,21 @@ describe('connection workflow: provider work', () => {
     temporal = await startTimeSkippingServer();
     const now = () => temporal.currentTimeMs();
     const record = async (name: string, input: unknown) => {
-      calls.push({ name, input, at: await now() });
+      calls.push({ name, input, at: await now(), tokenExpiresAt });
     };
-    const tokens = async (): Promise<TokenState> => ({ tokenVersion: calls.length, accessTokenExpiresAt: (await now()) + HOUR });
+    const tokens = async (): Promise<TokenState> => {
+      tokenExpiresAt = (await now()) + script.tokenLifetimeMs;
+      return { tokenVersion: calls.length, accessTokenExpiresAt: tokenExpiresAt };
+    };
     const activities: Partial<Activities> = {
       exchangeAuthorizationCode: async (input) => (await record('exchange', input), tokens()),
-      refreshConnectionTokens: async (input) => (await record('refresh', input), tokens()),
+      refreshConnectionTokens: async (input) => {
+        await record('refresh', input);
+        if (script.refreshFailure) throw script.refreshFailure();
+        return tokens();
+      },
+      // These exchanges set nothing aside to revoke.
+      revokeUnkeptTokens: async () => undefined,
       setUpConnection: async (input) => {
         await record('setUp', input);
         return { renewSubscriptionsAt: (await now()) + script.renewAtOffsetMs, syncIntervalSeconds: SYNC_INTERVAL_SECONDS };
@@ -91,7 +109,8 @@ describe('connection workflow: provider work', () => {
 
   beforeEach(() => {
     calls = [];
-    script = { renewAtOffsetMs: 24 * HOUR };
+    script = { renewAtOffsetMs: 24 * HOUR, tokenLifetimeMs: HOUR };
+    tokenExpiresAt = undefined;
     maxSyncsInFlight = 0;
   });
 
@@ -205,6 +224,26 @@ describe('connection workflow: provider work', () => {
     const mine = () => calls.filter((call) => (call.input as { connectionId?: string }).connectionId === connectionId).map((call) => call.name);
     await until(() => mine().includes('sync'));
     expect(mine().slice(0, 2)).toEqual(['setUp', 'sync']);
+    await handle.signal(disconnectSignal, { requestedBy: { type: 'system' } });
+  });
+
+  it('never calls the provider with an expired token after a failed refresh moved the next refresh past its expiry', async () => {
+    script.tokenLifetimeMs = 10 * MINUTE;
+    const handle = await connect();
+    // An operator must look (our client refused): the workflow tries again after its slow timer, past the expiry.
+    script.refreshFailure = () => ApplicationFailure.nonRetryable('invalid_client', FailureType.providerRejected);
+    const expiresAt = tokenExpiresAt!;
+    await temporal.sleep(10 * MINUTE + 30_000);
+    expect((await temporal.currentTimeMs()) > expiresAt).toBe(true);
+    const refreshesThen = names().filter((name) => name === 'refresh').length;
+    await handle.signal(syncRequestSignal, { reason: 'test', full: false });
+    await until(() => names().filter((name) => name === 'refresh').length > refreshesThen || calls.some((call) => call.name === 'sync' && call.at > expiresAt));
+    await temporal.sleep(20 * MINUTE);
+
+    const providerCalls = calls.filter((call) => ['setUp', 'renew', 'sync'].includes(call.name));
+    for (const call of providerCalls) expect(call.at, `${call.name} at ${call.at}`).toBeLessThan(call.tokenExpiresAt! - 30_000);
+    expect(calls.filter((call) => call.name === 'sync' && call.at > expiresAt)).toEqual([]);
+    expect((await handle.query(statusQuery)).status).toBe('active');
     await handle.signal(disconnectSignal, { requestedBy: { type: 'system' } });
   });
 

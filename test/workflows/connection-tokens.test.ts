@@ -4,10 +4,10 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import type { Activities, TokenState } from '../../activities';
-import { FailureType, REFRESH_TOKEN_LOST_IN_FLIGHT } from '../../activities/failure-types';
-import { WORKFLOWS_PATH } from '../../platform/worker';
+import { AUTHORIZATION_LOST_IN_FLIGHT, FailureType, REFRESH_TOKEN_LOST_IN_FLIGHT } from '../../activities/failure-types';
+import { WORKFLOWS_PATH } from '../../worker/worker';
 import type { connectionWorkflow } from '../../workflows/connection';
-import { authorizeSignal, statusQuery, type RefreshPolicy } from '../../workflows/connection-messages';
+import { authorizeSignal, disconnectSignal, refreshNowUpdate, statusQuery, type RefreshPolicy } from '../../workflows/connection-messages';
 import { startTimeSkippingServer, timeSkippingLock } from '../helpers/temporal';
 import { eventually } from '../helpers/eventually';
 
@@ -23,6 +23,11 @@ interface Script {
   exchange?: (authorizationId: string) => Promise<void>;
   /** Throws for the refresh calls that fail (numbered from 0). */
   refresh?: (call: number) => void;
+  /** Each refresh waits for it before it answers. */
+  refreshHeld?: () => Promise<void>;
+  /** Throws for the revocations of unkept tokens that fail (numbered from 0). */
+  revokeUnkept?: (call: number) => void;
+  markFailed?: () => Promise<void>;
 }
 
 /**
@@ -66,6 +71,7 @@ describe('connection workflow: tokens', () => {
       refreshConnectionTokens: async (input) => {
         const script = scripts.get(input.connectionId)!;
         const number = (calls.get(input.connectionId) ?? []).filter((call) => call.name === 'refresh').length;
+        await script.refreshHeld?.();
         try {
           script.refresh?.(number);
         } catch (error) {
@@ -78,7 +84,20 @@ describe('connection workflow: tokens', () => {
       },
       setUpConnection: async (input) => (await record('setUp', input), { renewSubscriptionsAt: null, syncIntervalSeconds: null }),
       markConnectionNeedsReauth: async (input) => void (await record('needsReauth', input)),
-      markConnectionFailed: async (input) => void (await record('failed', input)),
+      markConnectionFailed: async (input) => {
+        await scripts.get(input.connectionId)!.markFailed?.();
+        await record('failed', input);
+      },
+      revokeUnkeptTokens: async (input) => {
+        const number = (calls.get(input.connectionId) ?? []).filter((call) => call.name === 'revokeUnkept').length;
+        try {
+          scripts.get(input.connectionId)!.revokeUnkept?.(number);
+        } catch (error) {
+          await record('revokeUnkept', input, 'failed');
+          throw error;
+        }
+        await record('revokeUnkept', input);
+      },
       stopConnectionSubscriptions: async (input) => void (await record('stopSubscriptions', input)),
       revokeConnectionUpstream: async (input) => (await record('revoke', input), 'revoked' as const),
       wipeDisconnectedConnection: async (input) => void (await record('wipe', input)),
@@ -99,13 +118,13 @@ describe('connection workflow: tokens', () => {
     await temporal?.teardown();
   });
 
-  async function connect(script: Script, authorizationId = randomUUID()) {
+  async function connect(script: Script, authorizationId = randomUUID(), revocationWindowSeconds?: number) {
     const connectionId = randomUUID();
     scripts.set(connectionId, script);
     const handle = await temporal.client.workflow.signalWithStart<typeof connectionWorkflow, [{ authorizationId: string }]>('connectionWorkflow', {
       workflowId: `connection:airbnb:${connectionId}`,
       taskQueue,
-      args: [{ connectionId, provider: 'airbnb', userId: randomUUID(), refreshPolicy: POLICY }],
+      args: [{ connectionId, provider: 'airbnb', userId: randomUUID(), refreshPolicy: POLICY, ...(revocationWindowSeconds ? { revocationWindowSeconds } : {}) }],
       signal: authorizeSignal,
       signalArgs: [{ authorizationId }],
     });
@@ -147,6 +166,133 @@ describe('connection workflow: tokens', () => {
     await handle.terminate();
   });
 
+  it('a newer authorization that arrives while the connection is being marked failed is taken, not lost', async () => {
+    let releaseMarking!: () => void;
+    const markingHeld = new Promise<void>((resolve) => (releaseMarking = resolve));
+    const first = randomUUID();
+    const second = randomUUID();
+    const { handle, calls: made } = await connect(
+      {
+        lifetimeMs: 24 * 60 * MINUTE,
+        exchange: async (authorizationId) => {
+          if (authorizationId === first) throw ApplicationFailure.nonRetryable('the code expired', FailureType.authorizationRejected);
+        },
+        markFailed: () => markingHeld,
+      },
+      first,
+    );
+    await eventually(() => made().some((call) => call.name === 'exchange'));
+    // The callback was answered 202 while the workflow was marking the connection failed.
+    await handle.signal(authorizeSignal, { authorizationId: second });
+    releaseMarking();
+
+    const state = await eventually(async () => {
+      const current = await handle.query(statusQuery);
+      return current.status === 'active' ? current : undefined;
+    });
+    expect(state.tokenVersion).toBeGreaterThan(0);
+    expect(made().filter((call) => call.name === 'exchange').map((call) => [call.input.authorizationId, call.outcome])).toEqual([
+      [first, 'failed'],
+      [second, 'ok'],
+    ]);
+    expect((await handle.describe()).status.name).toBe('RUNNING');
+    await handle.terminate();
+  });
+
+  it('a callback that arrives while a re-consent waits behind a refresh is exchanged after it, under its patch', async () => {
+    let releaseRefresh!: () => void;
+    let refreshStarted = false;
+    const refreshHeld = new Promise<void>((resolve) => (releaseRefresh = resolve));
+    const { handle, calls: made } = await connect({
+      lifetimeMs: 24 * 60 * MINUTE,
+      refreshHeld: () => ((refreshStarted = true), refreshHeld),
+    });
+    await eventually(async () => (await handle.query(statusQuery)).status === 'active');
+    const refreshed = handle.executeUpdate(refreshNowUpdate);
+    await eventually(() => refreshStarted);
+    const reconsent = randomUUID();
+    const newer = randomUUID();
+    await handle.signal(authorizeSignal, { authorizationId: reconsent });
+    // The loop took the re-consent and waits behind the refresh for its turn to write tokens.
+    await eventually(async () => (await handle.query(statusQuery)).pendingAuthorizationId === reconsent);
+    await handle.signal(authorizeSignal, { authorizationId: newer });
+    releaseRefresh();
+    await refreshed;
+
+    await eventually(() => made().filter((call) => call.name === 'exchange').length === 3);
+    expect(made().filter((call) => call.name === 'exchange').map((call) => call.input.authorizationId).slice(1)).toEqual([reconsent, newer]);
+    // Runs from before the patch dropped the newer callback; only histories that carry its marker take it.
+    const { events } = await handle.fetchHistory();
+    const patches = (events ?? [])
+      .filter((event) => event.markerRecordedEventAttributes?.markerName === 'core_patch')
+      .map((event) => Buffer.from(event.markerRecordedEventAttributes!.details!['patch-data']!.payloads![0]!.data!).toString());
+    expect(patches.some((patch) => patch.includes('newer-authorization-while-exchange-waits'))).toBe(true);
+    await handle.terminate();
+  });
+
+  it('tokens an exchange will not keep are revoked beside the token lifecycle: an outage of the revocation does not delay a due refresh', { timeout: 60_000 }, async () => {
+    const lifetimeMs = 4 * MINUTE;
+    const { handle, calls: made } = await connect({
+      lifetimeMs,
+      revokeUnkept: () => {
+        throw ApplicationFailure.retryable('Airbnb revocations answer 503', FailureType.providerUnavailable);
+      },
+    });
+    await eventually(() => made().some((call) => call.name === 'exchange'));
+    await temporal.sleep(20 * MINUTE);
+
+    const revocations = made().filter((call) => call.name === 'revokeUnkept');
+    expect(revocations.length).toBeGreaterThanOrEqual(3); // still retried in the background
+    expect(revocations[0]!.input).toEqual({ connectionId: made()[0]!.input.connectionId, revocationWindowSeconds: 2 * 3600 });
+    const tokens = made().filter((call) => (call.name === 'exchange' || call.name === 'refresh') && call.outcome === 'ok');
+    expect(tokens.length).toBeGreaterThanOrEqual(5);
+    for (let index = 1; index < tokens.length; index++) expect(tokens[index]!.at).toBeLessThan(tokens[index - 1]!.at + lifetimeMs);
+    expect((await handle.query(statusQuery)).status).toBe('active');
+    await handle.terminate();
+  });
+
+  it('an exchange that fails has what it obtained revoked before the connection ends as failed', async () => {
+    const { handle, calls: made } = await connect({
+      lifetimeMs: 24 * 60 * MINUTE,
+      exchange: async () => {
+        throw ApplicationFailure.nonRetryable('the user did not grant vr', FailureType.authorizationRejected);
+      },
+      revokeUnkept: (call) => {
+        if (call < 2) throw ApplicationFailure.retryable('Airbnb revocations answer 503', FailureType.providerUnavailable);
+      },
+    });
+    expect(await handle.result()).toEqual({ status: 'failed' });
+    // The revocation runs beside the marking, and the workflow ends only once it has an answer.
+    expect(made().map((call) => call.name).sort()).toEqual(['exchange', 'failed', 'revokeUnkept', 'revokeUnkept', 'revokeUnkept']);
+    expect(made().at(-1)).toMatchObject({ name: 'revokeUnkept', outcome: 'ok' });
+  });
+
+  it('a disconnect revokes unkept tokens before it wipes, waits no longer than the revocation window, and never fails on them', { timeout: 60_000 }, async () => {
+    const windowSeconds = 10 * 60;
+    const { handle, calls: made } = await connect(
+      {
+        lifetimeMs: 24 * 60 * MINUTE,
+        revokeUnkept: (call) => {
+          if (call > 0) throw ApplicationFailure.retryable('Airbnb revocations answer 503', FailureType.providerUnavailable);
+        },
+      },
+      randomUUID(),
+      windowSeconds,
+    );
+    await eventually(() => made().some((call) => call.name === 'revokeUnkept'));
+    await handle.signal(disconnectSignal, { requestedBy: { type: 'user' } });
+
+    expect(await handle.result()).toEqual({ status: 'disconnected', revocation: 'revoked' });
+    const names = made().map((call) => call.name);
+    const tries = made().filter((call) => call.name === 'revokeUnkept').slice(1);
+    expect(names.slice(names.indexOf('revoke'))).toEqual(['revoke', ...tries.map(() => 'revokeUnkept'), 'wipe']);
+    expect(tries.every((call) => call.input.revocationWindowSeconds === windowSeconds)).toBe(true);
+    // Retried through the outage for the window, then given up on, and the disconnect finished.
+    const waited = made().find((call) => call.name === 'wipe')!.at - tries[0]!.at;
+    expect(waited).toBeGreaterThanOrEqual(windowSeconds * 1000);
+    expect(waited).toBeLessThan(windowSeconds * 1000 + 15 * MINUTE);
+  });
+
   it('with 30% of token calls failing for ten minutes, every short-lived token is refreshed before it expires, and not in a loop', { timeout: 120_000 }, async () => {
     const lifetimeMs = 2 * MINUTE;
     // Failures come in bursts of four (4 of every 13 calls, 31%): the case a doubling backoff loses.
@@ -174,6 +320,18 @@ describe('connection workflow: tokens', () => {
     expect(tokens.length).toBeLessThanOrEqual((10 * MINUTE) / (lifetimeMs / 2) + 2);
     expect((await handle.query(statusQuery)).status).toBe('active');
     await handle.terminate();
+  });
+
+  it('an authorization code lost in flight fails the connection with that exact reason', async () => {
+    const { handle, calls: made } = await connect({
+      lifetimeMs: 24 * 60 * MINUTE,
+      exchange: () => {
+        throw ApplicationFailure.nonRetryable('the code was refused after a lost answer', FailureType.authorizationLostInFlight);
+      },
+    });
+    expect(await handle.result()).toEqual({ status: 'failed' });
+    expect(made().filter((call) => call.name === 'failed').map((call) => call.input.reason)).toEqual([AUTHORIZATION_LOST_IN_FLIGHT]);
+    expect((await handle.query(statusQuery)).lastError?.kind).toBe(AUTHORIZATION_LOST_IN_FLIGHT);
   });
 
   it('a refresh token lost in flight ends in needs_reauth with that exact reason', async () => {

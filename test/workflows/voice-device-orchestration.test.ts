@@ -6,7 +6,7 @@ import { Worker } from '@temporalio/worker';
 import type { Activities } from '../../activities';
 import { FailureType } from '../../activities/failure-types';
 import type { VoiceDeviceLink } from '../../activities/voice-device-link';
-import { WORKFLOWS_PATH } from '../../platform/worker';
+import { WORKFLOWS_PATH } from '../../worker/worker';
 import type { voiceDeviceWorkflow } from '../../workflows/voice-device';
 import {
   acceptGrantUpdate,

@@ -7,6 +7,24 @@ export function refreshTokensUsedTwice(refreshes: readonly RefreshRecord[]): str
   return [...successes].filter(([, uses]) => uses > 1).map(([token, uses]) => `${token.slice(0, 8)}… ×${uses}`);
 }
 
+/**
+ * Refresh tokens that started two chains: accepted more than once (a provider's grace allows that) and
+ * more than one of the successors issued then went on, presented later or stored now. A successor
+ * nobody went on with is an answer lost in flight, which the grace exists for; two that went on are
+ * two writers holding one grant.
+ */
+export function forkedRefreshTokens(refreshes: readonly RefreshRecord[], stored: ReadonlySet<string>): string[] {
+  const presented = new Set(refreshes.map((refresh) => refresh.presented));
+  const successors = new Map<string, string[]>();
+  for (const refresh of refreshes) {
+    if (!refresh.succeeded || refresh.rotatedTo === undefined) continue;
+    successors.set(refresh.presented, [...(successors.get(refresh.presented) ?? []), refresh.rotatedTo]);
+  }
+  return [...successors]
+    .filter(([, issued]) => issued.filter((successor) => presented.has(successor) || stored.has(successor)).length > 1)
+    .map(([token, issued]) => `${token.slice(0, 8)}… ×${issued.length}`);
+}
+
 /** Per grant, in issue order: each access token with when its successor was issued (undefined for the newest). */
 export function accessTokenChains(issued: readonly IssuedAccessToken[]): Map<string, Array<IssuedAccessToken & { successorIssuedAt?: number }>> {
   const chains = new Map<string, Array<IssuedAccessToken & { successorIssuedAt?: number }>>();

@@ -17,13 +17,13 @@ export async function signedInUsers(db: CommonQueryMethods, count: number): Prom
 }
 
 /** Runs `work` over `items` with at most `concurrency` at a time; results in the order of `items`. */
-export async function inBatches<T, R>(items: readonly T[], concurrency: number, work: (item: T) => Promise<R>): Promise<R[]> {
+export async function inBatches<T, R>(items: readonly T[], concurrency: number, work: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const results: R[] = new Array<R>(items.length);
   let next = 0;
   const lane = async () => {
     while (next < items.length) {
       const index = next++;
-      results[index] = await work(items[index]!);
+      results[index] = await work(items[index]!, index);
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, lane));

@@ -6,8 +6,10 @@ import { freePort } from '../../helpers/ports';
 /** The production worker (`npm run worker`) as its own process, configured by environment variables only. */
 export interface ChaosWorkerProcess {
   child: ChildProcess;
-  /** Everything it wrote to stderr (and stdout lines at warn or above), for a failing test's message. */
+  /** The tail of what it wrote to stdout and stderr, for a failing test's message. */
   output(): string;
+  /** Every line it wrote to stdout and stderr (its JSON log), for the secret scan. */
+  log(): string;
   /** Resolves once /readyz answers 200; rejects when the process ends first. */
   ready(timeoutMs?: number): Promise<void>;
   /** SIGKILL: no shutdown, no grace, activities in flight are simply gone. Resolves once the process is gone. */
@@ -15,19 +17,21 @@ export interface ChaosWorkerProcess {
 }
 
 /**
- * Starts `platform/worker-main.ts` under tsx with exactly `environment` (plus PATH and a free health
+ * Starts `worker/main.ts` under tsx with exactly `environment` (plus PATH and a free health
  * port), as an orchestrator would. The caller passes the settings platform/config.ts reads.
  */
 export async function startWorkerProcess(environment: Record<string, string>): Promise<ChaosWorkerProcess> {
   const healthPort = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'platform/worker-main.ts'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'worker/main.ts'], {
     cwd: repoRoot,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { PATH: process.env.PATH, API_HOST: '127.0.0.1', WORKER_HEALTH_PORT: String(healthPort), ...environment },
   });
   let output = '';
+  const chunks: string[] = [];
   const keep = (chunk: string) => {
-    // A long run's output is only read when it failed: the tail is what matters.
+    chunks.push(chunk);
+    // A failing run's message shows the tail only.
     output = (output + chunk).slice(-20_000);
   };
   child.stdout!.setEncoding('utf8').on('data', keep);
@@ -39,6 +43,7 @@ export async function startWorkerProcess(environment: Record<string, string>): P
   return {
     child,
     output: () => output,
+    log: () => chunks.join(''),
     async ready(timeoutMs = 90_000) {
       await eventually(
         async () => {

@@ -20,6 +20,8 @@ export interface ConnectionWorkerOptions {
    * Without it the SDK cancels at once, and an activity that honours cancellation loses its attempt.
    */
   shutdownGraceSeconds?: number;
+  /** Activities run at once: what the database pool can serve (the configuration's workerMaxConcurrentActivities). */
+  maxConcurrentActivities: number;
 }
 
 export function createConnectionWorker(options: ConnectionWorkerOptions): Promise<Worker> {
@@ -31,6 +33,7 @@ export function createConnectionWorker(options: ConnectionWorkerOptions): Promis
     dataConverter: { payloadCodecs: [options.payloadCodec] },
     ...(options.interceptors ? { interceptors: options.interceptors } : {}),
     ...(options.shutdownGraceSeconds !== undefined ? { shutdownGraceTime: options.shutdownGraceSeconds * 1000 } : {}),
+    maxConcurrentActivityTaskExecutions: options.maxConcurrentActivities,
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
   });
 }

@@ -1,15 +1,15 @@
 import { createServer } from 'node:http';
 import { NativeConnection, Runtime, makeTelemetryFilterString } from '@temporalio/worker';
-import { loadConfig, WORKER_NEEDS } from './config';
-import { createLogger, temporalRuntimeLogger } from './logger';
-import { runUntilSignalled } from './process';
-import { createPayloadCodec } from './payload-codec';
-import { checkReadiness, platformReadinessChecks } from './readiness';
-import { createPlatformServices } from './services';
-import { createSsoSessionSync } from './sso/backchannel-delivery';
+import { loadConfig, WORKER_NEEDS } from '../platform/config';
+import { createLogger, temporalRuntimeLogger } from '../platform/logger';
+import { runUntilSignalled } from '../platform/process';
+import { createPayloadCodec } from '../platform/payload-codec';
+import { checkReadiness, platformReadinessChecks } from '../platform/readiness';
+import { createPlatformServices } from '../platform/services';
+import { createSsoSessionSync } from '../platform/sso/backchannel-delivery';
 import { createConnectionWorker } from './worker';
 import { ensureHousekeepingSchedule } from './schedules';
-import { connectTemporalClient } from './temporal';
+import { connectTemporalClient } from '../platform/temporal';
 
 /** Production entry of the Temporal worker, with /healthz and /readyz for the orchestrator. */
 await runUntilSignalled('worker', async () => {
@@ -31,6 +31,7 @@ await runUntilSignalled('worker', async () => {
     dependencies: { ...services, sso: createSsoSessionSync(config, services), clock: () => new Date() },
     payloadCodec,
     shutdownGraceSeconds: config.workerShutdownGraceSeconds,
+    maxConcurrentActivities: config.workerMaxConcurrentActivities,
   });
   const running = worker.run();
   const client = await connectTemporalClient(config.temporal, payloadCodec);
