@@ -1,9 +1,10 @@
-import { ApplicationFailure, Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/activity';
 import type { DatabaseTransactionConnection } from 'slonik';
 import { findAuthorization, markAuthorizationExchanged, wipeAuthorizationSecrets, type AuthorizationRow } from '../db/queries/authorizations';
 import {
   findConnection,
   isSecondLiveConnection,
+  readConnectionSecrets,
   storeTokensIfVersion,
   recordConnectionError,
   type ConnectionRow,
@@ -23,7 +24,7 @@ import {
   type TokenState,
 } from './dependencies';
 import { dropObtainedTokens, revokeUnkeptTokensNow, setAsideSupersededGrant } from './unkept-tokens';
-import { heartbeating, TokenLease } from './token-lease';
+import { heartbeating, storingDespiteDatabaseFaults, TokenLease, type TokenWriteAttempt } from './token-lease';
 
 /**
  * The statuses a code exchange stores tokens from. `failed` too: a failed first authorization is marked
@@ -41,7 +42,7 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
      * never waits for a revocation.
      */
     exchangeAuthorizationCode(input: { connectionId: string; authorizationId: string }): Promise<TokenState> {
-      return heartbeating(tokenLease, async () => {
+      return heartbeating(tokenLease, async (attempt) => {
         const authorization = await findAuthorization(db, input.authorizationId);
         if (!authorization || authorization.connectionId !== input.connectionId) {
           throw ApplicationFailure.nonRetryable('authorization does not belong to this connection', FailureType.authorizationRejected);
@@ -54,12 +55,14 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
         }
 
         // One attempt at a time may spend the code; one that finds it spent by an earlier attempt answers from the database.
-        const outcome = await TokenLease.hold(db, input.connectionId, connection.tokenVersion, (lease) => exchangeHolding(lease, authorization), tokenLease);
+        const write = { connectionId: input.connectionId, tokenVersion: connection.tokenVersion, call: `exchange:${authorization.id}` };
+        const outcome = await TokenLease.hold(db, attempt, write, (lease) => exchangeHolding(attempt, lease, authorization));
         if ('tokens' in outcome) {
           await revokeUnkeptTokensNow(unkept, input.connectionId);
           return outcome.tokens;
         }
         await dropObtainedTokens(unkept, outcome.unkept);
+        if ('storeError' in outcome) throw outcome.storeError;
         if (outcome.unkept.reason === 'insufficient_scope') throw await rejected(input, connection.tokenVersion, 'insufficient_scope', outcome.message);
         throw ApplicationFailure.nonRetryable(outcome.message, FailureType.connectionGone);
       });
@@ -72,7 +75,7 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
   };
 
   /** The exchange proper, by the lease's holder: it spends the code and stores what it obtained, or says what it will not keep. */
-  async function exchangeHolding(lease: TokenLease, authorization: AuthorizationRow): Promise<ExchangeOutcome> {
+  async function exchangeHolding(attempt: TokenWriteAttempt, lease: TokenLease, authorization: AuthorizationRow): Promise<ExchangeOutcome> {
     const { connectionId } = lease;
     const held = await findAuthorization(db, authorization.id);
     if (held?.exchangedAt) return { tokens: await currentTokenState(db, connectionId) };
@@ -92,7 +95,9 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
       if (!(error instanceof ProviderError) || error.kind === 'transient') throw retryableProviderFailure(error);
       // An earlier attempt that lost the lease may have stored what it obtained with this code meanwhile.
       if ((await findAuthorization(db, authorization.id))?.exchangedAt) return { tokens: await currentTokenState(db, connectionId) };
-      if (error.kind === 'invalid_grant' && answerLostBefore(lease)) throw await lostInFlight(lease, authorization.id);
+      // An earlier attempt that lost the lease may still be alive and about to store what this code gave it.
+      if (error.kind === 'invalid_grant' && lease.earlierCallMayStillStore) throw lease.inProgress();
+      if (error.kind === 'invalid_grant' && lease.earlierCallUnanswered) throw await lostInFlight(lease, authorization.id);
       throw await rejected({ connectionId, authorizationId: authorization.id }, lease.tokenVersion, error.kind, error.message);
     }
     // What we must revoke if we do not keep it (issue 11, defect 3).
@@ -102,42 +107,65 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
     if (missingScopes.length > 0) return { unkept: { ...obtained, reason: 'insufficient_scope' }, message: `the user did not grant ${missingScopes.join(' ')}` };
 
     const accessTokenExpiresAt = accessTokenExpiry(tokens, requestedAt);
-    // A refresh attempt that lost the lease may store after we read the version: its tokens are what this
-    // re-consent replaces, so the store runs again on the version it left. Only a status says "disconnected".
-    for (;;) {
-      const connection = await findConnection(db, connectionId);
-      if (!connection || !EXCHANGE_FROM_STATUSES.includes(connection.status)) {
-        return { unkept: { ...obtained, reason: 'disconnected_during_authorization' }, message: 'connection was disconnected during authorization' };
-      }
-      const stored = await store(connection, async (transaction) => {
-        await lease.settleWith(transaction);
-        await setAsideSupersededGrant(unkept, transaction, {
-          connectionId,
-          provider: authorization.provider,
-          expectedVersion: connection.tokenVersion,
-          fromStatuses: EXCHANGE_FROM_STATUSES,
-          providerAccountId: tokens.accountId,
-        });
-        return storeTokensIfVersion(
-          transaction,
-          connectionId,
-          connection.tokenVersion,
-          {
-            accessTokenEnc: crypto.encrypt(tokens.accessToken, connectionColumn(connectionId, 'access_token_enc')),
-            refreshTokenEnc: crypto.encrypt(tokens.refreshToken, connectionColumn(connectionId, 'refresh_token_enc')),
-            previousRefreshTokenEnc: null,
-            accessTokenExpiresAt,
-            scopes: tokens.scopes ?? adapter.scopes,
-            providerAccountId: tokens.accountId,
-          },
-          requestedAt,
-          EXCHANGE_FROM_STATUSES,
-        );
+    // These tokens exist nowhere else: a database fault is outlasted while the attempt lives, and what
+    // cannot be stored in the end is revoked rather than dropped.
+    try {
+      return await storingDespiteDatabaseFaults(attempt, async (retry) => {
+        // A try that committed unseen stored these very tokens; storing them again would set them aside as superseded.
+        if (retry > 0 && (await storedAlready())) return { tokens: await currentTokenState(db, connectionId) };
+        return storeObtained();
       });
-      if (stored === 'second_live_connection') {
-        return { unkept: { ...obtained, reason: 'disconnected_during_authorization' }, message: 'the user connected this provider again during authorization' };
+    } catch (error) {
+      // A cancellation too: the attempt ends, the tokens must not outlive it unowned.
+      return { unkept: { ...obtained, reason: 'store_failed' }, storeError: error };
+    }
+
+    async function storedAlready(): Promise<boolean> {
+      if (!(await findAuthorization(db, authorization.id))?.exchangedAt) return false;
+      const { refreshTokenEnc } = await readConnectionSecrets(db, connectionId);
+      return refreshTokenEnc !== null && crypto.decrypt(refreshTokenEnc, connectionColumn(connectionId, 'refresh_token_enc')) === tokens.refreshToken;
+    }
+
+    /**
+     * A refresh attempt that lost the lease may store after we read the version: its tokens are what this
+     * re-consent replaces, so the store runs again on the version it left. Only a status says "disconnected".
+     */
+    async function storeObtained(): Promise<ExchangeOutcome> {
+      for (;;) {
+        const connection = await findConnection(db, connectionId);
+        if (!connection || !EXCHANGE_FROM_STATUSES.includes(connection.status)) {
+          return { unkept: { ...obtained, reason: 'disconnected_during_authorization' }, message: 'connection was disconnected during authorization' };
+        }
+        const stored = await store(connection, async (transaction) => {
+          await lease.settleWith(transaction);
+          await setAsideSupersededGrant(unkept, transaction, {
+            connectionId,
+            provider: authorization.provider,
+            expectedVersion: connection.tokenVersion,
+            fromStatuses: EXCHANGE_FROM_STATUSES,
+            providerAccountId: tokens.accountId,
+          });
+          return storeTokensIfVersion(
+            transaction,
+            connectionId,
+            connection.tokenVersion,
+            {
+              accessTokenEnc: crypto.encrypt(tokens.accessToken, connectionColumn(connectionId, 'access_token_enc')),
+              refreshTokenEnc: crypto.encrypt(tokens.refreshToken, connectionColumn(connectionId, 'refresh_token_enc')),
+              previousRefreshTokenEnc: null,
+              accessTokenExpiresAt,
+              scopes: tokens.scopes ?? adapter.scopes,
+              providerAccountId: tokens.accountId,
+            },
+            requestedAt,
+            EXCHANGE_FROM_STATUSES,
+          );
+        });
+        if (stored === 'second_live_connection') {
+          return { unkept: { ...obtained, reason: 'disconnected_during_authorization' }, message: 'the user connected this provider again during authorization' };
+        }
+        if (stored !== null) return { tokens: { tokenVersion: stored, accessTokenExpiresAt: accessTokenExpiresAt.getTime() } };
       }
-      if (stored !== null) return { tokens: { tokenVersion: stored, accessTokenExpiresAt: accessTokenExpiresAt.getTime() } };
     }
 
     /** One try of the compare-and-set, with the authorization marked exchanged and the connect audited in its transaction. */
@@ -192,13 +220,10 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
   }
 }
 
-/** What the lease's holder leaves to do once the lease is given back. */
-type ExchangeOutcome = { tokens: TokenState } | { unkept: Parameters<typeof dropObtainedTokens>[1]; message: string };
+type UnkeptTokens = Parameters<typeof dropObtainedTokens>[1];
 
-/**
- * An earlier attempt of this very activity presented the code and its answer never came. The lease's
- * mark alone could be a refresh's lost call at the same version; a first attempt presented nothing before.
- */
-function answerLostBefore(lease: TokenLease): boolean {
-  return lease.earlierCallUnanswered && Context.current().info.attempt > 1;
-}
+/** What the lease's holder leaves to do once the lease is given back. */
+type ExchangeOutcome =
+  | { tokens: TokenState }
+  | { unkept: UnkeptTokens & { reason: Exclude<UnkeptTokens['reason'], 'store_failed'> }; message: string }
+  | { unkept: UnkeptTokens & { reason: 'store_failed' }; storeError: unknown };

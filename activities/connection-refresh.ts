@@ -1,4 +1,4 @@
-import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/activity';
 import {
   findConnection,
   readConnectionSecrets,
@@ -7,16 +7,15 @@ import {
   type ConnectionRow,
   type ConnectionStatus,
 } from '../db/queries/connections';
-import { isTransientDatabaseFault } from '../db/transient-faults';
 import { ProviderError } from '../platform/providers/provider-error';
 import type { ProviderTokens } from '../platform/providers/oauth-tokens';
 import { FailureType, REFRESH_TOKEN_LOST_IN_FLIGHT } from './failure-types';
 import { connectionColumn } from '../db/encrypted-columns';
 import { accessTokenExpiry, currentTokenState, providerActivityFailure, providerAdapter, transitionAndAudit, type ActivityDependencies, type TokenState } from './dependencies';
-import { heartbeating, TokenLease } from './token-lease';
+import { heartbeating, storingDespiteDatabaseFaults, TokenLease, type TokenWriteAttempt } from './token-lease';
 
-/** The first pause before storing again after a database fault; pauses double up to the heartbeat interval. */
-const FIRST_STORE_RETRY_PAUSE_MS = 100;
+/** The lease's name for a refresh's provider calls. */
+const REFRESH_CALL = 'refresh';
 
 /** Only an active connection is refreshed; a connection on its way out tells the workflow to finish it. */
 function assertRefreshable(status: ConnectionStatus): void {
@@ -34,23 +33,36 @@ export function createRefreshActivities({ db, crypto, providers, audit, clock, t
      * before the activity completes; a retry whose earlier attempt already stored them just reports them.
      */
     refreshConnectionTokens(input: { connectionId: string; expectedVersion: number }): Promise<TokenState> {
-      return heartbeating(tokenLease, async () => {
+      return heartbeating(tokenLease, async (attempt) => {
         const connection = await findConnection(db, input.connectionId);
         if (!connection) throw ApplicationFailure.nonRetryable('connection does not exist', FailureType.connectionGone);
         assertRefreshable(connection.status);
         if (connection.tokenVersion !== input.expectedVersion) return currentTokenState(db, input.connectionId);
-        return TokenLease.hold(db, input.connectionId, input.expectedVersion, (lease) => refreshHolding(lease, connection), tokenLease);
+        const write = { connectionId: input.connectionId, tokenVersion: input.expectedVersion, call: REFRESH_CALL };
+        return TokenLease.hold(db, attempt, write, (lease) => refreshHolding(attempt, lease, connection));
       });
     },
 
-    /** Moves the connection to needs_reauth; only the call that makes the move writes the audit row. */
-    async markConnectionNeedsReauth(input: { connectionId: string; reason: string }): Promise<void> {
-      await transitionAndAudit({ db, audit }, { ...input, to: 'needs_reauth', from: ['active', 'pending'], action: 'IntegrationNeedsReauth', outcome: 'success' });
+    /**
+     * Moves the connection to needs_reauth; only the call that makes the move writes the audit row. With
+     * `expectedVersion`, only while the tokens are those the refusal was about: an attempt the workflow
+     * had given up on may have stored good ones since, and then their state is answered instead.
+     */
+    async markConnectionNeedsReauth(input: { connectionId: string; reason: string; expectedVersion?: number }): Promise<TokenState | undefined> {
+      const { connectionId, reason, expectedVersion } = input;
+      await transitionAndAudit(
+        { db, audit },
+        { connectionId, reason, to: 'needs_reauth', from: ['active', 'pending'], atVersion: expectedVersion, action: 'IntegrationNeedsReauth', outcome: 'success' },
+      );
+      if (expectedVersion === undefined) return undefined;
+      const connection = await findConnection(db, connectionId);
+      if (connection?.status !== 'active' || connection.tokenVersion === expectedVersion || connection.accessTokenExpiresAt === null) return undefined;
+      return { tokenVersion: connection.tokenVersion, accessTokenExpiresAt: connection.accessTokenExpiresAt };
     },
   };
 
   /** The refresh proper, by the lease's holder: what it read before taking the lease may be stale, so it reads again. */
-  async function refreshHolding(lease: TokenLease, connection: ConnectionRow): Promise<TokenState> {
+  async function refreshHolding(attempt: TokenWriteAttempt, lease: TokenLease, connection: ConnectionRow): Promise<TokenState> {
     const { connectionId, tokenVersion: expectedVersion } = lease;
     const secrets = await readConnectionSecrets(db, connectionId);
     assertRefreshable(secrets.status);
@@ -103,7 +115,7 @@ export function createRefreshActivities({ db, crypto, providers, audit, clock, t
     // Keep the token we used until its successor has worked once; a non-rotating provider leaves nothing to keep.
     const rotated = tokens.refreshToken !== undefined && tokens.refreshToken !== usedRefreshToken;
     // The provider may have rotated: these tokens may be the only good ones, so a database fault is outlasted, not passed on.
-    return storingDespiteDatabaseFaults(() => db.transaction(async (transaction) => {
+    return storingDespiteDatabaseFaults(attempt, () => db.transaction(async (transaction) => {
       await lease.settleWith(transaction);
       const tokenVersion = await storeTokensIfVersion(
         transaction,
@@ -148,6 +160,8 @@ export function createRefreshActivities({ db, crypto, providers, audit, clock, t
         // An attempt that lost the lease may have stored its answer meanwhile: the refusal was of a token it rotated away.
         const latest = await findConnection(db, connectionId);
         if (latest && latest.tokenVersion !== expectedVersion) return currentTokenState(db, connectionId);
+        // An attempt that lost the lease may still be alive with an answer to store: it goes first.
+        if (lease.earlierCallMayStillStore) throw lease.inProgress();
         // Every token we hold refused, after an attempt whose answer never came: the provider rotated and the answer was lost.
         if (adapter.rotatesRefreshTokens && lease.earlierCallUnanswered) {
           const message = "the provider refused every refresh token we hold after an earlier attempt's answer was lost in flight";
@@ -159,25 +173,6 @@ export function createRefreshActivities({ db, crypto, providers, audit, clock, t
       const message = error instanceof Error ? error.message : String(error);
       await recordConnectionError(db, { connectionId, tokenVersion: expectedVersion, kind, message, at: clock() });
       throw providerActivityFailure(error);
-    }
-  }
-
-  /**
-   * Runs the store again after a transient database fault (the transaction rolled back, or committed
-   * unseen: then the compare-and-set answers the stored state), while the attempt lives: until Temporal
-   * cancels it (heartbeats carry the cancellation) or its start-to-close timeout is near.
-   */
-  async function storingDespiteDatabaseFaults<T>(store: () => Promise<T>): Promise<T> {
-    const context = Context.current();
-    const { currentAttemptScheduledTimestampMs, startToCloseTimeoutMs } = context.info;
-    const deadline = currentAttemptScheduledTimestampMs + startToCloseTimeoutMs;
-    for (let pause = FIRST_STORE_RETRY_PAUSE_MS; ; pause = Math.min(pause * 2, tokenLease.heartbeatIntervalMs)) {
-      try {
-        return await store();
-      } catch (error) {
-        if (!isTransientDatabaseFault(error) || Date.now() + pause >= deadline) throw error;
-        await context.sleep(pause);
-      }
     }
   }
 }

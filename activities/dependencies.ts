@@ -94,12 +94,12 @@ export async function currentTokenState(db: CommonQueryMethods, connectionId: st
  */
 export async function transitionAndAudit(
   { db, audit }: Pick<ActivityDependencies, 'db' | 'audit'>,
-  move: { connectionId: string; to: ConnectionStatus; from: ConnectionStatus[]; action: AuditAction; outcome: 'success' | 'failure'; reason: string },
+  move: { connectionId: string; to: ConnectionStatus; from: ConnectionStatus[]; atVersion?: number; action: AuditAction; outcome: 'success' | 'failure'; reason: string },
 ): Promise<void> {
   const connection = await findConnection(db, move.connectionId);
   if (!connection) return;
   await db.transaction(async (transaction) => {
-    if (!(await transitionConnectionStatus(transaction, move.connectionId, move.to, move.from))) return;
+    if (!(await transitionConnectionStatus(transaction, move.connectionId, move.to, move.from, move.atVersion))) return;
     await audit.record(
       {
         action: move.action,

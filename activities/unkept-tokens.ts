@@ -4,8 +4,9 @@ import type { CommonQueryMethods } from 'slonik';
 import { connectionColumn, unkeptTokenColumn } from '../db/encrypted-columns';
 import { findConnection, lockConnectionGrantAtVersion, type ConnectionRow, type ConnectionStatus } from '../db/queries/connections';
 import {
+  claimUnkeptToken,
+  countUnkeptTokens,
   insertUnkeptToken,
-  listUnkeptTokens,
   recordUnkeptTokenAttempt,
   removeUnkeptToken,
   type UnkeptTokenReason,
@@ -17,8 +18,23 @@ import { ProviderError } from '../platform/providers/provider-error';
 import { providerAdapter, type ActivityDependencies } from './dependencies';
 import { FailureType } from './failure-types';
 import { grantKeepers } from './shared-grant';
+import { heartbeating } from './token-lease';
 
 type UnkeptTokenDependencies = Pick<ActivityDependencies, 'db' | 'crypto' | 'providers' | 'audit' | 'clock'>;
+
+/**
+ * Tokens one attempt of the revokeUnkeptTokens activity settles at most: each revocation may take the
+ * provider's whole request timeout (15 s), and the attempt must end within its start-to-close timeout
+ * (workflows/connection-activities.ts) having recorded what it tried. The rest wait for the next attempt.
+ */
+const TOKENS_PER_ATTEMPT = 3;
+/** The exchange tries what it has just set aside, not a backlog: its own provider call shares the attempt's time. */
+const TOKENS_PER_EXCHANGE = 1;
+/**
+ * How long a revoker keeps a token to itself: longer than one revocation, so two revokers never present
+ * and audit one token together; a revoker that died gives its claim up by lapse.
+ */
+const CLAIM_SECONDS = 60;
 
 type ObtainedTokens = { connectionId: string; provider: string; providerAccountId: string | undefined; refreshToken: string; reason: UnkeptTokenReason };
 
@@ -115,52 +131,65 @@ export async function setAsideSupersededGrant(
  */
 export async function revokeUnkeptTokensNow(dependencies: UnkeptTokenDependencies, connectionId: string): Promise<void> {
   try {
-    await revokeUnkeptTokens(dependencies, connectionId, undefined);
+    await revokeUnkeptTokens(dependencies, connectionId, { windowMs: undefined, limit: TOKENS_PER_EXCHANGE });
   } catch (error) {
     log.warn('revoking tokens that will not be kept failed; they wait for the next attempt', { connectionId, error: describe(error) });
   }
 }
 
-export function createUnkeptTokenActivities(dependencies: UnkeptTokenDependencies) {
+export function createUnkeptTokenActivities(dependencies: UnkeptTokenDependencies & Pick<ActivityDependencies, 'tokenLease'>) {
   return {
     /**
-     * Revokes the connection's set-aside tokens. Retryable while a provider is down, for each token up
-     * to `revocationWindowSeconds` (UPSTREAM_REVOCATION_WINDOW_SECONDS) after it was set aside, then
-     * audited as a failed revocation; every final answer is audited once.
+     * Revokes the connection's set-aside tokens, a few per attempt, heartbeating while a provider is
+     * slow. Retryable while any is left: for each token up to `revocationWindowSeconds`
+     * (UPSTREAM_REVOCATION_WINDOW_SECONDS) after it was set aside, then audited as a failed revocation;
+     * every final answer is audited once.
      */
-    async revokeUnkeptTokens(input: { connectionId: string; revocationWindowSeconds: number }): Promise<void> {
-      const waiting = await revokeUnkeptTokens(dependencies, input.connectionId, input.revocationWindowSeconds * 1000);
-      if (waiting > 0) {
-        throw ApplicationFailure.retryable(`${waiting} token(s) that will not be kept still wait for the provider to revoke them`, FailureType.providerUnavailable);
-      }
+    revokeUnkeptTokens(input: { connectionId: string; revocationWindowSeconds: number }): Promise<void> {
+      return heartbeating(dependencies.tokenLease, async () => {
+        const waiting = await revokeUnkeptTokens(dependencies, input.connectionId, { windowMs: input.revocationWindowSeconds * 1000, limit: TOKENS_PER_ATTEMPT });
+        if (waiting > 0) {
+          throw ApplicationFailure.retryable(`${waiting} token(s) that will not be kept still wait to be revoked`, FailureType.providerUnavailable);
+        }
+      });
     },
   };
 }
 
-/** Tries each set-aside token once; returns how many still wait for the provider (without a window, all that met an outage). */
-async function revokeUnkeptTokens(dependencies: UnkeptTokenDependencies, connectionId: string, windowMs: number | undefined): Promise<number> {
+/**
+ * Tries up to `limit` set-aside tokens once each, every one claimed first so that no other revoker
+ * tries it meanwhile; returns how many still wait (tried or not, or another revoker's to settle).
+ * Without a window, a token that meets an outage keeps waiting.
+ */
+async function revokeUnkeptTokens(
+  dependencies: UnkeptTokenDependencies,
+  connectionId: string,
+  { windowMs, limit }: { windowMs: number | undefined; limit: number },
+): Promise<number> {
   const connection = await findConnection(dependencies.db, connectionId);
-  let waiting = 0;
-  for (const unkept of await listUnkeptTokens(dependencies.db, connectionId)) {
-    if (!(await settle(dependencies, connection, unkept, windowMs))) waiting += 1;
+  const tried: string[] = [];
+  while (tried.length < limit) {
+    const unkept = await claimUnkeptToken(dependencies.db, connectionId, CLAIM_SECONDS, tried);
+    if (!unkept) break;
+    tried.push(unkept.id);
+    await settle(dependencies, connection, unkept, windowMs);
   }
-  return waiting;
+  return countUnkeptTokens(dependencies.db, connectionId);
 }
 
-/** True once the token has a final answer (revoked, skipped, refused for good, or out of its window), false while it waits. */
+/** Gives the token a final answer (revoked, skipped, refused for good, or out of its window), or records a try that met an outage. */
 async function settle(
   dependencies: UnkeptTokenDependencies,
   connection: ConnectionRow | null,
   unkept: UnkeptTokenRow,
   windowMs: number | undefined,
-): Promise<boolean> {
+): Promise<void> {
   const { db, crypto, audit, clock } = dependencies;
   const finish = (outcome: 'success' | 'failure', details: NonNullable<AuditEntry['details']>) =>
     db.transaction(async (transaction) => {
       if (await removeUnkeptToken(transaction, unkept.id)) {
         await audit.record(auditEntry(connection, unkept, outcome, { reason: unkept.reason, ...details }), transaction);
       }
-      return true;
     });
 
   const adapter = providerAdapter(dependencies.providers, unkept.provider);
@@ -180,7 +209,7 @@ async function settle(
     if (!transient) return finish('failure', { error: describe(error) });
     if (windowMs === undefined || clock().getTime() - unkept.createdAt < windowMs) {
       await recordUnkeptTokenAttempt(db, unkept.id, describe(error));
-      return false;
+      return;
     }
     return finish('failure', { error: describe(error), attempts: unkept.attempts + 1 });
   }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { TOKEN_WRITE_HEARTBEAT_TIMEOUT_MS } from './token-write-timeouts';
 
 /**
  * Every environment variable the platform reads, parsed and validated once at start.
@@ -14,7 +15,7 @@ export class ConfigError extends Error {
 
 const DEFAULT_MIN_REFRESH_MARGIN_SECONDS = 60;
 /** TOKEN_LEASE_TTL_SECONDS and TOKEN_LEASE_HEARTBEAT_INTERVAL_MS when unset. */
-export const TOKEN_LEASE_DEFAULTS = { ttlSeconds: 15, heartbeatIntervalMs: 2000 } as const;
+const TOKEN_LEASE_DEFAULTS = { ttlSeconds: 15, heartbeatIntervalMs: 2000 } as const;
 const seconds = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
 const httpUrl = z
@@ -406,9 +407,14 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
   if (parsed.success && (parsed.data.TOKEN_REFRESH_MIN_MARGIN_SECONDS ?? 0) > parsed.data.TOKEN_REFRESH_MARGIN_SECONDS) {
     problems.push('TOKEN_REFRESH_MIN_MARGIN_SECONDS: must not exceed TOKEN_REFRESH_MARGIN_SECONDS');
   }
-  if (parsed.success && parsed.data.TOKEN_LEASE_HEARTBEAT_INTERVAL_MS * 2 > parsed.data.TOKEN_LEASE_TTL_SECONDS * 1000) {
-    // One renewal may fail (a database hiccup) and the next still comes before the lease lapses.
-    problems.push('TOKEN_LEASE_HEARTBEAT_INTERVAL_MS: must be at most half of TOKEN_LEASE_TTL_SECONDS');
+  if (parsed.success && parsed.data.TOKEN_LEASE_TTL_SECONDS * 1000 <= TOKEN_WRITE_HEARTBEAT_TIMEOUT_MS) {
+    // Temporal must give up on a silent attempt before its lease lapses, or two attempts write at once.
+    problems.push(`TOKEN_LEASE_TTL_SECONDS: must exceed the token writes' heartbeat timeout (${TOKEN_WRITE_HEARTBEAT_TIMEOUT_MS / 1000} s)`);
+  }
+  if (parsed.success && parsed.data.TOKEN_LEASE_HEARTBEAT_INTERVAL_MS * 3 > TOKEN_WRITE_HEARTBEAT_TIMEOUT_MS) {
+    // Two heartbeats may be late (a busy worker) and the third still reaches Temporal in time; with the
+    // lease longer than the timeout, a renewal that fails (a database hiccup) is followed by another in time.
+    problems.push(`TOKEN_LEASE_HEARTBEAT_INTERVAL_MS: must be at most a third of the token writes' heartbeat timeout (${TOKEN_WRITE_HEARTBEAT_TIMEOUT_MS} ms)`);
   }
   if (parsed.success && parsed.data.OAUTH_SIGNING_KEY_GRACE_SECONDS < parsed.data.ACCESS_TOKEN_TTL_SECONDS) {
     // A retired key must verify every token it signed until that token expires.

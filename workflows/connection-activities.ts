@@ -1,6 +1,7 @@
 import { ActivityFailure, ApplicationFailure, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { NON_RETRYABLE_FAILURES } from '../activities/failure-types';
+import { TOKEN_WRITE_HEARTBEAT_TIMEOUT_MS } from '../platform/token-write-timeouts';
 import type { ConnectionWorkflowInput } from './connection-messages';
 
 /**
@@ -9,11 +10,9 @@ import type { ConnectionWorkflowInput } from './connection-messages';
  * next attempt waits for its lease (activities/token-lease.ts) instead of overlapping it.
  */
 
-const TOKEN_WRITE_HEARTBEAT_TIMEOUT = '10 seconds';
-
 export const codeExchange = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
-  heartbeatTimeout: TOKEN_WRITE_HEARTBEAT_TIMEOUT,
+  heartbeatTimeout: TOKEN_WRITE_HEARTBEAT_TIMEOUT_MS,
   // Authorization codes live minutes, so retrying for longer would only fail later.
   retry: { initialInterval: '2 seconds', maximumInterval: '30 seconds', maximumAttempts: 8, nonRetryableErrorTypes: NON_RETRYABLE_FAILURES },
 });
@@ -40,7 +39,7 @@ export function tokenRefresh(validityLeftMs: number, tries: number) {
   const maximumInterval = beforeExpiry ? Math.min(MAX_RETRY_INTERVAL_MS, Math.max(MIN_RETRY_INTERVAL_MS, Math.floor(validityLeftMs / tries))) : MAX_RETRY_INTERVAL_MS;
   return proxyActivities<Activities>({
     startToCloseTimeout: '1 minute',
-    heartbeatTimeout: TOKEN_WRITE_HEARTBEAT_TIMEOUT,
+    heartbeatTimeout: TOKEN_WRITE_HEARTBEAT_TIMEOUT_MS,
     ...(beforeExpiry ? { scheduleToCloseTimeout: validityLeftMs + DENSE_TRIES_AFTER_EXPIRY_MS } : {}),
     retry: {
       initialInterval: Math.min(FIRST_RETRY_INTERVAL_MS, maximumInterval),
@@ -74,10 +73,14 @@ export function revocation(windowSeconds: number) {
   });
 }
 
-/** Tokens an exchange will not keep: retried as long as the window, and once more to record those it gives up on. */
+/**
+ * Tokens an exchange will not keep: retried as long as the window, and once more to record those it
+ * gives up on. Each attempt settles a few and heartbeats, so one that hangs on a provider is noticed.
+ */
 export function unkeptTokenRevocation(windowSeconds: number) {
   return proxyActivities<Activities>({
     startToCloseTimeout: REVOCATION_ATTEMPT_TIMEOUT_MS,
+    heartbeatTimeout: TOKEN_WRITE_HEARTBEAT_TIMEOUT_MS,
     scheduleToCloseTimeout: windowSeconds * 1000 + LAST_TRY_AFTER_WINDOW_MS,
     retry: REVOCATION_RETRY,
   });

@@ -31,6 +31,8 @@ const NEWER_AUTHORIZATION_PATCH = 'newer-authorization-after-failure';
 const NEWER_AUTHORIZATION_WHILE_WAITING_PATCH = 'newer-authorization-while-exchange-waits';
 /** One that arrives while the connection is marked failed is taken too (runs from before ended as failed). */
 const NEWER_AUTHORIZATION_AFTER_MARKED_FAILED_PATCH = 'newer-authorization-after-marked-failed';
+/** needs_reauth only for the tokens the refusal was about (runs from before moved the connection whatever it held). */
+const NEEDS_REAUTH_AT_VERSION_PATCH = 'needs-reauth-at-token-version';
 /** The failed connection's reason for the refusals of an exchange that have their own. */
 const AUTHORIZATION_FAILURE_REASONS: Record<string, string> = {
   [FailureType.authorizationLostInFlight]: AUTHORIZATION_LOST_IN_FLIGHT,
@@ -112,8 +114,21 @@ export class ConnectionTokens {
     this.refreshScope?.cancel();
   }
 
+  /**
+   * An attempt given up on may have stored good tokens after the refusal: then the connection stays
+   * active on them, and their state is taken instead.
+   */
   async markNeedsReauth(reason: string, message: string): Promise<void> {
-    await bookkeeping.markConnectionNeedsReauth({ connectionId: this.connectionId, reason });
+    if (patched(NEEDS_REAUTH_AT_VERSION_PATCH)) {
+      const movedOn = await bookkeeping.markConnectionNeedsReauth({ connectionId: this.connectionId, reason, expectedVersion: this.state.tokenVersion });
+      if (movedOn) {
+        this.applyTokens(movedOn);
+        this.state.lastError = undefined;
+        return;
+      }
+    } else {
+      await bookkeeping.markConnectionNeedsReauth({ connectionId: this.connectionId, reason });
+    }
     this.state.status = 'needs_reauth';
     this.state.lastError = { kind: reason, message, at: Date.now() };
   }

@@ -151,16 +151,21 @@ export async function recordConnectionError(
     WHERE id = ${failure.connectionId} AND token_version = ${failure.tokenVersion} AND status <> 'disconnected'`);
 }
 
-/** Returns true only for the call that made the transition, so its caller audits it exactly once. */
+/**
+ * Returns true only for the call that made the transition, so its caller audits it exactly once. With
+ * `atVersion`, only while the tokens are still that version: a move decided on older tokens changes nothing.
+ */
 export async function transitionConnectionStatus(
   db: CommonQueryMethods,
   connectionId: string,
   to: ConnectionStatus,
   from: ConnectionStatus[],
+  atVersion?: number,
 ): Promise<boolean> {
   const result = await db.query(sql.unsafe`
     UPDATE integration_connections SET status = ${to}, updated_at = now()
-    WHERE id = ${connectionId} AND status = ANY(${sql.array(from, 'connection_status')})`);
+    WHERE id = ${connectionId} AND status = ANY(${sql.array(from, 'connection_status')})
+      ${atVersion === undefined ? sql.fragment`` : sql.fragment`AND token_version = ${atVersion}`}`);
   return result.rowCount === 1;
 }
 

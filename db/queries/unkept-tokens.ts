@@ -1,7 +1,7 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 
-export const unkeptTokenReason = z.enum(['insufficient_scope', 'disconnected_during_authorization', 'superseded_by_reconsent']);
+export const unkeptTokenReason = z.enum(['insufficient_scope', 'disconnected_during_authorization', 'superseded_by_reconsent', 'store_failed']);
 export type UnkeptTokenReason = z.infer<typeof unkeptTokenReason>;
 
 const unkeptTokenRow = z.object({
@@ -25,13 +25,28 @@ export async function insertUnkeptToken(
     VALUES (${row.id}, ${row.connectionId}, ${row.provider}, ${row.providerAccountId}, ${row.tokenEnc}, ${row.reason}, ${sql.timestamp(row.createdAt)})`);
 }
 
-/** The connection's tokens still waiting for a final answer to their revocation, oldest first. */
-export function listUnkeptTokens(db: CommonQueryMethods, connectionId: string): Promise<readonly UnkeptTokenRow[]> {
-  return db.any(sql.type(unkeptTokenRow)`
-    SELECT id, connection_id AS "connectionId", provider, provider_account_id AS "providerAccountId", token_enc AS "tokenEnc",
-           reason, attempts, created_at AS "createdAt"
-    FROM unkept_provider_tokens WHERE connection_id = ${connectionId}
-    ORDER BY created_at, id`);
+/**
+ * Claims the connection's next token waiting for a final answer to its revocation, one nobody else has
+ * claimed (or whose claim lapsed), for `claimSeconds`: the least tried first, so a token that keeps
+ * meeting an outage does not hold back the others; none of `excluding` (tried already). Null when none is left to claim.
+ */
+export function claimUnkeptToken(db: CommonQueryMethods, connectionId: string, claimSeconds: number, excluding: string[]): Promise<UnkeptTokenRow | null> {
+  return db.maybeOne(sql.type(unkeptTokenRow)`
+    UPDATE unkept_provider_tokens SET claimed_until = now() + make_interval(secs => ${claimSeconds})
+    WHERE id = (
+      SELECT id FROM unkept_provider_tokens
+      WHERE connection_id = ${connectionId} AND (claimed_until IS NULL OR claimed_until <= now()) AND id <> ALL(${sql.array(excluding, 'uuid')})
+      ORDER BY attempts, created_at, id
+      LIMIT 1
+      FOR UPDATE SKIP LOCKED)
+    RETURNING id, connection_id AS "connectionId", provider, provider_account_id AS "providerAccountId", token_enc AS "tokenEnc",
+      reason, attempts, created_at AS "createdAt"`);
+}
+
+/** How many of the connection's tokens still wait for a final answer, claimed or not. */
+export function countUnkeptTokens(db: CommonQueryMethods, connectionId: string): Promise<number> {
+  return db.oneFirst(sql.type(z.object({ count: z.number().int() }))`
+    SELECT count(*)::int AS count FROM unkept_provider_tokens WHERE connection_id = ${connectionId}`);
 }
 
 /** True only for the caller that removed it, so two concurrent revocations of one token audit it once. */
@@ -40,6 +55,7 @@ export async function removeUnkeptToken(db: CommonQueryMethods, id: string): Pro
   return result.rowCount === 1;
 }
 
+/** The try met an outage: counted, and the claim given back for the next try. */
 export async function recordUnkeptTokenAttempt(db: CommonQueryMethods, id: string, error: string): Promise<void> {
-  await db.query(sql.unsafe`UPDATE unkept_provider_tokens SET attempts = attempts + 1, last_error = ${error} WHERE id = ${id}`);
+  await db.query(sql.unsafe`UPDATE unkept_provider_tokens SET attempts = attempts + 1, last_error = ${error}, claimed_until = NULL WHERE id = ${id}`);
 }

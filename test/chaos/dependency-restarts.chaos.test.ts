@@ -18,9 +18,9 @@ import { startPersistentTemporal, startPrivatePostgres, type RestartableDependen
 
 const GOOGLE_ACCOUNTS = 6;
 const AIRBNB_HOSTS = 4;
-// Provider calls want an access token valid for 5 more minutes: with tokens that live barely longer, every
-// sync starts with a refresh, so each outage meets refreshes as well as syncs.
-const ACCESS_TOKEN_LIFETIME_SECONDS = 305;
+// Tokens this short are refreshed every half minute or so: each outage meets refreshes as well as syncs,
+// and every connection refreshes again soon after the dependency is back.
+const ACCESS_TOKEN_LIFETIME_SECONDS = 60;
 
 interface Tracked {
   provider: 'google-calendar' | 'airbnb';

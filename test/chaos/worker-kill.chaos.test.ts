@@ -33,9 +33,8 @@ const CALLER_MIN_VALIDITY_SECONDS = 10;
 const KILL_WINDOW_MS = 15_000;
 const EXACT_REASON = 'refresh_token_lost_in_flight';
 const MIN_REFRESHES_DURING_KILLS = 100;
-/** Connections set up at once: the api-server, both fakes and the worker keep busy without queueing for minutes. */
-const CONNECT_IN_FLIGHT = 24;
-const PROVIDER_WORK_ACTIVITIES = new Set(['syncConnection', 'setUpConnection', 'renewConnectionSubscriptions']);
+/** Connections set up at once: more only queue, and on a loaded machine the api-server's workflow starts then time out (503). */
+const CONNECT_IN_FLIGHT = 12;
 const GRAPH_TOKEN_ENDPOINTS = new Set(['authorize', 'token']);
 
 /**
@@ -166,23 +165,14 @@ describe('worker SIGKILL during a refresh storm', () => {
   }
 
   /**
-   * Connections with a token activity (code exchange, refresh, needs_reauth bookkeeping) whose attempt
-   * started before `at` and has not finished: attempts the SIGKILL cut off, waiting for their heartbeat
-   * timeout and retry. Only connections not refreshed since can have one. Syncs and webhook setup, with
-   * their minutes-long timeouts, hold no token and are left to finish on their own.
+   * Active connections not refreshed since `at`. Once there are none, every refresh the kills cut off
+   * has been retried on the surviving worker and finished: each workflow runs one refresh at a time, and
+   * each of these has completed one since. A connection that went to needs_reauth is counted apart.
    */
-  async function attemptsCutOffBefore(at: number): Promise<number> {
-    const candidates = await platform.db.anyFirst(sql.type(z.object({ workflowId: z.string() }))`
-      SELECT workflow_id AS "workflowId" FROM integration_connections
+  const notRefreshedSince = (at: number) =>
+    platform.db.oneFirst(sql.type(z.object({ count: z.number() }))`
+      SELECT count(*)::int AS count FROM integration_connections
       WHERE status = 'active' AND (last_refreshed_at IS NULL OR last_refreshed_at <= ${sql.timestamp(new Date(at))})`);
-    const cutOff = await inBatches(candidates, 16, async (workflowId) => {
-      const { raw } = await platform.client.workflow.getHandle(workflowId).describe();
-      return (raw.pendingActivities ?? []).some(
-        (activity) => !PROVIDER_WORK_ACTIVITIES.has(activity.activityType?.name ?? '') && Number(activity.lastStartedTime?.seconds ?? 0) * 1000 < at,
-      );
-    });
-    return cutOff.filter(Boolean).length;
-  }
 
   /**
    * A product caller: asks the connection's owner for a token valid long enough, reads it from the
@@ -238,15 +228,11 @@ describe('worker SIGKILL during a refresh storm', () => {
   }
 
   it('keeps every connection whose tokens it holds, never uses a refresh token twice, and never calls a provider with an expired token', { timeout: 480_000 }, async () => {
-    const t0 = Date.now(); const lap = (what: string) => console.log(`TIMING ${what} ${Date.now() - t0}`);
     // The first worker bundles its workflows while the connections are being set up; their workflows wait for it.
     const [first, connections] = await Promise.all([startWorker(), connectAll()]);
     let worker = first;
-    lap('seeded');
     const halfOf = new Map(connections.map((connection) => [connection.connectionId, connection.half]));
     await eventually(async () => (await statusCounts()).active === CONNECTIONS, 120_000, 'every connection active before the storm');
-
-    lap('all active');
     const stormStartedAt = Date.now();
     let stop = false;
     const callers = callProvidersUntilStopped(connections, () => stop);
@@ -258,14 +244,11 @@ describe('worker SIGKILL during a refresh storm', () => {
       worker = next;
     }
     const lastKillAt = killedAt.at(-1)!;
-    lap('kills done');
     stop = true;
     await callers.finished;
 
     // Every attempt the kills cut off has been retried on the surviving worker and finished.
-    await eventually(async () => (await attemptsCutOffBefore(lastKillAt)) === 0, 150_000, 'every cut-off attempt retried');
-
-    lap('cut-off retried');
+    await eventually(async () => (await notRefreshedSince(lastKillAt)) === 0, 150_000, 'every active connection refreshed since the last kill');
     const lost = await notActive(killedAt, halfOf);
     const silent = await eventually(async () => ((await silentlyLost()) === 0 ? 'none' : false), 15_000, 'no active connection holding a dead refresh token')
       .then(() => 0)
@@ -295,7 +278,6 @@ describe('worker SIGKILL during a refresh storm', () => {
         api_calls_with_expired_token: calls.expired,
       };
     };
-    lap('checked');
     const googleHalf = outcomes('google-kill-at-once');
     const microsoftHalf = outcomes('microsoft-grace');
     const storm = `${CONNECTIONS} connections, ${ACCESS_TOKEN_LIFETIME_SECONDS} s access tokens, ${refreshesDuringKills} refreshes during the kills, ${silent} active with a dead refresh token`;

@@ -284,7 +284,8 @@ describe('token lease and database pool settings', () => {
   });
 
   it.each([
-    ['a heartbeat interval above half the lease', { TOKEN_LEASE_TTL_SECONDS: '4', TOKEN_LEASE_HEARTBEAT_INTERVAL_MS: '2001' }, 'TOKEN_LEASE_HEARTBEAT_INTERVAL_MS'],
+    ['a heartbeat interval above a third of the heartbeat timeout', { TOKEN_LEASE_HEARTBEAT_INTERVAL_MS: '3334' }, 'TOKEN_LEASE_HEARTBEAT_INTERVAL_MS'],
+    ['a lease no longer than the heartbeat timeout', { TOKEN_LEASE_TTL_SECONDS: '10' }, 'TOKEN_LEASE_TTL_SECONDS'],
     ['a heartbeat interval under 100 ms', { TOKEN_LEASE_HEARTBEAT_INTERVAL_MS: '50' }, 'TOKEN_LEASE_HEARTBEAT_INTERVAL_MS'],
     ['a lease of no time', { TOKEN_LEASE_TTL_SECONDS: '0' }, 'TOKEN_LEASE_TTL_SECONDS'],
     ['a pool of one connection', { DATABASE_POOL_SIZE: '1' }, 'DATABASE_POOL_SIZE'],

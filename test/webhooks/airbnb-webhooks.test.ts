@@ -131,7 +131,8 @@ describe('Airbnb webhooks (dev server)', () => {
     const user = await platform.signUp('revoked.host@example.com');
     const revokedHost = airbnb.createHost(['Quay Cottage']);
     const revoked = await connectAirbnb(platform, user.sessionToken);
-    await waitForConnectionState(platform, revoked.workflowId, (state) => state.status === 'active');
+    // Airbnb sends events to the host's subscription, which the connection's setup makes.
+    await waitForConnectionState(platform, revoked.workflowId, (state) => state.status === 'active' && state.providerSetUpDone === true);
     const forged = await airbnb.sendReservationEvent({ userId: revokedHost.userId, type: 'authorization.revoked', signature: 'bad' });
     expect(forged.deliveries[0]!.status).toBe(401);
     expect((await waitForConnectionState(platform, revoked.workflowId, () => true)).status).toBe('active');
@@ -167,7 +168,7 @@ describe('Airbnb webhooks (dev server)', () => {
     const user = await platform.signUp('reauthorized.host@example.com');
     const reauthorizedHost = airbnb.createHost(['Pier House']);
     const first = await connectAirbnb(platform, user.sessionToken);
-    await waitForConnectionState(platform, first.workflowId, (state) => state.status === 'active');
+    await waitForConnectionState(platform, first.workflowId, (state) => state.status === 'active' && state.providerSetUpDone === true);
     // The first authorization happened an hour ago; the host authorizes again now.
     await platform.db.query(sql.unsafe`UPDATE integration_authorizations SET created_at = now() - interval '1 hour' WHERE connection_id = ${first.connectionId}`);
     const beforeReauthorization = new Date(Date.now() - 60_000);

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
+import type { WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import type { Activities, TokenState } from '../../activities';
@@ -131,6 +132,15 @@ describe('connection workflow: tokens', () => {
     return { connectionId, handle, calls: () => calls.get(connectionId) ?? [] };
   }
 
+  /** The patches a workflow's history carries markers of. */
+  async function patchesOf(handle: WorkflowHandle): Promise<string[]> {
+    const { events } = await handle.fetchHistory();
+    return (events ?? [])
+      .filter((event) => event.markerRecordedEventAttributes?.markerName === 'core_patch')
+      .map((event) => JSON.parse(Buffer.from(event.markerRecordedEventAttributes!.details!['patch-data']!.payloads![0]!.data!).toString()) as { id: string })
+      .map((patch) => patch.id);
+  }
+
   it('an exchange that fails while a newer callback waits gives way to the newer code instead of failing the connection', async () => {
     let releaseFirst!: () => void;
     const firstHeld = new Promise<void>((resolve) => (releaseFirst = resolve));
@@ -163,11 +173,13 @@ describe('connection workflow: tokens', () => {
       [second, 'ok'],
     ]);
     expect(made().map((call) => call.name)).not.toContain('failed');
+    expect(await patchesOf(handle)).toContain('newer-authorization-after-failure');
     await handle.terminate();
   });
 
   it('a newer authorization that arrives while the connection is being marked failed is taken, not lost', async () => {
     let releaseMarking!: () => void;
+    let markingStarted = false;
     const markingHeld = new Promise<void>((resolve) => (releaseMarking = resolve));
     const first = randomUUID();
     const second = randomUUID();
@@ -177,11 +189,12 @@ describe('connection workflow: tokens', () => {
         exchange: async (authorizationId) => {
           if (authorizationId === first) throw ApplicationFailure.nonRetryable('the code expired', FailureType.authorizationRejected);
         },
-        markFailed: () => markingHeld,
+        markFailed: () => ((markingStarted = true), markingHeld),
       },
       first,
     );
-    await eventually(() => made().some((call) => call.name === 'exchange'));
+    // Only once the workflow handled the failure: a signal in the same activation would be taken before marking anything.
+    await eventually(() => markingStarted);
     // The callback was answered 202 while the workflow was marking the connection failed.
     await handle.signal(authorizeSignal, { authorizationId: second });
     releaseMarking();
@@ -195,6 +208,8 @@ describe('connection workflow: tokens', () => {
       [first, 'failed'],
       [second, 'ok'],
     ]);
+    expect(made().filter((call) => call.name === 'failed')).toHaveLength(1);
+    expect(await patchesOf(handle)).toContain('newer-authorization-after-marked-failed');
     expect((await handle.describe()).status.name).toBe('RUNNING');
     await handle.terminate();
   });
@@ -222,11 +237,7 @@ describe('connection workflow: tokens', () => {
     await eventually(() => made().filter((call) => call.name === 'exchange').length === 3);
     expect(made().filter((call) => call.name === 'exchange').map((call) => call.input.authorizationId).slice(1)).toEqual([reconsent, newer]);
     // Runs from before the patch dropped the newer callback; only histories that carry its marker take it.
-    const { events } = await handle.fetchHistory();
-    const patches = (events ?? [])
-      .filter((event) => event.markerRecordedEventAttributes?.markerName === 'core_patch')
-      .map((event) => Buffer.from(event.markerRecordedEventAttributes!.details!['patch-data']!.payloads![0]!.data!).toString());
-    expect(patches.some((patch) => patch.includes('newer-authorization-while-exchange-waits'))).toBe(true);
+    expect(await patchesOf(handle)).toContain('newer-authorization-while-exchange-waits');
     await handle.terminate();
   });
 
