@@ -105,6 +105,9 @@ const environmentSchema = z.object({
   BOOKING_XML_URL: httpUrl.default('https://secure-supply-xml.booking.com/hotels/ota'),
   BOOKING_POLL_INTERVAL_SECONDS: seconds(20),
   BOOKING_ACK_PAUSE_MS: z.coerce.number().int().min(0).default(5000),
+  // A silent provider fails the call as transient, retried, instead of holding its activity until Temporal
+  // gives up on it; an activity's own timeout or cancellation still ends the call sooner.
+  PROVIDER_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1000).max(120_000).default(15_000),
   WEBHOOK_BASE_URL: httpUrl.optional(),
 
   OAUTH_ISSUER: httpUrl.optional(),
@@ -182,6 +185,8 @@ export interface GoogleSettings {
   calendarApiUrl: string;
   syncIntervalSeconds: number;
   channelTtlSeconds: number;
+  /** How long one request to Google may take (PROVIDER_REQUEST_TIMEOUT_MS). */
+  requestTimeoutMs: number;
   /** Cross-Account Protection: who signs the security event tokens and where their keys are. */
   risc: { issuer: string; jwksUrl: string; maxTokenAgeSeconds: number };
 }
@@ -195,6 +200,8 @@ export interface MicrosoftSettings {
   syncIntervalSeconds: number;
   /** Outlook event subscriptions live at most 10080 minutes (7 days). */
   subscriptionMinutes: number;
+  /** How long one request to Microsoft may take (PROVIDER_REQUEST_TIMEOUT_MS). */
+  requestTimeoutMs: number;
 }
 
 export interface AirbnbSettings {
@@ -205,6 +212,8 @@ export interface AirbnbSettings {
   /** Airbnb's signature scheme is unverified (protocols.md), so header and encoding are configurable. */
   webhook: { secret: string | undefined; signatureHeader: string; signatureEncoding: 'hex' | 'base64'; timestampHeader: string; maxAgeSeconds: number };
   syncIntervalSeconds: number;
+  /** How long one request to Airbnb may take (PROVIDER_REQUEST_TIMEOUT_MS). */
+  requestTimeoutMs: number;
 }
 
 export interface BookingSettings {
@@ -213,6 +222,8 @@ export interface BookingSettings {
   pollIntervalSeconds: number;
   /** Booking.com asks for a 5 s pause after an acknowledgement before the next poll; tests shorten it. */
   ackPauseMs: number;
+  /** How long one request to Booking.com may take (PROVIDER_REQUEST_TIMEOUT_MS). */
+  requestTimeoutMs: number;
 }
 
 /** Voice assistants: Alexa and Google Home link accounts with our authorization server. */
@@ -221,6 +232,8 @@ export interface VoiceSettings {
   refreshGraceSeconds: number;
   commandsPerMinutePerDevice: number;
   commandsPerMinutePerUser: number;
+  /** How long one request to Amazon or Google may take (PROVIDER_REQUEST_TIMEOUT_MS). */
+  requestTimeoutMs: number;
   alexa: {
     /** Requests to the skill endpoint must name this skill; without it the endpoint answers 503. */
     skillId: string | undefined;
@@ -497,6 +510,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
       calendarApiUrl: env.GOOGLE_CALENDAR_API_URL,
       syncIntervalSeconds: env.GOOGLE_CALENDAR_SYNC_INTERVAL_SECONDS,
       channelTtlSeconds: env.GOOGLE_CHANNEL_TTL_SECONDS,
+      requestTimeoutMs: env.PROVIDER_REQUEST_TIMEOUT_MS,
       risc: { issuer: env.GOOGLE_RISC_ISSUER, jwksUrl: env.GOOGLE_RISC_JWKS_URL, maxTokenAgeSeconds: env.GOOGLE_RISC_MAX_TOKEN_AGE_SECONDS },
     },
     microsoft: {
@@ -507,6 +521,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
       scopes: scopeList(env.MICROSOFT_CALENDAR_SCOPES),
       syncIntervalSeconds: env.MICROSOFT_CALENDAR_SYNC_INTERVAL_SECONDS,
       subscriptionMinutes: env.MICROSOFT_SUBSCRIPTION_MINUTES,
+      requestTimeoutMs: env.PROVIDER_REQUEST_TIMEOUT_MS,
     },
     airbnb: {
       credentials: airbnb,
@@ -521,12 +536,14 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
         maxAgeSeconds: env.AIRBNB_WEBHOOK_MAX_AGE_SECONDS,
       },
       syncIntervalSeconds: env.AIRBNB_RESERVATION_SYNC_INTERVAL_SECONDS,
+      requestTimeoutMs: env.PROVIDER_REQUEST_TIMEOUT_MS,
     },
     booking: {
       authUrl: env.BOOKING_AUTH_URL,
       xmlUrl: env.BOOKING_XML_URL,
       pollIntervalSeconds: env.BOOKING_POLL_INTERVAL_SECONDS,
       ackPauseMs: env.BOOKING_ACK_PAUSE_MS,
+      requestTimeoutMs: env.PROVIDER_REQUEST_TIMEOUT_MS,
     },
     webhookBaseUrl: env.WEBHOOK_BASE_URL ?? publicBaseUrl,
     tokenRefresh: {
@@ -553,6 +570,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
       refreshGraceSeconds: env.VOICE_REFRESH_GRACE_SECONDS,
       commandsPerMinutePerDevice: env.VOICE_COMMANDS_PER_MINUTE_PER_DEVICE,
       commandsPerMinutePerUser: env.VOICE_COMMANDS_PER_MINUTE_PER_USER,
+      requestTimeoutMs: env.PROVIDER_REQUEST_TIMEOUT_MS,
       alexa: {
         skillId: env.ALEXA_SKILL_ID,
         vendorId: env.ALEXA_VENDOR_ID,

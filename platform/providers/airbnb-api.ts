@@ -2,7 +2,6 @@ import { z } from 'zod';
 import { providerFetch, ProviderError, readProviderJson } from './provider-error';
 
 const PROVIDER = 'Airbnb';
-const REQUEST_TIMEOUT_MS = 30_000;
 const PAGE_SIZE = 50;
 /** Far beyond any host's listings or one read of reservations: a loop of pages is an Airbnb fault. */
 export const MAX_PAGES = 1000;
@@ -58,6 +57,7 @@ export class AirbnbApi {
     private readonly baseUrl: string,
     private readonly clientId: string,
     private readonly accessToken: string,
+    private readonly requestTimeoutMs: number,
   ) {}
 
   async listListings(offset: number): Promise<{ listings: AirbnbListing[]; nextOffset: number | null }> {
@@ -106,7 +106,7 @@ export class AirbnbApi {
         },
         ...(body ? { body: JSON.stringify(body) } : {}),
       },
-      REQUEST_TIMEOUT_MS,
+      this.requestTimeoutMs,
     );
   }
 

@@ -56,6 +56,6 @@ export class AirbnbReservationFeatures implements ProviderFeatures {
   }
 
   private api(context: ConnectionContext): AirbnbApi {
-    return new AirbnbApi(this.settings.apiUrl, this.credentials.clientId, context.accessToken);
+    return new AirbnbApi(this.settings.apiUrl, this.credentials.clientId, context.accessToken, this.settings.requestTimeoutMs);
   }
 }

@@ -5,7 +5,6 @@ import type { ProviderTokens, TokenRequestOptions } from './oauth-tokens';
 import type { AuthorizationRequest, OAuthProviderAdapter, RevocationOutcome } from './provider';
 
 const PROVIDER = 'Airbnb';
-const REQUEST_TIMEOUT_MS = 15_000;
 /** What Airbnb states for its access tokens; informational only, since every answer names its own `expires_at`. */
 const ACCESS_TOKEN_LIFETIME_SECONDS = 24 * 3600;
 const AIRBNB_AUTHORIZATIONS_PATH = '/v2/oauth2/authorizations';
@@ -79,7 +78,7 @@ export class AirbnbAdapter implements OAuthProviderAdapter {
       PROVIDER,
       `${this.settings.apiUrl}${AIRBNB_AUTHORIZATIONS_PATH}/${encodeURIComponent(token)}?_unwrapped=true`,
       { method: 'DELETE', headers: { authorization: this.basicAuthorization(), accept: 'application/json' } },
-      REQUEST_TIMEOUT_MS,
+      this.settings.requestTimeoutMs,
     );
     if (response.ok) return 'revoked';
     if (response.status === 404) return 'already_invalid';
@@ -97,7 +96,7 @@ export class AirbnbAdapter implements OAuthProviderAdapter {
         body: JSON.stringify(body),
         signal: options.signal ?? null,
       },
-      REQUEST_TIMEOUT_MS,
+      this.settings.requestTimeoutMs,
     );
     if (!response.ok) throw await classifyOAuthErrorResponse(PROVIDER, response);
     const answer = await readProviderJson(PROVIDER, 'token response', response, tokenAnswer);

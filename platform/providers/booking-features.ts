@@ -28,7 +28,7 @@ export class BookingReservationFeatures implements ProviderFeatures {
 
   constructor(private readonly settings: BookingSettings) {
     this.syncIntervalSeconds = settings.pollIntervalSeconds;
-    this.ota = new BookingOtaClient(settings.xmlUrl);
+    this.ota = new BookingOtaClient(settings.xmlUrl, settings.requestTimeoutMs);
   }
 
   async setUp(): Promise<SubscriptionPlan> {

@@ -2,14 +2,16 @@ import { acknowledgementMessage, OTA_QUEUES, readAcknowledgementAnswer, readPend
 import { providerFetch, ProviderError } from './provider-error';
 
 const PROVIDER = 'Booking.com';
-const REQUEST_TIMEOUT_MS = 30_000;
 
 /**
  * Booking.com's OTA reservation queues over HTTP (shared/protocols.md): a GET returns what has not
  * been acknowledged yet, a POST of the matching `…RS` acknowledges. Authenticated with the 1-hour JWT.
  */
 export class BookingOtaClient {
-  constructor(private readonly xmlUrl: string) {}
+  constructor(
+    private readonly xmlUrl: string,
+    private readonly requestTimeoutMs: number,
+  ) {}
 
   async pendingReservations(queue: OtaQueue, jwt: string): Promise<PendingReservations> {
     const response = await this.call(queue, jwt, { method: 'GET' });
@@ -30,7 +32,7 @@ export class BookingOtaClient {
       PROVIDER,
       `${this.xmlUrl}/${OTA_QUEUES[queue].path}`,
       { ...init, headers: { ...init.headers, authorization: `Bearer ${jwt}`, accept: 'text/xml, application/xml' } },
-      REQUEST_TIMEOUT_MS,
+      this.requestTimeoutMs,
     );
     if (response.ok) return response;
     await response.body?.cancel();

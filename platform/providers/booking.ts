@@ -6,7 +6,6 @@ import type { ProviderTokens, TokenRequestOptions } from './oauth-tokens';
 import type { MachineAccountAdapter, RevocationOutcome } from './provider';
 
 const PROVIDER = 'Booking.com';
-const REQUEST_TIMEOUT_MS = 15_000;
 
 /** A Booking.com machine account: what the user pastes from the Connectivity Portal, stored encrypted as one JSON text. */
 export interface BookingCredentials {
@@ -59,7 +58,7 @@ export class BookingAdapter implements MachineAccountAdapter {
         body: JSON.stringify(exchangeRequest(credentials)),
         signal: options.signal ?? null,
       },
-      REQUEST_TIMEOUT_MS,
+      this.settings.requestTimeoutMs,
     );
     if (!response.ok) throw await classifyExchangeFailure(response);
     const parsed = exchangeResponse.safeParse(await response.json().catch(() => undefined));

@@ -2,7 +2,6 @@ import { z } from 'zod';
 import { providerFetch, ProviderError, readProviderJson } from './provider-error';
 
 const PROVIDER = 'Google Calendar';
-const REQUEST_TIMEOUT_MS = 30_000;
 const PAGE_SIZE = '250';
 /** Google answers quota exhaustion with 403 and one of these reasons; they pass like a 429. */
 const RATE_LIMIT_REASONS = new Set(['rateLimitExceeded', 'userRateLimitExceeded', 'quotaExceeded']);
@@ -68,6 +67,7 @@ export class GoogleCalendarApi {
   constructor(
     private readonly baseUrl: string,
     private readonly accessToken: string,
+    private readonly requestTimeoutMs: number,
   ) {}
 
   /** One page; a sync token lists only what changed since it was issued, deleted events included. */
@@ -117,7 +117,7 @@ export class GoogleCalendarApi {
         headers: { authorization: `Bearer ${this.accessToken}`, accept: 'application/json', ...(body ? { 'content-type': 'application/json' } : {}) },
         ...(body ? { body: JSON.stringify(body) } : {}),
       },
-      REQUEST_TIMEOUT_MS,
+      this.requestTimeoutMs,
     );
   }
 

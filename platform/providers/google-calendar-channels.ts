@@ -30,7 +30,7 @@ export class GoogleCalendarChannels {
   private readonly renewalMarginMs: number;
 
   constructor(
-    private readonly settings: { calendarApiUrl: string; channelTtlSeconds: number },
+    private readonly settings: { calendarApiUrl: string; channelTtlSeconds: number; requestTimeoutMs: number },
     private readonly webhookBaseUrl: string,
   ) {
     this.renewalMarginMs = Math.min(DAY_MS, settings.channelTtlSeconds * 100);
@@ -151,6 +151,6 @@ export class GoogleCalendarChannels {
   }
 
   private api(context: ConnectionContext): GoogleCalendarApi {
-    return new GoogleCalendarApi(this.settings.calendarApiUrl, context.accessToken);
+    return new GoogleCalendarApi(this.settings.calendarApiUrl, context.accessToken, this.settings.requestTimeoutMs);
   }
 }

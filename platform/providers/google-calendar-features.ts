@@ -36,6 +36,6 @@ export class GoogleCalendarFeatures implements ProviderFeatures {
   }
 
   sync(context: ConnectionContext, request: SyncRequest): Promise<SyncCounts> {
-    return syncPrimaryCalendar(new GoogleCalendarApi(this.settings.calendarApiUrl, context.accessToken), context, request);
+    return syncPrimaryCalendar(new GoogleCalendarApi(this.settings.calendarApiUrl, context.accessToken, this.settings.requestTimeoutMs), context, request);
   }
 }

@@ -6,7 +6,6 @@ import { readStandardTokenResponse, type ProviderTokens, type TokenRequestOption
 import type { AuthorizationRequest, OAuthProviderAdapter, RevocationOutcome } from './provider';
 
 const PROVIDER = 'Google';
-const REQUEST_TIMEOUT_MS = 15_000;
 const idTokenField = z.object({ id_token: z.string().min(1).optional() });
 
 /** Google's OAuth 2.0 endpoints, as described in shared/protocols.md. */
@@ -62,7 +61,7 @@ export class GoogleCalendarAdapter implements OAuthProviderAdapter {
 
   /** Revoking the refresh token ends the whole grant, access tokens included. */
   async revoke(token: string): Promise<RevocationOutcome> {
-    const response = await providerFetch(PROVIDER, this.settings.revokeUrl, this.formPost({ token }), REQUEST_TIMEOUT_MS);
+    const response = await providerFetch(PROVIDER, this.settings.revokeUrl, this.formPost({ token }), this.settings.requestTimeoutMs);
     if (response.ok) return 'revoked';
     const error = await classifyOAuthErrorResponse(PROVIDER, response);
     // Google answers 400 invalid_token for a token that is already dead: the goal is reached.
@@ -97,7 +96,7 @@ export class GoogleCalendarAdapter implements OAuthProviderAdapter {
       PROVIDER,
       this.settings.tokenUrl,
       { ...this.formPost({ ...grant, client_id: this.credentials.clientId, client_secret: this.credentials.clientSecret }), signal: options.signal ?? null },
-      REQUEST_TIMEOUT_MS,
+      this.settings.requestTimeoutMs,
     );
     if (!response.ok) throw await classifyOAuthErrorResponse(PROVIDER, response);
     return response;

@@ -37,7 +37,7 @@ export class MicrosoftCalendarFeatures implements ProviderFeatures {
 
   constructor(settings: MicrosoftSettings, webhookBaseUrl: string) {
     this.syncIntervalSeconds = settings.syncIntervalSeconds;
-    this.graph = new MicrosoftGraphClient(settings.graphUrl, webhookBaseUrl);
+    this.graph = new MicrosoftGraphClient(settings.graphUrl, webhookBaseUrl, settings.requestTimeoutMs);
     this.lifetimeMs = Math.min(settings.subscriptionMinutes, MAX_SUBSCRIPTION_MINUTES - CAP_MARGIN_MINUTES) * 60_000;
   }
 

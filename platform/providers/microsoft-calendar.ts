@@ -6,7 +6,6 @@ import { readStandardTokenResponse, type ProviderTokens, type TokenRequestOption
 import type { AuthorizationRequest, OAuthProviderAdapter, RevocationOutcome } from './provider';
 
 const PROVIDER = 'Microsoft';
-const REQUEST_TIMEOUT_MS = 15_000;
 
 /** The Microsoft identity platform (v2.0 endpoints), as described in shared/protocols.md. */
 export class MicrosoftCalendarAdapter implements OAuthProviderAdapter {
@@ -85,7 +84,7 @@ export class MicrosoftCalendarAdapter implements OAuthProviderAdapter {
         }).toString(),
         signal: options.signal ?? null,
       },
-      REQUEST_TIMEOUT_MS,
+      this.settings.requestTimeoutMs,
     );
     if (!response.ok) throw await classifyMicrosoftTokenError(response);
     const idToken = ((await response.clone().json().catch(() => ({}))) as { id_token?: unknown }).id_token;

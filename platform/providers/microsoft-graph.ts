@@ -2,7 +2,6 @@ import { z } from 'zod';
 import { providerFetch, ProviderError } from './provider-error';
 
 const PROVIDER = 'Microsoft Graph';
-const REQUEST_TIMEOUT_MS = 30_000;
 /** Graph caps Outlook event subscriptions at 10080 minutes (7 days). */
 export const MAX_SUBSCRIPTION_MINUTES = 10080;
 export const MICROSOFT_GRAPH_WEBHOOK_PATH = '/api/v1/webhooks/microsoft-graph';
@@ -73,6 +72,7 @@ export class MicrosoftGraphClient {
   constructor(
     private readonly graphUrl: string,
     private readonly webhookBaseUrl: string,
+    private readonly requestTimeoutMs: number,
   ) {
     this.graphOrigin = new URL(graphUrl).origin;
   }
@@ -182,7 +182,7 @@ export class MicrosoftGraphClient {
         headers: { authorization: `Bearer ${accessToken}`, accept: 'application/json', ...(body ? { 'content-type': 'application/json' } : {}), ...headers },
         ...(body ? { body: JSON.stringify(body) } : {}),
       },
-      REQUEST_TIMEOUT_MS,
+      this.requestTimeoutMs,
     );
   }
 }

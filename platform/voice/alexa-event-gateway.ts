@@ -3,7 +3,6 @@ import { fetchWithDeadline, NoAnswer, retryAfterSeconds } from './voice-fetch';
 import { VoicePlatformError, type AlexaEventGateway, type AlexaRegion, type VoiceRequestOptions } from './voice-platform';
 
 const PLATFORM = 'The Alexa event gateway';
-const REQUEST_TIMEOUT_MS = 15_000;
 
 const gatewayErrorBody = z.object({
   payload: z.object({ code: z.string(), description: z.string().optional() }),
@@ -12,7 +11,10 @@ const gatewayErrorBody = z.object({
 
 /** Sends events (`POST /v3/events`) to the gateway of the user's region, authenticated by the user's LWA access token. */
 export class AlexaEventGatewayClient implements AlexaEventGateway {
-  constructor(private readonly gatewayUrls: Record<AlexaRegion, string>) {}
+  constructor(
+    private readonly gatewayUrls: Record<AlexaRegion, string>,
+    private readonly requestTimeoutMs: number,
+  ) {}
 
   async send(region: AlexaRegion, lwaAccessToken: string, event: Record<string, unknown>, options: VoiceRequestOptions = {}): Promise<void> {
     let response: Response;
@@ -20,7 +22,7 @@ export class AlexaEventGatewayClient implements AlexaEventGateway {
       response = await fetchWithDeadline(
         `${this.gatewayUrls[region].replace(/\/+$/, '')}/v3/events`,
         { method: 'POST', headers: { authorization: `Bearer ${lwaAccessToken}`, 'content-type': 'application/json' }, body: JSON.stringify(event) },
-        REQUEST_TIMEOUT_MS,
+        this.requestTimeoutMs,
         options,
       );
     } catch (error) {

@@ -6,7 +6,6 @@ import { fetchWithDeadline, NoAnswer, retryAfterSeconds } from './voice-fetch';
 import { VoicePlatformError, type HomeGraph, type VoiceRequestOptions } from './voice-platform';
 
 const PLATFORM = 'Home Graph';
-const REQUEST_TIMEOUT_MS = 15_000;
 export const HOME_GRAPH_SCOPE = 'https://www.googleapis.com/auth/homegraph';
 
 /** Google APIs answer errors as `{ error: { code, message, status } }`. */
@@ -16,10 +15,12 @@ const googleErrorBody = z.object({ error: z.object({ message: z.string().optiona
 export class HomeGraphClient implements HomeGraph {
   private readonly tokens: ServiceAccountTokens;
   private readonly baseUrl: string;
+  private readonly requestTimeoutMs: number;
 
-  constructor(key: ServiceAccountKey, settings: { tokenUrl: string; homeGraphUrl: string; now?: () => number }) {
-    this.tokens = new ServiceAccountTokens(key, { tokenUrl: settings.tokenUrl, scope: HOME_GRAPH_SCOPE, now: settings.now ?? Date.now });
+  constructor(key: ServiceAccountKey, settings: { tokenUrl: string; homeGraphUrl: string; requestTimeoutMs: number; now?: () => number }) {
+    this.tokens = new ServiceAccountTokens(key, { tokenUrl: settings.tokenUrl, scope: HOME_GRAPH_SCOPE, requestTimeoutMs: settings.requestTimeoutMs, now: settings.now ?? Date.now });
     this.baseUrl = settings.homeGraphUrl.replace(/\/+$/, '');
+    this.requestTimeoutMs = settings.requestTimeoutMs;
   }
 
   async requestSync(agentUserId: string, options: VoiceRequestOptions = {}): Promise<void> {
@@ -58,7 +59,7 @@ export class HomeGraphClient implements HomeGraph {
             headers: { authorization: `Bearer ${accessToken}`, accept: 'application/json', ...(body ? { 'content-type': 'application/json' } : {}) },
             ...(body ? { body: JSON.stringify(body) } : {}),
           },
-          REQUEST_TIMEOUT_MS,
+          this.requestTimeoutMs,
           options,
         );
       } catch (error) {

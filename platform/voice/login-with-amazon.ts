@@ -5,7 +5,6 @@ import { fetchWithDeadline, NoAnswer } from './voice-fetch';
 import type { LoginWithAmazon, VoiceRequestOptions } from './voice-platform';
 
 const PROVIDER = 'Login with Amazon';
-const REQUEST_TIMEOUT_MS = 15_000;
 
 /**
  * Login with Amazon as the skill's client (shared/protocols.md "Amazon Alexa"): the AcceptGrant code is
@@ -16,6 +15,7 @@ export class LoginWithAmazonClient implements LoginWithAmazon {
   constructor(
     private readonly tokenUrl: string,
     private readonly credentials: OAuthClientCredentials,
+    private readonly requestTimeoutMs: number,
   ) {}
 
   async exchangeCode(code: string, options: VoiceRequestOptions = {}): Promise<ProviderTokens> {
@@ -33,7 +33,7 @@ export class LoginWithAmazonClient implements LoginWithAmazon {
       response = await fetchWithDeadline(
         this.tokenUrl,
         { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' }, body: form.toString() },
-        REQUEST_TIMEOUT_MS,
+        this.requestTimeoutMs,
         options,
       );
     } catch (error) {

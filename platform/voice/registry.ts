@@ -10,12 +10,12 @@ import type { VoicePlatforms } from './voice-platform';
  * process stops at start. `now` is what the service account's JWTs and token cache take the time to be.
  */
 export function createVoicePlatforms(config: Config, options: { now?: () => number } = {}): VoicePlatforms {
-  const { alexa, google } = config.voice;
+  const { alexa, google, requestTimeoutMs } = config.voice;
   return {
-    loginWithAmazon: alexa.lwaCredentials ? new LoginWithAmazonClient(alexa.lwaTokenUrl, alexa.lwaCredentials) : undefined,
-    alexaEventGateway: new AlexaEventGatewayClient(alexa.eventGatewayUrls),
+    loginWithAmazon: alexa.lwaCredentials ? new LoginWithAmazonClient(alexa.lwaTokenUrl, alexa.lwaCredentials, requestTimeoutMs) : undefined,
+    alexaEventGateway: new AlexaEventGatewayClient(alexa.eventGatewayUrls, requestTimeoutMs),
     homeGraph: google.serviceAccountKey
-      ? new HomeGraphClient(parseServiceAccountKey(google.serviceAccountKey), { tokenUrl: google.tokenUrl, homeGraphUrl: google.homeGraphUrl, ...(options.now ? { now: options.now } : {}) })
+      ? new HomeGraphClient(parseServiceAccountKey(google.serviceAccountKey), { tokenUrl: google.tokenUrl, homeGraphUrl: google.homeGraphUrl, requestTimeoutMs, ...(options.now ? { now: options.now } : {}) })
       : undefined,
   };
 }

@@ -6,7 +6,6 @@ import { fetchWithDeadline, NoAnswer } from './voice-fetch';
 import { VoicePlatformError } from './voice-platform';
 
 const PLATFORM = "Google's token endpoint";
-const REQUEST_TIMEOUT_MS = 15_000;
 const ASSERTION_LIFETIME_SECONDS = 3600;
 const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 /** A token is renewed this long before it expires (at most half its life), so no call carries one about to die. */
@@ -23,7 +22,7 @@ export class ServiceAccountTokens {
 
   constructor(
     private readonly key: ServiceAccountKey,
-    private readonly settings: { tokenUrl: string; scope: string; now: () => number },
+    private readonly settings: { tokenUrl: string; scope: string; requestTimeoutMs: number; now: () => number },
   ) {}
 
   async accessToken(): Promise<string> {
@@ -58,7 +57,7 @@ export class ServiceAccountTokens {
           headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
           body: new URLSearchParams({ grant_type: JWT_BEARER_GRANT, assertion }).toString(),
         },
-        REQUEST_TIMEOUT_MS,
+        this.settings.requestTimeoutMs,
       );
     } catch (error) {
       if (error instanceof NoAnswer) throw new VoicePlatformError('transient', `${PLATFORM} could not be reached (${error.message})`);

@@ -18,8 +18,8 @@ describe('fake Booking.com', () => {
 
   async function start(options: Partial<Parameters<typeof startFakeBooking>[0]> = {}) {
     booking = await startFakeBooking({ ...BOOKING_TEST_ACCOUNT, clock: () => now, ...options });
-    const adapter = new BookingAdapter({ authUrl: booking.authUrl, xmlUrl: booking.xmlUrl, pollIntervalSeconds: 20, ackPauseMs: 0 });
-    return { adapter, ota: new BookingOtaClient(booking.xmlUrl), credentials: serializeBookingCredentials(BOOKING_TEST_ACCOUNT) };
+    const adapter = new BookingAdapter({ authUrl: booking.authUrl, xmlUrl: booking.xmlUrl, pollIntervalSeconds: 20, ackPauseMs: 0, requestTimeoutMs: 15_000 });
+    return { adapter, ota: new BookingOtaClient(booking.xmlUrl, 15_000), credentials: serializeBookingCredentials(BOOKING_TEST_ACCOUNT) };
   }
 
   const failureOf = (promise: Promise<unknown>) => promise.then(() => undefined, (error: unknown) => error as ProviderError);

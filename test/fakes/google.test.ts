@@ -1,8 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { startFakeGoogle, type FakeGoogle } from '../../fakes/google';
+import { loadConfig } from '../../platform/config';
+import { GoogleCalendarAdapter } from '../../platform/providers/google-calendar';
+import { ProviderError } from '../../platform/providers/provider-error';
+import { eventually } from '../helpers/eventually';
 
 const CLIENT_ID = 'test-client.apps.googleusercontent.com';
 const CLIENT_SECRET = 'GOCSPX-test-secret';
@@ -208,6 +212,42 @@ describe('fake Google', () => {
     const started = performance.now();
     expect((await refresh(refreshToken)).status).toBe(200);
     expect(performance.now() - started).toBeGreaterThanOrEqual(140);
+  });
+
+  it("the adapter gives up on an unanswered token request after PROVIDER_REQUEST_TIMEOUT_MS, and a caller's cancellation still wins", async () => {
+    const { refreshToken } = await connect();
+    const config = loadConfig({
+      APP_ENV: 'test',
+      GOOGLE_CLIENT_ID: CLIENT_ID,
+      GOOGLE_CLIENT_SECRET: CLIENT_SECRET,
+      GOOGLE_TOKEN_URL: google.tokenUrl,
+      PROVIDER_REQUEST_TIMEOUT_MS: '1000',
+    });
+    const adapter = new GoogleCalendarAdapter(config.google, config.google.credentials!);
+    let release = () => {};
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let held = 0;
+    google.switches.holdAnswer = () => {
+      held += 1;
+      return released;
+    };
+    const deadlines = vi.spyOn(AbortSignal, 'timeout');
+    try {
+      const timedOut = await adapter.refresh(refreshToken).then(() => undefined, (error: unknown) => error);
+      expect(deadlines).toHaveBeenCalledWith(1000);
+      expect(timedOut).toBeInstanceOf(ProviderError);
+      expect(timedOut).toMatchObject({ kind: 'transient', message: expect.stringContaining('TimeoutError') });
+
+      const cancellation = new AbortController();
+      const cancelled = adapter.refresh(refreshToken, { signal: cancellation.signal });
+      await eventually(() => held === 2);
+      const reason = new Error('activity cancelled');
+      cancellation.abort(reason);
+      await expect(cancelled).rejects.toBe(reason);
+    } finally {
+      deadlines.mockRestore();
+      release();
+    }
   });
 
   it('revoking a refresh token kills the access tokens issued from it', async () => {

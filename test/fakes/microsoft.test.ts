@@ -123,7 +123,7 @@ describe('Microsoft identity platform adapter', () => {
       const { code, verifier } = await authorize();
       const { accessToken } = await adapter.exchangeCode({ code, codeVerifier: verifier, redirectUri: REDIRECT_URI });
       const oid = microsoft.latestAccount()!;
-      const graph = new MicrosoftGraphClient(microsoft.graphUrl, receiver.url);
+      const graph = new MicrosoftGraphClient(microsoft.graphUrl, receiver.url, 15_000);
       const expiresAt = new Date(now + DAY);
 
       microsoft.switches.loseCreateAnswers(1);

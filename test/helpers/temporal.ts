@@ -17,7 +17,14 @@ export async function startTemporalDevServer(options: { uiPort?: number } = {}):
   );
 }
 
-/** Temporal's time-skipping test server, for lifecycles that span days. */
+/**
+ * Temporal's time-skipping test server, for lifecycles that span days.
+ * The server stops skipping time while a workflow task or activity is in flight, and only that
+ * work's own completion lets it skip again: a workflow closed under it (terminated, or ended with an
+ * activity still running, temporalio/sdk-java#1138) refuses that completion, and from then on every
+ * `sleep` and awaited result of the file waits in real time. So tests leave their workflows
+ * running (the server goes with the file) rather than terminate one that may have work in flight.
+ */
 export async function startTimeSkippingServer(): Promise<TestWorkflowEnvironment> {
   const server = inject('temporalTestServerPath');
   return withSearchAttributes(await TestWorkflowEnvironment.createTimeSkipping(server ? { server: { executable: { type: 'existing-path', path: server } } } : {}));

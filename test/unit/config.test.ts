@@ -57,6 +57,7 @@ describe('loadConfig', () => {
       calendarApiUrl: 'https://www.googleapis.com/calendar/v3',
       syncIntervalSeconds: 6 * 3600,
       channelTtlSeconds: 7 * 24 * 3600,
+      requestTimeoutMs: 15_000,
       risc: { issuer: 'https://accounts.google.com/', jwksUrl: 'https://www.googleapis.com/oauth2/v3/certs', maxTokenAgeSeconds: 24 * 3600 },
     });
     expect(config.microsoft.credentials).toBeUndefined();
@@ -291,5 +292,24 @@ describe('token lease and database pool settings', () => {
     ['a pool of one connection', { DATABASE_POOL_SIZE: '1' }, 'DATABASE_POOL_SIZE'],
   ] as const)('stops naming the variable for %s', (_label, overrides, variable) => {
     expect(configError({ ...MINIMAL_PRODUCTION, ...overrides }).problems).toEqual([expect.stringMatching(new RegExp(`^${variable}:`))]);
+  });
+});
+
+describe('provider request timeout', () => {
+  const timeouts = (config: ReturnType<typeof loadConfig>) => [
+    config.google.requestTimeoutMs,
+    config.microsoft.requestTimeoutMs,
+    config.airbnb.requestTimeoutMs,
+    config.booking.requestTimeoutMs,
+    config.voice.requestTimeoutMs,
+  ];
+
+  it('gives every provider and voice platform 15 s per request unless PROVIDER_REQUEST_TIMEOUT_MS says otherwise', () => {
+    expect(timeouts(loadConfig(MINIMAL_PRODUCTION))).toEqual(Array(5).fill(15_000));
+    expect(timeouts(loadConfig({ ...MINIMAL_PRODUCTION, PROVIDER_REQUEST_TIMEOUT_MS: '4000' }))).toEqual(Array(5).fill(4000));
+  });
+
+  it.each(['999', '120001', '1000.5', 'soon'])('stops naming PROVIDER_REQUEST_TIMEOUT_MS for %s', (value) => {
+    expect(configError({ ...MINIMAL_PRODUCTION, PROVIDER_REQUEST_TIMEOUT_MS: value }).problems).toEqual([expect.stringMatching(/^PROVIDER_REQUEST_TIMEOUT_MS:/)]);
   });
 });

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
+import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -32,9 +33,24 @@ interface Script {
 }
 
 /**
+ * A token write that waits heartbeats, as the real ones do: on the time-skipping server a held
+ * activity's heartbeat timeout runs in real time, so under load a silent one would be retried.
+ */
+async function heartbeatingWhile(work: Promise<void> | undefined): Promise<void> {
+  const context = Context.current();
+  const beat = setInterval(() => context.heartbeat(), 1000);
+  try {
+    await work;
+  } finally {
+    clearInterval(beat);
+  }
+}
+
+/**
  * The connection workflow's token rules against scripted activities on the time-skipping server:
  * a newer authorization taking over from a failed one (issue 11, defect 5), refreshes that stay
  * ahead of expiry while the provider fails often, and the reason a lost rotation leaves behind.
+ * Each test leaves its workflow running (see startTimeSkippingServer for why none is terminated).
  */
 describe('connection workflow: tokens', () => {
   let temporal: TestWorkflowEnvironment;
@@ -61,7 +77,7 @@ describe('connection workflow: tokens', () => {
       exchangeAuthorizationCode: async (input) => {
         const script = scripts.get(input.connectionId)!;
         try {
-          await script.exchange?.(input.authorizationId);
+          await heartbeatingWhile(script.exchange?.(input.authorizationId));
         } catch (error) {
           await record('exchange', input, 'failed');
           throw error;
@@ -72,7 +88,7 @@ describe('connection workflow: tokens', () => {
       refreshConnectionTokens: async (input) => {
         const script = scripts.get(input.connectionId)!;
         const number = (calls.get(input.connectionId) ?? []).filter((call) => call.name === 'refresh').length;
-        await script.refreshHeld?.();
+        await heartbeatingWhile(script.refreshHeld?.());
         try {
           script.refresh?.(number);
         } catch (error) {
@@ -174,7 +190,6 @@ describe('connection workflow: tokens', () => {
     ]);
     expect(made().map((call) => call.name)).not.toContain('failed');
     expect(await patchesOf(handle)).toContain('newer-authorization-after-failure');
-    await handle.terminate();
   });
 
   it('a newer authorization that arrives while the connection is being marked failed is taken, not lost', async () => {
@@ -211,7 +226,6 @@ describe('connection workflow: tokens', () => {
     expect(made().filter((call) => call.name === 'failed')).toHaveLength(1);
     expect(await patchesOf(handle)).toContain('newer-authorization-after-marked-failed');
     expect((await handle.describe()).status.name).toBe('RUNNING');
-    await handle.terminate();
   });
 
   it('a callback that arrives while a re-consent waits behind a refresh is exchanged after it, under its patch', async () => {
@@ -238,7 +252,6 @@ describe('connection workflow: tokens', () => {
     expect(made().filter((call) => call.name === 'exchange').map((call) => call.input.authorizationId).slice(1)).toEqual([reconsent, newer]);
     // Runs from before the patch dropped the newer callback; only histories that carry its marker take it.
     expect(await patchesOf(handle)).toContain('newer-authorization-while-exchange-waits');
-    await handle.terminate();
   });
 
   it('tokens an exchange will not keep are revoked beside the token lifecycle: an outage of the revocation does not delay a due refresh', { timeout: 60_000 }, async () => {
@@ -259,7 +272,6 @@ describe('connection workflow: tokens', () => {
     expect(tokens.length).toBeGreaterThanOrEqual(5);
     for (let index = 1; index < tokens.length; index++) expect(tokens[index]!.at).toBeLessThan(tokens[index - 1]!.at + lifetimeMs);
     expect((await handle.query(statusQuery)).status).toBe('active');
-    await handle.terminate();
   });
 
   it('an exchange that fails has what it obtained revoked before the connection ends as failed', async () => {
@@ -330,7 +342,6 @@ describe('connection workflow: tokens', () => {
     }
     expect(tokens.length).toBeLessThanOrEqual((10 * MINUTE) / (lifetimeMs / 2) + 2);
     expect((await handle.query(statusQuery)).status).toBe('active');
-    await handle.terminate();
   });
 
   it('an authorization code lost in flight fails the connection with that exact reason', async () => {
@@ -360,6 +371,5 @@ describe('connection workflow: tokens', () => {
     });
     expect(state.lastError?.kind).toBe(REFRESH_TOKEN_LOST_IN_FLIGHT);
     expect(made().filter((call) => call.name === 'needsReauth').map((call) => call.input.reason)).toEqual([REFRESH_TOKEN_LOST_IN_FLIGHT]);
-    await handle.terminate();
   });
 });
