@@ -8,6 +8,11 @@ import { ProviderError } from '../platform/providers/provider-error';
 import { FailureType } from './failure-types';
 import { providerActivityFailure, providerFeatures, retryableProviderFailure, type ActivityDependencies } from './dependencies';
 
+/**
+ * The validity a stored access token must have left for a provider call to start: the workflow checks
+ * more than this before it schedules the work, but a retried attempt (its worker died) may start long after.
+ */
+const MIN_ACCESS_TOKEN_VALIDITY_MS = 30 * 1000;
 /** Longer than the workflow's start-to-close timeout of a sync (15 minutes): past it, no attempt can still run. */
 const SYNC_LEASE_MS = 16 * 60 * 1000;
 
@@ -28,12 +33,19 @@ export interface SyncSummary extends SyncCounts {
 export function createProviderActivities(dependencies: ActivityDependencies) {
   const { db, features, clock } = dependencies;
 
-  async function contextFor(connectionId: string, allowed: ConnectionStatus[]): Promise<{ context: ConnectionContext; features: ProviderFeatures } | null> {
+  async function contextFor(
+    connectionId: string,
+    allowed: ConnectionStatus[],
+    options: { freshToken: boolean } = { freshToken: true },
+  ): Promise<{ context: ConnectionContext; features: ProviderFeatures } | null> {
     const connection = await findConnection(db, connectionId);
     if (!connection) throw ApplicationFailure.nonRetryable('connection does not exist', FailureType.connectionGone);
     const found = providerFeatures(features, connection.provider);
     // A status that moved on since the workflow decided (a disconnect, a revoked grant) makes the step moot.
     if (!allowed.includes(connection.status)) return null;
+    if (options.freshToken && (connection.accessTokenExpiresAt ?? 0) - clock().getTime() < MIN_ACCESS_TOKEN_VALIDITY_MS) {
+      throw ApplicationFailure.nonRetryable('the stored access token has expired or is about to; the connection refreshes first', FailureType.accessTokenExpired);
+    }
     const secrets = await readConnectionSecrets(db, connectionId);
     if (!secrets.accessTokenEnc) return null;
     let accessToken: string;
@@ -71,7 +83,8 @@ export function createProviderActivities(dependencies: ActivityDependencies) {
 
     /** Disconnect's first step, while the tokens still work: the provider stops calling us. */
     async stopConnectionSubscriptions(input: { connectionId: string }): Promise<void> {
-      const found = await contextFor(input.connectionId, ['active', 'needs_reauth', 'disconnecting']);
+      // A disconnect tries with whatever token is left: there is no refresh to wait for.
+      const found = await contextFor(input.connectionId, ['active', 'needs_reauth', 'disconnecting'], { freshToken: false });
       if (found) await withProviderFailures(() => found.features.stopSubscriptions(found.context));
     },
 

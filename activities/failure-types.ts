@@ -3,6 +3,11 @@
  * Kept free of imports: the workflow bundle includes this file.
  */
 export const FailureType = {
+  /**
+   * Provider work found the stored access token expired or about to expire (an attempt retried long after
+   * the workflow checked it, e.g. after a worker died): the workflow refreshes first. Never retried as is.
+   */
+  accessTokenExpired: 'AccessTokenExpired',
   /** The provider refused the grant for good (invalid_grant and its twins). Never retried. */
   grantRevoked: 'GrantRevoked',
   /** The authorization code could not be exchanged (expired, reused, wrong verifier). Never retried. */
@@ -46,6 +51,7 @@ export const REFRESH_TOKEN_LOST_IN_FLIGHT = 'refresh_token_lost_in_flight';
 export const AUTHORIZATION_LOST_IN_FLIGHT = 'authorization_lost_in_flight';
 
 export const NON_RETRYABLE_FAILURES = [
+  FailureType.accessTokenExpired,
   FailureType.grantRevoked,
   FailureType.refreshTokenLostInFlight,
   FailureType.authorizationLostInFlight,

@@ -101,7 +101,7 @@ export class ProviderWork {
       // A first sync right away, so the user sees their data without waiting for the schedule.
       if (setUp.syncIntervalSeconds !== null) this.requestSync({ reason: 'connected', full: false });
     } catch (error) {
-      state.setUpDueAt = Date.now() + SLOW_RETRY_MS;
+      state.setUpDueAt = retryTime(error);
       await this.failure(error, (failure) => (state.providerError = failure));
     }
   }
@@ -120,7 +120,7 @@ export class ProviderWork {
       state.providerError = undefined;
     } catch (error) {
       state.renewalRequest ??= request;
-      state.renewSubscriptionsAt = Date.now() + SLOW_RETRY_MS;
+      state.renewSubscriptionsAt = retryTime(error);
       await this.failure(error, (failure) => (state.providerError = failure));
     }
   }
@@ -139,7 +139,7 @@ export class ProviderWork {
         sync.runCount += 1;
       }
     } catch (error) {
-      retryAt = Date.now() + SLOW_RETRY_MS;
+      retryAt = retryTime(error);
       await this.failure(error, (failure) => Object.assign(sync, { lastRunAt: failure.at, lastOutcome: 'failed', lastError: failure }));
     }
     const scheduled = state.syncIntervalSeconds ? Date.now() + state.syncIntervalSeconds * 1000 : undefined;
@@ -165,4 +165,13 @@ function isDue(at: number | undefined): boolean {
 /** A provider that grants less than our renewal margin must not make renewals spin. */
 function renewalTime(renewAt: number | null): number | undefined {
   return renewAt === null ? undefined : Math.max(renewAt, Date.now() + MIN_RENEWAL_DELAY_MS);
+}
+
+/**
+ * Work that found the token expired goes again right away: the loop refreshes first, as the refresh is
+ * due by then. Anything else waits a while. Histories from before this failure type never took this path.
+ */
+function retryTime(error: unknown): number {
+  const expired = error instanceof ActivityFailure && describeFailure(error).kind === FailureType.accessTokenExpired;
+  return Date.now() + (expired ? 0 : SLOW_RETRY_MS);
 }

@@ -478,6 +478,18 @@ describe('refreshConnectionTokens activity', () => {
     expect(google.liveRefreshTokens()).toEqual([stored.refreshToken]);
   });
 
+  it('provider work refuses a stored access token that has expired (an attempt retried long after the workflow checked it): AccessTokenExpired, nobody called', async () => {
+    const seeded = await seedActiveConnection();
+    await services.db.query(sql.unsafe`UPDATE integration_connections SET access_token_expires_at = now() - interval '1 minute' WHERE id = ${seeded.connectionId}`);
+
+    const failure = await failureOf(runActivity(activities.syncConnection, [{ connectionId: seeded.connectionId, reason: 'scheduled', full: false }]));
+
+    expectFinal(failure, FailureType.accessTokenExpired);
+    expect(google.calls).toEqual([]);
+    const runs = await services.db.oneFirst(sql.type(z.object({ count: z.number() }))`SELECT count(*)::int AS count FROM sync_runs WHERE connection_id = ${seeded.connectionId}`);
+    expect(runs).toBe(0);
+  });
+
   it('refuses a disconnected connection with a non-retryable ConnectionGone and calls nobody', async () => {
     const seeded = await seedActiveConnection();
     await services.db.query(sql.unsafe`UPDATE integration_connections SET status = 'disconnected' WHERE id = ${seeded.connectionId}`);
