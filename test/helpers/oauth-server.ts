@@ -34,7 +34,8 @@ export interface OAuthTestServer extends PlatformServices {
 export async function startOAuthTestServer(environment: Record<string, string> = {}, options: { temporal?: Client } = {}): Promise<OAuthTestServer> {
   const database = await createTestDatabase(inject('databaseUrl'));
   await migrate(database.url);
-  const temporalConnection = Connection.lazy({ address: '127.0.0.1:1' });
+  // Nothing listens there; without the client's retry interceptor no retry timer outlives a call, so closing it cannot throw.
+  const temporalConnection = Connection.lazy({ address: '127.0.0.1:1', interceptors: [] });
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const config = loadConfig({
