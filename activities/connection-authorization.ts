@@ -72,6 +72,24 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
     async markConnectionFailed(input: { connectionId: string; reason: string }): Promise<void> {
       await transitionAndAudit({ db, audit }, { ...input, to: 'failed', from: ['pending'], action: 'IntegrationConnect', outcome: 'failure' });
     },
+
+    /**
+     * An authorization that failed without failing the connection: a re-consent (the grant it would have
+     * replaced stays), or a first one that gives way to a newer code the user already sent.
+     */
+    async auditFailedAuthorization(input: { connectionId: string; reason: string }): Promise<void> {
+      const connection = await findConnection(db, input.connectionId);
+      if (!connection) return;
+      await audit.record({
+        action: 'IntegrationConnect',
+        outcome: 'failure',
+        actor: { type: 'system' },
+        userId: connection.userId,
+        provider: connection.provider,
+        connectionId: input.connectionId,
+        details: { reason: input.reason, reauthorization: connection.status === 'active' || connection.status === 'needs_reauth' },
+      });
+    },
   };
 
   /** The exchange proper, by the lease's holder: it spends the code and stores what it obtained, or says what it will not keep. */

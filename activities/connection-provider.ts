@@ -3,16 +3,12 @@ import { findConnection, readConnectionSecrets, type ConnectionStatus } from '..
 import { activeWebhookSubscriptions, endWebhookSubscription } from '../db/queries/webhook-subscriptions';
 import { claimSyncRun, finishSyncRun, type SyncCounts } from '../db/queries/sync';
 import { connectionColumn } from '../db/encrypted-columns';
+import { MIN_ACCESS_TOKEN_VALIDITY_MS } from '../platform/access-token-validity';
 import type { ConnectionContext, ProviderFeatures, RenewalReason, SubscriptionPlan } from '../platform/providers/features';
 import { ProviderError } from '../platform/providers/provider-error';
 import { FailureType } from './failure-types';
 import { providerActivityFailure, providerFeatures, retryableProviderFailure, type ActivityDependencies } from './dependencies';
 
-/**
- * The validity a stored access token must have left for a provider call to start: the workflow checks
- * more than this before it schedules the work, but a retried attempt (its worker died) may start long after.
- */
-const MIN_ACCESS_TOKEN_VALIDITY_MS = 30 * 1000;
 /** Longer than the workflow's start-to-close timeout of a sync (15 minutes): past it, no attempt can still run. */
 const SYNC_LEASE_MS = 16 * 60 * 1000;
 

@@ -243,29 +243,13 @@ export async function startFakeGoogle(options: FakeGoogleOptions): Promise<FakeG
       ...(endpoint === 'token' && body.grant_type !== undefined ? { grantType: body.grant_type } : {}),
       ...(answer.error === undefined ? {} : { error: answer.error }),
     });
-    const lost = faults ? recordTokenAnswer(faults, at, answer, refreshing) : undefined;
+    const lost = faults?.tokenAnswered(at, answer, (accessToken) => tokens.accessTokenState(accessToken)?.account, refreshing);
     if (lost) {
       calls[calls.length - 1]!.answerLost = true;
       await faults!.neverAnswer(request, reply, lost);
       return reply;
     }
     return reply.code(answer.status).header('cache-control', 'no-store').send(answer.body);
-  }
-
-  function recordTokenAnswer(faults: TokenEndpointFaults, at: number, answer: Answer, presented: string | undefined) {
-    const issued = answer.status === 200 ? (answer.body as { access_token: string; expires_in: number; refresh_token?: string }) : undefined;
-    const grant = issued ? tokens.accessTokenState(issued.access_token)?.account : undefined;
-    const accessTokenExpiresAt = issued ? at + issued.expires_in * 1000 : undefined;
-    if (grant !== undefined && accessTokenExpiresAt !== undefined) faults.accessTokenIssued(grant, accessTokenExpiresAt);
-    if (presented === undefined) return undefined;
-    return faults.refreshDone({
-      at,
-      presented,
-      succeeded: issued !== undefined,
-      ...(grant === undefined ? {} : { grant }),
-      ...(issued?.refresh_token === undefined ? {} : { rotatedTo: issued.refresh_token }),
-      ...(accessTokenExpiresAt === undefined ? {} : { accessTokenExpiresAt }),
-    });
   }
 
   app.post('/token', (request, reply) => oauthEndpoint('token', request, reply, tokenAnswer));

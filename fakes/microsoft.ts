@@ -194,7 +194,7 @@ export async function startFakeMicrosoft(options: FakeMicrosoftOptions) {
       ...(answer.aadsts ? { aadsts: answer.aadsts } : {}),
       ...(presented ? { presented } : {}),
     });
-    const lost = options.faults ? recordTokenAnswer(options.faults, at, answer, refreshing) : undefined;
+    const lost = options.faults?.tokenAnswered(at, answer, accountOf, refreshing);
     if (lost) {
       await options.faults!.neverAnswer(request, reply, lost);
       return reply;
@@ -202,21 +202,10 @@ export async function startFakeMicrosoft(options: FakeMicrosoftOptions) {
     return reply.code(answer.status).header('cache-control', 'no-store').send(answer.body);
   });
 
-  function recordTokenAnswer(faults: TokenEndpointFaults, at: number, answer: { status: number; body: object }, presented: string | undefined) {
-    const issued = answer.status === 200 ? (answer.body as { access_token: string; expires_in: number; refresh_token: string }) : undefined;
-    const account = issued ? tokens.accessTokenAccount(issued.access_token) : undefined;
-    const grant = typeof account === 'object' ? account.oid : undefined;
-    const accessTokenExpiresAt = issued ? at + issued.expires_in * 1000 : undefined;
-    if (grant !== undefined && accessTokenExpiresAt !== undefined) faults.accessTokenIssued(grant, accessTokenExpiresAt);
-    if (presented === undefined) return undefined;
-    return faults.refreshDone({
-      at,
-      presented,
-      succeeded: issued !== undefined,
-      ...(grant === undefined ? {} : { grant }),
-      ...(issued === undefined ? {} : { rotatedTo: issued.refresh_token }),
-      ...(accessTokenExpiresAt === undefined ? {} : { accessTokenExpiresAt }),
-    });
+  /** The account (its oid) a live access token belongs to. */
+  function accountOf(accessToken: string): string | undefined {
+    const account = tokens.accessTokenAccount(accessToken);
+    return typeof account === 'object' ? account.oid : undefined;
   }
 
   const graph = registerFakeGraph(app, () => url, {

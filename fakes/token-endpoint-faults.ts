@@ -105,6 +105,33 @@ export class TokenEndpointFaults {
     return lost;
   }
 
+  /**
+   * After a token endpoint of the OAuth shape decided its answer (a 200 carries access_token and
+   * expires_in, and refresh_token when it issues one): records the access token issued and, for a
+   * refresh of `presented`, the refresh; tells the fake whether its answer may be sent. `grantOf`
+   * names the grant an access token the fake issued belongs to.
+   */
+  tokenAnswered(
+    at: number,
+    answer: { status: number; body: object },
+    grantOf: (accessToken: string) => string | undefined,
+    presented: string | undefined,
+  ): LostAnswer | undefined {
+    const issued = answer.status === 200 ? (answer.body as { access_token: string; expires_in: number; refresh_token?: string }) : undefined;
+    const grant = issued ? grantOf(issued.access_token) : undefined;
+    const accessTokenExpiresAt = issued ? at + issued.expires_in * 1000 : undefined;
+    if (grant !== undefined && accessTokenExpiresAt !== undefined) this.accessTokenIssued(grant, accessTokenExpiresAt);
+    if (presented === undefined) return undefined;
+    return this.refreshDone({
+      at,
+      presented,
+      succeeded: issued !== undefined,
+      ...(grant === undefined ? {} : { grant }),
+      ...(issued?.refresh_token === undefined ? {} : { rotatedTo: issued.refresh_token }),
+      ...(accessTokenExpiresAt === undefined ? {} : { accessTokenExpiresAt }),
+    });
+  }
+
   /** Every access token the fake issues (code exchanges and refreshes alike). */
   accessTokenIssued(grant: string, expiresAt: number): void {
     this.issuedAccessTokens.push({ grant, issuedAt: this.options.clock(), expiresAt });

@@ -1,4 +1,5 @@
 import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { NativeConnection, Runtime, makeTelemetryFilterString } from '@temporalio/worker';
 import { loadConfig, WORKER_NEEDS } from '../platform/config';
 import { createLogger, temporalRuntimeLogger } from '../platform/logger';
@@ -52,8 +53,16 @@ await runUntilSignalled('worker', async () => {
     if (request.url !== '/readyz') return answer(404, { error: 'not_found' });
     void checkReadiness(readinessChecks).then((readiness) => answer(readiness.status === 'ready' ? 200 : 503, readiness));
   });
-  health.listen(config.workerHealthPort, config.http.host);
-  logger.info({ taskQueue: config.temporal.taskQueue, temporal: config.temporal.address, healthPort: config.workerHealthPort }, 'worker started');
+  // 'worker started' comes once the health port is listened on, and names it: WORKER_HEALTH_PORT=0 has the system pick one.
+  await new Promise<void>((resolve, reject) => {
+    health.once('error', reject);
+    health.listen(config.workerHealthPort, config.http.host, () => {
+      health.off('error', reject);
+      resolve();
+    });
+  });
+  const { port: healthPort } = health.address() as AddressInfo;
+  logger.info({ taskQueue: config.temporal.taskQueue, temporal: config.temporal.address, healthPort }, 'worker started');
 
   return async () => {
     logger.info({ graceSeconds: config.workerShutdownGraceSeconds }, 'worker stopping: no new tasks, running activities may finish');

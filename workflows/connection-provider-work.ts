@@ -1,13 +1,12 @@
 import { ActivityFailure, log, patched } from '@temporalio/workflow';
 import { FailureType } from '../activities/failure-types';
+import { MIN_ACCESS_TOKEN_VALIDITY_MS } from '../platform/access-token-validity';
 import { dataSync, describeFailure, providerSetUp, type FailureRecord } from './connection-activities';
 import type { SyncRequestSignal } from './connection-messages';
 import { SLOW_RETRY_MS, type ConnectionContext, type ConnectionTokens } from './connection-tokens';
 
 /** Provider calls (setup, renewals, syncs) start only with a token that outlives them comfortably. */
 const PROVIDER_CALL_MIN_VALIDITY_MS = 5 * 60 * 1000;
-/** However short-lived the provider's tokens, one with less left than this is refreshed before a provider call. */
-const PROVIDER_CALL_LEAST_VALIDITY_MS = 30 * 1000;
 /**
  * A token shorter-lived than PROVIDER_CALL_MIN_VALIDITY_MS is fresh enough for provider work until its
  * refresh margin (runs from before refreshed it before every step).
@@ -79,7 +78,8 @@ export class ProviderWork {
     const validityLeft = accessTokenExpiresAt! - Date.now();
     if (!patched(SHORT_LIVED_TOKEN_PATCH)) return validityLeft < PROVIDER_CALL_MIN_VALIDITY_MS;
     const margin = refreshMarginMs ?? accessTokenExpiresAt! - refreshDueAt!;
-    return validityLeft < Math.max(PROVIDER_CALL_LEAST_VALIDITY_MS, Math.min(PROVIDER_CALL_MIN_VALIDITY_MS, margin));
+    // However short-lived the provider's tokens, one below the floor the activities enforce is refreshed first.
+    return validityLeft < Math.max(MIN_ACCESS_TOKEN_VALIDITY_MS, Math.min(PROVIDER_CALL_MIN_VALIDITY_MS, margin));
   }
 
   private postpone(until: number): void {

@@ -33,6 +33,8 @@ const NEWER_AUTHORIZATION_WHILE_WAITING_PATCH = 'newer-authorization-while-excha
 const NEWER_AUTHORIZATION_AFTER_MARKED_FAILED_PATCH = 'newer-authorization-after-marked-failed';
 /** needs_reauth only for the tokens the refusal was about (runs from before moved the connection whatever it held). */
 const NEEDS_REAUTH_AT_VERSION_PATCH = 'needs-reauth-at-token-version';
+/** An authorization that fails without failing the connection is audited too (runs from before left no row). */
+const AUDIT_FAILED_AUTHORIZATION_PATCH = 'audit-failed-authorization';
 /** The failed connection's reason for the refusals of an exchange that have their own. */
 const AUTHORIZATION_FAILURE_REASONS: Record<string, string> = {
   [FailureType.authorizationLostInFlight]: AUTHORIZATION_LOST_IN_FLIGHT,
@@ -159,6 +161,8 @@ export class ConnectionTokens {
       if (state.status === 'pending' && !(state.pendingAuthorizationId && patched(NEWER_AUTHORIZATION_PATCH))) {
         await bookkeeping.markConnectionFailed({ connectionId: this.connectionId, reason: state.lastError.kind });
         state.status = 'failed';
+      } else if (patched(AUDIT_FAILED_AUTHORIZATION_PATCH)) {
+        await bookkeeping.auditFailedAuthorization({ connectionId: this.connectionId, reason: state.lastError.kind });
       }
     }
   }

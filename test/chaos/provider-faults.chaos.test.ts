@@ -8,11 +8,11 @@ import { startFakeMicrosoft, type FakeMicrosoft } from '../../fakes/microsoft';
 import { startFakeAirbnb, type FakeAirbnb } from '../../fakes/airbnb';
 import { startFakeBooking, type FakeBooking } from '../../fakes/booking';
 import { TokenEndpointFaults } from '../../fakes/token-endpoint-faults';
-import { GOOGLE_TEST_CLIENT, startTestPlatform, type TestPlatform } from '../helpers/platform';
+import { GOOGLE_TEST_CLIENT, type TestPlatform } from '../helpers/platform';
 import { connectGoogleAccount } from '../helpers/google-calendar';
-import { connectMicrosoftCalendar, microsoftEnvironment, MICROSOFT_TEST_CLIENT } from '../helpers/microsoft';
-import { AIRBNB_TEST_CLIENT, AIRBNB_WEBHOOK_SECRET, airbnbEnvironment, connectAirbnb } from '../helpers/airbnb';
-import { BOOKING_TEST_ACCOUNT, bookingEnvironment, connectBooking } from '../helpers/booking';
+import { connectMicrosoftCalendar, MICROSOFT_TEST_CLIENT } from '../helpers/microsoft';
+import { AIRBNB_TEST_CLIENT, AIRBNB_WEBHOOK_SECRET, connectAirbnb } from '../helpers/airbnb';
+import { BOOKING_TEST_ACCOUNT, connectBooking } from '../helpers/booking';
 import { SimulatedClock, startTimeSkippingServer } from '../helpers/temporal';
 import { eventually } from '../helpers/eventually';
 import { LogCapture } from '../helpers/secret-scan';
@@ -20,6 +20,7 @@ import { recordFault } from './fault-ledger';
 import { expectNoSecretLeft } from './harness/secret-scan-after-run';
 import { accessTokenChains } from './harness/refresh-records';
 import { seededRandom } from './harness/seeded-random';
+import { fakeProvidersEnvironment, startPlatformOnSimulatedClock } from './harness/simulated-platform';
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
@@ -69,22 +70,7 @@ describe('token endpoints failing 30% of the time for ten minutes', () => {
       faults: faults.airbnb,
     });
     booking = await startFakeBooking({ ...BOOKING_TEST_ACCOUNT, clock: clock.now, tokenLifetimeSeconds: LIFETIME_SECONDS.booking, faults: faults.booking });
-    platform = await startTestPlatform({
-      temporal,
-      google,
-      clock: clock.activityClock,
-      serverClock: () => new Date(clock.now()),
-      logDestination: apiLog,
-      environment: {
-        LOG_LEVEL: 'debug',
-        ...microsoftEnvironment(microsoft),
-        ...airbnbEnvironment(airbnb),
-        ...bookingEnvironment(booking, { pollIntervalSeconds: 24 * 3600, ackPauseMs: 0 }),
-        GOOGLE_CALENDAR_SYNC_INTERVAL_SECONDS: String(24 * 3600),
-        MICROSOFT_CALENDAR_SYNC_INTERVAL_SECONDS: String(24 * 3600),
-        AIRBNB_RESERVATION_SYNC_INTERVAL_SECONDS: String(24 * 3600),
-      },
-    });
+    platform = await startPlatformOnSimulatedClock(clock, { temporal, google, logDestination: apiLog, environment: fakeProvidersEnvironment({ microsoft, airbnb, booking }) });
   });
 
   afterAll(async () => {

@@ -9,16 +9,17 @@ import { startFakeAirbnb, type FakeAirbnb } from '../../fakes/airbnb';
 import { startFakeBooking, type FakeBooking } from '../../fakes/booking';
 import { TokenEndpointFaults, type RefreshRecord } from '../../fakes/token-endpoint-faults';
 import { connectionColumn } from '../../db/encrypted-columns';
-import { GOOGLE_TEST_CLIENT, startTestPlatform, type TestPlatform } from '../helpers/platform';
+import { GOOGLE_TEST_CLIENT, type TestPlatform } from '../helpers/platform';
 import { connectGoogleAccount } from '../helpers/google-calendar';
 import { connectMicrosoftCalendar, microsoftEnvironment, MICROSOFT_TEST_CLIENT } from '../helpers/microsoft';
-import { AIRBNB_TEST_CLIENT, AIRBNB_WEBHOOK_SECRET, airbnbEnvironment, connectAirbnb } from '../helpers/airbnb';
-import { BOOKING_TEST_ACCOUNT, bookingEnvironment, connectBooking } from '../helpers/booking';
+import { AIRBNB_TEST_CLIENT, AIRBNB_WEBHOOK_SECRET, connectAirbnb } from '../helpers/airbnb';
+import { BOOKING_TEST_ACCOUNT, connectBooking } from '../helpers/booking';
 import { SimulatedClock, startTimeSkippingServer } from '../helpers/temporal';
 import { eventually } from '../helpers/eventually';
 import { LogCapture } from '../helpers/secret-scan';
 import { recordFault } from './fault-ledger';
 import { expectNoSecretLeft } from './harness/secret-scan-after-run';
+import { fakeProvidersEnvironment, startPlatformOnSimulatedClock } from './harness/simulated-platform';
 
 const MINUTE = 60 * 1000;
 const HOUR = 60 * MINUTE;
@@ -54,15 +55,8 @@ interface Tracked {
   grant: string;
 }
 
-/** Settings that put every connection's refresh at the same moment and keep other work out of the way. */
-const QUIET_SCHEDULE = {
-  LOG_LEVEL: 'debug',
-  // Every connection's refresh falls due at the same moment, so the lost answers are waited out together.
-  TOKEN_REFRESH_JITTER_SECONDS: '0',
-  GOOGLE_CALENDAR_SYNC_INTERVAL_SECONDS: String(24 * 3600),
-  MICROSOFT_CALENDAR_SYNC_INTERVAL_SECONDS: String(24 * 3600),
-  AIRBNB_RESERVATION_SYNC_INTERVAL_SECONDS: String(24 * 3600),
-};
+/** Every connection's refresh falls due at the same moment, so the lost answers are waited out together. */
+const REFRESHES_TOGETHER = { TOKEN_REFRESH_JITTER_SECONDS: '0' };
 
 /**
  * Issue 11, "The worst case": the provider carries a refresh out (rotating the refresh token where it
@@ -102,26 +96,17 @@ describe('a refresh answer lost after the provider rotated', () => {
       faults: faults.airbnb,
     });
     booking = await startFakeBooking({ ...BOOKING_TEST_ACCOUNT, clock: clock.now, faults: faults.booking });
-    platform = await startTestPlatform({
+    platform = await startPlatformOnSimulatedClock(clock, {
       temporal,
       google,
-      clock: clock.activityClock,
-      serverClock: () => new Date(clock.now()),
       logDestination: apiLog,
-      environment: {
-        ...QUIET_SCHEDULE,
-        ...microsoftEnvironment(microsoft),
-        ...airbnbEnvironment(airbnb),
-        ...bookingEnvironment(booking, { pollIntervalSeconds: 24 * 3600, ackPauseMs: 0 }),
-      },
+      environment: { ...REFRESHES_TOGETHER, ...fakeProvidersEnvironment({ microsoft, airbnb, booking }) },
     });
-    noGracePlatform = await startTestPlatform({
+    noGracePlatform = await startPlatformOnSimulatedClock(clock, {
       temporal,
-      clock: clock.activityClock,
-      serverClock: () => new Date(clock.now()),
       logDestination: noGraceApiLog,
       environment: {
-        ...QUIET_SCHEDULE,
+        ...REFRESHES_TOGETHER,
         ...microsoftEnvironment(microsoftNoGrace),
         // Both platforms' histories share the Temporal server: one payload key lets either secret scan decode them all.
         TEMPORAL_PAYLOAD_KEY: platform.config.payloadEncryption.activeKey!,

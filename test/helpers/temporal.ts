@@ -1,8 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { ActivityExecuteInput, ActivityInboundCallsInterceptor, ActivityInterceptorsFactory, Next } from '@temporalio/worker';
+import { Worker, type ActivityExecuteInput, type ActivityInboundCallsInterceptor, type ActivityInterceptorsFactory, type Next } from '@temporalio/worker';
 import { inject } from 'vitest';
+import type { Activities } from '../../activities';
 import { registerSearchAttributes } from '../../worker/search-attributes';
+import { WORKFLOWS_PATH } from '../../worker/worker';
 
 /**
  * A Temporal dev server from the binary the global setup found (else the SDK downloads one).
@@ -52,6 +55,41 @@ class TimeSkippingLock implements ActivityInboundCallsInterceptor {
 export function timeSkippingLock(temporal: TestWorkflowEnvironment): ActivityInterceptorsFactory[] {
   const { testService } = temporal.connection;
   return testService && temporal.supportsTimeSkipping ? [() => ({ inbound: new TimeSkippingLock(testService) })] : [];
+}
+
+export interface ScriptedWorker {
+  /** The worker's own task queue: workflows started on it run against the scripted activities. */
+  taskQueue: string;
+  /** Shuts the worker down and waits until it has stopped. */
+  stop(): Promise<void>;
+}
+
+/**
+ * A worker running the real workflows against scripted activities (the workflows' own collaborators),
+ * on a task queue no other test file shares. It holds time still while an activity runs (timeSkippingLock).
+ */
+export async function startScriptedWorker(options: {
+  temporal: TestWorkflowEnvironment;
+  activities: Partial<Activities>;
+  taskQueuePrefix: string;
+}): Promise<ScriptedWorker> {
+  const { temporal, activities, taskQueuePrefix } = options;
+  const taskQueue = `${taskQueuePrefix}-${randomUUID()}`;
+  const worker = await Worker.create({
+    connection: temporal.nativeConnection,
+    taskQueue,
+    workflowsPath: WORKFLOWS_PATH,
+    activities,
+    interceptors: { activity: timeSkippingLock(temporal) },
+  });
+  const running = worker.run();
+  return {
+    taskQueue,
+    async stop() {
+      worker.shutdown();
+      await running;
+    },
+  };
 }
 
 /** Like `npm run dev`, tests register the custom search attributes the workflows set. */

@@ -162,6 +162,35 @@ describe('upstream revocation under faults', () => {
     expect(await revocations(connectionId)).toEqual([{ outcome: 'success', details: { reason: 'insufficient_scope', revocation: 'revoked' } }]);
   });
 
+  it('a re-consent refused for a scope keeps the connection and its grant, drops the new tokens, and is audited', async () => {
+    const { connectionId, workflowId, sessionToken } = await activeConnection('unticked.reconsent@example.com');
+    const kept = await refreshTokenOf(connectionId);
+    const before = await waitForConnectionState(platform, workflowId, () => true);
+    const liveBefore = new Set(google.liveRefreshTokens());
+    const auth = await fetch(`${platform.apiUrl}/api/v1/integrations/google-calendar/auth`, { headers: { authorization: `Bearer ${sessionToken}` }, redirect: 'manual' });
+    const authorizeUrl = new URL(auth.headers.get('location')!);
+    authorizeUrl.searchParams.set('scope', authorizeUrl.searchParams.get('scope')!.split(' ').filter((scope) => !scope.includes('calendar')).join(' '));
+    const consent = await fetch(authorizeUrl, { redirect: 'manual' });
+    expect((await fetch(consent.headers.get('location')!, { headers: { authorization: `Bearer ${sessionToken}` } })).status).toBe(202);
+
+    const after = await waitForConnectionState(platform, workflowId, (s) => s.lastError?.kind === 'AuthorizationRejected');
+    expect(after.lastError!.message).toContain('did not grant');
+    expect(after).toMatchObject({ status: 'active', tokenVersion: before.tokenVersion });
+    expect(await readConnection(connectionId)).toMatchObject({ status: 'active' });
+    expect(await refreshTokenOf(connectionId)).toBe(kept);
+    expect(google.isRevoked(kept)).toBe(false);
+    await eventually(() => google.liveRefreshTokens().every((token) => liveBefore.has(token)), 30_000, 'the new tokens revoked');
+    const connects = () =>
+      platform.db.any(sql.type(z.object({ outcome: z.string(), details: z.record(z.unknown()) }))`
+        SELECT outcome, details FROM audit_log WHERE action = 'IntegrationConnect' AND connection_id = ${connectionId} ORDER BY id`);
+    // The workflow records the failure before it audits it.
+    await eventually(async () => (await connects()).length === 2, 30_000, 'the failed re-consent audited');
+    expect(await connects()).toEqual([
+      { outcome: 'success', details: expect.objectContaining({ reauthorization: false }) },
+      { outcome: 'failure', details: { reason: 'AuthorizationRejected', reauthorization: true } },
+    ]);
+  });
+
   it('revokes those tokens once Google is back when its revocation endpoint was down during the exchange', async () => {
     const { sessionToken } = await platform.signUp('unticked.outage@example.com');
     const liveBefore = new Set(google.liveRefreshTokens());

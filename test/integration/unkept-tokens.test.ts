@@ -1,27 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import { ApplicationFailure, type Info } from '@temporalio/activity';
-import { MockActivityEnvironment } from '@temporalio/testing';
-import { DefaultLogger } from '@temporalio/worker';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
-import { createActivities, type Activities } from '../../activities';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { Activities } from '../../activities';
 import { AUTHORIZATION_LOST_IN_FLIGHT, FailureType, NON_RETRYABLE_FAILURES } from '../../activities/failure-types';
-import { migrate } from '../../db/migrate';
-import { attachCodeToAuthorization, insertAuthorization } from '../../db/queries/authorizations';
 import { findOrCreateLiveConnection } from '../../db/queries/connections';
-import { insertUser } from '../../db/queries/users';
-import { startFakeGoogle, type FakeGoogle } from '../../fakes/google';
-import { loadConfig, type Config } from '../../platform/config';
-import { generateEncryptionKey } from '../../platform/integration-crypto';
-import { createPkcePair } from '../../platform/pkce';
-import { redirectUriFor } from '../../platform/providers/provider';
-import { hashBearerValue, randomToken } from '../../platform/secrets';
-import { createPlatformServices, type PlatformServices } from '../../platform/services';
-import { createSsoSessionSync } from '../../platform/sso/backchannel-delivery';
-import { createTestDatabase, type TestDatabase } from '../helpers/database';
+import type { FakeGoogle } from '../../fakes/google';
+import type { PlatformServices } from '../../platform/services';
 import { eventually } from '../helpers/eventually';
-import { GOOGLE_TEST_CLIENT } from '../helpers/platform';
+import { activityEnvironment, failureOfRun, runActivity, startTokenWriteBed, type TokenWriteBed } from '../helpers/token-writes';
 
 /**
  * Issue 11 defects 2 and 3 at the activities (real Postgres, the fake Google over HTTP, Temporal's
@@ -31,36 +18,17 @@ import { GOOGLE_TEST_CLIENT } from '../helpers/platform';
 
 const PROVIDER = 'google-calendar';
 
-let database: TestDatabase;
+let bed: TokenWriteBed<'google'>;
 let google: FakeGoogle;
-let config: Config;
 let services: PlatformServices;
 let activities: Activities;
 
 beforeAll(async () => {
-  database = await createTestDatabase(inject('databaseUrl'));
-  await migrate(database.url);
-  google = await startFakeGoogle({ ...GOOGLE_TEST_CLIENT, revocationEndsAccountGrants: true });
-  config = loadConfig({
-    APP_ENV: 'test',
-    LOG_LEVEL: 'silent',
-    DATABASE_URL: database.url,
-    INTEGRATION_ENCRYPTION_KEY: generateEncryptionKey(),
-    GOOGLE_CLIENT_ID: GOOGLE_TEST_CLIENT.clientId,
-    GOOGLE_CLIENT_SECRET: GOOGLE_TEST_CLIENT.clientSecret,
-    GOOGLE_AUTHORIZE_URL: google.authorizeUrl,
-    GOOGLE_TOKEN_URL: google.tokenUrl,
-    GOOGLE_REVOKE_URL: google.revokeUrl,
-  });
-  services = await createPlatformServices(config);
-  activities = createActivities({ ...services, sso: createSsoSessionSync(config, services), clock: () => new Date() });
+  bed = await startTokenWriteBed({ fakes: { google: { revocationEndsAccountGrants: true } } });
+  ({ google, services, activities } = bed);
 });
 
-afterAll(async () => {
-  await services?.db.end();
-  await google?.close();
-  await database?.drop();
-});
+afterAll(() => bed?.close());
 
 // Every case starts from a quiet fake whose earlier grants are all dead, so what is live is this case's.
 beforeEach(() => {
@@ -68,79 +36,20 @@ beforeEach(() => {
   google.revokeAllGrants();
 });
 
-function runActivity<A extends unknown[], R>(fn: (...args: A) => Promise<R>, args: A, info: Partial<Info> = {}): Promise<R> {
-  return new MockActivityEnvironment(info, { logger: new DefaultLogger('ERROR') }).run(fn, ...args);
-}
-
-async function failureOf(run: Promise<unknown>): Promise<ApplicationFailure> {
-  const error = await run.then(
-    (value: unknown) => {
-      throw new Error(`activity completed with ${JSON.stringify(value)}, expected a failure`);
-    },
-    (thrown: unknown) => thrown,
-  );
-  expect(error).toBeInstanceOf(ApplicationFailure);
-  return error as ApplicationFailure;
-}
-
-/** A new user's pending connection holding an authorization code the fake Google issued. */
-async function pendingAuthorization(): Promise<{ connectionId: string; authorizationId: string }> {
-  const user = await insertUser(services.db, { email: `${randomUUID()}@example.com`, displayName: 'Unkept', passwordHash: 'not-a-real-hash' });
-  const connection = await findOrCreateLiveConnection(services.db, user.id, PROVIDER);
-  return { connectionId: connection.id, authorizationId: await authorizationFor(user.id, connection.id) };
-}
-
-/** Another consent of the connection's user (by a new Google account), its code attached to the connection. */
-async function authorizationFor(userId: string, connectionId: string, scopes = config.google.scopes): Promise<string> {
-  const state = randomToken();
-  const pkce = createPkcePair();
-  const redirectUri = redirectUriFor(config.http.publicBaseUrl, PROVIDER);
-  const authorize = new URL(google.authorizeUrl);
-  authorize.search = new URLSearchParams({
-    client_id: GOOGLE_TEST_CLIENT.clientId,
-    redirect_uri: redirectUri,
-    response_type: 'code',
-    scope: scopes.join(' '),
-    state,
-    code_challenge: pkce.challenge,
-    code_challenge_method: 'S256',
-    access_type: 'offline',
-  }).toString();
-  const consent = await fetch(authorize, { redirect: 'manual' });
-  const code = new URL(consent.headers.get('location')!).searchParams.get('code')!;
-  const authorizationId = randomUUID();
-  const bind = (column: string) => ({ table: 'integration_authorizations', column, rowId: authorizationId });
-  await insertAuthorization(services.db, {
-    id: authorizationId,
-    userId,
-    provider: PROVIDER,
-    stateHash: hashBearerValue(state),
-    codeVerifierEnc: services.crypto.encrypt(pkce.verifier, bind('code_verifier_enc')),
-    redirectUri,
-    expiresAt: new Date(Date.now() + 10 * 60 * 1000),
-  });
-  await attachCodeToAuthorization(services.db, authorizationId, services.crypto.encrypt(code, bind('code_enc')), connectionId);
-  return authorizationId;
-}
-
-async function activeConnection(): Promise<string> {
-  const { connectionId, authorizationId } = await pendingAuthorization();
-  await runActivity(activities.exchangeAuthorizationCode, [{ connectionId, authorizationId }]);
-  return connectionId;
-}
-
 const setStatus = (connectionId: string, status: string) =>
   services.db.query(sql.unsafe`UPDATE integration_connections SET status = ${status}::connection_status WHERE id = ${connectionId}`);
 
-const revocationAudit = (connectionId: string) =>
-  services.db.any(sql.type(z.object({ outcome: z.string(), details: z.record(z.unknown()) }))`
-    SELECT outcome, details FROM audit_log WHERE action = 'OAuthRevoke' AND connection_id = ${connectionId} ORDER BY id`);
-
-const unkeptCount = (connectionId: string) =>
-  services.db.oneFirst(sql.type(z.object({ count: z.number() }))`
-    SELECT count(*)::int AS count FROM unkept_provider_tokens WHERE connection_id = ${connectionId}`);
+const userOf = (connectionId: string) =>
+  services.db.oneFirst(sql.type(z.object({ userId: z.string() }))`SELECT user_id AS "userId" FROM integration_connections WHERE id = ${connectionId}`);
 
 const disconnectRequest = (connectionId: string) => ({ connectionId, requestedBy: { type: 'user' as const } });
+
+/** A disconnect's revocation of an active connection's token, to which the provider answers `status` and `error`. */
+async function revocationRefusedWith(status: number, error: string) {
+  const { connectionId } = await bed.activeConnection(PROVIDER);
+  google.switches.refuseRevocations = { status, error };
+  return failureOfRun(runActivity(activities.revokeConnectionUpstream, [disconnectRequest(connectionId)]));
+}
 
 const WINDOW_SECONDS = 2 * 3600;
 
@@ -149,50 +58,50 @@ const connectionStatus = (connectionId: string) =>
 
 describe('tokens obtained for a connection disconnected during the authorization', () => {
   it('are revoked, and the exchange still reports the connection gone', async () => {
-    const { connectionId, authorizationId } = await pendingAuthorization();
+    const { connectionId, authorizationId } = await bed.pendingConnection(PROVIDER);
     await setStatus(connectionId, 'disconnecting');
 
-    const failure = await failureOf(runActivity(activities.exchangeAuthorizationCode, [{ connectionId, authorizationId }]));
+    const failure = await failureOfRun(runActivity(activities.exchangeAuthorizationCode, [{ connectionId, authorizationId }]));
     expect([failure.type, failure.nonRetryable]).toEqual([FailureType.connectionGone, true]);
     expect(google.calls.filter((call) => call.endpoint === 'revoke').map((call) => call.status)).toEqual([200]);
     expect(google.liveRefreshTokens()).toEqual([]);
-    expect(await revocationAudit(connectionId)).toEqual([{ outcome: 'success', details: { reason: 'disconnected_during_authorization', revocation: 'revoked' } }]);
-    expect(await unkeptCount(connectionId)).toBe(0);
+    expect(await bed.revocationAudits(connectionId)).toEqual([{ outcome: 'success', details: { reason: 'disconnected_during_authorization', revocation: 'revoked' } }]);
+    expect(await bed.unkeptTokens(connectionId)).toBe(0);
   });
 
   it('wait through a provider outage for the retried activity, then are revoked and audited once', async () => {
-    const { connectionId, authorizationId } = await pendingAuthorization();
+    const { connectionId, authorizationId } = await bed.pendingConnection(PROVIDER);
     await setStatus(connectionId, 'disconnecting');
     google.switches.refuseRevocations = { status: 503, error: 'backend_error' };
 
-    expect((await failureOf(runActivity(activities.exchangeAuthorizationCode, [{ connectionId, authorizationId }]))).type).toBe(FailureType.connectionGone);
+    expect((await failureOfRun(runActivity(activities.exchangeAuthorizationCode, [{ connectionId, authorizationId }]))).type).toBe(FailureType.connectionGone);
     expect(google.liveRefreshTokens()).toHaveLength(1);
-    expect(await unkeptCount(connectionId)).toBe(1);
-    const retried = await failureOf(runActivity(activities.revokeUnkeptTokens, [{ connectionId, revocationWindowSeconds: WINDOW_SECONDS }]));
+    expect(await bed.unkeptTokens(connectionId)).toBe(1);
+    const retried = await failureOfRun(runActivity(activities.revokeUnkeptTokens, [{ connectionId, revocationWindowSeconds: WINDOW_SECONDS }]));
     expect([retried.type, retried.nonRetryable]).toEqual([FailureType.providerUnavailable, false]);
-    expect(await revocationAudit(connectionId)).toEqual([]);
+    expect(await bed.revocationAudits(connectionId)).toEqual([]);
 
     google.switches.refuseRevocations = undefined;
     await runActivity(activities.revokeUnkeptTokens, [{ connectionId, revocationWindowSeconds: WINDOW_SECONDS }]);
     expect(google.liveRefreshTokens()).toEqual([]);
-    expect(await unkeptCount(connectionId)).toBe(0);
+    expect(await bed.unkeptTokens(connectionId)).toBe(0);
     await runActivity(activities.revokeUnkeptTokens, [{ connectionId, revocationWindowSeconds: WINDOW_SECONDS }]);
-    expect(await revocationAudit(connectionId)).toEqual([{ outcome: 'success', details: { reason: 'disconnected_during_authorization', revocation: 'revoked' } }]);
+    expect(await bed.revocationAudits(connectionId)).toEqual([{ outcome: 'success', details: { reason: 'disconnected_during_authorization', revocation: 'revoked' } }]);
   });
 });
 
 describe('the revocation window', () => {
   it('is the one the workflow passes: past it, a token the provider still cannot revoke is recorded as a failed revocation', async () => {
-    const { connectionId, authorizationId } = await pendingAuthorization();
+    const { connectionId, authorizationId } = await bed.pendingConnection(PROVIDER);
     await setStatus(connectionId, 'disconnecting');
     google.switches.refuseRevocations = { status: 503, error: 'backend_error' };
-    await failureOf(runActivity(activities.exchangeAuthorizationCode, [{ connectionId, authorizationId }]));
+    await failureOfRun(runActivity(activities.exchangeAuthorizationCode, [{ connectionId, authorizationId }]));
     await services.db.query(sql.unsafe`UPDATE unkept_provider_tokens SET created_at = now() - interval '20 minutes' WHERE connection_id = ${connectionId}`);
 
     // Twenty minutes is well inside the default two hours, but past a ten-minute window.
     await runActivity(activities.revokeUnkeptTokens, [{ connectionId, revocationWindowSeconds: 600 }]);
-    expect(await unkeptCount(connectionId)).toBe(0);
-    expect(await revocationAudit(connectionId)).toEqual([
+    expect(await bed.unkeptTokens(connectionId)).toBe(0);
+    expect(await bed.revocationAudits(connectionId)).toEqual([
       { outcome: 'failure', details: { reason: 'disconnected_during_authorization', error: expect.stringContaining('503'), attempts: 2 } },
     ]);
   });
@@ -200,7 +109,7 @@ describe('the revocation window', () => {
 
 describe('a newer authorization of a connection marked failed meanwhile', () => {
   it('is stored: the connection comes back active', async () => {
-    const { connectionId, authorizationId } = await pendingAuthorization();
+    const { connectionId, authorizationId } = await bed.pendingConnection(PROVIDER);
     // The previous code failed and the workflow marked the connection failed while this callback was answered.
     await setStatus(connectionId, 'failed');
 
@@ -211,17 +120,16 @@ describe('a newer authorization of a connection marked failed meanwhile', () => 
   });
 
   it('is revoked, not stored, when the user has another live connection to the provider by then', async () => {
-    const { connectionId, authorizationId } = await pendingAuthorization();
+    const { connectionId, authorizationId } = await bed.pendingConnection(PROVIDER);
     await setStatus(connectionId, 'failed');
-    const userId = await services.db.oneFirst(sql.type(z.object({ userId: z.string() }))`SELECT user_id AS "userId" FROM integration_connections WHERE id = ${connectionId}`);
-    const other = await findOrCreateLiveConnection(services.db, userId, PROVIDER);
+    const other = await findOrCreateLiveConnection(services.db, await userOf(connectionId), PROVIDER);
 
-    const failure = await failureOf(runActivity(activities.exchangeAuthorizationCode, [{ connectionId, authorizationId }]));
+    const failure = await failureOfRun(runActivity(activities.exchangeAuthorizationCode, [{ connectionId, authorizationId }]));
     expect([failure.type, failure.nonRetryable]).toEqual([FailureType.connectionGone, true]);
     expect(await connectionStatus(connectionId)).toBe('failed');
     expect(await connectionStatus(other.id)).toBe('pending');
     expect(google.liveRefreshTokens()).toEqual([]);
-    expect(await revocationAudit(connectionId)).toEqual([{ outcome: 'success', details: { reason: 'disconnected_during_authorization', revocation: 'revoked' } }]);
+    expect(await bed.revocationAudits(connectionId)).toEqual([{ outcome: 'success', details: { reason: 'disconnected_during_authorization', revocation: 'revoked' } }]);
   });
 });
 
@@ -231,9 +139,7 @@ describe("a disconnect's revocation", () => {
     [400, 'invalid_request'],
     [403, 'access_denied'],
   ])('is final at once when the provider refuses with %i %s', async (status, error) => {
-    const connectionId = await activeConnection();
-    google.switches.refuseRevocations = { status, error };
-    const failure = await failureOf(runActivity(activities.revokeConnectionUpstream, [disconnectRequest(connectionId)]));
+    const failure = await revocationRefusedWith(status, error);
     expect(failure.nonRetryable).toBe(true);
     expect(NON_RETRYABLE_FAILURES).toContain(failure.type);
     expect(failure.message).toContain(error);
@@ -244,25 +150,20 @@ describe("a disconnect's revocation", () => {
     [429, 'rate_limit_exceeded'],
     [408, 'request_timeout'],
   ])('is retried when the provider answers %i %s', async (status, error) => {
-    const connectionId = await activeConnection();
-    google.switches.refuseRevocations = { status, error };
-    const failure = await failureOf(runActivity(activities.revokeConnectionUpstream, [disconnectRequest(connectionId)]));
+    const failure = await revocationRefusedWith(status, error);
     expect([failure.type, failure.nonRetryable]).toEqual([FailureType.providerUnavailable, false]);
   });
 
   it('is final at once when the stored token cannot be decrypted', async () => {
-    const connectionId = await activeConnection();
+    const { connectionId } = await bed.activeConnection(PROVIDER);
     // A value bound to another row fails authentication, as one under a lost key does.
     const foreign = services.crypto.encrypt('a-refresh-token', { table: 'integration_connections', column: 'refresh_token_enc', rowId: randomUUID() });
     await services.db.query(sql.unsafe`UPDATE integration_connections SET refresh_token_enc = ${foreign} WHERE id = ${connectionId}`);
-    const failure = await failureOf(runActivity(activities.revokeConnectionUpstream, [disconnectRequest(connectionId)]));
+    const failure = await failureOfRun(runActivity(activities.revokeConnectionUpstream, [disconnectRequest(connectionId)]));
     expect([failure.type, failure.nonRetryable]).toEqual([FailureType.credentialUnreadable, true]);
     expect(google.calls.filter((call) => call.endpoint === 'revoke')).toEqual([]);
   });
 });
-
-const userOf = (connectionId: string) =>
-  services.db.oneFirst(sql.type(z.object({ userId: z.string() }))`SELECT user_id AS "userId" FROM integration_connections WHERE id = ${connectionId}`);
 
 const recordedError = (connectionId: string) =>
   services.db.one(sql.type(z.object({ kind: z.string().nullable(), version: z.number() }))`
@@ -273,8 +174,8 @@ const leaseHolder = (connectionId: string) =>
 
 describe('a re-consent under a refresh that stores late', () => {
   it('is stored on the version that refresh left, not dropped as a disconnect', async () => {
-    const connectionId = await activeConnection();
-    const authorizationId = await authorizationFor(await userOf(connectionId), connectionId);
+    const { connectionId } = await bed.activeConnection(PROVIDER);
+    const authorizationId = await bed.authorize(PROVIDER, await userOf(connectionId), connectionId);
     // A refresh attempt that lost its lease stores while this exchange's provider call is out.
     google.switches.holdAnswer = async () => {
       google.switches.holdAnswer = undefined;
@@ -286,13 +187,13 @@ describe('a re-consent under a refresh that stores late', () => {
     expect(await connectionStatus(connectionId)).toBe('active');
     // The new grant is kept: only the one it replaced (another account's) is revoked.
     expect(google.liveRefreshTokens()).toHaveLength(1);
-    expect(await revocationAudit(connectionId)).toEqual([{ outcome: 'success', details: { reason: 'superseded_by_reconsent', revocation: 'revoked' } }]);
+    expect(await bed.revocationAudits(connectionId)).toEqual([{ outcome: 'success', details: { reason: 'superseded_by_reconsent', revocation: 'revoked' } }]);
   });
 });
 
 describe('an exchange whose answer was lost in flight', () => {
   it('ends, on the retry that finds the code spent, with its own reason rather than invalid_grant', async () => {
-    const { connectionId, authorizationId } = await pendingAuthorization();
+    const { connectionId, authorizationId } = await bed.pendingConnection(PROVIDER);
     let answerHeld = false;
     let releaseAnswer!: () => void;
     google.switches.holdAnswer = () => {
@@ -300,7 +201,7 @@ describe('an exchange whose answer was lost in flight', () => {
       return new Promise<void>((resolve) => (releaseAnswer = resolve));
     };
     // Google spent the code; the attempt is given up on (cancelled) before its answer arrives.
-    const lost = new MockActivityEnvironment({ attempt: 1 }, { logger: new DefaultLogger('ERROR') });
+    const lost = activityEnvironment({ attempt: 1 });
     const first = lost.run(activities.exchangeAuthorizationCode, { connectionId, authorizationId }).catch((error: unknown) => error);
     await eventually(() => answerHeld);
     lost.cancel('TIMED_OUT');
@@ -308,7 +209,7 @@ describe('an exchange whose answer was lost in flight', () => {
     google.switches.holdAnswer = undefined;
     releaseAnswer();
 
-    const failure = await failureOf(runActivity(activities.exchangeAuthorizationCode, [{ connectionId, authorizationId }], { attempt: 2 }));
+    const failure = await failureOfRun(runActivity(activities.exchangeAuthorizationCode, [{ connectionId, authorizationId }], { attempt: 2 }));
     expect([failure.type, failure.nonRetryable]).toEqual([FailureType.authorizationLostInFlight, true]);
     expect(await recordedError(connectionId)).toEqual({ kind: AUTHORIZATION_LOST_IN_FLIGHT, version: 0 });
     // The lost call concerned the code: the lease keeps no mark a later refresh would mistake for its own.
@@ -319,20 +220,20 @@ describe('an exchange whose answer was lost in flight', () => {
 
 describe('tokens that cannot be set aside', () => {
   it('are revoked at once all the same, and the outcome audited', async () => {
-    const { connectionId, authorizationId } = await pendingAuthorization();
+    const { connectionId, authorizationId } = await bed.pendingConnection(PROVIDER);
     await setStatus(connectionId, 'disconnecting');
     await services.db.query(sql.unsafe`
       CREATE FUNCTION refuse_unkept_tokens() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'the disk is full'; END $$`);
     await services.db.query(sql.unsafe`
       CREATE TRIGGER refuse_unkept_tokens BEFORE INSERT ON unkept_provider_tokens FOR EACH ROW EXECUTE FUNCTION refuse_unkept_tokens()`);
     try {
-      expect((await failureOf(runActivity(activities.exchangeAuthorizationCode, [{ connectionId, authorizationId }]))).type).toBe(FailureType.connectionGone);
+      expect((await failureOfRun(runActivity(activities.exchangeAuthorizationCode, [{ connectionId, authorizationId }]))).type).toBe(FailureType.connectionGone);
     } finally {
       await services.db.query(sql.unsafe`DROP TRIGGER refuse_unkept_tokens ON unkept_provider_tokens`);
       await services.db.query(sql.unsafe`DROP FUNCTION refuse_unkept_tokens()`);
     }
     expect(google.liveRefreshTokens()).toEqual([]);
-    expect(await revocationAudit(connectionId)).toEqual([
+    expect(await bed.revocationAudits(connectionId)).toEqual([
       { outcome: 'success', details: { reason: 'disconnected_during_authorization', revocation: 'revoked', setAsideError: expect.stringContaining('the disk is full') } },
     ]);
   });
@@ -340,10 +241,10 @@ describe('tokens that cannot be set aside', () => {
 
 describe('the revocation of what a re-consent will not keep', () => {
   it('runs after the lease is given back, so a refresh never waits for it', async () => {
-    const connectionId = await activeConnection();
+    const { connectionId } = await bed.activeConnection(PROVIDER);
     // Granular consent: this time the user unticks the calendar scope.
-    const scopes = config.google.scopes.filter((scope) => !scope.includes('calendar'));
-    const authorizationId = await authorizationFor(await userOf(connectionId), connectionId, scopes);
+    const scopes = bed.config.google.scopes.filter((scope) => !scope.includes('calendar'));
+    const authorizationId = await bed.authorize(PROVIDER, await userOf(connectionId), connectionId, scopes);
     const holdersDuringRevocation: (string | null)[] = [];
     const adapter = services.providers[PROVIDER]!;
     const watched = new Proxy(adapter, {
@@ -358,12 +259,12 @@ describe('the revocation of what a re-consent will not keep', () => {
         return typeof value === 'function' ? value.bind(target) : value;
       },
     });
-    const watching = createActivities({ ...services, providers: { ...services.providers, [PROVIDER]: watched }, sso: createSsoSessionSync(config, services), clock: () => new Date() });
+    const watching = bed.activitiesWith({ providers: { ...services.providers, [PROVIDER]: watched } });
 
-    const failure = await failureOf(runActivity(watching.exchangeAuthorizationCode, [{ connectionId, authorizationId }]));
+    const failure = await failureOfRun(runActivity(watching.exchangeAuthorizationCode, [{ connectionId, authorizationId }]));
     expect(failure.type).toBe(FailureType.authorizationRejected);
     expect(holdersDuringRevocation).toEqual([null]);
-    expect(await revocationAudit(connectionId)).toEqual([{ outcome: 'success', details: { reason: 'insufficient_scope', revocation: 'revoked' } }]);
+    expect(await bed.revocationAudits(connectionId)).toEqual([{ outcome: 'success', details: { reason: 'insufficient_scope', revocation: 'revoked' } }]);
     expect(await connectionStatus(connectionId)).toBe('active');
   });
 });

@@ -7,7 +7,7 @@ import { startFakeGoogle, type FakeGoogle } from '../../fakes/google';
 import { refreshNowUpdate, statusQuery } from '../../workflows/connection-messages';
 import { connectGoogleCalendar, GOOGLE_TEST_CLIENT, startTestPlatform, waitForConnectionState, type TestPlatform } from '../helpers/platform';
 import { startTemporalDevServer } from '../helpers/temporal';
-import { startWorkerProcess, type WorkerProcess } from './worker-process';
+import { startWorkerProcess, WORKER_READY_TIMEOUT_MS, type WorkerProcess } from './worker-process';
 
 /**
  * Issue 5, test 5: the production worker process (`npm run worker`) gets SIGTERM while a token
@@ -19,6 +19,7 @@ describe('worker graceful shutdown', () => {
   let google: FakeGoogle;
   let platform: TestPlatform;
   const workers: WorkerProcess[] = [];
+  const heldAnswers: Array<() => void> = [];
 
   beforeAll(async () => {
     temporal = await startTemporalDevServer();
@@ -27,6 +28,7 @@ describe('worker graceful shutdown', () => {
   });
 
   afterAll(async () => {
+    heldAnswers.splice(0).forEach((release) => release());
     for (const worker of workers) if (worker.child.exitCode === null) worker.child.kill('SIGKILL');
     await platform?.close();
     await google?.close();
@@ -66,7 +68,8 @@ describe('worker graceful shutdown', () => {
     }
   }
 
-  it('lets the refresh in flight finish on SIGTERM, loses nothing, and the next worker carries on', async () => {
+  // Two worker processes start in turn, each bundling the workflows first.
+  it('lets the refresh in flight finish on SIGTERM, loses nothing, and the next worker carries on', { timeout: 2 * WORKER_READY_TIMEOUT_MS + 60_000 }, async () => {
     const first = await worker();
     const { sessionToken } = await platform.signUp('ann@example.com');
     const connected = await connectGoogleCalendar(platform, sessionToken);
@@ -77,17 +80,21 @@ describe('worker graceful shutdown', () => {
 
     // Google rotates refresh tokens, so a refresh whose answer were lost would cost the grant.
     google.switches.rotateRefreshTokens = true;
-    google.switches.delayMs = 3000;
-    const issuedBefore = google.issuedSecrets().length;
+    // Only the refresh calls the token endpoint from here on, so a held answer is its. (A count of issued
+    // secrets is no sign of it: the calendar watch the new connection may set up only now adds a channel token.)
+    google.switches.holdAnswer = () => new Promise<void>((release) => heldAnswers.push(release));
     const handle = platform.client.workflow.getHandle(workflowId);
     const update = await handle.startUpdate(refreshNowUpdate, { args: [], waitForStage: WorkflowUpdateStage.ACCEPTED });
     // Google has issued the new tokens and is holding its answer: the activity is mid-request.
-    await until(() => google.issuedSecrets().length > issuedBefore, 'Google to issue the refreshed tokens');
+    await until(() => heldAnswers.length > 0, "the refresh to reach Google's token endpoint");
     expect(await refreshActivityOutcomes(workflowId)).toEqual([]);
 
     first.child.kill('SIGTERM');
+    // Google answers only once the worker is stopping, so the attempt ends on a worker that takes no new tasks.
+    await until(() => first.logLines.some((line) => line.msg === 'worker stopping: no new tasks, running activities may finish'), 'the worker to log that it is stopping');
+    google.switches.holdAnswer = undefined;
+    heldAnswers.splice(0).forEach((release) => release());
     expect(await first.exited).toBe(0);
-    expect(first.logLines.some((line) => line.msg === 'worker stopping: no new tasks, running activities may finish')).toBe(true);
     // Temporal's activity log lines come through pino with the workflow id, and without the task token.
     const refreshLogLines = first.logLines.filter((line) => line.activityType === 'refreshConnectionTokens');
     expect(refreshLogLines.length).toBeGreaterThan(0);
@@ -98,7 +105,6 @@ describe('worker graceful shutdown', () => {
     expect(await refreshActivityOutcomes(workflowId)).toEqual(['completed']);
     expect(refreshAnswers()).toEqual([200]);
 
-    google.switches.delayMs = 0;
     const second = await worker();
     expect(await update.result()).toMatchObject({ tokenVersion: before.tokenVersion + 1 });
     // Only the rotated refresh token works now, so this refresh proves the stored one is it.

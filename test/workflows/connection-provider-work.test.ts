@@ -2,14 +2,13 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
 import type { Activities, TokenState } from '../../activities';
 import { FailureType } from '../../activities/failure-types';
-import { WORKFLOWS_PATH } from '../../worker/worker';
+import { MIN_ACCESS_TOKEN_VALIDITY_MS } from '../../platform/access-token-validity';
 import type { connectionWorkflow } from '../../workflows/connection';
 import { authorizeSignal, disconnectSignal, providerEventSignal, statusQuery, syncRequestSignal } from '../../workflows/connection-messages';
 import { CONNECTION_STATUS, PROVIDER } from '../../workflows/search-attributes';
-import { startTimeSkippingServer, timeSkippingLock } from '../helpers/temporal';
+import { startScriptedWorker, startTimeSkippingServer, type ScriptedWorker } from '../helpers/temporal';
 import { eventually } from '../helpers/eventually';
 
 const MINUTE = 60_000;
@@ -26,8 +25,7 @@ type Call = { name: string; input: unknown; at: number; tokenExpiresAt: number |
  */
 describe('connection workflow: provider work', () => {
   let temporal: TestWorkflowEnvironment;
-  let worker: Worker;
-  let running: Promise<void>;
+  let worker: ScriptedWorker;
   let calls: Call[];
   let script: {
     syncFailure?: () => ApplicationFailure;
@@ -40,7 +38,6 @@ describe('connection workflow: provider work', () => {
   let tokenExpiresAt: number | undefined;
   let syncsInFlight = 0;
   let maxSyncsInFlight = 0;
-  const taskQueue = `provider-work-${randomUUID()}`;
 
   beforeAll(async () => {
     temporal = await startTimeSkippingServer();
@@ -90,20 +87,13 @@ describe('connection workflow: provider work', () => {
       wipeDisconnectedConnection: async (input) => void (await record('wipe', input)),
       markConnectionNeedsReauth: async (input) => void (await record('needsReauth', input)),
       markConnectionFailed: async (input) => void (await record('failed', input)),
+      auditFailedAuthorization: async (input) => void (await record('failedAuthorization', input)),
     };
-    worker = await Worker.create({
-      connection: temporal.nativeConnection,
-      taskQueue,
-      workflowsPath: WORKFLOWS_PATH,
-      activities,
-      interceptors: { activity: timeSkippingLock(temporal) },
-    });
-    running = worker.run();
+    worker = await startScriptedWorker({ temporal, activities, taskQueuePrefix: 'provider-work' });
   });
 
   afterAll(async () => {
-    worker?.shutdown();
-    await running;
+    await worker?.stop();
     await temporal?.teardown();
   });
 
@@ -118,7 +108,7 @@ describe('connection workflow: provider work', () => {
     const connectionId = randomUUID();
     const handle = await temporal.client.workflow.signalWithStart<typeof connectionWorkflow, [{ authorizationId: string }]>('connectionWorkflow', {
       workflowId: `connection:google-calendar:${connectionId}`,
-      taskQueue,
+      taskQueue: worker.taskQueue,
       args: [{ connectionId, provider: 'google-calendar', userId: randomUUID(), refreshPolicy: { marginSeconds: 300, jitterSeconds: 0 } }],
       signal: authorizeSignal,
       signalArgs: [{ authorizationId: randomUUID() }],
@@ -209,7 +199,7 @@ describe('connection workflow: provider work', () => {
     const expiresAt = (await temporal.currentTimeMs()) + HOUR;
     const handle = await temporal.client.workflow.start<typeof connectionWorkflow>('connectionWorkflow', {
       workflowId: `connection:google-calendar:${connectionId}`,
-      taskQueue,
+      taskQueue: worker.taskQueue,
       args: [
         {
           connectionId,
@@ -241,7 +231,7 @@ describe('connection workflow: provider work', () => {
     await temporal.sleep(20 * MINUTE);
 
     const providerCalls = calls.filter((call) => ['setUp', 'renew', 'sync'].includes(call.name));
-    for (const call of providerCalls) expect(call.at, `${call.name} at ${call.at}`).toBeLessThan(call.tokenExpiresAt! - 30_000);
+    for (const call of providerCalls) expect(call.at, `${call.name} at ${call.at}`).toBeLessThan(call.tokenExpiresAt! - MIN_ACCESS_TOKEN_VALIDITY_MS);
     expect(calls.filter((call) => call.name === 'sync' && call.at > expiresAt)).toEqual([]);
     expect((await handle.query(statusQuery)).status).toBe('active');
     await handle.signal(disconnectSignal, { requestedBy: { type: 'system' } });
@@ -269,5 +259,30 @@ describe('connection workflow: provider work', () => {
     await second.signal(disconnectSignal, { requestedBy: { type: 'user', id: 'u1' } });
     await second.result();
     expect(names().slice(-4)).toEqual(['stopSubscriptions', 'abandonSubscriptions', 'revoke', 'wipe']);
+  });
+
+  it('runs work that found the stored token expired again at once, and other failed work only after a pause', async () => {
+    const handle = await connect();
+    const syncs = () => calls.filter((call) => call.name === 'sync');
+    const failOnce = (failure: ApplicationFailure) => () => ((script.syncFailure = undefined), failure);
+
+    // A retried attempt that started after the token expired: the loop refreshes if it must and goes again.
+    script.syncFailure = failOnce(ApplicationFailure.nonRetryable('the stored access token has expired', FailureType.accessTokenExpired));
+    const before = syncs().length;
+    await handle.signal(syncRequestSignal, { reason: 'test', full: false });
+    await until(() => syncs().length === before + 2);
+    const [expired, again] = syncs().slice(-2);
+    expect(again!.at - expired!.at).toBeLessThan(MINUTE);
+    await eventually(async () => (await handle.query(statusQuery)).sync?.lastOutcome === 'succeeded');
+
+    script.syncFailure = failOnce(ApplicationFailure.nonRetryable('the provider is down', FailureType.providerUnavailable));
+    await handle.signal(syncRequestSignal, { reason: 'test', full: false });
+    await until(() => syncs().length === before + 3);
+    await temporal.sleep(10 * MINUTE);
+    await until(() => syncs().length === before + 4);
+    const [failed, retried] = syncs().slice(-2);
+    expect(retried!.at - failed!.at).toBeGreaterThanOrEqual(5 * MINUTE);
+    await handle.signal(disconnectSignal, { requestedBy: { type: 'system' } });
+    await handle.result();
   });
 });

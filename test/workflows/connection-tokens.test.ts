@@ -4,13 +4,11 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
 import type { Activities, TokenState } from '../../activities';
 import { AUTHORIZATION_LOST_IN_FLIGHT, FailureType, REFRESH_TOKEN_LOST_IN_FLIGHT } from '../../activities/failure-types';
-import { WORKFLOWS_PATH } from '../../worker/worker';
 import type { connectionWorkflow } from '../../workflows/connection';
 import { authorizeSignal, disconnectSignal, refreshNowUpdate, statusQuery, type RefreshPolicy } from '../../workflows/connection-messages';
-import { startTimeSkippingServer, timeSkippingLock } from '../helpers/temporal';
+import { startScriptedWorker, startTimeSkippingServer, type ScriptedWorker } from '../helpers/temporal';
 import { eventually } from '../helpers/eventually';
 
 const MINUTE = 60_000;
@@ -29,6 +27,8 @@ interface Script {
   refreshHeld?: () => Promise<void>;
   /** Throws for the revocations of unkept tokens that fail (numbered from 0). */
   revokeUnkept?: (call: number) => void;
+  /** The tokens markConnectionNeedsReauth finds stored by then (another writer moved on), if any. */
+  storedMeanwhile?: (now: number) => TokenState;
   markFailed?: () => Promise<void>;
 }
 
@@ -46,6 +46,29 @@ async function heartbeatingWhile(work: Promise<void> | undefined): Promise<void>
   }
 }
 
+/** What a scripted activity waits on until the test releases it; `entered` says whether one has started waiting. */
+function hold(): { readonly entered: boolean; wait: () => Promise<void>; release: () => void } {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let entered = false;
+  return {
+    get entered() {
+      return entered;
+    },
+    wait: () => ((entered = true), released),
+    release,
+  };
+}
+
+/** An exchange that grants every code but `authorizationId`'s, which it refuses (once `waitFor`, when given, resolves). */
+function refusingCodeOf(authorizationId: string, waitFor?: () => Promise<void>): Script['exchange'] {
+  return async (exchanged) => {
+    if (exchanged !== authorizationId) return;
+    await waitFor?.();
+    throw ApplicationFailure.nonRetryable('the code expired', FailureType.authorizationRejected);
+  };
+}
+
 /**
  * The connection workflow's token rules against scripted activities on the time-skipping server:
  * a newer authorization taking over from a failed one (issue 11, defect 5), refreshes that stay
@@ -54,11 +77,9 @@ async function heartbeatingWhile(work: Promise<void> | undefined): Promise<void>
  */
 describe('connection workflow: tokens', () => {
   let temporal: TestWorkflowEnvironment;
-  let worker: Worker;
-  let running: Promise<void>;
+  let worker: ScriptedWorker;
   const scripts = new Map<string, Script>();
   const calls = new Map<string, Call[]>();
-  const taskQueue = `connection-tokens-${randomUUID()}`;
 
   beforeAll(async () => {
     temporal = await startTimeSkippingServer();
@@ -100,7 +121,11 @@ describe('connection workflow: tokens', () => {
         return state;
       },
       setUpConnection: async (input) => (await record('setUp', input), { renewSubscriptionsAt: null, syncIntervalSeconds: null }),
-      markConnectionNeedsReauth: async (input) => void (await record('needsReauth', input)),
+      markConnectionNeedsReauth: async (input) => {
+        await record('needsReauth', input);
+        return scripts.get(input.connectionId)!.storedMeanwhile?.(await now());
+      },
+      auditFailedAuthorization: async (input) => void (await record('failedAuthorization', input)),
       markConnectionFailed: async (input) => {
         await scripts.get(input.connectionId)!.markFailed?.();
         await record('failed', input);
@@ -119,19 +144,11 @@ describe('connection workflow: tokens', () => {
       revokeConnectionUpstream: async (input) => (await record('revoke', input), 'revoked' as const),
       wipeDisconnectedConnection: async (input) => void (await record('wipe', input)),
     };
-    worker = await Worker.create({
-      connection: temporal.nativeConnection,
-      taskQueue,
-      workflowsPath: WORKFLOWS_PATH,
-      activities,
-      interceptors: { activity: timeSkippingLock(temporal) },
-    });
-    running = worker.run();
+    worker = await startScriptedWorker({ temporal, activities, taskQueuePrefix: 'connection-tokens' });
   });
 
   afterAll(async () => {
-    worker?.shutdown();
-    await running;
+    await worker?.stop();
     await temporal?.teardown();
   });
 
@@ -140,7 +157,7 @@ describe('connection workflow: tokens', () => {
     scripts.set(connectionId, script);
     const handle = await temporal.client.workflow.signalWithStart<typeof connectionWorkflow, [{ authorizationId: string }]>('connectionWorkflow', {
       workflowId: `connection:airbnb:${connectionId}`,
-      taskQueue,
+      taskQueue: worker.taskQueue,
       args: [{ connectionId, provider: 'airbnb', userId: randomUUID(), refreshPolicy: POLICY, ...(revocationWindowSeconds ? { revocationWindowSeconds } : {}) }],
       signal: authorizeSignal,
       signalArgs: [{ authorizationId }],
@@ -158,25 +175,19 @@ describe('connection workflow: tokens', () => {
   }
 
   it('an exchange that fails while a newer callback waits gives way to the newer code instead of failing the connection', async () => {
-    let releaseFirst!: () => void;
-    const firstHeld = new Promise<void>((resolve) => (releaseFirst = resolve));
-    const first = randomUUID();
-    const second = randomUUID();
+    const firstExchange = hold();
+    const [first, second] = [randomUUID(), randomUUID()];
     const { handle, calls: made } = await connect(
       {
         lifetimeMs: 24 * 60 * MINUTE,
-        exchange: async (authorizationId) => {
-          if (authorizationId !== first) return;
-          await firstHeld;
-          throw ApplicationFailure.nonRetryable('the code expired', FailureType.authorizationRejected);
-        },
+        exchange: refusingCodeOf(first, firstExchange.wait),
       },
       first,
     );
     // The user gave up waiting and authorized again: the API answered the second callback with 202.
     await eventually(async () => (await handle.describe()).status.name === 'RUNNING' && (await handle.query(statusQuery)).status === 'pending');
     await handle.signal(authorizeSignal, { authorizationId: second });
-    releaseFirst();
+    firstExchange.release();
 
     const state = await eventually(async () => {
       const current = await handle.query(statusQuery);
@@ -189,30 +200,28 @@ describe('connection workflow: tokens', () => {
       [second, 'ok'],
     ]);
     expect(made().map((call) => call.name)).not.toContain('failed');
+    // The connection lives on, but the failed authorization is on record.
+    expect(made().filter((call) => call.name === 'failedAuthorization').map((call) => call.input.reason)).toEqual([FailureType.authorizationRejected]);
     expect(await patchesOf(handle)).toContain('newer-authorization-after-failure');
+    expect(await patchesOf(handle)).toContain('audit-failed-authorization');
   });
 
   it('a newer authorization that arrives while the connection is being marked failed is taken, not lost', async () => {
-    let releaseMarking!: () => void;
-    let markingStarted = false;
-    const markingHeld = new Promise<void>((resolve) => (releaseMarking = resolve));
-    const first = randomUUID();
-    const second = randomUUID();
+    const marking = hold();
+    const [first, second] = [randomUUID(), randomUUID()];
     const { handle, calls: made } = await connect(
       {
         lifetimeMs: 24 * 60 * MINUTE,
-        exchange: async (authorizationId) => {
-          if (authorizationId === first) throw ApplicationFailure.nonRetryable('the code expired', FailureType.authorizationRejected);
-        },
-        markFailed: () => ((markingStarted = true), markingHeld),
+        exchange: refusingCodeOf(first),
+        markFailed: marking.wait,
       },
       first,
     );
     // Only once the workflow handled the failure: a signal in the same activation would be taken before marking anything.
-    await eventually(() => markingStarted);
+    await eventually(() => marking.entered);
     // The callback was answered 202 while the workflow was marking the connection failed.
     await handle.signal(authorizeSignal, { authorizationId: second });
-    releaseMarking();
+    marking.release();
 
     const state = await eventually(async () => {
       const current = await handle.query(statusQuery);
@@ -229,23 +238,21 @@ describe('connection workflow: tokens', () => {
   });
 
   it('a callback that arrives while a re-consent waits behind a refresh is exchanged after it, under its patch', async () => {
-    let releaseRefresh!: () => void;
-    let refreshStarted = false;
-    const refreshHeld = new Promise<void>((resolve) => (releaseRefresh = resolve));
+    const refresh = hold();
     const { handle, calls: made } = await connect({
       lifetimeMs: 24 * 60 * MINUTE,
-      refreshHeld: () => ((refreshStarted = true), refreshHeld),
+      refreshHeld: refresh.wait,
     });
     await eventually(async () => (await handle.query(statusQuery)).status === 'active');
     const refreshed = handle.executeUpdate(refreshNowUpdate);
-    await eventually(() => refreshStarted);
+    await eventually(() => refresh.entered);
     const reconsent = randomUUID();
     const newer = randomUUID();
     await handle.signal(authorizeSignal, { authorizationId: reconsent });
     // The loop took the re-consent and waits behind the refresh for its turn to write tokens.
     await eventually(async () => (await handle.query(statusQuery)).pendingAuthorizationId === reconsent);
     await handle.signal(authorizeSignal, { authorizationId: newer });
-    releaseRefresh();
+    refresh.release();
     await refreshed;
 
     await eventually(() => made().filter((call) => call.name === 'exchange').length === 3);
@@ -371,5 +378,29 @@ describe('connection workflow: tokens', () => {
     });
     expect(state.lastError?.kind).toBe(REFRESH_TOKEN_LOST_IN_FLIGHT);
     expect(made().filter((call) => call.name === 'needsReauth').map((call) => call.input.reason)).toEqual([REFRESH_TOKEN_LOST_IN_FLIGHT]);
+  });
+
+  it('a refusal of tokens that another writer has replaced meanwhile leaves the connection active on the newer ones', async () => {
+    const lifetimeMs = 24 * 60 * MINUTE;
+    const refused = { version: 0 };
+    const { handle, calls: made } = await connect({
+      lifetimeMs,
+      refresh: () => {
+        throw ApplicationFailure.nonRetryable('invalid_grant', FailureType.grantRevoked);
+      },
+      // An earlier attempt that lost its lease stored its answer just before the refusal was recorded.
+      storedMeanwhile: (now) => ({ tokenVersion: refused.version + 1, accessTokenExpiresAt: now + lifetimeMs }),
+    });
+    await eventually(async () => (await handle.query(statusQuery)).status === 'active');
+    refused.version = (await handle.query(statusQuery)).tokenVersion;
+    const refusedVersion = refused.version;
+
+    expect(await handle.executeUpdate(refreshNowUpdate)).toMatchObject({ tokenVersion: refusedVersion + 1 });
+    const state = await handle.query(statusQuery);
+    expect(state).toMatchObject({ status: 'active', tokenVersion: refusedVersion + 1 });
+    expect(state.lastError).toBeUndefined();
+    // needs_reauth was asked for only at the version the refusal was about.
+    expect(made().filter((call) => call.name === 'needsReauth').map((call) => call.input)).toEqual([expect.objectContaining({ reason: 'invalid_grant', expectedVersion: refusedVersion })]);
+    expect(await patchesOf(handle)).toContain('needs-reauth-at-token-version');
   });
 });

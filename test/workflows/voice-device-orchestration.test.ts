@@ -3,11 +3,9 @@ import { randomUUID } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
 import type { Activities } from '../../activities';
 import { FailureType } from '../../activities/failure-types';
 import type { VoiceDeviceLink } from '../../activities/voice-device-link';
-import { WORKFLOWS_PATH } from '../../worker/worker';
 import type { voiceDeviceWorkflow } from '../../workflows/voice-device';
 import {
   acceptGrantUpdate,
@@ -19,7 +17,7 @@ import {
   type VoiceDeviceState,
   type VoicePlatform,
 } from '../../workflows/voice-device-messages';
-import { startTimeSkippingServer, timeSkippingLock } from '../helpers/temporal';
+import { startScriptedWorker, startTimeSkippingServer, type ScriptedWorker } from '../helpers/temporal';
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
@@ -36,8 +34,7 @@ type Call = { name: string; input: Record<string, unknown>; at: number };
  */
 describe('voice-device workflow: orchestration', () => {
   let temporal: TestWorkflowEnvironment;
-  let worker: Worker;
-  let running: Promise<void>;
+  let worker: ScriptedWorker;
   let calls: Call[];
   let script: {
     link: () => VoiceDeviceLink;
@@ -52,7 +49,6 @@ describe('voice-device workflow: orchestration', () => {
   };
   let version = 0;
   let started: WorkflowHandle<typeof voiceDeviceWorkflow>[] = [];
-  const taskQueue = `voice-orchestration-${randomUUID()}`;
 
   beforeAll(async () => {
     temporal = await startTimeSkippingServer();
@@ -90,19 +86,11 @@ describe('voice-device workflow: orchestration', () => {
       deleteGoogleAgentUser: async (input) => (await record('deleteAgentUser', input), 'deleted' as const),
       abandonGoogleAgentUserDeletion: async (input) => void (await record('abandonAgentUser', input)),
     };
-    worker = await Worker.create({
-      connection: temporal.nativeConnection,
-      taskQueue,
-      workflowsPath: WORKFLOWS_PATH,
-      activities,
-      interceptors: { activity: timeSkippingLock(temporal) },
-    });
-    running = worker.run();
+    worker = await startScriptedWorker({ temporal, activities, taskQueuePrefix: 'voice-orchestration' });
   });
 
   afterAll(async () => {
-    worker?.shutdown();
-    await running;
+    await worker?.stop();
     await temporal?.teardown();
   });
 
@@ -151,7 +139,7 @@ describe('voice-device workflow: orchestration', () => {
     const deviceId = randomUUID();
     const handle = await temporal.client.workflow.start<typeof voiceDeviceWorkflow>('voiceDeviceWorkflow', {
       workflowId: voiceDeviceWorkflowId(platform, deviceId),
-      taskQueue,
+      taskQueue: worker.taskQueue,
       args: [{ deviceId, platform, refreshPolicy: { marginSeconds: MARGIN_SECONDS, jitterSeconds: 60 }, ...(carriedState ? { carriedState } : {}) }],
     });
     started.push(handle);
@@ -302,7 +290,7 @@ describe('voice-device workflow: orchestration', () => {
     const deviceId = randomUUID();
     const handle = await temporal.client.workflow.signalWithStart<typeof voiceDeviceWorkflow, [UnlinkSignal]>('voiceDeviceWorkflow', {
       workflowId: voiceDeviceWorkflowId('google', deviceId),
-      taskQueue,
+      taskQueue: worker.taskQueue,
       args: [{ deviceId, platform: 'google', refreshPolicy: { marginSeconds: MARGIN_SECONDS, jitterSeconds: 0 } }],
       signal: unlinkSignal,
       signalArgs: [{ direction: 'user', requestedBy: { type: 'user' } }],
