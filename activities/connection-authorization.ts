@@ -1,6 +1,6 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import type { DatabaseTransactionConnection } from 'slonik';
-import { findAuthorization, markAuthorizationExchanged, wipeAuthorizationSecrets, type AuthorizationRow } from '../db/queries/authorizations';
+import { findAuthorization, isAuthorizationFailureAudited, markAuthorizationExchanged, wipeAuthorizationSecrets, type AuthorizationRow } from '../db/queries/authorizations';
 import {
   findConnection,
   isSecondLiveConnection,
@@ -68,27 +68,23 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
       });
     },
 
-    /** A first authorization that could not be completed leaves a failed connection; the user starts again. */
-    async markConnectionFailed(input: { connectionId: string; reason: string }): Promise<void> {
-      await transitionAndAudit({ db, audit }, { ...input, to: 'failed', from: ['pending'], action: 'IntegrationConnect', outcome: 'failure' });
+    /**
+     * A first authorization that could not be completed leaves a failed connection; the user starts again.
+     * A failed connection that the user's newer code was bringing back stays failed, and that failure is audited too.
+     */
+    async markConnectionFailed(input: { connectionId: string; reason: string; authorizationId?: string }): Promise<void> {
+      const { connectionId, reason, authorizationId } = input;
+      const details = { reauthorization: false, ...(authorizationId ? { authorizationId } : {}) };
+      if (await transitionAndAudit({ db, audit }, { connectionId, reason, details, to: 'failed', from: ['pending'], action: 'IntegrationConnect', outcome: 'failure' })) return;
+      if (authorizationId && (await findConnection(db, connectionId))?.status === 'failed') await auditAuthorizationFailure({ connectionId, reason, authorizationId, reauthorization: false });
     },
 
     /**
      * An authorization that failed without failing the connection: a re-consent (the grant it would have
      * replaced stays), or a first one that gives way to a newer code the user already sent.
      */
-    async auditFailedAuthorization(input: { connectionId: string; reason: string }): Promise<void> {
-      const connection = await findConnection(db, input.connectionId);
-      if (!connection) return;
-      await audit.record({
-        action: 'IntegrationConnect',
-        outcome: 'failure',
-        actor: { type: 'system' },
-        userId: connection.userId,
-        provider: connection.provider,
-        connectionId: input.connectionId,
-        details: { reason: input.reason, reauthorization: connection.status === 'active' || connection.status === 'needs_reauth' },
-      });
+    async auditFailedAuthorization(input: { connectionId: string; reason: string; authorizationId?: string; reauthorization: boolean }): Promise<void> {
+      await auditAuthorizationFailure(input);
     },
   };
 
@@ -231,6 +227,23 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
   }
 
   /** A code that could not be used is worth nothing: it and its verifier are wiped, the reason kept. */
+  /** One audit row per failed authorization, however often a retried activity gets here. */
+  async function auditAuthorizationFailure(failure: { connectionId: string; reason: string; authorizationId?: string; reauthorization: boolean }): Promise<void> {
+    const { connectionId, reason, authorizationId, reauthorization } = failure;
+    if (authorizationId && (await isAuthorizationFailureAudited(db, connectionId, authorizationId))) return;
+    const connection = await findConnection(db, connectionId);
+    if (!connection) return;
+    await audit.record({
+      action: 'IntegrationConnect',
+      outcome: 'failure',
+      actor: { type: 'system' },
+      userId: connection.userId,
+      provider: connection.provider,
+      connectionId,
+      details: { reason, reauthorization, ...(authorizationId ? { authorizationId } : {}) },
+    });
+  }
+
   async function rejected(input: { connectionId: string; authorizationId: string }, tokenVersion: number, kind: string, message: string): Promise<ApplicationFailure> {
     await wipeAuthorizationSecrets(db, input.authorizationId);
     await recordConnectionError(db, { connectionId: input.connectionId, tokenVersion, kind, message, at: clock() });

@@ -94,12 +94,21 @@ export async function currentTokenState(db: CommonQueryMethods, connectionId: st
  */
 export async function transitionAndAudit(
   { db, audit }: Pick<ActivityDependencies, 'db' | 'audit'>,
-  move: { connectionId: string; to: ConnectionStatus; from: ConnectionStatus[]; atVersion?: number; action: AuditAction; outcome: 'success' | 'failure'; reason: string },
-): Promise<void> {
+  move: {
+    connectionId: string;
+    to: ConnectionStatus;
+    from: ConnectionStatus[];
+    atVersion?: number;
+    action: AuditAction;
+    outcome: 'success' | 'failure';
+    reason: string;
+    details?: Record<string, string | number | boolean>;
+  },
+): Promise<boolean> {
   const connection = await findConnection(db, move.connectionId);
-  if (!connection) return;
-  await db.transaction(async (transaction) => {
-    if (!(await transitionConnectionStatus(transaction, move.connectionId, move.to, move.from, move.atVersion))) return;
+  if (!connection) return false;
+  return db.transaction(async (transaction) => {
+    if (!(await transitionConnectionStatus(transaction, move.connectionId, move.to, move.from, move.atVersion))) return false;
     await audit.record(
       {
         action: move.action,
@@ -108,9 +117,10 @@ export async function transitionAndAudit(
         userId: connection.userId,
         provider: connection.provider,
         connectionId: move.connectionId,
-        details: { reason: move.reason },
+        details: { reason: move.reason, ...move.details },
       },
       transaction,
     );
+    return true;
   });
 }

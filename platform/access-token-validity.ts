@@ -6,6 +6,7 @@
  * refuses one (AccessTokenExpired) for an attempt that starts later than the workflow's check (a retry
  * after its worker died). One value for both, so the activity refuses only what went stale since the
  * workflow looked.
- * Kept free of imports: the workflow bundle includes this file.
+ * Kept free of imports: the workflow bundle includes this file. Running workflows decide by it, so a
+ * new value needs a patch in workflows/connection-provider-work.ts.
  */
 export const MIN_ACCESS_TOKEN_VALIDITY_MS = 30 * 1000;

@@ -53,19 +53,7 @@ await runUntilSignalled('worker', async () => {
     if (request.url !== '/readyz') return answer(404, { error: 'not_found' });
     void checkReadiness(readinessChecks).then((readiness) => answer(readiness.status === 'ready' ? 200 : 503, readiness));
   });
-  // 'worker started' comes once the health port is listened on, and names it: WORKER_HEALTH_PORT=0 has the system pick one.
-  await new Promise<void>((resolve, reject) => {
-    health.once('error', reject);
-    health.listen(config.workerHealthPort, config.http.host, () => {
-      health.off('error', reject);
-      resolve();
-    });
-  });
-  const { port: healthPort } = health.address() as AddressInfo;
-  logger.info({ taskQueue: config.temporal.taskQueue, temporal: config.temporal.address, healthPort }, 'worker started');
-
-  return async () => {
-    logger.info({ graceSeconds: config.workerShutdownGraceSeconds }, 'worker stopping: no new tasks, running activities may finish');
+  const stop = async () => {
     health.close();
     // shutdown() lets running activities finish (up to the worker's grace time) before run() resolves.
     worker.shutdown();
@@ -73,5 +61,26 @@ await runUntilSignalled('worker', async () => {
     await client.connection.close();
     await connection.close();
     await services.db.end();
+  };
+  // 'worker started' comes once the health port is listened on, and names it: WORKER_HEALTH_PORT=0 has the system pick one.
+  try {
+    await new Promise<void>((resolve, reject) => {
+      health.once('error', reject);
+      health.listen(config.workerHealthPort, config.http.host, () => {
+        health.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (error) {
+    // The worker already polls: it stops (and lets what it took finish) before the process exits.
+    await stop();
+    throw error;
+  }
+  const { port: healthPort } = health.address() as AddressInfo;
+  logger.info({ taskQueue: config.temporal.taskQueue, temporal: config.temporal.address, healthPort }, 'worker started');
+
+  return async () => {
+    logger.info({ graceSeconds: config.workerShutdownGraceSeconds }, 'worker stopping: no new tasks, running activities may finish');
+    await stop();
   };
 });

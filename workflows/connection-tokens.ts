@@ -80,7 +80,7 @@ export class ConnectionTokens {
         } finally {
           this.unkeptTokens.afterExchange();
         }
-      });
+      }, authorizationId);
     });
   }
 
@@ -143,7 +143,7 @@ export class ConnectionTokens {
   }
 
   /** A first authorization or a re-consent: the tokens it yields replace whatever the connection had. */
-  private async firstTokens(obtain: () => Promise<TokenState>): Promise<void> {
+  private async firstTokens(obtain: () => Promise<TokenState>, authorizationId?: string): Promise<void> {
     const { state } = this;
     try {
       this.applyTokens(await obtain());
@@ -159,10 +159,15 @@ export class ConnectionTokens {
       // A re-consent that fails leaves the existing grant as it was; a first one leaves nothing to keep,
       // unless the user authorized again meanwhile: the main loop takes that newer code next.
       if (state.status === 'pending' && !(state.pendingAuthorizationId && patched(NEWER_AUTHORIZATION_PATCH))) {
-        await bookkeeping.markConnectionFailed({ connectionId: this.connectionId, reason: state.lastError.kind });
+        await bookkeeping.markConnectionFailed({ connectionId: this.connectionId, reason: state.lastError.kind, ...(authorizationId ? { authorizationId } : {}) });
         state.status = 'failed';
       } else if (patched(AUDIT_FAILED_AUTHORIZATION_PATCH)) {
-        await bookkeeping.auditFailedAuthorization({ connectionId: this.connectionId, reason: state.lastError.kind });
+        await bookkeeping.auditFailedAuthorization({
+          connectionId: this.connectionId,
+          reason: state.lastError.kind,
+          reauthorization: state.status !== 'pending',
+          ...(authorizationId ? { authorizationId } : {}),
+        });
       }
     }
   }

@@ -86,3 +86,12 @@ export async function authorizedAgainSince(db: CommonQueryMethods, connectionId:
     WHERE connection_id = ${connectionId} AND exchanged_at IS NOT NULL
       AND date_trunc('second', created_at) > ${sql.timestamp(since)}`);
 }
+
+/** Whether the failure of this authorization is on record already (a retried activity audits once). */
+export async function isAuthorizationFailureAudited(db: CommonQueryMethods, connectionId: string, authorizationId: string): Promise<boolean> {
+  const row = await db.maybeOneFirst(sql.type(z.object({ found: z.boolean() }))`
+    SELECT true AS found FROM audit_log
+    WHERE connection_id = ${connectionId} AND action = 'IntegrationConnect' AND outcome = 'failure' AND details->>'authorizationId' = ${authorizationId}
+    LIMIT 1`);
+  return row !== null;
+}

@@ -4,7 +4,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { expect, inject } from 'vitest';
+import { expect, inject, onTestFinished } from 'vitest';
 import { createActivities, type ActivityDependencies, type TokenState } from '../../activities';
 import { migrate } from '../../db/migrate';
 import { attachCodeToAuthorization, insertAuthorization } from '../../db/queries/authorizations';
@@ -75,24 +75,15 @@ export function valueOf<T>(outcome: Outcome<T>): T {
   return outcome.value;
 }
 
-/** Resolvers of every answer held by a gate, so that an afterEach can let a failed case's attempts end. */
-const heldAnswers: Array<() => void> = [];
-
-export function releaseHeldAnswers(): void {
-  heldAnswers.splice(0).forEach((release) => release());
-}
-
 /**
  * Holds every token answer of a fake (after it acted) until the test releases it, by the order the
  * requests arrived. `passNew` lets requests that arrive from then on through; those held stay held.
  */
 export function gateAnswers(switches: { holdAnswer: (() => Promise<void>) | undefined }) {
   const held: Array<() => void> = [];
-  switches.holdAnswer = () =>
-    new Promise<void>((resolve) => {
-      held.push(resolve);
-      heldAnswers.push(resolve);
-    });
+  switches.holdAnswer = () => new Promise<void>((resolve) => held.push(resolve));
+  // A case that failed half-way lets its attempts end, so none acts in the next case.
+  onTestFinished(() => held.forEach((release) => release()));
   return {
     arrived: () => held.length,
     release: (index: number) => held[index]!(),

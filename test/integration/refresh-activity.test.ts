@@ -2,14 +2,14 @@ import { randomUUID } from 'node:crypto';
 import type { ApplicationFailure, Info } from '@temporalio/activity';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { TokenState } from '../../activities';
 import { FailureType, NON_RETRYABLE_FAILURES } from '../../activities/failure-types';
 import { recordConnectionError } from '../../db/queries/connections';
 import type { FakeGoogle } from '../../fakes/google';
 import type { PlatformServices } from '../../platform/services';
 import { eventually } from '../helpers/eventually';
-import { failureOfRun, gateAnswers, releaseHeldAnswers, runActivity, startTokenWriteBed, type TokenWriteBed } from '../helpers/token-writes';
+import { failureOfRun, gateAnswers, runActivity, startTokenWriteBed, type TokenWriteBed } from '../helpers/token-writes';
 
 /**
  * The refresh activity on its own (design invariants 2-4): real Postgres, the fake Google over HTTP,
@@ -35,7 +35,6 @@ beforeEach(() => {
   google.revokeAllGrants();
 });
 
-afterEach(releaseHeldAnswers);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

@@ -187,7 +187,7 @@ describe('upstream revocation under faults', () => {
     await eventually(async () => (await connects()).length === 2, 30_000, 'the failed re-consent audited');
     expect(await connects()).toEqual([
       { outcome: 'success', details: expect.objectContaining({ reauthorization: false }) },
-      { outcome: 'failure', details: { reason: 'AuthorizationRejected', reauthorization: true } },
+      { outcome: 'failure', details: { reason: 'AuthorizationRejected', reauthorization: true, authorizationId: expect.any(String) } },
     ]);
   });
 

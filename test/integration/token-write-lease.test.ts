@@ -3,14 +3,14 @@ import { CancelledFailure } from '@temporalio/common';
 import pg from 'pg';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Activities, TokenState } from '../../activities';
 import { FailureType, REFRESH_TOKEN_LOST_IN_FLIGHT } from '../../activities/failure-types';
 import type { FakeAirbnb, FakeAirbnbOAuthCall } from '../../fakes/airbnb';
 import type { FakeGoogle } from '../../fakes/google';
 import type { FakeMicrosoft } from '../../fakes/microsoft';
 import { eventually } from '../helpers/eventually';
-import { attempt, failureOf, gateAnswers, releaseHeldAnswers, startTokenWriteBed, valueOf, type AnswerGate, type TokenWriteBed } from '../helpers/token-writes';
+import { attempt, failureOf, gateAnswers, startTokenWriteBed, valueOf, type AnswerGate, type TokenWriteBed } from '../helpers/token-writes';
 
 /**
  * One writer of a connection's tokens across activity attempts (issue 11, defect 1): Temporal starts
@@ -58,7 +58,6 @@ beforeEach(() => {
   microsoft.reset();
 });
 
-afterEach(releaseHeldAnswers);
 
 const refreshInput = (connectionId: string, state: TokenState): [{ connectionId: string; expectedVersion: number }] => [{ connectionId, expectedVersion: state.tokenVersion }];
 

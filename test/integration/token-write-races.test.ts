@@ -15,7 +15,7 @@ import type { FakeMicrosoft } from '../../fakes/microsoft';
 import { createPkcePair } from '../../platform/pkce';
 import type { PlatformServices } from '../../platform/services';
 import { eventually } from '../helpers/eventually';
-import { attempt as activityAttempt, failureOf, gateAnswers, releaseHeldAnswers, startTokenWriteBed, valueOf, type TokenWriteBed } from '../helpers/token-writes';
+import { attempt as activityAttempt, failureOf, gateAnswers, startTokenWriteBed, valueOf, type TokenWriteBed } from '../helpers/token-writes';
 
 /**
  * The token writer's residual races (issue 11, second review): an attempt whose lease lapsed while it
@@ -64,10 +64,7 @@ beforeEach(() => {
   revocations.presented.splice(0);
 });
 
-afterEach(() => {
-  releaseHeldAnswers();
-  revocations.passAll();
-});
+afterEach(() => revocations.passAll());
 
 interface RevocationGate {
   url: string;

@@ -233,8 +233,31 @@ describe('connection workflow: tokens', () => {
       [second, 'ok'],
     ]);
     expect(made().filter((call) => call.name === 'failed')).toHaveLength(1);
+    expect(made().map((call) => call.name)).not.toContain('failedAuthorization');
     expect(await patchesOf(handle)).toContain('newer-authorization-after-marked-failed');
     expect((await handle.describe()).status.name).toBe('RUNNING');
+  });
+
+  it('a newer authorization that fails too leaves the connection failed, with each failure named by its code', async () => {
+    const marking = hold();
+    const [first, second] = [randomUUID(), randomUUID()];
+    const { handle, calls: made } = await connect(
+      {
+        lifetimeMs: 24 * 60 * MINUTE,
+        exchange: async () => {
+          throw ApplicationFailure.nonRetryable('the code expired', FailureType.authorizationRejected);
+        },
+        markFailed: () => (marking.entered ? Promise.resolve() : marking.wait()),
+      },
+      first,
+    );
+    await eventually(() => marking.entered);
+    await handle.signal(authorizeSignal, { authorizationId: second });
+    marking.release();
+
+    expect(await handle.result()).toEqual({ status: 'failed' });
+    expect(made().filter((call) => call.name === 'failed').map((call) => call.input.authorizationId)).toEqual([first, second]);
+    expect(made().map((call) => call.name)).not.toContain('failedAuthorization');
   });
 
   it('a callback that arrives while a re-consent waits behind a refresh is exchanged after it, under its patch', async () => {

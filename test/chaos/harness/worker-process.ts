@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { repoRoot } from '../../../scripts/temporal-binaries';
 import { eventually } from '../../helpers/eventually';
-import { freePort } from '../../helpers/ports';
 
 /** The production worker (`npm run worker`) as its own process, configured by environment variables only. */
 export interface ChaosWorkerProcess {
@@ -17,15 +16,15 @@ export interface ChaosWorkerProcess {
 }
 
 /**
- * Starts `worker/main.ts` under tsx with exactly `environment` (plus PATH and a free health
- * port), as an orchestrator would. The caller passes the settings platform/config.ts reads.
+ * Starts `worker/main.ts` under tsx with exactly `environment` (plus PATH and a health port the
+ * system picks, read from its 'worker started' line), as an orchestrator would. The caller passes the
+ * settings platform/config.ts reads.
  */
 export async function startWorkerProcess(environment: Record<string, string>): Promise<ChaosWorkerProcess> {
-  const healthPort = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', 'worker/main.ts'], {
     cwd: repoRoot,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH, API_HOST: '127.0.0.1', WORKER_HEALTH_PORT: String(healthPort), ...environment },
+    env: { PATH: process.env.PATH, API_HOST: '127.0.0.1', WORKER_HEALTH_PORT: '0', ...environment },
   });
   let output = '';
   const chunks: string[] = [];
@@ -39,6 +38,15 @@ export async function startWorkerProcess(environment: Record<string, string>): P
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   let ended = false;
   void exited.then(() => (ended = true));
+  const healthPort = (): number | undefined => {
+    // The last piece may be a line still being written.
+    for (const line of chunks.join('').split('\n').slice(0, -1)) {
+      if (!line.includes('"worker started"')) continue;
+      const started = JSON.parse(line) as { healthPort?: number };
+      return started.healthPort;
+    }
+    return undefined;
+  };
 
   return {
     child,
@@ -48,7 +56,9 @@ export async function startWorkerProcess(environment: Record<string, string>): P
       await eventually(
         async () => {
           if (ended) throw new Error(`worker process ended before it was ready:\n${output}`);
-          const answer = await fetch(`http://127.0.0.1:${healthPort}/readyz`).catch(() => undefined);
+          const port = healthPort();
+          if (port === undefined) return false;
+          const answer = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
           return answer?.status === 200;
         },
         timeoutMs,
