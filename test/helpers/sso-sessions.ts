@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { WorkflowHandle } from '@temporalio/client';
-import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
+import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { ssoSessionWorkflowStart } from '../../api/reality/sso-session-workflow';
@@ -11,6 +11,7 @@ import { randomToken, hashBearerValue } from '../../platform/secrets';
 import type { ssoSessionWorkflow } from '../../workflows/sso-session';
 import { pmSessionEndedSignal, portalSessionEndedSignal, ssoSessionStatusQuery, type SsoSessionState } from '../../workflows/sso-session-messages';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { ActivityInterceptorsFactory } from '@temporalio/worker';
 import { eventually } from './eventually';
 import { startTestPlatform, type TestPlatform } from './platform';
 import { freePort } from './ports';
@@ -62,6 +63,7 @@ export async function startSsoSessionTestPlatform(temporal: TestWorkflowEnvironm
   const platform = await startTestPlatform({
     temporal,
     clock: clock.activityClock,
+    activityInterceptors: [clockAtAttemptStart(clock)],
     environment: {
       OAUTH_ISSUER: apiServer.url,
       REALITY_PUBLIC_URL: portal.url,
@@ -83,14 +85,31 @@ export async function startSsoSessionTestPlatform(temporal: TestWorkflowEnvironm
   };
 }
 
+/**
+ * The activities' clock reads the server's time as each attempt begins (the server holds time still
+ * while it runs). The time-skipping server stamps a retry as scheduled when the previous attempt
+ * failed, before the backoff: without this, a retry after a pause longer than the logout tokens'
+ * lifetime would sign a token that has expired before it is sent, which a receiver refuses (400).
+ */
+function clockAtAttemptStart(clock: SimulatedClock): ActivityInterceptorsFactory {
+  return () => ({
+    inbound: {
+      async execute(input, next) {
+        await clock.catchUp();
+        return next(input);
+      },
+    },
+  });
+}
+
 /** What the real receivers do before their 200: end the sessions of the pair the token names. */
 export function receiversEndSessions({ platform, portal, apiServer }: SsoSessionTestPlatform, pair: SsoPair): void {
-  portal.onAccepted = async () => {
+  portal.onAccepted(pair, async () => {
     await platform.db.query(sql.unsafe`UPDATE portal_sessions SET ended_at = now(), ended_reason = 'pm_logout' WHERE id = ${pair.portalSessionId} AND ended_at IS NULL`);
-  };
-  apiServer.onAccepted = async () => {
+  });
+  apiServer.onAccepted(pair, async () => {
     await platform.db.query(sql.unsafe`UPDATE user_sessions SET revoked_at = now(), ended_reason = 'portal_logout' WHERE id = ${pair.pmSessionId} AND revoked_at IS NULL`);
-  };
+  });
 }
 
 /** The PM app's logout: the api-server revokes the session, then signals the workflow (api/sso-session-signals.ts). */
@@ -208,6 +227,8 @@ export interface ReceivedLogoutToken {
   path: string;
   /** The token itself, so a test can check that no history holds it. */
   token: string;
+  /** The PM session the token names (its `sid`, read whether or not the token verified). */
+  sid: string | undefined;
   contentType: string | undefined;
   /** The token's verified claims and protected header (null when it did not verify). */
   claims: JWTPayload | null;
@@ -228,15 +249,26 @@ export interface LogoutReceiverOptions {
   now: () => Promise<number>;
 }
 
+type AcceptedHook = (claims: JWTPayload) => Promise<void>;
+
 /**
- * A back-channel logout receiver on 127.0.0.1 that answers as scripted: `answers` are used first,
- * one per delivery, then 200. Before a 200 it does what a real receiver does (`onAccepted`, e.g.
- * end the session in the database). Every token is verified with jose against the signer's keys.
+ * A back-channel logout receiver on 127.0.0.1 that answers as scripted, then 200 to a token that
+ * verifies and 400 to any other, as a real receiver would. Before a 200 it does what a real receiver
+ * does (the pair's `onAccepted`, e.g. end the session in the database). Every token is verified with
+ * jose against the signer's keys.
+ *
+ * One receiver serves every case of a file, so a case scripts and reads the deliveries of its own pair
+ * (the token's `sid`, the PM session): a delivery of another case's workflow (a retry, a request
+ * answered late, a case that ran past its time) neither takes its answers nor shows among its
+ * deliveries. `answers` and `received` (every delivery) serve a driver that runs one pair at a time.
  */
 export class LogoutReceiver {
+  /** Every delivery, in the order they were answered. */
   readonly received: ReceivedLogoutToken[] = [];
+  /** Answers to deliveries of a pair that has no script of its own, one per delivery. */
   answers: number[] = [];
-  onAccepted: ((claims: JWTPayload) => Promise<void>) | undefined;
+  private readonly scripts = new Map<string, number[]>();
+  private readonly acceptedHooks = new Map<string, AcceptedHook>();
 
   private readonly server = createServer((request, response) => {
     void this.handle(request).then(
@@ -263,15 +295,32 @@ export class LogoutReceiver {
     return receiver;
   }
 
-  /** The deliveries that were answered 200. */
-  delivered(): ReceivedLogoutToken[] {
-    return this.received.filter((token) => token.status === 200);
+  /** Scripts the answers to the pair's next deliveries, one per delivery in the order they arrive. */
+  answer(pair: SsoPair, statuses: number[]): void {
+    this.scripts.set(pair.pmSessionId, [...statuses]);
   }
 
+  /** What to do before answering 200 to a token of the pair. */
+  onAccepted(pair: SsoPair, hook: AcceptedHook): void {
+    this.acceptedHooks.set(pair.pmSessionId, hook);
+  }
+
+  /** The pair's deliveries, in the order they were answered. */
+  receivedFor(pair: SsoPair): ReceivedLogoutToken[] {
+    return this.received.filter((delivery) => delivery.sid === pair.pmSessionId);
+  }
+
+  /** The pair's deliveries that were answered 200. */
+  deliveredFor(pair: SsoPair): ReceivedLogoutToken[] {
+    return this.receivedFor(pair).filter((delivery) => delivery.status === 200);
+  }
+
+  /** Forgets every delivery, script and hook. */
   reset(): void {
     this.received.length = 0;
     this.answers = [];
-    this.onAccepted = undefined;
+    this.scripts.clear();
+    this.acceptedHooks.clear();
   }
 
   close(): Promise<void> {
@@ -280,10 +329,14 @@ export class LogoutReceiver {
 
   private async handle(request: IncomingMessage): Promise<number> {
     const { options } = this;
-    const chunks: Buffer[] = [];
-    for await (const chunk of request) chunks.push(chunk as Buffer);
-    const token = new URLSearchParams(Buffer.concat(chunks).toString('utf8')).get('logout_token') ?? '';
-    const entry: ReceivedLogoutToken = { path: request.url ?? '', token, contentType: request.headers['content-type'], claims: null, typ: undefined, status: 0, receivedAt: await options.now() };
+    // The time is asked as the delivery arrives: a request answered late still has its own time.
+    const [body, receivedAt] = await Promise.all([readBody(request), options.now()]);
+    const token = new URLSearchParams(body).get('logout_token') ?? '';
+    const sid = sidOf(token);
+    // Taken before the token's check, which waits on the database: a script's answers go out in the order the deliveries come in.
+    const script = (sid !== undefined ? this.scripts.get(sid) : undefined) ?? this.answers;
+    const scripted = script.shift();
+    const entry: ReceivedLogoutToken = { path: request.url ?? '', token, sid, contentType: request.headers['content-type'], claims: null, typ: undefined, status: 0, receivedAt };
     try {
       entry.typ = decodeProtectedHeader(token).typ;
       const { payload } = await jwtVerify(token, createLocalJWKSet(await options.keys().publicKeySet()), {
@@ -297,9 +350,25 @@ export class LogoutReceiver {
     } catch (error) {
       entry.verificationError = error instanceof Error ? error.message : String(error);
     }
-    entry.status = this.answers.shift() ?? (entry.claims ? 200 : 400);
-    if (entry.status === 200 && entry.claims) await this.onAccepted?.(entry.claims);
+    entry.status = scripted ?? (entry.claims ? 200 : 400);
+    if (entry.status === 200 && entry.claims && sid !== undefined) await this.acceptedHooks.get(sid)?.(entry.claims);
     this.received.push(entry);
     return entry.status;
+  }
+}
+
+async function readBody(request: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of request) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** The `sid` claim of a token, unverified: which pair a delivery belongs to, even when it does not verify. */
+function sidOf(token: string): string | undefined {
+  try {
+    const { sid } = decodeJwt(token);
+    return typeof sid === 'string' ? sid : undefined;
+  } catch {
+    return undefined;
   }
 }

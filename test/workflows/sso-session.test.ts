@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'slonik';
 import { z } from 'zod';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -31,7 +31,9 @@ const MINUTE = 60_000;
  * The SSO session workflow with its real activities, the worker and Postgres on the time-skipping
  * server. Two scripted receivers stand in for the reality-server's and the api-server's back-channel
  * logout endpoints (OAUTH_ISSUER and REALITY_PUBLIC_URL point at them); when they accept a token they
- * end the session it names, as the real receivers do. Every case ends its workflow.
+ * end the session it names, as the real receivers do. A case scripts and reads only its own pair's
+ * deliveries, so another case's late or retried delivery cannot change what it sees. Every case ends
+ * its workflow.
  */
 describe('SSO session workflow (time-skipping, real activities)', { timeout: 120_000 }, () => {
   let temporal: TestWorkflowEnvironment;
@@ -48,11 +50,6 @@ describe('SSO session workflow (time-skipping, real activities)', { timeout: 120
     ({ platform, portal, apiServer } = setup);
   });
 
-  afterEach(() => {
-    portal.reset();
-    apiServer.reset();
-  });
-
   afterAll(async () => {
     await setup?.close();
     await temporal?.teardown();
@@ -64,8 +61,9 @@ describe('SSO session workflow (time-skipping, real activities)', { timeout: 120
     await pmLogout(platform, pair, handle);
 
     expect(await handle.result()).toEqual({ status: 'ended', initiatedBy: 'pm', backchannelDelivered: true });
-    const [delivery] = portal.received;
-    expect(portal.received).toHaveLength(1);
+    const received = portal.receivedFor(pair);
+    const [delivery] = received;
+    expect(received).toHaveLength(1);
     expect(delivery).toMatchObject({ path: '/sso/backchannel-logout', contentType: 'application/x-www-form-urlencoded', typ: 'logout+jwt', status: 200 });
     expect(delivery!.verificationError).toBeUndefined();
     expect(delivery!.claims).toEqual({
@@ -81,7 +79,7 @@ describe('SSO session workflow (time-skipping, real activities)', { timeout: 120
     // SSO_LOGOUT_TOKEN_TTL_SECONDS
     expect(delivery!.claims!.exp! - delivery!.claims!.iat!).toBe(SSO_LOGOUT_TOKEN_SECONDS);
     expect(await readPortalSession(platform.db, pair)).toMatchObject({ reason: 'pm_logout', endedAt: expect.any(Number) });
-    expect(apiServer.received).toEqual([]);
+    expect(apiServer.receivedFor(pair)).toEqual([]);
     // The receiver ended the portal session and audits it; the workflow ended nothing itself: no row of its own.
     expect(await workflowLogoutAudits(platform.db, pair)).toEqual([]);
     expect(await handle.query(ssoSessionStatusQuery)).toMatchObject({ status: 'ended', deliveries: [expect.objectContaining({ receiver: 'reality-server', delivered: true, attempts: 1, status: 200 })] });
@@ -102,7 +100,7 @@ describe('SSO session workflow (time-skipping, real activities)', { timeout: 120
       receiversEndSessions(setup, pair);
       await pmLogout(platform, pair, handle);
       expect(await handle.result()).toMatchObject({ backchannelDelivered: true });
-      expect(portal.received.map((token) => token.path)).toEqual(['/registered/logout']);
+      expect(portal.receivedFor(pair).map((token) => token.path)).toEqual(['/registered/logout']);
     } finally {
       await platform.db.query(sql.unsafe`UPDATE oauth_clients SET backchannel_logout_uri = NULL WHERE id = ${clientId}`);
     }
@@ -114,20 +112,21 @@ describe('SSO session workflow (time-skipping, real activities)', { timeout: 120
     await portalLogout(platform, pair, handle);
 
     expect(await handle.result()).toEqual({ status: 'ended', initiatedBy: 'portal', backchannelDelivered: true });
-    expect(apiServer.received).toHaveLength(1);
-    expect(apiServer.received[0]).toMatchObject({ path: '/oauth/backchannel-logout', typ: 'logout+jwt', status: 200 });
-    expect(apiServer.received[0]!.claims).toMatchObject({
+    const received = apiServer.receivedFor(pair);
+    expect(received).toHaveLength(1);
+    expect(received[0]).toMatchObject({ path: '/oauth/backchannel-logout', typ: 'logout+jwt', status: 200 });
+    expect(received[0]!.claims).toMatchObject({
       iss: platform.config.sso.portal.publicUrl,
       aud: platform.config.authorizationServer.issuer,
       sub: pair.pmUserId,
       sid: pair.pmSessionId,
       events: { [BACKCHANNEL_LOGOUT_EVENT]: {} },
     });
-    expect(apiServer.received[0]!.claims).not.toHaveProperty('nonce');
+    expect(received[0]!.claims).not.toHaveProperty('nonce');
     expect(await readPmSession(platform.db, pair)).toMatchObject({ reason: 'portal_logout', endedAt: expect.any(Number) });
     const owners = await platform.db.anyFirst(sql.type(z.object({ owner: z.string() }))`SELECT DISTINCT owner FROM oauth_signing_keys ORDER BY owner`);
     expect(owners).toContain('reality-server');
-    expect(portal.received).toEqual([]);
+    expect(portal.receivedFor(pair)).toEqual([]);
   });
 
   it('a portal sign-out whose signal was lost reaches the api-server at the next check', async () => {
@@ -136,7 +135,7 @@ describe('SSO session workflow (time-skipping, real activities)', { timeout: 120
     await platform.db.query(sql.unsafe`UPDATE portal_sessions SET ended_at = now(), ended_reason = 'logout' WHERE id = ${pair.portalSessionId}`);
 
     expect(await handle.result()).toEqual({ status: 'ended', initiatedBy: 'portal', backchannelDelivered: true });
-    expect(apiServer.delivered()[0]!.receivedAt).toBeLessThanOrEqual(startedAt + SSO_IDLE_SECONDS * 1000 + MINUTE);
+    expect(apiServer.deliveredFor(pair)[0]!.receivedAt).toBeLessThanOrEqual(startedAt + SSO_IDLE_SECONDS * 1000 + MINUTE);
     expect(await readPmSession(platform.db, pair)).toMatchObject({ reason: 'portal_logout' });
   });
 
@@ -147,8 +146,8 @@ describe('SSO session workflow (time-skipping, real activities)', { timeout: 120
     await platform.db.query(sql.unsafe`UPDATE portal_sessions SET ended_at = now(), ended_reason = 'pm_session_ended' WHERE id = ${pair.portalSessionId}`);
 
     expect(await handle.result()).toEqual({ status: 'ended', initiatedBy: 'pm' });
-    expect(portal.received).toEqual([]);
-    expect(apiServer.received).toEqual([]);
+    expect(portal.receivedFor(pair)).toEqual([]);
+    expect(apiServer.receivedFor(pair)).toEqual([]);
     expect(await readPortalSession(platform.db, pair)).toMatchObject({ reason: 'pm_session_ended' });
     expect(await workflowLogoutAudits(platform.db, pair)).toEqual([]);
   });
@@ -159,23 +158,24 @@ describe('SSO session workflow (time-skipping, real activities)', { timeout: 120
 
     expect(await handle.result()).toEqual({ status: 'ended', initiatedBy: 'replaced' });
     expect(await readPmSession(platform.db, pair)).toMatchObject({ endedAt: null, reason: null });
-    expect(portal.received).toEqual([]);
-    expect(apiServer.received).toEqual([]);
+    expect(portal.receivedFor(pair)).toEqual([]);
+    expect(apiServer.receivedFor(pair)).toEqual([]);
     expect(await workflowLogoutAudits(platform.db, pair)).toEqual([]);
   });
 
   it('retries a delivery that fails at first, with growing pauses, until it lands', async () => {
     const { pair, handle } = await startSsoPair(platform, clock);
     receiversEndSessions(setup, pair);
-    portal.answers = [503, 503, 503];
+    portal.answer(pair, [503, 503, 503]);
     await pmLogout(platform, pair, handle);
 
     expect(await handle.result()).toMatchObject({ backchannelDelivered: true });
-    expect(portal.received.map((token) => token.status)).toEqual([503, 503, 503, 200]);
+    const received = portal.receivedFor(pair);
+    expect(received.map((token) => token.status)).toEqual([503, 503, 503, 200]);
     // Each attempt signs its own token (a new jti), after a pause that doubles: at least 1 s, 2 s, 4 s
     // (only lower bounds: a loaded machine adds its own delay to each).
-    expect(new Set(portal.received.map((token) => token.claims!.jti)).size).toBe(4);
-    const pauses = portal.received.slice(1).map((token, index) => token.receivedAt - portal.received[index]!.receivedAt);
+    expect(new Set(received.map((token) => token.claims!.jti)).size).toBe(4);
+    const pauses = received.slice(1).map((token, index) => token.receivedAt - received[index]!.receivedAt);
     pauses.forEach((pause, index) => expect(pause).toBeGreaterThanOrEqual(1000 * 2 ** index));
     expect(pauses[2]).toBeGreaterThan(pauses[0]!);
     expect(await readPortalSession(platform.db, pair)).toMatchObject({ reason: 'pm_logout' });
@@ -185,11 +185,11 @@ describe('SSO session workflow (time-skipping, real activities)', { timeout: 120
 
   it('a refused logout token (400) is not retried, and the portal session is ended directly', async () => {
     const { pair, handle } = await startSsoPair(platform, clock);
-    portal.answers = [400];
+    portal.answer(pair, [400]);
     await pmLogout(platform, pair, handle);
 
     expect(await handle.result()).toEqual({ status: 'ended', initiatedBy: 'pm', backchannelDelivered: false });
-    expect(portal.received.map((token) => token.status)).toEqual([400]);
+    expect(portal.receivedFor(pair).map((token) => token.status)).toEqual([400]);
     expect(await readPortalSession(platform.db, pair)).toMatchObject({ reason: 'backchannel_refused', endedAt: expect.any(Number) });
     expect(await workflowLogoutAudits(platform.db, pair)).toEqual([
       {
@@ -203,27 +203,33 @@ describe('SSO session workflow (time-skipping, real activities)', { timeout: 120
 
   it('past the delivery deadline, the portal session is ended directly: it never outlives its PM session', async () => {
     const { pair, handle } = await startSsoPair(platform, clock);
-    portal.answers = Array.from({ length: 1000 }, () => 503);
+    portal.answer(pair, Array.from({ length: 1000 }, () => 503));
     await pmLogout(platform, pair, handle);
 
     expect(await handle.result()).toEqual({ status: 'ended', initiatedBy: 'pm', backchannelDelivered: false });
     // Retried with backoff (at most 5 minutes apart) until the next attempt would pass the deadline.
-    expect(portal.received.length).toBeGreaterThan(4);
-    const span = portal.received.at(-1)!.receivedAt - portal.received[0]!.receivedAt;
+    const received = portal.receivedFor(pair);
+    expect(received.length).toBeGreaterThan(4);
+    // Every token was still valid when it arrived, however long the pause before it: the receiver was unavailable, not refusing.
+    expect(received.flatMap((token) => token.verificationError ?? [])).toEqual([]);
+    const span = received.at(-1)!.receivedAt - received[0]!.receivedAt;
     expect(span).toBeLessThanOrEqual(SSO_BACKCHANNEL_DEADLINE_SECONDS * 1000);
     expect(span).toBeGreaterThanOrEqual((SSO_BACKCHANNEL_DEADLINE_SECONDS - 300) * 1000);
     expect(await readPortalSession(platform.db, pair)).toMatchObject({ reason: 'backchannel_undelivered', endedAt: expect.any(Number) });
     const [audit] = await workflowLogoutAudits(platform.db, pair);
-    expect(audit).toMatchObject({ outcome: 'failure', details: { receiver: 'reality-server', delivery: 'undelivered', status: 503, attempts: portal.received.length } });
+    expect(audit).toMatchObject({ outcome: 'failure', details: { receiver: 'reality-server', delivery: 'undelivered', status: 503, attempts: received.length } });
   });
 
   it('past the delivery deadline to the api-server, the PM session is ended directly', async () => {
     const { pair, handle } = await startSsoPair(platform, clock);
-    apiServer.answers = Array.from({ length: 1000 }, () => 503);
+    apiServer.answer(pair, Array.from({ length: 1000 }, () => 503));
     await portalLogout(platform, pair, handle);
 
     expect(await handle.result()).toEqual({ status: 'ended', initiatedBy: 'portal', backchannelDelivered: false });
     expect(await readPmSession(platform.db, pair)).toMatchObject({ reason: 'portal_logout', endedAt: expect.any(Number) });
+    const received = apiServer.receivedFor(pair);
+    expect(received.length).toBeGreaterThan(4);
+    expect(received.flatMap((token) => token.verificationError ?? [])).toEqual([]);
     expect((await workflowLogoutAudits(platform.db, pair))[0]).toMatchObject({ outcome: 'failure', details: { receiver: 'api-server', delivery: 'undelivered', endedHere: ['pm'] } });
   });
 
@@ -237,7 +243,7 @@ describe('SSO session workflow (time-skipping, real activities)', { timeout: 120
     expect(pmSession).toMatchObject({ reason: 'idle' });
     expect(portalSession.endedAt! - startedAt).toBeGreaterThanOrEqual(SSO_IDLE_SECONDS * 1000);
     expect(portalSession.endedAt! - startedAt).toBeLessThan(SSO_IDLE_SECONDS * 1000 + MINUTE);
-    expect(portal.received).toEqual([]);
+    expect(portal.receivedFor(pair)).toEqual([]);
     expect(await workflowLogoutAudits(platform.db, pair)).toEqual([
       { outcome: 'success', actorType: 'system', details: expect.objectContaining({ initiatedBy: 'idle_expiry', endedHere: ['portal', 'pm'] }) },
     ]);
@@ -276,8 +282,8 @@ describe('SSO session workflow (time-skipping, real activities)', { timeout: 120
     expect(portalSession.endedAt! - startedAt).toBeGreaterThanOrEqual(50 * MINUTE);
     expect(portalSession.endedAt! - startedAt).toBeLessThan(51 * MINUTE);
     expect(await readPmSession(platform.db, pair)).toMatchObject({ endedAt: null, reason: null });
-    expect(portal.received).toEqual([]);
-    expect(apiServer.received).toEqual([]);
+    expect(portal.receivedFor(pair)).toEqual([]);
+    expect(apiServer.receivedFor(pair)).toEqual([]);
     expect(await workflowLogoutAudits(platform.db, pair)).toEqual([
       { outcome: 'success', actorType: 'system', details: expect.objectContaining({ initiatedBy: 'absolute_expiry', endedHere: ['portal'] }) },
     ]);
@@ -347,7 +353,7 @@ describe('SSO session workflow (time-skipping, real activities)', { timeout: 120
     await platform.db.query(sql.unsafe`UPDATE users SET disabled_at = now() WHERE id = ${pair.pmUserId}`);
 
     expect(await handle.result()).toEqual({ status: 'ended', initiatedBy: 'user_disabled', backchannelDelivered: true });
-    const [token] = portal.delivered();
+    const [token] = portal.deliveredFor(pair);
     expect(token!.claims).toMatchObject({ sub: pair.pmUserId, sid: pair.pmSessionId });
     expect(token!.receivedAt).toBeLessThanOrEqual(startedAt + SSO_IDLE_SECONDS * 1000 + MINUTE);
     expect(await readPortalSession(platform.db, pair)).toMatchObject({ reason: 'pm_logout' });
