@@ -226,7 +226,6 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
     return ApplicationFailure.nonRetryable(message, FailureType.authorizationLostInFlight);
   }
 
-  /** A code that could not be used is worth nothing: it and its verifier are wiped, the reason kept. */
   /** One audit row per failed authorization, however often a retried activity gets here. */
   async function auditAuthorizationFailure(failure: { connectionId: string; reason: string; authorizationId?: string; reauthorization: boolean }): Promise<void> {
     const { connectionId, reason, authorizationId, reauthorization } = failure;
@@ -244,6 +243,7 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
     });
   }
 
+  /** A code that could not be used is worth nothing: it and its verifier are wiped, the reason kept. */
   async function rejected(input: { connectionId: string; authorizationId: string }, tokenVersion: number, kind: string, message: string): Promise<ApplicationFailure> {
     await wipeAuthorizationSecrets(db, input.authorizationId);
     await recordConnectionError(db, { connectionId: input.connectionId, tokenVersion, kind, message, at: clock() });
