@@ -12,7 +12,7 @@ import {
 } from '../db/queries/connections';
 import type { ProviderTokens } from '../platform/providers/oauth-tokens';
 import { ProviderError } from '../platform/providers/provider-error';
-import { AUTHORIZATION_LOST_IN_FLIGHT, FailureType } from './failure-types';
+import { AUTHORIZATION_CODE_EXPIRED, AUTHORIZATION_LOST_IN_FLIGHT, FailureType } from './failure-types';
 import { authorizationColumn, connectionColumn } from '../db/encrypted-columns';
 import {
   accessTokenExpiry,
@@ -31,6 +31,14 @@ import { heartbeating, storingDespiteDatabaseFaults, TokenLease, type TokenWrite
  * failed while the user may already have authorized again, and that newer code revives the connection.
  */
 const EXCHANGE_FROM_STATUSES: ConnectionStatus[] = ['pending', 'active', 'needs_reauth', 'failed'];
+/**
+ * An attempt that starts later than this before the provider stops accepting the code (a retry, or one
+ * that waited in a backlog) refuses without presenting it: one provider call at its default timeout
+ * (PROVIDER_REQUEST_TIMEOUT_MS, 15 s) and the store after it must fit, with room for clock drift between
+ * the api-server that set the deadline and the worker.
+ */
+const MIN_CODE_EXCHANGE_WINDOW_MS = 30 * 1000;
+const CODE_EXPIRED_MESSAGE = 'the authorization code expired before it could be exchanged; connect again';
 
 export function createAuthorizationActivities({ db, crypto, providers, audit, clock, tokenLease }: ActivityDependencies) {
   const unkept = { db, crypto, providers, audit, clock };
@@ -41,7 +49,8 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
      * Tokens it obtains and does not keep are revoked after the lease is given back, so a refresh
      * never waits for a revocation.
      */
-    exchangeAuthorizationCode(input: { connectionId: string; authorizationId: string }): Promise<TokenState> {
+    /** `codeExpiresAt` (absent from workflows that predate it): when the provider stops accepting the code. */
+    exchangeAuthorizationCode(input: { connectionId: string; authorizationId: string; codeExpiresAt?: number }): Promise<TokenState> {
       return heartbeating(tokenLease, async (attempt) => {
         const authorization = await findAuthorization(db, input.authorizationId);
         if (!authorization || authorization.connectionId !== input.connectionId) {
@@ -52,6 +61,9 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
         if (authorization.exchangedAt !== null) return currentTokenState(db, input.connectionId);
         if (!authorization.codeEnc || !authorization.codeVerifierEnc) {
           throw ApplicationFailure.nonRetryable('authorization holds no code to exchange', FailureType.authorizationRejected);
+        }
+        if (input.codeExpiresAt !== undefined && clock().getTime() > input.codeExpiresAt - MIN_CODE_EXCHANGE_WINDOW_MS) {
+          throw await rejected(input, connection.tokenVersion, AUTHORIZATION_CODE_EXPIRED, CODE_EXPIRED_MESSAGE, FailureType.authorizationCodeExpired);
         }
 
         // One attempt at a time may spend the code; one that finds it spent by an earlier attempt answers from the database.
@@ -244,10 +256,16 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
   }
 
   /** A code that could not be used is worth nothing: it and its verifier are wiped, the reason kept. */
-  async function rejected(input: { connectionId: string; authorizationId: string }, tokenVersion: number, kind: string, message: string): Promise<ApplicationFailure> {
+  async function rejected(
+    input: { connectionId: string; authorizationId: string },
+    tokenVersion: number,
+    kind: string,
+    message: string,
+    type: string = FailureType.authorizationRejected,
+  ): Promise<ApplicationFailure> {
     await wipeAuthorizationSecrets(db, input.authorizationId);
     await recordConnectionError(db, { connectionId: input.connectionId, tokenVersion, kind, message, at: clock() });
-    return ApplicationFailure.nonRetryable(message, FailureType.authorizationRejected);
+    return ApplicationFailure.nonRetryable(message, type);
   }
 }
 

@@ -12,6 +12,8 @@ export const FailureType = {
   grantRevoked: 'GrantRevoked',
   /** The authorization code could not be exchanged (expired, reused, wrong verifier). Never retried. */
   authorizationRejected: 'AuthorizationRejected',
+  /** The exchange could no longer start in time for the code's lifetime; the code was not presented. Never retried. */
+  authorizationCodeExpired: 'AuthorizationCodeExpired',
   /** The connection was disconnected or removed while the activity was under way. Never retried. */
   connectionGone: 'ConnectionGone',
   /** Provider unavailable, rate limited or unreachable. Retried. */
@@ -47,6 +49,9 @@ export const FailureType = {
 /** The needs_reauth reason (and recorded error kind) for RefreshTokenLostInFlight. */
 export const REFRESH_TOKEN_LOST_IN_FLIGHT = 'refresh_token_lost_in_flight';
 
+/** The failed connection's reason (and recorded error kind) for AuthorizationCodeExpired. */
+export const AUTHORIZATION_CODE_EXPIRED = 'authorization_code_expired';
+
 /** The failed connection's reason (and recorded error kind) for AuthorizationLostInFlight. */
 export const AUTHORIZATION_LOST_IN_FLIGHT = 'authorization_lost_in_flight';
 
@@ -56,6 +61,7 @@ export const NON_RETRYABLE_FAILURES = [
   FailureType.refreshTokenLostInFlight,
   FailureType.authorizationLostInFlight,
   FailureType.authorizationRejected,
+  FailureType.authorizationCodeExpired,
   FailureType.connectionGone,
   FailureType.providerRejected,
   FailureType.credentialUnreadable,

@@ -21,6 +21,8 @@ export interface IssuedTokens {
   refreshToken?: string;
   scope: string;
   account: string;
+  /** On a refresh: when the access token it replaces (the grant's latest) was issued and expires. */
+  replaces?: { issuedAt: number; expiresAt: number };
 }
 
 export interface AccessTokenState {
@@ -40,6 +42,7 @@ interface Grant {
   scope: string;
   account: string;
   revoked: boolean;
+  latestAccess?: AccessRecord;
 }
 
 interface RefreshRecord {
@@ -49,6 +52,7 @@ interface RefreshRecord {
 
 interface AccessRecord {
   grant: Grant;
+  issuedAt: number;
   expiresAt: number;
 }
 
@@ -103,7 +107,9 @@ export class GoogleTokenStore {
     const record = this.refreshTokens.get(refreshToken);
     if (!record || record.rotatedAway || record.grant.revoked) return undefined;
     if (rotate) record.rotatedAway = true;
-    return this.issue(record.grant, rotate);
+    const replaced = record.grant.latestAccess;
+    const tokens = this.issue(record.grant, rotate);
+    return replaced ? { ...tokens, replaces: { issuedAt: replaced.issuedAt, expiresAt: replaced.expiresAt } } : tokens;
   }
 
   /** undefined when the token was never issued. */
@@ -161,7 +167,10 @@ export class GoogleTokenStore {
 
   private issue(grant: Grant, withRefreshToken: boolean): IssuedTokens {
     const accessToken = mint('ya29.', 48);
-    this.accessTokens.set(accessToken, { grant, expiresAt: this.clock() + this.accessLifetimeSeconds * 1000 });
+    const issuedAt = this.clock();
+    const record: AccessRecord = { grant, issuedAt, expiresAt: issuedAt + this.accessLifetimeSeconds * 1000 };
+    this.accessTokens.set(accessToken, record);
+    grant.latestAccess = record;
     this.issued.push(accessToken);
     const tokens: IssuedTokens = { accessToken, expiresIn: this.accessLifetimeSeconds, scope: grant.scope, account: grant.account };
     if (withRefreshToken) {

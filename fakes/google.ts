@@ -39,6 +39,9 @@ export interface FakeGoogleCall {
   accessTokenExpired?: boolean;
   /** Google acted on the call, but its answer never reached the caller (the loseNextWatchAnswers switch). */
   answerLost?: boolean;
+  /** A granted refresh: the Google account, and when the access token it replaces was issued and expires. */
+  account?: string;
+  replaces?: { issuedAt: number; expiresAt: number };
 }
 
 export interface FakeGoogleSwitches {
@@ -89,6 +92,7 @@ interface Answer {
   status: number;
   body: object;
   error?: string;
+  refreshed?: Pick<FakeGoogleCall, 'account' | 'replaces'>;
 }
 
 const EXPIRED_OR_REVOKED = 'Token has been expired or revoked.';
@@ -199,7 +203,8 @@ export async function startFakeGoogle(options: FakeGoogleOptions): Promise<FakeG
       case 'refresh_token': {
         if (body.refresh_token === undefined) return oauthError(400, 'invalid_request', 'Missing required parameter: refresh_token');
         const issued = switches.invalidGrant ? undefined : tokens.refresh(body.refresh_token, switches.rotateRefreshTokens);
-        return issued ? { status: 200, body: await tokenBody(issued, keys) } : oauthError(400, 'invalid_grant', EXPIRED_OR_REVOKED);
+        if (!issued) return oauthError(400, 'invalid_grant', EXPIRED_OR_REVOKED);
+        return { status: 200, body: await tokenBody(issued, keys), refreshed: { account: issued.account, ...(issued.replaces ? { replaces: issued.replaces } : {}) } };
       }
       default:
         return oauthError(400, 'unsupported_grant_type', `Invalid grant_type: ${body.grant_type}`);
@@ -242,6 +247,7 @@ export async function startFakeGoogle(options: FakeGoogleOptions): Promise<FakeG
       status: answer.status,
       ...(endpoint === 'token' && body.grant_type !== undefined ? { grantType: body.grant_type } : {}),
       ...(answer.error === undefined ? {} : { error: answer.error }),
+      ...answer.refreshed,
     });
     const lost = faults?.tokenAnswered(at, answer, (accessToken) => tokens.accessTokenState(accessToken)?.account, refreshing);
     if (lost) {

@@ -43,6 +43,8 @@ const environmentSchema = z.object({
   API_PORT: port(3000),
   WORKER_HEALTH_PORT: port(3001),
   WORKER_SHUTDOWN_GRACE_SECONDS: z.coerce.number().int().min(0).default(30),
+  WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().min(0).default(1000),
+  WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: z.coerce.number().int().min(2).max(1000).default(40),
   REALITY_HOST: z.string().min(1).default('0.0.0.0'),
   REALITY_PORT: port(3002),
   REALITY_PUBLIC_URL: httpUrl.optional(),
@@ -131,6 +133,7 @@ const environmentSchema = z.object({
   // A minute at least, room for a few retries; a day at most: a disconnect waits it out in `disconnecting`, where reconnecting answers 409.
   UPSTREAM_REVOCATION_WINDOW_SECONDS: z.coerce.number().int().min(60).max(24 * 3600).default(2 * 3600),
   OAUTH_STATE_TTL_SECONDS: seconds(600),
+  AUTHORIZATION_CODE_LIFETIME_SECONDS: z.coerce.number().int().min(30).max(3600).default(600),
   SESSION_TTL_SECONDS: seconds(12 * 3600),
   SESSION_IDLE_SECONDS: seconds(30 * 60),
   PORTAL_SESSION_TTL_SECONDS: seconds(12 * 3600),
@@ -314,6 +317,19 @@ export interface Config {
    * behind other activities' work would let the lease lapse under a live holder.
    */
   workerMaxConcurrentActivities: number;
+  /**
+   * Workflows the worker keeps in memory between their tasks (WORKER_MAX_CACHED_WORKFLOWS). One that
+   * is evicted is replayed from its history at its next task; see bench/RESULTS.md for the sizing.
+   */
+  workerMaxCachedWorkflows: number;
+  /** Workflow tasks the worker runs at once (WORKER_MAX_CONCURRENT_WORKFLOW_TASKS). */
+  workerMaxConcurrentWorkflowTasks: number;
+  /**
+   * How long after the callback a provider's authorization code can still be exchanged
+   * (AUTHORIZATION_CODE_LIFETIME_SECONDS): an exchange that cannot start by then fails the connection
+   * at once, as the code would be refused anyway.
+   */
+  authorizationCodeLifetimeSeconds: number;
   temporal: { address: string; namespace: string; taskQueue: string };
   http: { host: string; port: number; publicBaseUrl: string; secureCookies: boolean; trustProxy: boolean };
   workerHealthPort: number;
@@ -414,6 +430,13 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
       problems.push(`${present[idName] ? secretName : idName}: is required when ${present[idName] ? idName : secretName} is set`);
     }
   }
+  if (parsed.success && parsed.data.WORKER_MAX_CACHED_WORKFLOWS === 1) {
+    problems.push('WORKER_MAX_CACHED_WORKFLOWS: must be 0 (no cache) or at least 2');
+  }
+  if (parsed.success && parsed.data.WORKER_MAX_CACHED_WORKFLOWS > 0 && parsed.data.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS > parsed.data.WORKER_MAX_CACHED_WORKFLOWS) {
+    // A workflow task in progress holds its workflow in the cache.
+    problems.push('WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: must not exceed WORKER_MAX_CACHED_WORKFLOWS (unless that is 0)');
+  }
   if (parsed.success && parsed.data.TOKEN_REFRESH_JITTER_SECONDS >= parsed.data.TOKEN_REFRESH_MARGIN_SECONDS) {
     problems.push('TOKEN_REFRESH_JITTER_SECONDS: must be smaller than TOKEN_REFRESH_MARGIN_SECONDS');
   }
@@ -457,6 +480,9 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
     databaseLockTimeoutMs: env.DATABASE_LOCK_TIMEOUT_MS,
     databasePoolSize: env.DATABASE_POOL_SIZE,
     workerMaxConcurrentActivities: Math.floor(env.DATABASE_POOL_SIZE / 2),
+    workerMaxCachedWorkflows: env.WORKER_MAX_CACHED_WORKFLOWS,
+    workerMaxConcurrentWorkflowTasks: env.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS,
+    authorizationCodeLifetimeSeconds: env.AUTHORIZATION_CODE_LIFETIME_SECONDS,
     temporal: { address: env.TEMPORAL_ADDRESS, namespace: env.TEMPORAL_NAMESPACE, taskQueue: env.TEMPORAL_TASK_QUEUE },
     http: {
       host: env.API_HOST,

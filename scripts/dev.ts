@@ -27,11 +27,12 @@ import { ensureRealityPortalClient } from '../platform/sso/portal-client';
 import { findUserView, setUserRoles } from '../platform/sso/user-administration';
 import { connectTemporalClient } from '../platform/temporal';
 import { createUser } from '../platform/users';
-import { createConnectionWorker } from '../worker/worker';
+import { createConnectionWorker, workerSizing } from '../worker/worker';
 import { ensureHousekeepingSchedule } from '../worker/schedules';
 import { registerSearchAttributes } from '../worker/search-attributes';
 import { CUSTOM_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
 import { ensureTemporalCli } from './temporal-binaries';
+import { PRIORITY_DISPATCH_ARGS } from './temporal-dynamic-config';
 
 /**
  * `npm run dev`: the whole platform on one machine, nothing installed by hand. Uses DATABASE_URL and
@@ -195,7 +196,7 @@ await runUntilSignalled('dev', async () => {
         ui: true,
         uiPort: TEMPORAL_UI_PORT,
         // Temporal Web asks the codec server to decode the payloads it shows.
-        extraArgs: ['--ui-codec-endpoint', codecServerUrl],
+        extraArgs: ['--ui-codec-endpoint', codecServerUrl, ...PRIORITY_DISPATCH_ARGS],
         dbFilename: path.join(DATA_DIR, 'temporal.sqlite'),
         log: { level: 'warn', format: 'pretty' },
       },
@@ -244,7 +245,7 @@ await runUntilSignalled('dev', async () => {
     dependencies: { ...services, sso: createSsoSessionSync(config, services), clock: () => new Date() },
     payloadCodec,
     shutdownGraceSeconds: config.workerShutdownGraceSeconds,
-    maxConcurrentActivities: config.workerMaxConcurrentActivities,
+    sizing: workerSizing(config),
   });
   const workerRun = worker.run();
   stops.push(async () => {

@@ -8,7 +8,7 @@ import { createPayloadCodec } from '../platform/payload-codec';
 import { checkReadiness, platformReadinessChecks } from '../platform/readiness';
 import { createPlatformServices } from '../platform/services';
 import { createSsoSessionSync } from '../platform/sso/backchannel-delivery';
-import { createConnectionWorker } from './worker';
+import { createConnectionWorker, workerSizing } from './worker';
 import { ensureHousekeepingSchedule } from './schedules';
 import { connectTemporalClient } from '../platform/temporal';
 
@@ -32,7 +32,7 @@ await runUntilSignalled('worker', async () => {
     dependencies: { ...services, sso: createSsoSessionSync(config, services), clock: () => new Date() },
     payloadCodec,
     shutdownGraceSeconds: config.workerShutdownGraceSeconds,
-    maxConcurrentActivities: config.workerMaxConcurrentActivities,
+    sizing: workerSizing(config),
   });
   const running = worker.run();
   const client = await connectTemporalClient(config.temporal, payloadCodec);

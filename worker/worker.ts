@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import type { PayloadCodec } from '@temporalio/common';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDependencies } from '../activities';
+import type { Config } from '../platform/config';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
@@ -20,8 +21,24 @@ export interface ConnectionWorkerOptions {
    * Without it the SDK cancels at once, and an activity that honours cancellation loses its attempt.
    */
   shutdownGraceSeconds?: number;
+  sizing: WorkerSizing;
+}
+
+/** How much the worker takes on at once and keeps in memory; bench/RESULTS.md has the measurements behind the defaults. */
+export interface WorkerSizing {
   /** Activities run at once: what the database pool can serve (the configuration's workerMaxConcurrentActivities). */
   maxConcurrentActivities: number;
+  maxConcurrentWorkflowTasks: number;
+  /** Workflows kept in memory between their tasks; the others are replayed from history at their next task. */
+  maxCachedWorkflows: number;
+}
+
+export function workerSizing(config: Config): WorkerSizing {
+  return {
+    maxConcurrentActivities: config.workerMaxConcurrentActivities,
+    maxConcurrentWorkflowTasks: config.workerMaxConcurrentWorkflowTasks,
+    maxCachedWorkflows: config.workerMaxCachedWorkflows,
+  };
 }
 
 export function createConnectionWorker(options: ConnectionWorkerOptions): Promise<Worker> {
@@ -33,7 +50,9 @@ export function createConnectionWorker(options: ConnectionWorkerOptions): Promis
     dataConverter: { payloadCodecs: [options.payloadCodec] },
     ...(options.interceptors ? { interceptors: options.interceptors } : {}),
     ...(options.shutdownGraceSeconds !== undefined ? { shutdownGraceTime: options.shutdownGraceSeconds * 1000 } : {}),
-    maxConcurrentActivityTaskExecutions: options.maxConcurrentActivities,
+    maxConcurrentActivityTaskExecutions: options.sizing.maxConcurrentActivities,
+    maxConcurrentWorkflowTaskExecutions: options.sizing.maxConcurrentWorkflowTasks,
+    maxCachedWorkflows: options.sizing.maxCachedWorkflows,
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
   });
 }

@@ -3,6 +3,7 @@ import type { Activities } from '../activities';
 import { NON_RETRYABLE_FAILURES } from '../activities/failure-types';
 import { TOKEN_WRITE_HEARTBEAT_TIMEOUT_MS } from '../platform/token-write-timeouts';
 import type { ConnectionWorkflowInput } from './connection-messages';
+import { BACKGROUND, USER_VISIBLE, USER_WAITING } from './task-priorities';
 
 /**
  * The connection workflow's activities, grouped by how they are retried. Token writes heartbeat: an
@@ -13,12 +14,14 @@ import type { ConnectionWorkflowInput } from './connection-messages';
 export const codeExchange = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   heartbeatTimeout: TOKEN_WRITE_HEARTBEAT_TIMEOUT_MS,
+  priority: USER_WAITING,
   // Authorization codes live minutes, so retrying for longer would only fail later.
   retry: { initialInterval: '2 seconds', maximumInterval: '30 seconds', maximumAttempts: 8, nonRetryableErrorTypes: NON_RETRYABLE_FAILURES },
 });
 
 export const machineAccountActivation = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
+  priority: USER_WAITING,
   retry: { initialInterval: '2 seconds', maximumInterval: '30 seconds', maximumAttempts: 8, nonRetryableErrorTypes: NON_RETRYABLE_FAILURES },
 });
 
@@ -68,6 +71,7 @@ export function revocationWindowSeconds(input: ConnectionWorkflowInput): number 
 export function revocation(windowSeconds: number) {
   return proxyActivities<Activities>({
     startToCloseTimeout: REVOCATION_ATTEMPT_TIMEOUT_MS,
+    priority: USER_VISIBLE,
     scheduleToCloseTimeout: windowSeconds * 1000,
     retry: REVOCATION_RETRY,
   });
@@ -86,20 +90,34 @@ export function unkeptTokenRevocation(windowSeconds: number) {
   });
 }
 
-export const providerSetUp = proxyActivities<Activities>({
+const PROVIDER_SET_UP_OPTIONS = {
   startToCloseTimeout: '2 minutes',
   // A provider outage is retried here for a while, then again from the workflow's own slower timer.
   retry: { initialInterval: '5 seconds', maximumInterval: '1 minute', maximumAttempts: 6, nonRetryableErrorTypes: NON_RETRYABLE_FAILURES },
-});
+} as const;
 
-export const dataSync = proxyActivities<Activities>({
+/** The setup after an authorization: what the user waits for before their data shows. */
+export const providerSetUp = proxyActivities<Activities>({ ...PROVIDER_SET_UP_OPTIONS, priority: USER_VISIBLE });
+
+/** Subscription renewals come days before the subscriptions lapse: they take their turn. */
+export const subscriptionRenewal = proxyActivities<Activities>({ ...PROVIDER_SET_UP_OPTIONS, priority: BACKGROUND });
+
+const DATA_SYNC_OPTIONS = {
   startToCloseTimeout: '15 minutes',
   heartbeatTimeout: '1 minute',
   retry: { initialInterval: '10 seconds', maximumInterval: '2 minutes', maximumAttempts: 4, nonRetryableErrorTypes: NON_RETRYABLE_FAILURES },
-});
+} as const;
+
+/** Syncs on schedule or on a webhook's notice. */
+export const dataSync = proxyActivities<Activities>({ ...DATA_SYNC_OPTIONS, priority: BACKGROUND });
+
+/** The first sync after an authorization: the user is looking for their data. */
+export const firstDataSync = proxyActivities<Activities>({ ...DATA_SYNC_OPTIONS, priority: USER_VISIBLE });
 
 export const subscriptionStop = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
+  // A user's disconnect: a reconnect is refused until it is over.
+  priority: USER_VISIBLE,
   // Subscriptions lapse upstream on their own within days, so a disconnect does not wait long for them.
   scheduleToCloseTimeout: '10 minutes',
   retry: { initialInterval: '5 seconds', maximumInterval: '1 minute', nonRetryableErrorTypes: NON_RETRYABLE_FAILURES },

@@ -52,6 +52,8 @@ export interface ConnectionState {
   refreshCount: number;
   lastError?: { kind: string; message: string; at: number };
   pendingAuthorizationId?: string;
+  /** The pending authorization's codeExpiresAt, if its signal had one. */
+  pendingCodeExpiresAt?: number;
   /** Machine-account credentials (Booking.com) were stored and wait for their first token. */
   pendingActivation?: boolean;
   disconnectRequest?: DisconnectSignal & { receivedAt: number };
@@ -81,6 +83,11 @@ export interface SyncState {
 
 export interface AuthorizeSignal {
   authorizationId: string;
+  /**
+   * When the provider stops accepting the code (the callback's time plus AUTHORIZATION_CODE_LIFETIME_SECONDS);
+   * absent in signals sent before it existed.
+   */
+  codeExpiresAt?: number;
 }
 
 export interface DisconnectSignal {

@@ -1,7 +1,7 @@
 import { ActivityFailure, log, patched } from '@temporalio/workflow';
 import { FailureType } from '../activities/failure-types';
 import { MIN_ACCESS_TOKEN_VALIDITY_MS } from '../platform/access-token-validity';
-import { dataSync, describeFailure, providerSetUp, type FailureRecord } from './connection-activities';
+import { dataSync, describeFailure, firstDataSync, providerSetUp, subscriptionRenewal, type FailureRecord } from './connection-activities';
 import type { SyncRequestSignal } from './connection-messages';
 import { SLOW_RETRY_MS, type ConnectionContext, type ConnectionTokens } from './connection-tokens';
 
@@ -13,6 +13,8 @@ const PROVIDER_CALL_MIN_VALIDITY_MS = 5 * 60 * 1000;
  */
 const SHORT_LIVED_TOKEN_PATCH = 'provider-work-validity-by-refresh-margin';
 const MIN_RENEWAL_DELAY_MS = 60 * 1000;
+/** The sync the setup asks for: the user is looking for their data. */
+const FIRST_SYNC_REASON = 'connected';
 
 /**
  * What the connection does with the provider besides tokens: the setup after each authorization
@@ -99,7 +101,7 @@ export class ProviderWork {
       state.renewSubscriptionsAt = renewalTime(setUp.renewSubscriptionsAt);
       state.syncIntervalSeconds = setUp.syncIntervalSeconds ?? undefined;
       // A first sync right away, so the user sees their data without waiting for the schedule.
-      if (setUp.syncIntervalSeconds !== null) this.requestSync({ reason: 'connected', full: false });
+      if (setUp.syncIntervalSeconds !== null) this.requestSync({ reason: FIRST_SYNC_REASON, full: false });
     } catch (error) {
       state.setUpDueAt = retryTime(error);
       await this.failure(error, (failure) => (state.providerError = failure));
@@ -111,7 +113,7 @@ export class ProviderWork {
     const request = state.renewalRequest;
     state.renewalRequest = undefined;
     try {
-      const plan = await providerSetUp.renewConnectionSubscriptions({
+      const plan = await subscriptionRenewal.renewConnectionSubscriptions({
         connectionId: this.connectionId,
         reason: request?.kind === 'reauthorization_required' || request?.kind === 'subscription_removed' ? request.kind : 'due',
         ...(request?.subscriptionId ? { subscriptionId: request.subscriptionId } : {}),
@@ -132,7 +134,7 @@ export class ProviderWork {
     const sync = (state.sync ??= { runCount: 0 });
     let retryAt: number | undefined;
     try {
-      const summary = await dataSync.syncConnection({ connectionId: this.connectionId, ...request });
+      const summary = await (request.reason === FIRST_SYNC_REASON ? firstDataSync : dataSync).syncConnection({ connectionId: this.connectionId, ...request });
       if (summary) {
         const { created, updated, deleted, fullResync } = summary;
         Object.assign(sync, { lastRunAt: summary.finishedAt, lastOutcome: 'succeeded', lastCounts: { created, updated, deleted, fullResync }, lastError: undefined });

@@ -1,6 +1,6 @@
 import { ActivityFailure, CancellationScope, isCancellation, log, patched } from '@temporalio/workflow';
 import type { TokenState } from '../activities';
-import { AUTHORIZATION_LOST_IN_FLIGHT, FailureType, REFRESH_TOKEN_LOST_IN_FLIGHT } from '../activities/failure-types';
+import { AUTHORIZATION_CODE_EXPIRED, AUTHORIZATION_LOST_IN_FLIGHT, FailureType, REFRESH_TOKEN_LOST_IN_FLIGHT } from '../activities/failure-types';
 import { bookkeeping, codeExchange, describeFailure, machineAccountActivation, tokenRefresh } from './connection-activities';
 import type { ConnectionState, ConnectionWorkflowInput, RefreshPolicy } from './connection-messages';
 import type { UnkeptTokenRevocation } from './connection-unkept-tokens';
@@ -38,6 +38,7 @@ const AUDIT_FAILED_AUTHORIZATION_PATCH = 'audit-failed-authorization';
 /** The failed connection's reason for the refusals of an exchange that have their own. */
 const AUTHORIZATION_FAILURE_REASONS: Record<string, string> = {
   [FailureType.authorizationLostInFlight]: AUTHORIZATION_LOST_IN_FLIGHT,
+  [FailureType.authorizationCodeExpired]: AUTHORIZATION_CODE_EXPIRED,
 };
 /** The needs_reauth reason each final refusal of a refresh records. */
 const NEEDS_REAUTH_REASONS: Record<string, string> = {
@@ -68,15 +69,18 @@ export class ConnectionTokens {
     return this.connection.input.connectionId;
   }
 
-  authorize(authorizationId: string): Promise<void> {
+  authorize(authorizationId: string, codeExpiresAt: number | undefined): Promise<void> {
     return this.exclusively(async () => {
       // A newer callback that arrived while an earlier token write finished is the next one's to take;
       // runs from before dropped it. The patch is asked only then, so it marks the histories it changes.
       const { state } = this;
-      if (state.pendingAuthorizationId === authorizationId || !patched(NEWER_AUTHORIZATION_WHILE_WAITING_PATCH)) state.pendingAuthorizationId = undefined;
+      if (state.pendingAuthorizationId === authorizationId || !patched(NEWER_AUTHORIZATION_WHILE_WAITING_PATCH)) {
+        state.pendingAuthorizationId = undefined;
+        state.pendingCodeExpiresAt = undefined;
+      }
       await this.firstTokens(async () => {
         try {
-          return await codeExchange.exchangeAuthorizationCode({ connectionId: this.connectionId, authorizationId });
+          return await codeExchange.exchangeAuthorizationCode({ connectionId: this.connectionId, authorizationId, ...(codeExpiresAt === undefined ? {} : { codeExpiresAt }) });
         } finally {
           this.unkeptTokens.afterExchange();
         }

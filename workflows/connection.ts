@@ -31,6 +31,13 @@ import { CONNECTION_STATUS, LAST_ERROR_KIND, NEXT_REFRESH_AT, PROVIDER, USER_ID 
 
 /** Each run stays far below Temporal's history limits; the state carried over is a few ids and times. */
 const CYCLES_PER_RUN = 100;
+/**
+ * A workflow evicted from the worker's cache is replayed from its run's history at its next task, so a
+ * run ends after about twenty refresh cycles: replaying it costs the worker little (bench/RESULTS.md).
+ */
+const EVENTS_PER_RUN = 250;
+/** Runs from before ended after CYCLES_PER_RUN turns of the loop, whatever their length. */
+const SHORT_RUNS_PATCH = 'short-runs';
 /** The update refuses to promise more validity than a fresh token of any provider has. */
 const MAX_REQUESTED_VALIDITY_SECONDS = 50 * 60;
 /**
@@ -54,8 +61,9 @@ export async function connectionWorkflow(input: ConnectionWorkflowInput): Promis
   const tokens = new ConnectionTokens(connection, unkeptTokens);
   const providerWork = new ProviderWork(connection, tokens);
 
-  setHandler(authorizeSignal, ({ authorizationId }) => {
+  setHandler(authorizeSignal, ({ authorizationId, codeExpiresAt }) => {
     state.pendingAuthorizationId = authorizationId;
+    state.pendingCodeExpiresAt = codeExpiresAt;
   });
   setHandler(credentialsStoredSignal, () => {
     state.pendingActivation = true;
@@ -117,7 +125,7 @@ export async function connectionWorkflow(input: ConnectionWorkflowInput): Promis
     if (state.status === 'disconnected') return { status: 'disconnected' };
     if (state.pendingAuthorizationId || state.pendingActivation) {
       const authorizationId = state.pendingAuthorizationId;
-      await (authorizationId ? tokens.authorize(authorizationId) : tokens.activateMachineAccount());
+      await (authorizationId ? tokens.authorize(authorizationId, state.pendingCodeExpiresAt) : tokens.activateMachineAccount());
       if (state.status === 'failed') {
         // What the failed exchange set aside is revoked while this workflow still exists to do it.
         await unkeptTokens.settled();
@@ -147,7 +155,7 @@ export async function connectionWorkflow(input: ConnectionWorkflowInput): Promis
       await condition(somethingToDo);
     }
 
-    if (cycle >= CYCLES_PER_RUN || workflowInfo().continueAsNewSuggested) {
+    if (cycle >= CYCLES_PER_RUN || workflowInfo().continueAsNewSuggested || (workflowInfo().historyLength >= EVENTS_PER_RUN && patched(SHORT_RUNS_PATCH))) {
       await condition(allHandlersFinished);
       if (!somethingToDo() && !unkeptTokens.inFlight) return continueAsNew<typeof connectionWorkflow>({ ...input, carriedState: state });
     }

@@ -1,6 +1,7 @@
 import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { NON_RETRYABLE_FAILURES } from '../activities/failure-types';
+import { USER_WAITING } from './task-priorities';
 
 /** How the voice-device workflow calls each kind of activity: time limits and retries follow what is at stake. */
 
@@ -8,6 +9,7 @@ export const grantExchange = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
   // The AcceptGrant code lives minutes and Alexa waits for the answer: a few quick tries, then a refusal.
   scheduleToCloseTimeout: '2 minutes',
+  priority: USER_WAITING,
   retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 4, nonRetryableErrorTypes: NON_RETRYABLE_FAILURES },
 });
 

@@ -120,6 +120,7 @@ export default async function connectionRoutes(app: FastifyInstance, options: { 
       }
       if (!code) return reject(400, 'missing_code', 'The callback carries no authorization code');
 
+      const codeReceivedAt = Date.now();
       const connection = await db.transaction(async (transaction) => {
         if (!(await consumeAuthorization(transaction, authorization.id))) return null;
         const live = await findOrCreateLiveConnection(transaction, user.id, provider);
@@ -136,7 +137,7 @@ export default async function connectionRoutes(app: FastifyInstance, options: { 
           taskQueue: config.temporal.taskQueue,
           args: [connectionWorkflowInput(config, connection)],
           signal: authorizeSignal,
-          signalArgs: [{ authorizationId: authorization.id }],
+          signalArgs: [{ authorizationId: authorization.id, codeExpiresAt: codeReceivedAt + config.authorizationCodeLifetimeSeconds * 1000 }],
         });
       } catch (error) {
         // Temporal is briefly away (503): nothing owns the code yet, so the browser's retry must find it unspent.

@@ -22,7 +22,7 @@ import { generateEncryptionKey } from '../../platform/integration-crypto';
 import { createPayloadCodec, type PayloadEncryptionCodec } from '../../platform/payload-codec';
 import { createPlatformServices, type PlatformServices } from '../../platform/services';
 import { createSsoSessionSync, type SsoSessionSync } from '../../platform/sso/backchannel-delivery';
-import { createConnectionWorker, WORKFLOWS_PATH } from '../../worker/worker';
+import { createConnectionWorker, WORKFLOWS_PATH, workerSizing } from '../../worker/worker';
 import { createUser } from '../../platform/users';
 import { statusQuery, type ConnectionState } from '../../workflows/connection-messages';
 import { createTestDatabase } from './database';
@@ -155,7 +155,7 @@ export async function startTestPlatform(options: {
     taskQueue: config.temporal.taskQueue,
     dependencies: { ...services, sso, clock: options.clock ?? (() => new Date()) },
     payloadCodec,
-    maxConcurrentActivities: config.workerMaxConcurrentActivities,
+    sizing: workerSizing(config),
     workflowBundle: await workflowBundle(),
     interceptors: {
       activity: [

@@ -9,13 +9,17 @@ import { WORKFLOWS_PATH } from '../../worker/worker';
 
 /**
  * A Temporal dev server from the binary the global setup found (else the SDK downloads one).
- * With `uiPort`, it also serves Temporal Web there, as `npm run dev` does.
+ * With `uiPort`, it also serves Temporal Web there, as `npm run dev` does; `extraArgs` go to `temporal server start-dev`.
  */
-export async function startTemporalDevServer(options: { uiPort?: number } = {}): Promise<TestWorkflowEnvironment> {
+export async function startTemporalDevServer(options: { uiPort?: number; extraArgs?: string[] } = {}): Promise<TestWorkflowEnvironment> {
   const cli = inject('temporalCliPath');
   return withSearchAttributes(
     await TestWorkflowEnvironment.createLocal({
-      server: { ...(cli ? { executable: { type: 'existing-path', path: cli } } : {}), ...(options.uiPort ? { ui: true, uiPort: options.uiPort } : {}) },
+      server: {
+        ...(cli ? { executable: { type: 'existing-path', path: cli } } : {}),
+        ...(options.uiPort ? { ui: true, uiPort: options.uiPort } : {}),
+        ...(options.extraArgs ? { extraArgs: options.extraArgs } : {}),
+      },
     }),
   );
 }

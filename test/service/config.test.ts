@@ -21,6 +21,23 @@ describe('service settings', () => {
     expect(loadConfig({ APP_ENV: 'development', OPENAPI_ENABLED: 'false', WORKER_SHUTDOWN_GRACE_SECONDS: '0' })).toMatchObject({ openapiEnabled: false, workerShutdownGraceSeconds: 0 });
   });
 
+  it('worker sizing and the authorization code lifetime: defaults, settings, and values that stop the process', () => {
+    expect(loadConfig({ APP_ENV: 'development' })).toMatchObject({
+      workerMaxCachedWorkflows: 1000,
+      workerMaxConcurrentWorkflowTasks: 40,
+      workerMaxConcurrentActivities: 10,
+      authorizationCodeLifetimeSeconds: 600,
+    });
+    expect(
+      loadConfig({ APP_ENV: 'development', WORKER_MAX_CACHED_WORKFLOWS: '0', WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: '8', AUTHORIZATION_CODE_LIFETIME_SECONDS: '60' }),
+    ).toMatchObject({ workerMaxCachedWorkflows: 0, workerMaxConcurrentWorkflowTasks: 8, authorizationCodeLifetimeSeconds: 60 });
+    for (const [name, value] of [['WORKER_MAX_CACHED_WORKFLOWS', '-1'], ['WORKER_MAX_CACHED_WORKFLOWS', '1'], ['WORKER_MAX_CONCURRENT_WORKFLOW_TASKS', '1'], ['AUTHORIZATION_CODE_LIFETIME_SECONDS', '10']]) {
+      expect(() => loadConfig({ APP_ENV: 'development', [name!]: value })).toThrow(name);
+    }
+    expect(() => loadConfig({ APP_ENV: 'development', WORKER_MAX_CACHED_WORKFLOWS: '20', WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: '40' })).toThrow('WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: must not exceed');
+    expect(loadConfig({ APP_ENV: 'development', WORKER_MAX_CACHED_WORKFLOWS: '0', WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: '40' }).workerMaxCachedWorkflows).toBe(0);
+  });
+
   it('names each malformed variable', () => {
     const error = (() => {
       try {

@@ -18,6 +18,7 @@ interface Service {
   environment?: Record<string, string> | string[];
   healthcheck?: { test: string | string[] };
   depends_on?: Record<string, { condition: string }>;
+  volumes?: string[];
 }
 
 // `merge: true` resolves the `<<: *app-environment` merge keys the way Compose does.
@@ -119,6 +120,18 @@ describe('docker-compose.yml', () => {
     expect(temporal.POSTGRES_USER).toBeTruthy();
     expect(temporal.POSTGRES_PWD).toBeTruthy();
     expect(environment('temporal-ui').TEMPORAL_ADDRESS).toBe('temporal:7233');
+  });
+
+  it('runs Temporal with the platform\'s dynamic config: priorities on, and task queues of one partition', () => {
+    const mounted = (service('temporal').volumes ?? []).map((volume) => volume.split(':'));
+    const [source] = mounted.find(([, target]) => target === `/etc/temporal/${environment('temporal').DYNAMIC_CONFIG_FILE_PATH}`) ?? [];
+    expect(source, 'the dynamic config file is mounted where DYNAMIC_CONFIG_FILE_PATH points').toBeDefined();
+    const dynamicConfig = parse(readFileSync(path.join(repoRoot, source!), 'utf8')) as Record<string, unknown>;
+    expect(dynamicConfig).toEqual({
+      'matching.useNewMatcher': [{ value: true }],
+      'matching.numTaskqueueReadPartitions': [{ value: 1 }],
+      'matching.numTaskqueueWritePartitions': [{ value: 1 }],
+    });
   });
 
   it('orders start-up with depends_on conditions', () => {

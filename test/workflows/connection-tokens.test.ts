@@ -5,9 +5,9 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Activities, TokenState } from '../../activities';
-import { AUTHORIZATION_LOST_IN_FLIGHT, FailureType, REFRESH_TOKEN_LOST_IN_FLIGHT } from '../../activities/failure-types';
+import { AUTHORIZATION_CODE_EXPIRED, AUTHORIZATION_LOST_IN_FLIGHT, FailureType, REFRESH_TOKEN_LOST_IN_FLIGHT } from '../../activities/failure-types';
 import type { connectionWorkflow } from '../../workflows/connection';
-import { authorizeSignal, disconnectSignal, refreshNowUpdate, statusQuery, type RefreshPolicy } from '../../workflows/connection-messages';
+import { authorizeSignal, disconnectSignal, refreshNowUpdate, statusQuery, type AuthorizeSignal, type RefreshPolicy } from '../../workflows/connection-messages';
 import { startScriptedWorker, startTimeSkippingServer, type ScriptedWorker } from '../helpers/temporal';
 import { eventually } from '../helpers/eventually';
 
@@ -152,15 +152,15 @@ describe('connection workflow: tokens', () => {
     await temporal?.teardown();
   });
 
-  async function connect(script: Script, authorizationId = randomUUID(), revocationWindowSeconds?: number) {
+  async function connect(script: Script, authorizationId = randomUUID(), revocationWindowSeconds?: number, codeExpiresAt?: number) {
     const connectionId = randomUUID();
     scripts.set(connectionId, script);
-    const handle = await temporal.client.workflow.signalWithStart<typeof connectionWorkflow, [{ authorizationId: string }]>('connectionWorkflow', {
+    const handle = await temporal.client.workflow.signalWithStart<typeof connectionWorkflow, [AuthorizeSignal]>('connectionWorkflow', {
       workflowId: `connection:airbnb:${connectionId}`,
       taskQueue: worker.taskQueue,
       args: [{ connectionId, provider: 'airbnb', userId: randomUUID(), refreshPolicy: POLICY, ...(revocationWindowSeconds ? { revocationWindowSeconds } : {}) }],
       signal: authorizeSignal,
-      signalArgs: [{ authorizationId }],
+      signalArgs: [{ authorizationId, ...(codeExpiresAt === undefined ? {} : { codeExpiresAt }) }],
     });
     return { connectionId, handle, calls: () => calls.get(connectionId) ?? [] };
   }
@@ -384,6 +384,26 @@ describe('connection workflow: tokens', () => {
     expect(await handle.result()).toEqual({ status: 'failed' });
     expect(made().filter((call) => call.name === 'failed').map((call) => call.input.reason)).toEqual([AUTHORIZATION_LOST_IN_FLIGHT]);
     expect((await handle.query(statusQuery)).lastError?.kind).toBe(AUTHORIZATION_LOST_IN_FLIGHT);
+  });
+
+  it('hands the exchange the callback\'s code deadline, and a code it refuses as expired fails the connection at once with that reason', async () => {
+    const codeExpiresAt = (await temporal.currentTimeMs()) + 10 * MINUTE;
+    const { handle, calls: made } = await connect(
+      {
+        lifetimeMs: 24 * 60 * MINUTE,
+        exchange: () => {
+          throw ApplicationFailure.nonRetryable('the authorization code expired before it could be exchanged; connect again', FailureType.authorizationCodeExpired);
+        },
+      },
+      randomUUID(),
+      undefined,
+      codeExpiresAt,
+    );
+    expect(await handle.result()).toEqual({ status: 'failed' });
+    const exchanges = made().filter((call) => call.name === 'exchange');
+    expect(exchanges.map((call) => call.input.codeExpiresAt)).toEqual([codeExpiresAt]);
+    expect(made().filter((call) => call.name === 'failed').map((call) => call.input.reason)).toEqual([AUTHORIZATION_CODE_EXPIRED]);
+    expect((await handle.query(statusQuery)).lastError).toMatchObject({ kind: AUTHORIZATION_CODE_EXPIRED, message: expect.stringContaining('connect again') });
   });
 
   it('a refresh token lost in flight ends in needs_reauth with that exact reason', async () => {
