@@ -43,7 +43,8 @@ const environmentSchema = z.object({
   API_PORT: port(3000),
   WORKER_HEALTH_PORT: port(3001),
   WORKER_SHUTDOWN_GRACE_SECONDS: z.coerce.number().int().min(0).default(30),
-  WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().min(0).default(1000),
+  // Unset: the SDK's default, sized from the heap (about 600 workflows per GB above 200 MB).
+  WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().min(0).optional(),
   WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: z.coerce.number().int().min(2).max(1000).default(40),
   REALITY_HOST: z.string().min(1).default('0.0.0.0'),
   REALITY_PORT: port(3002),
@@ -318,10 +319,11 @@ export interface Config {
    */
   workerMaxConcurrentActivities: number;
   /**
-   * Workflows the worker keeps in memory between their tasks (WORKER_MAX_CACHED_WORKFLOWS). One that
-   * is evicted is replayed from its history at its next task; see bench/RESULTS.md for the sizing.
+   * Workflows the worker keeps in memory between their tasks (WORKER_MAX_CACHED_WORKFLOWS; undefined:
+   * the SDK sizes it from the heap). One that is evicted is replayed from its history at its next task,
+   * which costs the worker and Temporal far more than a cached one's task (bench/RESULTS.md).
    */
-  workerMaxCachedWorkflows: number;
+  workerMaxCachedWorkflows: number | undefined;
   /** Workflow tasks the worker runs at once (WORKER_MAX_CONCURRENT_WORKFLOW_TASKS). */
   workerMaxConcurrentWorkflowTasks: number;
   /**
@@ -433,7 +435,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
   if (parsed.success && parsed.data.WORKER_MAX_CACHED_WORKFLOWS === 1) {
     problems.push('WORKER_MAX_CACHED_WORKFLOWS: must be 0 (no cache) or at least 2');
   }
-  if (parsed.success && parsed.data.WORKER_MAX_CACHED_WORKFLOWS > 0 && parsed.data.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS > parsed.data.WORKER_MAX_CACHED_WORKFLOWS) {
+  const cachedWorkflows = parsed.success ? parsed.data.WORKER_MAX_CACHED_WORKFLOWS : undefined;
+  if (parsed.success && cachedWorkflows && parsed.data.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS > cachedWorkflows) {
     // A workflow task in progress holds its workflow in the cache.
     problems.push('WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: must not exceed WORKER_MAX_CACHED_WORKFLOWS (unless that is 0)');
   }

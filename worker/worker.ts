@@ -29,8 +29,8 @@ export interface WorkerSizing {
   /** Activities run at once: what the database pool can serve (the configuration's workerMaxConcurrentActivities). */
   maxConcurrentActivities: number;
   maxConcurrentWorkflowTasks: number;
-  /** Workflows kept in memory between their tasks; the others are replayed from history at their next task. */
-  maxCachedWorkflows: number;
+  /** Workflows kept in memory between their tasks (undefined: the SDK's default); the others are replayed from history at their next task. */
+  maxCachedWorkflows: number | undefined;
 }
 
 export function workerSizing(config: Config): WorkerSizing {
@@ -52,7 +52,7 @@ export function createConnectionWorker(options: ConnectionWorkerOptions): Promis
     ...(options.shutdownGraceSeconds !== undefined ? { shutdownGraceTime: options.shutdownGraceSeconds * 1000 } : {}),
     maxConcurrentActivityTaskExecutions: options.sizing.maxConcurrentActivities,
     maxConcurrentWorkflowTaskExecutions: options.sizing.maxConcurrentWorkflowTasks,
-    maxCachedWorkflows: options.sizing.maxCachedWorkflows,
+    ...(options.sizing.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: options.sizing.maxCachedWorkflows } : {}),
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
   });
 }

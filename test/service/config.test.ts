@@ -23,7 +23,7 @@ describe('service settings', () => {
 
   it('worker sizing and the authorization code lifetime: defaults, settings, and values that stop the process', () => {
     expect(loadConfig({ APP_ENV: 'development' })).toMatchObject({
-      workerMaxCachedWorkflows: 1000,
+      workerMaxCachedWorkflows: undefined,
       workerMaxConcurrentWorkflowTasks: 40,
       workerMaxConcurrentActivities: 10,
       authorizationCodeLifetimeSeconds: 600,
