@@ -57,6 +57,8 @@ function targets(report: Report): string {
   const cpuPerRefresh = (run: LifecycleRun, process: string) =>
     run.window.refreshes.refreshes === 0 ? null : ((run.window.cpuPercent[process] ?? 0) / 100) * run.window.seconds / run.window.refreshes.refreshes;
   const at5k = at(5000);
+  /** Fewer whole cycles than this (a run that fell behind, or a short window) are no ground for a verdict. */
+  const MIN_CYCLES_FOR_VERDICT = 10;
   const at10k = at(10_000);
   return [
     '### Issue 12 targets',
@@ -65,11 +67,12 @@ function targets(report: Report): string {
     '|---|---|',
     `| 0 connections lost to load at every N | ${every((run) => run.lost.length === 0)} |`,
     `| connect p99 under 5 s at 5,000 while refreshes run | ${at5k ? `${verdict((at5k.window.probes.latencySeconds.p99 ?? Infinity) < 5)} (${format(at5k.window.probes.latencySeconds.p99)} s)` : 'not measured (N=5000 not run)'} |`,
-    `| at most 1.1 refreshes per token lifetime | ${runs.map((run) => `N=${run.size}: ${verdict(run.window.refreshes.refreshes === 0 ? undefined : run.window.refreshesPerLifetime <= 1.1)} (${format(run.window.refreshesPerLifetime)})`).join(', ')} |`,
-    `| at most 10 history events per refresh cycle (within a run, max) | ${every((run) => (run.history.eventsPerCycle.max === null ? undefined : run.history.eventsPerCycle.max <= 10))} |`,
+    // A run that fell behind makes fewer refreshes than are due: its ratio says nothing about refreshing twice.
+    `| at most 1.1 refreshes per token lifetime | ${runs.map((run) => `N=${run.size}: ${run.window.refreshes.afterExpiry > 0 ? '**not met** (fell behind)' : verdict(run.window.refreshes.refreshes === 0 ? undefined : run.window.refreshesPerLifetime <= 1.1)} (${format(run.window.refreshesPerLifetime)})`).join(', ')} |`,
+    `| at most 10 history events per refresh cycle (within a run, max) | ${runs.map((run) => `N=${run.size}: ${run.history.cycles < MIN_CYCLES_FOR_VERDICT ? `too few whole cycles seen (${run.history.cycles})` : verdict((run.history.eventsPerCycle.max ?? Infinity) <= 10)} (${format(run.history.eventsPerCycle.max, 0)})`).join(', ')} |`,
     `| 0 refreshes after expiry and 0 expired-token calls | ${every((run) => run.window.refreshes.afterExpiry === 0 && run.window.refreshes.expiredTokenCalls === 0)} |`,
     `| worker RSS under 1 GB at 10,000 | ${at10k ? `${verdict(at10k.workerRssBytes.peak < GB)} (peak ${format(at10k.workerRssBytes.peak / MB, 0)} MB)` : 'not measured (N=10000 not run)'} |`,
-    `| connections per core at 1-hour tokens (extrapolated) | ${largestRun === undefined ? 'not measured (no N without a refresh after expiry)' : `**${format(perCore, 0)}** (from N=${largestRun.size})`} |`,
+    `| connections per core at 1-hour tokens (extrapolated) | ${largestRun === undefined ? 'not measured (no N without a refresh after expiry)' : `at least **${format(perCore, 0)}** (from N=${largestRun.size}, whose refresh rate is what that N asks for, not the machine's limit)`} |`,
     `| CPU seconds per refresh: worker / Temporal server | ${runs.map((run) => `N=${run.size}: ${format(cpuPerRefresh(run, 'worker'), 4)} / ${format(cpuPerRefresh(run, 'temporal'), 4)}`).join(', ')} |`,
     '',
     largestRun === undefined
