@@ -1,6 +1,6 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import type { DatabaseTransactionConnection } from 'slonik';
-import { findAuthorization, isAuthorizationFailureAudited, markAuthorizationExchanged, wipeAuthorizationSecrets, type AuthorizationRow } from '../db/queries/authorizations';
+import { databaseNowMs, findAuthorization, isAuthorizationFailureAudited, markAuthorizationExchanged, wipeAuthorizationSecrets, type AuthorizationRow } from '../db/queries/authorizations';
 import {
   findConnection,
   isSecondLiveConnection,
@@ -35,7 +35,7 @@ const EXCHANGE_FROM_STATUSES: ConnectionStatus[] = ['pending', 'active', 'needs_
  * An attempt that starts later than this before the provider stops accepting the code (a retry, or one
  * that waited in a backlog) refuses without presenting it: one provider call at its default timeout
  * (PROVIDER_REQUEST_TIMEOUT_MS, 15 s) and the store after it must fit, with room for clock drift between
- * the api-server that set the deadline and the worker.
+ * the api-server that set the deadline and the database, whose clock the check reads.
  */
 const MIN_CODE_EXCHANGE_WINDOW_MS = 30 * 1000;
 const CODE_EXPIRED_MESSAGE = 'the authorization code expired before it could be exchanged; connect again';
@@ -62,7 +62,7 @@ export function createAuthorizationActivities({ db, crypto, providers, audit, cl
         if (!authorization.codeEnc || !authorization.codeVerifierEnc) {
           throw ApplicationFailure.nonRetryable('authorization holds no code to exchange', FailureType.authorizationRejected);
         }
-        if (input.codeExpiresAt !== undefined && clock().getTime() > input.codeExpiresAt - MIN_CODE_EXCHANGE_WINDOW_MS) {
+        if (input.codeExpiresAt !== undefined && (await databaseNowMs(db)) > input.codeExpiresAt - MIN_CODE_EXCHANGE_WINDOW_MS) {
           throw await rejected(input, connection.tokenVersion, AUTHORIZATION_CODE_EXPIRED, CODE_EXPIRED_MESSAGE, FailureType.authorizationCodeExpired);
         }
 

@@ -95,3 +95,11 @@ export async function isAuthorizationFailureAudited(db: CommonQueryMethods, conn
     LIMIT 1`);
   return row !== null;
 }
+
+/**
+ * The database's clock, in ms: a code's deadline is set by an api-server and checked by a worker, and
+ * both hosts' clocks agree with it; an activity's own clock may be a test's simulated one.
+ */
+export async function databaseNowMs(db: CommonQueryMethods): Promise<number> {
+  return db.oneFirst(sql.type(z.object({ now: z.number() }))`SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS now`);
+}
