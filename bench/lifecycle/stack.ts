@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
@@ -10,6 +9,7 @@ import { migrate } from '../../db/migrate';
 import { generateEncryptionKey } from '../../platform/integration-crypto';
 import { ensureTemporalCli } from '../../scripts/temporal-binaries';
 import { PRIORITY_DISPATCH_ARGS } from '../../scripts/temporal-dynamic-config';
+import { freePort } from '../../test/helpers/ports';
 import { registerSearchAttributes } from '../../worker/search-attributes';
 import { ServiceProcess } from '../processes';
 
@@ -209,15 +209,4 @@ export class LifecycleStack {
     });
     return service;
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
 }
