@@ -96,11 +96,21 @@ const PROVIDER_SET_UP_OPTIONS = {
   retry: { initialInterval: '5 seconds', maximumInterval: '1 minute', maximumAttempts: 6, nonRetryableErrorTypes: NON_RETRYABLE_FAILURES },
 } as const;
 
+/*
+ * Provider work presents the stored access token, so each of these takes how long the task may wait in
+ * the queue: a worker that falls behind lets the task time out there (no attempt, no slot, no query)
+ * instead of starting it with a token that has expired meanwhile. The workflow refreshes and tries again.
+ */
+
 /** The setup after an authorization: what the user waits for before their data shows. */
-export const providerSetUp = proxyActivities<Activities>({ ...PROVIDER_SET_UP_OPTIONS, priority: USER_VISIBLE });
+export function providerSetUp(startWithinMs: number) {
+  return proxyActivities<Activities>({ ...PROVIDER_SET_UP_OPTIONS, scheduleToStartTimeout: startWithinMs, priority: USER_VISIBLE });
+}
 
 /** Subscription renewals come days before the subscriptions lapse: they take their turn. */
-export const subscriptionRenewal = proxyActivities<Activities>({ ...PROVIDER_SET_UP_OPTIONS, priority: BACKGROUND });
+export function subscriptionRenewal(startWithinMs: number) {
+  return proxyActivities<Activities>({ ...PROVIDER_SET_UP_OPTIONS, scheduleToStartTimeout: startWithinMs, priority: BACKGROUND });
+}
 
 const DATA_SYNC_OPTIONS = {
   startToCloseTimeout: '15 minutes',
@@ -109,10 +119,14 @@ const DATA_SYNC_OPTIONS = {
 } as const;
 
 /** Syncs on schedule or on a webhook's notice. */
-export const dataSync = proxyActivities<Activities>({ ...DATA_SYNC_OPTIONS, priority: BACKGROUND });
+export function dataSync(startWithinMs: number) {
+  return proxyActivities<Activities>({ ...DATA_SYNC_OPTIONS, scheduleToStartTimeout: startWithinMs, priority: BACKGROUND });
+}
 
 /** The first sync after an authorization: the user is looking for their data. */
-export const firstDataSync = proxyActivities<Activities>({ ...DATA_SYNC_OPTIONS, priority: USER_VISIBLE });
+export function firstDataSync(startWithinMs: number) {
+  return proxyActivities<Activities>({ ...DATA_SYNC_OPTIONS, scheduleToStartTimeout: startWithinMs, priority: USER_VISIBLE });
+}
 
 export const subscriptionStop = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',

@@ -1,4 +1,5 @@
-import { ActivityFailure, log, patched } from '@temporalio/workflow';
+import { TimeoutType } from '@temporalio/common';
+import { ActivityFailure, log, patched, TimeoutFailure } from '@temporalio/workflow';
 import { FailureType } from '../activities/failure-types';
 import { MIN_ACCESS_TOKEN_VALIDITY_MS } from '../platform/access-token-validity';
 import { dataSync, describeFailure, firstDataSync, providerSetUp, subscriptionRenewal, type FailureRecord } from './connection-activities';
@@ -13,6 +14,8 @@ const PROVIDER_CALL_MIN_VALIDITY_MS = 5 * 60 * 1000;
  */
 const SHORT_LIVED_TOKEN_PATCH = 'provider-work-validity-by-refresh-margin';
 const MIN_RENEWAL_DELAY_MS = 60 * 1000;
+/** Temporal needs a positive queue timeout; the token check in step() leaves at least this much in practice. */
+const MIN_QUEUE_WAIT_MS = 1000;
 /** The sync the setup asks for: the user is looking for their data. */
 const FIRST_SYNC_REASON = 'connected';
 
@@ -84,6 +87,11 @@ export class ProviderWork {
     return validityLeft < Math.max(MIN_ACCESS_TOKEN_VALIDITY_MS, Math.min(PROVIDER_CALL_MIN_VALIDITY_MS, margin));
   }
 
+  /** How long a provider call may wait in the task queue and still start with a token the activity accepts. */
+  private startWithinMs(): number {
+    return Math.max(MIN_QUEUE_WAIT_MS, this.state.accessTokenExpiresAt! - Date.now() - MIN_ACCESS_TOKEN_VALIDITY_MS);
+  }
+
   private postpone(until: number): void {
     const { state } = this;
     if (isDue(state.setUpDueAt)) state.setUpDueAt = until;
@@ -94,7 +102,7 @@ export class ProviderWork {
   private async setUp(): Promise<void> {
     const { state } = this;
     try {
-      const setUp = await providerSetUp.setUpConnection({ connectionId: this.connectionId });
+      const setUp = await providerSetUp(this.startWithinMs()).setUpConnection({ connectionId: this.connectionId });
       state.setUpDueAt = undefined;
       state.providerSetUpDone = true;
       state.providerError = undefined;
@@ -113,7 +121,7 @@ export class ProviderWork {
     const request = state.renewalRequest;
     state.renewalRequest = undefined;
     try {
-      const plan = await subscriptionRenewal.renewConnectionSubscriptions({
+      const plan = await subscriptionRenewal(this.startWithinMs()).renewConnectionSubscriptions({
         connectionId: this.connectionId,
         reason: request?.kind === 'reauthorization_required' || request?.kind === 'subscription_removed' ? request.kind : 'due',
         ...(request?.subscriptionId ? { subscriptionId: request.subscriptionId } : {}),
@@ -134,7 +142,8 @@ export class ProviderWork {
     const sync = (state.sync ??= { runCount: 0 });
     let retryAt: number | undefined;
     try {
-      const summary = await (request.reason === FIRST_SYNC_REASON ? firstDataSync : dataSync).syncConnection({ connectionId: this.connectionId, ...request });
+      const syncs = request.reason === FIRST_SYNC_REASON ? firstDataSync : dataSync;
+      const summary = await syncs(this.startWithinMs()).syncConnection({ connectionId: this.connectionId, ...request });
       if (summary) {
         const { created, updated, deleted, fullResync } = summary;
         Object.assign(sync, { lastRunAt: summary.finishedAt, lastOutcome: 'succeeded', lastCounts: { created, updated, deleted, fullResync }, lastError: undefined });
@@ -152,7 +161,7 @@ export class ProviderWork {
   /** A revoked grant or a vanished connection ends provider work; anything else is recorded and retried later. */
   private async failure(error: unknown, record: (failure: FailureRecord) => void): Promise<void> {
     if (!(error instanceof ActivityFailure)) throw error;
-    const failure = describeFailure(error);
+    const failure = describeProviderFailure(error);
     record(failure);
     log.warn('provider work failed', { connectionId: this.connectionId, kind: failure.kind });
     if (failure.kind === FailureType.grantRevoked) await this.tokens.markNeedsReauth('invalid_grant', failure.message);
@@ -169,11 +178,19 @@ function renewalTime(renewAt: number | null): number | undefined {
   return renewAt === null ? undefined : Math.max(renewAt, Date.now() + MIN_RENEWAL_DELAY_MS);
 }
 
+/** A task that waited in the queue until its token was too close to expiry never started: the same refusal as the activity's own. */
+function describeProviderFailure(error: ActivityFailure): FailureRecord {
+  if (error.cause instanceof TimeoutFailure && error.cause.timeoutType === TimeoutType.SCHEDULE_TO_START) {
+    return { kind: FailureType.accessTokenExpired, message: 'the worker was behind: the access token came too close to expiry before the call could start', at: Date.now() };
+  }
+  return describeFailure(error);
+}
+
 /**
  * Work that found the token expired goes again right away: the loop refreshes first, as the refresh is
  * due by then. Anything else waits a while. Histories from before this failure type never took this path.
  */
 function retryTime(error: unknown): number {
-  const expired = error instanceof ActivityFailure && describeFailure(error).kind === FailureType.accessTokenExpired;
+  const expired = error instanceof ActivityFailure && describeProviderFailure(error).kind === FailureType.accessTokenExpired;
   return Date.now() + (expired ? 0 : SLOW_RETRY_MS);
 }
