@@ -1,6 +1,9 @@
 import { z } from 'zod';
 import { TOKEN_WRITE_HEARTBEAT_TIMEOUT_MS } from './token-write-timeouts';
 
+/** The SDK's own default for the polls, kept when the workflow task slots allow it. */
+const DEFAULT_WORKFLOW_TASK_POLLS = 10;
+
 /**
  * Every environment variable the platform reads, parsed and validated once at start.
  * README.md lists them with the same defaults; keep the two in step.
@@ -46,6 +49,9 @@ const environmentSchema = z.object({
   // Unset: the SDK's default, sized from the heap (about 600 workflows per GB above 200 MB).
   WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().min(0).optional(),
   WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: z.coerce.number().int().min(2).max(1000).default(40),
+  // Unset: the SDK's default, 10 or the workflow task slots if fewer.
+  WORKER_MAX_WORKFLOW_TASK_POLLS: z.coerce.number().int().min(2).max(1000).optional(),
+  WORKER_NON_STICKY_POLL_RATIO: z.coerce.number().gt(0).max(1).default(0.2),
   REALITY_HOST: z.string().min(1).default('0.0.0.0'),
   REALITY_PORT: port(3002),
   REALITY_PUBLIC_URL: httpUrl.optional(),
@@ -327,6 +333,15 @@ export interface Config {
   /** Workflow tasks the worker runs at once (WORKER_MAX_CONCURRENT_WORKFLOW_TASKS). */
   workerMaxConcurrentWorkflowTasks: number;
   /**
+   * Polls for workflow tasks the worker keeps open at once (WORKER_MAX_WORKFLOW_TASK_POLLS), and the
+   * share of them on the task queue every worker polls (WORKER_NON_STICKY_POLL_RATIO); the others poll
+   * the worker's own queue for the workflows it has cached. A workflow evicted from the cache gets its
+   * tasks from the shared queue: with a cache smaller than the live connections, most tasks come there,
+   * and the default share (0.2: two polls of ten) leaves them waiting (bench/RESULTS.md).
+   */
+  workerMaxWorkflowTaskPolls: number;
+  workerNonStickyPollRatio: number;
+  /**
    * How long after the callback a provider's authorization code can still be exchanged
    * (AUTHORIZATION_CODE_LIFETIME_SECONDS): an exchange that cannot start by then fails the connection
    * at once, as the code would be refused anyway.
@@ -440,6 +455,10 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
     // A workflow task in progress holds its workflow in the cache.
     problems.push('WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: must not exceed WORKER_MAX_CACHED_WORKFLOWS (unless that is 0)');
   }
+  if (parsed.success && (parsed.data.WORKER_MAX_WORKFLOW_TASK_POLLS ?? 0) > parsed.data.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS) {
+    // A poll that returns a task needs a free slot to run it.
+    problems.push('WORKER_MAX_WORKFLOW_TASK_POLLS: must not exceed WORKER_MAX_CONCURRENT_WORKFLOW_TASKS');
+  }
   if (parsed.success && parsed.data.TOKEN_REFRESH_JITTER_SECONDS >= parsed.data.TOKEN_REFRESH_MARGIN_SECONDS) {
     problems.push('TOKEN_REFRESH_JITTER_SECONDS: must be smaller than TOKEN_REFRESH_MARGIN_SECONDS');
   }
@@ -485,6 +504,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
     workerMaxConcurrentActivities: Math.floor(env.DATABASE_POOL_SIZE / 2),
     workerMaxCachedWorkflows: env.WORKER_MAX_CACHED_WORKFLOWS,
     workerMaxConcurrentWorkflowTasks: env.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS,
+    workerMaxWorkflowTaskPolls: env.WORKER_MAX_WORKFLOW_TASK_POLLS ?? Math.min(DEFAULT_WORKFLOW_TASK_POLLS, env.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS),
+    workerNonStickyPollRatio: env.WORKER_NON_STICKY_POLL_RATIO,
     authorizationCodeLifetimeSeconds: env.AUTHORIZATION_CODE_LIFETIME_SECONDS,
     temporal: { address: env.TEMPORAL_ADDRESS, namespace: env.TEMPORAL_NAMESPACE, taskQueue: env.TEMPORAL_TASK_QUEUE },
     http: {

@@ -31,6 +31,9 @@ export interface WorkerSizing {
   maxConcurrentWorkflowTasks: number;
   /** Workflows kept in memory between their tasks (undefined: the SDK's default); the others are replayed from history at their next task. */
   maxCachedWorkflows: number | undefined;
+  maxWorkflowTaskPolls: number;
+  /** The share of the polls on the shared task queue, where the tasks of workflows not in the cache come. */
+  nonStickyPollRatio: number;
 }
 
 export function workerSizing(config: Config): WorkerSizing {
@@ -38,6 +41,8 @@ export function workerSizing(config: Config): WorkerSizing {
     maxConcurrentActivities: config.workerMaxConcurrentActivities,
     maxConcurrentWorkflowTasks: config.workerMaxConcurrentWorkflowTasks,
     maxCachedWorkflows: config.workerMaxCachedWorkflows,
+    maxWorkflowTaskPolls: config.workerMaxWorkflowTaskPolls,
+    nonStickyPollRatio: config.workerNonStickyPollRatio,
   };
 }
 
@@ -52,6 +57,8 @@ export function createConnectionWorker(options: ConnectionWorkerOptions): Promis
     ...(options.shutdownGraceSeconds !== undefined ? { shutdownGraceTime: options.shutdownGraceSeconds * 1000 } : {}),
     maxConcurrentActivityTaskExecutions: options.sizing.maxConcurrentActivities,
     maxConcurrentWorkflowTaskExecutions: options.sizing.maxConcurrentWorkflowTasks,
+    maxConcurrentWorkflowTaskPolls: options.sizing.maxWorkflowTaskPolls,
+    nonStickyToStickyPollRatio: options.sizing.nonStickyPollRatio,
     ...(options.sizing.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: options.sizing.maxCachedWorkflows } : {}),
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
   });

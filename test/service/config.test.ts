@@ -25,17 +25,24 @@ describe('service settings', () => {
     expect(loadConfig({ APP_ENV: 'development' })).toMatchObject({
       workerMaxCachedWorkflows: undefined,
       workerMaxConcurrentWorkflowTasks: 40,
+      workerMaxWorkflowTaskPolls: 10,
+      workerNonStickyPollRatio: 0.2,
       workerMaxConcurrentActivities: 10,
       authorizationCodeLifetimeSeconds: 600,
     });
     expect(
       loadConfig({ APP_ENV: 'development', WORKER_MAX_CACHED_WORKFLOWS: '0', WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: '8', AUTHORIZATION_CODE_LIFETIME_SECONDS: '60' }),
-    ).toMatchObject({ workerMaxCachedWorkflows: 0, workerMaxConcurrentWorkflowTasks: 8, authorizationCodeLifetimeSeconds: 60 });
-    for (const [name, value] of [['WORKER_MAX_CACHED_WORKFLOWS', '-1'], ['WORKER_MAX_CACHED_WORKFLOWS', '1'], ['WORKER_MAX_CONCURRENT_WORKFLOW_TASKS', '1'], ['AUTHORIZATION_CODE_LIFETIME_SECONDS', '10']]) {
+    ).toMatchObject({ workerMaxCachedWorkflows: 0, workerMaxConcurrentWorkflowTasks: 8, workerMaxWorkflowTaskPolls: 8, authorizationCodeLifetimeSeconds: 60 });
+    expect(loadConfig({ APP_ENV: 'development', WORKER_MAX_WORKFLOW_TASK_POLLS: '20', WORKER_NON_STICKY_POLL_RATIO: '1' })).toMatchObject({
+      workerMaxWorkflowTaskPolls: 20,
+      workerNonStickyPollRatio: 1,
+    });
+    for (const [name, value] of [['WORKER_MAX_CACHED_WORKFLOWS', '-1'], ['WORKER_MAX_CACHED_WORKFLOWS', '1'], ['WORKER_MAX_CONCURRENT_WORKFLOW_TASKS', '1'], ['WORKER_MAX_WORKFLOW_TASK_POLLS', '1'], ['WORKER_NON_STICKY_POLL_RATIO', '0'], ['WORKER_NON_STICKY_POLL_RATIO', '1.5'], ['AUTHORIZATION_CODE_LIFETIME_SECONDS', '10']]) {
       expect(() => loadConfig({ APP_ENV: 'development', [name!]: value })).toThrow(name);
     }
     expect(() => loadConfig({ APP_ENV: 'development', WORKER_MAX_CACHED_WORKFLOWS: '20', WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: '40' })).toThrow('WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: must not exceed');
     expect(loadConfig({ APP_ENV: 'development', WORKER_MAX_CACHED_WORKFLOWS: '0', WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: '40' }).workerMaxCachedWorkflows).toBe(0);
+    expect(() => loadConfig({ APP_ENV: 'development', WORKER_MAX_WORKFLOW_TASK_POLLS: '41' })).toThrow('WORKER_MAX_WORKFLOW_TASK_POLLS: must not exceed');
   });
 
   it('names each malformed variable', () => {
