@@ -1,5 +1,6 @@
 # Runs the API server (`npm start`), the worker (`npm run worker`) and migrations (`npm run migrate`);
-# docker-compose.yml picks the command. TypeScript is run by tsx (a runtime dependency), no build step.
+# docker-compose.yml picks the command. TypeScript is run by tsx (a runtime dependency); the one build step
+# is the workflow bundle.
 FROM node:20-bookworm-slim
 
 ENV NODE_ENV=production \
@@ -13,6 +14,9 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev && npm cache clean --force
 
 COPY . .
+# The worker loads the workflows prebuilt (WORKER_WORKFLOW_BUNDLE in docker-compose.yml) rather than
+# bundling them at every start: same code, one image.
+RUN npm run bundle-workflows -- dist/workflow-bundle.js
 
 # Run as the unprivileged user that ships with the node image.
 USER node

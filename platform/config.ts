@@ -52,6 +52,7 @@ const environmentSchema = z.object({
   // Unset: the SDK's default, 10 or the workflow task slots if fewer.
   WORKER_MAX_WORKFLOW_TASK_POLLS: z.coerce.number().int().min(2).max(1000).optional(),
   WORKER_NON_STICKY_POLL_RATIO: z.coerce.number().gt(0).max(1).default(0.2),
+  WORKER_WORKFLOW_BUNDLE: z.string().min(1).optional(),
   REALITY_HOST: z.string().min(1).default('0.0.0.0'),
   REALITY_PORT: port(3002),
   REALITY_PUBLIC_URL: httpUrl.optional(),
@@ -341,6 +342,8 @@ export interface Config {
    */
   workerMaxWorkflowTaskPolls: number;
   workerNonStickyPollRatio: number;
+  /** The prebuilt workflow bundle (WORKER_WORKFLOW_BUNDLE, `npm run bundle-workflows`); undefined: the worker bundles as it starts. */
+  workerWorkflowBundlePath: string | undefined;
   /**
    * How long after the callback a provider's authorization code can still be exchanged
    * (AUTHORIZATION_CODE_LIFETIME_SECONDS): an exchange that cannot start by then fails the connection
@@ -506,6 +509,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env, needs: Confi
     workerMaxConcurrentWorkflowTasks: env.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS,
     workerMaxWorkflowTaskPolls: env.WORKER_MAX_WORKFLOW_TASK_POLLS ?? Math.min(DEFAULT_WORKFLOW_TASK_POLLS, env.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS),
     workerNonStickyPollRatio: env.WORKER_NON_STICKY_POLL_RATIO,
+    workerWorkflowBundlePath: env.WORKER_WORKFLOW_BUNDLE,
     authorizationCodeLifetimeSeconds: env.AUTHORIZATION_CODE_LIFETIME_SECONDS,
     temporal: { address: env.TEMPORAL_ADDRESS, namespace: env.TEMPORAL_NAMESPACE, taskQueue: env.TEMPORAL_TASK_QUEUE },
     http: {

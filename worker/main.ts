@@ -9,6 +9,7 @@ import { checkReadiness, platformReadinessChecks } from '../platform/readiness';
 import { createPlatformServices } from '../platform/services';
 import { createSsoSessionSync } from '../platform/sso/backchannel-delivery';
 import { createConnectionWorker, workerSizing } from './worker';
+import { prebuiltWorkflowBundle } from './workflow-bundle';
 import { ensureHousekeepingSchedule } from './schedules';
 import { connectTemporalClient } from '../platform/temporal';
 
@@ -33,6 +34,7 @@ await runUntilSignalled('worker', async () => {
     payloadCodec,
     shutdownGraceSeconds: config.workerShutdownGraceSeconds,
     sizing: workerSizing(config),
+    workflowBundle: await prebuiltWorkflowBundle(config.workerWorkflowBundlePath),
   });
   const running = worker.run();
   const client = await connectTemporalClient(config.temporal, payloadCodec);

@@ -13,7 +13,7 @@ export interface ConnectionWorkerOptions {
   dependencies: ActivityDependencies;
   /** The payload encryption codec: every payload the worker sends to Temporal is encrypted with it. */
   payloadCodec: PayloadCodec;
-  /** Tests bundle the workflows once and hand the bundle to every worker they start. */
+  /** A prebuilt bundle (WORKER_WORKFLOW_BUNDLE; tests bundle once for every worker they start); without one the worker bundles as it starts. */
   workflowBundle?: WorkerOptions['workflowBundle'];
   interceptors?: WorkerOptions['interceptors'];
   /**

@@ -1,6 +1,10 @@
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { loadConfig } from '../../platform/config';
 import { createPayloadCodec } from '../../platform/payload-codec';
+import { writeWorkflowBundle } from '../../worker/workflow-bundle';
 import type { RefreshPolicy } from '../../workflows/connection-messages';
 import { describeMachine, type MachineDescription } from '../machine';
 import { cpuSecondsByPid, processTreeUsage } from '../processes';
@@ -18,7 +22,8 @@ import { LifecycleStack } from './stack';
 export interface LifecycleSettings {
   sizes: number[];
   observeSeconds: number;
-  accessTokenLifetimeSeconds: number;
+  /** The fake Google's access token lifetime for each size, in the order of `sizes`. */
+  accessTokenLifetimeSeconds: number[];
   concurrency: number;
   probeIntervalSeconds: number;
   outageSeconds: number;
@@ -31,6 +36,7 @@ export interface LifecycleSettings {
 
 export interface LifecycleRun {
   size: number;
+  accessTokenLifetimeSeconds: number;
   ramp: { seconds: number; requestsPerSecond: number; failedRequests: string[]; allSettledSeconds: number; statusAfterRamp: Record<string, number>; latencySeconds: Distribution };
   window: {
     seconds: number;
@@ -75,10 +81,11 @@ export function lifecycleSettings(environment: NodeJS.ProcessEnv, sizes: number[
     return value;
   };
   const passedThrough = Object.entries(environment).filter(([name, value]) => /^(WORKER_|TOKEN_REFRESH_)/.test(name) && value);
+  const chosenSizes = sizes ?? (environment.BENCH_LIFECYCLE_SIZES ? parseSizes(environment.BENCH_LIFECYCLE_SIZES) : DEFAULT_SIZES);
   return {
-    sizes: sizes ?? (environment.BENCH_LIFECYCLE_SIZES ? parseSizes(environment.BENCH_LIFECYCLE_SIZES) : DEFAULT_SIZES),
+    sizes: chosenSizes,
     observeSeconds: number('BENCH_LIFECYCLE_OBSERVE_SECONDS', 300),
-    accessTokenLifetimeSeconds: number('BENCH_LIFECYCLE_TOKEN_LIFETIME_SECONDS', 120),
+    accessTokenLifetimeSeconds: lifetimes(environment.BENCH_LIFECYCLE_TOKEN_LIFETIME_SECONDS ?? '120', chosenSizes),
     concurrency: number('BENCH_LIFECYCLE_CONCURRENCY', 32),
     probeIntervalSeconds: number('BENCH_LIFECYCLE_PROBE_INTERVAL_SECONDS', 2),
     outageSeconds: number('BENCH_LIFECYCLE_OUTAGE_SECONDS', 30),
@@ -87,6 +94,18 @@ export function lifecycleSettings(environment: NodeJS.ProcessEnv, sizes: number[
     recoveryTimeoutSeconds: number('BENCH_LIFECYCLE_RECOVERY_TIMEOUT_SECONDS', 900),
     platformEnvironment: { TOKEN_REFRESH_MARGIN_SECONDS: '20', TOKEN_REFRESH_JITTER_SECONDS: '10', ...Object.fromEntries(passedThrough) as Record<string, string> },
   };
+}
+
+/**
+ * One lifetime for every size, or one per size: with lifetimes that grow with N the refreshes asked
+ * for per second stay level, so what grows with N is the cost of many live connections, not the load.
+ */
+function lifetimes(text: string, sizes: number[]): number[] {
+  const values = text.split(',').map((value) => Number(value.trim()));
+  if (values.some((value) => !Number.isFinite(value) || value <= 0)) throw new Error(`BENCH_LIFECYCLE_TOKEN_LIFETIME_SECONDS must be positive numbers: ${text}`);
+  if (values.length === 1) return sizes.map(() => values[0]!);
+  if (values.length !== sizes.length) throw new Error(`BENCH_LIFECYCLE_TOKEN_LIFETIME_SECONDS: one lifetime, or one per size (${sizes.length})`);
+  return values;
 }
 
 export function parseSizes(text: string): number[] {
@@ -99,16 +118,23 @@ export function parseSizes(text: string): number[] {
 export async function runLifecycleSuite(settings: LifecycleSettings, teardowns: Teardowns, command: string): Promise<void> {
   // The refresh policy exactly as the platform derives it from the same variables.
   const policy = loadConfig({ APP_ENV: 'test', ...settings.platformEnvironment }, []).tokenRefresh;
+  // The worker runs as the image runs it: from a prebuilt workflow bundle.
+  if (!settings.platformEnvironment.WORKER_WORKFLOW_BUNDLE) {
+    const bundlePath = path.join(await mkdtemp(path.join(tmpdir(), 'bench-lifecycle-')), 'workflow-bundle.js');
+    await writeWorkflowBundle(bundlePath);
+    settings.platformEnvironment.WORKER_WORKFLOW_BUNDLE = bundlePath;
+  }
   const runs: LifecycleRun[] = [];
   let machine: MachineDescription | undefined;
-  for (const size of settings.sizes) {
-    console.log(`lifecycle: N=${size}`);
+  for (const [index, size] of settings.sizes.entries()) {
+    const lifetime = settings.accessTokenLifetimeSeconds[index]!;
+    console.log(`lifecycle: N=${size}, tokens of ${lifetime} s`);
     const run = await teardowns.with(
-      () => LifecycleStack.create({ label: String(size), accessTokenLifetimeSeconds: settings.accessTokenLifetimeSeconds, platformEnvironment: settings.platformEnvironment }),
+      () => LifecycleStack.create({ label: String(size), accessTokenLifetimeSeconds: lifetime, platformEnvironment: settings.platformEnvironment }),
       async (stack) => {
         await stack.start();
         machine ??= await describeMachine({ temporalCli: stack.temporalCli, databaseUrl: stack.databaseUrl });
-        return runOneSize(stack, size, settings, policy);
+        return runOneSize(stack, size, lifetime, settings, policy);
       },
     );
     runs.push(run);
@@ -119,7 +145,7 @@ export async function runLifecycleSuite(settings: LifecycleSettings, teardowns: 
   console.log(`lifecycle: bench/RESULTS.md updated; raw numbers in ${rawFile}`);
 }
 
-async function runOneSize(stack: LifecycleStack, size: number, settings: LifecycleSettings, policy: RefreshPolicy): Promise<LifecycleRun> {
+async function runOneSize(stack: LifecycleStack, size: number, lifetime: number, settings: LifecycleSettings, policy: RefreshPolicy): Promise<LifecycleRun> {
   const log = (line: string) => console.log(`  [N=${size}] ${line}`);
   const rss = new RssSampler(() => stack.worker?.pid);
   rss.start();
@@ -138,9 +164,9 @@ async function runOneSize(stack: LifecycleStack, size: number, settings: Lifecyc
   // The window: refreshes run, and a trickle of new users connects meanwhile. It opens a token lifetime
   // after the first connect and a mean refresh interval after the last activation at the earliest,
   // when every connection is in its refresh cycle.
-  const refreshIntervalMs = meanRefreshIntervalMs(settings.accessTokenLifetimeSeconds, policy);
+  const refreshIntervalMs = meanRefreshIntervalMs(lifetime, policy);
   const lastActivation = [...(await activationTimes(stack.db)).values()].reduce((latest, at) => Math.max(latest, at), rampStart);
-  await sleep(Math.max(rampStart + settings.accessTokenLifetimeSeconds * 1000, lastActivation + refreshIntervalMs) - Date.now());
+  await sleep(Math.max(rampStart + lifetime * 1000, lastActivation + refreshIntervalMs) - Date.now());
   const probeUsers = await seedUsers(stack.db, 'probe', Math.ceil(settings.observeSeconds / settings.probeIntervalSeconds));
   const activeAtStart = (await statusCounts(stack.db)).active ?? 0;
   const cpuAtStart = await cpuSnapshot(stack);
@@ -165,7 +191,7 @@ async function runOneSize(stack: LifecycleStack, size: number, settings: Lifecyc
   const exposureSeconds = [...activated.values()].reduce((sum, at) => sum + Math.max(0, windowEnd - Math.max(windowStart, at)) / 1000, 0);
   log(`window: ${windowTiming.refreshes} refreshes, ${windowTiming.afterExpiry} after expiry`);
 
-  const history = await sampleHistories(stack, settings, { from: windowStart, to: windowEnd });
+  const history = await sampleHistories(stack, settings, lifetime, { from: windowStart, to: windowEnd });
   const perTable = await tableRows(stack.db);
   const connections = Object.values(await statusCounts(stack.db)).reduce((sum, count) => sum + count, 0);
 
@@ -176,7 +202,7 @@ async function runOneSize(stack: LifecycleStack, size: number, settings: Lifecyc
   const outageSeconds = (Date.now() - stoppedAt) / 1000;
   const startupMs = await stack.startWorker();
   const workerUpAt = Date.now();
-  const marginMs = plannedMarginMs(settings.accessTokenLifetimeSeconds, policy);
+  const marginMs = plannedMarginMs(lifetime, policy);
   const recovery = await waitForRecovery(stack.db, workerUpAt, marginMs, settings.recoveryTimeoutSeconds * 1000);
   const stillOverdue = recovery.recoveredAt === null
     ? await withTemporalClient(stack, (client) => stragglers(stack.db, client, workerUpAt, marginMs, STRAGGLERS_LISTED))
@@ -193,6 +219,7 @@ async function runOneSize(stack: LifecycleStack, size: number, settings: Lifecyc
   const { lateValues: _restartLate, ...restartRefreshes } = restartTiming;
   return {
     size,
+    accessTokenLifetimeSeconds: lifetime,
     ramp: {
       seconds: rampSeconds,
       requestsPerSecond: attempts.length / rampSeconds,
@@ -235,7 +262,7 @@ async function runOneSize(stack: LifecycleStack, size: number, settings: Lifecyc
   };
 }
 
-async function sampleHistories(stack: LifecycleStack, settings: LifecycleSettings, window: { from: number; to: number }): Promise<HistoryCost> {
+async function sampleHistories(stack: LifecycleStack, settings: LifecycleSettings, lifetime: number, window: { from: number; to: number }): Promise<HistoryCost> {
   // Connections active before the window opened: a probe's connect would count as refresh cost.
   const { rows } = await stack.db.query<{ workflow_id: string }>(
     `SELECT workflow_id FROM integration_connections WHERE status = 'active' AND id IN (
@@ -243,7 +270,7 @@ async function sampleHistories(stack: LifecycleStack, settings: LifecycleSetting
      ) ORDER BY random() LIMIT $1`,
     [settings.historySample, new Date(window.from)],
   );
-  return withTemporalClient(stack, (client) => historyCost(client, rows.map((row) => row.workflow_id), settings.accessTokenLifetimeSeconds, window));
+  return withTemporalClient(stack, (client) => historyCost(client, rows.map((row) => row.workflow_id), lifetime, window));
 }
 
 /** A client of the stack's Temporal server that decodes the platform's payloads, for the length of `use`. */

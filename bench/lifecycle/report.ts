@@ -50,12 +50,18 @@ function targets(report: Report): string {
   const every = (test: (run: LifecycleRun) => boolean | undefined) => runs.map((run) => `N=${run.size}: ${verdict(test(run))}`).join(', ');
   const sustained = runs.filter((run) => run.window.refreshes.afterExpiry === 0 && run.window.refreshes.expiredTokenCalls === 0);
   const largestRun = sustained.reduce<LifecycleRun | undefined>((largest, run) => (largest && largest.size > run.size ? largest : run), undefined);
-  const lifetime = report.settings.accessTokenLifetimeSeconds;
   const defaultPolicy = loadConfig({ APP_ENV: 'development' }, []).tokenRefresh;
   const hourIntervalSeconds = meanRefreshIntervalMs(HOUR_SECONDS, defaultPolicy) / 1000;
   const perCore = largestRun === undefined ? undefined : (largestRun.window.refreshesPerSecond * hourIntervalSeconds) / report.machine.cores;
   const cpuPerRefresh = (run: LifecycleRun, process: string) =>
     run.window.refreshes.refreshes === 0 ? null : ((run.window.cpuPercent[process] ?? 0) / 100) * run.window.seconds / run.window.refreshes.refreshes;
+  // The window's CPU, every process's, spread over its refreshes (probes' connects included): the rate all cores could carry.
+  const cpuBoundRate = (run: LifecycleRun) => {
+    const total = Object.values(run.window.cpuPercent).reduce((sum, percent) => sum + percent, 0);
+    return total === 0 || run.window.refreshes.refreshes === 0 ? null : (report.machine.cores * 100 * run.window.refreshesPerSecond) / total;
+  };
+  const largest = runs.reduce((last, run) => (run.size > last.size ? run : last));
+  const cpuBoundPerCore = (rate: number | null) => (rate === null ? null : (rate * hourIntervalSeconds) / report.machine.cores);
   const at5k = at(5000);
   /** Fewer whole cycles than this (a run that fell behind, or a short window) are no ground for a verdict. */
   const MIN_CYCLES_FOR_VERDICT = 10;
@@ -74,15 +80,18 @@ function targets(report: Report): string {
     `| worker RSS under 1 GB at 10,000 | ${at10k ? `${verdict(at10k.workerRssBytes.peak < GB)} (peak ${format(at10k.workerRssBytes.peak / MB, 0)} MB)` : 'not measured (N=10000 not run)'} |`,
     `| connections per core at 1-hour tokens (extrapolated) | ${largestRun === undefined ? 'not measured (no N without a refresh after expiry)' : `at least **${format(perCore, 0)}** (from N=${largestRun.size}, whose refresh rate is what that N asks for, not the machine's limit)`} |`,
     `| CPU seconds per refresh: worker / Temporal server | ${runs.map((run) => `N=${run.size}: ${format(cpuPerRefresh(run, 'worker'), 4)} / ${format(cpuPerRefresh(run, 'temporal'), 4)}`).join(', ')} |`,
+    `| refreshes per second the cores could carry (CPU-bound estimate) | ${runs.map((run) => `N=${run.size}: ${format(cpuBoundRate(run), 1)}`).join(', ')}; at 1-hour tokens about **${format(cpuBoundPerCore(cpuBoundRate(largest)), 0)}** connections per core (from N=${largest.size}) |`,
     '',
     largestRun === undefined
       ? 'No N run here was sustained without a refresh after expiry.'
-      : `*Connections per core at 1-hour tokens* is an extrapolation from the refresh throughput measured with ${lifetime} s tokens: ` +
+      : `*Connections per core at 1-hour tokens* is an extrapolation from the refresh throughput measured with ${largestRun.accessTokenLifetimeSeconds} s tokens: ` +
         `the sustained refreshes per second at the largest N run here with 0 refreshes after expiry and 0 expired-token calls ` +
         `(N=${largestRun.size}: ${format(largestRun.window.refreshesPerSecond)}/s) × the mean time a 1-hour token is kept under the default policy ` +
         `(${JSON.stringify(defaultPolicy)}: ${format(hourIntervalSeconds, 0)} s) / ${report.machine.cores} cores. Memory, timers and history at that N were not measured` +
         (largestRun.size === Math.max(...runs.map((run) => run.size)) ? '; it is the largest N run, so the machine may sustain more.' : '.') +
-        ' *CPU seconds per refresh* = the process tree\'s CPU % over the window × the window / refreshes in it: the larger one is the bottleneck.',
+        ' *CPU seconds per refresh* = the process tree\'s CPU % over the window × the window / refreshes in it: the larger one is the bottleneck. ' +
+        '*Refreshes per second the cores could carry* = the cores × the window\'s refreshes per second / the CPU all processes used in it, in cores: an upper bound, as the ' +
+        'processes do not scale perfectly to a full machine (the Temporal dev server writes SQLite one transaction at a time).',
   ].join('\n');
 }
 
@@ -113,7 +122,6 @@ function lostList(runs: LifecycleRun[]): string {
 
 export function lifecycleMarkdown(report: Report): string {
   const { runs, settings, policy } = report;
-  const marginSeconds = plannedMarginMs(settings.accessTokenLifetimeSeconds, policy) / 1000;
   const tables = Array.from(new Set(runs.flatMap((run) => Object.keys(run.rows.perTable)))).sort();
   const processes = Array.from(new Set(runs.flatMap((run) => Object.keys(run.window.cpuPercent))));
   return [
@@ -121,10 +129,10 @@ export function lifecycleMarkdown(report: Report): string {
     '',
     machineMarkdown(report.machine),
     `- Command: \`${report.command}\``,
-    `- Settings: token lifetime ${settings.accessTokenLifetimeSeconds} s, observation window ${settings.observeSeconds} s, connect concurrency ${settings.concurrency}, ` +
+    `- Settings: token lifetime ${runs.map((run) => `${run.accessTokenLifetimeSeconds} s at N=${run.size}`).join(', ')}, observation window ${settings.observeSeconds} s, connect concurrency ${settings.concurrency}, ` +
       `a probe connection every ${settings.probeIntervalSeconds} s during the window, worker outage ${settings.outageSeconds} s, history sample ${settings.historySample} connections; ` +
       `platform environment ${Object.entries(settings.platformEnvironment).map(([name, value]) => `${name}=${value}`).join(' ')}`,
-    `- Refresh policy (as the platform derives it): ${JSON.stringify(policy)}; planned margin without jitter ${format(marginSeconds, 1)} s`,
+    `- Refresh policy (as the platform derives it): ${JSON.stringify(policy)}; planned margin without jitter ${runs.map((run) => `${format(plannedMarginMs(run.accessTokenLifetimeSeconds, policy) / 1000, 1)} s at N=${run.size}`).join(', ')}`,
     `- Raw numbers: \`${path.relative(path.dirname(path.dirname(report.rawFile)), report.rawFile)}\``,
     '',
     'Each N runs on a stack of its own on loopback, each part its own process: a fresh PostgreSQL database (migrated), a Temporal dev server ' +
@@ -161,7 +169,9 @@ export function lifecycleMarkdown(report: Report): string {
     ]),
     '',
     table('Refreshes over the window', runs, [
+      ['token lifetime (s)', (run) => run.accessTokenLifetimeSeconds],
       ['active connections at window start', (run) => run.window.activeAtStart],
+      ['refreshes due per second (active at start / mean refresh interval)', (run) => run.window.activeAtStart / (meanRefreshIntervalMs(run.accessTokenLifetimeSeconds, policy) / 1000)],
       ['refreshes', (run) => run.window.refreshes.refreshes],
       ['sustained refreshes per second', (run) => run.window.refreshesPerSecond],
       ['refreshes per token lifetime', (run) => run.window.refreshesPerLifetime],

@@ -43,6 +43,7 @@ describe('service settings', () => {
     expect(() => loadConfig({ APP_ENV: 'development', WORKER_MAX_CACHED_WORKFLOWS: '20', WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: '40' })).toThrow('WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: must not exceed');
     expect(loadConfig({ APP_ENV: 'development', WORKER_MAX_CACHED_WORKFLOWS: '0', WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: '40' }).workerMaxCachedWorkflows).toBe(0);
     expect(() => loadConfig({ APP_ENV: 'development', WORKER_MAX_WORKFLOW_TASK_POLLS: '41' })).toThrow('WORKER_MAX_WORKFLOW_TASK_POLLS: must not exceed');
+    expect(loadConfig({ APP_ENV: 'development', WORKER_WORKFLOW_BUNDLE: 'dist/workflow-bundle.js' }).workerWorkflowBundlePath).toBe('dist/workflow-bundle.js');
   });
 
   it('names each malformed variable', () => {

@@ -112,6 +112,12 @@ describe('docker-compose.yml', () => {
     expect(environment('worker').WORKER_HEALTH_PORT).toBe('3001');
   });
 
+  it('starts the worker from the workflow bundle the image builds', () => {
+    const dockerfile = readFileSync(new URL('../../Dockerfile', import.meta.url), 'utf8');
+    expect(dockerfile).toContain('RUN npm run bundle-workflows -- dist/workflow-bundle.js');
+    expect(environment('worker').WORKER_WORKFLOW_BUNDLE).toBe('/app/dist/workflow-bundle.js');
+  });
+
   it('points Temporal and its UI at the right places', () => {
     const temporal = environment('temporal');
     expect(temporal.DB).toBe('postgres12');
