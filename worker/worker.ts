@@ -46,6 +46,17 @@ export function workerSizing(config: Config): WorkerSizing {
   };
 }
 
+/** The SDK's options for the sizing. Workflow task polls are a poller behaviour: the SDK ignores maxConcurrentWorkflowTaskPolls. */
+export function workerTuning(sizing: WorkerSizing) {
+  return {
+    maxConcurrentActivityTaskExecutions: sizing.maxConcurrentActivities,
+    maxConcurrentWorkflowTaskExecutions: sizing.maxConcurrentWorkflowTasks,
+    workflowTaskPollerBehavior: { type: 'simple-maximum', maximum: sizing.maxWorkflowTaskPolls },
+    nonStickyToStickyPollRatio: sizing.nonStickyPollRatio,
+    ...(sizing.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: sizing.maxCachedWorkflows } : {}),
+  } satisfies Partial<WorkerOptions>;
+}
+
 export function createConnectionWorker(options: ConnectionWorkerOptions): Promise<Worker> {
   return Worker.create({
     connection: options.connection,
@@ -55,11 +66,7 @@ export function createConnectionWorker(options: ConnectionWorkerOptions): Promis
     dataConverter: { payloadCodecs: [options.payloadCodec] },
     ...(options.interceptors ? { interceptors: options.interceptors } : {}),
     ...(options.shutdownGraceSeconds !== undefined ? { shutdownGraceTime: options.shutdownGraceSeconds * 1000 } : {}),
-    maxConcurrentActivityTaskExecutions: options.sizing.maxConcurrentActivities,
-    maxConcurrentWorkflowTaskExecutions: options.sizing.maxConcurrentWorkflowTasks,
-    maxConcurrentWorkflowTaskPolls: options.sizing.maxWorkflowTaskPolls,
-    nonStickyToStickyPollRatio: options.sizing.nonStickyPollRatio,
-    ...(options.sizing.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: options.sizing.maxCachedWorkflows } : {}),
+    ...workerTuning(options.sizing),
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
   });
 }

@@ -87,9 +87,13 @@ export class ProviderWork {
     return validityLeft < Math.max(MIN_ACCESS_TOKEN_VALIDITY_MS, Math.min(PROVIDER_CALL_MIN_VALIDITY_MS, margin));
   }
 
-  /** How long a provider call may wait in the task queue and still start with a token the activity accepts. */
+  /**
+   * How long a provider call may wait in the task queue: until the connection's refresh is due, which
+   * only this loop can run, and never so long that the token it starts with is refused.
+   */
   private startWithinMs(): number {
-    return Math.max(MIN_QUEUE_WAIT_MS, this.state.accessTokenExpiresAt! - Date.now() - MIN_ACCESS_TOKEN_VALIDITY_MS);
+    const { accessTokenExpiresAt, refreshDueAt } = this.state;
+    return Math.max(MIN_QUEUE_WAIT_MS, Math.min(accessTokenExpiresAt! - MIN_ACCESS_TOKEN_VALIDITY_MS, refreshDueAt!) - Date.now());
   }
 
   private postpone(until: number): void {
@@ -112,7 +116,7 @@ export class ProviderWork {
       if (setUp.syncIntervalSeconds !== null) this.requestSync({ reason: FIRST_SYNC_REASON, full: false });
     } catch (error) {
       state.setUpDueAt = retryTime(error);
-      await this.failure(error, (failure) => (state.providerError = failure));
+      if (!this.waitedTooLong(error)) await this.failure(error, (failure) => (state.providerError = failure));
     }
   }
 
@@ -131,7 +135,7 @@ export class ProviderWork {
     } catch (error) {
       state.renewalRequest ??= request;
       state.renewSubscriptionsAt = retryTime(error);
-      await this.failure(error, (failure) => (state.providerError = failure));
+      if (!this.waitedTooLong(error)) await this.failure(error, (failure) => (state.providerError = failure));
     }
   }
 
@@ -151,17 +155,29 @@ export class ProviderWork {
       }
     } catch (error) {
       retryAt = retryTime(error);
-      await this.failure(error, (failure) => Object.assign(sync, { lastRunAt: failure.at, lastOutcome: 'failed', lastError: failure }));
+      // The sync never ran: the request (a user's first sync, a full one) waits for its next turn as it was.
+      if (this.waitedTooLong(error)) this.requestSync(request);
+      else await this.failure(error, (failure) => Object.assign(sync, { lastRunAt: failure.at, lastOutcome: 'failed', lastError: failure }));
     }
     const scheduled = state.syncIntervalSeconds ? Date.now() + state.syncIntervalSeconds * 1000 : undefined;
     if (state.syncRequest) state.nextSyncAt = Date.now();
     else state.nextSyncAt = retryAt !== undefined && scheduled !== undefined ? Math.min(retryAt, scheduled) : (scheduled ?? retryAt);
   }
 
+  /**
+   * A task that waited in the queue until the refresh came due never started: nothing failed, the worker
+   * is behind. It goes again at once, after the refresh the loop runs first.
+   */
+  private waitedTooLong(error: unknown): boolean {
+    const timedOut = timedOutInQueue(error);
+    if (timedOut) log.info('provider work waited in the task queue until the refresh came due; it goes again after it', { connectionId: this.connectionId });
+    return timedOut;
+  }
+
   /** A revoked grant or a vanished connection ends provider work; anything else is recorded and retried later. */
   private async failure(error: unknown, record: (failure: FailureRecord) => void): Promise<void> {
     if (!(error instanceof ActivityFailure)) throw error;
-    const failure = describeProviderFailure(error);
+    const failure = describeFailure(error);
     record(failure);
     log.warn('provider work failed', { connectionId: this.connectionId, kind: failure.kind });
     if (failure.kind === FailureType.grantRevoked) await this.tokens.markNeedsReauth('invalid_grant', failure.message);
@@ -178,19 +194,16 @@ function renewalTime(renewAt: number | null): number | undefined {
   return renewAt === null ? undefined : Math.max(renewAt, Date.now() + MIN_RENEWAL_DELAY_MS);
 }
 
-/** A task that waited in the queue until its token was too close to expiry never started: the same refusal as the activity's own. */
-function describeProviderFailure(error: ActivityFailure): FailureRecord {
-  if (error.cause instanceof TimeoutFailure && error.cause.timeoutType === TimeoutType.SCHEDULE_TO_START) {
-    return { kind: FailureType.accessTokenExpired, message: 'the worker was behind: the access token came too close to expiry before the call could start', at: Date.now() };
-  }
-  return describeFailure(error);
-}
-
 /**
- * Work that found the token expired goes again right away: the loop refreshes first, as the refresh is
- * due by then. Anything else waits a while. Histories from before this failure type never took this path.
+ * Work that found the token expired, or waited in the queue until the refresh came due, goes again right
+ * away: the loop refreshes first, as the refresh is due by then. Anything else waits a while. Histories
+ * from before these failures never took this path.
  */
 function retryTime(error: unknown): number {
-  const expired = error instanceof ActivityFailure && describeProviderFailure(error).kind === FailureType.accessTokenExpired;
-  return Date.now() + (expired ? 0 : SLOW_RETRY_MS);
+  const refreshFirst = timedOutInQueue(error) || (error instanceof ActivityFailure && describeFailure(error).kind === FailureType.accessTokenExpired);
+  return Date.now() + (refreshFirst ? 0 : SLOW_RETRY_MS);
+}
+
+function timedOutInQueue(error: unknown): boolean {
+  return error instanceof ActivityFailure && error.cause instanceof TimeoutFailure && error.cause.timeoutType === TimeoutType.SCHEDULE_TO_START;
 }

@@ -1,4 +1,4 @@
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -118,27 +118,32 @@ export function parseSizes(text: string): number[] {
 export async function runLifecycleSuite(settings: LifecycleSettings, teardowns: Teardowns, command: string): Promise<void> {
   // The refresh policy exactly as the platform derives it from the same variables.
   const policy = loadConfig({ APP_ENV: 'test', ...settings.platformEnvironment }, []).tokenRefresh;
-  // The worker runs as the image runs it: from a prebuilt workflow bundle.
-  if (!settings.platformEnvironment.WORKER_WORKFLOW_BUNDLE) {
-    const bundlePath = path.join(await mkdtemp(path.join(tmpdir(), 'bench-lifecycle-')), 'workflow-bundle.js');
-    await writeWorkflowBundle(bundlePath);
-    settings.platformEnvironment.WORKER_WORKFLOW_BUNDLE = bundlePath;
+  // The worker runs as the image runs it: from a prebuilt workflow bundle, unless the environment names one.
+  const bundleFolder = settings.platformEnvironment.WORKER_WORKFLOW_BUNDLE ? undefined : await mkdtemp(path.join(tmpdir(), 'bench-lifecycle-'));
+  const stackEnvironment = { ...settings.platformEnvironment };
+  if (bundleFolder) {
+    stackEnvironment.WORKER_WORKFLOW_BUNDLE = path.join(bundleFolder, 'workflow-bundle.js');
+    await writeWorkflowBundle(stackEnvironment.WORKER_WORKFLOW_BUNDLE);
   }
   const runs: LifecycleRun[] = [];
   let machine: MachineDescription | undefined;
-  for (const [index, size] of settings.sizes.entries()) {
-    const lifetime = settings.accessTokenLifetimeSeconds[index]!;
-    console.log(`lifecycle: N=${size}, tokens of ${lifetime} s`);
-    const run = await teardowns.with(
-      () => LifecycleStack.create({ label: String(size), accessTokenLifetimeSeconds: lifetime, platformEnvironment: settings.platformEnvironment }),
-      async (stack) => {
-        await stack.start();
-        machine ??= await describeMachine({ temporalCli: stack.temporalCli, databaseUrl: stack.databaseUrl });
-        return runOneSize(stack, size, lifetime, settings, policy);
-      },
-    );
-    runs.push(run);
-    console.log(`lifecycle: N=${size} done (logs in ${run.logDir})`);
+  try {
+    for (const [index, size] of settings.sizes.entries()) {
+      const lifetime = settings.accessTokenLifetimeSeconds[index]!;
+      console.log(`lifecycle: N=${size}, tokens of ${lifetime} s`);
+      const run = await teardowns.with(
+        () => LifecycleStack.create({ label: String(size), accessTokenLifetimeSeconds: lifetime, platformEnvironment: stackEnvironment }),
+        async (stack) => {
+          await stack.start();
+          machine ??= await describeMachine({ temporalCli: stack.temporalCli, databaseUrl: stack.databaseUrl });
+          return runOneSize(stack, size, lifetime, settings, policy);
+        },
+      );
+      runs.push(run);
+      console.log(`lifecycle: N=${size} done (logs in ${run.logDir})`);
+    }
+  } finally {
+    if (bundleFolder) await rm(bundleFolder, { recursive: true, force: true });
   }
   const rawFile = await writeRawResults('lifecycle', { command, settings, policy, machine, runs });
   await writeResultsSection('lifecycle', lifecycleMarkdown({ machine: machine!, command, settings, policy, runs, rawFile }));

@@ -90,8 +90,9 @@ function targets(report: Report): string {
         `(${JSON.stringify(defaultPolicy)}: ${format(hourIntervalSeconds, 0)} s) / ${report.machine.cores} cores. Memory, timers and history at that N were not measured` +
         (largestRun.size === Math.max(...runs.map((run) => run.size)) ? '; it is the largest N run, so the machine may sustain more.' : '.') +
         ' *CPU seconds per refresh* = the process tree\'s CPU % over the window × the window / refreshes in it: the larger one is the bottleneck. ' +
-        '*Refreshes per second the cores could carry* = the cores × the window\'s refreshes per second / the CPU all processes used in it, in cores: an upper bound, as the ' +
-        'processes do not scale perfectly to a full machine (the Temporal dev server writes SQLite one transaction at a time).',
+        '*Refreshes per second the cores could carry* = the cores × the window\'s refreshes per second / the CPU all processes used in it, in cores: an estimate. ' +
+        'It counts the load generators (the bench, the fake Google) and the probes\' connects, which makes it low, and assumes every process scales to the whole machine, ' +
+        'which makes it high (the Temporal dev server writes SQLite one transaction at a time).',
   ].join('\n');
 }
 
@@ -131,7 +132,8 @@ export function lifecycleMarkdown(report: Report): string {
     `- Command: \`${report.command}\``,
     `- Settings: token lifetime ${runs.map((run) => `${run.accessTokenLifetimeSeconds} s at N=${run.size}`).join(', ')}, observation window ${settings.observeSeconds} s, connect concurrency ${settings.concurrency}, ` +
       `a probe connection every ${settings.probeIntervalSeconds} s during the window, worker outage ${settings.outageSeconds} s, history sample ${settings.historySample} connections; ` +
-      `platform environment ${Object.entries(settings.platformEnvironment).map(([name, value]) => `${name}=${value}`).join(' ')}`,
+      `platform environment ${Object.entries(settings.platformEnvironment).map(([name, value]) => `${name}=${value}`).join(' ')}` +
+      (settings.platformEnvironment.WORKER_WORKFLOW_BUNDLE ? '' : '; the worker runs from a workflow bundle the bench builds first (`WORKER_WORKFLOW_BUNDLE`, as in the image)'),
     `- Refresh policy (as the platform derives it): ${JSON.stringify(policy)}; planned margin without jitter ${runs.map((run) => `${format(plannedMarginMs(run.accessTokenLifetimeSeconds, policy) / 1000, 1)} s at N=${run.size}`).join(', ')}`,
     `- Raw numbers: \`${path.relative(path.dirname(path.dirname(report.rawFile)), report.rawFile)}\``,
     '',
