@@ -97,9 +97,10 @@ const PROVIDER_SET_UP_OPTIONS = {
 } as const;
 
 /*
- * Provider work presents the stored access token, so each of these takes how long the task may wait in
- * the queue: a worker that falls behind lets the task time out there (no attempt, no slot, no query)
- * instead of starting it with a token that has expired meanwhile. The workflow refreshes and tries again.
+ * Provider work presents the stored access token, and the workflow's loop waits for it before it can
+ * refresh, so each of these takes how long the task may wait in the queue: a worker that falls behind
+ * lets the task time out there (no attempt, no slot, no query) instead of starting it with a token that
+ * expired meanwhile or holding up the refresh. The workflow refreshes and tries again.
  */
 
 /** The setup after an authorization: what the user waits for before their data shows. */

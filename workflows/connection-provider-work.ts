@@ -14,7 +14,7 @@ const PROVIDER_CALL_MIN_VALIDITY_MS = 5 * 60 * 1000;
  */
 const SHORT_LIVED_TOKEN_PATCH = 'provider-work-validity-by-refresh-margin';
 const MIN_RENEWAL_DELAY_MS = 60 * 1000;
-/** Temporal needs a positive queue timeout; the token check in step() leaves at least this much in practice. */
+/** Temporal needs a positive queue timeout; step() runs only while the refresh is not yet due. */
 const MIN_QUEUE_WAIT_MS = 1000;
 /** The sync the setup asks for: the user is looking for their data. */
 const FIRST_SYNC_REASON = 'connected';

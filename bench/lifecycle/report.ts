@@ -48,7 +48,9 @@ function targets(report: Report): string {
   const { runs } = report;
   const at = (size: number) => runs.find((run) => run.size === size);
   const every = (test: (run: LifecycleRun) => boolean | undefined) => runs.map((run) => `N=${run.size}: ${verdict(test(run))}`).join(', ');
-  const sustained = runs.filter((run) => run.window.refreshes.afterExpiry === 0 && run.window.refreshes.expiredTokenCalls === 0);
+  // A window with no refresh at all kept up with nothing: every connection was stuck.
+  const keptUp = (run: LifecycleRun) => (run.window.refreshes.refreshes === 0 ? false : run.window.refreshes.afterExpiry === 0 && run.window.refreshes.expiredTokenCalls === 0);
+  const sustained = runs.filter(keptUp);
   const largestRun = sustained.reduce<LifecycleRun | undefined>((largest, run) => (largest && largest.size > run.size ? largest : run), undefined);
   const defaultPolicy = loadConfig({ APP_ENV: 'development' }, []).tokenRefresh;
   const hourIntervalSeconds = meanRefreshIntervalMs(HOUR_SECONDS, defaultPolicy) / 1000;
@@ -76,7 +78,7 @@ function targets(report: Report): string {
     // A run that fell behind makes fewer refreshes than are due: its ratio says nothing about refreshing twice.
     `| at most 1.1 refreshes per token lifetime | ${runs.map((run) => `N=${run.size}: ${run.window.refreshes.afterExpiry > 0 ? '**not met** (fell behind)' : verdict(run.window.refreshes.refreshes === 0 ? undefined : run.window.refreshesPerLifetime <= 1.1)} (${format(run.window.refreshesPerLifetime)})`).join(', ')} |`,
     `| at most 10 history events per refresh cycle (within a run, max) | ${runs.map((run) => `N=${run.size}: ${run.history.cycles < MIN_CYCLES_FOR_VERDICT ? `too few whole cycles seen (${run.history.cycles})` : verdict((run.history.eventsPerCycle.max ?? Infinity) <= 10)} (${format(run.history.eventsPerCycle.max, 0)})`).join(', ')} |`,
-    `| 0 refreshes after expiry and 0 expired-token calls | ${every((run) => run.window.refreshes.afterExpiry === 0 && run.window.refreshes.expiredTokenCalls === 0)} |`,
+    `| 0 refreshes after expiry and 0 expired-token calls | ${every(keptUp)}${runs.some((run) => run.window.refreshes.refreshes === 0) ? ' (a window without a single refresh is not met)' : ''} |`,
     `| worker RSS under 1 GB at 10,000 | ${at10k ? `${verdict(at10k.workerRssBytes.peak < GB)} (peak ${format(at10k.workerRssBytes.peak / MB, 0)} MB)` : 'not measured (N=10000 not run)'} |`,
     `| connections per core at 1-hour tokens (extrapolated) | ${largestRun === undefined ? 'not measured (no N without a refresh after expiry)' : `at least **${format(perCore, 0)}** (from N=${largestRun.size}, whose refresh rate is what that N asks for, not the machine's limit)`} |`,
     `| CPU seconds per refresh: worker / Temporal server | ${runs.map((run) => `N=${run.size}: ${format(cpuPerRefresh(run, 'worker'), 4)} / ${format(cpuPerRefresh(run, 'temporal'), 4)}`).join(', ')} |`,
