@@ -1,3 +1,4 @@
+import temporalProto from '@temporalio/proto';
 import { randomUUID } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -136,4 +137,15 @@ export class SimulatedClock {
     await this.temporal.sleep(ms);
     await this.catchUp();
   }
+}
+
+/** Activity tasks on the task queue that no worker has taken (what a backlog holds, in dispatch order). */
+export async function activityBacklog(temporal: TestWorkflowEnvironment, taskQueue: string): Promise<number> {
+  const { stats } = await temporal.client.workflowService.describeTaskQueue({
+    namespace: temporal.client.options.namespace,
+    taskQueue: { name: taskQueue },
+    taskQueueType: temporalProto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+    reportStats: true,
+  });
+  return Number(stats?.approximateBacklogCount ?? 0);
 }

@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { Context } from '@temporalio/activity';
-import temporalProto from '@temporalio/proto';
 import { WorkflowUpdateStage, type WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
@@ -11,7 +10,7 @@ import { WORKFLOWS_PATH } from '../../worker/worker';
 import type { connectionWorkflow } from '../../workflows/connection';
 import { authorizeSignal, refreshNowUpdate, statusQuery, type RefreshPolicy } from '../../workflows/connection-messages';
 import { eventually } from '../helpers/eventually';
-import { startTemporalDevServer } from '../helpers/temporal';
+import { activityBacklog, startTemporalDevServer } from '../helpers/temporal';
 
 /** The settings' defaults, as the API hands them to every connection workflow. */
 const POLICY: RefreshPolicy = { marginSeconds: 300, jitterSeconds: 60, marginFraction: 0.2, minMarginSeconds: 60, triesBeforeExpiry: 6 };
@@ -121,16 +120,7 @@ describe('connection workflow: task priorities', () => {
     return (raw.pendingActivities ?? []).some((activity) => activity.activityType?.name === name);
   }
 
-  /** Activity tasks on the queue that no worker has taken. */
-  async function backlog(): Promise<number> {
-    const { stats } = await temporal.client.workflowService.describeTaskQueue({
-      namespace: temporal.client.options.namespace,
-      taskQueue: { name: taskQueue },
-      taskQueueType: temporalProto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-      reportStats: true,
-    });
-    return Number(stats?.approximateBacklogCount ?? 0);
-  }
+  const backlog = () => activityBacklog(temporal, taskQueue);
 
   it('a user who connects behind a backlog of refreshes has their exchange and setup run before it', { timeout: 120_000 }, async () => {
     const background = await Promise.all(Array.from({ length: BACKGROUND_CONNECTIONS }, () => connect()));

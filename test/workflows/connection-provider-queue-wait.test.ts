@@ -11,7 +11,7 @@ import { WORKFLOWS_PATH } from '../../worker/worker';
 import type { connectionWorkflow } from '../../workflows/connection';
 import { authorizeSignal, refreshNowUpdate, statusQuery, type RefreshPolicy } from '../../workflows/connection-messages';
 import { eventually } from '../helpers/eventually';
-import { startTemporalDevServer } from '../helpers/temporal';
+import { activityBacklog, startTemporalDevServer } from '../helpers/temporal';
 
 const POLICY: RefreshPolicy = { marginSeconds: 300, jitterSeconds: 0, marginFraction: 0.2, minMarginSeconds: 60, triesBeforeExpiry: 6 };
 const DAY_MS = 24 * 60 * 60_000;
@@ -90,15 +90,7 @@ describe('connection workflow: provider work that waits in the queue', () => {
     });
   }
 
-  async function backlog(): Promise<number> {
-    const { stats } = await temporal.client.workflowService.describeTaskQueue({
-      namespace: temporal.client.options.namespace,
-      taskQueue: { name: taskQueue },
-      taskQueueType: temporalProto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-      reportStats: true,
-    });
-    return Number(stats?.approximateBacklogCount ?? 0);
-  }
+  const backlog = () => activityBacklog(temporal, taskQueue);
 
   async function setUpTimedOutInQueue(handle: WorkflowHandle): Promise<boolean> {
     const { TIMEOUT_TYPE_SCHEDULE_TO_START } = temporalProto.temporal.api.enums.v1.TimeoutType;
